@@ -1,0 +1,121 @@
+// The emulator's settings: the vLLM flags it mirrors plus the emulator-only knobs.
+// One plain JSON-able object, so the same shape serves the CLI, startEmulator() and
+// POST /emulator/config.
+
+import { parseFault } from './faults.ts'
+
+/**
+ * Which delta/message field carries the reasoning text, by vLLM era:
+ * - reasoning_content: v0.7.2 to late 2025
+ * - both: late 2025, `reasoning` plus a `reasoning_content` mirror present in every delta (null when not reasoning)
+ * - reasoning: 2026 builds
+ */
+export type ReasoningField = 'reasoning_content' | 'both' | 'reasoning'
+
+/** current = vLLM v0.10.1+ `{"error":{...}}`; legacy = v0.10.0 and earlier `{"object":"error",...}`. */
+export type ErrorFormat = 'current' | 'legacy'
+
+export type EmulatorOptions = {
+  host: string
+  /** 0 picks a free port (the default for startEmulator; the CLI defaults to vLLM's 8000). */
+  port: number
+  model: string
+  servedModelName: string
+  maxModelLen: number
+  /** null: no authentication, like vLLM without --api-key. */
+  apiKey: string | null
+  /** null: no reasoning parser, so "...</think>\n\n..." all arrives in `content`, like vLLM. */
+  reasoningParser: 'deepseek_r1' | null
+  reasoningField: ReasoningField
+  /** Newer builds add "prompt_token_ids":null / "token_ids":null to every response. */
+  tokenIdsFields: boolean
+  errorFormat: ErrorFormat
+  ttftMs: number
+  itlMs: number
+  reasoningTokens: number
+  contentTokens: number
+  seed: number
+  recordEventTimes: boolean
+  /** Process-wide fault applied to every generation request ("none", "hang", "die_after:3", ...). */
+  fault: string
+  /** false: GET /health answers 503, as vLLM does when its engine is dead. */
+  healthy: boolean
+}
+
+export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
+
+export function defaultOptions(): EmulatorOptions {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    model: DEFAULT_MODEL,
+    servedModelName: DEFAULT_MODEL,
+    maxModelLen: 4096,
+    apiKey: null,
+    reasoningParser: null,
+    reasoningField: 'reasoning_content',
+    tokenIdsFields: true,
+    errorFormat: 'current',
+    ttftMs: 40,
+    itlMs: 8,
+    reasoningTokens: 24,
+    contentTokens: 16,
+    seed: 1,
+    recordEventTimes: false,
+    fault: 'none',
+    healthy: true,
+  }
+}
+
+export class OptionsError extends Error {}
+
+type Check = (value: unknown) => boolean
+
+const isNonNegativeInt: Check = (v) => Number.isInteger(v) && (v as number) >= 0
+const isString: Check = (v) => typeof v === 'string' && v !== ''
+const isBoolean: Check = (v) => typeof v === 'boolean'
+
+const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
+  host: [isString, 'a non-empty string'],
+  port: [(v) => isNonNegativeInt(v) && (v as number) <= 65535, 'an integer 0..65535'],
+  model: [isString, 'a non-empty string'],
+  servedModelName: [isString, 'a non-empty string'],
+  maxModelLen: [(v) => isNonNegativeInt(v) && (v as number) > 0, 'a positive integer'],
+  apiKey: [(v) => v === null || isString(v), 'null or a non-empty string'],
+  reasoningParser: [(v) => v === null || v === 'deepseek_r1', 'null or "deepseek_r1"'],
+  reasoningField: [(v) => v === 'reasoning_content' || v === 'both' || v === 'reasoning', '"reasoning_content", "both" or "reasoning"'],
+  tokenIdsFields: [isBoolean, 'a boolean'],
+  errorFormat: [(v) => v === 'current' || v === 'legacy', '"current" or "legacy"'],
+  ttftMs: [isNonNegativeInt, 'a non-negative integer'],
+  itlMs: [isNonNegativeInt, 'a non-negative integer'],
+  reasoningTokens: [isNonNegativeInt, 'a non-negative integer'],
+  contentTokens: [isNonNegativeInt, 'a non-negative integer'],
+  seed: [Number.isInteger, 'an integer'],
+  recordEventTimes: [isBoolean, 'a boolean'],
+  fault: [(v) => typeof v === 'string' && parseFault(v) !== null, 'a fault such as "none", "hang" or "die_after:3"'],
+  healthy: [isBoolean, 'a boolean'],
+}
+
+function isOptionName(name: string): name is keyof EmulatorOptions {
+  return Object.hasOwn(CHECKS, name)
+}
+
+/**
+ * Returns `base` with `patch` applied, after checking every key and value.
+ * Throws OptionsError naming the first bad key, so a typo in a test never passes silently.
+ */
+export function mergeOptions(base: EmulatorOptions, patch: Readonly<Record<string, unknown>>): EmulatorOptions {
+  const merged: Record<string, unknown> = { ...base }
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === undefined) continue
+    if (!isOptionName(name)) throw new OptionsError(`unknown option "${name}"`)
+    const [check, expected] = CHECKS[name]
+    if (!check(value)) throw new OptionsError(`option "${name}" must be ${expected}`)
+    merged[name] = value
+  }
+  // served-model-name defaults to the model, as in vLLM, unless given explicitly.
+  if (patch.model !== undefined && patch.servedModelName === undefined && base.servedModelName === base.model) {
+    merged.servedModelName = merged.model
+  }
+  return merged as EmulatorOptions
+}

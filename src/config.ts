@@ -1,0 +1,48 @@
+import { createMiddleware } from 'hono/factory'
+import type { AppEnv, WorkerEnv } from './env.ts'
+import { ApiError } from './errors.ts'
+import { parseBackends, type Backend } from './fleet/backends.ts'
+
+/** The deployment's settings, parsed and checked once per isolate rather than per request. */
+export interface GatewayConfig {
+  modelId: string
+  backends: readonly Backend[]
+  backendApiKey: string | undefined
+  keepAliveMs: number
+  firstEventTimeoutMs: number
+  eventIdleTimeoutMs: number
+}
+
+const parsed = new WeakMap<WorkerEnv, GatewayConfig>()
+
+export function readConfig(env: WorkerEnv): GatewayConfig {
+  let config = parsed.get(env)
+  if (!config) {
+    config = {
+      modelId: env.MODEL_ID,
+      backends: parseBackends(env.BACKEND_URLS),
+      backendApiKey: env.BACKEND_API_KEY || undefined,
+      keepAliveMs: positiveInteger('KEEPALIVE_INTERVAL_MS', env.KEEPALIVE_INTERVAL_MS),
+      firstEventTimeoutMs: positiveInteger('FIRST_EVENT_TIMEOUT_MS', env.FIRST_EVENT_TIMEOUT_MS),
+      eventIdleTimeoutMs: positiveInteger('EVENT_IDLE_TIMEOUT_MS', env.EVENT_IDLE_TIMEOUT_MS),
+    }
+    parsed.set(env, config)
+  }
+  return config
+}
+
+/** Puts the parsed configuration on the context; a misconfigured deployment answers 500 with why. */
+export const loadConfig = createMiddleware<AppEnv>(async function loadConfig(c, next) {
+  c.set('config', readConfig(c.env))
+  await next()
+})
+
+function positiveInteger(name: string, value: string): number {
+  const number = Number(value)
+  if (!Number.isInteger(number) || number <= 0) {
+    throw new ApiError(500, `Gateway misconfigured: ${name} must be a positive integer of milliseconds.`, {
+      code: 'gateway_misconfigured',
+    })
+  }
+  return number
+}

@@ -1,0 +1,24 @@
+import type { RequestIdVariables } from 'hono/request-id'
+import type { GatewayConfig } from './config.ts'
+
+/**
+ * Secrets live outside wrangler.toml (wrangler secret put, or .dev.vars locally), so
+ * `wrangler types` cannot see them. Everything else comes from src/worker-configuration.d.ts,
+ * regenerated with `npm run types` whenever wrangler.toml changes.
+ */
+export interface Secrets {
+  /** The backends' shared vLLM `--api-key`; sent upstream only, never to clients or logs. */
+  BACKEND_API_KEY?: string
+}
+
+export type WorkerEnv = Cloudflare.Env & Secrets
+
+export type AppVariables = RequestIdVariables & {
+  config: GatewayConfig
+}
+
+/** The one Hono environment of this app: `new Hono<AppEnv>()`, `Context<AppEnv>`. */
+export interface AppEnv {
+  Bindings: WorkerEnv
+  Variables: AppVariables
+}

@@ -1,0 +1,82 @@
+import type { Context } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+
+/**
+ * One error type for everything a client can see. It renders as OpenAI's error body,
+ * `{"error":{"message","type","param","code"}}`, which the official SDKs turn into their typed
+ * `APIError` subclasses by status.
+ */
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode
+  readonly type: string
+  readonly code: string | null
+  readonly param: string | null
+  readonly headers: Record<string, string>
+
+  constructor(
+    status: ContentfulStatusCode,
+    message: string,
+    options: { type?: string; code?: string | null; param?: string | null; headers?: Record<string, string> } = {},
+  ) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+    this.type = options.type ?? errorTypeFor(status)
+    this.code = options.code ?? null
+    this.param = options.param ?? null
+    this.headers = options.headers ?? {}
+  }
+}
+
+/** OpenAI's error `type` vocabulary, by status. One table, so every route says the same. */
+export function errorTypeFor(status: number): string {
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 404) return 'not_found_error'
+  if (status === 429) return 'rate_limit_error'
+  if (status === 504) return 'timeout_error'
+  if (status >= 500) return 'server_error'
+  return 'invalid_request_error'
+}
+
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | number | null }
+}
+
+export function errorBody(error: ApiError): ErrorBody {
+  return { error: { message: error.message, type: error.type, param: error.param, code: error.code } }
+}
+
+/**
+ * The error event that ends a stream which has already started. It copies vLLM's own mid-stream
+ * error (Python's json.dumps spacing, the HTTP status as a numeric `code`) so a client written
+ * against vLLM reads ours and vLLM's the same way; `data: [DONE]` follows it.
+ */
+export function streamErrorJson(error: ApiError): string {
+  const json = JSON.stringify
+  return `{"error": {"message": ${json(error.message)}, "type": ${json(error.type)}, "param": ${json(error.param)}, "code": ${error.status}}}`
+}
+
+/** The single error renderer (app.onError). Unknown errors become a 500 that reveals nothing. */
+export function renderError(err: unknown, c: Context): Response {
+  const error = toApiError(err)
+  if (error.status >= 500 && !(err instanceof ApiError)) {
+    // Only the error's class: messages of runtime errors can quote request bodies.
+    console.error(JSON.stringify({ event: 'unhandled_error', requestId: c.get('requestId'), name: errorName(err) }))
+  }
+  return c.json(errorBody(error), error.status, error.headers)
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err
+  if (err instanceof HTTPException) {
+    const status = err.status as ContentfulStatusCode
+    return new ApiError(status, err.status === 413 ? 'Request body too large.' : err.message || 'Request failed.')
+  }
+  return new ApiError(500, 'The gateway failed to handle the request.', { code: 'internal_error' })
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? err.name : typeof err
+}

@@ -1,0 +1,40 @@
+import { ApiError } from '../errors.ts'
+
+/** One vLLM server the gateway can send requests to. */
+export interface Backend {
+  id: string
+  /** Base URL without a trailing slash and without /v1, e.g. http://10.0.0.5:8000 */
+  url: string
+}
+
+/** Parses BACKEND_URLS: comma-separated http(s) base URLs. The id is the URL's host:port. */
+export function parseBackends(list: string): Backend[] {
+  const urls = list.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  if (urls.length === 0) throw misconfigured('BACKEND_URLS names no backend.')
+  return urls.map((entry) => {
+    let url: URL
+    try {
+      url = new URL(entry)
+    } catch {
+      throw misconfigured('BACKEND_URLS has an entry that is not a URL.')
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw misconfigured('BACKEND_URLS entries must be http or https URLs.')
+    }
+    return { id: url.host, url: `${url.origin}${url.pathname.replace(/\/+$/, '')}` }
+  })
+}
+
+/**
+ * Picks the backend for a request. Uniform random choice for now: it spreads load without any
+ * shared state. Load-, latency- and prefix-aware selection with failover replaces it (fleet issue).
+ */
+export function pickBackend(backends: readonly Backend[]): Backend {
+  const backend = backends[Math.floor(Math.random() * backends.length)]
+  if (!backend) throw new ApiError(503, 'No backend is configured.', { code: 'no_backend' })
+  return backend
+}
+
+function misconfigured(message: string): ApiError {
+  return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
+}

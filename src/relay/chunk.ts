@@ -1,0 +1,100 @@
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import { ApiError } from '../errors.ts'
+
+// What one upstream `data:` payload means to the relay. Each payload is parsed once; it is
+// re-serialized only when its reasoning field has to be renamed, otherwise its bytes go on as sent.
+
+export interface Usage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+}
+
+export interface ChunkDelta {
+  role?: string
+  content?: string | null
+  reasoning_content?: string | null
+  reasoning?: string | null
+}
+
+export interface ChunkChoice {
+  index: number
+  delta: ChunkDelta
+  finish_reason?: string | null
+  logprobs?: { content?: unknown[] | null } | null
+}
+
+export interface CompletionChunk {
+  id: string
+  object: string
+  created: number
+  model: string
+  choices: ChunkChoice[]
+  usage?: Usage | null
+}
+
+export type UpstreamChunk =
+  | { kind: 'done' }
+  | { kind: 'error'; error: ApiError }
+  /** The usage-only chunk (`choices: []`) that include_usage adds after the finish chunk. */
+  | { kind: 'usage'; data: string; usage: Usage }
+  | { kind: 'delta'; data: string; chunk: CompletionChunk }
+
+export function readChunk(data: string): UpstreamChunk {
+  if (data === '[DONE]') return { kind: 'done' }
+  const chunk = parseJson(data)
+  if ('error' in chunk) return { kind: 'error', error: upstreamStreamError(chunk.error) }
+  if (!Array.isArray(chunk.choices)) throw malformed()
+  const completion = chunk as unknown as CompletionChunk
+  if (completion.choices.length === 0 && completion.usage) {
+    return { kind: 'usage', data, usage: completion.usage }
+  }
+  let renamed = false
+  for (const choice of completion.choices) {
+    if (choice.delta && useStableReasoningField(choice.delta)) renamed = true
+  }
+  return { kind: 'delta', data: renamed ? JSON.stringify(completion) : data, chunk: completion }
+}
+
+/**
+ * vLLM names the reasoning text `reasoning_content` (v0.7.2 to late 2025), both names with
+ * `reasoning_content: null` on non-reasoning deltas (late 2025), or `reasoning` (2026 builds).
+ * Clients always get `reasoning_content`, as DeepSeek's own API names it, and only when there is
+ * reasoning text. Returns whether the delta changed.
+ */
+export function useStableReasoningField(delta: ChunkDelta): boolean {
+  if (!('reasoning' in delta) && delta.reasoning_content !== null) return false
+  const text = delta.reasoning_content ?? delta.reasoning
+  delete delta.reasoning
+  delete delta.reasoning_content
+  if (typeof text === 'string') delta.reasoning_content = text
+  return true
+}
+
+/** True when the delta carries model output (reasoning or answer text), not just the role. */
+export function hasToken(delta: ChunkDelta | undefined): boolean {
+  return !!delta && (!!delta.content || !!delta.reasoning_content)
+}
+
+function parseJson(data: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(data)
+  } catch {
+    throw malformed()
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw malformed()
+  return value as Record<string, unknown>
+}
+
+function malformed(): ApiError {
+  return new ApiError(502, 'The backend sent a malformed event.', { code: 'upstream_malformed_event' })
+}
+
+/** vLLM's in-stream `{"error": {...}}` as an ApiError, keeping its message and numeric status. */
+function upstreamStreamError(body: unknown): ApiError {
+  const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
+  const code = typeof fields.code === 'number' && fields.code >= 400 && fields.code <= 599 ? fields.code : 502
+  const message = typeof fields.message === 'string' ? fields.message : 'The backend failed while generating.'
+  return new ApiError(code as ContentfulStatusCode, message, { code: 'upstream_error' })
+}

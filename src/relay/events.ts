@@ -1,0 +1,53 @@
+import { createParser } from 'eventsource-parser'
+
+/** Return false to end the stream: nothing after it is read. */
+export type DataHandler = (data: string) => boolean
+
+export type PumpEnd = 'ended' | 'eof'
+
+/**
+ * Reads an upstream SSE body and hands each event's data to `onData` the moment the parser
+ * completes it, in the same turn in which its bytes arrived. eventsource-parser handles lines
+ * split across reads and LF, CRLF and CR line ends; TextDecoder in streaming mode holds back a
+ * multibyte character split across reads and drops a leading BOM. Comments and `event:`/`id:`
+ * fields are not data and are not relayed (vLLM sends none).
+ *
+ * `afterRead` runs after each read; the relay awaits the client's backpressure there. When
+ * `signal` aborts, the body is cancelled at once, whatever kind of stream it is.
+ * Resolves 'ended' when onData ended the stream, 'eof' when the upstream closed first; rejects
+ * when the upstream fails or onData throws. The upstream body is released either way.
+ */
+export async function pumpEvents(
+  body: ReadableStream<Uint8Array>,
+  onData: DataHandler,
+  options: { signal?: AbortSignal; afterRead?: () => Promise<unknown> } = {},
+): Promise<PumpEnd> {
+  const { signal, afterRead } = options
+  const reader = body.getReader()
+  const cancel = () => void reader.cancel(signal?.reason).catch(() => {})
+  signal?.addEventListener('abort', cancel)
+  const decoder = new TextDecoder()
+  let ended = false
+  const parser = createParser({
+    onEvent(event) {
+      if (!ended && !onData(event.data)) ended = true
+    },
+  })
+  try {
+    while (!ended) {
+      const { done, value } = await reader.read()
+      if (done) {
+        parser.feed(decoder.decode())
+        break
+      }
+      parser.feed(decoder.decode(value, { stream: true }))
+      if (!ended && afterRead) await afterRead()
+    }
+  } finally {
+    signal?.removeEventListener('abort', cancel)
+    // After [DONE] (or a failure) nothing more is wanted; cancelling also aborts a live upstream.
+    reader.cancel().catch(() => {})
+  }
+  if (signal?.aborted) throw signal.reason
+  return ended ? 'ended' : 'eof'
+}

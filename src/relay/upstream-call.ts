@@ -1,0 +1,98 @@
+import { ApiError } from '../errors.ts'
+
+export type StopReason = 'client_gone' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
+
+export interface UpstreamTimeouts {
+  /** From sending the request until the first data event. */
+  firstEventMs: number
+  /** Longest silence between two data events once the stream is running. */
+  idleMs: number
+}
+
+/**
+ * The life of one upstream request: the AbortSignal given to fetch, why it was stopped, and the
+ * watchdog for the first-event deadline and mid-stream silence. A client that goes away stops it
+ * at once, which makes vLLM abort the generation. The watchdog is one lazily re-armed timer, so a
+ * token costs a clock read, not a timer.
+ */
+export class UpstreamCall {
+  readonly signal: AbortSignal
+  stopReason: StopReason | null = null
+  #controller = new AbortController()
+  #timeouts: UpstreamTimeouts
+  #startedAt = Date.now()
+  #lastEventAt = 0
+  #timer: ReturnType<typeof setTimeout>
+  #clientSignal: AbortSignal | undefined
+  #onClientAbort = () => this.stop('client_gone')
+
+  constructor(clientSignal: AbortSignal | undefined, timeouts: UpstreamTimeouts) {
+    this.signal = this.#controller.signal
+    this.#timeouts = timeouts
+    this.#clientSignal = clientSignal
+    this.#timer = setTimeout(this.#watch, timeouts.firstEventMs)
+    clientSignal?.addEventListener('abort', this.#onClientAbort)
+    if (clientSignal?.aborted) this.stop('client_gone')
+  }
+
+  /** Called for every upstream data event. */
+  eventArrived(): void {
+    const first = this.#lastEventAt === 0
+    this.#lastEventAt = Date.now()
+    // The pending timer was for the first-event deadline; from now on silence is what counts.
+    if (first && !this.stopReason) {
+      clearTimeout(this.#timer)
+      this.#timer = setTimeout(this.#watch, this.#timeouts.idleMs)
+    }
+  }
+
+  get sawEvent(): boolean {
+    return this.#lastEventAt !== 0
+  }
+
+  /** Aborts the upstream request (idempotent); the first reason wins. */
+  stop(reason: StopReason): void {
+    if (this.stopReason) return
+    this.stopReason = reason
+    this.end()
+    this.#controller.abort(reason)
+  }
+
+  /** The request is over: no more watching. */
+  end(): void {
+    clearTimeout(this.#timer)
+    this.#clientSignal?.removeEventListener('abort', this.#onClientAbort)
+  }
+
+  /** The error a stop stands for, or null when the call was not stopped by a timeout or the client. */
+  stopError(): ApiError | null {
+    if (this.stopReason === 'client_gone') {
+      // Nobody reads it: it only ends the handler's await quietly.
+      return new ApiError(400, 'The client closed the request.', { code: 'client_closed_request' })
+    }
+    if (this.stopReason === 'first_event_timeout') {
+      return new ApiError(504, `The backend sent no first event within ${this.#timeouts.firstEventMs} ms.`, {
+        code: 'upstream_timeout',
+      })
+    }
+    if (this.stopReason === 'idle_timeout') {
+      return new ApiError(504, `The backend sent nothing for ${this.#timeouts.idleMs} ms mid-stream.`, {
+        code: 'upstream_timeout',
+      })
+    }
+    return null
+  }
+
+  #watch = (): void => {
+    const now = Date.now()
+    const waitingForFirst = this.#lastEventAt === 0
+    const dueAt = waitingForFirst
+      ? this.#startedAt + this.#timeouts.firstEventMs
+      : this.#lastEventAt + this.#timeouts.idleMs
+    if (now >= dueAt) {
+      this.stop(waitingForFirst ? 'first_event_timeout' : 'idle_timeout')
+      return
+    }
+    this.#timer = setTimeout(this.#watch, dueAt - now)
+  }
+}

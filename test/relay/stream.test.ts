@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest'
+import { relaySse } from '../../src/relay/stream.ts'
+import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { frameReader, frames, manualStream, readAll, streamOf } from '../support/streams.ts'
+
+const role = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
+const token = (text: string) =>
+  `{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"${text}"},"logprobs":null,"finish_reason":null}]}`
+const usage = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}'
+const sse = (...payloads: string[]) => payloads.map((payload) => `data: ${payload}\n\n`).join('')
+
+function newCall(timeouts = { firstEventMs: 5_000, idleMs: 5_000 }) {
+  return new UpstreamCall(undefined, timeouts)
+}
+
+function relay(upstream: ReadableStream<Uint8Array>, options: { forwardUsage?: boolean; keepAliveMs?: number; call?: UpstreamCall } = {}) {
+  const call = options.call ?? newCall()
+  return { call, ...relaySse(upstream, { call, forwardUsage: options.forwardUsage ?? false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
+}
+
+describe('relaySse', () => {
+  it('relays every event unchanged and in order, then [DONE], then closes', async () => {
+    const { readable, committed } = relay(streamOf(sse(role, token('Hel'), token('lo'), '[DONE]')))
+    await committed
+    expect(frames(await readAll(readable))).toEqual([`data: ${role}`, `data: ${token('Hel')}`, `data: ${token('lo')}`, 'data: [DONE]'])
+  })
+
+  it('drops the usage chunk when the client did not ask for it', async () => {
+    const { readable } = relay(streamOf(sse(role, token('a'), usage, '[DONE]')))
+    expect(frames(await readAll(readable))).toEqual([`data: ${role}`, `data: ${token('a')}`, 'data: [DONE]'])
+  })
+
+  it('forwards the usage chunk when the client asked for it', async () => {
+    const { readable } = relay(streamOf(sse(role, usage, '[DONE]')), { forwardUsage: true })
+    expect(frames(await readAll(readable))).toContain(`data: ${usage}`)
+  })
+
+  it('sends each event to the client before the next one exists upstream', async () => {
+    const upstream = manualStream()
+    const { readable } = relay(upstream.stream)
+    const client = frameReader(readable)
+    upstream.push(sse(role))
+    expect(await client.next()).toBe(`data: ${role}`)
+    upstream.push(sse(token('x')))
+    expect(await client.next()).toBe(`data: ${token('x')}`)
+    upstream.push(sse('[DONE]'))
+    expect(await client.next()).toBe('data: [DONE]')
+    expect(await client.next()).toBeNull()
+  })
+
+  it('sends keep-alive comments while waiting for the first token, committing the response', async () => {
+    const upstream = manualStream()
+    const { readable, committed } = relay(upstream.stream, { keepAliveMs: 20 })
+    await committed
+    const client = frameReader(readable)
+    expect(await client.next()).toBe(': keep-alive')
+    upstream.push(sse(role, '[DONE]'))
+    const rest: string[] = []
+    for (let frame = await client.next(); frame !== null; frame = await client.next()) rest.push(frame)
+    expect(rest.filter((frame) => frame !== ': keep-alive')).toEqual([`data: ${role}`, 'data: [DONE]'])
+  })
+
+  it('sends keep-alives during a long silence mid-stream', async () => {
+    const upstream = manualStream()
+    const { readable } = relay(upstream.stream, { keepAliveMs: 20 })
+    const client = frameReader(readable)
+    upstream.push(sse(role))
+    expect(await client.next()).toBe(`data: ${role}`)
+    expect(await client.next()).toBe(': keep-alive')
+    upstream.push(sse('[DONE]'))
+  })
+
+  it('fails with a status, not a stream, when the upstream breaks before the first event', async () => {
+    const upstream = manualStream()
+    const { committed } = relay(upstream.stream)
+    upstream.fail(new Error('reset'))
+    await expect(committed).rejects.toMatchObject({ status: 502, code: 'upstream_connection_lost' })
+  })
+
+  it("turns an upstream error event that comes first into that error's status", async () => {
+    const { committed } = relay(streamOf(sse('{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 503}}', '[DONE]')))
+    await expect(committed).rejects.toMatchObject({ status: 503, message: 'boom' })
+  })
+
+  it('ends with an error event and [DONE] when the upstream dies mid-stream', async () => {
+    const upstream = manualStream()
+    const { readable } = relay(upstream.stream)
+    upstream.push(sse(role, token('a')))
+    const reading = readAll(readable)
+    setTimeout(() => upstream.fail(new Error('reset')), 5)
+    const sent = frames(await reading)
+    expect(sent.slice(0, 2)).toEqual([`data: ${role}`, `data: ${token('a')}`])
+    expect(sent.slice(2)).toEqual([
+      'data: {"error": {"message": "The connection to the backend was lost mid-stream.", "type": "server_error", "param": null, "code": 502}}',
+      'data: [DONE]',
+    ])
+  })
+
+  it('ends with an error event and [DONE] when the upstream closes without [DONE]', async () => {
+    const sent = frames(await readAll(relay(streamOf(sse(role, token('a')))).readable))
+    expect(sent.at(-2)).toContain('"code": 502')
+    expect(sent.at(-2)).toContain('closed the stream before it finished')
+    expect(sent.at(-1)).toBe('data: [DONE]')
+  })
+
+  it('ends with an error event and [DONE] on a malformed event, and stops the upstream', async () => {
+    const upstream = manualStream()
+    const { readable } = relay(upstream.stream)
+    upstream.push(sse(role, '{"id":"chatcmpl-'))
+    const sent = frames(await readAll(readable))
+    expect(sent).toEqual([
+      `data: ${role}`,
+      'data: {"error": {"message": "The backend sent a malformed event.", "type": "server_error", "param": null, "code": 502}}',
+      'data: [DONE]',
+    ])
+    await upstream.cancelled
+  })
+
+  it('passes an upstream error event through once streaming has started', async () => {
+    const error = '{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 500}}'
+    const sent = frames(await readAll(relay(streamOf(sse(role, error, '[DONE]'))).readable))
+    expect(sent).toEqual([`data: ${role}`, `data: ${error}`, 'data: [DONE]'])
+  })
+
+  it('cancels the upstream when the client goes away', async () => {
+    const upstream = manualStream()
+    const { readable, call } = relay(upstream.stream)
+    const client = frameReader(readable)
+    upstream.push(sse(role))
+    await client.next()
+    await client.cancel()
+    await upstream.cancelled
+    expect(call.stopReason).toBe('client_gone')
+    expect(call.signal.aborted).toBe(true)
+  })
+
+  it('fails with 504 when no first event arrives within the deadline', async () => {
+    const upstream = manualStream()
+    const call = newCall({ firstEventMs: 30, idleMs: 5_000 })
+    const { committed } = relay(upstream.stream, { call })
+    await expect(committed).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' })
+  })
+
+  it('ends with a 504 error event when the upstream falls silent mid-stream', async () => {
+    const upstream = manualStream()
+    const call = newCall({ firstEventMs: 5_000, idleMs: 30 })
+    const { readable } = relay(upstream.stream, { call })
+    upstream.push(sse(role))
+    const sent = frames(await readAll(readable))
+    expect(sent.at(-2)).toContain('"code": 504')
+    expect(sent.at(-1)).toBe('data: [DONE]')
+  })
+})

@@ -1,0 +1,21 @@
+import type { TestProject } from 'vitest/node'
+import { startEmulator } from '../../gpu-backend/emulator/server.ts'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    emulatorUrl: string
+    emulatorApiKey: string
+  }
+}
+
+const API_KEY = 'test-backend-key'
+
+/** One real vLLM emulator on loopback for the Worker tests that run inside workerd. */
+export default async function setup(project: TestProject) {
+  const emulator = await startEmulator({ apiKey: API_KEY, ttftMs: 20, itlMs: 2 })
+  project.provide('emulatorUrl', emulator.url)
+  project.provide('emulatorApiKey', API_KEY)
+  return async () => {
+    await emulator.close()
+  }
+}

@@ -1,0 +1,70 @@
+// Byte-stream fixtures for relay tests: an upstream body whose chunk boundaries the test chooses.
+
+const encoder = new TextEncoder()
+
+export function bytes(text: string): Uint8Array {
+  return encoder.encode(text)
+}
+
+/** A finished stream made of exactly these reads. */
+export function streamOf(...chunks: (string | Uint8Array)[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(typeof chunk === 'string' ? bytes(chunk) : chunk)
+      controller.close()
+    },
+  })
+}
+
+/** A stream the test feeds by hand; `cancelled` resolves with the reason if the reader cancels. */
+export function manualStream() {
+  let controller!: ReadableStreamDefaultController<Uint8Array>
+  const { promise: cancelled, resolve: onCancel } = Promise.withResolvers<unknown>()
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c
+    },
+    cancel(reason) {
+      onCancel(reason)
+    },
+  })
+  return {
+    stream,
+    cancelled,
+    push: (text: string | Uint8Array) => controller.enqueue(typeof text === 'string' ? bytes(text) : text),
+    close: () => controller.close(),
+    fail: (error: Error) => controller.error(error),
+  }
+}
+
+/** Reads a client body to the end as text. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return new Response(stream).text()
+}
+
+/** Splits SSE text into its frames (each without the blank-line terminator). */
+export function frames(text: string): string[] {
+  return text.split('\n\n').filter((frame) => frame !== '')
+}
+
+/** Reads frames one at a time, for tests that care about when each one arrives. */
+export function frameReader(stream: ReadableStream<Uint8Array>) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader()
+  let buffer = ''
+  return {
+    async next(): Promise<string | null> {
+      for (;;) {
+        const end = buffer.indexOf('\n\n')
+        if (end !== -1) {
+          const frame = buffer.slice(0, end)
+          buffer = buffer.slice(end + 2)
+          return frame
+        }
+        const { done, value } = await reader.read()
+        if (done) return null
+        buffer += value
+      }
+    },
+    cancel: () => reader.cancel(),
+  }
+}

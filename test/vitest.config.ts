@@ -1,0 +1,51 @@
+import { fileURLToPath } from 'node:url'
+import { cloudflareTest } from '@cloudflare/vitest-plugin'
+import { defineConfig } from 'vitest/config'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Tests that run in Node: the emulator itself and the real stack driven from outside. */
+const nodeTests = ['test/emulator/**/*.test.ts', 'test/e2e/**/*.test.ts', 'test/scripts/**/*.test.ts']
+
+export default defineConfig({
+  root,
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: `${root}/wrangler.toml` },
+            miniflare: {
+              bindings: {
+                BACKEND_URLS: inject('emulatorUrl'),
+                BACKEND_API_KEY: inject('emulatorApiKey'),
+                KEEPALIVE_INTERVAL_MS: '15000',
+                FIRST_EVENT_TIMEOUT_MS: '5000',
+                EVENT_IDLE_TIMEOUT_MS: '5000',
+              },
+            },
+          })),
+        ],
+        test: {
+          name: 'worker',
+          root,
+          include: ['test/**/*.test.ts'],
+          exclude: nodeTests,
+          globalSetup: ['test/setup/emulator.ts'],
+          // Files share one emulator whose counters some tests read: run them one at a time.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'node',
+          root,
+          include: nodeTests,
+          environment: 'node',
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+})
