@@ -15,8 +15,16 @@ export type Fault =
 type CountedKind = 'stall_after' | 'die_after' | 'error_after' | 'malformed_after'
 const COUNTED_KINDS: readonly string[] = ['stall_after', 'die_after', 'error_after', 'malformed_after']
 
+/** A fault that fires after some number of token chunks. */
+export type CountedFault = Extract<Fault, { after: number }>
+
 function isCountedKind(kind: string): kind is CountedKind {
   return COUNTED_KINDS.includes(kind)
+}
+
+/** The counted fault that is due once `sent` token chunks are out, or null. */
+export function dueFault(fault: Fault, sent: number): CountedFault | null {
+  return 'after' in fault && sent >= fault.after ? fault : null
 }
 
 /** Parses "none", "hang", "refuse:503", "die_after:3", ...; null when it is none of these. */

@@ -12,7 +12,13 @@ const API_KEY = 'test-backend-key'
 
 /** One real vLLM emulator on loopback for the Worker tests that run inside workerd. */
 export default async function setup(project: TestProject) {
-  const emulator = await startEmulator({ apiKey: API_KEY, ttftMs: 20, itlMs: 2 })
+  const emulator = await startEmulator({
+    apiKey: API_KEY,
+    servedModelName: 'deepseek-r1-distill-qwen-1.5b',
+    reasoningParser: 'deepseek_r1',
+    ttftMs: 20,
+    itlMs: 2,
+  })
   project.provide('emulatorUrl', emulator.url)
   project.provide('emulatorApiKey', API_KEY)
   return async () => {

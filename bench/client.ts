@@ -1,0 +1,60 @@
+// A timing client for OpenAI-style event streams. It is deliberately minimal: it records when
+// each data event arrived, so the time spent here is the same for every target measured.
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across local processes. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now()
+}
+
+export interface StreamSample {
+  /** chatcmpl id of the response, to look up the emulator's send times. */
+  id: string
+  sentAt: number
+  /** Arrival time of each data event, [DONE] excluded. */
+  arrivals: number[]
+  bytes: number
+}
+
+export async function timeStream(url: string, body: unknown, headers: Record<string, string>): Promise<StreamSample> {
+  const sentAt = nowMs()
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
+  if (!response.ok || !response.body) throw new Error(`HTTP ${response.status} from ${url}`)
+  const reader = response.body.getReader()
+  const decoder = new TextDecoder()
+  const arrivals: number[] = []
+  let id = ''
+  let buffer = ''
+  let bytes = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    const at = nowMs()
+    bytes += value.byteLength
+    buffer += decoder.decode(value, { stream: true })
+    let end = buffer.indexOf('\n\n')
+    while (end !== -1) {
+      const frame = buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      if (frame.startsWith('data: ') && frame !== 'data: [DONE]') {
+        arrivals.push(at)
+        if (!id) id = (JSON.parse(frame.slice(6)) as { id: string }).id
+      }
+      end = buffer.indexOf('\n\n')
+    }
+  }
+  return { id, sentAt, arrivals, bytes }
+}
+
+/** Runs `total` calls of `task`, at most `concurrency` at a time. */
+export async function runPool<T>(total: number, concurrency: number, task: () => Promise<T>): Promise<T[]> {
+  const results: T[] = []
+  let started = 0
+  const worker = async () => {
+    while (started < total) {
+      started++
+      results.push(await task())
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker))
+  return results
+}

@@ -1,0 +1,166 @@
+// npm run bench: the gateway's streaming overhead, side by side in one run, against one emulator:
+//   direct       the emulator itself (no Worker)
+//   passthrough  a trivial Worker that returns the upstream response as is (the floor)
+//   gateway      this Worker
+// Both Workers are built bundles served by workerd through Miniflare, never through wrangler dev.
+// Writes bench/results/baseline.json and bench/results/baseline.md. Bounded in count and time.
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT } from '../scripts/processes.ts'
+import { buildWorker, serveWorker, spawnEmulator } from '../scripts/stack.ts'
+import { runPool, timeStream, type StreamSample } from './client.ts'
+import { median, percentile, round } from './stats.ts'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5)
+const LEVELS = [
+  { concurrency: 1, requests: 20 },
+  { concurrency: 16, requests: 64 },
+  { concurrency: 64, requests: 128 },
+]
+const THROUGHPUT_TOKENS = 20_000
+const TIME_LIMIT_MS = 15 * 60_000
+const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+const KEY = 'bench-backend-key'
+const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
+
+interface Target {
+  name: 'direct' | 'passthrough' | 'gateway'
+  url: string
+}
+
+interface LevelResult {
+  ttfe_p50: number
+  ttfe_p99: number
+  lag_p50: number
+  lag_p99: number
+}
+
+const startedAt = Date.now()
+function checkTime(): void {
+  if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error(`benchmark exceeded ${TIME_LIMIT_MS / 60_000} minutes`)
+}
+
+function chatRequest(prompt: string) {
+  return { model: MODEL, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: prompt }] }
+}
+
+async function eventTimes(emulatorUrl: string, id: string): Promise<number[]> {
+  const response = await fetch(`${emulatorUrl}/emulator/event-times?id=${encodeURIComponent(id)}`)
+  if (!response.ok) throw new Error(`no event times for ${id}`)
+  const body = (await response.json()) as number[] | { times: number[] }
+  return Array.isArray(body) ? body : body.times
+}
+
+async function measureLevel(target: Target, emulatorUrl: string, concurrency: number, requests: number): Promise<LevelResult> {
+  const url = `${target.url}/v1/chat/completions`
+  const samples: StreamSample[] = await runPool(requests, concurrency, () =>
+    timeStream(url, chatRequest('Benchmark prompt: what is 7 * 6?'), { authorization: `Bearer ${KEY}` }),
+  )
+  const ttfe = samples.map((sample) => (sample.arrivals[0] ?? Number.NaN) - sample.sentAt)
+  const lags: number[] = []
+  for (const sample of samples) {
+    const sent = await eventTimes(emulatorUrl, sample.id)
+    sample.arrivals.forEach((arrival, i) => {
+      const sendTime = sent[i]
+      if (sendTime !== undefined) lags.push(arrival - sendTime)
+    })
+  }
+  return { ttfe_p50: percentile(ttfe, 50), ttfe_p99: percentile(ttfe, 99), lag_p50: percentile(lags, 50), lag_p99: percentile(lags, 99) }
+}
+
+async function measureThroughput(target: Target): Promise<{ events_per_s: number; mib_per_s: number }> {
+  const prompt = `[emulator itl_ms=0 ttft_ms=0 reasoning_tokens=${THROUGHPUT_TOKENS} content_tokens=16]`
+  const sample = await timeStream(`${target.url}/v1/chat/completions`, chatRequest(prompt), { authorization: `Bearer ${KEY}` })
+  const seconds = ((sample.arrivals.at(-1) ?? 0) - sample.sentAt) / 1000
+  return { events_per_s: sample.arrivals.length / seconds, mib_per_s: sample.bytes / 1024 / 1024 / seconds }
+}
+
+function rotate<T>(items: readonly T[], by: number): T[] {
+  return items.map((_, i) => items[(i + by) % items.length] as T)
+}
+
+async function main(): Promise<void> {
+  const [script, emulator] = await Promise.all([
+    buildWorker(),
+    spawnEmulator([
+      '--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', KEY, '--record-event-times',
+      '--ttft-ms', String(EMULATOR.ttftMs), '--itl-ms', String(EMULATOR.itlMs),
+      '--reasoning-tokens', String(EMULATOR.reasoningTokens), '--content-tokens', String(EMULATOR.contentTokens),
+    ]),
+  ])
+  const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY })
+  const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url })
+  const targets: Target[] = [
+    { name: 'direct', url: emulator.url },
+    { name: 'passthrough', url: passthrough.url },
+    { name: 'gateway', url: gateway.url },
+  ]
+  try {
+    for (const target of targets) await measureLevel(target, emulator.url, 8, 32) // warm-up, not recorded
+    const levels: Record<string, Record<string, LevelResult[]>> = {}
+    const throughput: Record<string, { events_per_s: number; mib_per_s: number }[]> = {}
+    for (let run = 0; run < RUNS; run++) {
+      for (const { concurrency, requests } of LEVELS) {
+        for (const target of rotate(targets, run)) {
+          checkTime()
+          ;((levels[concurrency] ??= {})[target.name] ??= []).push(await measureLevel(target, emulator.url, concurrency, requests))
+        }
+      }
+      for (const target of rotate(targets, run)) (throughput[target.name] ??= []).push(await measureThroughput(target))
+      console.error(`run ${run + 1}/${RUNS} done`)
+    }
+    report(summarize(levels, throughput))
+  } finally {
+    await Promise.all([gateway.dispose(), passthrough.dispose(), emulator.stop()])
+  }
+}
+
+type Summary = ReturnType<typeof summarize>
+
+function summarize(levels: Record<string, Record<string, LevelResult[]>>, throughput: Record<string, { events_per_s: number; mib_per_s: number }[]>) {
+  const medianOf = <K extends string>(runs: Record<K, number>[], key: K) => round(median(runs.map((r) => r[key])))
+  const byLevel = Object.entries(levels).map(([concurrency, targets]) => {
+    const rows = Object.fromEntries(
+      Object.entries(targets).map(([name, runs]) => [
+        name,
+        { ttfe_p50: medianOf(runs, 'ttfe_p50'), ttfe_p99: medianOf(runs, 'ttfe_p99'), lag_p50: medianOf(runs, 'lag_p50'), lag_p99: medianOf(runs, 'lag_p99') },
+      ]),
+    ) as Record<Target['name'], LevelResult>
+    const added = (name: Target['name']) => rows[name].ttfe_p50 - rows.direct.ttfe_p50
+    return { concurrency: Number(concurrency), targets: rows, added_ttfe_p50_ms: { passthrough: round(added('passthrough')), gateway: round(added('gateway')) }, added_ttfe_ratio: round(added('gateway') / added('passthrough')) }
+  })
+  const relay = Object.fromEntries(
+    Object.entries(throughput).map(([name, runs]) => [name, { events_per_s: Math.round(median(runs.map((r) => r.events_per_s))), mib_per_s: round(median(runs.map((r) => r.mib_per_s))) }]),
+  )
+  return { date: new Date().toISOString(), runs: RUNS, emulator: EMULATOR, levels: byLevel, throughput: relay }
+}
+
+function report(summary: Summary): void {
+  const dir = join(ROOT, 'bench/results')
+  writeFileSync(join(dir, 'baseline.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  const lines = [
+    '# Baseline: streaming overhead of the gateway',
+    '',
+    `${summary.date}. Medians over ${summary.runs} runs, all three targets measured side by side in each run against one emulator`,
+    `(TTFT ${summary.emulator.ttftMs} ms, ${summary.emulator.itlMs} ms between tokens, ${summary.emulator.reasoningTokens + summary.emulator.contentTokens} tokens).`,
+    'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
+    'Added TTFE: p50 TTFE minus the direct p50; ratio: gateway added / passthrough added (target <= 1.3).',
+    '',
+    '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const level of summary.levels) {
+    for (const name of ['direct', 'passthrough', 'gateway'] as const) {
+      const row = level.targets[name]
+      const added = name === 'direct' ? '' : String(level.added_ttfe_p50_ms[name])
+      lines.push(`| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${row.lag_p50} | ${row.lag_p99} | ${added} |`)
+    }
+    lines.push(`| ${level.concurrency} | **ratio** | | | | | **${level.added_ttfe_ratio}** |`)
+  }
+  lines.push('', `Relay throughput, one stream of ${THROUGHPUT_TOKENS} tokens with no delay between them:`, '', '| target | events/s | MiB/s |', '|---|---|---|')
+  for (const [name, row] of Object.entries(summary.throughput)) lines.push(`| ${name} | ${row.events_per_s} | ${row.mib_per_s} |`)
+  writeFileSync(join(dir, 'baseline.md'), `${lines.join('\n')}\n`)
+  console.log(lines.join('\n'))
+}
+
+await main()

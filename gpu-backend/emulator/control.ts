@@ -1,0 +1,75 @@
+// Endpoints outside /v1: vLLM's /health and /metrics, and the emulator-only /emulator/*
+// controls tests use to read counters, reset them and change behaviour at runtime.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { parseJson, readBody, sendEmpty, sendJson, sendText } from './http.ts'
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.ts'
+import { mergeOptions, OptionsError, type EmulatorOptions } from './options.ts'
+import { resetState, type EmulatorState } from './state.ts'
+
+function sendProblem(res: ServerResponse, status: number, message: string): void {
+  sendJson(res, status, JSON.stringify({ error: message }))
+}
+
+/**
+ * Applies a runtime options patch. host and port describe the listening socket,
+ * so they cannot change while it listens.
+ */
+export function applyConfig(state: EmulatorState, patch: Readonly<Record<string, unknown>>): EmulatorOptions {
+  for (const fixed of ['host', 'port'] as const) {
+    if (patch[fixed] !== undefined && patch[fixed] !== state.options[fixed]) {
+      throw new OptionsError(`option "${fixed}" cannot change while the emulator is listening`)
+    }
+  }
+  state.options = mergeOptions(state.options, patch)
+  return state.options
+}
+
+async function handleConfig(state: EmulatorState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const raw = await readBody(req)
+  const patch = raw === null ? undefined : parseJson(raw)
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
+    return sendProblem(res, 400, 'the body must be a JSON object of options')
+  }
+  try {
+    sendJson(res, 200, JSON.stringify(applyConfig(state, patch as Record<string, unknown>)))
+  } catch (error) {
+    if (!(error instanceof OptionsError)) throw error
+    sendProblem(res, 400, error.message)
+  }
+}
+
+function handleEventTimes(state: EmulatorState, res: ServerResponse, url: URL): void {
+  if (!state.options.recordEventTimes) return sendProblem(res, 404, 'event times are not recorded; start with --record-event-times')
+  const id = url.searchParams.get('id')
+  if (id === null || id === '') return sendProblem(res, 400, 'give the response id: ?id=chatcmpl-...')
+  const times = state.eventTimes.get(id)
+  if (times === undefined) return sendProblem(res, 404, `no event times for ${id}`)
+  sendJson(res, 200, JSON.stringify({ id, times }))
+}
+
+type Route = (state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
+
+const ROUTES: Record<string, Route> = {
+  'GET /health': (state, _req, res) => sendEmpty(res, state.options.healthy ? 200 : 503),
+  'GET /metrics': (state, _req, res) =>
+    sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(state.telemetry, state.options.servedModelName)),
+  'GET /emulator/stats': (state, _req, res) => sendJson(res, 200, JSON.stringify(state.telemetry.stats)),
+  'POST /emulator/reset': (state, _req, res) => {
+    resetState(state)
+    sendJson(res, 200, JSON.stringify(state.telemetry.stats))
+  },
+  'POST /emulator/config': handleConfig,
+  'GET /emulator/requests': (state, _req, res) => sendJson(res, 200, JSON.stringify(state.requestLog.entries)),
+  'GET /emulator/event-times': (state, _req, res, url) => handleEventTimes(state, res, url),
+}
+
+const KNOWN_PATHS = new Set(Object.keys(ROUTES).map((key) => key.split(' ')[1]))
+
+/** Routes a request outside /v1; unknown paths get FastAPI's 404/405 bodies. */
+export async function handleControl(state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const route = ROUTES[`${req.method ?? ''} ${url.pathname}`]
+  if (route !== undefined) return route(state, req, res, url)
+  if (KNOWN_PATHS.has(url.pathname)) return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
+  sendJson(res, 404, JSON.stringify({ detail: 'Not Found' }))
+}

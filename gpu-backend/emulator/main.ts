@@ -1,0 +1,118 @@
+// CLI: node gpu-backend/emulator/main.ts --port 8001 --served-model-name NAME --api-key KEY --reasoning-parser deepseek_r1
+// Flags mirror `vllm serve` where they overlap; the rest are emulator-only.
+
+import { parseArgs } from 'node:util'
+import { DEFAULT_MODEL, OptionsError, type EmulatorOptions } from './options.ts'
+import { startEmulator } from './server.ts'
+
+const USAGE = `usage: node gpu-backend/emulator/main.ts [flags]
+
+vLLM flags:
+  --host HOST                    listen address (default 127.0.0.1)
+  --port PORT                    listen port (default 8000)
+  --model NAME                   model path (default ${DEFAULT_MODEL})
+  --served-model-name NAME       name clients use (default: the model)
+  --max-model-len N              context length (default 4096)
+  --api-key KEY                  require "Authorization: Bearer KEY" under /v1
+  --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
+emulator flags:
+  --reasoning-field reasoning_content|both|reasoning   (default reasoning_content)
+  --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
+  --error-format current|legacy  (default current)
+  --ttft-ms N  --itl-ms N        time to first token, between tokens (default 40, 8)
+  --reasoning-tokens N  --content-tokens N              (default 24, 16)
+  --seed N                       text seed (default 1)
+  --record-event-times           keep SSE send times for GET /emulator/event-times
+  --fault F                      process-wide fault: none, hang, refuse:STATUS,
+                                 stall_after:N, die_after:N, error_after:N, malformed_after:N
+  --help`
+
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  model: { type: 'string' },
+  'served-model-name': { type: 'string' },
+  'max-model-len': { type: 'string' },
+  'api-key': { type: 'string' },
+  'reasoning-parser': { type: 'string' },
+  'reasoning-field': { type: 'string' },
+  'token-ids-fields': { type: 'string' },
+  'error-format': { type: 'string' },
+  'ttft-ms': { type: 'string' },
+  'itl-ms': { type: 'string' },
+  'reasoning-tokens': { type: 'string' },
+  'content-tokens': { type: 'string' },
+  seed: { type: 'string' },
+  'record-event-times': { type: 'boolean' },
+  fault: { type: 'string' },
+  help: { type: 'boolean' },
+} as const
+
+class UsageError extends Error {}
+
+function integer(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  if (!/^-?\d+$/.test(text)) throw new UsageError(`--${flag} must be an integer, got "${text}"`)
+  return Number(text)
+}
+
+function boolean(flag: string, text: string | undefined): boolean | undefined {
+  if (text === undefined) return undefined
+  if (text !== 'true' && text !== 'false') throw new UsageError(`--${flag} must be true or false, got "${text}"`)
+  return text === 'true'
+}
+
+/** The options the flags ask for; absent flags are left out so the defaults apply. */
+export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOptions> | 'help' {
+  const { values } = parseArgs({ args: [...args], options: FLAGS, strict: true, allowPositionals: false })
+  if (values.help === true) return 'help'
+  const parser = values['reasoning-parser']
+  if (parser !== undefined && parser !== 'deepseek_r1') throw new UsageError(`--reasoning-parser: only deepseek_r1 is emulated, got "${parser}"`)
+  const options: Record<string, unknown> = {
+    host: values.host,
+    port: integer('port', values.port) ?? 8000,
+    model: values.model,
+    servedModelName: values['served-model-name'] ?? values.model,
+    maxModelLen: integer('max-model-len', values['max-model-len']),
+    apiKey: values['api-key'],
+    reasoningParser: parser,
+    reasoningField: values['reasoning-field'],
+    tokenIdsFields: boolean('token-ids-fields', values['token-ids-fields']),
+    errorFormat: values['error-format'],
+    ttftMs: integer('ttft-ms', values['ttft-ms']),
+    itlMs: integer('itl-ms', values['itl-ms']),
+    reasoningTokens: integer('reasoning-tokens', values['reasoning-tokens']),
+    contentTokens: integer('content-tokens', values['content-tokens']),
+    seed: integer('seed', values.seed),
+    recordEventTimes: values['record-event-times'],
+    fault: values.fault,
+  }
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
+}
+
+async function main(): Promise<void> {
+  let options: Partial<EmulatorOptions> | 'help'
+  try {
+    options = optionsFromArgs(process.argv.slice(2))
+  } catch (error) {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}\n`)
+    process.exit(2)
+  }
+  if (options === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  const emulator = await startEmulator(options).catch((error: unknown) => {
+    const usage = error instanceof OptionsError ? `\n\n${USAGE}` : ''
+    process.stderr.write(`vLLM emulator: ${error instanceof Error ? error.message : String(error)}${usage}\n`)
+    process.exit(error instanceof OptionsError ? 2 : 1)
+  })
+  process.stdout.write(`vLLM emulator listening on ${emulator.url} (model ${emulator.options.servedModelName})\n`)
+  const stop = () => {
+    emulator.close().then(() => process.exit(0), () => process.exit(1))
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+await main()

@@ -1,0 +1,100 @@
+// GET /metrics in prometheus_client's text exposition, with vLLM V1's metric names,
+// help strings and labels (model_name, engine="0"), fed by this process's real counts.
+
+import type { Histogram, Telemetry } from './stats.ts'
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
+/** How many concurrent requests fill the emulated KV cache: usage = inFlight / this, at most 1. */
+const KV_CACHE_CAPACITY_REQUESTS = 64
+
+/** Python's repr() of a float. */
+function pythonRepr(value: number): string {
+  if (Number.isInteger(value) && Math.abs(value) < 1e16) return `${value}.0`
+  const abs = Math.abs(value)
+  if (abs !== 0 && (abs < 1e-4 || abs >= 1e16)) {
+    return value.toExponential().replace(/e([+-])(\d)$/, 'e$10$2')
+  }
+  return String(value)
+}
+
+/** prometheus_client's floatToGoString: Go-style exponents for large values. */
+export function goFloat(value: number): string {
+  if (value === Infinity) return '+Inf'
+  if (value === -Infinity) return '-Inf'
+  if (Number.isNaN(value)) return 'NaN'
+  const text = pythonRepr(value)
+  const dot = text.indexOf('.')
+  if (value > 0 && dot > 6) {
+    const mantissa = `${text[0]}.${text.slice(1, dot)}${text.slice(dot + 1)}`.replace(/[0.]+$/, '')
+    return `${mantissa}e+0${dot - 1}`
+  }
+  return text
+}
+
+type Labels = [string, string][]
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
+}
+
+function sample(name: string, labels: Labels, value: number): string {
+  const rendered = labels.map(([key, label]) => `${key}="${escapeLabel(label)}"`).join(',')
+  return `${name}{${rendered}} ${goFloat(value)}\n`
+}
+
+function header(name: string, help: string, type: string): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`
+}
+
+function gauge(name: string, help: string, labels: Labels, value: number): string {
+  return header(name, help, 'gauge') + sample(name, labels, value)
+}
+
+/** A counter as prometheus_client prints it: the _total sample, then a _created gauge block. */
+function counter(base: string, help: string, series: [Labels, number][], created: number): string {
+  const totals = series.map(([labels, value]) => sample(`${base}_total`, labels, value)).join('')
+  const createds = series.map(([labels]) => sample(`${base}_created`, labels, created)).join('')
+  return header(`${base}_total`, help, 'counter') + totals + header(`${base}_created`, help, 'gauge') + createds
+}
+
+function histogram(name: string, help: string, labels: Labels, data: Histogram, created: number): string {
+  const buckets = data.bounds.map((bound, index) => sample(`${name}_bucket`, [...labels, ['le', goFloat(bound)]], data.counts[index] ?? 0))
+  return (
+    header(name, help, 'histogram') +
+    buckets.join('') +
+    sample(`${name}_bucket`, [...labels, ['le', '+Inf']], data.count) +
+    sample(`${name}_count`, labels, data.count) +
+    sample(`${name}_sum`, labels, data.sum) +
+    header(`${name}_created`, help, 'gauge') +
+    sample(`${name}_created`, labels, created)
+  )
+}
+
+export function renderMetrics(telemetry: Telemetry, modelName: string): string {
+  const labels: Labels = [
+    ['model_name', modelName],
+    ['engine', '0'],
+  ]
+  const { stats, createdAt } = telemetry
+  const running = stats.inFlight
+  const reasons = (['stop', 'length', 'abort'] as const).map((reason): [Labels, number] => [
+    [...labels, ['finished_reason', reason]],
+    telemetry.finished[reason],
+  ])
+  return [
+    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', labels, running),
+    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', labels, 0),
+    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, Math.min(1, running / KV_CACHE_CAPACITY_REQUESTS)),
+    counter('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', [[labels, telemetry.prefixQueries]], createdAt),
+    counter('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', [[labels, telemetry.prefixHits]], createdAt),
+    counter('vllm:prompt_tokens', 'Number of prefill tokens processed.', [[labels, stats.promptTokens]], createdAt),
+    counter('vllm:generation_tokens', 'Number of generation tokens processed.', [[labels, stats.tokensGenerated]], createdAt),
+    counter('vllm:request_success', 'Count of successfully processed requests.', reasons, createdAt),
+    histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', labels, telemetry.timeToFirstToken, createdAt),
+    histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', labels, telemetry.timePerOutputToken, createdAt),
+    histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', labels, telemetry.timePerOutputToken, createdAt),
+    histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', labels, telemetry.e2eLatency, createdAt),
+    histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', labels, telemetry.queueTime, createdAt),
+  ].join('')
+}

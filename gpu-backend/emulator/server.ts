@@ -1,0 +1,83 @@
+// startEmulator(): a real HTTP server on loopback that speaks vLLM's OpenAI-compatible
+// wire format, with controllable timing and fault injection. See README.md beside this file.
+
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { applyConfig, handleControl } from './control.ts'
+import { sendJson } from './http.ts'
+import { defaultOptions, mergeOptions, type EmulatorOptions } from './options.ts'
+import { createState, resetState, type EmulatorState } from './state.ts'
+import type { EmulatorStats } from './stats.ts'
+import { handleV1 } from './v1.ts'
+
+export type { EmulatorOptions, ErrorFormat, ReasoningField } from './options.ts'
+export type { EmulatorStats } from './stats.ts'
+
+export type Emulator = {
+  /** http://127.0.0.1:PORT, no trailing slash. */
+  url: string
+  port: number
+  /** The options in force now (POST /emulator/config and configure() change them). */
+  readonly options: EmulatorOptions
+  stats(): EmulatorStats
+  /** Zeroes counters, histograms and recorded requests, like POST /emulator/reset. */
+  reset(): void
+  /** Applies options at runtime, like POST /emulator/config; throws OptionsError on a bad one. */
+  configure(patch: Partial<EmulatorOptions>): void
+  /** Stops listening and ends every open stream and socket at once. */
+  close(): Promise<void>
+}
+
+function handler(state: EmulatorState) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const receivedAt = performance.now()
+    const url = new URL(req.url ?? '/', 'http://emulator')
+    const isV1 = url.pathname === '/v1' || url.pathname.startsWith('/v1/')
+    const work = isV1 ? handleV1(state, req, res, url.pathname, receivedAt) : handleControl(state, req, res, url)
+    work.catch((error: unknown) => {
+      console.error('vLLM emulator: request failed', error)
+      if (!res.headersSent) sendJson(res, 500, JSON.stringify({ detail: 'Internal Server Error' }))
+      else res.destroy()
+    })
+  }
+}
+
+function listen(server: ReturnType<typeof createServer>, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+}
+
+export async function startEmulator(options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
+  const state = createState(mergeOptions(defaultOptions(), options))
+  const server = createServer(handler(state))
+  const address = await listen(server, state.options.port, state.options.host)
+  state.options = { ...state.options, port: address.port }
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  let closing: Promise<void> | null = null
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    get options() {
+      return state.options
+    },
+    stats: () => ({ ...state.telemetry.stats }),
+    reset: () => resetState(state),
+    configure: (patch) => {
+      applyConfig(state, patch)
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const cancel of state.active) cancel()
+        state.active.clear()
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      return closing
+    },
+  }
+}

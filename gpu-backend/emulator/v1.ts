@@ -1,0 +1,136 @@
+// The OpenAI-compatible API under /v1: authentication, validation, then a generation
+// streamed or answered on the emulated clock.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { modelsBody, responseId } from './bodies.ts'
+import { errorBody, errorTypeForStatus, schemaErrorType, type ApiError } from './errors.ts'
+import { parseDirectives, parseFault, type Fault } from './faults.ts'
+import { formatFor } from './formats.ts'
+import { answerGeneration, streamGeneration, type Generation } from './generation.ts'
+import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
+import type { EmulatorOptions } from './options.ts'
+import type { EmulatorState } from './state.ts'
+import { chatTokenPlan, completionTokenPlan } from './text.ts'
+import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
+
+const ENDPOINTS: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion' }
+
+function sendError(res: ServerResponse, options: EmulatorOptions, error: ApiError): void {
+  sendJson(res, error.status, errorBody(options.errorFormat, error))
+}
+
+/** vLLM's AuthenticationMiddleware compares the whole header with "Bearer " + key. */
+function authorized(options: EmulatorOptions, req: IncomingMessage): boolean {
+  return options.apiKey === null || req.headers.authorization === `Bearer ${options.apiKey}`
+}
+
+export async function handleV1(state: EmulatorState, req: IncomingMessage, res: ServerResponse, path: string, receivedAt: number): Promise<void> {
+  const options = state.options
+  const isPost = req.method === 'POST'
+  if (isPost) state.telemetry.stats.requests += 1
+  const rawBody = isPost ? await readBody(req) : ''
+  state.requestLog.add(req.method ?? '', req.url ?? path, req.headers, rawBody ? (parseJson(rawBody) ?? null) : null)
+  if (!authorized(options, req)) return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
+  if (rawBody === null) return sendError(res, options, { status: 413, type: errorTypeForStatus(413), message: 'Request body too large' })
+  const endpoint = ENDPOINTS[path]
+  if (path === '/v1/models') {
+    if (req.method !== 'GET') return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
+    return sendJson(res, 200, modelsBody(options, state.startedAt))
+  }
+  if (endpoint === undefined) return sendJson(res, 404, JSON.stringify({ detail: 'Not Found' }))
+  if (!isPost) return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
+  handleGeneration(state, options, endpoint, req, res, rawBody, receivedAt)
+}
+
+/** The JSON body of a generation request, or the 400 vLLM gives for a wrong media type or bad JSON. */
+function parseRequestBody(options: EmulatorOptions, req: IncomingMessage, rawBody: string): { ok: true; body: unknown } | { ok: false; error: ApiError } {
+  const type = schemaErrorType(options.errorFormat)
+  const mediaType = (req.headers['content-type'] ?? '').toLowerCase().split(';')[0]?.trim()
+  if (mediaType !== 'application/json') {
+    return { ok: false, error: { status: 400, type, message: `["Unsupported Media Type: Only 'application/json' is allowed"]` } }
+  }
+  const body = parseJson(rawBody)
+  if (body === undefined) {
+    const message = `[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': 'Expecting value'}}]`
+    return { ok: false, error: { status: 400, type, message } }
+  }
+  return { ok: true, body }
+}
+
+function handleGeneration(
+  state: EmulatorState,
+  options: EmulatorOptions,
+  endpoint: Endpoint,
+  req: IncomingMessage,
+  res: ServerResponse,
+  rawBody: string,
+  receivedAt: number,
+): void {
+  const parsed = parseRequestBody(options, req, rawBody)
+  if (!parsed.ok) return sendError(res, options, parsed.error)
+  const validated = validateGeneration(options, endpoint, parsed.body)
+  if (!validated.ok) return sendError(res, options, validated.error)
+  const directives = parseDirectives(validated.request.texts)
+  if (!directives.ok) return sendError(res, options, { status: 400, type: 'BadRequestError', message: directives.message })
+  const fault: Fault = directives.overrides.fault ?? parseFault(options.fault) ?? { kind: 'none' }
+  if (fault.kind === 'refuse') {
+    const type = errorTypeForStatus(fault.status)
+    return sendError(res, options, { status: fault.status, type, message: `Emulated refusal: ${fault.status} ${type}` })
+  }
+  const gen = buildGeneration(state, options, validated.request, { ...directives.overrides, fault }, receivedAt)
+  if (fault.kind === 'hang') {
+    // Accepted but never answered: no headers, nothing, until the client gives up.
+    res.on('close', () => gen.tracker.finish('abort', performance.now()))
+    return
+  }
+  let cancel: () => void
+  if (validated.request.stream) {
+    state.telemetry.stats.streamsStarted += 1
+    res.writeHead(200, SSE_HEADERS)
+    res.flushHeaders()
+    cancel = streamGeneration(gen, res)
+  } else {
+    cancel = answerGeneration(gen, res)
+  }
+  state.active.add(cancel)
+  res.on('close', () => state.active.delete(cancel))
+}
+
+type Settings = { ttftMs?: number; itlMs?: number; reasoningTokens?: number; contentTokens?: number; fault: Fault }
+
+/** Accepts the request: counts it in flight and fixes its tokens, timing and wire shape. */
+function buildGeneration(state: EmulatorState, options: EmulatorOptions, request: GenerationRequest, settings: Settings, receivedAt: number): Generation {
+  const { telemetry } = state
+  const tracker = telemetry.begin(request.promptTokens, receivedAt)
+  telemetry.prefixQueries += request.promptTokens
+  telemetry.prefixHits += state.prefixCache.lookupAndStore(request.prefixes)
+  const plan = (request.endpoint === 'chat' ? chatTokenPlan : completionTokenPlan)({
+    seed: options.seed,
+    requestKey: request.requestKey,
+    reasoningTokens: settings.reasoningTokens ?? options.reasoningTokens,
+    contentTokens: settings.contentTokens ?? options.contentTokens,
+  })
+  const wire = {
+    id: responseId(request.endpoint === 'chat' ? 'chatcmpl-' : 'cmpl-'),
+    created: Math.floor(Date.now() / 1000),
+    model: options.servedModelName,
+    reasoningField: options.reasoningField,
+    tokenIdsFields: options.tokenIdsFields,
+    reasoningParser: request.endpoint === 'chat' && options.reasoningParser === 'deepseek_r1',
+  }
+  const recordEvent = options.recordEventTimes ? (id: string, time: number) => state.eventTimes.record(id, time) : null
+  return {
+    tokens: plan.slice(0, request.maxTokens),
+    promptTokens: request.promptTokens,
+    includeUsage: request.includeUsage,
+    continuousUsage: request.continuousUsage,
+    wire,
+    format: formatFor(request.endpoint, wire),
+    ttftMs: settings.ttftMs ?? options.ttftMs,
+    itlMs: settings.itlMs ?? options.itlMs,
+    fault: settings.fault,
+    errorFormat: options.errorFormat,
+    tracker,
+    recordEvent,
+  }
+}

@@ -1,0 +1,79 @@
+// npm start: the local stack. Two vLLM emulators (ports 8001 and 8002, as wrangler.toml's
+// BACKEND_URLS expects) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
+// Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B.
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { OFFLINE_WRANGLER_ENV, ROOT, startChild, waitForLine, type Child } from './processes.ts'
+import { spawnEmulator } from './stack.ts'
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '8787' },
+    'emulator-ports': { type: 'string', default: '8001,8002' },
+  },
+})
+const workerPort = Number(values.port)
+const emulatorPorts = values['emulator-ports'].split(',').map(Number)
+const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+
+const children: Child[] = []
+let stopping = false
+
+async function stopAll(code: number): Promise<never> {
+  stopping = true
+  await Promise.all(children.map((child) => child.stop()))
+  process.exit(code)
+}
+process.on('SIGINT', () => void stopAll(0))
+process.on('SIGTERM', () => void stopAll(0))
+
+/** The backends' shared API key, kept in the git-ignored .dev.vars that wrangler dev reads. */
+function backendApiKey(): string {
+  const file = join(ROOT, '.dev.vars')
+  const existing = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const match = /^BACKEND_API_KEY=(.+)$/m.exec(existing)
+  if (match?.[1]) return match[1].trim()
+  const key = `bk-${randomBytes(24).toString('hex')}`
+  writeFileSync(file, `${existing}${existing && !existing.endsWith('\n') ? '\n' : ''}BACKEND_API_KEY=${key}\n`)
+  return key
+}
+
+function watch(child: Child, name: string): void {
+  children.push(child)
+  child.process.once('exit', (code) => {
+    if (stopping) return
+    console.error(`${name} exited unexpectedly (${code}); stopping the stack.`)
+    void stopAll(1)
+  })
+}
+
+async function main(): Promise<void> {
+  const apiKey = backendApiKey()
+  const emulatorArgs = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', apiKey, '--ttft-ms', '150', '--itl-ms', '20']
+  const backends = await Promise.all(emulatorPorts.map((port) => spawnEmulator(emulatorArgs, port)))
+  backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
+  for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
+
+  const wrangler = startChild(
+    join(ROOT, 'node_modules/.bin/wrangler'),
+    ['dev', '--ip', '127.0.0.1', '--port', String(workerPort), '--var', `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`],
+    { env: { ...process.env, ...OFFLINE_WRANGLER_ENV } },
+  )
+  watch(wrangler, 'wrangler dev')
+  wrangler.process.stderr?.pipe(process.stderr)
+  const url = await waitForLine(wrangler.process, /Ready on (http:\/\/\S+)/, 60_000)
+  console.log(`Worker         ${url}`)
+  console.log('\nStream a completion:\n')
+  console.log(
+    `curl -N ${url}/v1/chat/completions -H 'content-type: application/json' ` +
+      `-d '{"model":"${MODEL}","stream":true,"messages":[{"role":"user","content":"What is 7 * 6?"}]}'\n`,
+  )
+  console.log('Ctrl-C stops everything.')
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error)
+  void stopAll(1)
+})

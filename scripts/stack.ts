@@ -1,0 +1,58 @@
+import { join } from 'node:path'
+import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
+import { unstable_readConfig } from 'wrangler'
+import { OFFLINE_WRANGLER_ENV, ROOT, startChild, stopChild, waitForLine, type Child } from './processes.ts'
+
+// The local stack without wrangler's dev proxy: vLLM emulators as child processes and the built
+// Worker bundle served by Miniflare (workerd) directly. Used by the end-to-end tests and the
+// benchmark; `npm start` uses wrangler dev instead, as developers do.
+
+export interface RunningEmulator extends Child {
+  url: string
+}
+
+/** Starts `node gpu-backend/emulator/main.ts` with vLLM-style flags; port 0 picks a free port. */
+export async function spawnEmulator(args: string[] = [], port = 0): Promise<RunningEmulator> {
+  const child = startChild(process.execPath, [join(ROOT, 'gpu-backend/emulator/main.ts'), '--port', String(port), ...args])
+  try {
+    const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 10_000)
+    return { ...child, url }
+  } catch (error) {
+    await child.stop()
+    throw error
+  }
+}
+
+/** Bundles the Worker exactly as a deploy would (wrangler, esbuild) into dist/; returns the file. */
+export async function buildWorker(): Promise<string> {
+  const wrangler = startChild(join(ROOT, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', 'dist'], {
+    env: { ...process.env, ...OFFLINE_WRANGLER_ENV },
+  })
+  await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
+  await stopChild(wrangler.process)
+  return join(ROOT, 'dist/index.js')
+}
+
+export interface ServedWorker {
+  url: string
+  dispose(): Promise<void>
+}
+
+/** Serves a built module Worker on 127.0.0.1 with wrangler.toml's settings and these overrides. */
+export async function serveWorker(scriptPath: string, vars: Record<string, string>): Promise<ServedWorker> {
+  const config = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') })
+  // Miniflare 5 (the one wrangler uses) takes a new options shape; it converts the classic one.
+  const miniflare = new Miniflare(
+    convertV4MiniflareOptions({
+      modules: true,
+      scriptPath,
+      compatibilityDate: config.compatibility_date,
+      compatibilityFlags: config.compatibility_flags,
+      bindings: { ...(config.vars as Record<string, string>), ...vars },
+      host: '127.0.0.1',
+      port: 0,
+    }),
+  )
+  const url = await miniflare.ready
+  return { url: url.origin, dispose: () => miniflare.dispose() }
+}

@@ -1,0 +1,111 @@
+// The real stack from the outside: the Worker bundle built as for a deploy, served by workerd
+// (Miniflare), two vLLM emulator processes behind it, and the official `openai` SDK as the client.
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
+
+const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+const BACKEND_KEY = 'e2e-backend-key'
+
+let emulators: RunningEmulator[] = []
+let worker: ServedWorker
+let client: OpenAI
+
+/** What the SDK's chunk type does not declare: the reasoning text the gateway adds. */
+type ReasoningDelta = { reasoning_content?: string }
+
+beforeAll(async () => {
+  const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--ttft-ms', '20', '--itl-ms', '3']
+  const [script, ...started] = await Promise.all([buildWorker(), spawnEmulator(args), spawnEmulator(args)])
+  emulators = started
+  worker = await serveWorker(script, { BACKEND_URLS: emulators.map((e) => e.url).join(','), BACKEND_API_KEY: BACKEND_KEY })
+  client = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: 'sk-unused-until-auth-lands', maxRetries: 0 })
+})
+
+afterAll(async () => {
+  await worker?.dispose()
+  await Promise.all(emulators.map((emulator) => emulator.stop()))
+})
+
+async function abortedTotal(): Promise<number> {
+  const stats = await Promise.all(emulators.map(async (e) => (await (await fetch(`${e.url}/emulator/stats`)).json()) as { aborted: number }))
+  return stats.reduce((sum, s) => sum + s.aborted, 0)
+}
+
+describe('the official openai SDK against the Worker', () => {
+  it('lists the model', async () => {
+    const models = await client.models.list()
+    expect(models.data.map((model) => model.id)).toEqual([MODEL])
+  })
+
+  it('gets a non-streaming completion with reasoning and an answer', async () => {
+    const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'What is 7 * 6?' }] })
+    const message = completion.choices[0]?.message as OpenAI.ChatCompletionMessage & ReasoningDelta
+    expect(completion.object).toBe('chat.completion')
+    expect(message.content).toMatch(/\S/)
+    expect(message.reasoning_content).toMatch(/\S/)
+    expect(completion.usage?.total_tokens).toBeGreaterThan(0)
+  })
+
+  it('streams with for await, losing nothing compared with the backend itself', async () => {
+    const request = { model: MODEL, messages: [{ role: 'user' as const, content: 'Count to three.' }], seed: 7 }
+    const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } })
+    let content = ''
+    let reasoning = ''
+    let usage: OpenAI.CompletionUsage | null | undefined
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as (OpenAI.ChatCompletionChunk.Choice.Delta & ReasoningDelta) | undefined
+      content += delta?.content ?? ''
+      reasoning += delta?.reasoning_content ?? ''
+      usage = chunk.usage ?? usage
+    }
+    const direct = new OpenAI({ baseURL: `${emulators[0]!.url}/v1`, apiKey: BACKEND_KEY, maxRetries: 0 })
+    const reference = (await direct.chat.completions.create(request)).choices[0]?.message as OpenAI.ChatCompletionMessage & ReasoningDelta
+    expect(content).toBe(reference.content)
+    expect(reasoning).toBe(reference.reasoning_content)
+    expect(usage?.completion_tokens).toBeGreaterThan(0)
+  })
+
+  it.each([
+    [400, OpenAI.BadRequestError],
+    [404, OpenAI.NotFoundError],
+    [429, OpenAI.RateLimitError],
+    [503, OpenAI.InternalServerError],
+  ])('raises the typed error for a backend refusal with status %i', async (status, ErrorClass) => {
+    const attempt = client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: `[emulator fault=refuse:${status}]` }] })
+    await expect(attempt).rejects.toBeInstanceOf(ErrorClass)
+    await expect(attempt).rejects.toMatchObject({ status })
+  })
+
+  it('raises an APIError inside for await when the backend dies mid-stream', async () => {
+    const stream = await client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: '[emulator fault=die_after:3]' }] })
+    const consume = async () => {
+      for await (const chunk of stream) void chunk
+    }
+    await expect(consume()).rejects.toBeInstanceOf(OpenAI.APIError)
+  })
+
+  it('stops the backend generating within a second when the client aborts', async () => {
+    const before = await abortedTotal()
+    const controller = new AbortController()
+    const stream = await client.chat.completions.create(
+      { model: MODEL, stream: true, messages: [{ role: 'user', content: '[emulator itl_ms=50 reasoning_tokens=500]' }] },
+      { signal: controller.signal },
+    )
+    let seen = 0
+    try {
+      for await (const chunk of stream) {
+        void chunk
+        if (++seen === 3) controller.abort()
+      }
+    } catch (error) {
+      // Depending on timing the SDK ends the loop or throws its user-abort error.
+      expect(error).toBeInstanceOf(OpenAI.APIUserAbortError)
+    }
+    expect(seen).toBe(3)
+    const abortedAt = Date.now()
+    while ((await abortedTotal()) === before && Date.now() - abortedAt < 1_000) await new Promise((r) => setTimeout(r, 20))
+    expect(await abortedTotal()).toBe(before + 1)
+    expect(Date.now() - abortedAt).toBeLessThan(1_000)
+  })
+})

@@ -1,0 +1,82 @@
+// Shared helpers for the emulator tests: start an emulator for one test, post JSON, split SSE.
+
+import { onTestFinished } from 'vitest'
+import { startEmulator, type Emulator, type EmulatorOptions } from '../../gpu-backend/emulator/server.ts'
+
+export const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+
+/** Fast timing and the production flags, unless a test overrides them. */
+export const FAST: Partial<EmulatorOptions> = {
+  servedModelName: MODEL,
+  reasoningParser: 'deepseek_r1',
+  ttftMs: 5,
+  itlMs: 1,
+}
+
+/** An emulator on a free loopback port, closed when the test finishes. */
+export async function emulatorFor(options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
+  const emulator = await startEmulator({ ...FAST, ...options })
+  onTestFinished(() => emulator.close())
+  return emulator
+}
+
+export function post(
+  emulator: Emulator,
+  path: string,
+  body: unknown,
+  init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<Response> {
+  return fetch(`${emulator.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...init.headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: init.signal,
+  })
+}
+
+/** A one-message chat request; `directive` is appended to the message as `[emulator ...]`. */
+export function chatBody(directive = '', extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const suffix = directive === '' ? '' : ` [emulator ${directive}]`
+  return { model: MODEL, messages: [{ role: 'user', content: `What is 2+2?${suffix}` }], ...extra }
+}
+
+/** SSE text split into its events, each with its terminating blank line. */
+export function events(text: string): string[] {
+  return text.split(/(?<=\n\n)/).filter((event) => event !== '')
+}
+
+/** The JSON payloads of the data events, [DONE] excluded. */
+export function payloads(text: string): Record<string, unknown>[] {
+  return events(text)
+    .filter((event) => event !== 'data: [DONE]\n\n')
+    .map((event) => JSON.parse(event.slice('data: '.length)) as Record<string, unknown>)
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Reads from `reader` until `predicate(text so far)` holds; returns the text. */
+export async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  predicate: (text: string) => boolean,
+): Promise<string> {
+  const decoder = new TextDecoder()
+  let text = ''
+  while (!predicate(text)) {
+    const { value, done } = await reader.read()
+    if (done) break
+    text += decoder.decode(value, { stream: true })
+  }
+  return text
+}
+
+/** Polls `read` until it returns something `accept` likes, or fails after `timeoutMs`. */
+export async function eventually<T>(read: () => T | Promise<T>, accept: (value: T) => boolean, timeoutMs = 2000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await read()
+    if (accept(value) || Date.now() > deadline) return value
+    await sleep(5)
+  }
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest'
+import { chatBody, emulatorFor, events, payloads, post } from './helpers.ts'
+
+const now = () => performance.timeOrigin + performance.now()
+
+type EventTimes = { id: string; times: number[] }
+
+async function eventTimes(url: string, id: unknown): Promise<EventTimes> {
+  const response = await fetch(`${url}/emulator/event-times?id=${String(id)}`)
+  expect(response.status).toBe(200)
+  return (await response.json()) as EventTimes
+}
+
+/** Reads a body, noting when each SSE event arrived at the client. */
+async function arrivals(response: Response): Promise<{ event: string; at: number }[]> {
+  const reader = response.body?.pipeThrough(new TextDecoderStream()).getReader()
+  const out: { event: string; at: number }[] = []
+  let buffer = ''
+  for (;;) {
+    const read = await reader?.read()
+    if (read === undefined || read.done) return out
+    buffer += read.value
+    const complete = events(buffer).filter((event) => event.endsWith('\n\n'))
+    for (const event of complete) out.push({ event, at: now() })
+    buffer = buffer.slice(complete.join('').length)
+  }
+}
+
+describe('stream timing', () => {
+  it('sends the headers at once, then the role chunk and the first token together after ttft', async () => {
+    const emulator = await emulatorFor({ ttftMs: 80, itlMs: 15, recordEventTimes: true })
+    const sentAt = now()
+    const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=3 content_tokens=1', { stream: true }))
+    expect(now() - sentAt).toBeLessThan(60)
+    const received = await arrivals(response)
+    const [role, first] = received
+    expect((role?.at ?? 0) - sentAt).toBeGreaterThanOrEqual(79)
+    expect((first?.at ?? 0) - (role?.at ?? 0)).toBeLessThan(10)
+    const { times } = await eventTimes(emulator.url, payloads(received.map((r) => r.event).join(''))[0]?.id)
+    // role, r0, r1, r2, c0, finish, [DONE]
+    expect(times).toHaveLength(7)
+    expect((times[1] ?? 0) - (times[0] ?? 0)).toBeLessThan(2)
+  })
+
+  it('spaces tokens by itl, with an empty slot where </think> was generated', async () => {
+    const emulator = await emulatorFor({ ttftMs: 10, itlMs: 25, recordEventTimes: true })
+    const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2', { stream: true }))
+    const { times } = await eventTimes(emulator.url, payloads(await response.text())[0]?.id)
+    const gap = (index: number) => (times[index] ?? 0) - (times[index - 1] ?? 0)
+    // events: role, r0, r1, c0, c1, finish, [DONE]; timers may fire up to 1 ms early by this clock
+    expect(gap(2)).toBeGreaterThanOrEqual(24)
+    expect(gap(3)).toBeGreaterThanOrEqual(48) // </think> took a decode step but sent nothing
+    expect(gap(4)).toBeGreaterThanOrEqual(24)
+    expect(gap(5)).toBeGreaterThanOrEqual(24)
+    expect(gap(6)).toBeLessThan(2) // [DONE] follows the finish chunk at once
+  })
+
+  it('lets a directive override ttft for one request', async () => {
+    const emulator = await emulatorFor({ ttftMs: 5, recordEventTimes: true })
+    const sentAt = now()
+    const response = await post(emulator, '/v1/chat/completions', chatBody('ttft_ms=150 content_tokens=1', { stream: true }))
+    const { times } = await eventTimes(emulator.url, payloads(await response.text())[0]?.id)
+    expect((times[0] ?? 0) - sentAt).toBeGreaterThanOrEqual(149)
+  })
+
+  it('answers stream: false once the last token would have been generated', async () => {
+    const emulator = await emulatorFor({ ttftMs: 50, itlMs: 10 })
+    const sentAt = now()
+    const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2'))
+    await response.text()
+    // 6 tokens: the last one comes out at ttft + 5 * itl
+    expect(now() - sentAt).toBeGreaterThanOrEqual(99)
+  })
+
+  it('keeps event times only when asked to', async () => {
+    const emulator = await emulatorFor()
+    const response = await post(emulator, '/v1/chat/completions', chatBody('', { stream: true }))
+    const id = payloads(await response.text())[0]?.id
+    const times = await fetch(`${emulator.url}/emulator/event-times?id=${String(id)}`)
+    expect(times.status).toBe(404)
+  })
+})
