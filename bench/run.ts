@@ -47,8 +47,7 @@ function chatRequest(prompt: string) {
 async function eventTimes(emulatorUrl: string, id: string): Promise<number[]> {
   const response = await fetch(`${emulatorUrl}/emulator/event-times?id=${encodeURIComponent(id)}`)
   if (!response.ok) throw new Error(`no event times for ${id}`)
-  const body = (await response.json()) as number[] | { times: number[] }
-  return Array.isArray(body) ? body : body.times
+  return ((await response.json()) as { times: number[] }).times
 }
 
 async function measureLevel(target: Target, emulatorUrl: string, concurrency: number, requests: number): Promise<LevelResult> {

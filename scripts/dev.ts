@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { OFFLINE_WRANGLER_ENV, ROOT, startChild, waitForLine, type Child } from './processes.ts'
+import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
 import { spawnEmulator } from './stack.ts'
 
 const { values } = parseArgs({
@@ -56,11 +56,9 @@ async function main(): Promise<void> {
   backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
   for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
 
-  const wrangler = startChild(
-    join(ROOT, 'node_modules/.bin/wrangler'),
-    ['dev', '--ip', '127.0.0.1', '--port', String(workerPort), '--var', `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`],
-    { env: { ...process.env, ...OFFLINE_WRANGLER_ENV } },
-  )
+  const wrangler = startWrangler([
+    'dev', '--ip', '127.0.0.1', '--port', String(workerPort), '--var', `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`,
+  ])
   watch(wrangler, 'wrangler dev')
   wrangler.process.stderr?.pipe(process.stderr)
   const url = await waitForLine(wrangler.process, /Ready on (http:\/\/\S+)/, 60_000)

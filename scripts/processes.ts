@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
@@ -11,6 +12,17 @@ export const OFFLINE_WRANGLER_ENV = {
   CLOUDFLARE_CF_FETCH_ENABLED: 'false',
   WRANGLER_HIDE_BANNER: 'true',
 } as const
+
+/**
+ * Runs wrangler on the Node that runs this script (the project's Node 22), whatever is on PATH:
+ * its shebang would otherwise pick the machine's older Node when a script is started directly.
+ */
+export function startWrangler(args: string[], options: SpawnOptions = {}): Child {
+  return startChild(process.execPath, [join(ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...args], {
+    ...options,
+    env: { ...process.env, ...OFFLINE_WRANGLER_ENV, ...options.env },
+  })
+}
 
 export interface Child {
   process: ChildProcess

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
-import { OFFLINE_WRANGLER_ENV, ROOT, startChild, stopChild, waitForLine, type Child } from './processes.ts'
+import { ROOT, startChild, startWrangler, stopChild, waitForLine, type Child } from './processes.ts'
 
 // The local stack without wrangler's dev proxy: vLLM emulators as child processes and the built
 // Worker bundle served by Miniflare (workerd) directly. Used by the end-to-end tests and the
@@ -25,9 +25,7 @@ export async function spawnEmulator(args: string[] = [], port = 0): Promise<Runn
 
 /** Bundles the Worker exactly as a deploy would (wrangler, esbuild) into dist/; returns the file. */
 export async function buildWorker(): Promise<string> {
-  const wrangler = startChild(join(ROOT, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', 'dist'], {
-    env: { ...process.env, ...OFFLINE_WRANGLER_ENV },
-  })
+  const wrangler = startWrangler(['deploy', '--dry-run', '--outdir', 'dist'])
   await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
   await stopChild(wrangler.process)
   return join(ROOT, 'dist/index.js')

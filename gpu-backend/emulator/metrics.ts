@@ -59,7 +59,9 @@ function counter(base: string, help: string, series: [Labels, number][], created
 }
 
 function histogram(name: string, help: string, labels: Labels, data: Histogram, created: number): string {
-  const buckets = data.bounds.map((bound, index) => sample(`${name}_bucket`, [...labels, ['le', goFloat(bound)]], data.counts[index] ?? 0))
+  const buckets = data.bounds.map((bound, index) =>
+    sample(`${name}_bucket`, [...labels, ['le', goFloat(bound)]], data.counts[index] ?? 0),
+  )
   return (
     header(name, help, 'histogram') +
     buckets.join('') +
@@ -76,25 +78,28 @@ export function renderMetrics(telemetry: Telemetry, modelName: string): string {
     ['model_name', modelName],
     ['engine', '0'],
   ]
-  const { stats, createdAt } = telemetry
+  const { stats, createdAt: created } = telemetry
   const running = stats.inFlight
   const reasons = (['stop', 'length', 'abort'] as const).map((reason): [Labels, number] => [
     [...labels, ['finished_reason', reason]],
     telemetry.finished[reason],
   ])
+  const kvUsage = Math.min(1, running / KV_CACHE_CAPACITY_REQUESTS)
+  const count = (base: string, help: string, value: number) => counter(base, help, [[labels, value]], created)
+  const timing = (name: string, help: string, data: Histogram) => histogram(name, help, labels, data, created)
   return [
     gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', labels, running),
     gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', labels, 0),
-    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, Math.min(1, running / KV_CACHE_CAPACITY_REQUESTS)),
-    counter('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', [[labels, telemetry.prefixQueries]], createdAt),
-    counter('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', [[labels, telemetry.prefixHits]], createdAt),
-    counter('vllm:prompt_tokens', 'Number of prefill tokens processed.', [[labels, stats.promptTokens]], createdAt),
-    counter('vllm:generation_tokens', 'Number of generation tokens processed.', [[labels, stats.tokensGenerated]], createdAt),
-    counter('vllm:request_success', 'Count of successfully processed requests.', reasons, createdAt),
-    histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', labels, telemetry.timeToFirstToken, createdAt),
-    histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', labels, telemetry.timePerOutputToken, createdAt),
-    histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', labels, telemetry.timePerOutputToken, createdAt),
-    histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', labels, telemetry.e2eLatency, createdAt),
-    histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', labels, telemetry.queueTime, createdAt),
+    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, kvUsage),
+    count('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', telemetry.prefixQueries),
+    count('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', telemetry.prefixHits),
+    count('vllm:prompt_tokens', 'Number of prefill tokens processed.', stats.promptTokens),
+    count('vllm:generation_tokens', 'Number of generation tokens processed.', stats.tokensGenerated),
+    counter('vllm:request_success', 'Count of successfully processed requests.', reasons, created),
+    timing('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', telemetry.timeToFirstToken),
+    timing('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', telemetry.timePerOutputToken),
+    timing('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', telemetry.timePerOutputToken),
+    timing('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', telemetry.e2eLatency),
+    timing('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', telemetry.queueTime),
   ].join('')
 }

@@ -35,6 +35,7 @@ function handler(state: EmulatorState) {
     const isV1 = url.pathname === '/v1' || url.pathname.startsWith('/v1/')
     const work = isV1 ? handleV1(state, req, res, url.pathname, receivedAt) : handleControl(state, req, res, url)
     work.catch((error: unknown) => {
+      if (req.destroyed && res.destroyed) return // the client left while its body was being read
       console.error('vLLM emulator: request failed', error)
       if (!res.headersSent) sendJson(res, 500, JSON.stringify({ detail: 'Internal Server Error' }))
       else res.destroy()

@@ -24,14 +24,22 @@ function authorized(options: EmulatorOptions, req: IncomingMessage): boolean {
   return options.apiKey === null || req.headers.authorization === `Bearer ${options.apiKey}`
 }
 
-export async function handleV1(state: EmulatorState, req: IncomingMessage, res: ServerResponse, path: string, receivedAt: number): Promise<void> {
-  const options = state.options
+export async function handleV1(
+  state: EmulatorState,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  receivedAt: number,
+): Promise<void> {
   const isPost = req.method === 'POST'
   if (isPost) state.telemetry.stats.requests += 1
   const rawBody = isPost ? await readBody(req) : ''
+  const options = state.options // read after the body: a config change meanwhile applies
   state.requestLog.add(req.method ?? '', req.url ?? path, req.headers, rawBody ? (parseJson(rawBody) ?? null) : null)
   if (!authorized(options, req)) return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
-  if (rawBody === null) return sendError(res, options, { status: 413, type: errorTypeForStatus(413), message: 'Request body too large' })
+  if (rawBody === null) {
+    return sendError(res, options, { status: 413, type: errorTypeForStatus(413), message: 'Request body too large' })
+  }
   const endpoint = ENDPOINTS[path]
   if (path === '/v1/models') {
     if (req.method !== 'GET') return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
@@ -43,7 +51,11 @@ export async function handleV1(state: EmulatorState, req: IncomingMessage, res: 
 }
 
 /** The JSON body of a generation request, or the 400 vLLM gives for a wrong media type or bad JSON. */
-function parseRequestBody(options: EmulatorOptions, req: IncomingMessage, rawBody: string): { ok: true; body: unknown } | { ok: false; error: ApiError } {
+function parseRequestBody(
+  options: EmulatorOptions,
+  req: IncomingMessage,
+  rawBody: string,
+): { ok: true; body: unknown } | { ok: false; error: ApiError } {
   const type = schemaErrorType(options.errorFormat)
   const mediaType = (req.headers['content-type'] ?? '').toLowerCase().split(';')[0]?.trim()
   if (mediaType !== 'application/json') {
@@ -51,7 +63,8 @@ function parseRequestBody(options: EmulatorOptions, req: IncomingMessage, rawBod
   }
   const body = parseJson(rawBody)
   if (body === undefined) {
-    const message = `[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': 'Expecting value'}}]`
+    const message =
+      "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': 'Expecting value'}}]"
     return { ok: false, error: { status: 400, type, message } }
   }
   return { ok: true, body }
@@ -99,7 +112,13 @@ function handleGeneration(
 type Settings = { ttftMs?: number; itlMs?: number; reasoningTokens?: number; contentTokens?: number; fault: Fault }
 
 /** Accepts the request: counts it in flight and fixes its tokens, timing and wire shape. */
-function buildGeneration(state: EmulatorState, options: EmulatorOptions, request: GenerationRequest, settings: Settings, receivedAt: number): Generation {
+function buildGeneration(
+  state: EmulatorState,
+  options: EmulatorOptions,
+  request: GenerationRequest,
+  settings: Settings,
+  receivedAt: number,
+): Generation {
   const { telemetry } = state
   const tracker = telemetry.begin(request.promptTokens, receivedAt)
   telemetry.prefixQueries += request.promptTokens

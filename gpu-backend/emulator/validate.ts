@@ -26,7 +26,8 @@ export type GenerationRequest = {
   prefixes: PromptPrefix[]
 }
 
-type Result = { ok: true; request: GenerationRequest } | { ok: false; error: ApiError }
+type Failure = { ok: false; error: ApiError }
+type Result = { ok: true; request: GenerationRequest } | Failure
 type Body = { [key: string]: unknown }
 
 const utf8 = new TextEncoder()
@@ -40,7 +41,7 @@ export function estimateTokens(text: string): number {
   return Math.ceil(utf8.encode(text).length / 4)
 }
 
-function schemaError(options: EmulatorOptions, errors: string): { ok: false; error: ApiError } {
+function schemaError(options: EmulatorOptions, errors: string): Failure {
   return { ok: false, error: { status: 400, type: schemaErrorType(options.errorFormat), message: errors } }
 }
 
@@ -50,7 +51,7 @@ function pydanticError(type: string, loc: readonly (string | number)[], msg: str
   return `[{'type': '${type}', 'loc': (${where}${loc.length === 1 ? ',' : ''}), 'msg': '${msg}'}]`
 }
 
-function badRequest(message: string): { ok: false; error: ApiError } {
+function badRequest(message: string): Failure {
   return { ok: false, error: { status: 400, type: 'BadRequestError', message } }
 }
 
@@ -74,17 +75,19 @@ function contentText(content: unknown): string | null {
 
 type StreamFlags = { stream: boolean; includeUsage: boolean; continuousUsage: boolean }
 
-function streamFlags(options: EmulatorOptions, body: Body): { ok: true; flags: StreamFlags } | ReturnType<typeof schemaError> {
+function streamFlags(options: EmulatorOptions, body: Body): { ok: true; flags: StreamFlags } | Failure {
   const { stream, stream_options: streamOptions } = body
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
     return schemaError(options, pydanticError('bool_parsing', ['body', 'stream'], 'Input should be a valid boolean'))
   }
   if (streamOptions !== undefined && streamOptions !== null && !isObject(streamOptions)) {
-    return schemaError(options, pydanticError('model_type', ['body', 'stream_options'], 'Input should be a valid dictionary or instance of StreamOptions'))
+    const message = 'Input should be a valid dictionary or instance of StreamOptions'
+    return schemaError(options, pydanticError('model_type', ['body', 'stream_options'], message))
   }
   // Python truthiness: an empty stream_options object is allowed without stream.
   if (isObject(streamOptions) && Object.keys(streamOptions).length > 0 && stream !== true) {
-    return schemaError(options, pydanticError('value_error', ['body'], 'Value error, Stream options can only be defined when `stream=True`.'))
+    const message = 'Value error, Stream options can only be defined when `stream=True`.'
+    return schemaError(options, pydanticError('value_error', ['body'], message))
   }
   const includeUsage = isObject(streamOptions) && streamOptions.include_usage === true
   // vLLM: include_continuous_usage = include_usage and continuous_usage_stats
@@ -93,30 +96,37 @@ function streamFlags(options: EmulatorOptions, body: Body): { ok: true; flags: S
 }
 
 /** max_completion_tokens wins over the deprecated max_tokens; null when neither is set. */
-function requestedMaxTokens(options: EmulatorOptions, body: Body): { ok: true; value: number | null } | { ok: false; error: ApiError } {
+function requestedMaxTokens(options: EmulatorOptions, body: Body): { ok: true; value: number | null } | Failure {
   for (const field of ['max_completion_tokens', 'max_tokens']) {
     const value = body[field]
     if (value === undefined || value === null) continue
-    if (!Number.isInteger(value)) return schemaError(options, pydanticError('int_type', ['body', field], 'Input should be a valid integer'))
+    if (!Number.isInteger(value)) {
+      return schemaError(options, pydanticError('int_type', ['body', field], 'Input should be a valid integer'))
+    }
     if ((value as number) < 1) return badRequest(`max_tokens must be at least 1, got ${String(value)}.`)
     return { ok: true, value: value as number }
   }
   return { ok: true, value: null }
 }
 
-function checkModel(options: EmulatorOptions, body: Body): { ok: false; error: ApiError } | null {
+function checkModel(options: EmulatorOptions, body: Body): Failure | null {
   const model = body.model
   if (model === undefined || model === null) return null
-  if (typeof model !== 'string') return schemaError(options, pydanticError('string_type', ['body', 'model'], 'Input should be a valid string'))
+  if (typeof model !== 'string') {
+    return schemaError(options, pydanticError('string_type', ['body', 'model'], 'Input should be a valid string'))
+  }
   if (model === options.servedModelName) return null
   return { ok: false, error: { status: 404, type: 'NotFoundError', message: `The model \`${model}\` does not exist.` } }
 }
 
 /** vLLM's context-length check, with the messages of the versions the spec quotes. */
-function fitContext(options: EmulatorOptions, promptTokens: number, requested: number | null): { ok: true; value: number } | { ok: false; error: ApiError } {
+function fitContext(options: EmulatorOptions, promptTokens: number, requested: number | null): { ok: true; value: number } | Failure {
   const limit = options.maxModelLen
   if (requested === null && promptTokens >= limit) {
-    return badRequest(`This model's maximum context length is ${limit} tokens. However, you requested ${promptTokens} tokens in the messages, Please reduce the length of the messages.`)
+    return badRequest(
+      `This model's maximum context length is ${limit} tokens. However, you requested ${promptTokens} tokens ` +
+        'in the messages, Please reduce the length of the messages.',
+    )
   }
   if (requested !== null && promptTokens + requested > limit) {
     return badRequest(
@@ -129,17 +139,19 @@ function fitContext(options: EmulatorOptions, promptTokens: number, requested: n
 
 type Prompt = { texts: string[]; promptTokens: number; requestKey: string; prefixes: PromptPrefix[] }
 
-function chatPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | { ok: false; error: ApiError } {
+function chatPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | Failure {
   const messages = body.messages
-  if (messages === undefined) return schemaError(options, pydanticError('missing', ['body', 'messages'], 'Field required'))
-  if (!Array.isArray(messages)) return schemaError(options, pydanticError('list_type', ['body', 'messages'], 'Input should be a valid list'))
-  if (messages.length === 0) return schemaError(options, pydanticError('too_short', ['body', 'messages'], 'List should have at least 1 item after validation, not 0'))
+  const invalid = (type: string, msg: string, index?: number) =>
+    schemaError(options, pydanticError(type, index === undefined ? ['body', 'messages'] : ['body', 'messages', index], msg))
+  if (messages === undefined) return invalid('missing', 'Field required')
+  if (!Array.isArray(messages)) return invalid('list_type', 'Input should be a valid list')
+  if (messages.length === 0) return invalid('too_short', 'List should have at least 1 item after validation, not 0')
   const texts: string[] = []
   const prefixes: PromptPrefix[] = []
   let promptTokens = 0
   for (const [index, message] of messages.entries()) {
     const text = isObject(message) && typeof message.role === 'string' ? contentText(message.content) : null
-    if (text === null) return schemaError(options, pydanticError('model_type', ['body', 'messages', index], 'Input should be a valid chat message with a string role and text content'))
+    if (text === null) return invalid('model_type', 'Input should be a chat message with a string role and text content', index)
     texts.push(text)
     promptTokens += estimateTokens(text) + 4
     prefixes.push({ key: hashOf(messages.slice(0, index + 1)), tokens: promptTokens })
@@ -147,24 +159,29 @@ function chatPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: P
   return { ok: true, prompt: { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes } }
 }
 
-function completionPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | { ok: false; error: ApiError } {
+function completionPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | Failure {
   const raw = body.prompt
   const single = Array.isArray(raw) && raw.length === 1 && typeof raw[0] === 'string' ? raw[0] : raw
   const isTokenIds = Array.isArray(single) && single.length > 0 && single.every((id) => Number.isInteger(id))
   if (single === undefined || single === null || single === '' || (Array.isArray(single) && single.length === 0)) {
-    return schemaError(options, pydanticError('value_error', ['body'], 'Value error, Either prompt or prompt_embeds must be provided and non-empty.'))
+    const message = 'Value error, Either prompt or prompt_embeds must be provided and non-empty.'
+    return schemaError(options, pydanticError('value_error', ['body'], message))
   }
   if (typeof single !== 'string' && !isTokenIds) {
     return badRequest('The emulator accepts one prompt per request: a string or a list of token ids.')
   }
   const text = typeof single === 'string' ? single : ''
   const promptTokens = typeof single === 'string' ? estimateTokens(single) + 1 : (single as unknown[]).length
-  return { ok: true, prompt: { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes: [{ key: hashOf(single), tokens: promptTokens }] } }
+  const prefixes = [{ key: hashOf(single), tokens: promptTokens }]
+  return { ok: true, prompt: { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes } }
 }
 
 /** Validates a parsed JSON body for /v1/chat/completions or /v1/completions. */
 export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint, body: unknown): Result {
-  if (!isObject(body)) return schemaError(options, pydanticError('model_attributes_type', ['body'], 'Input should be a valid dictionary or object to extract fields from'))
+  if (!isObject(body)) {
+    const message = 'Input should be a valid dictionary or object to extract fields from'
+    return schemaError(options, pydanticError('model_attributes_type', ['body'], message))
+  }
   const prompt = endpoint === 'chat' ? chatPrompt(options, body) : completionPrompt(options, body)
   if (!prompt.ok) return prompt
   const flags = streamFlags(options, body)
@@ -174,8 +191,11 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
   const wrongModel = checkModel(options, body)
   if (wrongModel !== null) return wrongModel
   // /v1/completions defaults max_tokens to 16, like OpenAI's legacy endpoint.
-  const maxTokens = fitContext(options, prompt.prompt.promptTokens, requested.value ?? (endpoint === 'completion' ? 16 : null))
-  if (!maxTokens.ok) return maxTokens
   const { texts, promptTokens, requestKey, prefixes } = prompt.prompt
-  return { ok: true, request: { endpoint, ...flags.flags, maxTokens: maxTokens.value, promptTokens, texts, requestKey, prefixes } }
+  const maxTokens = fitContext(options, promptTokens, requested.value ?? (endpoint === 'completion' ? 16 : null))
+  if (!maxTokens.ok) return maxTokens
+  return {
+    ok: true,
+    request: { endpoint, ...flags.flags, maxTokens: maxTokens.value, promptTokens, texts, requestKey, prefixes },
+  }
 }

@@ -12,7 +12,8 @@ export type PumpEnd = 'ended' | 'eof'
  * multibyte character split across reads and drops a leading BOM. Comments and `event:`/`id:`
  * fields are not data and are not relayed (vLLM sends none).
  *
- * `afterRead` runs after each read; the relay awaits the client's backpressure there. When
+ * `afterRead` runs after each read; a promise it returns is awaited before the next read, which
+ * is how the relay applies the client's backpressure. When
  * `signal` aborts, the body is cancelled at once, whatever kind of stream it is.
  * Resolves 'ended' when onData ended the stream, 'eof' when the upstream closed first; rejects
  * when the upstream fails or onData throws. The upstream body is released either way.
@@ -20,7 +21,7 @@ export type PumpEnd = 'ended' | 'eof'
 export async function pumpEvents(
   body: ReadableStream<Uint8Array>,
   onData: DataHandler,
-  options: { signal?: AbortSignal; afterRead?: () => Promise<unknown> } = {},
+  options: { signal?: AbortSignal; afterRead?: () => Promise<unknown> | undefined } = {},
 ): Promise<PumpEnd> {
   const { signal, afterRead } = options
   const reader = body.getReader()
@@ -41,7 +42,8 @@ export async function pumpEvents(
         break
       }
       parser.feed(decoder.decode(value, { stream: true }))
-      if (!ended && afterRead) await afterRead()
+      const wait = ended ? undefined : afterRead?.()
+      if (wait) await wait
     }
   } finally {
     signal?.removeEventListener('abort', cancel)

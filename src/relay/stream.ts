@@ -25,13 +25,20 @@ export interface SseRelay {
 const encoder = new TextEncoder()
 
 /**
+ * Writes the client has not taken yet before the relay stops reading upstream. A client that
+ * keeps up never makes the relay wait; a slow one holds at most this many chunks in memory.
+ */
+const MAX_UNSETTLED_WRITES = 8
+
+/**
  * Relays an upstream vLLM stream to the client, event by event, as each is parsed. Until the
  * first frame is sent, failures reject `committed`; after it, a failure ends the stream with an
  * error event and `data: [DONE]`. A client that goes away stops the upstream at once.
  */
 export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): SseRelay {
   const { call, forwardUsage, keepAliveMs } = options
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>()
+  // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
+  const { readable, writable } = new IdentityTransformStream()
   const writer = writable.getWriter()
   const { promise: committed, resolve: commit, reject: refuse } = Promise.withResolvers<void>()
   let started = false
@@ -47,10 +54,25 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   }
   writer.closed.catch(clientGone)
 
+  // Frames parsed from one upstream read are written together at the end of that same turn:
+  // no waiting, just one write (and one network flush) instead of one per event.
+  let pending = ''
+  // An IdentityTransformStream write settles when the client has read it; its `ready` and
+  // `desiredSize` ignore unread writes, so backpressure waits on the newest write itself.
+  let unsettledWrites = 0
+  let newestWrite: Promise<void> = Promise.resolve()
+  const settled = () => {
+    unsettledWrites--
+  }
   const send = (frame: string) => {
-    if (!open) return
+    pending += frame
+  }
+  const flush = () => {
+    if (!open || pending === '') return
     lastWriteAt = Date.now()
-    writer.write(encoder.encode(frame)).catch(clientGone)
+    unsettledWrites++
+    newestWrite = writer.write(encoder.encode(pending)).then(settled, clientGone)
+    pending = ''
     if (!started) {
       started = true
       commit()
@@ -61,7 +83,10 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   const keepAlive = () => {
     if (!open) return
     const idle = Date.now() - lastWriteAt
-    if (idle >= keepAliveMs) send(KEEPALIVE_FRAME)
+    if (idle >= keepAliveMs) {
+      send(KEEPALIVE_FRAME)
+      flush()
+    }
     keepAliveTimer = setTimeout(keepAlive, Math.max(1, keepAliveMs - (Date.now() - lastWriteAt)))
   }
   keepAliveTimer = setTimeout(keepAlive, keepAliveMs)
@@ -75,7 +100,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     }
     if (chunk.kind === 'error') {
       // Before anything was sent the client can still get a proper status instead of a 200.
-      if (!started) throw chunk.error
+      if (!started && pending === '') throw chunk.error
       send(dataFrame(data))
       return true
     }
@@ -84,6 +109,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   }
 
   const finish = () => {
+    flush()
     open = false
     clearTimeout(keepAliveTimer)
     call.end()
@@ -96,6 +122,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     const error = call.stopError() ?? (reason instanceof ApiError ? reason : lostUpstream())
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
+    flush()
     if (clientThere && started) {
       send(streamErrorFrame(error))
       send(DONE_FRAME)
@@ -108,7 +135,13 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     writer.abort().catch(() => {})
   }
 
-  pumpEvents(upstream, onData, { signal: call.signal, afterRead: () => writer.ready })
+  pumpEvents(upstream, onData, {
+    signal: call.signal,
+    afterRead: () => {
+      flush()
+      return unsettledWrites > MAX_UNSETTLED_WRITES ? newestWrite : undefined
+    },
+  })
     .then((end) => (end === 'ended' ? finish() : fail(truncated())))
     .catch(fail)
 

@@ -48,6 +48,22 @@ describe('relaySse', () => {
     expect(await client.next()).toBeNull()
   })
 
+  it('stops reading upstream while the client does not read, then delivers everything in order', async () => {
+    const upstream = manualStream()
+    const { readable, committed } = relay(upstream.stream)
+    upstream.push(sse(role))
+    await committed
+    const tokens = Array.from({ length: 40 }, (_, i) => token(`t${i}`))
+    for (const payload of tokens) {
+      upstream.push(sse(payload))
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    // The relay has stopped pulling: chunks pile up upstream instead of in the gateway.
+    expect(upstream.desiredSize()).toBeLessThan(-10)
+    upstream.push(sse('[DONE]'))
+    expect(frames(await readAll(readable))).toEqual([`data: ${role}`, ...tokens.map((t) => `data: ${t}`), 'data: [DONE]'])
+  })
+
   it('sends keep-alive comments while waiting for the first token, committing the response', async () => {
     const upstream = manualStream()
     const { readable, committed } = relay(upstream.stream, { keepAliveMs: 20 })
@@ -122,13 +138,15 @@ describe('relaySse', () => {
     expect(sent).toEqual([`data: ${role}`, `data: ${error}`, 'data: [DONE]'])
   })
 
-  it('cancels the upstream when the client goes away', async () => {
+  it('cancels the upstream when the client has gone away and the next event cannot be delivered', async () => {
+    // A silent upstream is stopped through request.signal instead (see test/routes/chat.test.ts).
     const upstream = manualStream()
     const { readable, call } = relay(upstream.stream)
     const client = frameReader(readable)
     upstream.push(sse(role))
     await client.next()
     await client.cancel()
+    upstream.push(sse(token('unwanted')))
     await upstream.cancelled
     expect(call.stopReason).toBe('client_gone')
     expect(call.signal.aborted).toBe(true)

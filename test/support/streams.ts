@@ -33,6 +33,8 @@ export function manualStream() {
     cancelled,
     push: (text: string | Uint8Array) => controller.enqueue(typeof text === 'string' ? bytes(text) : text),
     close: () => controller.close(),
+    /** Bytes' worth of chunks queued upstream that nobody has read (negative: a backlog). */
+    desiredSize: () => controller.desiredSize ?? 0,
     fail: (error: Error) => controller.error(error),
   }
 }
