@@ -45,13 +45,21 @@ type Step = (index: number, now: number) => boolean
 function runClock(gen: Generation, step: Step): () => void {
   let index = 0
   let timer: NodeJS.Timeout | undefined
+  let immediate: NodeJS.Immediate | undefined
   const tick = () => {
     const keepGoing = step(index, performance.now())
     index += 1
-    if (keepGoing && index < gen.tokens.length) timer = setTimeout(tick, gen.itlMs)
+    if (!keepGoing || index >= gen.tokens.length) return
+    // itl 0 means "as fast as possible": setTimeout(0) would still wait 1 ms per token, which
+    // would make a throughput benchmark measure Node's timer floor instead of the relay.
+    if (gen.itlMs === 0) immediate = setImmediate(tick)
+    else timer = setTimeout(tick, gen.itlMs)
   }
   if (gen.tokens.length > 0) timer = setTimeout(tick, gen.ttftMs)
-  return () => clearTimeout(timer)
+  return () => {
+    clearTimeout(timer)
+    clearImmediate(immediate)
+  }
 }
 
 function finishReasonOf(token: Token): FinishReason {

@@ -45,11 +45,34 @@ export async function pumpEvents(
       const wait = ended ? undefined : afterRead?.()
       if (wait) await wait
     }
+  } catch (error) {
+    // On a failure nothing more is wanted; cancelling also aborts a live upstream request.
+    reader.cancel().catch(() => {})
+    throw error
   } finally {
     signal?.removeEventListener('abort', cancel)
-    // After [DONE] (or a failure) nothing more is wanted; cancelling also aborts a live upstream.
-    reader.cancel().catch(() => {})
   }
   if (signal?.aborted) throw signal.reason
+  if (ended) drainThenRelease(reader)
   return ended ? 'ended' : 'eof'
+}
+
+/** How long the end of a finished response may take before its connection is dropped. */
+const DRAIN_MS = 1_000
+
+/**
+ * vLLM closes the response right after [DONE]. Reading that end, instead of cancelling, leaves
+ * the connection reusable for the next request (a cancel would cost every request a new TCP
+ * connection). Runs in the background; a backend that keeps talking is cut off after DRAIN_MS.
+ */
+function drainThenRelease(reader: ReadableStreamDefaultReader<Uint8Array>): void {
+  const timer = setTimeout(() => void reader.cancel().catch(() => {}), DRAIN_MS)
+  const drain = async () => {
+    while (!(await reader.read()).done) {
+      // discard
+    }
+  }
+  drain()
+    .catch(() => {})
+    .finally(() => clearTimeout(timer))
 }

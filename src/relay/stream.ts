@@ -11,17 +11,6 @@ export interface SseRelayOptions {
   keepAliveMs: number
 }
 
-export interface SseRelay {
-  /** The client's response body. */
-  readable: ReadableStream<Uint8Array>
-  /**
-   * Resolves when the first frame is ready for the client: the response is committed as a 200
-   * stream. Rejects with an ApiError when the request failed before that, so the client still
-   * gets a real status code (and a later failover can still pick another backend).
-   */
-  committed: Promise<void>
-}
-
 const encoder = new TextEncoder()
 
 /**
@@ -31,17 +20,15 @@ const encoder = new TextEncoder()
 const MAX_UNSETTLED_WRITES = 8
 
 /**
- * Relays an upstream vLLM stream to the client, event by event, as each is parsed. Until the
- * first frame is sent, failures reject `committed`; after it, a failure ends the stream with an
- * error event and `data: [DONE]`. A client that goes away stops the upstream at once.
+ * Relays an accepted upstream vLLM stream to the client, event by event, as each is parsed, and
+ * returns the client's response body. Whatever goes wrong from here on ends the stream with an
+ * error event and `data: [DONE]`; a client that goes away stops the upstream at once.
  */
-export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): SseRelay {
+export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
   const { call, forwardUsage, keepAliveMs } = options
   // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
   const { readable, writable } = new IdentityTransformStream()
   const writer = writable.getWriter()
-  const { promise: committed, resolve: commit, reject: refuse } = Promise.withResolvers<void>()
-  let started = false
   let open = true
   let lastWriteAt = Date.now()
   let keepAliveTimer!: ReturnType<typeof setTimeout>
@@ -56,9 +43,9 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
 
   // Frames parsed from one upstream read are written together at the end of that same turn:
   // no waiting, just one write (and one network flush) instead of one per event.
-  let pending = ''
   // An IdentityTransformStream write settles when the client has read it; its `ready` and
   // `desiredSize` ignore unread writes, so backpressure waits on the newest write itself.
+  let pending = ''
   let unsettledWrites = 0
   let newestWrite: Promise<void> = Promise.resolve()
   const settled = () => {
@@ -73,17 +60,12 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     unsettledWrites++
     newestWrite = writer.write(encoder.encode(pending)).then(settled, clientGone)
     pending = ''
-    if (!started) {
-      started = true
-      commit()
-    }
   }
 
   // Lazily re-armed: it wakes once per interval at most and sends only after real silence.
   const keepAlive = () => {
     if (!open) return
-    const idle = Date.now() - lastWriteAt
-    if (idle >= keepAliveMs) {
+    if (Date.now() - lastWriteAt >= keepAliveMs) {
       send(KEEPALIVE_FRAME)
       flush()
     }
@@ -98,41 +80,30 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
       send(DONE_FRAME)
       return false
     }
-    if (chunk.kind === 'error') {
-      // Before anything was sent the client can still get a proper status instead of a 200.
-      if (!started && pending === '') throw chunk.error
-      send(dataFrame(data))
-      return true
-    }
-    if (chunk.kind === 'delta' || forwardUsage) send(dataFrame(chunk.data))
+    // vLLM's own error events go on as sent; its [DONE] follows them.
+    if (chunk.kind === 'error') send(dataFrame(data))
+    else if (chunk.kind === 'delta' || forwardUsage) send(dataFrame(chunk.data))
     return true
   }
 
-  const finish = () => {
-    flush()
+  const close = (how: 'finish' | 'abort') => {
     open = false
     clearTimeout(keepAliveTimer)
     call.end()
-    writer.close().catch(() => {})
+    if (how === 'finish') writer.close().catch(() => {})
+    else writer.abort().catch(() => {})
   }
 
-  // Ends the relay after a failure: an error event while the stream runs, a rejected
-  // `committed` before it started, nothing at all when the client is gone.
+  // A failure after the backend accepted the request: an error event, then [DONE].
   const fail = (reason: unknown) => {
     const error = call.stopError() ?? (reason instanceof ApiError ? reason : lostUpstream())
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
+    if (!clientThere) return close('abort')
+    send(streamErrorFrame(error))
+    send(DONE_FRAME)
     flush()
-    if (clientThere && started) {
-      send(streamErrorFrame(error))
-      send(DONE_FRAME)
-      finish()
-      return
-    }
-    refuse(error)
-    open = false
-    clearTimeout(keepAliveTimer)
-    writer.abort().catch(() => {})
+    close('finish')
   }
 
   pumpEvents(upstream, onData, {
@@ -142,12 +113,14 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
       return unsettledWrites > MAX_UNSETTLED_WRITES ? newestWrite : undefined
     },
   })
-    .then((end) => (end === 'ended' ? finish() : fail(truncated())))
+    .then((end) => {
+      if (end === 'eof') return fail(truncated())
+      flush()
+      close('finish')
+    })
     .catch(fail)
 
-  // A rejection nobody awaits (the client already has its answer) is not an error.
-  committed.catch(() => {})
-  return { readable, committed }
+  return readable
 }
 
 function lostUpstream(): ApiError {

@@ -37,13 +37,14 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
 
   if (!request.stream) return c.json(await collectCompletion(upstream, call))
 
-  const relay = relaySse(upstream, {
+  // The backend accepted the request: commit the 200 now, as vLLM itself does, so the client's
+  // headers are not on the first token's critical path. Later failures are error events.
+  const body = relaySse(upstream, {
     call,
     forwardUsage: request.stream_options?.include_usage === true,
     keepAliveMs: config.keepAliveMs,
   })
-  await relay.committed
-  return new Response(relay.readable, { headers: SSE_HEADERS })
+  return new Response(body, { headers: SSE_HEADERS })
 }
 
 /**

@@ -90,7 +90,17 @@ describe('pumpEvents', () => {
     await expect(pumping).rejects.toThrow('connection reset')
   })
 
-  it('cancels the upstream once the handler has ended the stream', async () => {
+  it('reads a finished response to its end instead of cancelling it, so the connection can be reused', async () => {
+    const upstream = manualStream()
+    const pumping = pumpEvents(upstream.stream, () => false)
+    upstream.push('data: [DONE]\n\n')
+    expect(await pumping).toBe('ended')
+    upstream.close()
+    const outcome = await Promise.race([upstream.cancelled.then(() => 'cancelled'), new Promise((r) => setTimeout(() => r('not cancelled'), 50))])
+    expect(outcome).toBe('not cancelled')
+  })
+
+  it('cancels a finished response whose backend keeps the connection open', async () => {
     const upstream = manualStream()
     const pumping = pumpEvents(upstream.stream, () => false)
     upstream.push('data: [DONE]\n\n')

@@ -15,13 +15,12 @@ function newCall(timeouts = { firstEventMs: 5_000, idleMs: 5_000 }) {
 
 function relay(upstream: ReadableStream<Uint8Array>, options: { forwardUsage?: boolean; keepAliveMs?: number; call?: UpstreamCall } = {}) {
   const call = options.call ?? newCall()
-  return { call, ...relaySse(upstream, { call, forwardUsage: options.forwardUsage ?? false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
+  return { call, readable: relaySse(upstream, { call, forwardUsage: options.forwardUsage ?? false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
 }
 
 describe('relaySse', () => {
   it('relays every event unchanged and in order, then [DONE], then closes', async () => {
-    const { readable, committed } = relay(streamOf(sse(role, token('Hel'), token('lo'), '[DONE]')))
-    await committed
+    const { readable } = relay(streamOf(sse(role, token('Hel'), token('lo'), '[DONE]')))
     expect(frames(await readAll(readable))).toEqual([`data: ${role}`, `data: ${token('Hel')}`, `data: ${token('lo')}`, 'data: [DONE]'])
   })
 
@@ -50,9 +49,8 @@ describe('relaySse', () => {
 
   it('stops reading upstream while the client does not read, then delivers everything in order', async () => {
     const upstream = manualStream()
-    const { readable, committed } = relay(upstream.stream)
+    const { readable } = relay(upstream.stream)
     upstream.push(sse(role))
-    await committed
     const tokens = Array.from({ length: 40 }, (_, i) => token(`t${i}`))
     for (const payload of tokens) {
       upstream.push(sse(payload))
@@ -64,10 +62,9 @@ describe('relaySse', () => {
     expect(frames(await readAll(readable))).toEqual([`data: ${role}`, ...tokens.map((t) => `data: ${t}`), 'data: [DONE]'])
   })
 
-  it('sends keep-alive comments while waiting for the first token, committing the response', async () => {
+  it('sends keep-alive comments while waiting for the first token', async () => {
     const upstream = manualStream()
-    const { readable, committed } = relay(upstream.stream, { keepAliveMs: 20 })
-    await committed
+    const { readable } = relay(upstream.stream, { keepAliveMs: 20 })
     const client = frameReader(readable)
     expect(await client.next()).toBe(': keep-alive')
     upstream.push(sse(role, '[DONE]'))
@@ -86,16 +83,19 @@ describe('relaySse', () => {
     upstream.push(sse('[DONE]'))
   })
 
-  it('fails with a status, not a stream, when the upstream breaks before the first event', async () => {
+  it('ends with an error event and [DONE] when the upstream breaks before the first event', async () => {
     const upstream = manualStream()
-    const { committed } = relay(upstream.stream)
+    const { readable } = relay(upstream.stream)
     upstream.fail(new Error('reset'))
-    await expect(committed).rejects.toMatchObject({ status: 502, code: 'upstream_connection_lost' })
+    expect(frames(await readAll(readable))).toEqual([
+      'data: {"error": {"message": "The connection to the backend was lost mid-stream.", "type": "server_error", "param": null, "code": 502}}',
+      'data: [DONE]',
+    ])
   })
 
-  it("turns an upstream error event that comes first into that error's status", async () => {
-    const { committed } = relay(streamOf(sse('{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 503}}', '[DONE]')))
-    await expect(committed).rejects.toMatchObject({ status: 503, message: 'boom' })
+  it("relays vLLM's own error event unchanged, even as the first event", async () => {
+    const error = '{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 503}}'
+    expect(frames(await readAll(relay(streamOf(sse(error, '[DONE]'))).readable))).toEqual([`data: ${error}`, 'data: [DONE]'])
   })
 
   it('ends with an error event and [DONE] when the upstream dies mid-stream', async () => {
@@ -152,11 +152,14 @@ describe('relaySse', () => {
     expect(call.signal.aborted).toBe(true)
   })
 
-  it('fails with 504 when no first event arrives within the deadline', async () => {
+  it('ends with a 504 error event and [DONE] when no first event arrives within the deadline', async () => {
     const upstream = manualStream()
     const call = newCall({ firstEventMs: 30, idleMs: 5_000 })
-    const { committed } = relay(upstream.stream, { call })
-    await expect(committed).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' })
+    const { readable } = relay(upstream.stream, { call })
+    expect(frames(await readAll(readable))).toEqual([
+      'data: {"error": {"message": "The backend sent no first event within 30 ms.", "type": "timeout_error", "param": null, "code": 504}}',
+      'data: [DONE]',
+    ])
   })
 
   it('ends with a 504 error event when the upstream falls silent mid-stream', async () => {
