@@ -1,7 +1,9 @@
 // npm run bench: the gateway's streaming overhead, side by side in one run, against one emulator:
 //   direct       the emulator itself (no Worker)
-//   passthrough  a trivial Worker that returns the upstream response as is (the floor)
-//   gateway      this Worker
+//   passthrough     a trivial Worker that returns the upstream response as is (the floor)
+//   passthrough-js  the same, but each chunk passes through an identity TransformStream in JS
+//                   (the floor for any Worker that inspects the stream, as a relay must)
+//   gateway         this Worker
 // Both Workers are built bundles served by workerd through Miniflare, never through wrangler dev.
 // Writes bench/results/baseline.json and bench/results/baseline.md. Bounded in count and time.
 import { writeFileSync } from 'node:fs'
@@ -13,18 +15,19 @@ import { median, percentile, round } from './stats.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const LEVELS = [
-  { concurrency: 1, requests: 20 },
-  { concurrency: 16, requests: 64 },
-  { concurrency: 64, requests: 128 },
+  { concurrency: 1, requests: 30 },
+  { concurrency: 16, requests: 96 },
+  { concurrency: 64, requests: 192 },
 ]
 const THROUGHPUT_TOKENS = 20_000
+const THROUGHPUT_MAX_TOKENS = 30_000
 const TIME_LIMIT_MS = 15 * 60_000
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
 const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
 interface Target {
-  name: 'direct' | 'passthrough' | 'gateway'
+  name: 'direct' | 'passthrough' | 'passthrough-js' | 'gateway'
   url: string
 }
 
@@ -69,7 +72,8 @@ async function measureLevel(target: Target, emulatorUrl: string, concurrency: nu
 
 async function measureThroughput(target: Target): Promise<{ events_per_s: number; mib_per_s: number }> {
   const prompt = `[emulator itl_ms=0 ttft_ms=0 reasoning_tokens=${THROUGHPUT_TOKENS} content_tokens=16]`
-  const sample = await timeStream(`${target.url}/v1/chat/completions`, chatRequest(prompt), { authorization: `Bearer ${KEY}` })
+  const request = { ...chatRequest(prompt), max_tokens: THROUGHPUT_MAX_TOKENS }
+  const sample = await timeStream(`${target.url}/v1/chat/completions`, request, { authorization: `Bearer ${KEY}` })
   const seconds = ((sample.arrivals.at(-1) ?? 0) - sample.sentAt) / 1000
   return { events_per_s: sample.arrivals.length / seconds, mib_per_s: sample.bytes / 1024 / 1024 / seconds }
 }
@@ -83,15 +87,19 @@ async function main(): Promise<void> {
     buildWorker(),
     spawnEmulator([
       '--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', KEY, '--record-event-times',
+      // Room for the throughput stream: the default 4096 would end it after ~4,000 tokens.
+      '--max-model-len', '32768',
       '--ttft-ms', String(EMULATOR.ttftMs), '--itl-ms', String(EMULATOR.itlMs),
       '--reasoning-tokens', String(EMULATOR.reasoningTokens), '--content-tokens', String(EMULATOR.contentTokens),
     ]),
   ])
   const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY })
   const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url })
+  const passthroughJs = await serveWorker(join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: emulator.url })
   const targets: Target[] = [
     { name: 'direct', url: emulator.url },
     { name: 'passthrough', url: passthrough.url },
+    { name: 'passthrough-js', url: passthroughJs.url },
     { name: 'gateway', url: gateway.url },
   ]
   try {
@@ -110,7 +118,7 @@ async function main(): Promise<void> {
     }
     report(summarize(levels, throughput))
   } finally {
-    await Promise.all([gateway.dispose(), passthrough.dispose(), emulator.stop()])
+    await Promise.all([gateway.dispose(), passthrough.dispose(), passthroughJs.dispose(), emulator.stop()])
   }
 }
 
@@ -126,7 +134,13 @@ function summarize(levels: Record<string, Record<string, LevelResult[]>>, throug
       ]),
     ) as Record<Target['name'], LevelResult>
     const added = (name: Target['name']) => rows[name].ttfe_p50 - rows.direct.ttfe_p50
-    return { concurrency: Number(concurrency), targets: rows, added_ttfe_p50_ms: { passthrough: round(added('passthrough')), gateway: round(added('gateway')) }, added_ttfe_ratio: round(added('gateway') / added('passthrough')) }
+    return {
+      concurrency: Number(concurrency),
+      targets: rows,
+      added_ttfe_p50_ms: { passthrough: round(added('passthrough')), 'passthrough-js': round(added('passthrough-js')), gateway: round(added('gateway')) },
+      added_ttfe_ratio: round(added('gateway') / added('passthrough')),
+      added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
+    }
   })
   const relay = Object.fromEntries(
     Object.entries(throughput).map(([name, runs]) => [name, { events_per_s: Math.round(median(runs.map((r) => r.events_per_s))), mib_per_s: round(median(runs.map((r) => r.mib_per_s))) }]),
@@ -140,21 +154,23 @@ function report(summary: Summary): void {
   const lines = [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all three targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all four targets measured side by side in each run against one emulator`,
     `(TTFT ${summary.emulator.ttftMs} ms, ${summary.emulator.itlMs} ms between tokens, ${summary.emulator.reasoningTokens + summary.emulator.contentTokens} tokens).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
-    'Added TTFE: p50 TTFE minus the direct p50; ratio: gateway added / passthrough added (target <= 1.3).',
+    'Added TTFE: p50 TTFE minus the direct p50. Ratio: gateway added / passthrough added (target <= 1.3);',
+    'ratio vs JS floor: gateway added / passthrough-js added.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 |',
     '|---|---|---|---|---|---|---|',
   ]
   for (const level of summary.levels) {
-    for (const name of ['direct', 'passthrough', 'gateway'] as const) {
+    for (const name of ['direct', 'passthrough', 'passthrough-js', 'gateway'] as const) {
       const row = level.targets[name]
       const added = name === 'direct' ? '' : String(level.added_ttfe_p50_ms[name])
       lines.push(`| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${row.lag_p50} | ${row.lag_p99} | ${added} |`)
     }
     lines.push(`| ${level.concurrency} | **ratio** | | | | | **${level.added_ttfe_ratio}** |`)
+    lines.push(`| ${level.concurrency} | **ratio vs JS floor** | | | | | **${level.added_ttfe_ratio_vs_js}** |`)
   }
   lines.push('', `Relay throughput, one stream of ${THROUGHPUT_TOKENS} tokens with no delay between them:`, '', '| target | events/s | MiB/s |', '|---|---|---|')
   for (const [name, row] of Object.entries(summary.throughput)) lines.push(`| ${name} | ${row.events_per_s} | ${row.mib_per_s} |`)

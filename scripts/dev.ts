@@ -51,8 +51,8 @@ function watch(child: Child, name: string): void {
 
 async function main(): Promise<void> {
   const apiKey = backendApiKey()
-  const emulatorArgs = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', apiKey, '--ttft-ms', '150', '--itl-ms', '20']
-  const backends = await Promise.all(emulatorPorts.map((port) => spawnEmulator(emulatorArgs, port)))
+  const emulatorArgs = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--ttft-ms', '150', '--itl-ms', '20']
+  const backends = await Promise.all(emulatorPorts.map((port) => spawnEmulator(emulatorArgs, port, { VLLM_API_KEY: apiKey })))
   backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
   for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
 

@@ -11,9 +11,14 @@ export interface RunningEmulator extends Child {
   url: string
 }
 
-/** Starts `node gpu-backend/emulator/main.ts` with vLLM-style flags; port 0 picks a free port. */
-export async function spawnEmulator(args: string[] = [], port = 0): Promise<RunningEmulator> {
-  const child = startChild(process.execPath, [join(ROOT, 'gpu-backend/emulator/main.ts'), '--port', String(port), ...args])
+/**
+ * Starts `node gpu-backend/emulator/main.ts` with vLLM-style flags; port 0 picks a free port.
+ * Pass a secret such as VLLM_API_KEY through `env`, not `args`, to keep it out of `ps`.
+ */
+export async function spawnEmulator(args: string[] = [], port = 0, env: Record<string, string> = {}): Promise<RunningEmulator> {
+  const child = startChild(process.execPath, [join(ROOT, 'gpu-backend/emulator/main.ts'), '--port', String(port), ...args], {
+    env: { ...process.env, ...env },
+  })
   try {
     const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 10_000)
     return { ...child, url }

@@ -13,7 +13,7 @@ vLLM flags:
   --model NAME                   model path (default ${DEFAULT_MODEL})
   --served-model-name NAME       name clients use (default: the model)
   --max-model-len N              context length (default 4096)
-  --api-key KEY                  require "Authorization: Bearer KEY" under /v1
+  --api-key KEY                  require "Authorization: Bearer KEY" under /v1 (or env VLLM_API_KEY)
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
 emulator flags:
   --reasoning-field reasoning_content|both|reasoning   (default reasoning_content)
@@ -74,7 +74,8 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     model: values.model,
     servedModelName: values['served-model-name'] ?? values.model,
     maxModelLen: integer('max-model-len', values['max-model-len']),
-    apiKey: values['api-key'],
+    // Like vLLM, the key may come from VLLM_API_KEY instead, which keeps it out of `ps` output.
+    apiKey: values['api-key'] ?? (process.env.VLLM_API_KEY || undefined),
     reasoningParser: parser,
     reasoningField: values['reasoning-field'],
     tokenIdsFields: boolean('token-ids-fields', values['token-ids-fields']),

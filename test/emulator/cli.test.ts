@@ -8,8 +8,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const NODE = `${ROOT}node_modules/.bin/node`
 const MAIN = `${ROOT}gpu-backend/emulator/main.ts`
 
-function run(args: string[]): ChildProcessWithoutNullStreams {
-  const child = spawn(NODE, [MAIN, ...args], { cwd: ROOT })
+function run(args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
+  const child = spawn(NODE, [MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } })
   onTestFinished(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
@@ -42,6 +42,13 @@ describe('emulator CLI', () => {
     child.kill('SIGTERM')
     const [code] = (await once(child, 'exit')) as [number | null]
     expect(code).toBe(0)
+  })
+
+  it('takes the API key from VLLM_API_KEY, as vLLM does, when --api-key is not given', async () => {
+    const child = run(['--port', '0'], { VLLM_API_KEY: 'from-env' })
+    const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(await firstLine(child))?.[1] ?? ''
+    expect((await fetch(`${url}/v1/models`)).status).toBe(401)
+    expect((await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer from-env' } })).status).toBe(200)
   })
 
   it('refuses an unknown flag with the usage text and exit code 2', async () => {
