@@ -1,0 +1,16 @@
+import { describe, expect, it } from 'vitest'
+import { fetchWithEnv } from './support/worker.ts'
+
+describe('configuration', () => {
+  it.each([
+    [{ KEEPALIVE_INTERVAL_MS: 'soon' }, 'KEEPALIVE_INTERVAL_MS'],
+    [{ FIRST_EVENT_TIMEOUT_MS: '0' }, 'FIRST_EVENT_TIMEOUT_MS'],
+    [{ BACKEND_URLS: '' }, 'BACKEND_URLS'],
+  ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
+    const response = await fetchWithEnv(overrides, '/health', {})
+    expect(response.status).toBe(500)
+    const { error } = (await response.json()) as { error: { message: string; code: string } }
+    expect(error.code).toBe('gateway_misconfigured')
+    expect(error.message).toContain(name)
+  })
+})
