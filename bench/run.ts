@@ -24,11 +24,15 @@ const THROUGHPUT_MAX_TOKENS = 30_000
 const TIME_LIMIT_MS = 15 * 60_000
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
+/** The gateway's API key for the benchmark client (the pass-throughs ignore it). */
+const CLIENT_KEY = `sk-${'b'.repeat(43)}`
 const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
 interface Target {
   name: 'direct' | 'passthrough' | 'passthrough-js' | 'gateway'
   url: string
+  /** The Authorization the target expects: the backend key, or the gateway's own API key. */
+  key: string
 }
 
 interface LevelResult {
@@ -56,7 +60,7 @@ async function eventTimes(emulatorUrl: string, id: string): Promise<number[]> {
 async function measureLevel(target: Target, emulatorUrl: string, concurrency: number, requests: number): Promise<LevelResult> {
   const url = `${target.url}/v1/chat/completions`
   const samples: StreamSample[] = await runPool(requests, concurrency, () =>
-    timeStream(url, chatRequest('Benchmark prompt: what is 7 * 6?'), { authorization: `Bearer ${KEY}` }),
+    timeStream(url, chatRequest('Benchmark prompt: what is 7 * 6?'), { authorization: `Bearer ${target.key}` }),
   )
   const ttfe = samples.map((sample) => (sample.arrivals[0] ?? Number.NaN) - sample.sentAt)
   const lags: number[] = []
@@ -73,7 +77,7 @@ async function measureLevel(target: Target, emulatorUrl: string, concurrency: nu
 async function measureThroughput(target: Target): Promise<{ events_per_s: number; mib_per_s: number }> {
   const prompt = `[emulator itl_ms=0 ttft_ms=0 reasoning_tokens=${THROUGHPUT_TOKENS} content_tokens=16]`
   const request = { ...chatRequest(prompt), max_tokens: THROUGHPUT_MAX_TOKENS }
-  const sample = await timeStream(`${target.url}/v1/chat/completions`, request, { authorization: `Bearer ${KEY}` })
+  const sample = await timeStream(`${target.url}/v1/chat/completions`, request, { authorization: `Bearer ${target.key}` })
   const seconds = ((sample.arrivals.at(-1) ?? 0) - sample.sentAt) / 1000
   return { events_per_s: sample.arrivals.length / seconds, mib_per_s: sample.bytes / 1024 / 1024 / seconds }
 }
@@ -93,14 +97,14 @@ async function main(): Promise<void> {
       '--reasoning-tokens', String(EMULATOR.reasoningTokens), '--content-tokens', String(EMULATOR.contentTokens),
     ]),
   ])
-  const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY })
+  const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY }, { keys: [{ secret: CLIENT_KEY }] })
   const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url })
   const passthroughJs = await serveWorker(join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: emulator.url })
   const targets: Target[] = [
-    { name: 'direct', url: emulator.url },
-    { name: 'passthrough', url: passthrough.url },
-    { name: 'passthrough-js', url: passthroughJs.url },
-    { name: 'gateway', url: gateway.url },
+    { name: 'direct', url: emulator.url, key: KEY },
+    { name: 'passthrough', url: passthrough.url, key: KEY },
+    { name: 'passthrough-js', url: passthroughJs.url, key: KEY },
+    { name: 'gateway', url: gateway.url, key: CLIENT_KEY },
   ]
   try {
     for (const target of targets) await measureLevel(target, emulator.url, 8, 32) // warm-up, not recorded

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
+import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, newKeyRecord, type KeyRecord } from '../src/auth/key-record.ts'
 import { ROOT, startChild, startWrangler, stopChild, waitForLine, type Child } from './processes.ts'
 
 // The local stack without wrangler's dev proxy: vLLM emulators as child processes and the built
@@ -41,8 +42,16 @@ export interface ServedWorker {
   dispose(): Promise<void>
 }
 
-/** Serves a built module Worker on 127.0.0.1 with wrangler.toml's settings and these overrides. */
-export async function serveWorker(scriptPath: string, vars: Record<string, string>): Promise<ServedWorker> {
+export interface ServeOptions {
+  /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
+  keys?: { secret: string; fields?: Partial<KeyRecord> }[]
+}
+
+/**
+ * Serves a built module Worker on 127.0.0.1 with wrangler.toml's settings and these overrides,
+ * with an in-memory KEYS namespace holding the given keys.
+ */
+export async function serveWorker(scriptPath: string, vars: Record<string, string>, options: ServeOptions = {}): Promise<ServedWorker> {
   const config = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') })
   // Miniflare 5 (the one wrangler uses) takes a new options shape; it converts the classic one.
   const miniflare = new Miniflare(
@@ -52,10 +61,18 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       compatibilityDate: config.compatibility_date,
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },
+      kvNamespaces: ['KEYS'],
       host: '127.0.0.1',
       port: 0,
     }),
   )
   const url = await miniflare.ready
+  const kv = await miniflare.getKVNamespace('KEYS')
+  for (const { secret, fields } of options.keys ?? []) {
+    const record = newKeyRecord({ name: 'stack', ...fields })
+    const hash = await hashSecret(secret)
+    await kv.put(KEY_PREFIX + hash, JSON.stringify(record))
+    await kv.put(KEY_ID_PREFIX + record.id, hash)
+  }
   return { url: url.origin, dispose: () => miniflare.dispose() }
 }

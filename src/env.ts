@@ -1,4 +1,5 @@
 import type { RequestIdVariables } from 'hono/request-id'
+import type { Principal } from './auth/principal.ts'
 import type { GatewayConfig } from './config.ts'
 
 /**
@@ -9,12 +10,16 @@ import type { GatewayConfig } from './config.ts'
 export interface Secrets {
   /** The backends' shared vLLM `--api-key`; sent upstream only, never to clients or logs. */
   BACKEND_API_KEY?: string
+  /** Comma-separated HMAC secrets for browser stream tokens; the first signs, all verify. */
+  STREAM_TOKEN_SECRETS?: string
 }
 
 export type WorkerEnv = Cloudflare.Env & Secrets
 
 export type AppVariables = RequestIdVariables & {
   config: GatewayConfig
+  /** Who is calling; set by the auth middleware. */
+  principal: Principal
 }
 
 /** The one Hono environment of this app: `new Hono<AppEnv>()`, `Context<AppEnv>`. */

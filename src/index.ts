@@ -1,32 +1,37 @@
 import { Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { requestId } from 'hono/request-id'
 import { loadConfig } from './config.ts'
 import type { AppEnv } from './env.ts'
 import { renderError } from './errors.ts'
+import { requireKey } from './middleware/auth.ts'
+import { limitBody } from './middleware/body-limit.ts'
+import { apiCors } from './middleware/cors.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
-
-/** Largest accepted request body. */
-const MAX_BODY_BYTES = 1024 * 1024
+import { createStreamToken } from './routes/stream-tokens.ts'
 
 const app = new Hono<AppEnv>()
+const chatScope = requireKey({ scope: 'chat' })
 
 app.use(requestId())
 app.use(loadConfig)
+app.use('/v1/*', apiCors)
 
 app.get('/health', health)
 app.all('/health', methodNotAllowed('GET'))
 
-app.get('/v1/models', listModels)
+app.get('/v1/models', chatScope, listModels)
 app.all('/v1/models', methodNotAllowed('GET'))
-app.get('/v1/models/:model', retrieveModel)
+app.get('/v1/models/:model', chatScope, retrieveModel)
 app.all('/v1/models/:model', methodNotAllowed('GET'))
 
-app.post('/v1/chat/completions', bodyLimit({ maxSize: MAX_BODY_BYTES }), chatCompletions)
+app.post('/v1/chat/completions', chatScope, limitBody, chatCompletions)
 app.all('/v1/chat/completions', methodNotAllowed('POST'))
+
+app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
+app.all('/v1/stream-tokens', methodNotAllowed('POST'))
 
 app.notFound(notFound)
 app.onError(renderError)

@@ -1,8 +1,6 @@
-import { exports } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
-import { MODEL, chatBody, postChat } from './support/worker.ts'
+import { MODEL, callWorker as call, chatBody, postChat } from './support/worker.ts'
 
-const call = (path: string, init?: RequestInit) => exports.default.fetch(`http://gateway.test${path}`, init)
 
 async function errorOf(response: Response) {
   return ((await response.json()) as { error: { message: string; type: string; param: string | null; code: string | null } }).error

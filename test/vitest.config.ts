@@ -22,6 +22,8 @@ export default defineConfig({
                 KEEPALIVE_INTERVAL_MS: '15000',
                 FIRST_EVENT_TIMEOUT_MS: '5000',
                 EVENT_IDLE_TIMEOUT_MS: '5000',
+                STREAM_TOKEN_SECRETS: 'test-stream-secret-new,test-stream-secret-old',
+                ALLOWED_ORIGINS: 'https://allowed.example',
               },
             },
           })),
@@ -32,6 +34,7 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: nodeTests,
           globalSetup: ['test/setup/emulator.ts'],
+          setupFiles: ['test/support/seed-keys.setup.ts'],
           // Files share one emulator whose counters some tests read: run them one at a time.
           fileParallelism: false,
         },

@@ -8,15 +8,20 @@ import { relaySse } from '../relay/stream.ts'
 import { openUpstream } from '../relay/upstream.ts'
 import { UpstreamCall } from '../relay/upstream-call.ts'
 import { parseChatRequest, type ChatRequest } from '../schema/chat-request.ts'
+import { applyContextBudget } from '../schema/context-budget.ts'
 import { readJsonBody } from '../schema/read-json.ts'
 
 /** POST /v1/chat/completions: validate, pick a backend, then relay (stream) or collect (JSON). */
 export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   const config = c.get('config')
-  const request = parseChatRequest(await readJsonBody(c))
-  if (request.model != null && request.model !== config.modelId) {
-    throw new ApiError(404, `The model '${request.model}' does not exist.`, { param: 'model', code: 'model_not_found' })
+  const parsed = parseChatRequest(await readJsonBody(c))
+  if (parsed.model != null && !config.modelNames.has(parsed.model)) {
+    throw new ApiError(404, `The model '${parsed.model}' does not exist.`, { param: 'model', code: 'model_not_found' })
   }
+  const { request } = applyContextBudget(parsed, {
+    maxModelLen: config.maxModelLen,
+    maxOutputTokens: c.get('principal').record.limits.maxOutputTokens,
+  })
 
   const call = new UpstreamCall(c.req.raw.signal, {
     firstEventMs: config.firstEventTimeoutMs,

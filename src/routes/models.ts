@@ -17,8 +17,8 @@ export function listModels(c: Context<AppEnv>): Response {
 /** GET /v1/models/:model */
 export function retrieveModel(c: Context<AppEnv>): Response {
   const id = c.req.param('model') ?? ''
-  if (id !== c.get('config').modelId) {
+  if (!c.get('config').modelNames.has(id)) {
     throw new ApiError(404, `The model '${id}' does not exist.`, { param: 'model', code: 'model_not_found' })
   }
-  return c.json(modelCard(id))
+  return c.json(modelCard(c.get('config').modelId))
 }

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini'
-import { ApiError } from '../errors.ts'
+import { parseWith } from './parse.ts'
 
 // The OpenAI chat request as this gateway accepts it. Fields not named here are dropped, so only
 // known fields ever reach a backend. zod/mini keeps the Worker bundle small.
@@ -55,22 +55,5 @@ export type ChatMessage = ChatRequest['messages'][number]
 
 /** Checks a parsed JSON body; the first problem becomes a 400 whose `param` names the field. */
 export function parseChatRequest(body: unknown): ChatRequest {
-  const result = chatRequestSchema.safeParse(body)
-  if (result.success) return result.data
-  const issue = result.error.issues[0]
-  const param = issue ? formatPath(issue.path) : null
-  const detail = issue?.message ?? 'Invalid request.'
-  throw new ApiError(400, param ? `Invalid value for '${param}': ${detail}` : detail, {
-    param,
-    code: 'invalid_value',
-  })
-}
-
-/** ['messages', 0, 'content'] -> "messages[0].content", as OpenAI names parameters. */
-function formatPath(path: readonly PropertyKey[]): string | null {
-  let name = ''
-  for (const key of path) {
-    name += typeof key === 'number' ? `[${key}]` : `${name ? '.' : ''}${String(key)}`
-  }
-  return name || null
+  return parseWith(chatRequestSchema, body)
 }

@@ -6,6 +6,7 @@ import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type Ser
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-backend-key'
+const CLIENT_KEY = `sk-${'e'.repeat(43)}`
 
 let emulators: RunningEmulator[] = []
 let worker: ServedWorker
@@ -18,8 +19,12 @@ beforeAll(async () => {
   const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--ttft-ms', '20', '--itl-ms', '3']
   const [script, ...started] = await Promise.all([buildWorker(), spawnEmulator(args), spawnEmulator(args)])
   emulators = started
-  worker = await serveWorker(script, { BACKEND_URLS: emulators.map((e) => e.url).join(','), BACKEND_API_KEY: BACKEND_KEY })
-  client = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: 'sk-unused-until-auth-lands', maxRetries: 0 })
+  worker = await serveWorker(
+    script,
+    { BACKEND_URLS: emulators.map((e) => e.url).join(','), BACKEND_API_KEY: BACKEND_KEY },
+    { keys: [{ secret: CLIENT_KEY, fields: { scopes: ['chat'] } }] },
+  )
+  client = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 })
 })
 
 afterAll(async () => {
@@ -33,6 +38,11 @@ async function abortedTotal(): Promise<number> {
 }
 
 describe('the official openai SDK against the Worker', () => {
+  it('raises AuthenticationError for an unknown key', async () => {
+    const stranger = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: `sk-${'u'.repeat(43)}`, maxRetries: 0 })
+    await expect(stranger.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError)
+  })
+
   it('lists the model', async () => {
     const models = await client.models.list()
     expect(models.data.map((model) => model.id)).toEqual([MODEL])

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { TEST_SECRET } from '../support/keys.ts'
 import { frameReader, frames } from '../support/streams.ts'
 import {
   MODEL,
@@ -74,15 +75,17 @@ describe('POST /v1/chat/completions, stream: true', () => {
 
   it("never forwards the client's Authorization, cookies or hop-by-hop headers, and uses the backend key", async () => {
     const response = await postChat(chatBody('Hi', { stream: true }), {
-      headers: { authorization: 'Bearer sk-client-secret', cookie: 'session=1', te: 'trailers', 'x-custom': '1', 'keep-alive': 'timeout=5' },
+      headers: { cookie: 'session=1', te: 'trailers', 'x-custom': '1', 'keep-alive': 'timeout=5' },
     })
     const text = await response.text()
-    // The emulator runs with --api-key: a stream that completed proves the backend key was sent.
+    // The client's own key (TEST_SECRET) is a valid gateway key; the emulator accepts only its
+    // --api-key, so a stream that completed proves the backend key replaced the client's.
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
     const headers = (await recordedRequests()).at(-1)?.headers ?? {}
     expect(headers.authorization).toBe('<redacted>')
     for (const name of ['cookie', 'te', 'x-custom', 'keep-alive']) expect(headers).not.toHaveProperty(name)
     expect(text).not.toContain('test-backend-key')
+    expect(text).not.toContain(TEST_SECRET)
   })
 
   it('relays an error event and [DONE] when the backend fails mid-stream (vLLM error event)', async () => {

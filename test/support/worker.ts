@@ -2,6 +2,7 @@
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
 import { exports } from 'cloudflare:workers'
 import app from '../../src/index.ts'
+import { TEST_SECRET } from './keys.ts'
 
 export const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 export const emulatorUrl = env.BACKEND_URLS
@@ -30,7 +31,7 @@ export function chatBody(text: string, extra: Record<string, unknown> = {}) {
 export function postChat(body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}) {
   return exports.default.fetch('http://gateway.test/v1/chat/completions', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...init.headers },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}`, ...init.headers },
     body: JSON.stringify(body),
     signal: init.signal,
   })
@@ -45,7 +46,14 @@ export async function fetchWithEnv(overrides: Record<string, string>, path: stri
 }
 
 export function chatInit(body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }
+  return { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` }, body: JSON.stringify(body) }
+}
+
+/** Any call to the Worker with the test key. */
+export function callWorker(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers)
+  if (!headers.has('authorization')) headers.set('authorization', `Bearer ${TEST_SECRET}`)
+  return exports.default.fetch(`http://gateway.test${path}`, { ...init, headers })
 }
 
 async function emulator<T>(path: string, init?: RequestInit): Promise<T> {

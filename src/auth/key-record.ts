@@ -1,0 +1,78 @@
+// API keys: their format, their hash and the record stored for them in KV. Shared by the Worker
+// (auth middleware) and the key CLI (scripts/keys.ts), so it uses only WebCrypto and no runtime
+// specifics. The secret itself is never stored: KV holds its SHA-256 hash.
+
+/** What a key may do. `chat`: the inference API; `admin`: operational endpoints. */
+export type Scope = 'chat' | 'admin'
+
+/** Per-key limits; null means "the deployment default". Enforced by the rate-limit issue. */
+export interface KeyLimits {
+  requestsPerMinute: number | null
+  tokensPerMinute: number | null
+  concurrentStreams: number | null
+  maxOutputTokens: number | null
+}
+
+export interface KeyRecord {
+  /** Public identifier, safe to log: `key_` + 16 hex characters. */
+  id: string
+  name: string
+  /** Unix seconds. */
+  created: number
+  /** Unix seconds, or null for a key that does not expire. */
+  expires: number | null
+  disabled: boolean
+  limits: KeyLimits
+  /** Browser origins (e.g. https://app.example.com) allowed to use this key; empty: none. */
+  origins: string[]
+  scopes: Scope[]
+  /** Per-key switches for prompt rules; a rule missing here follows the deployment. */
+  rules: Record<string, boolean>
+}
+
+/** KV layout (namespace binding KEYS), see docs/kv-schema.md. */
+export const KEY_PREFIX = 'key:'
+export const KEY_ID_PREFIX = 'keyid:'
+
+export const SECRET_PREFIX = 'sk-'
+/** 32 random bytes, base64url: 43 characters after the prefix. */
+const SECRET_PATTERN = /^sk-[A-Za-z0-9_-]{43}$/
+
+export function isWellFormedSecret(secret: string): boolean {
+  return SECRET_PATTERN.test(secret)
+}
+
+/** A new secret: `sk-` + 32 bytes (256 bits) from the platform's CSPRNG, base64url. */
+export function generateSecret(): string {
+  return SECRET_PREFIX + base64url(crypto.getRandomValues(new Uint8Array(32)))
+}
+
+export function generateKeyId(): string {
+  return `key_${[...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+}
+
+/** Lowercase hex SHA-256 of the secret: the KV key under KEY_PREFIX. */
+export async function hashSecret(secret: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(secret))
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+export function newKeyRecord(fields: Partial<KeyRecord> & { name: string }, now = Date.now()): KeyRecord {
+  return {
+    id: fields.id ?? generateKeyId(),
+    name: fields.name,
+    created: fields.created ?? Math.floor(now / 1000),
+    expires: fields.expires ?? null,
+    disabled: fields.disabled ?? false,
+    limits: fields.limits ?? { requestsPerMinute: null, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: null },
+    origins: fields.origins ?? [],
+    scopes: fields.scopes ?? ['chat'],
+    rules: fields.rules ?? {},
+  }
+}
+
+export function base64url(bytes: Uint8Array): string {
+  let binary = ''
+  for (const byte of bytes) binary += String.fromCharCode(byte)
+  return btoa(binary).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
+}

@@ -1,0 +1,86 @@
+import type { Context, MiddlewareHandler } from 'hono'
+import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import type { KeyRecord, Scope } from '../auth/key-record.ts'
+import { findKeyById, findKeyBySecret, keyProblem } from '../auth/key-store.ts'
+import type { Principal } from '../auth/principal.ts'
+import { looksLikeStreamToken, verifyStreamToken } from '../auth/stream-token.ts'
+
+export interface RequireKeyOptions {
+  /** The scope the route needs; a key without it gets 403. */
+  scope: Scope
+  /** Browser streaming endpoints only: accept a stream token in the `token` query parameter. */
+  acceptStreamToken?: boolean
+}
+
+/**
+ * Authenticates the caller with `Authorization: Bearer sk-...` (or, where allowed, a stream token
+ * in the query string), checks the key's scope and the browser origin, and sets `principal`.
+ * Every refusal is OpenAI-shaped and never repeats what the caller sent.
+ */
+export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv> {
+  const { scope, acceptStreamToken = false } = options
+  return async function requireKey(c, next) {
+    const token = c.req.query('token')
+    const principal =
+      acceptStreamToken && token !== undefined && !c.req.header('authorization')
+        ? await fromStreamToken(c, token)
+        : await fromApiKey(c, token !== undefined)
+    if (!principal.record.scopes.includes(scope)) {
+      throw new ApiError(403, `This API key does not have the '${scope}' scope.`, { code: 'insufficient_scope' })
+    }
+    checkOrigin(c, principal.record)
+    c.set('principal', principal)
+    await next()
+  }
+}
+
+async function fromApiKey(c: Context<AppEnv>, sentToken: boolean): Promise<Principal> {
+  const header = c.req.header('authorization')
+  if (!header) {
+    const hint = sentToken ? ' Stream tokens are accepted only by the browser streaming endpoints.' : ''
+    throw invalidKey(`Missing API key: send it as 'Authorization: Bearer sk-...'.${hint}`)
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  if (!match?.[1]) throw invalidKey("Malformed Authorization header: expected 'Bearer sk-...'.")
+  if (looksLikeStreamToken(match[1])) {
+    throw invalidKey('Stream tokens are accepted only by the browser streaming endpoints; use an API key here.')
+  }
+  const config = c.get('config')
+  const record = await findKeyBySecret(c.env.KEYS, match[1], config.keyCacheTtlMs)
+  if (!record) throw invalidKey('Incorrect API key provided.')
+  const problem = keyProblem(record)
+  if (problem) throw invalidKey(`This API key has been ${problem === 'revoked' ? 'revoked' : 'expired'}.`)
+  return { keyId: record.id, record, via: 'api_key' }
+}
+
+async function fromStreamToken(c: Context<AppEnv>, token: string): Promise<Principal> {
+  const config = c.get('config')
+  const claims = await verifyStreamToken(token, config.streamTokenSecrets, Math.floor(Date.now() / 1000))
+  if (claims.origin !== null && c.req.header('origin') !== claims.origin) {
+    throw new ApiError(401, 'This stream token is bound to another origin.', { code: 'invalid_stream_token' })
+  }
+  const record = await findKeyById(c.env.KEYS, claims.keyId, config.keyCacheTtlMs)
+  if (!record || keyProblem(record)) {
+    throw new ApiError(401, 'The API key that minted this stream token is no longer valid.', { code: 'invalid_stream_token' })
+  }
+  return { keyId: record.id, record, via: 'stream_token' }
+}
+
+/**
+ * A browser request (it has an Origin header) must come from an origin the key or the deployment
+ * allows, or from this Worker's own pages. Programs (SDKs, curl) send no Origin and pass.
+ */
+function checkOrigin(c: Context<AppEnv>, record: KeyRecord): void {
+  const origin = c.req.header('origin')
+  if (!origin || isOriginAllowed(c, record, origin)) return
+  throw new ApiError(403, `Requests from the origin ${origin} are not allowed for this API key.`, { code: 'origin_not_allowed' })
+}
+
+export function isOriginAllowed(c: Context<AppEnv>, record: KeyRecord, origin: string): boolean {
+  return origin === new URL(c.req.url).origin || c.get('config').allowedOrigins.has(origin) || record.origins.includes(origin)
+}
+
+function invalidKey(message: string): ApiError {
+  return new ApiError(401, message, { code: 'invalid_api_key' })
+}

@@ -1,0 +1,111 @@
+import { env } from 'cloudflare:test'
+import { exports } from 'cloudflare:workers'
+import { describe, expect, it } from 'vitest'
+import { mintStreamToken } from '../../src/auth/stream-token.ts'
+import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
+import { callWorker, chatBody, chatInit, fetchWithEnv } from '../support/worker.ts'
+
+const raw = (path: string, init?: RequestInit) => exports.default.fetch(`http://gateway.test${path}`, init)
+const withKey = (secret: string, init: RequestInit = {}) => ({ ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${secret}` } })
+
+async function errorOf(response: Response) {
+  return ((await response.json()) as { error: { message: string; type: string; code: string | null } }).error
+}
+
+describe('API keys', () => {
+  it('refuses a request without a key with 401 invalid_api_key', async () => {
+    const response = await raw('/v1/models')
+    expect(response.status).toBe(401)
+    expect(await errorOf(response)).toMatchObject({ type: 'authentication_error', code: 'invalid_api_key' })
+  })
+
+  it.each([['Basic abc'], ['Bearer'], ['Bearer two words']])('refuses the malformed header %j with 401', async (header) => {
+    const response = await raw('/v1/models', { headers: { authorization: header } })
+    expect(response.status).toBe(401)
+    expect((await errorOf(response)).code).toBe('invalid_api_key')
+  })
+
+  it('refuses an unknown key with 401 and never echoes it', async () => {
+    const secret = randomSecret()
+    const response = await raw('/v1/models', withKey(secret))
+    expect(response.status).toBe(401)
+    expect(await response.text()).not.toContain(secret)
+  })
+
+  it('refuses a revoked key and an expired key with 401', async () => {
+    const revoked = randomSecret()
+    const expired = randomSecret()
+    await seedKey(env.KEYS, revoked, { disabled: true })
+    await seedKey(env.KEYS, expired, { expires: Math.floor(Date.now() / 1000) - 1 })
+    for (const secret of [revoked, expired]) {
+      const response = await raw('/v1/models', withKey(secret))
+      expect(response.status).toBe(401)
+      expect(await response.text()).not.toContain(secret)
+    }
+  })
+
+  it('accepts a valid key', async () => {
+    expect((await callWorker('/v1/models')).status).toBe(200)
+  })
+
+  it('refuses a key without the needed scope with 403', async () => {
+    const adminOnly = randomSecret()
+    await seedKey(env.KEYS, adminOnly, { scopes: ['admin'] })
+    const response = await raw('/v1/models', withKey(adminOnly))
+    expect(response.status).toBe(403)
+    expect(await errorOf(response)).toMatchObject({ type: 'permission_error', code: 'insufficient_scope' })
+  })
+
+  it('stops accepting a revoked key once its cached record expires', async () => {
+    const secret = randomSecret()
+    const record = await seedKey(env.KEYS, secret)
+    const ttl = { KEY_CACHE_TTL_MS: '100' }
+    expect((await fetchWithEnv(ttl, '/v1/models', withKey(secret))).status).toBe(200)
+    await seedKey(env.KEYS, secret, { ...record, disabled: true })
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    expect((await fetchWithEnv(ttl, '/v1/models', withKey(secret))).status).toBe(401)
+  })
+
+  it('refuses a stream token where an API key is needed, as a header or in the query', async () => {
+    const token = await mintStreamToken('test-stream-secret-new', { keyId: TEST_KEY_ID, expires: Math.floor(Date.now() / 1000) + 60, origin: null })
+    const asHeader = await raw('/v1/chat/completions', { ...chatInit(chatBody('hi')), headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } })
+    expect(asHeader.status).toBe(401)
+    expect((await errorOf(asHeader)).message).toContain('browser streaming endpoints')
+    const inQuery = await raw(`/v1/chat/completions?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('hi')) })
+    expect(inQuery.status).toBe(401)
+  })
+})
+
+describe('browser origins and CORS', () => {
+  it('answers a preflight with the origin reflected, the allowed headers and no credentials', async () => {
+    const response = await raw('/v1/chat/completions', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://page.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    })
+    expect(response.status).toBe(204)
+    expect(response.headers.get('access-control-allow-origin')).toBe('https://page.example')
+    expect(response.headers.get('access-control-allow-headers')).toBe('authorization,content-type')
+    expect(response.headers.get('access-control-allow-credentials')).toBeNull()
+    expect(response.headers.get('vary')).toContain('Origin')
+  })
+
+  it('lets a browser use a key from one of its own origins or a deployment-wide origin', async () => {
+    const secret = randomSecret()
+    await seedKey(env.KEYS, secret, { origins: ['https://app.example'] })
+    for (const origin of ['https://app.example', 'https://allowed.example', 'http://gateway.test']) {
+      const response = await raw('/v1/models', withKey(secret, { headers: { origin } }))
+      expect(response.status).toBe(200)
+      expect(response.headers.get('access-control-allow-origin')).toBe(origin)
+    }
+  })
+
+  it('refuses a browser request from an origin the key does not allow with 403', async () => {
+    const response = await callWorker('/v1/models', { headers: { origin: 'https://evil.example' } })
+    expect(response.status).toBe(403)
+    expect((await errorOf(response)).code).toBe('origin_not_allowed')
+  })
+
+  it('lets programs without an Origin header through (SDKs, curl)', async () => {
+    expect((await callWorker('/v1/models', { headers: { authorization: `Bearer ${TEST_SECRET}` } })).status).toBe(200)
+  })
+})
