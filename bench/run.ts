@@ -3,6 +3,7 @@
 //   passthrough     a trivial Worker that returns the upstream response as is (the floor)
 //   passthrough-js  the same, but each chunk passes through an identity TransformStream in JS
 //                   (the floor for any Worker that inspects the stream, as a relay must)
+//   gateway-bare    this Worker's relay without auth, validation and prompt normalization
 //   gateway         this Worker
 // Both Workers are built bundles served by workerd through Miniflare, never through wrangler dev.
 // Writes bench/results/baseline.json and bench/results/baseline.md. Bounded in count and time.
@@ -29,7 +30,7 @@ const CLIENT_KEY = `sk-${'b'.repeat(43)}`
 const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
 interface Target {
-  name: 'direct' | 'passthrough' | 'passthrough-js' | 'gateway'
+  name: 'direct' | 'passthrough' | 'passthrough-js' | 'gateway-bare' | 'gateway'
   url: string
   /** The Authorization the target expects: the backend key, or the gateway's own API key. */
   key: string
@@ -87,8 +88,10 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 }
 
 async function main(): Promise<void> {
-  const [script, emulator] = await Promise.all([
-    buildWorker(),
+  // The two builds share dist/, so one after the other.
+  const buildBoth = async () => [await buildWorker(), await buildWorker({ script: 'bench/bare-worker.ts', outdir: 'bare' })] as const
+  const [[script, bareScript], emulator] = await Promise.all([
+    buildBoth(),
     spawnEmulator([
       '--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', KEY, '--record-event-times',
       // Room for the throughput stream: the default 4096 would end it after ~4,000 tokens.
@@ -100,10 +103,12 @@ async function main(): Promise<void> {
   const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY }, { keys: [{ secret: CLIENT_KEY }] })
   const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url })
   const passthroughJs = await serveWorker(join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: emulator.url })
+  const gatewayBare = await serveWorker(bareScript, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY })
   const targets: Target[] = [
     { name: 'direct', url: emulator.url, key: KEY },
     { name: 'passthrough', url: passthrough.url, key: KEY },
     { name: 'passthrough-js', url: passthroughJs.url, key: KEY },
+    { name: 'gateway-bare', url: gatewayBare.url, key: KEY },
     { name: 'gateway', url: gateway.url, key: CLIENT_KEY },
   ]
   try {
@@ -122,7 +127,7 @@ async function main(): Promise<void> {
     }
     report(summarize(levels, throughput))
   } finally {
-    await Promise.all([gateway.dispose(), passthrough.dispose(), passthroughJs.dispose(), emulator.stop()])
+    await Promise.all([gateway.dispose(), gatewayBare.dispose(), passthrough.dispose(), passthroughJs.dispose(), emulator.stop()])
   }
 }
 
@@ -141,9 +146,16 @@ function summarize(levels: Record<string, Record<string, LevelResult[]>>, throug
     return {
       concurrency: Number(concurrency),
       targets: rows,
-      added_ttfe_p50_ms: { passthrough: round(added('passthrough')), 'passthrough-js': round(added('passthrough-js')), gateway: round(added('gateway')) },
+      added_ttfe_p50_ms: {
+        passthrough: round(added('passthrough')),
+        'passthrough-js': round(added('passthrough-js')),
+        'gateway-bare': round(added('gateway-bare')),
+        gateway: round(added('gateway')),
+      },
       added_ttfe_ratio: round(added('gateway') / added('passthrough')),
       added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
+      /** What auth, validation and prompt normalization add to the p50 TTFE (issue 3: <= 0.3 ms). */
+      request_checks_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-bare'].ttfe_p50),
     }
   })
   const relay = Object.fromEntries(
@@ -158,23 +170,24 @@ function report(summary: Summary): void {
   const lines = [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all four targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all five targets measured side by side in each run against one emulator`,
     `(TTFT ${summary.emulator.ttftMs} ms, ${summary.emulator.itlMs} ms between tokens, ${summary.emulator.reasoningTokens + summary.emulator.contentTokens} tokens).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
     'Added TTFE: p50 TTFE minus the direct p50. Ratio: gateway added / passthrough added (target <= 1.3);',
-    'ratio vs JS floor: gateway added / passthrough-js added.',
+    'ratio vs JS floor: gateway added / passthrough-js added. Auth + validation + normalization: gateway p50 minus gateway-bare p50.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 |',
     '|---|---|---|---|---|---|---|',
   ]
   for (const level of summary.levels) {
-    for (const name of ['direct', 'passthrough', 'passthrough-js', 'gateway'] as const) {
+    for (const name of ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway'] as const) {
       const row = level.targets[name]
       const added = name === 'direct' ? '' : String(level.added_ttfe_p50_ms[name])
       lines.push(`| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${row.lag_p50} | ${row.lag_p99} | ${added} |`)
     }
     lines.push(`| ${level.concurrency} | **ratio** | | | | | **${level.added_ttfe_ratio}** |`)
     lines.push(`| ${level.concurrency} | **ratio vs JS floor** | | | | | **${level.added_ttfe_ratio_vs_js}** |`)
+    lines.push(`| ${level.concurrency} | **auth + validation + normalization** | | | | | **${level.request_checks_ttfe_p50_ms}** |`)
   }
   lines.push('', `Relay throughput, one stream of ${THROUGHPUT_TOKENS} tokens with no delay between them:`, '', '| target | events/s | MiB/s |', '|---|---|---|')
   for (const [name, row] of Object.entries(summary.throughput)) lines.push(`| ${name} | ${row.events_per_s} | ${row.mib_per_s} |`)

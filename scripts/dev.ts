@@ -1,10 +1,13 @@
 // npm start: the local stack. Two vLLM emulators (ports 8001 and 8002, as wrangler.toml's
 // BACKEND_URLS expects) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
 // Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B.
+// It also makes sure local KV holds an API key for the Worker (DEV_API_KEY in .dev.vars).
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { ensureDevKey } from './keys/dev-key.ts'
+import { wranglerKv } from './keys/kv.ts'
 import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
 import { spawnEmulator } from './stack.ts'
 
@@ -51,10 +54,17 @@ function watch(child: Child, name: string): void {
 
 async function main(): Promise<void> {
   const apiKey = backendApiKey()
+  // The default local state (.wrangler/state beside wrangler.toml) is the one wrangler dev reads.
+  // Made before wrangler dev starts, alongside the emulators, so the Worker never runs without it.
+  const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo: undefined, config: join(ROOT, 'wrangler.toml') }))
+  // A failure is reported at the await below, once the emulators are watched and can be stopped.
+  devKey.catch(() => {})
   const emulatorArgs = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--ttft-ms', '150', '--itl-ms', '20']
   const backends = await Promise.all(emulatorPorts.map((port) => spawnEmulator(emulatorArgs, port, { VLLM_API_KEY: apiKey })))
   backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
   for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
+  const { secret, id, created } = await devKey
+  console.log(`API key        ${secret} (${id}, chat+admin, ${created ? 'new' : 'existing'}; DEV_API_KEY in .dev.vars)`)
 
   const wrangler = startWrangler([
     'dev', '--ip', '127.0.0.1', '--port', String(workerPort), '--var', `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`,
@@ -65,7 +75,7 @@ async function main(): Promise<void> {
   console.log(`Worker         ${url}`)
   console.log('\nStream a completion:\n')
   console.log(
-    `curl -N ${url}/v1/chat/completions -H 'content-type: application/json' ` +
+    `curl -N ${url}/v1/chat/completions -H "Authorization: Bearer ${secret}" -H 'content-type: application/json' ` +
       `-d '{"model":"${MODEL}","stream":true,"messages":[{"role":"user","content":"What is 7 * 6?"}]}'\n`,
   )
   console.log('Ctrl-C stops everything.')

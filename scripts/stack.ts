@@ -1,4 +1,4 @@
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
 import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, newKeyRecord, type KeyRecord } from '../src/auth/key-record.ts'
@@ -29,12 +29,17 @@ export async function spawnEmulator(args: string[] = [], port = 0, env: Record<s
   }
 }
 
-/** Bundles the Worker exactly as a deploy would (wrangler, esbuild) into dist/; returns the file. */
-export async function buildWorker(): Promise<string> {
-  const wrangler = startWrangler(['deploy', '--dry-run', '--outdir', 'dist'])
+/**
+ * Bundles the Worker exactly as a deploy would (wrangler, esbuild) into dist/ and returns the
+ * file; another entry (a benchmark variant) goes to dist/<outdir>/.
+ */
+export async function buildWorker(entry?: { script: string; outdir: string }): Promise<string> {
+  const outdir = entry ? join('dist', entry.outdir) : 'dist'
+  const wrangler = startWrangler(['deploy', ...(entry ? [entry.script] : []), '--dry-run', '--outdir', outdir])
   await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
   await stopChild(wrangler.process)
-  return join(ROOT, 'dist/index.js')
+  // wrangler names the bundle after its entry file.
+  return join(ROOT, outdir, entry ? `${basename(entry.script, '.ts')}.js` : 'index.js')
 }
 
 export interface ServedWorker {

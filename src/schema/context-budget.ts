@@ -14,7 +14,7 @@ export interface Budget {
  * not fit is refused (400); otherwise max_tokens is lowered so prompt + output fits, and capped by
  * the key's limit. Returns the estimate too. Pure.
  */
-export function applyContextBudget(request: ChatRequest, budget: Budget): { request: ChatRequest; promptTokens: number } {
+export function applyContextBudget<T extends ChatRequest>(request: T, budget: Budget): { request: T; promptTokens: number } {
   const promptTokens = estimatePromptTokens(request.messages.map(messageText))
   const room = budget.maxModelLen - promptTokens
   if (room < 1) {
@@ -27,8 +27,9 @@ export function applyContextBudget(request: ChatRequest, budget: Budget): { requ
   const asked = request.max_completion_tokens ?? request.max_tokens ?? null
   const capped = Math.min(asked ?? Number.POSITIVE_INFINITY, room, budget.maxOutputTokens ?? Number.POSITIVE_INFINITY)
   if (capped === (asked ?? Number.POSITIVE_INFINITY)) return { request, promptTokens }
-  const { max_completion_tokens: _dropped, ...rest } = request
-  return { request: { ...rest, max_tokens: capped }, promptTokens }
+  const fitted: T = { ...request, max_tokens: capped }
+  delete fitted.max_completion_tokens
+  return { request: fitted, promptTokens }
 }
 
 function messageText(message: ChatRequest['messages'][number]): string {

@@ -36,11 +36,13 @@ describe('npm start', () => {
     stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), '--port', String(workerPort), '--emulator-ports', emulatorPorts.join(',')])
     const curl = await waitForLine(stack.process, /^(curl -N .*)$/, 60_000)
     expect(curl).toContain(`http://127.0.0.1:${workerPort}/v1/chat/completions`)
+    const key = /-H "Authorization: Bearer (sk-[\w-]{43})"/.exec(curl)?.[1]
+    expect(key).toBeDefined()
 
     const body = /-d '(.*)'$/.exec(curl)?.[1] ?? ''
     const response = await fetch(`http://127.0.0.1:${workerPort}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body,
     })
     expect(response.status).toBe(200)

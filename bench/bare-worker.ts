@@ -1,0 +1,18 @@
+// Benchmark-only entry: this Worker's relay path with no auth, no validation and no prompt
+// normalization, so `npm run bench` can measure what those steps cost (gateway vs gateway-bare).
+// Never deployed: it exists only as a bundle built by the benchmark.
+import { Hono } from 'hono'
+import { requestId } from 'hono/request-id'
+import { loadConfig } from '../src/config.ts'
+import type { AppEnv } from '../src/env.ts'
+import { renderError } from '../src/errors.ts'
+import { relayChat } from '../src/routes/chat.ts'
+import type { UpstreamChatRequest } from '../src/normalize/index.ts'
+
+const app = new Hono<AppEnv>()
+app.use(requestId())
+app.use(loadConfig)
+app.post('/v1/chat/completions', async (c) => relayChat(c, (await c.req.json()) as UpstreamChatRequest))
+app.onError(renderError)
+
+export default app

@@ -1,0 +1,86 @@
+// The key CLI's commands. Exit codes: 0 done, 1 failed (unknown id, KV or wrangler error),
+// 2 bad command line (usage on stderr).
+import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
+import { describeRecord, formatList } from './format.ts'
+import { parseCommand, UsageError, USAGE, type Command } from './options.ts'
+import { createKey, findKey, listKeys, revokeKey } from './store.ts'
+
+export interface Output {
+  log(text: string): void
+  error(text: string): void
+}
+
+export interface CliDeps {
+  run: WranglerRunner
+  out: Output
+  now: () => number
+}
+
+const defaults: CliDeps = { run: runWrangler, out: console, now: Date.now }
+
+export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
+  const { run, out, now } = { ...defaults, ...deps }
+  let command: Command
+  try {
+    command = parseCommand(argv, now())
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error
+    out.error(`${error.message}\n\n${USAGE}`)
+    return 2
+  }
+  if (command.name === 'help') {
+    out.log(USAGE)
+    return 0
+  }
+  try {
+    return await execute(command, run, out, now())
+  } catch (error) {
+    out.error(error instanceof Error ? error.message : String(error))
+    return 1
+  }
+}
+
+async function execute(command: Exclude<Command, { name: 'help' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+  const kv = wranglerKv(command.target, run)
+  const where = command.target.remote ? 'remote' : 'local'
+  switch (command.name) {
+    case 'create': {
+      const created = await createKey(kv, command.fields, now)
+      if (command.json) out.log(JSON.stringify(created, null, 2))
+      else {
+        out.log(`Created ${created.record.id} in the ${where} KEYS namespace.\n`)
+        out.log(`  ${created.secret}\n`)
+        out.log('This secret is shown once: store it now. Only its SHA-256 hash is kept, so it cannot be shown again.\n')
+        out.log(describeRecord(created.record, now))
+      }
+      return 0
+    }
+    case 'list': {
+      const records = await listKeys(kv)
+      out.log(command.json ? JSON.stringify(records, null, 2) : formatList(records, now))
+      return 0
+    }
+    case 'show': {
+      const stored = await findKey(kv, command.id)
+      if (!stored) return unknownKey(out, command.id, where)
+      out.log(command.json ? JSON.stringify(stored.record, null, 2) : describeRecord(stored.record, now))
+      return 0
+    }
+    case 'revoke': {
+      const revoked = await revokeKey(kv, command.id)
+      if (!revoked) return unknownKey(out, command.id, where)
+      const { id, name } = revoked.record
+      out.log(revoked.wasDisabled ? `${id} (${name}) was already revoked.` : `Revoked ${id} (${name}); its record stays, disabled, for audit.`)
+      out.log(
+        'Workers that cached the key keep accepting it until their copy expires: within KEY_CACHE_TTL_MS (60 s by default).' +
+          (command.target.remote ? ' KV itself can take up to about 60 s more to reach every location.' : ''),
+      )
+      return 0
+    }
+  }
+}
+
+function unknownKey(out: Output, id: string, where: string): number {
+  out.error(`No key with id ${id} in the ${where} KEYS namespace.`)
+  return 1
+}

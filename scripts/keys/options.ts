@@ -1,0 +1,204 @@
+// The key CLI's command line, parsed and checked before anything touches KV: a bad value is a
+// UsageError (exit 2) and never a half-made key.
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { KeyLimits, Scope } from '../../src/auth/key-record.ts'
+import { ROOT } from '../processes.ts'
+import type { KvTarget } from './kv.ts'
+import type { KeyFields } from './store.ts'
+
+export class UsageError extends Error {}
+
+export type Command =
+  | { name: 'help' }
+  | { name: 'create'; target: KvTarget; json: boolean; fields: KeyFields }
+  | { name: 'list'; target: KvTarget; json: boolean }
+  | { name: 'show'; target: KvTarget; json: boolean; id: string }
+  | { name: 'revoke'; target: KvTarget; id: string }
+
+export const USAGE = `Usage: npm run keys -- <command> [options]
+
+Commands:
+  create --name NAME [--scopes chat,admin] [--expires 30d|12h|2027-01-01T00:00:00Z]
+         [--origins https://a.example,...] [--rpm N] [--tpm N] [--streams N] [--max-output N] [--json]
+                 Make a key; its secret is printed once and never stored.
+  list [--json]  Every key: id, name, scopes, status, expiry.
+  show ID [--json]
+                 One key's record.
+  revoke ID      Disable a key; its record stays for audit.
+
+Options for every command:
+  --remote            The deployed namespace (needs wrangler login); default: local dev state.
+  --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
+  --config PATH       Wrangler config (default: wrangler.toml at the project root).
+`
+
+const OPTIONS = {
+  remote: { type: 'boolean' },
+  'persist-to': { type: 'string' },
+  config: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  name: { type: 'string' },
+  scopes: { type: 'string' },
+  expires: { type: 'string' },
+  origins: { type: 'string' },
+  rpm: { type: 'string' },
+  tpm: { type: 'string' },
+  streams: { type: 'string' },
+  'max-output': { type: 'string' },
+} as const
+
+type OptionName = keyof typeof OPTIONS
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values']
+
+const COMMON: OptionName[] = ['remote', 'persist-to', 'config']
+const CREATE_ONLY: OptionName[] = ['name', 'scopes', 'expires', 'origins', 'rpm', 'tpm', 'streams', 'max-output']
+/** Which options each command accepts besides COMMON. */
+const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
+  create: [...CREATE_ONLY, 'json'],
+  list: ['json'],
+  show: ['json'],
+  revoke: [],
+}
+
+export function parseCommand(argv: readonly string[], now = Date.now()): Command {
+  const { values, positionals } = parseStrict(argv)
+  if (values.help) return { name: 'help' }
+  const [name, ...rest] = positionals
+  if (name === undefined) throw new UsageError('Missing command.')
+  if (!Object.hasOwn(ACCEPTS, name)) throw new UsageError(`Unknown command: ${name}`)
+  const command = name as keyof typeof ACCEPTS
+  rejectForeignOptions(command, values)
+  const target = kvTarget(values)
+  const json = values.json === true
+  if (command === 'create' || command === 'list') {
+    if (rest.length > 0) throw new UsageError(`Unexpected argument: ${rest[0]}`)
+    return command === 'create' ? { name: command, target, json, fields: keyFields(values, now) } : { name: command, target, json }
+  }
+  const id = onlyId(command, rest)
+  return command === 'show' ? { name: command, target, json, id } : { name: command, target, id }
+}
+
+function parseStrict(argv: readonly string[]): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true })
+  } catch (error) {
+    // parseArgs throws TypeErrors with a readable message for unknown options and missing values.
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+}
+
+function rejectForeignOptions(command: keyof typeof ACCEPTS, values: Values): void {
+  const allowed = new Set<string>([...COMMON, ...ACCEPTS[command], 'help'])
+  const foreign = Object.keys(values).filter((option) => !allowed.has(option))
+  if (foreign.length > 0) throw new UsageError(`${command} does not take --${foreign.join(', --')}`)
+}
+
+function onlyId(command: string, rest: string[]): string {
+  const [id, extra] = rest
+  if (id === undefined) throw new UsageError(`${command} needs a key id (key_...).`)
+  if (extra !== undefined) throw new UsageError(`Unexpected argument: ${extra}`)
+  return id
+}
+
+/** Relative paths mean what they meant where the user typed them; npm run moves to the project root. */
+function userPath(path: string): string {
+  return resolve(process.env.INIT_CWD ?? process.cwd(), path)
+}
+
+function kvTarget(values: Values): KvTarget {
+  const remote = values.remote === true
+  if (remote && values['persist-to'] !== undefined) throw new UsageError('--persist-to is for local state; it cannot go with --remote.')
+  return {
+    remote,
+    persistTo: values['persist-to'] === undefined ? undefined : userPath(values['persist-to']),
+    config: values.config === undefined ? resolve(ROOT, 'wrangler.toml') : userPath(values.config),
+  }
+}
+
+function keyFields(values: Values, now: number): KeyFields {
+  if (values.name === undefined) throw new UsageError('create needs --name.')
+  const limits: KeyLimits = {
+    requestsPerMinute: optionalCount('--rpm', values.rpm),
+    tokensPerMinute: optionalCount('--tpm', values.tpm),
+    concurrentStreams: optionalCount('--streams', values.streams),
+    maxOutputTokens: optionalCount('--max-output', values['max-output']),
+  }
+  return {
+    name: parseName(values.name),
+    scopes: values.scopes === undefined ? ['chat'] : parseScopes(values.scopes),
+    expires: values.expires === undefined ? null : parseExpiry(values.expires, now),
+    origins: values.origins === undefined ? [] : parseOrigins(values.origins),
+    limits,
+  }
+}
+
+function parseName(name: string): string {
+  const trimmed = name.trim()
+  // Control characters would break list's one-line-a-key output and could forge terminal text.
+  if (trimmed === '' || trimmed.length > 100 || /[\u0000-\u001f\u007f]/.test(trimmed)) {
+    throw new UsageError('--name must be 1 to 100 printable characters.')
+  }
+  return trimmed
+}
+
+function commaList(value: string): string[] {
+  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+}
+
+function parseScopes(value: string): Scope[] {
+  const scopes = commaList(value)
+  const known: readonly string[] = ['chat', 'admin'] satisfies Scope[]
+  const unknown = scopes.filter((scope) => !known.includes(scope))
+  if (scopes.length === 0 || unknown.length > 0) throw new UsageError(`--scopes takes chat and/or admin, got: ${value}`)
+  return [...new Set(scopes)] as Scope[]
+}
+
+/** Exact origins as browsers send them: scheme, host and port only. */
+function parseOrigins(value: string): string[] {
+  const origins = commaList(value)
+  for (const origin of origins) {
+    if (!URL.canParse(origin) || new URL(origin).origin !== origin || !/^https?:/.test(origin)) {
+      throw new UsageError(`--origins takes origins such as https://app.example.com (no path or trailing slash), got: ${origin}`)
+    }
+  }
+  return [...new Set(origins)]
+}
+
+function optionalCount(flag: string, value: string | undefined): number | null {
+  if (value === undefined) return null
+  const count = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(count) || count < 1) throw new UsageError(`${flag} takes a positive whole number, got: ${value}`)
+  return count
+}
+
+const DURATION = /^(\d+)([dh])$/
+/** A date, or a date and time with an explicit zone: a zoneless time would depend on this machine. */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/
+
+/** `30d`, `12h` from now, or an ISO 8601 instant; in Unix seconds, and in the future. */
+export function parseExpiry(value: string, now = Date.now()): number {
+  const expires = Math.floor(expiryMillis(value, now) / 1000)
+  if (expires * 1000 <= now) throw new UsageError(`--expires must be in the future, got: ${value}`)
+  return expires
+}
+
+function expiryMillis(value: string, now: number): number {
+  const duration = DURATION.exec(value)
+  const time = ISO_TIME.exec(value)
+  let millis = Number.NaN
+  if (duration) millis = now + Number(duration[1]) * (duration[2] === 'd' ? 86_400_000 : 3_600_000)
+  else if (time && isRealDate(Number(time[1]), Number(time[2]), Number(time[3]))) millis = Date.parse(value)
+  // new Date() also rejects instants past the year 275760 that a huge duration would give.
+  if (Number.isNaN(new Date(millis).getTime())) {
+    throw new UsageError(`--expires takes a duration such as 30d or 12h, or a time such as 2027-01-01T00:00:00Z, got: ${value}`)
+  }
+  return millis
+}
+
+/** Date.parse rolls 2027-02-30 over into March instead of rejecting it. */
+function isRealDate(year: number, month: number, day: number): boolean {
+  const date = new Date(Date.UTC(year, month - 1, day))
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day
+}
