@@ -30,8 +30,20 @@ export interface Child {
   stop(): Promise<void>
 }
 
+/**
+ * Children still running when this process exits, for whatever reason (a failed benchmark, an
+ * uncaught error, a test runner tearing down): they are killed then, so nothing outlives its
+ * parent and keeps ports or CPU.
+ */
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
 export function startChild(command: string, args: string[], options: SpawnOptions = {}): Child {
   const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...options })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
   return { process: child, stop: () => stopChild(child) }
 }
 
