@@ -1,7 +1,7 @@
 import { ApiError } from '../errors.ts'
 import { readChunk, type CompletionChunk, type Usage } from './chunk.ts'
 import { pumpEvents } from './events.ts'
-import type { UpstreamCall } from './upstream-call.ts'
+import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
 // A `stream: false` request is still streamed from the backend (one upstream path, the same
 // deadlines, and a first-token time for every request) and collected here into one
@@ -51,9 +51,9 @@ export async function collectCompletion(upstream: ReadableStream<Uint8Array>, ca
 
   try {
     const end = await pumpEvents(upstream, onData, { signal: call.signal })
-    if (end === 'eof') throw new ApiError(502, 'The backend closed the stream before it finished.', { code: 'upstream_stream_truncated' })
+    if (end === 'eof') throw upstreamTruncated()
   } catch (error) {
-    throw call.stopError() ?? (error instanceof ApiError ? error : lostUpstream())
+    throw call.failure(error)
   } finally {
     call.end()
   }
@@ -90,8 +90,4 @@ function toChoice(index: number, parts: ChoiceParts): CompletionChoice {
     logprobs: parts.logprobs ? { content: parts.logprobs } : null,
     finish_reason: parts.finishReason,
   }
-}
-
-function lostUpstream(): ApiError {
-  return new ApiError(502, 'The connection to the backend was lost.', { code: 'upstream_connection_lost' })
 }

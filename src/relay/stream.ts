@@ -1,8 +1,7 @@
-import { ApiError } from '../errors.ts'
 import { readChunk } from './chunk.ts'
 import { pumpEvents } from './events.ts'
 import { DONE_FRAME, KEEPALIVE_FRAME, dataFrame, streamErrorFrame } from './sse.ts'
-import type { UpstreamCall } from './upstream-call.ts'
+import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
 export interface SseRelayOptions {
   call: UpstreamCall
@@ -96,7 +95,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
 
   // A failure after the backend accepted the request: an error event, then [DONE].
   const fail = (reason: unknown) => {
-    const error = call.stopError() ?? (reason instanceof ApiError ? reason : lostUpstream())
+    const error = call.failure(reason)
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
     if (!clientThere) return close('abort')
@@ -114,19 +113,11 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     },
   })
     .then((end) => {
-      if (end === 'eof') return fail(truncated())
+      if (end === 'eof') return fail(upstreamTruncated())
       flush()
       close('finish')
     })
     .catch(fail)
 
   return readable
-}
-
-function lostUpstream(): ApiError {
-  return new ApiError(502, 'The connection to the backend was lost mid-stream.', { code: 'upstream_connection_lost' })
-}
-
-function truncated(): ApiError {
-  return new ApiError(502, 'The backend closed the stream before it finished.', { code: 'upstream_stream_truncated' })
 }

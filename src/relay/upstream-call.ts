@@ -83,6 +83,14 @@ export class UpstreamCall {
     return null
   }
 
+  /**
+   * What a relay failure means for the client: the stop the gateway decided (timeout, client
+   * gone), else the ApiError thrown (malformed event, backend error event), else a lost backend.
+   */
+  failure(reason: unknown): ApiError {
+    return this.stopError() ?? (reason instanceof ApiError ? reason : upstreamLost())
+  }
+
   #watch = (): void => {
     const now = Date.now()
     const waitingForFirst = this.#lastEventAt === 0
@@ -95,4 +103,12 @@ export class UpstreamCall {
     }
     this.#timer = setTimeout(this.#watch, dueAt - now)
   }
+}
+
+export function upstreamLost(): ApiError {
+  return new ApiError(502, 'The connection to the backend was lost mid-stream.', { code: 'upstream_connection_lost' })
+}
+
+export function upstreamTruncated(): ApiError {
+  return new ApiError(502, 'The backend closed the stream before it finished.', { code: 'upstream_stream_truncated' })
 }

@@ -5,7 +5,7 @@ import { readConfig } from '../../src/config.ts'
 import type { AppEnv } from '../../src/env.ts'
 import { renderError } from '../../src/errors.ts'
 import { requireKey } from '../../src/middleware/auth.ts'
-import { TEST_KEY_ID, randomSecret, seedKey } from '../support/keys.ts'
+import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 import { callWorker, fetchWithEnv } from '../support/worker.ts'
 
 interface Minted {
@@ -58,7 +58,7 @@ describe('POST /v1/stream-tokens', () => {
   it('answers 503 when the deployment has no stream token secret', async () => {
     const response = await fetchWithEnv({ STREAM_TOKEN_SECRETS: '' }, '/v1/stream-tokens', {
       method: 'POST',
-      headers: { authorization: `Bearer ${'sk-' + 'T'.repeat(43)}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${TEST_SECRET}`, 'content-type': 'application/json' },
       body: '{}',
     })
     expect(response.status).toBe(503)
