@@ -12,7 +12,8 @@ import type { UpstreamChatRequest } from '../src/normalize/index.ts'
 const app = new Hono<AppEnv>()
 app.use(requestId())
 app.use(loadConfig)
-app.post('/v1/chat/completions', async (c) => relayChat(c, (await c.req.json()) as UpstreamChatRequest))
+// No admission either: nothing to settle.
+app.post('/v1/chat/completions', async (c) => relayChat(c, (await c.req.json()) as UpstreamChatRequest, { settle() {} }))
 app.onError(renderError)
 
 export default app

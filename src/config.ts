@@ -21,6 +21,20 @@ export interface GatewayConfig {
   streamTokenSecrets: readonly string[]
   promptRules: string
   templateAddsThink: boolean
+  rateLimits: RateLimitConfig
+}
+
+export interface RateLimitConfig {
+  /** RATE_LIMITS=off: no admission at all (a deployment behind another limiter, or a benchmark). */
+  enabled: boolean
+  /** Limits for keys whose record leaves them unset (null). */
+  defaults: { requestsPerMinute: number; tokensPerMinute: number; concurrentStreams: number }
+  /** Concurrent streams of one client IP per key, for browser (stream-token) callers. */
+  concurrentStreamsPerIp: number
+  /** What happens when the limiter cannot answer: admit anyway ("open") or refuse ("closed"). */
+  failureMode: 'open' | 'closed'
+  /** How long to wait for the limiter before treating it as unreachable. */
+  timeoutMs: number
 }
 
 const parsed = new WeakMap<WorkerEnv, GatewayConfig>()
@@ -43,6 +57,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       streamTokenSecrets: list(env.STREAM_TOKEN_SECRETS ?? ''),
       promptRules: env.PROMPT_RULES,
       templateAddsThink: env.TEMPLATE_ADDS_THINK !== 'false',
+      rateLimits: readRateLimits(env),
     }
     parsed.set(env, config)
   }
@@ -54,6 +69,26 @@ export const loadConfig = createMiddleware<AppEnv>(async function loadConfig(c, 
   c.set('config', readConfig(c.env))
   await next()
 })
+
+function readRateLimits(env: WorkerEnv): RateLimitConfig {
+  const mode = env.RATE_LIMITER_FAILURE_MODE
+  if (mode !== 'open' && mode !== 'closed') {
+    throw new ApiError(500, 'Gateway misconfigured: RATE_LIMITER_FAILURE_MODE must be "open" or "closed".', {
+      code: 'gateway_misconfigured',
+    })
+  }
+  return {
+    enabled: env.RATE_LIMITS !== 'off',
+    defaults: {
+      requestsPerMinute: positiveInteger('DEFAULT_REQUESTS_PER_MINUTE', env.DEFAULT_REQUESTS_PER_MINUTE),
+      tokensPerMinute: positiveInteger('DEFAULT_TOKENS_PER_MINUTE', env.DEFAULT_TOKENS_PER_MINUTE),
+      concurrentStreams: positiveInteger('DEFAULT_CONCURRENT_STREAMS', env.DEFAULT_CONCURRENT_STREAMS),
+    },
+    concurrentStreamsPerIp: positiveInteger('CONCURRENT_STREAMS_PER_IP', env.CONCURRENT_STREAMS_PER_IP),
+    failureMode: mode,
+    timeoutMs: positiveInteger('RATE_LIMITER_TIMEOUT_MS', env.RATE_LIMITER_TIMEOUT_MS),
+  }
+}
 
 function list(value: string): string[] {
   return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')

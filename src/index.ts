@@ -36,4 +36,5 @@ app.all('/v1/stream-tokens', methodNotAllowed('POST'))
 app.notFound(notFound)
 app.onError(renderError)
 
+export { KeyLimiter } from './durable/key-limiter.ts'
 export default app

@@ -24,6 +24,11 @@ export default defineConfig({
                 EVENT_IDLE_TIMEOUT_MS: '5000',
                 STREAM_TOKEN_SECRETS: 'test-stream-secret-new,test-stream-secret-old',
                 ALLOWED_ORIGINS: 'https://allowed.example',
+                // Other files send thousands of requests with the default key; the limits' own
+                // tests give their keys explicit limits.
+                DEFAULT_REQUESTS_PER_MINUTE: '1000000',
+                DEFAULT_TOKENS_PER_MINUTE: '1000000000',
+                DEFAULT_CONCURRENT_STREAMS: '1000',
               },
             },
           })),

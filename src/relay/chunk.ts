@@ -38,9 +38,15 @@ export type UpstreamChunk =
   | { kind: 'error'; error: ApiError }
   /** The usage-only chunk (`choices: []`) that include_usage adds after the finish chunk. */
   | { kind: 'usage'; data: string; usage: Usage }
-  | { kind: 'delta'; data: string; chunk: CompletionChunk }
+  /** A chunk with choices; `usage` is set when the backend sends usage on every chunk. */
+  | { kind: 'delta'; data: string; chunk: CompletionChunk; usage: Usage | null }
 
-export function readChunk(data: string): UpstreamChunk {
+/**
+ * Reads one payload. `keepChunkUsage: false` removes the running `usage` the gateway asks vLLM to
+ * put on every chunk (continuous_usage_stats, so it knows the tokens used by a stream that ends
+ * early) from what goes on to a client that did not ask for it.
+ */
+export function readChunk(data: string, keepChunkUsage = true): UpstreamChunk {
   if (data === '[DONE]') return { kind: 'done' }
   const chunk = parseJson(data)
   if ('error' in chunk) return { kind: 'error', error: upstreamStreamError(chunk.error) }
@@ -49,11 +55,32 @@ export function readChunk(data: string): UpstreamChunk {
   if (completion.choices.length === 0 && completion.usage) {
     return { kind: 'usage', data, usage: completion.usage }
   }
-  let renamed = false
+  let changed = false
   for (const choice of completion.choices) {
-    if (choice.delta && useStableReasoningField(choice.delta)) renamed = true
+    if (choice.delta && useStableReasoningField(choice.delta)) changed = true
   }
-  return { kind: 'delta', data: renamed ? JSON.stringify(completion) : data, chunk: completion }
+  const usage = completion.usage ?? null
+  if (usage !== null && !keepChunkUsage) {
+    delete completion.usage
+    const cut = changed ? null : withoutTrailingUsage(data)
+    if (cut !== null) return { kind: 'delta', data: cut, chunk: completion, usage }
+    changed = true
+  }
+  return { kind: 'delta', data: changed ? JSON.stringify(completion) : data, chunk: completion, usage }
+}
+
+const USAGE_FIELD = ',"usage":{'
+
+/**
+ * vLLM serializes `usage` last, as a flat object: `...,"usage":{"prompt_tokens":9,...}}`. Cutting
+ * that tail is much cheaper than re-serializing the chunk; anything else returns null.
+ */
+function withoutTrailingUsage(data: string): string | null {
+  const at = data.lastIndexOf(USAGE_FIELD)
+  if (at < 0) return null
+  const close = data.indexOf('}', at)
+  const flat = close === data.length - 2 && data.endsWith('}}') && data.indexOf('{', at + USAGE_FIELD.length) === -1
+  return flat ? `${data.slice(0, at)}}` : null
 }
 
 /**

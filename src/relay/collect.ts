@@ -40,6 +40,7 @@ export async function collectCompletion(upstream: ReadableStream<Uint8Array>, ca
     const chunk = readChunk(data)
     if (chunk.kind === 'done') return false
     if (chunk.kind === 'error') throw chunk.error
+    if (chunk.usage) call.usageReported(chunk.usage)
     if (chunk.kind === 'usage') {
       usage = chunk.usage
       return true

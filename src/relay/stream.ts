@@ -7,6 +7,8 @@ export interface SseRelayOptions {
   call: UpstreamCall
   /** Whether the client asked for the usage chunk (stream_options.include_usage). */
   forwardUsage: boolean
+  /** Whether the client asked for usage on every chunk (stream_options.continuous_usage_stats). */
+  forwardChunkUsage: boolean
   keepAliveMs: number
 }
 
@@ -24,7 +26,7 @@ const MAX_UNSETTLED_WRITES = 8
  * error event and `data: [DONE]`; a client that goes away stops the upstream at once.
  */
 export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
-  const { call, forwardUsage, keepAliveMs } = options
+  const { call, forwardUsage, forwardChunkUsage, keepAliveMs } = options
   // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
   const { readable, writable } = new IdentityTransformStream()
   const writer = writable.getWriter()
@@ -74,11 +76,12 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
 
   const onData = (data: string): boolean => {
     call.eventArrived()
-    const chunk = readChunk(data)
+    const chunk = readChunk(data, forwardChunkUsage)
     if (chunk.kind === 'done') {
       send(DONE_FRAME)
       return false
     }
+    if (chunk.kind !== 'error' && chunk.usage) call.usageReported(chunk.usage)
     // vLLM's own error events go on as sent; its [DONE] follows them.
     if (chunk.kind === 'error') send(dataFrame(data))
     else if (chunk.kind === 'delta' || forwardUsage) send(dataFrame(chunk.data))

@@ -1,4 +1,6 @@
 import { ApiError } from '../errors.ts'
+import type { TokenUse } from '../limits/ledger.ts'
+import type { Usage } from './chunk.ts'
 
 export type StopReason = 'client_gone' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
 
@@ -7,6 +9,11 @@ export interface UpstreamTimeouts {
   firstEventMs: number
   /** Longest silence between two data events once the stream is running. */
   idleMs: number
+}
+
+export interface UpstreamCallOptions extends UpstreamTimeouts {
+  /** Runs once when the call is over, however it ended, with the tokens the backend reported. */
+  onEnd?: (used: TokenUse | null) => void
 }
 
 /**
@@ -18,19 +25,24 @@ export interface UpstreamTimeouts {
 export class UpstreamCall {
   readonly signal: AbortSignal
   stopReason: StopReason | null = null
+  /** The latest usage the backend reported (it sends a running count on every chunk). */
+  used: TokenUse | null = null
   #controller = new AbortController()
   #timeouts: UpstreamTimeouts
+  #onEnd: ((used: TokenUse | null) => void) | undefined
+  #ended = false
   #startedAt = Date.now()
   #lastEventAt = 0
   #timer: ReturnType<typeof setTimeout>
   #clientSignal: AbortSignal | undefined
   #onClientAbort = () => this.stop('client_gone')
 
-  constructor(clientSignal: AbortSignal | undefined, timeouts: UpstreamTimeouts) {
+  constructor(clientSignal: AbortSignal | undefined, options: UpstreamCallOptions) {
     this.signal = this.#controller.signal
-    this.#timeouts = timeouts
+    this.#timeouts = options
+    this.#onEnd = options.onEnd
     this.#clientSignal = clientSignal
-    this.#timer = setTimeout(this.#watch, timeouts.firstEventMs)
+    this.#timer = setTimeout(this.#watch, options.firstEventMs)
     clientSignal?.addEventListener('abort', this.#onClientAbort)
     if (clientSignal?.aborted) this.stop('client_gone')
   }
@@ -46,6 +58,10 @@ export class UpstreamCall {
     }
   }
 
+  usageReported(usage: Usage): void {
+    this.used = { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
+  }
+
   get sawEvent(): boolean {
     return this.#lastEventAt !== 0
   }
@@ -58,10 +74,13 @@ export class UpstreamCall {
     this.#controller.abort(reason)
   }
 
-  /** The request is over: no more watching. */
+  /** The request is over: no more watching, and what it used is reported (once). */
   end(): void {
     clearTimeout(this.#timer)
+    if (this.#ended) return
+    this.#ended = true
     this.#clientSignal?.removeEventListener('abort', this.#onClientAbort)
+    this.#onEnd?.(this.used)
   }
 
   /** The error a stop stands for, or null when the call was not stopped by a timeout or the client. */

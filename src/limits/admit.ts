@@ -1,0 +1,144 @@
+import type { Context } from 'hono'
+import type { KeyRecord } from '../auth/key-record.ts'
+import type { RateLimitConfig } from '../config.ts'
+import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import { proxyCounters } from '../telemetry/counters.ts'
+import type { Decision, EffectiveLimits, LimitName, TokenUse } from './ledger.ts'
+import { rateLimitHeaders, retryAfterHeaders } from './headers.ts'
+
+/** An admitted request's hold on its key's limits, released exactly once by `settle`. */
+export interface Admission {
+  /** Frees the stream slot and charges what was really used (null: nothing the backend reported). */
+  settle(used: TokenUse | null): void
+}
+
+const NOTHING_USED: TokenUse = { promptTokens: 0, completionTokens: 0 }
+const UNLIMITED: Admission = { settle() {} }
+
+/**
+ * Asks the key's limiter (a Durable Object) to admit a request that may use `reserveTokens`
+ * tokens. Admitted: the x-ratelimit-* headers go on the response and the returned admission must
+ * be settled when the request ends. Refused: a 429 naming the limit, with Retry-After. A limiter
+ * that cannot answer in time fails open or closed, as configured, and is logged and counted.
+ */
+export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): Promise<Admission> {
+  const { rateLimits } = c.get('config')
+  if (!rateLimits.enabled) return UNLIMITED
+  const principal = c.get('principal')
+  const limits = effectiveLimits(principal.record, rateLimits)
+  const leaseId = crypto.randomUUID()
+  const limiter = c.env.LIMITER.get(c.env.LIMITER.idFromName(principal.keyId))
+  const clientIp = principal.via === 'stream_token' ? (c.req.header('cf-connecting-ip') ?? 'unknown') : null
+
+  const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp }) as Promise<Decision>
+  let decision: Decision
+  try {
+    decision = await withTimeout(asked, rateLimits.timeoutMs)
+  } catch (error) {
+    // A late "admitted" would hold a slot nobody settles: give it back when it comes.
+    c.executionCtx.waitUntil(
+      asked.then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false)).catch(() => false),
+    )
+    return limiterUnavailable(c, rateLimits, error)
+  }
+  const headers = rateLimitHeaders(decision.view)
+  if (!decision.admitted) {
+    proxyCounters.rateLimitRefusals++
+    throw refusal(decision, principal.keyId, headers)
+  }
+  for (const [name, value] of Object.entries(headers)) c.header(name, value)
+
+  // The settlement runs after the response (and after a client that left), so the request's
+  // context is kept alive until it is done.
+  let settled = false
+  let done!: () => void
+  c.executionCtx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
+  return {
+    settle(used) {
+      if (settled) return
+      settled = true
+      limiter
+        .settle(leaseId, used ?? NOTHING_USED)
+        .catch((error: unknown) => {
+          proxyCounters.rateLimiterSettleFailures++
+          log('rate_limiter_settle_failed', c, error)
+        })
+        .finally(done)
+    },
+  }
+}
+
+export function effectiveLimits(record: KeyRecord, config: RateLimitConfig): EffectiveLimits {
+  const { limits } = record
+  return {
+    requestsPerMinute: limits.requestsPerMinute ?? config.defaults.requestsPerMinute,
+    tokensPerMinute: limits.tokensPerMinute ?? config.defaults.tokensPerMinute,
+    concurrentStreams: limits.concurrentStreams ?? config.defaults.concurrentStreams,
+    concurrentStreamsPerIp: config.concurrentStreamsPerIp,
+  }
+}
+
+const LIMIT_NAMES: Record<LimitName, string> = {
+  requests: 'requests per minute (RPM)',
+  tokens: 'tokens per minute (TPM)',
+  concurrent_streams: 'concurrent streams',
+  concurrent_streams_per_ip: 'concurrent streams per client IP',
+}
+
+function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string, headers: Record<string, string>): ApiError {
+  const { limit, limitValue, used, requested, retryAfterMs } = decision
+  const numbers = `Limit ${limitValue}, Used ${used}, Requested ${requested}.`
+  // The OpenAI error `type` of a 429 names the limit ("requests", "tokens").
+  const options = { type: limit, code: 'rate_limit_exceeded' }
+  if (!Number.isFinite(retryAfterMs)) {
+    // Larger than the limit itself: waiting cannot help, so tell SDKs not to retry.
+    return new ApiError(
+      429,
+      `Request too large for ${keyId} on ${LIMIT_NAMES[limit]}: ${numbers} Lower max_tokens or shorten the messages.`,
+      { ...options, headers: { ...headers, 'x-should-retry': 'false' } },
+    )
+  }
+  const wait = Math.max(1, Math.ceil(retryAfterMs / 1000))
+  return new ApiError(429, `Rate limit reached for ${keyId} on ${LIMIT_NAMES[limit]}: ${numbers} Please try again in ${wait}s.`, {
+    ...options,
+    headers: { ...headers, ...retryAfterHeaders(retryAfterMs) },
+  })
+}
+
+function limiterUnavailable(c: Context<AppEnv>, config: RateLimitConfig, error: unknown): Admission {
+  proxyCounters.rateLimiterUnavailable++
+  log('rate_limiter_unavailable', c, error, config.failureMode)
+  if (config.failureMode === 'closed') {
+    throw new ApiError(503, 'The rate limiter is unavailable; please retry shortly.', {
+      code: 'rate_limiter_unavailable',
+      headers: retryAfterHeaders(1000),
+    })
+  }
+  return UNLIMITED
+}
+
+class LimiterTimeout extends Error {
+  override name = 'LimiterTimeout'
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer!: ReturnType<typeof setTimeout>
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LimiterTimeout(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** One JSON line; the key id and request id are public identifiers, never the key itself. */
+function log(event: string, c: Context<AppEnv>, error: unknown, mode?: string): void {
+  console.warn(
+    JSON.stringify({
+      event,
+      requestId: c.get('requestId'),
+      keyId: c.get('principal').keyId,
+      error: error instanceof Error ? error.name : 'unknown',
+      ...(mode ? { failureMode: mode } : {}),
+    }),
+  )
+}

@@ -1,0 +1,39 @@
+import type { LimitView } from './ledger.ts'
+
+/**
+ * The reset durations of OpenAI's rate-limit headers: "20ms", "8.64s", "6m0s", "1h2m3s".
+ * Clients and SDKs written against OpenAI parse this form.
+ */
+export function formatResetDuration(ms: number): string {
+  const total = Math.max(0, Math.ceil(ms))
+  if (total < 1000) return `${total}ms`
+  const hours = Math.floor(total / 3_600_000)
+  const minutes = Math.floor((total % 3_600_000) / 60_000)
+  const seconds = (total % 60_000) / 1000
+  // Seconds keep up to two decimals, without trailing zeros: 8.64s, 8.5s, 8s.
+  const secondsText = `${Number(seconds.toFixed(2))}s`
+  if (hours > 0) return `${hours}h${minutes}m${secondsText}`
+  if (minutes > 0) return `${minutes}m${secondsText}`
+  return secondsText
+}
+
+/** OpenAI's six x-ratelimit-* headers, sent on every admitted or refused request. */
+export function rateLimitHeaders(view: LimitView): Record<string, string> {
+  return {
+    'x-ratelimit-limit-requests': String(view.requests.limit),
+    'x-ratelimit-remaining-requests': String(view.requests.remaining),
+    'x-ratelimit-reset-requests': formatResetDuration(view.requests.resetMs),
+    'x-ratelimit-limit-tokens': String(view.tokens.limit),
+    'x-ratelimit-remaining-tokens': String(view.tokens.remaining),
+    'x-ratelimit-reset-tokens': formatResetDuration(view.tokens.resetMs),
+  }
+}
+
+/**
+ * Retry-After in whole seconds (at least 1, as HTTP wants an integer), and retry-after-ms, which
+ * the openai SDKs read first, for the precise wait.
+ */
+export function retryAfterHeaders(ms: number): Record<string, string> {
+  const wait = Math.max(1, Math.ceil(ms))
+  return { 'retry-after': String(Math.ceil(wait / 1000)), 'retry-after-ms': String(wait) }
+}
