@@ -67,6 +67,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },
       kvNamespaces: ['KEYS'],
+      durableObjects: { LIMITER: { className: 'KeyLimiter', useSQLite: true } },
       host: '127.0.0.1',
       port: 0,
     }),

@@ -9,11 +9,13 @@ import { apiCors } from './middleware/cors.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
+import { keyLimits } from './routes/key-limits.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
 import { createStreamToken } from './routes/stream-tokens.ts'
 
 const app = new Hono<AppEnv>()
 const chatScope = requireKey({ scope: 'chat' })
+const adminScope = requireKey({ scope: 'admin' })
 
 app.use(requestId())
 app.use(loadConfig)
@@ -32,6 +34,9 @@ app.all('/v1/chat/completions', methodNotAllowed('POST'))
 
 app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
 app.all('/v1/stream-tokens', methodNotAllowed('POST'))
+
+app.get('/v1/keys/:id/limits', adminScope, keyLimits)
+app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
 
 app.notFound(notFound)
 app.onError(renderError)

@@ -82,47 +82,49 @@ export function streamGeneration(gen: Generation, res: ServerResponse): () => vo
     res.write(event)
     gen.recordEvent?.(gen.wire.id, performance.timeOrigin + performance.now())
   }
-  /** Sends one token-bearing event unless a fault fires first; false when the stream is over. */
-  const send = (event: string): boolean => {
+  /**
+   * Fires the fault due before the next token, as a backend that dies or stalls between two decode
+   * steps: the token is then never generated, so the usage the stream reported so far is exact.
+   * Returns false when the stream is over.
+   */
+  const survivesFault = (): boolean => {
     const due = dueFault(fault, chunksSent)
-    if (due !== null) {
-      if (due.kind === 'stall_after') return false
-      if (due.kind === 'die_after') {
-        gen.tracker.finish('fault', performance.now())
-        res.destroy()
-        return false
-      }
-      if (due.kind === 'error_after') {
-        gen.tracker.finish('fault', performance.now())
-        write(streamErrorEvent(gen.errorFormat, ENGINE_ERROR))
-        write(DONE_EVENT)
-        res.end()
-        return false
-      }
-      write(malformedEvent(gen.wire))
-      fault = { kind: 'none' }
+    if (due === null) return true
+    if (due.kind === 'stall_after') return false
+    if (due.kind === 'die_after') {
+      gen.tracker.finish('fault', performance.now())
+      res.destroy()
+      return false
     }
-    write(event)
+    if (due.kind === 'error_after') {
+      gen.tracker.finish('fault', performance.now())
+      write(streamErrorEvent(gen.errorFormat, ENGINE_ERROR))
+      write(DONE_EVENT)
+      res.end()
+      return false
+    }
+    write(malformedEvent(gen.wire))
+    fault = { kind: 'none' }
     return true
   }
   const step: Step = (index, now) => {
-    gen.tracker.tokenProduced(now)
     const token = gen.tokens[index]
-    if (token === undefined) return false
+    if (token === undefined || !survivesFault()) return false
+    gen.tracker.tokenProduced(now)
     const usageNow = gen.continuousUsage ? usageOf(gen.promptTokens, index + 1) : null
     if (index === 0) {
       const opening = gen.format.opening(gen.continuousUsage ? usageOf(gen.promptTokens, 0) : null)
-      if (opening !== null && !send(opening)) return false
+      if (opening !== null) write(opening)
     }
     if (index < gen.tokens.length - 1) {
       const chunk = gen.format.token(token, usageNow)
       if (chunk === null) return true
-      if (!send(chunk)) return false
+      write(chunk)
       chunksSent += 1
       return true
     }
     const reason = finishReasonOf(token)
-    if (!send(gen.format.finish(token, reason, usageNow))) return false
+    write(gen.format.finish(token, reason, usageNow))
     gen.tracker.finish(reason, now)
     if (gen.includeUsage) write(gen.format.usage(usageOf(gen.promptTokens, index + 1)))
     write(DONE_EVENT)

@@ -5,13 +5,14 @@ import type { LimitView } from './ledger.ts'
  * Clients and SDKs written against OpenAI parse this form.
  */
 export function formatResetDuration(ms: number): string {
-  const total = Math.max(0, Math.ceil(ms))
-  if (total < 1000) return `${total}ms`
+  const exact = Math.max(0, Math.ceil(ms))
+  if (exact < 1000) return `${exact}ms`
+  // Seconds keep two decimals: round up to 10 ms first, so 59.999 s reads 1m0s, not 60s.
+  const total = Math.ceil(exact / 10) * 10
   const hours = Math.floor(total / 3_600_000)
   const minutes = Math.floor((total % 3_600_000) / 60_000)
   const seconds = (total % 60_000) / 1000
-  // Seconds keep up to two decimals, without trailing zeros: 8.64s, 8.5s, 8s.
-  const secondsText = `${Number(seconds.toFixed(2))}s`
+  const secondsText = `${Number(seconds.toFixed(2))}s` // 8.64s, 8.5s, 8s
   if (hours > 0) return `${hours}h${minutes}m${secondsText}`
   if (minutes > 0) return `${minutes}m${secondsText}`
   return secondsText

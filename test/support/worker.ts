@@ -13,7 +13,10 @@ export interface EmulatorStats {
   completed: number
   aborted: number
   inFlight: number
+  maxInFlight: number
   tokensGenerated: number
+  promptTokens: number
+  faulted: number
 }
 
 export interface RecordedRequest {
@@ -28,17 +31,17 @@ export function chatBody(text: string, extra: Record<string, unknown> = {}) {
 }
 
 /** POST /v1/chat/completions through the Worker's own entry point, as a client would. */
-export function postChat(body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}) {
+export function postChat(body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal; secret?: string } = {}) {
   return exports.default.fetch('http://gateway.test/v1/chat/completions', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}`, ...init.headers },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${init.secret ?? TEST_SECRET}`, ...init.headers },
     body: JSON.stringify(body),
     signal: init.signal,
   })
 }
 
 /** Calls the app with some settings changed, e.g. a short first-event deadline. */
-export async function fetchWithEnv(overrides: Record<string, string>, path: string, init: RequestInit): Promise<Response> {
+export async function fetchWithEnv(overrides: Record<string, unknown>, path: string, init: RequestInit): Promise<Response> {
   const ctx = createExecutionContext()
   const response = await app.fetch(new Request(`http://gateway.test${path}`, init), { ...env, ...overrides }, ctx)
   await waitOnExecutionContext(ctx)
