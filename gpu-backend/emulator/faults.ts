@@ -45,6 +45,9 @@ export type Overrides = {
   itlMs?: number
   reasoningTokens?: number
   contentTokens?: number
+  /** After this many token chunks, the next token comes pauseMs late (a preempted sequence). */
+  pauseAfter?: number
+  pauseMs?: number
   fault?: Fault
 }
 
@@ -55,6 +58,8 @@ const NUMERIC_KEYS: Record<string, keyof Omit<Overrides, 'fault'>> = {
   itl_ms: 'itlMs',
   reasoning_tokens: 'reasoningTokens',
   content_tokens: 'contentTokens',
+  pause_after: 'pauseAfter',
+  pause_ms: 'pauseMs',
 }
 
 // `[emulator` then anything up to the closing bracket; the pairs inside are split on whitespace.

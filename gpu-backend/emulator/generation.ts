@@ -21,6 +21,8 @@ export type Generation = {
   format: StreamFormat
   ttftMs: number
   itlMs: number
+  /** One long gap in the stream, after `afterChunks` token chunks (streaming only). */
+  pause: { afterChunks: number; ms: number } | null
   fault: Fault
   errorFormat: ErrorFormat
   tracker: GenerationTracker
@@ -35,7 +37,8 @@ export const ENGINE_ERROR: ApiError = {
   message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.',
 }
 
-type Step = (index: number, now: number) => boolean
+/** false: the generation is over; 'pause': go on after the generation's pause. */
+type Step = (index: number, now: number) => boolean | 'pause'
 
 /**
  * Calls `step` for each token until it returns false; returns a cancel function.
@@ -50,10 +53,11 @@ function runClock(gen: Generation, step: Step): () => void {
     const keepGoing = step(index, performance.now())
     index += 1
     if (!keepGoing || index >= gen.tokens.length) return
+    const delay = gen.itlMs + (keepGoing === 'pause' ? (gen.pause?.ms ?? 0) : 0)
     // itl 0 means "as fast as possible": setTimeout(0) would still wait 1 ms per token, which
     // would make a throughput benchmark measure Node's timer floor instead of the relay.
-    if (gen.itlMs === 0) immediate = setImmediate(tick)
-    else timer = setTimeout(tick, gen.itlMs)
+    if (delay === 0) immediate = setImmediate(tick)
+    else timer = setTimeout(tick, delay)
   }
   if (gen.tokens.length > 0) timer = setTimeout(tick, gen.ttftMs)
   return () => {
@@ -121,7 +125,7 @@ export function streamGeneration(gen: Generation, res: ServerResponse): () => vo
       if (chunk === null) return true
       write(chunk)
       chunksSent += 1
-      return true
+      return chunksSent === gen.pause?.afterChunks ? 'pause' : true
     }
     const reason = finishReasonOf(token)
     write(gen.format.finish(token, reason, usageNow))

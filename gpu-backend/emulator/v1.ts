@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { modelsBody, responseId } from './bodies.ts'
 import { errorBody, errorTypeForStatus, schemaErrorType, type ApiError } from './errors.ts'
-import { parseDirectives, parseFault, type Fault } from './faults.ts'
+import { parseDirectives, parseFault, type Fault, type Overrides } from './faults.ts'
 import { formatFor } from './formats.ts'
 import { answerGeneration, streamGeneration, type Generation } from './generation.ts'
 import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
@@ -109,7 +109,7 @@ function handleGeneration(
   res.on('close', () => state.active.delete(cancel))
 }
 
-type Settings = { ttftMs?: number; itlMs?: number; reasoningTokens?: number; contentTokens?: number; fault: Fault }
+type Settings = Omit<Overrides, 'fault'> & { fault: Fault }
 
 /** Accepts the request: counts it in flight and fixes its tokens, timing and wire shape. */
 function buildGeneration(
@@ -147,6 +147,7 @@ function buildGeneration(
     format: formatFor(request.endpoint, wire),
     ttftMs: settings.ttftMs ?? options.ttftMs,
     itlMs: settings.itlMs ?? options.itlMs,
+    pause: settings.pauseAfter !== undefined && settings.pauseMs ? { afterChunks: settings.pauseAfter, ms: settings.pauseMs } : null,
     fault: settings.fault,
     errorFormat: options.errorFormat,
     tracker,

@@ -1,9 +1,10 @@
-// The key CLI's commands. Exit codes: 0 done, 1 failed (unknown id, KV or wrangler error),
-// 2 bad command line (usage on stderr).
+// The key CLI's commands. Exit codes: 0 done, 1 failed (unknown id, KV or wrangler error, the
+// Worker unreachable or refusing), 2 bad command line (usage on stderr).
 import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
-import { describeRecord, formatList } from './format.ts'
+import { describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
 import { parseCommand, UsageError, USAGE, type Command } from './options.ts'
-import { createKey, findKey, listKeys, revokeKey } from './store.ts'
+import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
+import { fetchKeyUsage, type Fetcher } from './usage.ts'
 
 export interface Output {
   log(text: string): void
@@ -12,17 +13,21 @@ export interface Output {
 
 export interface CliDeps {
   run: WranglerRunner
+  /** For usage, which asks the Worker over HTTP. */
+  fetch: Fetcher
   out: Output
   now: () => number
+  /** Where usage finds GATEWAY_ADMIN_KEY. */
+  env: Readonly<Record<string, string | undefined>>
 }
 
-const defaults: CliDeps = { run: runWrangler, out: console, now: Date.now }
+const defaults: CliDeps = { run: runWrangler, fetch: (url, init) => fetch(url, init), out: console, now: Date.now, env: process.env }
 
 export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
-  const { run, out, now } = { ...defaults, ...deps }
+  const { run, fetch, out, now, env } = { ...defaults, ...deps }
   let command: Command
   try {
-    command = parseCommand(argv, now())
+    command = parseCommand(argv, now(), env)
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
     out.error(`${error.message}\n\n${USAGE}`)
@@ -33,6 +38,11 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
     return 0
   }
   try {
+    if (command.name === 'usage') {
+      const usage = await fetchKeyUsage(fetch, command.url, command.id, command.adminKey)
+      out.log(command.json ? JSON.stringify(usage, null, 2) : formatUsage(usage))
+      return 0
+    }
     return await execute(command, run, out, now())
   } catch (error) {
     out.error(error instanceof Error ? error.message : String(error))
@@ -40,7 +50,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
   }
 }
 
-async function execute(command: Exclude<Command, { name: 'help' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+async function execute(command: Exclude<Command, { name: 'help' | 'usage' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
   const kv = wranglerKv(command.target, run)
   const where = command.target.remote ? 'remote' : 'local'
   switch (command.name) {
@@ -71,13 +81,25 @@ async function execute(command: Exclude<Command, { name: 'help' }>, run: Wrangle
       if (!revoked) return unknownKey(out, command.id, where)
       const { id, name } = revoked.record
       out.log(revoked.wasDisabled ? `${id} (${name}) was already revoked.` : `Revoked ${id} (${name}); its record stays, disabled, for audit.`)
-      out.log(
-        'Workers that cached the key keep accepting it until their copy expires: within KEY_CACHE_TTL_MS (60 s by default).' +
-          (command.target.remote ? ' KV itself can take up to about 60 s more to reach every location.' : ''),
-      )
+      out.log(`Workers that cached the key keep accepting it until their copy expires: ${cacheDelay(command.target.remote)}`)
+      return 0
+    }
+    case 'limits': {
+      const record = await updateLimits(kv, command.id, command.limits)
+      if (!record) return unknownKey(out, command.id, where)
+      if (command.json) out.log(JSON.stringify({ id: record.id, limits: record.limits }, null, 2))
+      else {
+        out.log(`Limits of ${record.id} (${record.name}) in the ${where} KEYS namespace:\n${describeLimits(record.limits)}\n`)
+        out.log(`Workers pick up the change when their cached copy of the key expires: ${cacheDelay(command.target.remote)}`)
+      }
       return 0
     }
   }
+}
+
+/** How long a record change takes to reach the Worker; docs/keys.md explains both parts. */
+function cacheDelay(remote: boolean): string {
+  return 'within KEY_CACHE_TTL_MS (60 s by default).' + (remote ? ' KV itself can take up to about 60 s more to reach every location.' : '')
 }
 
 function unknownKey(out: Output, id: string, where: string): number {

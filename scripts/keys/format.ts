@@ -1,6 +1,7 @@
-// How key records read in a terminal. Never given a secret or a hash: create prints the secret
-// itself, once.
+// How key records and usage read in a terminal. Never given a secret or a hash: create prints the
+// secret itself, once.
 import type { KeyLimits, KeyRecord } from '../../src/auth/key-record.ts'
+import type { KeyUsage } from './usage.ts'
 
 export type KeyStatus = 'active' | 'disabled' | 'expired'
 
@@ -26,8 +27,10 @@ const LIMIT_LABELS: Record<keyof KeyLimits, string> = {
   maxOutputTokens: 'max output tokens',
 }
 
+const LIMIT_NAMES = Object.keys(LIMIT_LABELS) as (keyof KeyLimits)[]
+
 function formatLimits(limits: KeyLimits): string {
-  const set = (Object.keys(LIMIT_LABELS) as (keyof KeyLimits)[])
+  const set = LIMIT_NAMES
     .filter((name) => limits[name] !== null)
     .map((name) => `${LIMIT_LABELS[name]} ${limits[name]}`)
   return set.length === 0 ? 'deployment defaults' : `${set.join(', ')} (others: deployment defaults)`
@@ -50,11 +53,57 @@ export function describeRecord(record: KeyRecord, now = Date.now()): string {
   return rows.map(([label, value]) => `${label.padEnd(8)} ${value}`).join('\n')
 }
 
+/** Every limit on its own line, for the limits command. */
+export function describeLimits(limits: KeyLimits): string {
+  return columns(LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')]))
+}
+
 /** One line a key, in aligned columns. */
 export function formatList(records: readonly KeyRecord[], now = Date.now()): string {
   if (records.length === 0) return 'No keys.'
   const header = ['ID', 'NAME', 'SCOPES', 'STATUS', 'EXPIRES']
   const rows = records.map((record) => [record.id, record.name, record.scopes.join(','), keyStatus(record, now), formatExpiry(record)])
-  const widths = header.map((_, column) => Math.max(...[header, ...rows].map((row) => row[column]?.length ?? 0)))
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')
+  return columns([header, ...rows])
+}
+
+function columns(rows: readonly string[][]): string {
+  const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')
+}
+
+function formatReset(ms: number): string {
+  return ms <= 0 ? '-' : `${Math.ceil(ms / 1000)} s`
+}
+
+const REFUSAL_LABELS: Record<string, string> = {
+  requests: 'requests/min',
+  tokens: 'tokens/min',
+  concurrent_streams: 'concurrent streams',
+  concurrent_streams_per_ip: 'streams per IP',
+}
+
+/** The usage command's table: each limit, where it comes from, what is used and left of it. */
+export function formatUsage(answer: KeyUsage): string {
+  const { limits, source, usage } = answer
+  const windowRow = (label: string, value: number, from: string, window: KeyUsage['usage']['requests']) => [
+    label, String(value), from, String(Math.max(0, window.limit - window.remaining)), String(window.remaining), formatReset(window.reset_ms),
+  ]
+  const maxOutput = limits.max_output_tokens
+  const table = columns([
+    ['LIMIT', 'VALUE', 'SOURCE', 'USED', 'REMAINING', 'RESET'],
+    windowRow('requests/min', limits.requests_per_minute, source.requests_per_minute, usage.requests),
+    windowRow('tokens/min', limits.tokens_per_minute, source.tokens_per_minute, usage.tokens),
+    ['concurrent streams', String(limits.concurrent_streams), source.concurrent_streams, String(usage.in_flight), String(Math.max(0, limits.concurrent_streams - usage.in_flight)), '-'],
+    ['streams per IP', String(limits.concurrent_streams_per_ip ?? 'off'), 'deployment', '-', '-', '-'],
+    ['max output tokens', String(maxOutput ?? '-'), maxOutput === null ? 'default' : 'key', '-', '-', '-'],
+  ])
+  const { totals } = usage
+  const refused = Object.entries(totals.refused).map(([limit, count]) => `${REFUSAL_LABELS[limit] ?? limit} ${count}`)
+  return [
+    `${answer.key_id}: ${answer.enforced ? 'limits enforced' : 'limits NOT enforced (RATE_LIMITS=off): the numbers are what would apply'}`,
+    table,
+    '',
+    `Since the limiter started: ${totals.admitted} admitted; refused: ${refused.join(', ') || 'none'};`,
+    `${totals.prompt_tokens} prompt and ${totals.completion_tokens} completion tokens; ${totals.expired_leases} expired leases.`,
+  ].join('\n')
 }

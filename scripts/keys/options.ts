@@ -1,8 +1,8 @@
-// The key CLI's command line, parsed and checked before anything touches KV: a bad value is a
-// UsageError (exit 2) and never a half-made key.
+// The key CLI's command line, parsed and checked before anything touches KV or the Worker: a bad
+// value is a UsageError (exit 2) and never a half-made key.
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { KeyLimits, Scope } from '../../src/auth/key-record.ts'
+import { isWellFormedSecret, type KeyLimits, type Scope } from '../../src/auth/key-record.ts'
 import { ROOT } from '../processes.ts'
 import type { KvTarget } from './kv.ts'
 import type { KeyFields } from './store.ts'
@@ -15,6 +15,10 @@ export type Command =
   | { name: 'list'; target: KvTarget; json: boolean }
   | { name: 'show'; target: KvTarget; json: boolean; id: string }
   | { name: 'revoke'; target: KvTarget; id: string }
+  /** Only the limits given change; null: back to the deployment default. */
+  | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits> }
+  /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
+  | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
 
 export const USAGE = `Usage: npm run keys -- <command> [options]
 
@@ -26,8 +30,15 @@ Commands:
   show ID [--json]
                  One key's record.
   revoke ID      Disable a key; its record stays for audit.
+  limits ID [--rpm N|default] [--tpm N|default] [--streams N|default] [--max-output N|default] [--json]
+                 Change a key's limits; default: back to the deployment default. Workers
+                 pick the change up within KEY_CACHE_TTL_MS (60 s by default).
+  usage ID --url URL [--json]
+                 A key's effective limits and live usage, from the Worker at URL (such as
+                 http://127.0.0.1:8787). Reads an admin-scope key from the environment
+                 variable GATEWAY_ADMIN_KEY (no flag, to keep it out of ps and shell history).
 
-Options for every command:
+Options for every command but usage:
   --remote            The deployed namespace (needs wrangler login); default: local dev state.
   --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
   --config PATH       Wrangler config (default: wrangler.toml at the project root).
@@ -47,22 +58,34 @@ const OPTIONS = {
   tpm: { type: 'string' },
   streams: { type: 'string' },
   'max-output': { type: 'string' },
+  url: { type: 'string' },
 } as const
 
 type OptionName = keyof typeof OPTIONS
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values']
 
+/** Where the KEYS namespace is: for every command that reads or writes KV. */
 const COMMON: OptionName[] = ['remote', 'persist-to', 'config']
-const CREATE_ONLY: OptionName[] = ['name', 'scopes', 'expires', 'origins', 'rpm', 'tpm', 'streams', 'max-output']
-/** Which options each command accepts besides COMMON. */
+/** The limit flags and the record fields they set. */
+const LIMIT_FLAGS = [
+  ['rpm', 'requestsPerMinute'],
+  ['tpm', 'tokensPerMinute'],
+  ['streams', 'concurrentStreams'],
+  ['max-output', 'maxOutputTokens'],
+] as const satisfies readonly (readonly [OptionName, keyof KeyLimits])[]
+const LIMIT_OPTIONS: OptionName[] = LIMIT_FLAGS.map(([flag]) => flag)
+/** Which options each command accepts. usage asks the Worker, not KV, so it takes no KV option. */
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
-  create: [...CREATE_ONLY, 'json'],
-  list: ['json'],
-  show: ['json'],
-  revoke: [],
+  create: [...COMMON, 'name', 'scopes', 'expires', 'origins', ...LIMIT_OPTIONS, 'json'],
+  list: [...COMMON, 'json'],
+  show: [...COMMON, 'json'],
+  revoke: [...COMMON],
+  limits: [...COMMON, ...LIMIT_OPTIONS, 'json'],
+  usage: ['url', 'json'],
 }
 
-export function parseCommand(argv: readonly string[], now = Date.now()): Command {
+/** `env` is read for GATEWAY_ADMIN_KEY, by usage only. */
+export function parseCommand(argv: readonly string[], now = Date.now(), env: Readonly<Record<string, string | undefined>> = process.env): Command {
   const { values, positionals } = parseStrict(argv)
   if (values.help) return { name: 'help' }
   const [name, ...rest] = positionals
@@ -70,13 +93,15 @@ export function parseCommand(argv: readonly string[], now = Date.now()): Command
   if (!Object.hasOwn(ACCEPTS, name)) throw new UsageError(`Unknown command: ${name}`)
   const command = name as keyof typeof ACCEPTS
   rejectForeignOptions(command, values)
-  const target = kvTarget(values)
   const json = values.json === true
+  if (command === 'usage') return { name: command, json, id: onlyId(command, rest), url: workerUrl(values.url), adminKey: adminKey(env) }
+  const target = kvTarget(values)
   if (command === 'create' || command === 'list') {
     if (rest.length > 0) throw new UsageError(`Unexpected argument: ${rest[0]}`)
     return command === 'create' ? { name: command, target, json, fields: keyFields(values, now) } : { name: command, target, json }
   }
   const id = onlyId(command, rest)
+  if (command === 'limits') return { name: command, target, json, id, limits: limitChanges(values) }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id }
 }
 
@@ -90,7 +115,7 @@ function parseStrict(argv: readonly string[]): { values: Values; positionals: st
 }
 
 function rejectForeignOptions(command: keyof typeof ACCEPTS, values: Values): void {
-  const allowed = new Set<string>([...COMMON, ...ACCEPTS[command], 'help'])
+  const allowed = new Set<string>([...ACCEPTS[command], 'help'])
   const foreign = Object.keys(values).filter((option) => !allowed.has(option))
   if (foreign.length > 0) throw new UsageError(`${command} does not take --${foreign.join(', --')}`)
 }
@@ -119,11 +144,10 @@ function kvTarget(values: Values): KvTarget {
 
 function keyFields(values: Values, now: number): KeyFields {
   if (values.name === undefined) throw new UsageError('create needs --name.')
-  const limits: KeyLimits = {
-    requestsPerMinute: optionalCount('--rpm', values.rpm),
-    tokensPerMinute: optionalCount('--tpm', values.tpm),
-    concurrentStreams: optionalCount('--streams', values.streams),
-    maxOutputTokens: optionalCount('--max-output', values['max-output']),
+  const limits: KeyLimits = { requestsPerMinute: null, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: null }
+  for (const [flag, field] of LIMIT_FLAGS) {
+    const value = values[flag]
+    if (value !== undefined) limits[field] = count(`--${flag}`, value)
   }
   return {
     name: parseName(values.name),
@@ -166,11 +190,42 @@ function parseOrigins(value: string): string[] {
   return [...new Set(origins)]
 }
 
-function optionalCount(flag: string, value: string | undefined): number | null {
-  if (value === undefined) return null
-  const count = Number(value)
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(count) || count < 1) throw new UsageError(`${flag} takes a positive whole number, got: ${value}`)
-  return count
+function count(flag: string, value: string, orDefault = ''): number {
+  const number = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(number) || number < 1) {
+    throw new UsageError(`${flag} takes a positive whole number${orDefault}, got: ${value}`)
+  }
+  return number
+}
+
+/** The limits a `limits` command sets: a count, or null for `default`. */
+function limitChanges(values: Values): Partial<KeyLimits> {
+  const changes: Partial<KeyLimits> = {}
+  for (const [flag, field] of LIMIT_FLAGS) {
+    const value = values[flag]
+    if (value !== undefined) changes[field] = value === 'default' ? null : count(`--${flag}`, value, ' or default')
+  }
+  if (Object.keys(changes).length === 0) {
+    throw new UsageError('limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default).')
+  }
+  return changes
+}
+
+/** The Worker's origin (and any path prefix), without a trailing slash. */
+function workerUrl(value: string | undefined): string {
+  if (value === undefined) throw new UsageError('usage needs --url, the Worker to ask (npm start serves it at http://127.0.0.1:8787).')
+  if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) throw new UsageError(`--url takes an http(s) URL, got: ${value}`)
+  const url = new URL(value)
+  if (url.search !== '' || url.hash !== '') throw new UsageError(`--url takes the Worker's address without query or fragment, got: ${value}`)
+  return url.href.replace(/\/+$/, '')
+}
+
+/** Only from the environment: a flag would show in ps and in shell history. Never echoed. */
+function adminKey(env: Readonly<Record<string, string | undefined>>): string {
+  const key = env.GATEWAY_ADMIN_KEY?.trim() ?? ''
+  if (key === '') throw new UsageError('usage needs an API key with the admin scope in the environment variable GATEWAY_ADMIN_KEY (it is not set).')
+  if (!isWellFormedSecret(key)) throw new UsageError('GATEWAY_ADMIN_KEY does not hold an API key (sk- and 43 more characters).')
+  return key
 }
 
 const DURATION = /^(\d+)([dh])$/

@@ -7,6 +7,7 @@ import {
   generateSecret,
   hashSecret,
   newKeyRecord,
+  type KeyLimits,
   type KeyRecord,
 } from '../../src/auth/key-record.ts'
 import type { Kv } from './kv.ts'
@@ -73,6 +74,18 @@ export async function revokeKey(kv: Kv, id: string): Promise<{ record: KeyRecord
   const record = { ...stored.record, disabled: true }
   await kv.putMany([{ key: KEY_PREFIX + stored.hash, value: JSON.stringify(record) }])
   return { record, wasDisabled: false }
+}
+
+/**
+ * Sets the limits given (null: back to the deployment default) and keeps the others, as revokeKey
+ * does. Null when no key has this id.
+ */
+export async function updateLimits(kv: Kv, id: string, changes: Partial<KeyLimits>): Promise<KeyRecord | null> {
+  const stored = await findKey(kv, id)
+  if (!stored) return null
+  const record = { ...stored.record, limits: { ...stored.record.limits, ...changes } }
+  await kv.putMany([{ key: KEY_PREFIX + stored.hash, value: JSON.stringify(record) }])
+  return record
 }
 
 /** Checks the fields this CLI reads, so a damaged entry fails loudly rather than printing nonsense. */

@@ -56,6 +56,17 @@ describe('stream timing', () => {
     expect(gap(6)).toBeLessThan(2) // [DONE] follows the finish chunk at once
   })
 
+  it('pauses once, after the asked number of token chunks, for pause_ms on top of itl', async () => {
+    const emulator = await emulatorFor({ ttftMs: 5, itlMs: 10, recordEventTimes: true })
+    const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=4 pause_after=2 pause_ms=100', { stream: true }))
+    const { times } = await eventTimes(emulator.url, payloads(await response.text())[0]?.id)
+    const gap = (index: number) => (times[index] ?? 0) - (times[index - 1] ?? 0)
+    // events: role, r0, r1, (pause) r2, r3, ...
+    expect(gap(2)).toBeLessThan(60)
+    expect(gap(3)).toBeGreaterThanOrEqual(109)
+    expect(gap(4)).toBeLessThan(60)
+  })
+
   it('lets a directive override ttft for one request', async () => {
     const emulator = await emulatorFor({ ttftMs: 5, recordEventTimes: true })
     const sentAt = now()

@@ -3,13 +3,15 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newKeyRecord } from '../../src/auth/key-record.ts'
 import { ensureDevKey, withDevKey } from '../../scripts/keys/dev-key.ts'
-import { runKeysCli } from '../../scripts/keys/cli.ts'
+import { runKeysCli, type CliDeps } from '../../scripts/keys/cli.ts'
 import { kvArgs, wranglerKv, type KvTarget } from '../../scripts/keys/kv.ts'
 import { parseExpiry } from '../../scripts/keys/options.ts'
 import { ROOT } from '../../scripts/processes.ts'
@@ -132,10 +134,54 @@ describe('keys create, list, show and revoke', () => {
   })
 })
 
+describe('keys limits', () => {
+  let id = ''
+  let hash = ''
+
+  it('sets the limits given, keeps the others and the rest of the record, and says when Workers see them', async () => {
+    const create = await keys('create', '--name', 'limited', '--rpm', '60', '--max-output', '512')
+    id = /key_[0-9a-f]{16}/.exec(create.stdout)?.[0] ?? ''
+    hash = sha256(/sk-[\w-]{43}/.exec(create.stdout)?.[0] ?? '')
+    const before = JSON.parse((await kv.get(`key:${hash}`)) ?? 'null')
+
+    const run = await keys('limits', id, '--tpm', '1000', '--streams', '2')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/requests\/min\s+60\n\s+tokens\/min\s+1000\n\s+concurrent streams\s+2\n\s+max output tokens\s+512/)
+    expect(run.stdout).toMatch(/KEY_CACHE_TTL_MS \(60 s by default\)/)
+    expect(JSON.parse((await kv.get(`key:${hash}`)) ?? 'null')).toEqual({
+      ...before,
+      limits: { requestsPerMinute: 60, tokensPerMinute: 1000, concurrentStreams: 2, maxOutputTokens: 512 },
+    })
+  })
+
+  it('puts a limit back to the deployment default with the word default', async () => {
+    const run = await keys('limits', id, '--rpm', 'default', '--max-output', 'default', '--json')
+    expect(run.code).toBe(0)
+    const limits = { requestsPerMinute: null, tokensPerMinute: 1000, concurrentStreams: 2, maxOutputTokens: null }
+    expect(JSON.parse(run.stdout)).toEqual({ id, limits })
+    expect(JSON.parse((await kv.get(`key:${hash}`)) ?? 'null').limits).toEqual(limits)
+    expect((await keys('show', id)).stdout).toMatch(/limits\s+tokens\/min 1000, concurrent streams 2 \(others: deployment defaults\)/)
+  })
+
+  it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
+    const names = (await kv.list()).keys.map(({ name }) => name)
+    const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr.trim()).toBe((await keys('show', 'key_0000000000000000')).stderr.trim())
+    expect((await kv.list()).keys.map(({ name }) => name)).toEqual(names)
+  })
+})
+
+const ADMIN_KEY = `sk-${'A'.repeat(43)}`
+
 describe('keys command line', () => {
   /** Fails the test if a command reaches KV. */
   const noKv = async (): Promise<string> => {
     throw new Error('KV must not be touched')
+  }
+  /** Fails the test if a command reaches the Worker. */
+  const noFetch = async (): Promise<Response> => {
+    throw new Error('The Worker must not be asked')
   }
 
   it.each([
@@ -157,9 +203,21 @@ describe('keys command line', () => {
     [['show']],
     [['revoke', '--json', 'key_0000000000000000']],
     [['list', '--remote', '--persist-to', 'state']],
-  ])('rejects %j with usage on stderr and exit 2, before touching KV', async (argv) => {
+    [['limits', 'key_0000000000000000']],
+    [['limits', '--rpm', '5']],
+    [['limits', 'key_0000000000000000', '--rpm', '0']],
+    [['limits', 'key_0000000000000000', '--tpm', '5', '--streams', 'none']],
+    [['limits', 'key_0000000000000000', '--max-output', '1e3']],
+    [['limits', 'key_0000000000000000', '--rpm', '5', '--name', 'x']],
+    [['create', '--name', 'x', '--rpm', 'default']],
+    [['usage', 'key_0000000000000000']],
+    [['usage', 'key_0000000000000000', '--url', 'ftp://worker.example']],
+    [['usage', 'key_0000000000000000', '--url', 'http://127.0.0.1:8787', '--remote']],
+    [['usage', '--url', 'http://127.0.0.1:8787']],
+  ])('rejects %j with usage on stderr and exit 2, before touching KV or the Worker', async (argv) => {
     const errors: string[] = []
-    const code = await runKeysCli(argv, { run: noKv, out: { log: noKv, error: (text) => errors.push(text) } })
+    const env = { GATEWAY_ADMIN_KEY: ADMIN_KEY }
+    const code = await runKeysCli(argv, { run: noKv, fetch: noFetch, env, out: { log: noKv, error: (text) => errors.push(text) } })
     expect(code).toBe(2)
     expect(errors.join('\n')).toContain('Usage: npm run keys')
   })
@@ -179,6 +237,146 @@ describe('keys command line', () => {
     expect(parseExpiry('2027-01-01', now)).toBe(Date.UTC(2027, 0, 1) / 1000)
   })
 })
+
+describe('keys usage', () => {
+  const KEY_ID = 'key_3f9c0a1b2c3d4e5f'
+  /** The Worker's answer, as src/routes/key-limits.ts gives it. */
+  const ANSWER = {
+    object: 'key.limits',
+    key_id: KEY_ID,
+    enforced: true,
+    limits: { requests_per_minute: 60, tokens_per_minute: 250000, concurrent_streams: 8, concurrent_streams_per_ip: 4, max_output_tokens: null },
+    source: { requests_per_minute: 'key', tokens_per_minute: 'default', concurrent_streams: 'default' },
+    usage: {
+      in_flight: 1,
+      requests: { limit: 60, remaining: 57, reset_ms: 41000 },
+      tokens: { limit: 250000, remaining: 240000, reset_ms: 41000 },
+      totals: {
+        admitted: 3,
+        refused: { requests: 2, tokens: 0, concurrent_streams: 0, concurrent_streams_per_ip: 0 },
+        prompt_tokens: 30,
+        completion_tokens: 120,
+        expired_leases: 0,
+      },
+    },
+  }
+
+  interface Call {
+    url: string
+    headers: Headers
+  }
+
+  /** A Worker stand-in answering every request with `body` and `status`; records what it was asked. */
+  function fakeWorker(body: unknown, status = 200) {
+    const calls: Call[] = []
+    const fetch: CliDeps['fetch'] = async (url, init) => {
+      calls.push({ url, headers: new Headers(init.headers) })
+      return Response.json(body, { status })
+    }
+    return { calls, fetch }
+  }
+
+  async function usage(argv: string[], deps: Partial<CliDeps>): Promise<Run> {
+    const stdout: string[] = []
+    const stderr: string[] = []
+    const out = { log: (text: string) => stdout.push(text), error: (text: string) => stderr.push(text) }
+    const code = await runKeysCli(['usage', ...argv], { env: { GATEWAY_ADMIN_KEY: ADMIN_KEY }, ...deps, out })
+    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') }
+  }
+
+  it('prints each limit with its source, what is used and left of it, and when the window resets', async () => {
+    const worker = fakeWorker(ANSWER)
+    const run = await usage([KEY_ID, '--url', 'https://gateway.example/'], worker)
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(worker.calls).toHaveLength(1)
+    expect(worker.calls[0]?.url).toBe(`https://gateway.example/v1/keys/${KEY_ID}/limits`)
+    expect(worker.calls[0]?.headers.get('authorization')).toBe(`Bearer ${ADMIN_KEY}`)
+    expect(run.stdout).toMatch(/^LIMIT\s+VALUE\s+SOURCE\s+USED\s+REMAINING\s+RESET$/m)
+    expect(run.stdout).toMatch(/^requests\/min\s+60\s+key\s+3\s+57\s+41 s$/m)
+    expect(run.stdout).toMatch(/^tokens\/min\s+250000\s+default\s+10000\s+240000\s+41 s$/m)
+    expect(run.stdout).toMatch(/^concurrent streams\s+8\s+default\s+1\s+7\s+-$/m)
+    expect(run.stdout).toMatch(/^streams per IP\s+4\s+deployment\b/m)
+    expect(run.stdout).toMatch(/^max output tokens\s+-\s+default\b/m)
+    expect(run.stdout).toContain('3 admitted; refused: requests/min 2, tokens/min 0, concurrent streams 0, streams per IP 0')
+    expect(run.stdout).toContain('30 prompt and 120 completion tokens; 0 expired leases')
+    expect(run.stdout).not.toContain(ADMIN_KEY)
+  })
+
+  it('--json prints the Worker\'s answer unchanged', async () => {
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787', '--json'], fakeWorker(ANSWER))
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout)).toEqual(ANSWER)
+  })
+
+  it('takes the admin key only from GATEWAY_ADMIN_KEY: unset, it exits 2 before asking the Worker', async () => {
+    const worker = fakeWorker(ANSWER)
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], { ...worker, env: {} })
+    expect(run).toMatchObject({ code: 2, stdout: '' })
+    expect(run.stderr).toMatch(/environment variable GATEWAY_ADMIN_KEY/)
+    expect(worker.calls).toEqual([])
+  })
+
+  it.each([
+    [404, `No API key with id '${KEY_ID}'.`],
+    [403, 'This API key lacks the admin scope.'],
+  ])('prints the message of an HTTP %i error body and exits 1', async (status, message) => {
+    const worker = fakeWorker({ error: { message, type: 'invalid_request_error', param: null, code: null } }, status)
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], worker)
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toBe(`${message} (HTTP ${status})`)
+  })
+
+  it('exits 1 when the answer is not a key.limits object, rather than printing nonsense', async () => {
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker({ object: 'list', data: [] }))
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toMatch(/did not answer with a key\.limits object/)
+  })
+
+  it('exits 1 with a hint to start the Worker when nothing listens at the URL', async () => {
+    const port = await closedPort()
+    const run = await usage([KEY_ID, '--url', `http://127.0.0.1:${port}`], {})
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toMatch(/^Could not reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/)
+    expect(run.stderr).toContain('Is the Worker running? npm start serves it at http://127.0.0.1:8787')
+  })
+
+  it('asks a real HTTP server with the key from the environment, from the real entry point', async () => {
+    const seen: { url?: string; authorization?: string; method?: string } = {}
+    const server = createServer((request, response) => {
+      Object.assign(seen, { url: request.url, authorization: request.headers.authorization, method: request.method })
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(ANSWER))
+    })
+    try {
+      const port = await listen(server)
+      const run = await new Promise<Run>((resolve) => {
+        const env = { ...process.env, GATEWAY_ADMIN_KEY: ADMIN_KEY }
+        const args = [join(ROOT, 'scripts/keys.ts'), 'usage', KEY_ID, '--url', `http://127.0.0.1:${port}`, '--json']
+        execFile(process.execPath, args, { cwd: ROOT, env }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }))
+      })
+      expect(run).toMatchObject({ code: 0, stderr: '' })
+      expect(JSON.parse(run.stdout)).toEqual(ANSWER)
+      expect(seen).toEqual({ url: `/v1/keys/${KEY_ID}/limits`, authorization: `Bearer ${ADMIN_KEY}`, method: 'GET' })
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
+/** Starts the server on a free port of 127.0.0.1 and resolves with the port. */
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port))
+  })
+}
+
+/** A port nothing listens on: one the system just gave out and that is free again. */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  const port = await listen(server)
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
 
 describe('keys --remote', () => {
   const local: KvTarget = { remote: false, persistTo: '/state', config: '/project/wrangler.toml' }

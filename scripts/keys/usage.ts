@@ -1,0 +1,127 @@
+// `keys usage`: a key's effective limits and live usage, read from the Worker's admin endpoint
+// GET /v1/keys/:id/limits (src/routes/key-limits.ts). The counts live in the key's limiter, a
+// Durable Object only the Worker can reach, so this asks the Worker rather than KV.
+
+/** fetch, or a stand-in for it in tests. */
+export type Fetcher = (url: string, init: RequestInit) => Promise<Response>
+
+interface Window {
+  limit: number
+  remaining: number
+  /** Until the window is empty again, in milliseconds; 0 when it already is. */
+  reset_ms: number
+}
+
+/** The Worker's answer (snake_case, as on the wire). */
+export interface KeyUsage {
+  object: 'key.limits'
+  key_id: string
+  /** False on a deployment with RATE_LIMITS=off: the numbers are what would apply. */
+  enforced: boolean
+  limits: {
+    requests_per_minute: number
+    tokens_per_minute: number
+    concurrent_streams: number
+    concurrent_streams_per_ip: number | null
+    max_output_tokens: number | null
+  }
+  source: Record<'requests_per_minute' | 'tokens_per_minute' | 'concurrent_streams', string>
+  usage: {
+    in_flight: number
+    requests: Window
+    tokens: Window
+    totals: {
+      admitted: number
+      refused: Record<string, number>
+      prompt_tokens: number
+      completion_tokens: number
+      expired_leases: number
+    }
+  }
+}
+
+const TIMEOUT_MS = 30_000
+const DEV_HINT = 'Is the Worker running? npm start serves it at http://127.0.0.1:8787.'
+
+/** `url`: the Worker's address without a trailing slash, as parseCommand leaves it. */
+export async function fetchKeyUsage(fetcher: Fetcher, url: string, id: string, adminKey: string): Promise<KeyUsage> {
+  const endpoint = `${url}/v1/keys/${encodeURIComponent(id)}/limits`
+  let response: Response
+  let body: string
+  try {
+    response = await fetcher(endpoint, {
+      headers: { authorization: `Bearer ${adminKey}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    })
+    body = await response.text()
+  } catch (error) {
+    if (error instanceof Error && error.name === 'TimeoutError') throw new Error(`No answer from ${url} within ${TIMEOUT_MS / 1000} s. ${DEV_HINT}`)
+    throw new Error(`Could not reach ${url} (${reason(error)}). ${DEV_HINT}`)
+  }
+  const answer = parseJson(body)
+  if (!response.ok) {
+    const message = errorMessage(answer)
+    throw new Error(message === undefined ? `${endpoint} answered HTTP ${response.status}, without an error message.` : `${message} (HTTP ${response.status})`)
+  }
+  if (!isKeyUsage(answer)) throw new Error(`${endpoint} did not answer with a key.limits object: is ${url} this project's Worker?`)
+  return answer
+}
+
+/** The low-level cause fetch wraps in its "fetch failed" TypeError, e.g. ECONNREFUSED. */
+function reason(error: unknown): string {
+  const cause: unknown = error instanceof Error ? error.cause : undefined
+  const code: unknown = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined
+  if (typeof code === 'string') return code
+  if (cause instanceof Error) return cause.message
+  return error instanceof Error ? error.message : String(error)
+}
+
+function parseJson(body: string): unknown {
+  try {
+    return JSON.parse(body) as unknown
+  } catch {
+    return undefined
+  }
+}
+
+/** The message of an OpenAI-shaped error body, {"error": {"message": ...}}. */
+function errorMessage(answer: unknown): string | undefined {
+  const message = at(answer, 'error.message')
+  // Printed to a terminal: no control characters from the network.
+  return typeof message === 'string' && message !== '' ? message.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ') : undefined
+}
+
+function at(value: unknown, path: string): unknown {
+  let node = value
+  for (const key of path.split('.')) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined
+  return node
+}
+
+const NUMBERS = [
+  'limits.requests_per_minute',
+  'limits.tokens_per_minute',
+  'limits.concurrent_streams',
+  'usage.in_flight',
+  ...['requests', 'tokens'].flatMap((window) => ['limit', 'remaining', 'reset_ms'].map((field) => `usage.${window}.${field}`)),
+  'usage.totals.admitted',
+  'usage.totals.prompt_tokens',
+  'usage.totals.completion_tokens',
+  'usage.totals.expired_leases',
+]
+const NUMBERS_OR_NULL = ['limits.concurrent_streams_per_ip', 'limits.max_output_tokens']
+const STRINGS = ['key_id', 'source.requests_per_minute', 'source.tokens_per_minute', 'source.concurrent_streams']
+
+/** Checks every field the table reads, so a wrong URL fails with a message rather than NaNs. */
+function isKeyUsage(value: unknown): value is KeyUsage {
+  const refused = at(value, 'usage.totals.refused')
+  return (
+    at(value, 'object') === 'key.limits' &&
+    typeof at(value, 'enforced') === 'boolean' &&
+    NUMBERS.every((path) => typeof at(value, path) === 'number') &&
+    NUMBERS_OR_NULL.every((path) => at(value, path) === null || typeof at(value, path) === 'number') &&
+    STRINGS.every((path) => typeof at(value, path) === 'string') &&
+    typeof refused === 'object' &&
+    refused !== null &&
+    Object.values(refused).every((count) => typeof count === 'number')
+  )
+}

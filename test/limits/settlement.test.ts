@@ -1,0 +1,103 @@
+import { describe, expect, it, vi } from 'vitest'
+import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
+import { frameReader, frames, readAll } from '../support/streams.ts'
+import { chatBody, emulatorStats, postChat, resetEmulator } from '../support/worker.ts'
+
+// Every ending of an admitted request must free its stream slot and charge what the backend
+// reported generating. A token already on the wire when the client leaves is generated but can
+// never be reported, by vLLM or anyone (docs/rate-limits.md), so the exact test places each abort
+// at a random moment of a pause in generation (a preempted sequence); the second test aborts at
+// any moment and checks the bound: never more than generated, at most one token short per abort.
+
+const ABORTED = 1_000
+const FAULTED = 100
+const POOL = 50
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1))
+
+/** Reads `events` events, waits `delayMs`, then goes away. */
+async function abortAfter(key: LimitedKey, directive: string, events: number, delayMs: number): Promise<void> {
+  const controller = new AbortController()
+  const body = chatBody(`[emulator ttft_ms=5 reasoning_tokens=10 content_tokens=5 ${directive}]`, { stream: true })
+  const response = await postChat(body, { secret: key.secret, signal: controller.signal })
+  expect(response.status).toBe(200)
+  const client = frameReader(response.body!)
+  for (let left = events; left > 0; left--) await client.next()
+  await sleep(delayMs)
+  controller.abort()
+}
+
+/** Aborts at a random moment of a 1.5 s pause that follows a random number of tokens. */
+function abortInPause(key: LimitedKey): Promise<void> {
+  const tokens = randomInt(1, 12)
+  // The role chunk, then `tokens` token chunks, then the pause.
+  return abortAfter(key, `itl_ms=5 pause_after=${tokens} pause_ms=1500`, 1 + tokens, Math.random() * 500)
+}
+
+const FAULTS = ['die_after', 'error_after', 'stall_after']
+
+async function endByFault(key: LimitedKey, index: number): Promise<void> {
+  const fault = `${FAULTS[index % FAULTS.length]}:${randomInt(1, 8)}`
+  const body = chatBody(`[emulator ttft_ms=5 itl_ms=5 reasoning_tokens=10 content_tokens=5 fault=${fault}]`, { stream: true })
+  const response = await postChat(body, { secret: key.secret })
+  expect(response.status).toBe(200)
+  const sent = frames(await readAll(response.body!))
+  expect(sent.at(-2), fault).toMatch(/^data: \{"error": /)
+  expect(sent.at(-1)).toBe('data: [DONE]')
+}
+
+/** Runs the tasks `size` at a time. */
+async function pool(tasks: (() => Promise<void>)[], size: number): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!()
+  }
+  await Promise.all(Array.from({ length: size }, worker))
+}
+
+async function settledUsage(key: LimitedKey) {
+  await vi.waitFor(async () => expect((await emulatorStats()).inFlight).toBe(0), { timeout: 10_000, interval: 50 })
+  await vi.waitFor(async () => expect((await limiterState(key.id)).usage.in_flight).toBe(0), { timeout: 10_000, interval: 50 })
+  return { stats: await emulatorStats(), totals: (await limiterState(key.id)).usage.totals }
+}
+
+const roomy = { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000, concurrentStreams: POOL }
+
+describe('settling admitted requests', () => {
+  it(
+    `leaves nothing in flight and charges exactly what the backend generated after ${ABORTED} client aborts and ${FAULTED} backend faults`,
+    async () => {
+      await resetEmulator()
+      const key = await keyWithLimits(roomy)
+      const tasks = [
+        ...Array.from({ length: ABORTED }, () => () => abortInPause(key)),
+        ...Array.from({ length: FAULTED }, (_, i) => () => endByFault(key, i)),
+      ].sort(() => Math.random() - 0.5)
+      await pool(tasks, POOL)
+
+      const { stats, totals } = await settledUsage(key)
+      expect(stats.requests).toBe(ABORTED + FAULTED)
+      expect(stats.aborted).toBeGreaterThanOrEqual(ABORTED)
+      expect(totals.admitted).toBe(ABORTED + FAULTED)
+      expect(totals.completion_tokens).toBe(stats.tokensGenerated)
+      expect(totals.prompt_tokens).toBe(stats.promptTokens)
+    },
+    120_000,
+  )
+
+  it('never charges more than was generated, and at most one token less per abort, when aborts land anywhere', async () => {
+    await resetEmulator()
+    const key = await keyWithLimits(roomy)
+    const aborts = 200
+    await pool(
+      Array.from({ length: aborts }, () => () => abortAfter(key, 'itl_ms=20', randomInt(1, 12), Math.random() * 20)),
+      POOL,
+    )
+    const { stats, totals } = await settledUsage(key)
+    expect(totals.admitted).toBe(aborts)
+    expect(totals.prompt_tokens).toBe(stats.promptTokens)
+    expect(totals.completion_tokens).toBeLessThanOrEqual(stats.tokensGenerated)
+    expect(stats.tokensGenerated - totals.completion_tokens).toBeLessThanOrEqual(aborts)
+  })
+})
