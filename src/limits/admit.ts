@@ -15,6 +15,8 @@ export interface Admission {
 
 const NOTHING_USED: TokenUse = { promptTokens: 0, completionTokens: 0 }
 const UNLIMITED: Admission = { settle() {} }
+/** How long past its deadline a limiter's answer is still awaited, to hand back a late lease. */
+const LATE_ANSWER_FACTOR = 5
 
 /**
  * Asks the key's limiter (a Durable Object) to admit a request that may use `reserveTokens`
@@ -36,9 +38,12 @@ export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): P
   try {
     decision = await withTimeout(asked, rateLimits.timeoutMs)
   } catch (error) {
-    // A late "admitted" would hold a slot nobody settles: give it back when it comes.
+    // A late "admitted" would hold a slot nobody settles: give it back if it comes within a while
+    // (later than that, the limiter frees it after LEASE_MAX_MS).
     c.executionCtx.waitUntil(
-      asked.then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false)).catch(() => false),
+      withTimeout(asked, rateLimits.timeoutMs * LATE_ANSWER_FACTOR)
+        .then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false))
+        .catch(() => false),
     )
     return limiterUnavailable(c, rateLimits, error)
   }

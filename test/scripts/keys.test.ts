@@ -318,7 +318,7 @@ describe('keys usage', () => {
 
   it.each([
     [404, `No API key with id '${KEY_ID}'.`],
-    [403, 'This API key lacks the admin scope.'],
+    [403, "This API key does not have the 'admin' scope."],
   ])('prints the message of an HTTP %i error body and exits 1', async (status, message) => {
     const worker = fakeWorker({ error: { message, type: 'invalid_request_error', param: null, code: null } }, status)
     const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], worker)
