@@ -7,6 +7,8 @@ import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type Ser
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-backend-key'
 const CLIENT_KEY = `sk-${'e'.repeat(43)}`
+/** A key allowed one request per minute. */
+const ONE_RPM_KEY = `sk-${'o'.repeat(43)}`
 
 let emulators: RunningEmulator[] = []
 let worker: ServedWorker
@@ -22,7 +24,12 @@ beforeAll(async () => {
   worker = await serveWorker(
     script,
     { BACKEND_URLS: emulators.map((e) => e.url).join(','), BACKEND_API_KEY: BACKEND_KEY },
-    { keys: [{ secret: CLIENT_KEY, fields: { scopes: ['chat'] } }] },
+    {
+      keys: [
+        { secret: CLIENT_KEY, fields: { scopes: ['chat'] } },
+        { secret: ONE_RPM_KEY, fields: { limits: { requestsPerMinute: 1, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: null } } },
+      ],
+    },
   )
   client = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 })
 })
@@ -85,6 +92,20 @@ describe('the official openai SDK against the Worker', () => {
     const attempt = client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: `[emulator fault=refuse:${status}]` }] })
     await expect(attempt).rejects.toBeInstanceOf(ErrorClass)
     await expect(attempt).rejects.toMatchObject({ status })
+  })
+
+  it('raises RateLimitError, with the rate-limit headers, when the key is over its limit', async () => {
+    const limited = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: ONE_RPM_KEY, maxRetries: 0 })
+    const { response } = await limited.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }] }).withResponse()
+    expect(response.headers.get('x-ratelimit-remaining-requests')).toBe('0')
+    const refused = limited.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi again' }] })
+    await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError)
+    const error = (await refused.catch((e: unknown) => e)) as InstanceType<typeof OpenAI.RateLimitError>
+    expect(error.status).toBe(429)
+    expect(error.code).toBe('rate_limit_exceeded')
+    expect(error.type).toBe('requests')
+    expect(error.headers.get('x-ratelimit-limit-requests')).toBe('1')
+    expect(Number(error.headers.get('retry-after'))).toBeGreaterThan(0)
   })
 
   it('raises an APIError inside for await when the backend dies mid-stream', async () => {
