@@ -16,4 +16,6 @@ app.use(loadConfig)
 app.post('/v1/chat/completions', async (c) => relayChat(c, (await c.req.json()) as UpstreamChatRequest, { settle() {} }))
 app.onError(renderError)
 
+// wrangler.toml binds the limiter, so the bundle must export its class (unused here).
+export { KeyLimiter } from '../src/durable/key-limiter.ts'
 export default app

@@ -4,6 +4,7 @@
 //   passthrough-js  the same, but each chunk passes through an identity TransformStream in JS
 //                   (the floor for any Worker that inspects the stream, as a relay must)
 //   gateway-bare    this Worker's relay without auth, validation and prompt normalization
+//   gateway-nolimits this Worker with RATE_LIMITS=off (no admission)
 //   gateway         this Worker
 // Both Workers are built bundles served by workerd through Miniflare, never through wrangler dev.
 // Writes bench/results/baseline.json and bench/results/baseline.md. Bounded in count and time.
@@ -29,8 +30,14 @@ const KEY = 'bench-backend-key'
 const CLIENT_KEY = `sk-${'b'.repeat(43)}`
 const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
+const TARGET_NAMES = ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway-nolimits', 'gateway'] as const
+type TargetName = (typeof TARGET_NAMES)[number]
+
+/** Limits the benchmark never reaches, so admission is measured and never refuses. */
+const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 1_000, maxOutputTokens: null }
+
 interface Target {
-  name: 'direct' | 'passthrough' | 'passthrough-js' | 'gateway-bare' | 'gateway'
+  name: TargetName
   url: string
   /** The Authorization the target expects: the backend key, or the gateway's own API key. */
   key: string
@@ -100,15 +107,18 @@ async function main(): Promise<void> {
       '--reasoning-tokens', String(EMULATOR.reasoningTokens), '--content-tokens', String(EMULATOR.contentTokens),
     ]),
   ])
-  const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY }, { keys: [{ secret: CLIENT_KEY }] })
-  const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url })
-  const passthroughJs = await serveWorker(join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: emulator.url })
+  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
+  const gateway = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY }, { keys })
+  const gatewayNoLimits = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY, RATE_LIMITS: 'off' }, { keys })
+  const passthrough = await serveWorker(join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: emulator.url }, { limiter: false })
+  const passthroughJs = await serveWorker(join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: emulator.url }, { limiter: false })
   const gatewayBare = await serveWorker(bareScript, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: KEY })
   const targets: Target[] = [
     { name: 'direct', url: emulator.url, key: KEY },
     { name: 'passthrough', url: passthrough.url, key: KEY },
     { name: 'passthrough-js', url: passthroughJs.url, key: KEY },
     { name: 'gateway-bare', url: gatewayBare.url, key: KEY },
+    { name: 'gateway-nolimits', url: gatewayNoLimits.url, key: CLIENT_KEY },
     { name: 'gateway', url: gateway.url, key: CLIENT_KEY },
   ]
   try {
@@ -127,7 +137,7 @@ async function main(): Promise<void> {
     }
     report(summarize(levels, throughput))
   } finally {
-    await Promise.all([gateway.dispose(), gatewayBare.dispose(), passthrough.dispose(), passthroughJs.dispose(), emulator.stop()])
+    await Promise.all([gateway.dispose(), gatewayNoLimits.dispose(), gatewayBare.dispose(), passthrough.dispose(), passthroughJs.dispose(), emulator.stop()])
   }
 }
 
@@ -141,8 +151,8 @@ function summarize(levels: Record<string, Record<string, LevelResult[]>>, throug
         name,
         { ttfe_p50: medianOf(runs, 'ttfe_p50'), ttfe_p99: medianOf(runs, 'ttfe_p99'), lag_p50: medianOf(runs, 'lag_p50'), lag_p99: medianOf(runs, 'lag_p99') },
       ]),
-    ) as Record<Target['name'], LevelResult>
-    const added = (name: Target['name']) => rows[name].ttfe_p50 - rows.direct.ttfe_p50
+    ) as Record<TargetName, LevelResult>
+    const added = (name: TargetName) => rows[name].ttfe_p50 - rows.direct.ttfe_p50
     return {
       concurrency: Number(concurrency),
       targets: rows,
@@ -150,12 +160,15 @@ function summarize(levels: Record<string, Record<string, LevelResult[]>>, throug
         passthrough: round(added('passthrough')),
         'passthrough-js': round(added('passthrough-js')),
         'gateway-bare': round(added('gateway-bare')),
+        'gateway-nolimits': round(added('gateway-nolimits')),
         gateway: round(added('gateway')),
       },
       added_ttfe_ratio: round(added('gateway') / added('passthrough')),
       added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
       /** What auth, validation and prompt normalization add to the p50 TTFE (issue 3: <= 0.3 ms). */
-      request_checks_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-bare'].ttfe_p50),
+      request_checks_ttfe_p50_ms: round(rows['gateway-nolimits'].ttfe_p50 - rows['gateway-bare'].ttfe_p50),
+      /** What rate-limit admission (a Durable Object call) adds to the p50 TTFE (issue 4: <= 0.5 ms). */
+      admission_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-nolimits'].ttfe_p50),
     }
   })
   const relay = Object.fromEntries(
@@ -170,17 +183,18 @@ function report(summary: Summary): void {
   const lines = [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all five targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all six targets measured side by side in each run against one emulator`,
     `(TTFT ${summary.emulator.ttftMs} ms, ${summary.emulator.itlMs} ms between tokens, ${summary.emulator.reasoningTokens + summary.emulator.contentTokens} tokens).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
     'Added TTFE: p50 TTFE minus the direct p50. Ratio: gateway added / passthrough added (target <= 1.3);',
-    'ratio vs JS floor: gateway added / passthrough-js added. Auth + validation + normalization: gateway p50 minus gateway-bare p50.',
+    'ratio vs JS floor: gateway added / passthrough-js added. Auth + validation + normalization: gateway-nolimits p50 minus gateway-bare p50.',
+    'Admission (rate limits): gateway p50 minus gateway-nolimits p50 (target <= 0.5 ms).',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 |',
     '|---|---|---|---|---|---|---|',
   ]
   for (const level of summary.levels) {
-    for (const name of ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway'] as const) {
+    for (const name of TARGET_NAMES) {
       const row = level.targets[name]
       const added = name === 'direct' ? '' : String(level.added_ttfe_p50_ms[name])
       lines.push(`| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${row.lag_p50} | ${row.lag_p99} | ${added} |`)
@@ -188,6 +202,7 @@ function report(summary: Summary): void {
     lines.push(`| ${level.concurrency} | **ratio** | | | | | **${level.added_ttfe_ratio}** |`)
     lines.push(`| ${level.concurrency} | **ratio vs JS floor** | | | | | **${level.added_ttfe_ratio_vs_js}** |`)
     lines.push(`| ${level.concurrency} | **auth + validation + normalization** | | | | | **${level.request_checks_ttfe_p50_ms}** |`)
+    lines.push(`| ${level.concurrency} | **admission (rate limits)** | | | | | **${level.admission_ttfe_p50_ms}** |`)
   }
   lines.push('', `Relay throughput, one stream of ${THROUGHPUT_TOKENS} tokens with no delay between them:`, '', '| target | events/s | MiB/s |', '|---|---|---|')
   for (const [name, row] of Object.entries(summary.throughput)) lines.push(`| ${name} | ${row.events_per_s} | ${row.mib_per_s} |`)

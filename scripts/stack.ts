@@ -50,6 +50,8 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
+  /** Bind the KeyLimiter Durable Object (default true); false for scripts that do not export it. */
+  limiter?: boolean
 }
 
 /**
@@ -67,7 +69,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },
       kvNamespaces: ['KEYS'],
-      durableObjects: { LIMITER: { className: 'KeyLimiter', useSQLite: true } },
+      ...(options.limiter === false ? {} : { durableObjects: { LIMITER: { className: 'KeyLimiter', useSQLite: true } } }),
       host: '127.0.0.1',
       port: 0,
     }),

@@ -1,6 +1,6 @@
 import { env, runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it, vi } from 'vitest'
-import { KeyLimiter } from '../../src/durable/key-limiter.ts'
+import { FLUSH_MS, KeyLimiter } from '../../src/durable/key-limiter.ts'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
 import { chatBody, fetchWithEnv } from '../support/worker.ts'
 
@@ -61,6 +61,7 @@ describe('the key limiter', () => {
     const limiter = env.LIMITER.get(env.LIMITER.idFromName(key.id))
     const limits = { requestsPerMinute: 2, tokensPerMinute: 1_000, concurrentStreams: 5, concurrentStreamsPerIp: null }
     await limiter.admit({ leaseId: 'held', reserveTokens: 10, limits, clientIp: null })
+    await new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 100))
     const restarted = await runInDurableObject(limiter, (_instance: KeyLimiter, state) => {
       const fresh = new KeyLimiter(state, env)
       return { status: fresh.status(limits), again: fresh.admit({ leaseId: 'next', reserveTokens: 10, limits, clientIp: null }), settled: fresh.settle('held', { promptTokens: 3, completionTokens: 4 }) }
