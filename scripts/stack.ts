@@ -68,7 +68,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       compatibilityDate: config.compatibility_date,
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },
-      kvNamespaces: ['KEYS'],
+      kvNamespaces: ['KEYS', 'FLEET'],
       ...(options.limiter === false ? {} : { durableObjects: { LIMITER: { className: 'KeyLimiter', useSQLite: true } } }),
       host: '127.0.0.1',
       port: 0,

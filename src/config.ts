@@ -2,6 +2,10 @@ import { createMiddleware } from 'hono/factory'
 import type { AppEnv, WorkerEnv } from './env.ts'
 import { ApiError } from './errors.ts'
 import { parseBackends, type Backend } from './fleet/backends.ts'
+import { DEFAULT_CIRCUIT, type CircuitOptions } from './fleet/circuit.ts'
+import type { BackendRecord } from './fleet/records.ts'
+import { recordsFromConfig } from './fleet/registry.ts'
+import type { RoutingPolicy, SelectionOptions } from './fleet/select.ts'
 
 /** The deployment's settings, parsed and checked once per isolate rather than per request. */
 export interface GatewayConfig {
@@ -22,6 +26,16 @@ export interface GatewayConfig {
   promptRules: string
   templateAddsThink: boolean
   rateLimits: RateLimitConfig
+  fleet: FleetConfig
+}
+
+export interface FleetConfig {
+  /** Backends from BACKEND_URLS, used while the FLEET namespace holds no fleet record. */
+  fallback: readonly BackendRecord[]
+  cacheTtlMs: number
+  failoverAttempts: number
+  selection: SelectionOptions
+  circuit: CircuitOptions
 }
 
 export interface RateLimitConfig {
@@ -58,6 +72,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       promptRules: env.PROMPT_RULES,
       templateAddsThink: env.TEMPLATE_ADDS_THINK !== 'false',
       rateLimits: readRateLimits(env),
+      fleet: readFleetConfig(env),
     }
     parsed.set(env, config)
   }
@@ -69,6 +84,37 @@ export const loadConfig = createMiddleware<AppEnv>(async function loadConfig(c, 
   c.set('config', readConfig(c.env))
   await next()
 })
+
+const POLICIES: readonly RoutingPolicy[] = ['smart', 'weighted_random', 'round_robin']
+
+function readFleetConfig(env: WorkerEnv): FleetConfig {
+  const policy = env.ROUTING_POLICY as RoutingPolicy
+  if (!POLICIES.includes(policy)) throw misconfigured(`ROUTING_POLICY must be one of ${POLICIES.join(', ')}.`)
+  const failureRate = Number(env.CIRCUIT_FAILURE_RATE)
+  if (!(failureRate > 0 && failureRate <= 1)) throw misconfigured('CIRCUIT_FAILURE_RATE must be a number in (0, 1].')
+  return {
+    fallback: recordsFromConfig(parseBackends(env.BACKEND_URLS), positiveInteger('BACKEND_MAX_CONCURRENCY', env.BACKEND_MAX_CONCURRENCY)),
+    cacheTtlMs: positiveInteger('FLEET_CACHE_TTL_MS', env.FLEET_CACHE_TTL_MS),
+    failoverAttempts: positiveInteger('FAILOVER_ATTEMPTS', env.FAILOVER_ATTEMPTS),
+    selection: {
+      policy,
+      healthMaxAgeMs: 3 * 60_000,
+      queueFactor: 2,
+      affinityLoadBound: 1.25,
+      defaultTtftMs: 1_000,
+    },
+    circuit: {
+      ...DEFAULT_CIRCUIT,
+      consecutiveFailures: positiveInteger('CIRCUIT_CONSECUTIVE_FAILURES', env.CIRCUIT_CONSECUTIVE_FAILURES),
+      failureRate,
+      cooldownMs: positiveInteger('CIRCUIT_COOLDOWN_MS', env.CIRCUIT_COOLDOWN_MS),
+    },
+  }
+}
+
+function misconfigured(message: string): ApiError {
+  return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
+}
 
 function readRateLimits(env: WorkerEnv): RateLimitConfig {
   const mode = env.RATE_LIMITER_FAILURE_MODE

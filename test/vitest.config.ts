@@ -29,6 +29,10 @@ export default defineConfig({
                 DEFAULT_REQUESTS_PER_MINUTE: '1000000',
                 DEFAULT_TOKENS_PER_MINUTE: '1000000000',
                 DEFAULT_CONCURRENT_STREAMS: '1000',
+                // One emulator serves every file, and many tests make it fail on purpose: its circuit
+                // must not open for the others. The fleet tests set realistic values.
+                CIRCUIT_CONSECUTIVE_FAILURES: '1000000',
+                CIRCUIT_FAILURE_RATE: '1',
               },
             },
           })),

@@ -25,16 +25,6 @@ export function parseBackends(list: string): Backend[] {
   })
 }
 
-/**
- * Picks the backend for a request. Uniform random choice for now: it spreads load without any
- * shared state. Load-, latency- and prefix-aware selection with failover replaces it (fleet issue).
- */
-export function pickBackend(backends: readonly Backend[]): Backend {
-  const backend = backends[Math.floor(Math.random() * backends.length)]
-  if (!backend) throw new ApiError(503, 'No backend is configured.', { code: 'no_backend' })
-  return backend
-}
-
 function misconfigured(message: string): ApiError {
   return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
 }

@@ -1,10 +1,24 @@
 import { readChunk } from './chunk.ts'
 import { pumpEvents } from './events.ts'
 import { DONE_FRAME, KEEPALIVE_FRAME, dataFrame, streamErrorFrame } from './sse.ts'
+import type { ApiError } from '../errors.ts'
+import type { TokenUse } from '../limits/ledger.ts'
 import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
-export interface SseRelayOptions {
+/** An accepted upstream request: its event stream and its call. */
+export interface RelaySource {
+  upstream: ReadableStream<Uint8Array>
   call: UpstreamCall
+}
+
+export interface SseRelayOptions<S extends RelaySource> {
+  /**
+   * Failover: called when `source` failed before any data event reached the client; returns the
+   * next accepted source, or null to end the stream with the failure.
+   */
+  next?: (source: S, error: unknown) => Promise<S | null>
+  /** Runs once when the stream is over, with the tokens the backend reported. */
+  onEnd?: (used: TokenUse | null) => void
   /** Whether the client asked for the usage chunk (stream_options.include_usage). */
   forwardUsage: boolean
   /** Whether the client asked for usage on every chunk (stream_options.continuous_usage_stats). */
@@ -25,8 +39,11 @@ const MAX_UNSETTLED_WRITES = 8
  * returns the client's response body. Whatever goes wrong from here on ends the stream with an
  * error event and `data: [DONE]`; a client that goes away stops the upstream at once.
  */
-export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
-  const { call, forwardUsage, forwardChunkUsage, keepAliveMs } = options
+export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptions<S>): ReadableStream<Uint8Array> {
+  const { forwardUsage, forwardChunkUsage, keepAliveMs } = options
+  let source = first
+  /** Whether any data event has gone to the client: from then on there is no failover. */
+  let sentData = false
   // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
   const { readable, writable } = new IdentityTransformStream()
   const writer = writable.getWriter()
@@ -38,7 +55,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     if (!open) return
     open = false
     clearTimeout(keepAliveTimer)
-    call.stop('client_gone')
+    source.call.stop('client_gone')
   }
   writer.closed.catch(clientGone)
 
@@ -75,29 +92,46 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   keepAliveTimer = setTimeout(keepAlive, keepAliveMs)
 
   const onData = (data: string): boolean => {
-    call.eventArrived()
+    source.call.eventArrived()
     const chunk = readChunk(data, forwardChunkUsage)
     if (chunk.kind === 'done') {
       send(DONE_FRAME)
       return false
     }
-    if (chunk.kind !== 'error' && chunk.usage) call.usageReported(chunk.usage)
-    // vLLM's own error events go on as sent; its [DONE] follows them.
-    if (chunk.kind === 'error') send(dataFrame(data))
-    else if (chunk.kind === 'delta' || forwardUsage) send(dataFrame(chunk.data))
+    if (chunk.kind === 'error') {
+      // Before any data, a backend error may still fail over; otherwise it goes on as vLLM sent it.
+      if (!sentData) throw new ErrorEventBeforeData(chunk.error, data)
+      send(dataFrame(data))
+      return true
+    }
+    if (chunk.usage) source.call.usageReported(chunk.usage)
+    if (chunk.kind === 'delta' || forwardUsage) {
+      send(dataFrame(chunk.data))
+      sentData = true
+    }
     return true
   }
 
   const close = (how: 'finish' | 'abort') => {
     open = false
     clearTimeout(keepAliveTimer)
-    call.end()
+    source.call.end()
+    options.onEnd?.(source.call.used)
     if (how === 'finish') writer.close().catch(() => {})
     else writer.abort().catch(() => {})
   }
 
   // A failure after the backend accepted the request: an error event, then [DONE].
   const fail = (reason: unknown) => {
+    if (reason instanceof ErrorEventBeforeData && open) {
+      // No other backend took over: the client gets the backend's own error event, then [DONE].
+      send(dataFrame(reason.data))
+      send(DONE_FRAME)
+      flush()
+      source.call.stop('relay_failed')
+      return close('finish')
+    }
+    const { call } = source
     const error = call.failure(reason)
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
@@ -108,19 +142,42 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
     close('finish')
   }
 
-  pumpEvents(upstream, onData, {
-    signal: call.signal,
-    afterRead: () => {
-      flush()
-      return unsettledWrites > MAX_UNSETTLED_WRITES ? newestWrite : undefined
-    },
-  })
-    .then((end) => {
-      if (end === 'eof') return fail(upstreamTruncated())
+  const afterRead = () => {
+    flush()
+    return unsettledWrites > MAX_UNSETTLED_WRITES ? newestWrite : undefined
+  }
+  const pump = async (): Promise<void> => {
+    for (;;) {
+      try {
+        const end = await pumpEvents(source.upstream, onData, { signal: source.call.signal, afterRead })
+        if (end === 'eof') throw upstreamTruncated()
+        return
+      } catch (error) {
+        const cause = error instanceof ErrorEventBeforeData ? error.error : error
+        const replacement = sentData || !open || !options.next ? null : await options.next(source, cause)
+        if (!replacement) throw error
+        source = replacement
+      }
+    }
+  }
+  pump()
+    .then(() => {
       flush()
       close('finish')
     })
     .catch(fail)
 
   return readable
+}
+
+/** A backend's error event that came before any data: failover may still replace it. */
+class ErrorEventBeforeData extends Error {
+  readonly error: ApiError
+  readonly data: string
+
+  constructor(error: ApiError, data: string) {
+    super(error.message)
+    this.error = error
+    this.data = data
+  }
 }

@@ -12,8 +12,10 @@ export interface UpstreamTimeouts {
 }
 
 export interface UpstreamCallOptions extends UpstreamTimeouts {
-  /** Runs once when the call is over, however it ended, with the tokens the backend reported. */
-  onEnd?: (used: TokenUse | null) => void
+  /** Runs once, at the first data event, with the time it took since the request was sent. */
+  onFirstEvent?: (ms: number) => void
+  /** Runs once when the call is over, however it ended. */
+  onEnd?: () => void
 }
 
 /**
@@ -29,7 +31,8 @@ export class UpstreamCall {
   used: TokenUse | null = null
   #controller = new AbortController()
   #timeouts: UpstreamTimeouts
-  #onEnd: ((used: TokenUse | null) => void) | undefined
+  #onFirstEvent: ((ms: number) => void) | undefined
+  #onEnd: (() => void) | undefined
   #ended = false
   #startedAt = Date.now()
   #lastEventAt = 0
@@ -40,6 +43,7 @@ export class UpstreamCall {
   constructor(clientSignal: AbortSignal | undefined, options: UpstreamCallOptions) {
     this.signal = this.#controller.signal
     this.#timeouts = options
+    this.#onFirstEvent = options.onFirstEvent
     this.#onEnd = options.onEnd
     this.#clientSignal = clientSignal
     this.#timer = setTimeout(this.#watch, options.firstEventMs)
@@ -55,6 +59,7 @@ export class UpstreamCall {
     if (first && !this.stopReason) {
       clearTimeout(this.#timer)
       this.#timer = setTimeout(this.#watch, this.#timeouts.idleMs)
+      this.#onFirstEvent?.(this.#lastEventAt - this.#startedAt)
     }
   }
 
@@ -74,13 +79,13 @@ export class UpstreamCall {
     this.#controller.abort(reason)
   }
 
-  /** The request is over: no more watching, and what it used is reported (once). */
+  /** The request is over: no more watching (idempotent). */
   end(): void {
     clearTimeout(this.#timer)
     if (this.#ended) return
     this.#ended = true
     this.#clientSignal?.removeEventListener('abort', this.#onClientAbort)
-    this.#onEnd?.(this.used)
+    this.#onEnd?.()
   }
 
   /** The error a stop stands for, or null when the call was not stopped by a timeout or the client. */

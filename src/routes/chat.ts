@@ -2,12 +2,13 @@ import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { admitRequest, type Admission } from '../limits/admit.ts'
-import { pickBackend } from '../fleet/backends.ts'
-import { collectCompletion } from '../relay/collect.ts'
+import { liveStatsFor } from '../fleet/live-stats.ts'
+import { loadFleet } from '../fleet/registry.ts'
+import { prefixKeyOf, rankBackends } from '../fleet/select.ts'
+import { UpstreamAttempts, type Attempt } from '../relay/attempts.ts'
+import { collectCompletion, type ChatCompletion } from '../relay/collect.ts'
 import { SSE_HEADERS } from '../relay/sse.ts'
 import { relaySse } from '../relay/stream.ts'
-import { openUpstream } from '../relay/upstream.ts'
-import { UpstreamCall } from '../relay/upstream-call.ts'
 import { normalizeChatRequest, resolveRules, type UpstreamChatRequest } from '../normalize/index.ts'
 import { parseChatRequest } from '../schema/chat-request.ts'
 import { applyContextBudget } from '../schema/context-budget.ts'
@@ -54,40 +55,73 @@ async function prepareChatRequest(c: Context<AppEnv>): Promise<PreparedChatReque
 }
 
 /**
- * Picks a backend and relays (stream: true) or collects (stream: false) its answer. The admission
- * is settled when the upstream call ends, however it ends, with the tokens the backend reported.
+ * Ranks the fleet's backends for this request and relays (stream: true) or collects (stream:
+ * false) the answer of the first that takes it, failing over while nothing has reached the client.
+ * The admission is settled once, when the request is over, with the tokens the backend reported.
  */
 export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission): Promise<Response> {
   const config = c.get('config')
-  const call = new UpstreamCall(c.req.raw.signal, {
-    firstEventMs: config.firstEventTimeoutMs,
-    idleMs: config.eventIdleTimeoutMs,
-    onEnd: admission.settle,
+  const fleet = await loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs)
+  const live = liveStatsFor(config)
+  const candidates = rankBackends({
+    backends: fleet.backends,
+    health: fleet.health,
+    stats: (id) => live.of(id),
+    prefixKey: prefixKeyOf(request.messages),
+    now: Date.now(),
+    options: config.fleet.selection,
   })
-  const upstream = await openUpstream(
-    {
-      backend: pickBackend(config.backends),
-      body: upstreamBody(request, config.modelId),
-      apiKey: config.backendApiKey,
-      requestId: c.get('requestId'),
-    },
-    call,
-  ).catch((error: unknown) => {
-    call.end()
-    throw error
+  if (candidates.length === 0) throw fleetUnavailable()
+  const attempts = new UpstreamAttempts(candidates, {
+    clientSignal: c.req.raw.signal,
+    timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
+    body: upstreamBody(request, config.modelId),
+    apiKey: config.backendApiKey,
+    requestId: c.get('requestId'),
+    maxAttempts: config.fleet.failoverAttempts,
+    live,
   })
+  const first = await attempts.first()
 
-  if (!request.stream) return c.json(await collectCompletion(upstream, call))
+  if (!request.stream) return c.json(await collectWithFailover(first, attempts, admission))
 
   // The backend accepted the request: commit the 200 now, as vLLM itself does, so the client's
-  // headers are not on the first token's critical path. Later failures are error events.
-  const body = relaySse(upstream, {
-    call,
+  // headers are not on the first token's critical path. Until a data event is sent the relay can
+  // still move to another backend; after that, failures are error events.
+  const body = relaySse(first, {
+    next: (attempt, error) => attempts.next(attempt, error),
+    onEnd: admission.settle,
     forwardUsage: request.stream_options?.include_usage === true,
     forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,
     keepAliveMs: config.keepAliveMs,
   })
   return c.body(body, 200, SSE_HEADERS)
+}
+
+/** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
+async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, admission: Admission): Promise<ChatCompletion> {
+  let attempt = first
+  for (;;) {
+    try {
+      const completion = await collectCompletion(attempt.upstream, attempt.call)
+      admission.settle(attempt.call.used)
+      return completion
+    } catch (error) {
+      const next = await attempts.next(attempt, error)
+      if (!next) {
+        admission.settle(attempt.call.used)
+        throw error
+      }
+      attempt = next
+    }
+  }
+}
+
+function fleetUnavailable(): ApiError {
+  return new ApiError(503, 'Every backend is busy or unavailable; please retry shortly.', {
+    code: 'backends_unavailable',
+    headers: { 'retry-after': '1' },
+  })
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { parseBackends, pickBackend } from '../../src/fleet/backends.ts'
+import { parseBackends } from '../../src/fleet/backends.ts'
 
 describe('parseBackends', () => {
   it('reads comma-separated base URLs, trimming spaces and trailing slashes', () => {
@@ -11,13 +11,5 @@ describe('parseBackends', () => {
 
   it.each([[''], [' , '], ['not a url'], ['ftp://10.0.0.5/']])('refuses %j as a misconfiguration', (list) => {
     expect(() => parseBackends(list)).toThrow(expect.objectContaining({ status: 500, code: 'gateway_misconfigured' }))
-  })
-})
-
-describe('pickBackend', () => {
-  it('spreads requests over every configured backend', () => {
-    const backends = parseBackends('http://a:1,http://b:1,http://c:1')
-    const picked = new Set(Array.from({ length: 200 }, () => pickBackend(backends).id))
-    expect(picked).toEqual(new Set(['a:1', 'b:1', 'c:1']))
   })
 })

@@ -41,8 +41,8 @@ describe('a stream slot is given back when the request fails', () => {
   it('after an exception inside the Worker', async () => {
     const key = await keyWithLimits({ concurrentStreams: 1 })
     const init = chatAs(key, chatBody('hi'))
-    // Choosing the backend throws: a plain bug, after admission and before the relay.
-    const random = vi.spyOn(Math, 'random').mockImplementationOnce(() => {
+    // Hashing the conversation prefix for routing throws: a plain bug, after admission.
+    const random = vi.spyOn(Math, 'imul').mockImplementationOnce(() => {
       throw new TypeError('a bug')
     })
     try {

@@ -15,7 +15,7 @@ function newCall(timeouts = { firstEventMs: 5_000, idleMs: 5_000 }) {
 
 function relay(upstream: ReadableStream<Uint8Array>, options: { forwardUsage?: boolean; keepAliveMs?: number; call?: UpstreamCall } = {}) {
   const call = options.call ?? newCall()
-  return { call, readable: relaySse(upstream, { call, forwardUsage: options.forwardUsage ?? false, forwardChunkUsage: false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
+  return { call, readable: relaySse({ upstream, call }, { forwardUsage: options.forwardUsage ?? false, forwardChunkUsage: false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
 }
 
 describe('relaySse', () => {

@@ -1,0 +1,65 @@
+// What this isolate sees of each backend while relaying: requests in flight, recent time to first
+// token, and its circuit breaker. Per isolate and immediate (no storage); the cron probe's KV
+// snapshot adds the fleet-wide view (docs/fleet.md lists how fresh each signal is).
+import { CircuitBreaker, DEFAULT_CIRCUIT, type CircuitOptions } from './circuit.ts'
+import type { GatewayConfig } from '../config.ts'
+
+/** TTFT samples kept per backend, and how old a sample may be. */
+const TTFT_SAMPLES = 32
+const TTFT_MAX_AGE_MS = 5 * 60_000
+
+export class BackendLiveStats {
+  inFlight = 0
+  readonly circuit: CircuitBreaker
+  /** Raw TTFT samples (ms) with their time, oldest first: a sliding window, not a decayed guess. */
+  #ttft: { at: number; ms: number }[] = []
+
+  constructor(circuit: CircuitOptions) {
+    this.circuit = new CircuitBreaker(circuit)
+  }
+
+  observeTtft(ms: number, now: number): void {
+    this.#ttft.push({ at: now, ms })
+    if (this.#ttft.length > TTFT_SAMPLES) this.#ttft.shift()
+  }
+
+  /** Mean of the recent raw TTFT samples, or null when there are none. */
+  recentTtftMs(now: number): number | null {
+    while ((this.#ttft[0]?.at ?? now) < now - TTFT_MAX_AGE_MS) this.#ttft.shift()
+    if (this.#ttft.length === 0) return null
+    let sum = 0
+    for (const sample of this.#ttft) sum += sample.ms
+    return sum / this.#ttft.length
+  }
+}
+
+/** The isolate's stats for every backend it has routed to, by backend id. */
+export class LiveStats {
+  #byBackend = new Map<string, BackendLiveStats>()
+  readonly #circuit: CircuitOptions
+
+  constructor(circuit: CircuitOptions = DEFAULT_CIRCUIT) {
+    this.#circuit = circuit
+  }
+
+  of(id: string): BackendLiveStats {
+    let stats = this.#byBackend.get(id)
+    if (!stats) {
+      stats = new BackendLiveStats(this.#circuit)
+      this.#byBackend.set(id, stats)
+    }
+    return stats
+  }
+}
+
+const byConfig = new WeakMap<GatewayConfig, LiveStats>()
+
+/** The isolate's live stats; one set per configuration (a test's changed settings start afresh). */
+export function liveStatsFor(config: GatewayConfig): LiveStats {
+  let stats = byConfig.get(config)
+  if (!stats) {
+    stats = new LiveStats(config.fleet.circuit)
+    byConfig.set(config, stats)
+  }
+  return stats
+}

@@ -1,0 +1,146 @@
+// Which backends may serve a request, and in what order to try them. Pure: the fleet, its last
+// health snapshot and this isolate's live stats in, an ordered candidate list out.
+import type { BackendLiveStats } from './live-stats.ts'
+import type { BackendRecord, HealthSnapshot } from './records.ts'
+
+export type RoutingPolicy = 'smart' | 'weighted_random' | 'round_robin'
+
+export interface SelectionInput {
+  backends: readonly BackendRecord[]
+  health: HealthSnapshot | null
+  stats: (id: string) => BackendLiveStats
+  /** Identifies the conversation's shared prompt prefix (see prefixKeyOf); null: none. */
+  prefixKey: string | null
+  now: number
+  options: SelectionOptions
+}
+
+export interface SelectionOptions {
+  policy: RoutingPolicy
+  /** A snapshot older than this is ignored (the probe runs every minute). */
+  healthMaxAgeMs: number
+  /** A backend is saturated at maxConcurrency × this many requests (running plus queued). */
+  queueFactor: number
+  /** Prefix affinity holds while the preferred backend's load is within this factor of the mean. */
+  affinityLoadBound: number
+  /** TTFT assumed for a backend with no recent sample (ms). */
+  defaultTtftMs: number
+}
+
+export interface Candidate {
+  backend: BackendRecord
+  /** Requests there now: in flight from this isolate plus the queue the backend last reported. */
+  load: number
+}
+
+let roundRobinTurn = 0
+
+/**
+ * Orders the backends that can take the request: never an unhealthy, open-circuit or saturated
+ * one, and a draining one only after every active one. An empty list means the fleet is full or
+ * down (the caller answers 503).
+ */
+export function rankBackends(input: SelectionInput): Candidate[] {
+  const eligible = input.backends.filter((backend) => isUsable(backend, input)).map((backend) => ({ backend, load: loadOf(backend, input) }))
+  const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
+  const active = open.filter((candidate) => candidate.backend.state === 'active')
+  const draining = open.filter((candidate) => candidate.backend.state === 'draining')
+  return [...order(active, input), ...order(draining, input)]
+}
+
+function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
+  if (candidates.length <= 1) return candidates
+  const { policy } = input.options
+  if (policy === 'round_robin') {
+    const start = roundRobinTurn++ % candidates.length
+    return [...candidates.slice(start), ...candidates.slice(0, start)]
+  }
+  if (policy === 'weighted_random') return weightedShuffle(candidates)
+  const byCost = [...candidates].sort((a, b) => expectedTtft(a, input) - expectedTtft(b, input))
+  const preferred = input.prefixKey === null ? null : affinityChoice(candidates, input.prefixKey, input.options.affinityLoadBound)
+  return preferred ? [preferred, ...byCost.filter((candidate) => candidate !== preferred)] : byCost
+}
+
+function isUsable(backend: BackendRecord, input: SelectionInput): boolean {
+  if (!input.stats(backend.id).circuit.allows(input.now)) return false
+  const health = freshHealth(backend.id, input)
+  return health === null || health.healthy
+}
+
+function freshHealth(id: string, input: SelectionInput) {
+  const snapshot = input.health
+  if (!snapshot || input.now - snapshot.at > input.options.healthMaxAgeMs) return null
+  return snapshot.backends[id] ?? null
+}
+
+function loadOf(backend: BackendRecord, input: SelectionInput): number {
+  return input.stats(backend.id).inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
+}
+
+/**
+ * Expected time to first token: the backend's recent raw TTFT, stretched by how full it is, and
+ * shared out by weight. Lower is better.
+ */
+function expectedTtft(candidate: Candidate, input: SelectionInput): number {
+  const { backend, load } = candidate
+  const ttft = input.stats(backend.id).recentTtftMs(input.now) ?? input.options.defaultTtftMs
+  return (ttft * (1 + load / backend.maxConcurrency)) / backend.weight
+}
+
+/**
+ * Prefix affinity by rendezvous hashing: every gateway isolate maps a conversation to the same
+ * backend (the one that already holds its prefix in vLLM's cache) without shared state, and a
+ * backend leaving moves only its own conversations. Bounded: when the chosen backend's load is
+ * above `bound` times the mean (plus one request of slack), the request goes by cost instead, so
+ * one hot prefix cannot overload a backend.
+ */
+function affinityChoice(candidates: Candidate[], prefixKey: string, bound: number): Candidate | null {
+  let best: Candidate | null = null
+  let bestScore = -1
+  for (const candidate of candidates) {
+    const score = rendezvousScore(prefixKey, candidate.backend.id, candidate.backend.weight)
+    if (score > bestScore) {
+      best = candidate
+      bestScore = score
+    }
+  }
+  if (!best) return null
+  const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
+  const ownLoad = best.load / best.backend.maxConcurrency
+  return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null
+}
+
+/** Weighted rendezvous score: -weight / ln(u), with u a hash of (prefix, backend) in (0, 1). */
+function rendezvousScore(prefixKey: string, id: string, weight: number): number {
+  const u = (fnv1a(`${prefixKey}|${id}`) + 0.5) / 4_294_967_296
+  return -weight / Math.log(u)
+}
+
+function weightedShuffle(candidates: Candidate[]): Candidate[] {
+  // Efraimidis-Spirakis: sort by u^(1/weight), a weighted random permutation in one pass.
+  return candidates
+    .map((candidate) => ({ candidate, key: Math.random() ** (1 / candidate.backend.weight) }))
+    .sort((a, b) => b.key - a.key)
+    .map(({ candidate }) => candidate)
+}
+
+/** 32-bit FNV-1a: fast, stable across isolates, good enough to spread conversation prefixes. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return hash >>> 0
+}
+
+/**
+ * The prefix a conversation's turns share: its first message (after the prompt rules, which fold
+ * a system prompt into it). Every later turn repeats it, so it names the conversation.
+ */
+export function prefixKeyOf(messages: readonly { content?: unknown }[]): string | null {
+  const first = messages[0]
+  if (!first) return null
+  const text = typeof first.content === 'string' ? first.content : JSON.stringify(first.content ?? null)
+  return fnv1a(text).toString(36)
+}

@@ -1,0 +1,308 @@
+// `npm run fleet` against real local KV: the CLI runs as a process on a fresh --persist-to directory,
+// and Miniflare opens the same directory to check what wrangler wrote and to put the cron probe's
+// health snapshot there, as the Worker would.
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FLEET_KEY, HEALTH_KEY, type FleetRecord, type HealthSnapshot } from '../../src/fleet/records.ts'
+import { runFleetCli } from '../../scripts/fleet/cli.ts'
+import { kvArgs, type KvTarget } from '../../scripts/keys/kv.ts'
+import { ROOT } from '../../scripts/processes.ts'
+
+type KVNamespace = Awaited<ReturnType<Miniflare['getKVNamespace']>>
+
+let dir: string
+let miniflare: Miniflare
+let kv: KVNamespace
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fleet-test-'))
+  miniflare = new Miniflare(
+    convertV4MiniflareOptions({
+      modules: true,
+      script: 'export default { fetch: () => new Response() }',
+      resourcePersistencePath: join(dir, 'v3'),
+      kvNamespaces: { FLEET: 'edge-proxy-fleet-local' },
+    }),
+  )
+  kv = await miniflare.getKVNamespace('FLEET')
+})
+
+afterAll(async () => {
+  await miniflare?.dispose()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** scripts/fleet.ts as a process on the test's local state. */
+function fleet(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'scripts/fleet.ts'), ...args, '--persist-to', dir], { cwd: ROOT }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
+    })
+  })
+}
+
+async function stored(): Promise<FleetRecord | null> {
+  return JSON.parse((await kv.get(FLEET_KEY)) ?? 'null') as FleetRecord | null
+}
+
+const GPU_A = { id: 'gpu-a', url: 'http://10.0.0.5:8000', weight: 1, maxConcurrency: 256, region: 'eu-west', state: 'active' }
+const GPU_B = { id: 'gpu-b', url: 'https://gpu-b.internal:8443/vllm', weight: 2.5, maxConcurrency: 128, region: null, state: 'active' }
+const PICK_UP = /FLEET_CACHE_TTL_MS \(10 s by default\); no deploy is needed\./
+
+describe('fleet add, list, drain, undrain and remove', () => {
+  it('list says when there is no record, and that the Worker then uses BACKEND_URLS', async () => {
+    const run = await fleet('list')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toContain('No fleet record in the local FLEET namespace: the Worker uses BACKEND_URLS from wrangler.toml.')
+  })
+
+  it('exits 1 for an id when there is no record, saying so, and writes nothing', async () => {
+    const run = await fleet('drain', 'gpu-a')
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain('No backend with id gpu-a in the local FLEET namespace. It has no fleet record')
+    expect(await stored()).toBeNull()
+  })
+
+  it('add makes the record with the defaults and a normalized URL, and says that it replaces BACKEND_URLS', async () => {
+    const before = Date.now()
+    const run = await fleet('add', 'gpu-a', '--url', 'http://10.0.0.5:8000/', '--region', 'eu-west')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toContain('Added to the local FLEET namespace: gpu-a: http://10.0.0.5:8000, weight 1, max concurrency 256, region eu-west, active.')
+    expect(run.stdout).toMatch(/no fleet record, so this made one: .*instead of BACKEND_URLS/)
+    expect(run.stdout).toMatch(PICK_UP)
+    const record = await stored()
+    expect(record).toMatchObject({ version: 1, backends: [GPU_A] })
+    expect(record?.updated).toBeGreaterThanOrEqual(before)
+    expect(record?.updated).toBeLessThanOrEqual(Date.now())
+  })
+
+  it('add appends to the record and keeps the backends it has', async () => {
+    const previous = await stored()
+    const run = await fleet('add', 'gpu-b', '--url', 'https://gpu-b.internal:8443/vllm', '--weight', '2.5', '--max-concurrency', '128')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).not.toContain('made one')
+    const record = await stored()
+    expect(record?.backends).toEqual([GPU_A, GPU_B])
+    expect(record?.updated).toBeGreaterThanOrEqual(previous?.updated ?? Infinity)
+  })
+
+  it.each([
+    [['gpu-a', '--url', 'http://10.0.0.9:8000'], 'already has a backend with id gpu-a (http://10.0.0.5:8000)'],
+    [['gpu-c', '--url', 'https://gpu-b.internal:8443/vllm//'], 'already has https://gpu-b.internal:8443/vllm, as backend gpu-b'],
+  ])('add %j exits 1 for a duplicate and writes nothing', async (args, message) => {
+    const before = await kv.get(FLEET_KEY)
+    const run = await fleet('add', ...args)
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain(message)
+    expect(await kv.get(FLEET_KEY)).toBe(before)
+  })
+
+  it('a bad value exits 2 with usage from the real entry point, and writes nothing', async () => {
+    const before = await kv.get(FLEET_KEY)
+    const run = await fleet('add', 'gpu-c', '--url', 'http://10.0.0.7:8000', '--weight', '0')
+    expect(run).toMatchObject({ code: 2, stdout: '' })
+    expect(run.stderr).toContain('--weight takes a number above 0 and at most 1000, got: 0')
+    expect(run.stderr).toContain('Usage: npm run fleet')
+    expect(await kv.get(FLEET_KEY)).toBe(before)
+  })
+
+  it('drain sets the state, changes nothing else, and says when Workers see it', async () => {
+    const previous = await stored()
+    const run = await fleet('drain', 'gpu-b')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^gpu-b is now draining/m)
+    expect(run.stdout).toMatch(PICK_UP)
+    const record = await stored()
+    expect(record?.backends).toEqual([GPU_A, { ...GPU_B, state: 'draining' }])
+    expect(record?.updated).toBeGreaterThan(previous?.updated ?? Infinity)
+  })
+
+  it('drain of a draining backend writes nothing', async () => {
+    const before = await kv.get(FLEET_KEY)
+    const run = await fleet('drain', 'gpu-b')
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('gpu-b was already draining; nothing changed.')
+    expect(await kv.get(FLEET_KEY)).toBe(before)
+  })
+
+  describe('with a health snapshot from the cron probe', () => {
+    const at = Date.now() - 5_000
+    const snapshot: HealthSnapshot = {
+      at,
+      backends: {
+        'gpu-a': { healthy: true, checkedAt: at, running: 3, waiting: 1, kvCacheUsage: 0.42, problem: null },
+        'gpu-b': { healthy: false, checkedAt: at, running: null, waiting: null, kvCacheUsage: null, problem: 'timeout' },
+        'gone': { healthy: true, checkedAt: at, running: 0, waiting: 0, kvCacheUsage: 0, problem: null },
+      },
+    }
+    beforeAll(async () => {
+      await kv.put(HEALTH_KEY, JSON.stringify(snapshot))
+    })
+
+    it('list joins each backend with its health, the age of the probe and its load', async () => {
+      const run = await fleet('list')
+      expect(run).toMatchObject({ code: 0, stderr: '' })
+      expect(run.stdout).toMatch(/^Fleet record in the local FLEET namespace, updated \S+Z \(\d+ s ago\): 2 backends, 1 draining\.$/m)
+      expect(run.stdout).toMatch(/^ID\s+URL\s+WEIGHT\s+MAX CONC\s+REGION\s+STATE\s+HEALTH\s+CHECKED\s+RUNNING\s+WAITING$/m)
+      expect(run.stdout).toMatch(/^gpu-a\s+http:\/\/10\.0\.0\.5:8000\s+1\s+256\s+eu-west\s+active\s+healthy\s+\d+ s ago\s+3\s+1$/m)
+      expect(run.stdout).toMatch(/^gpu-b\s+https:\/\/gpu-b\.internal:8443\/vllm\s+2\.5\s+128\s+-\s+draining\s+unhealthy\s+\d+ s ago\s+-\s+-$/m)
+      expect(run.stdout).toMatch(/^ {2}gpu-b: timeout$/m)
+      expect(run.stdout).toMatch(/^Health: the cron probe of \S+Z \(\d+ s ago\)\.$/m)
+      expect(run.stdout).not.toContain('gone')
+    })
+
+    it('list --json gives the record\'s fields with each backend\'s health joined in', async () => {
+      const run = await fleet('list', '--json')
+      expect(run.code).toBe(0)
+      expect(JSON.parse(run.stdout)).toEqual({
+        record: true,
+        updated: (await stored())?.updated,
+        healthAt: at,
+        backends: [
+          { ...GPU_A, health: snapshot.backends['gpu-a'] },
+          { ...GPU_B, state: 'draining', health: snapshot.backends['gpu-b'] },
+        ],
+      })
+    })
+
+    it('a backend the probe has not seen yet is unknown', async () => {
+      expect((await fleet('add', 'gpu-c', '--url', 'http://10.0.0.7:8000')).code).toBe(0)
+      const run = await fleet('list')
+      expect(run.stdout).toMatch(/^gpu-c\s+http:\/\/10\.0\.0\.7:8000\s+1\s+256\s+-\s+active\s+unknown\s+-\s+-\s+-$/m)
+    })
+  })
+
+  it('undrain makes the backend active again', async () => {
+    const run = await fleet('undrain', 'gpu-b')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^gpu-b is now active/m)
+    expect(run.stdout).toMatch(PICK_UP)
+    expect((await stored())?.backends[1]).toEqual(GPU_B)
+  })
+
+  it('remove takes the backend out and keeps the others in order', async () => {
+    const run = await fleet('remove', 'gpu-a')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toContain('Removed gpu-a (http://10.0.0.5:8000) from the local FLEET namespace; 2 left.')
+    expect(run.stdout).toMatch(PICK_UP)
+    expect((await stored())?.backends.map(({ id }) => id)).toEqual(['gpu-b', 'gpu-c'])
+  })
+
+  it.each([['remove'], ['drain'], ['undrain']])('%s exits 1 for an unknown id and writes nothing', async (command) => {
+    const before = await kv.get(FLEET_KEY)
+    const run = await fleet(command, 'gpu-a')
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr.trim()).toBe('No backend with id gpu-a in the local FLEET namespace.')
+    expect(await kv.get(FLEET_KEY)).toBe(before)
+  })
+
+  it('refuses a damaged record rather than overwriting it', async () => {
+    await kv.put(FLEET_KEY, '{"version":2}')
+    const run = await fleet('add', 'gpu-d', '--url', 'http://10.0.0.8:8000')
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain('is not a valid fleet record')
+    expect(await kv.get(FLEET_KEY)).toBe('{"version":2}')
+  })
+})
+
+describe('fleet command line', () => {
+  /** Fails the test if a command reaches KV. */
+  const noKv = async (): Promise<string> => {
+    throw new Error('KV must not be touched')
+  }
+
+  it.each([
+    [[]],
+    [['frobnicate']],
+    [['list', 'extra']],
+    [['list', '--url', 'http://10.0.0.5:8000']],
+    [['add']],
+    [['add', 'gpu-a']],
+    [['add', 'gpu-a', 'gpu-b', '--url', 'http://10.0.0.5:8000']],
+    [['add', 'GPU A', '--url', 'http://10.0.0.5:8000']],
+    [['add', 'gpu-a', '--url', 'ftp://10.0.0.5']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000/v1']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000?x=1']],
+    [['add', 'gpu-a', '--url', 'not a url']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--weight', '0']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--weight', '1001']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--weight', '-1']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--weight', '1e2']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '1.5']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '0']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', ' ']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', 'x'.repeat(65)]],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', 'eu\u001b[2J']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--json']],
+    [['remove']],
+    [['drain', 'gpu-a', '--weight', '2']],
+    [['undrain', 'gpu-a', 'gpu-b']],
+    [['list', '--remote', '--persist-to', 'state']],
+  ])('rejects %j with usage on stderr and exit 2, before touching KV', async (argv) => {
+    const errors: string[] = []
+    const code = await runFleetCli(argv, { run: noKv, out: { log: noKv, error: (text) => errors.push(text) } })
+    expect(code).toBe(2)
+    expect(errors.join('\n')).toContain('Usage: npm run fleet')
+  })
+
+  it('names what is wrong with each bad value', async () => {
+    const errors: string[] = []
+    const out = { log: noKv, error: (text: string) => errors.push(text) }
+    await runFleetCli(['add', 'GPU', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '1.5'], { run: noKv, out })
+    expect(errors.join('\n')).toMatch(/^ID must be 1 to 63 lowercase letters.*, got: GPU\n--max-concurrency takes a whole number from 1 to 100000, got: 1\.5$/m)
+  })
+
+  it('prints usage and exits 0 for --help', async () => {
+    const lines: string[] = []
+    expect(await runFleetCli(['--help'], { run: noKv, out: { log: (text) => lines.push(text), error: noKv } })).toBe(0)
+    expect(lines.join('\n')).toContain('Usage: npm run fleet')
+  })
+})
+
+describe('fleet --remote', () => {
+  const config = '/project/wrangler.toml'
+  const remote: KvTarget = { remote: true, persistTo: undefined, config, binding: 'FLEET' }
+  const local: KvTarget = { remote: false, persistTo: '/state', config, binding: 'FLEET' }
+
+  it('passes the FLEET binding, and --remote changes only the location flag', () => {
+    const operation = ['bulk', 'get', '/tmp/keys.json']
+    expect(kvArgs(remote, operation)).toEqual(['kv', 'bulk', 'get', '/tmp/keys.json', '--binding', 'FLEET', '--config', config, '--remote'])
+    expect(kvArgs(local, operation)).toEqual([...kvArgs(remote, operation).filter((arg) => arg !== '--remote'), '--local', '--persist-to', '/state'])
+    expect(kvArgs({ remote: true, persistTo: undefined, config }, operation)).toContain('KEYS')
+  })
+
+  it('sends every wrangler call of a command to the remote FLEET namespace, and writes the whole record', async () => {
+    const calls: string[][] = []
+    const written: unknown[] = []
+    const fakeWrangler = async (args: string[]): Promise<string> => {
+      calls.push(args)
+      if (args[1] === 'bulk' && args[2] === 'put') written.push(JSON.parse(await readFile(args[3] ?? '', 'utf8')))
+      return args[1] === 'bulk' && args[2] === 'get' ? '{}' : 'Success!'
+    }
+    const lines: string[] = []
+    const out = { log: (text: string) => lines.push(text), error: () => {} }
+    const now = () => 1_700_000_000_000
+    expect(await runFleetCli(['add', 'gpu-a', '--url', 'https://gpu-a.example', '--remote'], { run: fakeWrangler, out, now })).toBe(0)
+    expect(await runFleetCli(['drain', 'gpu-z', '--remote'], { run: fakeWrangler, out, now })).toBe(1)
+    expect(calls.length).toBe(3)
+    for (const args of calls) {
+      expect(args).toEqual(expect.arrayContaining(['--binding', 'FLEET', '--remote']))
+      expect(args).not.toContain('--local')
+      expect(args).not.toContain('--persist-to')
+    }
+    const backend = { id: 'gpu-a', url: 'https://gpu-a.example', weight: 1, maxConcurrency: 256, region: null, state: 'active' }
+    expect(written).toEqual([[{ key: FLEET_KEY, value: JSON.stringify({ version: 1, updated: now(), backends: [backend] }) }]])
+    expect(lines.join('\n')).toContain('KV itself can take up to about 60 s more to reach every location.')
+  })
+})
