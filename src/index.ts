@@ -1,7 +1,8 @@
 import { Hono } from 'hono'
 import { requestId } from 'hono/request-id'
 import { loadConfig } from './config.ts'
-import type { AppEnv } from './env.ts'
+import type { AppEnv, WorkerEnv } from './env.ts'
+import { runHealthProbe } from './fleet/probe.ts'
 import { renderError } from './errors.ts'
 import { requireKey } from './middleware/auth.ts'
 import { limitBody } from './middleware/body-limit.ts'
@@ -42,4 +43,10 @@ app.notFound(notFound)
 app.onError(renderError)
 
 export { KeyLimiter } from './durable/key-limiter.ts'
-export default app
+export default {
+  fetch: app.fetch,
+  // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(runHealthProbe(env))
+  },
+} satisfies ExportedHandler<WorkerEnv>

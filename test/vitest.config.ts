@@ -19,6 +19,7 @@ export default defineConfig({
               bindings: {
                 BACKEND_URLS: inject('emulatorUrl'),
                 BACKEND_API_KEY: inject('emulatorApiKey'),
+                FLEET_EMULATOR_URLS: inject('fleetEmulatorUrls'),
                 KEEPALIVE_INTERVAL_MS: '15000',
                 FIRST_EVENT_TIMEOUT_MS: '5000',
                 EVENT_IDLE_TIMEOUT_MS: '5000',

@@ -5,6 +5,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     emulatorUrl: string
     emulatorApiKey: string
+    /** Three more emulators for the fleet tests, each configured by its test (/emulator/config). */
+    fleetEmulatorUrls: string
   }
 }
 
@@ -19,9 +21,15 @@ export default async function setup(project: TestProject) {
     ttftMs: 20,
     itlMs: 2,
   })
+  const fleet = await Promise.all(
+    ['a', 'b', 'c'].map(() =>
+      startEmulator({ apiKey: API_KEY, servedModelName: 'deepseek-r1-distill-qwen-1.5b', reasoningParser: 'deepseek_r1', ttftMs: 5, itlMs: 2 }),
+    ),
+  )
   project.provide('emulatorUrl', emulator.url)
   project.provide('emulatorApiKey', API_KEY)
+  project.provide('fleetEmulatorUrls', fleet.map((e) => e.url).join(','))
   return async () => {
-    await emulator.close()
+    await Promise.all([emulator, ...fleet].map((e) => e.close()))
   }
 }
