@@ -112,7 +112,7 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, bound: numbe
 
 /** Weighted rendezvous score: -weight / ln(u), with u a hash of (prefix, backend) in (0, 1). */
 function rendezvousScore(prefixKey: string, id: string, weight: number): number {
-  const u = (fnv1a(`${prefixKey}|${id}`) + 0.5) / 4_294_967_296
+  const u = (mix32(fnv1a(`${prefixKey}|${id}`)) + 0.5) / 4_294_967_296
   return -weight / Math.log(u)
 }
 
@@ -132,6 +132,17 @@ export function fnv1a(text: string): number {
     hash = Math.imul(hash, 0x01000193)
   }
   return hash >>> 0
+}
+
+/**
+ * MurmurHash3's finalizer: FNV-1a of two strings that differ only at the end differ only in their
+ * low bits, which would tie each backend's rendezvous score to its id; this spreads them.
+ */
+function mix32(hash: number): number {
+  let h = hash
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
 }
 
 /**

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest'
+import { LiveStats } from '../../src/fleet/live-stats.ts'
+import type { BackendRecord, HealthSnapshot } from '../../src/fleet/records.ts'
+import { prefixKeyOf, rankBackends, type RoutingPolicy, type SelectionInput } from '../../src/fleet/select.ts'
+
+const backend = (id: string, fields: Partial<BackendRecord> = {}): BackendRecord => ({
+  id, url: `http://${id}.internal:8000`, weight: 1, maxConcurrency: 8, region: null, state: 'active', ...fields,
+})
+
+function input(backends: BackendRecord[], fields: Partial<SelectionInput> & { policy?: RoutingPolicy } = {}): SelectionInput & { live: LiveStats } {
+  const live = new LiveStats({ consecutiveFailures: 2, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000 })
+  return {
+    backends,
+    health: null,
+    stats: (id) => live.of(id),
+    prefixKey: null,
+    now: 1_000_000,
+    options: { policy: fields.policy ?? 'smart', healthMaxAgeMs: 180_000, queueFactor: 2, affinityLoadBound: 1.25, defaultTtftMs: 1_000 },
+    live,
+    ...fields,
+  }
+}
+
+const ids = (ranked: { backend: BackendRecord }[]) => ranked.map((c) => c.backend.id)
+
+describe('rankBackends', () => {
+  it('puts draining backends after every active one', () => {
+    expect(ids(rankBackends(input([backend('a', { state: 'draining' }), backend('b'), backend('c')])))).toEqual(['b', 'c', 'a'])
+  })
+
+  it('leaves out a backend whose circuit is open, and one a fresh health snapshot calls unhealthy', () => {
+    const health: HealthSnapshot = { at: 1_000_000, backends: { b: { healthy: false, checkedAt: 1_000_000, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } } }
+    const setup = input([backend('a'), backend('b'), backend('c')], { health })
+    setup.live.of('a').circuit.failure(999_000)
+    setup.live.of('a').circuit.failure(999_001)
+    expect(ids(rankBackends(setup))).toEqual(['c'])
+  })
+
+  it('ignores a health snapshot older than the allowed age', () => {
+    const stale: HealthSnapshot = { at: 0, backends: { a: { healthy: false, checkedAt: 0, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } } }
+    expect(ids(rankBackends(input([backend('a')], { health: stale })))).toEqual(['a'])
+  })
+
+  it('leaves out saturated backends and returns nothing when all are', () => {
+    const setup = input([backend('a'), backend('b')])
+    setup.live.of('a').inFlight = 16
+    expect(ids(rankBackends(setup))).toEqual(['b'])
+    setup.live.of('b').inFlight = 10
+    const health: HealthSnapshot = { at: 1_000_000, backends: { b: { healthy: true, checkedAt: 1_000_000, running: 8, waiting: 6, kvCacheUsage: 0.9, problem: null } } }
+    expect(rankBackends({ ...setup, health })).toEqual([])
+  })
+
+  it('prefers low load and low recent time to first token', () => {
+    const setup = input([backend('slow'), backend('busy'), backend('fast')])
+    setup.live.of('slow').observeTtft(900, 999_000)
+    setup.live.of('busy').observeTtft(100, 999_000)
+    setup.live.of('busy').inFlight = 8
+    setup.live.of('fast').observeTtft(100, 999_000)
+    expect(ids(rankBackends(setup))).toEqual(['fast', 'busy', 'slow'])
+  })
+
+  it('sends every turn of a conversation to the same backend, and conversations spread over the fleet', () => {
+    const fleet = [backend('a'), backend('b'), backend('c'), backend('d')]
+    const chosen = new Map<string, number>()
+    for (let conversation = 0; conversation < 400; conversation++) {
+      const prefixKey = prefixKeyOf([{ content: `conversation ${conversation}: hello` }])
+      const first = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+      expect(ids(rankBackends(input(fleet, { prefixKey })))[0]).toBe(first)
+      chosen.set(first, (chosen.get(first) ?? 0) + 1)
+    }
+    for (const count of chosen.values()) expect(count).toBeGreaterThan(60)
+  })
+
+  it('gives up affinity when the preferred backend is loaded well above the mean', () => {
+    const fleet = [backend('a'), backend('b')]
+    const prefixKey = prefixKeyOf([{ content: 'a hot prefix' }])
+    const preferred = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+    const other = preferred === 'a' ? 'b' : 'a'
+    const setup = input(fleet, { prefixKey })
+    setup.live.of(preferred).inFlight = 6
+    setup.live.of(other).inFlight = 1
+    expect(ids(rankBackends(setup))[0]).toBe(other)
+  })
+
+  it('round robin rotates; weighted random follows the weights', () => {
+    const rr = [0, 1, 2].map(() => ids(rankBackends(input([backend('a'), backend('b'), backend('c')], { policy: 'round_robin' })))[0])
+    expect(new Set(rr).size).toBe(3)
+    const counts = { a: 0, b: 0 }
+    for (let i = 0; i < 2_000; i++) {
+      const first = ids(rankBackends(input([backend('a', { weight: 3 }), backend('b')], { policy: 'weighted_random' })))[0] as 'a' | 'b'
+      counts[first]++
+    }
+    expect(counts.a / 2_000).toBeGreaterThan(0.68)
+    expect(counts.a / 2_000).toBeLessThan(0.82)
+  })
+})
