@@ -5,7 +5,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parseJson, readBody, sendEmpty, sendJson, sendText } from './http.ts'
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.ts'
 import { mergeOptions, OptionsError, type EmulatorOptions } from './options.ts'
+import type { LoadStats } from './scheduler.ts'
 import { resetState, type EmulatorState } from './state.ts'
+import type { EmulatorStats } from './stats.ts'
 
 function sendProblem(res: ServerResponse, status: number, message: string): void {
   sendJson(res, status, JSON.stringify({ error: message }))
@@ -22,6 +24,9 @@ export function applyConfig(state: EmulatorState, patch: Readonly<Record<string,
     }
   }
   state.options = mergeOptions(state.options, patch)
+  // A larger --max-num-seqs admits waiting requests now; a smaller prefix cache evicts now.
+  state.scheduler.admit()
+  state.prefixCache.evict()
   return state.options
 }
 
@@ -39,6 +44,11 @@ async function handleConfig(state: EmulatorState, req: IncomingMessage, res: Ser
   }
 }
 
+/** GET /emulator/stats: the counters, then the scheduler's state and prefix-cache counts. */
+function statsBody(state: EmulatorState): EmulatorStats & LoadStats {
+  return { ...state.telemetry.stats, ...state.scheduler.load() }
+}
+
 function handleEventTimes(state: EmulatorState, res: ServerResponse, url: URL): void {
   if (!state.options.recordEventTimes) return sendProblem(res, 404, 'event times are not recorded; start with --record-event-times')
   const id = url.searchParams.get('id')
@@ -52,12 +62,15 @@ type Route = (state: EmulatorState, req: IncomingMessage, res: ServerResponse, u
 
 const ROUTES: Record<string, Route> = {
   'GET /health': (state, _req, res) => sendEmpty(res, state.options.healthy ? 200 : 503),
-  'GET /metrics': (state, _req, res) =>
-    sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(state.telemetry, state.options.servedModelName)),
-  'GET /emulator/stats': (state, _req, res) => sendJson(res, 200, JSON.stringify(state.telemetry.stats)),
+  'GET /metrics': (state, _req, res) => {
+    const { scheduler } = state
+    const load = { running: scheduler.running.size, waiting: scheduler.waiting.length, kvCacheUsage: scheduler.kvCacheUsage() }
+    sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(state.telemetry, state.options.servedModelName, load))
+  },
+  'GET /emulator/stats': (state, _req, res) => sendJson(res, 200, JSON.stringify(statsBody(state))),
   'POST /emulator/reset': (state, _req, res) => {
     resetState(state)
-    sendJson(res, 200, JSON.stringify(state.telemetry.stats))
+    sendJson(res, 200, JSON.stringify(statsBody(state)))
   },
   'POST /emulator/config': handleConfig,
   'GET /emulator/requests': (state, _req, res) => sendJson(res, 200, JSON.stringify(state.requestLog.entries)),

@@ -1,4 +1,4 @@
-// Runs one accepted generation against the clock: the first token after ttft, then one per itl.
+// Runs one admitted generation against the clock: the first token after ttft, then one per itl.
 // Streaming writes each event as one `res.write`; non-streaming answers at the last token.
 // Faults fire at the moment the (N+1)th token chunk would have been sent.
 
@@ -19,8 +19,11 @@ export type Generation = {
   continuousUsage: boolean
   wire: WireConfig
   format: StreamFormat
+  /** Time to the first token once the scheduler admits the generation (its prefill). */
   ttftMs: number
   itlMs: number
+  /** Added to itl at each decode step: the batch slowdown of the load model (0 by default). */
+  extraItlMs: () => number
   /** One long gap in the stream, after `afterChunks` token chunks (streaming only). */
   pause: { afterChunks: number; ms: number } | null
   fault: Fault
@@ -53,7 +56,7 @@ function runClock(gen: Generation, step: Step): () => void {
     const keepGoing = step(index, performance.now())
     index += 1
     if (!keepGoing || index >= gen.tokens.length) return
-    const delay = gen.itlMs + (keepGoing === 'pause' ? (gen.pause?.ms ?? 0) : 0)
+    const delay = gen.itlMs + gen.extraItlMs() + (keepGoing === 'pause' ? (gen.pause?.ms ?? 0) : 0)
     // itl 0 means "as fast as possible": setTimeout(0) would still wait 1 ms per token, which
     // would make a throughput benchmark measure Node's timer floor instead of the relay.
     if (delay === 0) immediate = setImmediate(tick)

@@ -15,6 +15,7 @@ vLLM flags:
   --max-model-len N              context length (default 4096)
   --api-key KEY                  require "Authorization: Bearer KEY" under /v1 (or env VLLM_API_KEY)
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
+  --max-num-seqs N               generations running at once; the rest wait in FIFO order (default: no limit)
 emulator flags:
   --reasoning-field reasoning_content|both|reasoning   (default reasoning_content)
   --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
@@ -25,6 +26,11 @@ emulator flags:
   --record-event-times           keep SSE send times for GET /emulator/event-times
   --fault F                      process-wide fault: none, hang, refuse:STATUS,
                                  stall_after:N, die_after:N, error_after:N, malformed_after:N
+load model (README "Load model"):
+  --prefill-ms-per-token X       ttft += X per prompt token not in the prefix cache (default 0)
+  --batch-itl-ms-per-seq Y       itl += Y per other running generation, at each step (default 0)
+  --prefix-cache-tokens N        prompt tokens the prefix cache holds, LRU (default 200000)
+  --kv-cache-tokens N            capacity for vllm:kv_cache_usage_perc (default: running / 64)
   --help`
 
 const FLAGS = {
@@ -45,6 +51,11 @@ const FLAGS = {
   seed: { type: 'string' },
   'record-event-times': { type: 'boolean' },
   fault: { type: 'string' },
+  'max-num-seqs': { type: 'string' },
+  'prefill-ms-per-token': { type: 'string' },
+  'batch-itl-ms-per-seq': { type: 'string' },
+  'prefix-cache-tokens': { type: 'string' },
+  'kv-cache-tokens': { type: 'string' },
   help: { type: 'boolean' },
 } as const
 
@@ -53,6 +64,12 @@ class UsageError extends Error {}
 function integer(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined
   if (!/^-?\d+$/.test(text)) throw new UsageError(`--${flag} must be an integer, got "${text}"`)
+  return Number(text)
+}
+
+function decimal(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--${flag} must be a non-negative number, got "${text}"`)
   return Number(text)
 }
 
@@ -87,6 +104,11 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     seed: integer('seed', values.seed),
     recordEventTimes: values['record-event-times'],
     fault: values.fault,
+    maxNumSeqs: integer('max-num-seqs', values['max-num-seqs']),
+    prefillMsPerToken: decimal('prefill-ms-per-token', values['prefill-ms-per-token']),
+    batchItlMsPerSeq: decimal('batch-itl-ms-per-seq', values['batch-itl-ms-per-seq']),
+    prefixCacheTokens: integer('prefix-cache-tokens', values['prefix-cache-tokens']),
+    kvCacheTokens: integer('kv-cache-tokens', values['kv-cache-tokens']),
   }
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
 }

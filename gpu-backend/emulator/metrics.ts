@@ -5,9 +5,6 @@ import type { Histogram, Telemetry } from './stats.ts'
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-/** How many concurrent requests fill the emulated KV cache: usage = inFlight / this, at most 1. */
-const KV_CACHE_CAPACITY_REQUESTS = 64
-
 /** Python's repr() of a float. */
 function pythonRepr(value: number): string {
   if (Number.isInteger(value) && Math.abs(value) < 1e16) return `${value}.0`
@@ -73,24 +70,25 @@ function histogram(name: string, help: string, labels: Labels, data: Histogram, 
   )
 }
 
-export function renderMetrics(telemetry: Telemetry, modelName: string): string {
+/** The scheduler's state now, for the gauges. */
+export type SchedulerGauges = { running: number; waiting: number; kvCacheUsage: number }
+
+export function renderMetrics(telemetry: Telemetry, modelName: string, load: SchedulerGauges): string {
   const labels: Labels = [
     ['model_name', modelName],
     ['engine', '0'],
   ]
   const { stats, createdAt: created } = telemetry
-  const running = stats.inFlight
   const reasons = (['stop', 'length', 'abort'] as const).map((reason): [Labels, number] => [
     [...labels, ['finished_reason', reason]],
     telemetry.finished[reason],
   ])
-  const kvUsage = Math.min(1, running / KV_CACHE_CAPACITY_REQUESTS)
   const count = (base: string, help: string, value: number) => counter(base, help, [[labels, value]], created)
   const timing = (name: string, help: string, data: Histogram) => histogram(name, help, labels, data, created)
   return [
-    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', labels, running),
-    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', labels, 0),
-    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, kvUsage),
+    gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', labels, load.running),
+    gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', labels, load.waiting),
+    gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, load.kvCacheUsage),
     count('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', telemetry.prefixQueries),
     count('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', telemetry.prefixHits),
     count('vllm:prompt_tokens', 'Number of prefill tokens processed.', stats.promptTokens),

@@ -40,6 +40,17 @@ export type EmulatorOptions = {
   fault: string
   /** false: GET /health answers 503, as vLLM does when its engine is dead. */
   healthy: boolean
+  // The load model (scheduler.ts); the defaults leave it off: no queue, fixed ttft and itl.
+  /** vLLM's --max-num-seqs: generations running at once; the rest wait in FIFO order. null: no limit. */
+  maxNumSeqs: number | null
+  /** Prefill cost per prompt token the prefix cache does not cover, added to ttft. */
+  prefillMsPerToken: number
+  /** Decode slowdown: each step takes itl + this × (running sequences − 1). */
+  batchItlMsPerSeq: number
+  /** Prompt tokens the prefix cache holds at most (least recently used prefixes go first). */
+  prefixCacheTokens: number
+  /** KV-cache capacity in tokens for vllm:kv_cache_usage_perc; null: running requests / 64. */
+  kvCacheTokens: number | null
 }
 
 export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
@@ -64,6 +75,11 @@ export function defaultOptions(): EmulatorOptions {
     recordEventTimes: false,
     fault: 'none',
     healthy: true,
+    maxNumSeqs: null,
+    prefillMsPerToken: 0,
+    batchItlMsPerSeq: 0,
+    prefixCacheTokens: 200_000,
+    kvCacheTokens: null,
   }
 }
 
@@ -74,6 +90,8 @@ type Check = (value: unknown) => boolean
 const isNonNegativeInt: Check = (v) => Number.isInteger(v) && (v as number) >= 0
 const isString: Check = (v) => typeof v === 'string' && v !== ''
 const isBoolean: Check = (v) => typeof v === 'boolean'
+const isPositiveIntOrNull: Check = (v) => v === null || (Number.isInteger(v) && (v as number) > 0)
+const isNonNegativeNumber: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0
 
 const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   host: [isString, 'a non-empty string'],
@@ -94,6 +112,11 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   recordEventTimes: [isBoolean, 'a boolean'],
   fault: [(v) => typeof v === 'string' && parseFault(v) !== null, 'a fault such as "none", "hang" or "die_after:3"'],
   healthy: [isBoolean, 'a boolean'],
+  maxNumSeqs: [isPositiveIntOrNull, 'null or a positive integer'],
+  prefillMsPerToken: [isNonNegativeNumber, 'a non-negative number'],
+  batchItlMsPerSeq: [isNonNegativeNumber, 'a non-negative number'],
+  prefixCacheTokens: [isNonNegativeInt, 'a non-negative integer'],
+  kvCacheTokens: [isPositiveIntOrNull, 'null or a positive integer'],
 }
 
 function isOptionName(name: string): name is keyof EmulatorOptions {

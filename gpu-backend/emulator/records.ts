@@ -71,28 +71,58 @@ export class EventTimes {
   }
 }
 
-/** Prefixes seen before, so /metrics can report prefix-cache hits the way one backend would. */
+/**
+ * The prompt prefixes one backend still holds, bounded by tokens, least recently used evicted
+ * first. Each entry holds only the tokens it adds to its parent prefix, as vLLM's hashed blocks
+ * are shared along a chain, and a hit must be a chain from the start of the prompt. Longer
+ * prefixes are refreshed before shorter ones, so a conversation loses its tail before the system
+ * prompt other conversations share (vLLM frees a request's blocks tail first for the same reason).
+ */
 export class PrefixCache {
-  readonly limit: number
-  readonly seen = new Map<string, number>()
+  readonly capacity: () => number
+  /** Prefix key to the tokens it adds over its parent, least recently used first. */
+  readonly entries = new Map<string, number>()
+  /** Tokens held: the sum of the entries. */
+  held = 0
 
-  constructor(limit: number) {
-    this.limit = limit
+  constructor(capacity: () => number) {
+    this.capacity = capacity
   }
 
-  /** Tokens of the longest prefix already cached; then remembers all of them. */
+  /** Tokens of the longest cached prefix of the prompt; then remembers all of its prefixes. */
   lookupAndStore(prefixes: readonly PromptPrefix[]): number {
     let hit = 0
     for (const prefix of prefixes) {
-      if (this.seen.has(prefix.key)) hit = Math.max(hit, prefix.tokens)
-      this.seen.delete(prefix.key) // re-insert: most recently used last
-      this.seen.set(prefix.key, prefix.tokens)
+      if (!this.entries.has(prefix.key)) break
+      hit = prefix.tokens
     }
-    trim(this.seen, this.limit)
+    for (let index = prefixes.length - 1; index >= 0; index--) {
+      const prefix = prefixes[index]
+      if (prefix === undefined) continue
+      this.remove(prefix.key) // re-insert: most recently used last
+      const own = Math.max(0, prefix.tokens - (prefixes[index - 1]?.tokens ?? 0))
+      this.entries.set(prefix.key, own)
+      this.held += own
+    }
+    this.evict()
     return hit
   }
 
+  /** Drops least recently used prefixes until the cache fits its capacity. */
+  evict(): void {
+    for (const key of this.entries.keys()) {
+      if (this.held <= this.capacity()) return
+      this.remove(key)
+    }
+  }
+
   clear(): void {
-    this.seen.clear()
+    this.entries.clear()
+    this.held = 0
+  }
+
+  private remove(key: string): void {
+    this.held -= this.entries.get(key) ?? 0
+    this.entries.delete(key)
   }
 }

@@ -7,10 +7,12 @@ import { applyConfig, handleControl } from './control.ts'
 import { sendJson } from './http.ts'
 import { defaultOptions, mergeOptions, type EmulatorOptions } from './options.ts'
 import { createState, resetState, type EmulatorState } from './state.ts'
+import type { LoadStats } from './scheduler.ts'
 import type { EmulatorStats } from './stats.ts'
 import { handleV1 } from './v1.ts'
 
 export type { EmulatorOptions, ErrorFormat, ReasoningField } from './options.ts'
+export type { LoadStats } from './scheduler.ts'
 export type { EmulatorStats } from './stats.ts'
 
 export type Emulator = {
@@ -20,6 +22,8 @@ export type Emulator = {
   /** The options in force now (POST /emulator/config and configure() change them). */
   readonly options: EmulatorOptions
   stats(): EmulatorStats
+  /** The scheduler's state and prefix-cache counts (GET /emulator/stats adds them to stats()). */
+  load(): LoadStats
   /** Zeroes counters, histograms and recorded requests, like POST /emulator/reset. */
   reset(): void
   /** Applies options at runtime, like POST /emulator/config; throws OptionsError on a bad one. */
@@ -67,12 +71,14 @@ export async function startEmulator(options: Partial<EmulatorOptions> = {}): Pro
       return state.options
     },
     stats: () => ({ ...state.telemetry.stats }),
+    load: () => state.scheduler.load(),
     reset: () => resetState(state),
     configure: (patch) => {
       applyConfig(state, patch)
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
+        state.scheduler.stop() // the waiting requests' clients are being disconnected below
         for (const cancel of state.active) cancel()
         state.active.clear()
         server.close(() => resolve())

@@ -2,6 +2,7 @@
 
 import type { EmulatorOptions } from './options.ts'
 import { EventTimes, PrefixCache, RequestLog } from './records.ts'
+import { Scheduler } from './scheduler.ts'
 import { Telemetry } from './stats.ts'
 
 export type EmulatorState = {
@@ -10,6 +11,8 @@ export type EmulatorState = {
   requestLog: RequestLog
   eventTimes: EventTimes
   prefixCache: PrefixCache
+  /** Running and waiting generations: --max-num-seqs, prefill and decode costs. */
+  scheduler: Scheduler
   /** Cancel functions of the generations whose timers are running. */
   active: Set<() => void>
   /** Unix seconds at start: the `created` of the model card, as vLLM fixes it at startup. */
@@ -18,24 +21,29 @@ export type EmulatorState = {
 
 const REQUEST_LOG_SIZE = 100
 const EVENT_TIMES_RESPONSES = 2000
-const PREFIX_CACHE_ENTRIES = 4096
 
 export function createState(options: EmulatorOptions): EmulatorState {
-  return {
+  const telemetry = new Telemetry()
+  // Both read the options in force at each use, so POST /emulator/config applies at once.
+  const prefixCache = new PrefixCache(() => state.options.prefixCacheTokens)
+  const state: EmulatorState = {
     options,
-    telemetry: new Telemetry(),
+    telemetry,
     requestLog: new RequestLog(REQUEST_LOG_SIZE),
     eventTimes: new EventTimes(EVENT_TIMES_RESPONSES),
-    prefixCache: new PrefixCache(PREFIX_CACHE_ENTRIES),
+    prefixCache,
+    scheduler: new Scheduler(() => state.options, telemetry, prefixCache),
     active: new Set(),
     startedAt: Math.floor(Date.now() / 1000),
   }
+  return state
 }
 
-/** POST /emulator/reset: counters, histograms and memories back to zero; running work continues. */
+/** POST /emulator/reset: counters, histograms and memories back to zero; running and waiting work continues. */
 export function resetState(state: EmulatorState): void {
   state.telemetry.reset()
   state.requestLog.clear()
   state.eventTimes.clear()
   state.prefixCache.clear()
+  state.scheduler.reset()
 }

@@ -79,8 +79,11 @@ export class Telemetry {
   readonly e2eLatency = new Histogram(REQUEST_BUCKETS)
   readonly queueTime = new Histogram(REQUEST_BUCKETS)
   finished: Record<FinishedReason, number> = { stop: 0, length: 0, abort: 0 }
+  /** Prompt tokens looked up in the prefix cache, and those found there. */
   prefixQueries = 0
   prefixHits = 0
+  /** Admitted requests whose prompt started with a cached prefix. */
+  prefixHitRequests = 0
   /** Unix seconds when the metrics were created or reset (prometheus_client's *_created). */
   createdAt = Date.now() / 1000
 
@@ -90,15 +93,18 @@ export class Telemetry {
     this.finished = { stop: 0, length: 0, abort: 0 }
     this.prefixQueries = 0
     this.prefixHits = 0
+    this.prefixHitRequests = 0
     this.createdAt = Date.now() / 1000
   }
 
-  /** An accepted generation: it is in flight until its tracker finishes. */
+  /**
+   * An accepted generation: it is in flight until its tracker finishes. Its time in the
+   * scheduler's waiting queue is observed when the scheduler admits it.
+   */
   begin(promptTokens: number, receivedAt: number): GenerationTracker {
     this.stats.inFlight += 1
     this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.stats.inFlight)
     this.stats.promptTokens += promptTokens
-    this.queueTime.observe(0) // no scheduler queue: every request starts at once
     return new GenerationTracker(this, receivedAt)
   }
 }
@@ -112,6 +118,8 @@ export class GenerationTracker {
   tokens = 0
   lastTokenAt: number | null = null
   done = false
+  /** Called once when the generation ends, however it ends (the scheduler frees its slot). */
+  onFinish: (() => void) | null = null
 
   constructor(telemetry: Telemetry, receivedAt: number) {
     this.telemetry = telemetry
@@ -135,6 +143,7 @@ export class GenerationTracker {
     this.done = true
     const { stats } = this.telemetry
     stats.inFlight -= 1
+    this.onFinish?.()
     if (outcome === 'fault') {
       stats.faulted += 1
       return

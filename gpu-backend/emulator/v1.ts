@@ -9,6 +9,7 @@ import { formatFor } from './formats.ts'
 import { answerGeneration, streamGeneration, type Generation } from './generation.ts'
 import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
 import type { EmulatorOptions } from './options.ts'
+import type { Admission } from './scheduler.ts'
 import type { EmulatorState } from './state.ts'
 import { chatTokenPlan, completionTokenPlan } from './text.ts'
 import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
@@ -91,27 +92,46 @@ function handleGeneration(
     return sendError(res, options, { status: fault.status, type, message: `Emulated refusal: ${fault.status} ${type}` })
   }
   const gen = buildGeneration(state, options, validated.request, { ...directives.overrides, fault }, receivedAt)
-  if (fault.kind === 'hang') {
-    // Accepted but never answered: no headers, nothing, until the client gives up.
-    res.on('close', () => gen.tracker.finish('abort', performance.now()))
-    return
-  }
-  let cancel: () => void
-  if (validated.request.stream) {
+  // A client that leaves ends its generation, running or still waiting for a slot.
+  res.on('close', () => gen.tracker.finish('abort', performance.now()))
+  const { stream, promptTokens, prefixes } = validated.request
+  if (stream && fault.kind !== 'hang') {
+    // vLLM answers a stream's headers at once, even while the request waits in the queue.
     state.telemetry.stats.streamsStarted += 1
     res.writeHead(200, SSE_HEADERS)
     res.flushHeaders()
-    cancel = streamGeneration(gen, res)
-  } else {
-    cancel = answerGeneration(gen, res)
   }
+  const start = (admission: Admission) => {
+    // hang: accepted (and holding its slot) but never answered, until the client gives up.
+    if (fault.kind !== 'hang') startGeneration(state, options, gen, res, stream, admission)
+  }
+  state.scheduler.submit({ promptTokens, prefixes, tracker: gen.tracker, start })
+}
+
+/** Runs an admitted generation: prefill (ttft plus the uncached prompt tokens' cost), then decode. */
+function startGeneration(
+  state: EmulatorState,
+  options: EmulatorOptions,
+  gen: Generation,
+  res: ServerResponse,
+  stream: boolean,
+  admission: Admission,
+): void {
+  const uncachedTokens = Math.max(0, gen.promptTokens - admission.cachedTokens)
+  const prefilled = options.prefillMsPerToken === 0 ? gen : { ...gen, ttftMs: gen.ttftMs + options.prefillMsPerToken * uncachedTokens }
+  const cancel = stream ? streamGeneration(prefilled, res) : answerGeneration(prefilled, res)
   state.active.add(cancel)
   res.on('close', () => state.active.delete(cancel))
 }
 
 type Settings = Omit<Overrides, 'fault'> & { fault: Fault }
 
-/** Accepts the request: counts it in flight and fixes its tokens, timing and wire shape. */
+/** The decode slowdown per step: perSeq ms for every other sequence running at that step. */
+function extraItlMs(state: EmulatorState, perSeq: number): () => number {
+  return perSeq === 0 ? () => 0 : () => state.scheduler.decodeSlowdownMs(perSeq)
+}
+
+/** Accepts the request: counts it in flight and fixes its tokens, timing and wire shape (the prefix cache is consulted at admission). */
 function buildGeneration(
   state: EmulatorState,
   options: EmulatorOptions,
@@ -121,8 +141,6 @@ function buildGeneration(
 ): Generation {
   const { telemetry } = state
   const tracker = telemetry.begin(request.promptTokens, receivedAt)
-  telemetry.prefixQueries += request.promptTokens
-  telemetry.prefixHits += state.prefixCache.lookupAndStore(request.prefixes)
   const plan = (request.endpoint === 'chat' ? chatTokenPlan : completionTokenPlan)({
     seed: options.seed,
     requestKey: request.requestKey,
@@ -147,6 +165,7 @@ function buildGeneration(
     format: formatFor(request.endpoint, wire),
     ttftMs: settings.ttftMs ?? options.ttftMs,
     itlMs: settings.itlMs ?? options.itlMs,
+    extraItlMs: extraItlMs(state, options.batchItlMsPerSeq),
     pause: settings.pauseAfter !== undefined && settings.pauseMs ? { afterChunks: settings.pauseAfter, ms: settings.pauseMs } : null,
     fault: settings.fault,
     errorFormat: options.errorFormat,
