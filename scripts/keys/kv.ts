@@ -1,7 +1,8 @@
-// The KEYS namespace through wrangler's own `kv` commands, so local state and --remote take the same
-// path: locally wrangler opens the same Miniflare storage that `wrangler dev` uses, remotely it calls
-// the Cloudflare API with the user's login. Values travel in a private temp JSON file passed by path,
-// never on a command line or through a shell, so their size and characters do not matter.
+// A KV namespace (KEYS, or the binding the target names) through wrangler's own `kv` commands, so
+// local state and --remote take the same path: locally wrangler opens the same Miniflare storage
+// that `wrangler dev` uses, remotely it calls the Cloudflare API with the user's login. Values
+// travel in a private temp JSON file passed by path, never on a command line or through a shell,
+// so their size and characters do not matter.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,8 +13,10 @@ export interface KvTarget {
   remote: boolean
   /** Local state directory; undefined: wrangler's default (.wrangler/state beside the config), as wrangler dev. */
   persistTo: string | undefined
-  /** Absolute path of the wrangler config that declares the KEYS binding. */
+  /** Absolute path of the wrangler config that declares the binding. */
   config: string
+  /** The namespace's binding in that config; default KEYS. The fleet CLI uses FLEET. */
+  binding?: string
 }
 
 export interface KvEntry {
@@ -35,14 +38,14 @@ export type WranglerRunner = (args: string[]) => Promise<string>
 const BULK_GET_MAX = 100
 
 /**
- * wrangler's arguments for one KV operation on the KEYS binding. Pure, so a test can check that
+ * wrangler's arguments for one KV operation on the target's binding. Pure, so a test can check that
  * --remote changes nothing but the location flag, without network.
  */
 export function kvArgs(target: KvTarget, operation: readonly string[]): string[] {
   const location = target.remote
     ? ['--remote']
     : ['--local', ...(target.persistTo === undefined ? [] : ['--persist-to', target.persistTo])]
-  return ['kv', ...operation, '--binding', 'KEYS', '--config', target.config, ...location]
+  return ['kv', ...operation, '--binding', target.binding ?? 'KEYS', '--config', target.config, ...location]
 }
 
 export function wranglerKv(target: KvTarget, run: WranglerRunner = runWrangler): Kv {

@@ -132,7 +132,8 @@ function userPath(path: string): string {
   return resolve(process.env.INIT_CWD ?? process.cwd(), path)
 }
 
-function kvTarget(values: Values): KvTarget {
+/** The location options every KV command takes; the fleet CLI shares them. */
+export function kvTarget(values: Pick<Values, 'remote' | 'persist-to' | 'config'>): KvTarget {
   const remote = values.remote === true
   if (remote && values['persist-to'] !== undefined) throw new UsageError('--persist-to is for local state; it cannot go with --remote.')
   return {

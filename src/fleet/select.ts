@@ -56,9 +56,15 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
     return [...candidates.slice(start), ...candidates.slice(0, start)]
   }
   if (policy === 'weighted_random') return weightedShuffle(candidates)
-  const byCost = [...candidates].sort((a, b) => expectedTtft(a, input) - expectedTtft(b, input))
+  // A backend with a free sequence slot starts the request now; a full one queues it behind a
+  // whole generation. Free slots first, then the lowest expected time to first token.
+  const byCost = [...candidates].sort((a, b) => Number(isFull(a)) - Number(isFull(b)) || expectedTtft(a, input) - expectedTtft(b, input))
   const preferred = input.prefixKey === null ? null : affinityChoice(candidates, input.prefixKey, input.options.affinityLoadBound)
   return preferred ? [preferred, ...byCost.filter((candidate) => candidate !== preferred)] : byCost
+}
+
+function isFull(candidate: Candidate): boolean {
+  return candidate.load >= candidate.backend.maxConcurrency
 }
 
 function isUsable(backend: BackendRecord, input: SelectionInput): boolean {
@@ -90,9 +96,9 @@ function expectedTtft(candidate: Candidate, input: SelectionInput): number {
 /**
  * Prefix affinity by rendezvous hashing: every gateway isolate maps a conversation to the same
  * backend (the one that already holds its prefix in vLLM's cache) without shared state, and a
- * backend leaving moves only its own conversations. Bounded: when the chosen backend's load is
- * above `bound` times the mean (plus one request of slack), the request goes by cost instead, so
- * one hot prefix cannot overload a backend.
+ * backend leaving moves only its own conversations. Bounded: when the chosen backend has no free
+ * sequence slot, or its load is above `bound` times the mean (plus one request of slack), the
+ * request goes by cost instead, so one hot prefix cannot overload a backend.
  */
 function affinityChoice(candidates: Candidate[], prefixKey: string, bound: number): Candidate | null {
   let best: Candidate | null = null
@@ -104,7 +110,8 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, bound: numbe
       bestScore = score
     }
   }
-  if (!best) return null
+  // Affinity never queues a request: the prefix is worth less than waiting for a whole generation.
+  if (!best || isFull(best)) return null
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
   return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null

@@ -50,13 +50,16 @@ describe('rankBackends', () => {
     expect(rankBackends({ ...setup, health })).toEqual([])
   })
 
-  it('prefers low load and low recent time to first token', () => {
+  it('prefers low load and low recent time to first token, and a free sequence slot above all', () => {
     const setup = input([backend('slow'), backend('busy'), backend('fast')])
     setup.live.of('slow').observeTtft(900, 999_000)
     setup.live.of('busy').observeTtft(100, 999_000)
-    setup.live.of('busy').inFlight = 8
+    setup.live.of('busy').inFlight = 4
     setup.live.of('fast').observeTtft(100, 999_000)
     expect(ids(rankBackends(setup))).toEqual(['fast', 'busy', 'slow'])
+    // Full (8 of 8 sequences): a request there would queue behind a whole generation.
+    setup.live.of('busy').inFlight = 8
+    expect(ids(rankBackends(setup))).toEqual(['fast', 'slow', 'busy'])
   })
 
   it('sends every turn of a conversation to the same backend, and conversations spread over the fleet', () => {
@@ -71,7 +74,7 @@ describe('rankBackends', () => {
     for (const count of chosen.values()) expect(count).toBeGreaterThan(60)
   })
 
-  it('gives up affinity when the preferred backend is loaded well above the mean', () => {
+  it('gives up affinity when the preferred backend is full or loaded well above the mean', () => {
     const fleet = [backend('a'), backend('b')]
     const prefixKey = prefixKeyOf([{ content: 'a hot prefix' }])
     const preferred = ids(rankBackends(input(fleet, { prefixKey })))[0]!

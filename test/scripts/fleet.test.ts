@@ -270,6 +270,42 @@ describe('fleet command line', () => {
   })
 })
 
+describe('fleet record with no backend', () => {
+  /** wrangler's kv bulk commands on a Map, for the transitions that would take many processes. */
+  function memoryWrangler(store = new Map<string, string>()) {
+    const run = async (args: string[]): Promise<string> => {
+      const data: unknown = JSON.parse(await readFile(args[3] ?? '', 'utf8'))
+      if (args[2] === 'get') return JSON.stringify(Object.fromEntries((data as string[]).map((key) => [key, store.get(key) ?? null])))
+      for (const { key, value } of data as { key: string; value: string }[]) store.set(key, value)
+      return 'Success!'
+    }
+    return { store, run }
+  }
+
+  async function cli(run: (args: string[]) => Promise<string>, ...argv: string[]): Promise<Run> {
+    const stdout: string[] = []
+    const stderr: string[] = []
+    const out = { log: (text: string) => stdout.push(text), error: (text: string) => stderr.push(text) }
+    const code = await runFleetCli(argv, { run, out })
+    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') }
+  }
+
+  it('remove of the last backend keeps an empty record, and says the Worker goes back to BACKEND_URLS', async () => {
+    const { store, run } = memoryWrangler()
+    expect((await cli(run, 'add', 'gpu-a', '--url', 'http://10.0.0.5:8000')).code).toBe(0)
+    const removed = await cli(run, 'remove', 'gpu-a')
+    expect(removed).toMatchObject({ code: 0, stderr: '' })
+    expect(removed.stdout).toContain('now lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml again')
+    expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toMatchObject({ version: 1, backends: [] })
+
+    const list = await cli(run, 'list')
+    expect(list.stdout).toMatch(/0 backends, 0 draining\.\nThe record lists no backend, so the Worker uses BACKEND_URLS/)
+
+    const added = await cli(run, 'add', 'gpu-b', '--url', 'http://10.0.0.6:8000')
+    expect(added.stdout).toContain('The fleet record listed no backend until now: Workers now route to the backends it lists (1 so far) instead of BACKEND_URLS.')
+  })
+})
+
 describe('fleet --remote', () => {
   const config = '/project/wrangler.toml'
   const remote: KvTarget = { remote: true, persistTo: undefined, config, binding: 'FLEET' }

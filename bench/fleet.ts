@@ -1,0 +1,254 @@
+// npm run bench:fleet: the routing simulation. Four emulated GPU backends with the continuous-
+// batching load model (a bounded batch, a queue, prefill that a prefix cache makes cheap, decode
+// slowing as the batch grows) behind three builds of the routing, side by side in each run: this
+// Worker's ("smart"), weighted random and round robin. The workload is multi-turn conversations at
+// 50%, 80% and 95% of the fleet's measured capacity, open loop (Poisson arrivals). Then one backend
+// is killed in the middle of a run: no request that had not started streaming may fail.
+// Writes bench/results/fleet.{json,md}. Bounded: every phase has a fixed duration and a deadline.
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT } from '../scripts/processes.ts'
+import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
+import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
+import { median, percentile, round } from './stats.ts'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const LEVELS = [0.5, 0.8, 0.95]
+const POLICIES = ['smart', 'weighted_random', 'round_robin'] as const
+type Policy = (typeof POLICIES)[number]
+const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
+const DRAIN_LIMIT_MS = 30_000
+const TIME_LIMIT_MS = 30 * 60_000
+const MAX_NUM_SEQS = 8
+const BACKEND_KEY = 'fleet-bench-backend-key'
+const CLIENT_KEY = `sk-${'f'.repeat(43)}`
+const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
+/** The load model of each backend (see gpu-backend/emulator/README.md, "Load model"). */
+const EMULATOR_FLAGS = [
+  '--max-num-seqs', String(MAX_NUM_SEQS), '--ttft-ms', '15', '--prefill-ms-per-token', '0.1',
+  '--itl-ms', '8', '--batch-itl-ms-per-seq', '1.5', '--reasoning-tokens', '16', '--content-tokens', '8',
+]
+
+interface Outcome {
+  ttftMs: number | null
+  followUp: boolean
+  /** Failed before any data event reached the client (what failover must prevent). */
+  failedBeforeData: boolean
+  failedMidStream: boolean
+}
+
+const startedAt = Date.now()
+function checkTime(): void {
+  if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('fleet benchmark exceeded its time limit')
+}
+
+async function startBackends(): Promise<RunningEmulator[]> {
+  const args = ['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, ...EMULATOR_FLAGS]
+  return Promise.all(Array.from({ length: 4 }, () => spawnEmulator(args)))
+}
+
+async function emulatorLoad(backends: RunningEmulator[]): Promise<{ prefixHitRequests: number; requests: number }> {
+  const all = await Promise.all(backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as { prefixHitRequests: number; requests: number }))
+  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), { prefixHitRequests: 0, requests: 0 })
+}
+
+async function resetBackends(backends: RunningEmulator[]): Promise<void> {
+  await Promise.all(backends.map((b) => fetch(`${b.url}/emulator/reset`, { method: 'POST' })))
+}
+
+/** One chat turn through a gateway: its TTFT (first data event) or how it failed. */
+async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise<Outcome> {
+  const followUp = conversation.turns > 0
+  const sentAt = performance.now()
+  let ttftMs: number | null = null
+  try {
+    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
+      body: JSON.stringify(conversationTurn(conversation)),
+    })
+    if (!response.ok || !response.body) {
+      await response.body?.cancel()
+      return { ttftMs, followUp, failedBeforeData: true, failedMidStream: false }
+    }
+    const text = await readStream(response.body, () => (ttftMs ??= performance.now() - sentAt))
+    const failed = text.includes('data: {"error"')
+    return { ttftMs, followUp, failedBeforeData: failed && ttftMs === null, failedMidStream: failed && ttftMs !== null }
+  } catch {
+    return { ttftMs, followUp, failedBeforeData: ttftMs === null, failedMidStream: ttftMs !== null }
+  }
+}
+
+async function readStream(body: ReadableStream<Uint8Array>, onFirstData: () => void): Promise<string> {
+  const decoder = new TextDecoder()
+  let text = ''
+  for await (const chunk of body) {
+    text += decoder.decode(chunk, { stream: true })
+    // The first data event that is not an error: the first token reached the client.
+    if (text.includes('data: {"id"')) onFirstData()
+  }
+  return text
+}
+
+/**
+ * Open-loop load for `durationMs`: turns arrive as a Poisson process at `rate` per second; each is
+ * the next turn of a conversation whose previous turn has finished, or a new conversation.
+ */
+async function runLoad(gatewayUrl: string, rate: number, durationMs: number, during?: (elapsedMs: number) => void): Promise<Outcome[]> {
+  const ready: Conversation[] = []
+  const pending: Promise<void>[] = []
+  const outcomes: Outcome[] = []
+  const begin = performance.now()
+  let next = begin
+  while (performance.now() - begin < durationMs) {
+    next += -Math.log(1 - Math.random()) * (1000 / rate)
+    const wait = next - performance.now()
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+    during?.(performance.now() - begin)
+    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
+    pending.push(
+      sendTurn(gatewayUrl, conversation).then((outcome) => {
+        outcomes.push(outcome)
+        conversation.turns++
+        if (!conversation.finished()) ready.push(conversation)
+      }),
+    )
+  }
+  const drained = Promise.all(pending)
+  const deadline = new Promise((_, reject) => setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS))
+  await Promise.race([drained, deadline])
+  return outcomes
+}
+
+/** Requests per second the fleet completes when kept full: the 100% of the load levels. */
+async function measureCapacity(gatewayUrl: string): Promise<number> {
+  const concurrency = 4 * MAX_NUM_SEQS
+  let done = 0
+  const begin = performance.now()
+  const worker = async () => {
+    while (performance.now() - begin < 6_000) {
+      await sendTurn(gatewayUrl, newConversation())
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return done / ((performance.now() - begin) / 1000)
+}
+
+interface PhaseResult {
+  ttft_p50: number
+  ttft_p99: number
+  followup_prefix_hit_rate: number
+  failed: number
+  requests: number
+}
+
+function summarizePhase(outcomes: Outcome[], hits: number): PhaseResult {
+  const ttfts = outcomes.flatMap((o) => (o.ttftMs === null ? [] : [o.ttftMs]))
+  const followUps = outcomes.filter((o) => o.followUp && o.ttftMs !== null).length
+  return {
+    ttft_p50: round(percentile(ttfts, 50)),
+    ttft_p99: round(percentile(ttfts, 99)),
+    followup_prefix_hit_rate: round(followUps === 0 ? 0 : Math.min(1, hits / followUps)),
+    failed: outcomes.filter((o) => o.failedBeforeData || o.failedMidStream).length,
+    requests: outcomes.length,
+  }
+}
+
+async function main(): Promise<void> {
+  const [script, backends] = await Promise.all([buildWorker(), startBackends()])
+  const vars = (policy: Policy) => ({
+    BACKEND_URLS: backends.map((b) => b.url).join(','),
+    BACKEND_API_KEY: BACKEND_KEY,
+    BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
+    ROUTING_POLICY: policy,
+  })
+  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
+  const gateways = new Map<Policy, ServedWorker>()
+  for (const policy of POLICIES) gateways.set(policy, await serveWorker(script, vars(policy), { keys }))
+  try {
+    const capacity = await measureCapacity((gateways.get('round_robin') as ServedWorker).url)
+    console.error(`capacity: ${round(capacity)} requests/s`)
+    const results: Record<string, Record<Policy, PhaseResult[]>> = {}
+    for (let run = 0; run < RUNS; run++) {
+      for (const level of LEVELS) {
+        for (const policy of rotate(POLICIES, run)) {
+          checkTime()
+          await resetBackends(backends)
+          const outcomes = await runLoad((gateways.get(policy) as ServedWorker).url, capacity * level, PHASE_MS)
+          const { prefixHitRequests } = await emulatorLoad(backends)
+          ;((results[String(level)] ??= {} as Record<Policy, PhaseResult[]>)[policy] ??= []).push(summarizePhase(outcomes, prefixHitRequests))
+        }
+      }
+      console.error(`run ${run + 1}/${RUNS} done`)
+    }
+    const kill = await killOneBackend(backends, (gateways.get('smart') as ServedWorker).url, capacity * 0.8)
+    report(capacity, results, kill)
+  } finally {
+    await Promise.all([...gateways.values()].map((g) => g.dispose()))
+    await Promise.all(backends.map((b) => b.stop()))
+  }
+}
+
+/** 80% load on the smart gateway; half way through, one backend is killed (SIGKILL). */
+async function killOneBackend(backends: RunningEmulator[], gatewayUrl: string, rate: number) {
+  await resetBackends(backends)
+  let killed = false
+  const outcomes = await runLoad(gatewayUrl, rate, PHASE_MS, (elapsed) => {
+    if (!killed && elapsed > PHASE_MS / 2) {
+      killed = true
+      backends[3]?.process.kill('SIGKILL')
+    }
+  })
+  return {
+    requests: outcomes.length,
+    failed_before_streaming: outcomes.filter((o) => o.failedBeforeData).length,
+    failed_mid_stream: outcomes.filter((o) => o.failedMidStream).length,
+  }
+}
+
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const start = by % items.length
+  return [...items.slice(start), ...items.slice(0, start)]
+}
+
+function report(capacity: number, results: Record<string, Record<Policy, PhaseResult[]>>, kill: Awaited<ReturnType<typeof killOneBackend>>): void {
+  const medians = Object.fromEntries(
+    Object.entries(results).map(([level, byPolicy]) => [
+      level,
+      Object.fromEntries(
+        POLICIES.map((policy) => {
+          const runs = byPolicy[policy]
+          const of = (key: keyof PhaseResult) => round(median(runs.map((r) => r[key])))
+          return [policy, { ttft_p50: of('ttft_p50'), ttft_p99: of('ttft_p99'), followup_prefix_hit_rate: of('followup_prefix_hit_rate'), failed: of('failed'), requests: of('requests') }]
+        }),
+      ),
+    ]),
+  ) as Record<string, Record<Policy, PhaseResult>>
+  const at80 = medians['0.8']
+  const ratio = at80 ? round(at80.smart.ttft_p99 / at80.weighted_random.ttft_p99) : null
+  const summary = { date: new Date().toISOString(), runs: RUNS, phase_ms: PHASE_MS, capacity_rps: round(capacity), levels: medians, p99_ttft_ratio_smart_vs_weighted_random_at_80: ratio, kill }
+  const dir = join(ROOT, 'bench/results')
+  writeFileSync(join(dir, 'fleet.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  const lines = [
+    '# Fleet routing simulation',
+    '',
+    `${summary.date}. Four emulated backends (max-num-seqs ${MAX_NUM_SEQS}, prefill 0.1 ms per uncached prompt token, decode 8 ms + 1.5 ms per other running sequence).`,
+    `Capacity measured at ${summary.capacity_rps} requests/s; each level runs ${PHASE_MS / 1000} s of Poisson arrivals of multi-turn conversation turns. Medians over ${RUNS} runs; TTFT in ms at the client.`,
+    '',
+    '| load | routing | TTFT p50 | TTFT p99 | follow-up prefix-cache hit rate | failed | requests |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const [level, byPolicy] of Object.entries(medians)) {
+    for (const policy of POLICIES) {
+      const r = byPolicy[policy]
+      lines.push(`| ${Number(level) * 100}% | ${policy} | ${r.ttft_p50} | ${r.ttft_p99} | ${r.followup_prefix_hit_rate} | ${r.failed} | ${r.requests} |`)
+    }
+  }
+  lines.push('', `p99 TTFT at 80% load, smart / weighted random: **${ratio}** (target <= 0.6).`)
+  lines.push('', `One backend killed (SIGKILL) half way through a run at 80% load: ${kill.requests} requests, ${kill.failed_before_streaming} failed before streaming (target 0), ${kill.failed_mid_stream} failed mid-stream (those the killed backend was streaming).`)
+  writeFileSync(join(dir, 'fleet.md'), `${lines.join('\n')}\n`)
+  console.log(lines.join('\n'))
+}
+
+await main()
