@@ -1,9 +1,9 @@
 // The fleet CLI's commands. Exit codes: 0 done, 1 failed (unknown id, duplicate id or URL, KV or
 // wrangler error), 2 bad command line (usage on stderr, nothing written).
+import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from '../keys/kv.ts'
-import type { Output } from '../keys/cli.ts'
 import { describeBackend, fleetListing, formatListing } from './format.ts'
-import { parseCommand, UsageError, USAGE, type Command } from './options.ts'
+import { parseCommand, USAGE, type Command } from './options.ts'
 import { addBackend, readFleet, removeBackend, setBackendState, type Unknown } from './store.ts'
 
 export interface CliDeps {
@@ -17,24 +17,7 @@ const defaults: CliDeps = { run: runWrangler, out: console, now: Date.now }
 
 export async function runFleetCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
   const { run, out, now } = { ...defaults, ...deps }
-  let command: Command
-  try {
-    command = parseCommand(argv)
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error
-    out.error(`${error.message}\n\n${USAGE}`)
-    return 2
-  }
-  if (command.name === 'help') {
-    out.log(USAGE)
-    return 0
-  }
-  try {
-    return await execute(command, run, out, now())
-  } catch (error) {
-    out.error(error instanceof Error ? error.message : String(error))
-    return 1
-  }
+  return runCli({ parse: () => parseCommand(argv), execute: (command) => execute(command, run, out, now()), usage: USAGE, out })
 }
 
 async function execute(command: Exclude<Command, { name: 'help' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {

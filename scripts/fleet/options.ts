@@ -1,12 +1,10 @@
 // The fleet CLI's command line, parsed and checked before anything touches KV: a bad value is a
 // UsageError (exit 2) and never a half-written fleet record. Shares the key CLI's KV location
-// options and its UsageError.
-import { parseArgs } from 'node:util'
+// options.
 import { backendRecordSchema, normalizeBackendUrl, type BackendRecord } from '../../src/fleet/records.ts'
+import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import type { KvTarget } from '../keys/kv.ts'
-import { kvTarget, UsageError } from '../keys/options.ts'
-
-export { UsageError }
+import { KV_OPTION_NAMES, KV_OPTIONS, KV_OPTIONS_USAGE, kvTarget } from '../keys/options.ts'
 
 /** vLLM's own default for --max-num-seqs. */
 export const DEFAULT_MAX_CONCURRENCY = 256
@@ -34,15 +32,10 @@ Commands:
 Workers pick up every change within FLEET_CACHE_TTL_MS (10 s by default); no deploy is needed.
 
 Options for every command:
-  --remote            The deployed namespace (needs wrangler login); default: local dev state.
-  --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
-  --config PATH       Wrangler config (default: wrangler.toml at the project root).
-`
+${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
-  remote: { type: 'boolean' },
-  'persist-to': { type: 'string' },
-  config: { type: 'string' },
+  ...KV_OPTIONS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   url: { type: 'string' },
@@ -52,54 +45,27 @@ const OPTIONS = {
 } as const
 
 type OptionName = keyof typeof OPTIONS
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values']
+type Values = OptionValues<typeof OPTIONS>
 
-const COMMON: OptionName[] = ['remote', 'persist-to', 'config']
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
-  list: [...COMMON, 'json'],
-  add: [...COMMON, 'url', 'weight', 'max-concurrency', 'region'],
-  remove: [...COMMON],
-  drain: [...COMMON],
-  undrain: [...COMMON],
+  list: [...KV_OPTION_NAMES, 'json'],
+  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region'],
+  remove: [...KV_OPTION_NAMES],
+  drain: [...KV_OPTION_NAMES],
+  undrain: [...KV_OPTION_NAMES],
 }
 
 export function parseCommand(argv: readonly string[]): Command {
-  const { values, positionals } = parseStrict(argv)
-  if (values.help) return { name: 'help' }
-  const [name, ...rest] = positionals
-  if (name === undefined) throw new UsageError('Missing command.')
-  if (!Object.hasOwn(ACCEPTS, name)) throw new UsageError(`Unknown command: ${name}`)
-  const command = name as keyof typeof ACCEPTS
-  rejectForeignOptions(command, values)
+  const line = parseCommandLine(argv, OPTIONS, ACCEPTS)
+  if (line.name === 'help') return line
+  const { name: command, values, rest } = line
   const target: KvTarget = { ...kvTarget(values), binding: 'FLEET' }
   if (command === 'list') {
-    if (rest.length > 0) throw new UsageError(`Unexpected argument: ${rest[0]}`)
+    noArguments(rest)
     return { name: command, target, json: values.json === true }
   }
-  const id = onlyId(command, rest)
+  const id = onlyId(command, rest, 'a backend id (such as gpu-a)')
   return command === 'add' ? { name: command, target, backend: newBackend(id, values) } : { name: command, target, id }
-}
-
-function parseStrict(argv: readonly string[]): { values: Values; positionals: string[] } {
-  try {
-    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true })
-  } catch (error) {
-    // parseArgs throws TypeErrors with a readable message for unknown options and missing values.
-    throw new UsageError(error instanceof Error ? error.message : String(error))
-  }
-}
-
-function rejectForeignOptions(command: keyof typeof ACCEPTS, values: Values): void {
-  const allowed = new Set<string>([...ACCEPTS[command], 'help'])
-  const foreign = Object.keys(values).filter((option) => !allowed.has(option))
-  if (foreign.length > 0) throw new UsageError(`${command} does not take --${foreign.join(', --')}`)
-}
-
-function onlyId(command: string, rest: string[]): string {
-  const [id, extra] = rest
-  if (id === undefined) throw new UsageError(`${command} needs a backend id (such as gpu-a).`)
-  if (extra !== undefined) throw new UsageError(`Unexpected argument: ${extra}`)
-  return id
 }
 
 /** What each field of a backend record takes, said in terms of the flag that sets it. */

@@ -1,15 +1,11 @@
 // The key CLI's commands. Exit codes: 0 done, 1 failed (unknown id, KV or wrangler error, the
 // Worker unreachable or refusing), 2 bad command line (usage on stderr).
+import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
 import { describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
-import { parseCommand, UsageError, USAGE, type Command } from './options.ts'
+import { parseCommand, USAGE, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
 import { fetchKeyUsage, type Fetcher } from './usage.ts'
-
-export interface Output {
-  log(text: string): void
-  error(text: string): void
-}
 
 export interface CliDeps {
   run: WranglerRunner
@@ -25,29 +21,17 @@ const defaults: CliDeps = { run: runWrangler, fetch: (url, init) => fetch(url, i
 
 export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
   const { run, fetch, out, now, env } = { ...defaults, ...deps }
-  let command: Command
-  try {
-    command = parseCommand(argv, now(), env)
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error
-    out.error(`${error.message}\n\n${USAGE}`)
-    return 2
-  }
-  if (command.name === 'help') {
-    out.log(USAGE)
-    return 0
-  }
-  try {
-    if (command.name === 'usage') {
+  return runCli({
+    parse: () => parseCommand(argv, now(), env),
+    execute: async (command) => {
+      if (command.name !== 'usage') return execute(command, run, out, now())
       const usage = await fetchKeyUsage(fetch, command.url, command.id, command.adminKey)
       out.log(command.json ? JSON.stringify(usage, null, 2) : formatUsage(usage))
       return 0
-    }
-    return await execute(command, run, out, now())
-  } catch (error) {
-    out.error(error instanceof Error ? error.message : String(error))
-    return 1
-  }
+    },
+    usage: USAGE,
+    out,
+  })
 }
 
 async function execute(command: Exclude<Command, { name: 'help' | 'usage' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {

@@ -1,13 +1,11 @@
 // The key CLI's command line, parsed and checked before anything touches KV or the Worker: a bad
 // value is a UsageError (exit 2) and never a half-made key.
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { isWellFormedSecret, type KeyLimits, type Scope } from '../../src/auth/key-record.ts'
+import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import { ROOT } from '../processes.ts'
 import type { KvTarget } from './kv.ts'
 import type { KeyFields } from './store.ts'
-
-export class UsageError extends Error {}
 
 export type Command =
   | { name: 'help' }
@@ -19,6 +17,22 @@ export type Command =
   | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits> }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
   | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
+
+/** The options that say where the namespace is (read by kvTarget); the fleet CLI shares them. */
+export const KV_OPTIONS = {
+  remote: { type: 'boolean' },
+  'persist-to': { type: 'string' },
+  config: { type: 'string' },
+} as const
+
+/** KV_OPTIONS' names, for the commands that read or write KV to accept. */
+export const KV_OPTION_NAMES = Object.keys(KV_OPTIONS) as (keyof typeof KV_OPTIONS)[]
+
+/** KV_OPTIONS, as the usage texts list them. */
+export const KV_OPTIONS_USAGE = `  --remote            The deployed namespace (needs wrangler login); default: local dev state.
+  --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
+  --config PATH       Wrangler config (default: wrangler.toml at the project root).
+`
 
 export const USAGE = `Usage: npm run keys -- <command> [options]
 
@@ -39,15 +53,10 @@ Commands:
                  variable GATEWAY_ADMIN_KEY (no flag, to keep it out of ps and shell history).
 
 Options for every command but usage:
-  --remote            The deployed namespace (needs wrangler login); default: local dev state.
-  --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
-  --config PATH       Wrangler config (default: wrangler.toml at the project root).
-`
+${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
-  remote: { type: 'boolean' },
-  'persist-to': { type: 'string' },
-  config: { type: 'string' },
+  ...KV_OPTIONS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   name: { type: 'string' },
@@ -62,10 +71,8 @@ const OPTIONS = {
 } as const
 
 type OptionName = keyof typeof OPTIONS
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values']
+type Values = OptionValues<typeof OPTIONS>
 
-/** Where the KEYS namespace is: for every command that reads or writes KV. */
-const COMMON: OptionName[] = ['remote', 'persist-to', 'config']
 /** The limit flags and the record fields they set. */
 const LIMIT_FLAGS = [
   ['rpm', 'requestsPerMinute'],
@@ -76,55 +83,32 @@ const LIMIT_FLAGS = [
 const LIMIT_OPTIONS: OptionName[] = LIMIT_FLAGS.map(([flag]) => flag)
 /** Which options each command accepts. usage asks the Worker, not KV, so it takes no KV option. */
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
-  create: [...COMMON, 'name', 'scopes', 'expires', 'origins', ...LIMIT_OPTIONS, 'json'],
-  list: [...COMMON, 'json'],
-  show: [...COMMON, 'json'],
-  revoke: [...COMMON],
-  limits: [...COMMON, ...LIMIT_OPTIONS, 'json'],
+  create: [...KV_OPTION_NAMES, 'name', 'scopes', 'expires', 'origins', ...LIMIT_OPTIONS, 'json'],
+  list: [...KV_OPTION_NAMES, 'json'],
+  show: [...KV_OPTION_NAMES, 'json'],
+  revoke: [...KV_OPTION_NAMES],
+  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'json'],
   usage: ['url', 'json'],
 }
 
+/** What the commands that take one key say when it is missing. */
+const KEY_ID = 'a key id (key_...)'
+
 /** `env` is read for GATEWAY_ADMIN_KEY, by usage only. */
 export function parseCommand(argv: readonly string[], now = Date.now(), env: Readonly<Record<string, string | undefined>> = process.env): Command {
-  const { values, positionals } = parseStrict(argv)
-  if (values.help) return { name: 'help' }
-  const [name, ...rest] = positionals
-  if (name === undefined) throw new UsageError('Missing command.')
-  if (!Object.hasOwn(ACCEPTS, name)) throw new UsageError(`Unknown command: ${name}`)
-  const command = name as keyof typeof ACCEPTS
-  rejectForeignOptions(command, values)
+  const line = parseCommandLine(argv, OPTIONS, ACCEPTS)
+  if (line.name === 'help') return line
+  const { name: command, values, rest } = line
   const json = values.json === true
-  if (command === 'usage') return { name: command, json, id: onlyId(command, rest), url: workerUrl(values.url), adminKey: adminKey(env) }
+  if (command === 'usage') return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(values.url), adminKey: adminKey(env) }
   const target = kvTarget(values)
   if (command === 'create' || command === 'list') {
-    if (rest.length > 0) throw new UsageError(`Unexpected argument: ${rest[0]}`)
+    noArguments(rest)
     return command === 'create' ? { name: command, target, json, fields: keyFields(values, now) } : { name: command, target, json }
   }
-  const id = onlyId(command, rest)
+  const id = onlyId(command, rest, KEY_ID)
   if (command === 'limits') return { name: command, target, json, id, limits: limitChanges(values) }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id }
-}
-
-function parseStrict(argv: readonly string[]): { values: Values; positionals: string[] } {
-  try {
-    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true })
-  } catch (error) {
-    // parseArgs throws TypeErrors with a readable message for unknown options and missing values.
-    throw new UsageError(error instanceof Error ? error.message : String(error))
-  }
-}
-
-function rejectForeignOptions(command: keyof typeof ACCEPTS, values: Values): void {
-  const allowed = new Set<string>([...ACCEPTS[command], 'help'])
-  const foreign = Object.keys(values).filter((option) => !allowed.has(option))
-  if (foreign.length > 0) throw new UsageError(`${command} does not take --${foreign.join(', --')}`)
-}
-
-function onlyId(command: string, rest: string[]): string {
-  const [id, extra] = rest
-  if (id === undefined) throw new UsageError(`${command} needs a key id (key_...).`)
-  if (extra !== undefined) throw new UsageError(`Unexpected argument: ${extra}`)
-  return id
 }
 
 /** Relative paths mean what they meant where the user typed them; npm run moves to the project root. */
@@ -133,7 +117,7 @@ function userPath(path: string): string {
 }
 
 /** The location options every KV command takes; the fleet CLI shares them. */
-export function kvTarget(values: Pick<Values, 'remote' | 'persist-to' | 'config'>): KvTarget {
+export function kvTarget(values: OptionValues<typeof KV_OPTIONS>): KvTarget {
   const remote = values.remote === true
   if (remote && values['persist-to'] !== undefined) throw new UsageError('--persist-to is for local state; it cannot go with --remote.')
   return {

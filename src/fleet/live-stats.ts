@@ -33,13 +33,29 @@ export class BackendLiveStats {
   }
 }
 
+/** Conversation prefixes remembered per isolate (most recent first out when full). */
+const AFFINITY_ENTRIES = 10_000
+
 /** The isolate's stats for every backend it has routed to, by backend id. */
 export class LiveStats {
   #byBackend = new Map<string, BackendLiveStats>()
+  /** Prefix key -> the backend that last served a turn of it, so holds its prefix in cache. */
+  #affinity = new Map<string, string>()
   readonly #circuit: CircuitOptions
 
   constructor(circuit: CircuitOptions = DEFAULT_CIRCUIT) {
     this.#circuit = circuit
+  }
+
+  /** A turn of the conversation `prefixKey` was served by backend `id`. */
+  remember(prefixKey: string, id: string): void {
+    this.#affinity.delete(prefixKey)
+    this.#affinity.set(prefixKey, id)
+    if (this.#affinity.size > AFFINITY_ENTRIES) this.#affinity.delete(this.#affinity.keys().next().value as string)
+  }
+
+  recall(prefixKey: string): string | undefined {
+    return this.#affinity.get(prefixKey)
   }
 
   of(id: string): BackendLiveStats {

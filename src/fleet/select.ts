@@ -11,6 +11,8 @@ export interface SelectionInput {
   stats: (id: string) => BackendLiveStats
   /** Identifies the conversation's shared prompt prefix (see prefixKeyOf); null: none. */
   prefixKey: string | null
+  /** The backend this isolate last sent the conversation to, if it remembers one. */
+  recall?: (prefixKey: string) => string | undefined
   now: number
   options: SelectionOptions
 }
@@ -59,7 +61,7 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
   // A backend with a free sequence slot starts the request now; a full one queues it behind a
   // whole generation. Free slots first, then the lowest expected time to first token.
   const byCost = [...candidates].sort((a, b) => Number(isFull(a)) - Number(isFull(b)) || expectedTtft(a, input) - expectedTtft(b, input))
-  const preferred = input.prefixKey === null ? null : affinityChoice(candidates, input.prefixKey, input.options.affinityLoadBound)
+  const preferred = input.prefixKey === null ? null : affinityChoice(candidates, input.prefixKey, input.recall?.(input.prefixKey), input.options.affinityLoadBound)
   return preferred ? [preferred, ...byCost.filter((candidate) => candidate !== preferred)] : byCost
 }
 
@@ -94,15 +96,15 @@ function expectedTtft(candidate: Candidate, input: SelectionInput): number {
 }
 
 /**
- * Prefix affinity by rendezvous hashing: every gateway isolate maps a conversation to the same
- * backend (the one that already holds its prefix in vLLM's cache) without shared state, and a
- * backend leaving moves only its own conversations. Bounded: when the chosen backend has no free
+ * Prefix affinity: the backend this isolate last sent the conversation to (it holds the prefix in
+ * vLLM's cache), else rendezvous hashing, by which every isolate maps a conversation to the same
+ * backend without shared state, and a backend leaving moves only its own conversations. Bounded: when the chosen backend has no free
  * sequence slot, or its load is above `bound` times the mean (plus one request of slack), the
  * request goes by cost instead, so one hot prefix cannot overload a backend.
  */
-function affinityChoice(candidates: Candidate[], prefixKey: string, bound: number): Candidate | null {
-  let best: Candidate | null = null
-  let bestScore = -1
+function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: string | undefined, bound: number): Candidate | null {
+  let best: Candidate | null = candidates.find((candidate) => candidate.backend.id === remembered) ?? null
+  let bestScore = best ? Number.POSITIVE_INFINITY : -1
   for (const candidate of candidates) {
     const score = rendezvousScore(prefixKey, candidate.backend.id, candidate.backend.weight)
     if (score > bestScore) {
@@ -110,8 +112,9 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, bound: numbe
       bestScore = score
     }
   }
-  // Affinity never queues a request: the prefix is worth less than waiting for a whole generation.
-  if (!best || isFull(best)) return null
+  // Affinity waits for at most one slot: a cached prefix saves a prefill, which is worth about one
+  // queued turn, never a queue.
+  if (!best || best.load > best.backend.maxConcurrency) return null
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
   return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null

@@ -21,6 +21,8 @@ export interface AttemptOptions {
   /** Backends tried at most, the first included. */
   maxAttempts: number
   live: LiveStats
+  /** The conversation's prefix key, remembered with the backend that serves it. */
+  prefixKey: string | null
 }
 
 /**
@@ -99,6 +101,7 @@ export class UpstreamAttempts {
         const now = Date.now()
         stats.observeTtft(ms, now)
         stats.circuit.success(now)
+        if (this.#options.prefixKey !== null) this.#options.live.remember(this.#options.prefixKey, backend.id)
       },
       onEnd: () => {
         stats.inFlight--

@@ -63,11 +63,13 @@ export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest
   const config = c.get('config')
   const fleet = await loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs)
   const live = liveStatsFor(config)
+  const prefixKey = prefixKeyOf(request.messages)
   const candidates = rankBackends({
     backends: fleet.backends,
     health: fleet.health,
     stats: (id) => live.of(id),
-    prefixKey: prefixKeyOf(request.messages),
+    prefixKey,
+    recall: (key) => live.recall(key),
     now: Date.now(),
     options: config.fleet.selection,
   })
@@ -80,6 +82,7 @@ export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest
     requestId: c.get('requestId'),
     maxAttempts: config.fleet.failoverAttempts,
     live,
+    prefixKey,
   })
   const first = await attempts.first()
 

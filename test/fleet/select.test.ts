@@ -74,6 +74,16 @@ describe('rankBackends', () => {
     for (const count of chosen.values()) expect(count).toBeGreaterThan(60)
   })
 
+  it('follows the backend that served the conversation last, which holds its prefix, over the hash', () => {
+    const fleet = [backend('a'), backend('b'), backend('c')]
+    const prefixKey = prefixKeyOf([{ content: 'a conversation moved by failover' }])
+    const hashed = ids(rankBackends(input(fleet, { prefixKey })))[0]
+    const elsewhere = ['a', 'b', 'c'].find((id) => id !== hashed)
+    const setup = input(fleet, { prefixKey })
+    setup.live.remember(prefixKey!, elsewhere!)
+    expect(ids(rankBackends({ ...setup, recall: (key) => setup.live.recall(key) }))[0]).toBe(elsewhere)
+  })
+
   it('gives up affinity when the preferred backend is full or loaded well above the mean', () => {
     const fleet = [backend('a'), backend('b')]
     const prefixKey = prefixKeyOf([{ content: 'a hot prefix' }])

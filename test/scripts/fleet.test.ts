@@ -1,58 +1,20 @@
 // `npm run fleet` against real local KV: the CLI runs as a process on a fresh --persist-to directory,
 // and Miniflare opens the same directory to check what wrangler wrote and to put the cron probe's
 // health snapshot there, as the Worker would.
-import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readFile } from 'node:fs/promises'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { FLEET_KEY, HEALTH_KEY, type FleetRecord, type HealthSnapshot } from '../../src/fleet/records.ts'
 import { runFleetCli } from '../../scripts/fleet/cli.ts'
 import { kvArgs, type KvTarget } from '../../scripts/keys/kv.ts'
-import { ROOT } from '../../scripts/processes.ts'
+import { runCliScript, useLocalKv, type Run } from './cli-support.ts'
 
-type KVNamespace = Awaited<ReturnType<Miniflare['getKVNamespace']>>
-
-let dir: string
-let miniflare: Miniflare
-let kv: KVNamespace
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fleet-test-'))
-  miniflare = new Miniflare(
-    convertV4MiniflareOptions({
-      modules: true,
-      script: 'export default { fetch: () => new Response() }',
-      resourcePersistencePath: join(dir, 'v3'),
-      kvNamespaces: { FLEET: 'edge-proxy-fleet-local' },
-    }),
-  )
-  kv = await miniflare.getKVNamespace('FLEET')
-})
-
-afterAll(async () => {
-  await miniflare?.dispose()
-  if (dir) await rm(dir, { recursive: true, force: true })
-})
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+const local = useLocalKv('fleet-test-', 'FLEET', 'edge-proxy-fleet-local')
 
 /** scripts/fleet.ts as a process on the test's local state. */
-function fleet(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'scripts/fleet.ts'), ...args, '--persist-to', dir], { cwd: ROOT }, (error, stdout, stderr) => {
-      resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
-    })
-  })
-}
+const fleet = (...args: string[]) => runCliScript('scripts/fleet.ts', local.dir, args)
 
 async function stored(): Promise<FleetRecord | null> {
-  return JSON.parse((await kv.get(FLEET_KEY)) ?? 'null') as FleetRecord | null
+  return JSON.parse((await local.kv.get(FLEET_KEY)) ?? 'null') as FleetRecord | null
 }
 
 const GPU_A = { id: 'gpu-a', url: 'http://10.0.0.5:8000', weight: 1, maxConcurrency: 256, region: 'eu-west', state: 'active' }
@@ -100,20 +62,20 @@ describe('fleet add, list, drain, undrain and remove', () => {
     [['gpu-a', '--url', 'http://10.0.0.9:8000'], 'already has a backend with id gpu-a (http://10.0.0.5:8000)'],
     [['gpu-c', '--url', 'https://gpu-b.internal:8443/vllm//'], 'already has https://gpu-b.internal:8443/vllm, as backend gpu-b'],
   ])('add %j exits 1 for a duplicate and writes nothing', async (args, message) => {
-    const before = await kv.get(FLEET_KEY)
+    const before = await local.kv.get(FLEET_KEY)
     const run = await fleet('add', ...args)
     expect(run).toMatchObject({ code: 1, stdout: '' })
     expect(run.stderr).toContain(message)
-    expect(await kv.get(FLEET_KEY)).toBe(before)
+    expect(await local.kv.get(FLEET_KEY)).toBe(before)
   })
 
   it('a bad value exits 2 with usage from the real entry point, and writes nothing', async () => {
-    const before = await kv.get(FLEET_KEY)
+    const before = await local.kv.get(FLEET_KEY)
     const run = await fleet('add', 'gpu-c', '--url', 'http://10.0.0.7:8000', '--weight', '0')
     expect(run).toMatchObject({ code: 2, stdout: '' })
     expect(run.stderr).toContain('--weight takes a number above 0 and at most 1000, got: 0')
     expect(run.stderr).toContain('Usage: npm run fleet')
-    expect(await kv.get(FLEET_KEY)).toBe(before)
+    expect(await local.kv.get(FLEET_KEY)).toBe(before)
   })
 
   it('drain sets the state, changes nothing else, and says when Workers see it', async () => {
@@ -128,11 +90,11 @@ describe('fleet add, list, drain, undrain and remove', () => {
   })
 
   it('drain of a draining backend writes nothing', async () => {
-    const before = await kv.get(FLEET_KEY)
+    const before = await local.kv.get(FLEET_KEY)
     const run = await fleet('drain', 'gpu-b')
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('gpu-b was already draining; nothing changed.')
-    expect(await kv.get(FLEET_KEY)).toBe(before)
+    expect(await local.kv.get(FLEET_KEY)).toBe(before)
   })
 
   describe('with a health snapshot from the cron probe', () => {
@@ -146,7 +108,7 @@ describe('fleet add, list, drain, undrain and remove', () => {
       },
     }
     beforeAll(async () => {
-      await kv.put(HEALTH_KEY, JSON.stringify(snapshot))
+      await local.kv.put(HEALTH_KEY, JSON.stringify(snapshot))
     })
 
     it('list joins each backend with its health, the age of the probe and its load', async () => {
@@ -199,19 +161,19 @@ describe('fleet add, list, drain, undrain and remove', () => {
   })
 
   it.each([['remove'], ['drain'], ['undrain']])('%s exits 1 for an unknown id and writes nothing', async (command) => {
-    const before = await kv.get(FLEET_KEY)
+    const before = await local.kv.get(FLEET_KEY)
     const run = await fleet(command, 'gpu-a')
     expect(run).toMatchObject({ code: 1, stdout: '' })
     expect(run.stderr.trim()).toBe('No backend with id gpu-a in the local FLEET namespace.')
-    expect(await kv.get(FLEET_KEY)).toBe(before)
+    expect(await local.kv.get(FLEET_KEY)).toBe(before)
   })
 
   it('refuses a damaged record rather than overwriting it', async () => {
-    await kv.put(FLEET_KEY, '{"version":2}')
+    await local.kv.put(FLEET_KEY, '{"version":2}')
     const run = await fleet('add', 'gpu-d', '--url', 'http://10.0.0.8:8000')
     expect(run).toMatchObject({ code: 1, stdout: '' })
     expect(run.stderr).toContain('is not a valid fleet record')
-    expect(await kv.get(FLEET_KEY)).toBe('{"version":2}')
+    expect(await local.kv.get(FLEET_KEY)).toBe('{"version":2}')
   })
 })
 

@@ -2,59 +2,23 @@
 // and Miniflare opens the same directory to check what wrangler wrote, exactly as wrangler dev would.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { newKeyRecord } from '../../src/auth/key-record.ts'
 import { ensureDevKey, withDevKey } from '../../scripts/keys/dev-key.ts'
 import { runKeysCli, type CliDeps } from '../../scripts/keys/cli.ts'
 import { kvArgs, wranglerKv, type KvTarget } from '../../scripts/keys/kv.ts'
 import { parseExpiry } from '../../scripts/keys/options.ts'
 import { ROOT } from '../../scripts/processes.ts'
+import { runCliScript, useLocalKv, type Run } from './cli-support.ts'
 
-type KVNamespace = Awaited<ReturnType<Miniflare['getKVNamespace']>>
-
-let dir: string
-let miniflare: Miniflare
-let kv: KVNamespace
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'keys-test-'))
-  // Opened before the CLI writes anything: a running wrangler dev must see keys created later.
-  miniflare = new Miniflare(
-    convertV4MiniflareOptions({
-      modules: true,
-      script: 'export default { fetch: () => new Response() }',
-      resourcePersistencePath: join(dir, 'v3'),
-      kvNamespaces: { KEYS: 'edge-proxy-keys-local' },
-    }),
-  )
-  kv = await miniflare.getKVNamespace('KEYS')
-})
-
-afterAll(async () => {
-  await miniflare?.dispose()
-  if (dir) await rm(dir, { recursive: true, force: true })
-})
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+const local = useLocalKv('keys-test-', 'KEYS', 'edge-proxy-keys-local')
 
 /** scripts/keys.ts as a process on the test's local state. */
-function keys(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'scripts/keys.ts'), ...args, '--persist-to', dir], { cwd: ROOT }, (error, stdout, stderr) => {
-      resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
-    })
-  })
-}
+const keys = (...args: string[]) => runCliScript('scripts/keys.ts', local.dir, args)
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 const DAY = 86_400
@@ -81,14 +45,14 @@ describe('keys create, list, show and revoke', () => {
 
   it('stores the record under the SHA-256 of the secret and the id index, never the secret', async () => {
     const hash = sha256(secret)
-    const record = JSON.parse((await kv.get(`key:${hash}`)) ?? 'null')
+    const record = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
     expect(record).toMatchObject({ id, name: 'test app', scopes: ['chat', 'admin'], disabled: false, origins: ['https://a.example', 'https://b.example'] })
     expect(record.limits).toEqual({ requestsPerMinute: 60, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: 512 })
     expect(record.expires - record.created).toBe(30 * DAY)
-    expect(await kv.get(`keyid:${id}`)).toBe(hash)
+    expect(await local.kv.get(`keyid:${id}`)).toBe(hash)
 
-    const { keys: names } = await kv.list()
-    const values = await Promise.all(names.map(({ name }) => kv.get(name)))
+    const { keys: names } = await local.kv.list()
+    const values = await Promise.all(names.map(({ name }) => local.kv.get(name)))
     expect([...names.map(({ name }) => name), ...values].join('\n')).not.toContain(secret)
   })
 
@@ -116,12 +80,12 @@ describe('keys create, list, show and revoke', () => {
     expect(revoke.stdout).toMatch(/KEY_CACHE_TTL_MS \(60 s by default\)/)
     const show = await keys('show', id)
     expect(show.stdout).toMatch(/status\s+disabled/)
-    expect(JSON.parse((await kv.get(`key:${sha256(secret)}`)) ?? 'null')).toMatchObject({ id, name: 'test app', disabled: true })
+    expect(JSON.parse((await local.kv.get(`key:${sha256(secret)}`)) ?? 'null')).toMatchObject({ id, name: 'test app', disabled: true })
   })
 
   it('lists a key past its expiry as expired', async () => {
     const record = newKeyRecord({ name: 'old', expires: Math.floor(Date.now() / 1000) - 60 })
-    await kv.put(`key:${'0'.repeat(64)}`, JSON.stringify(record))
+    await local.kv.put(`key:${'0'.repeat(64)}`, JSON.stringify(record))
     const run = await keys('list')
     expect(run.stdout).toMatch(new RegExp(`^${record.id}\\s+old\\s+chat\\s+expired\\s`, 'm'))
     expect(run.stdout).toMatch(new RegExp(`^${id}\\s+test app\\s+chat,admin\\s+disabled\\s`, 'm'))
@@ -142,13 +106,13 @@ describe('keys limits', () => {
     const create = await keys('create', '--name', 'limited', '--rpm', '60', '--max-output', '512')
     id = /key_[0-9a-f]{16}/.exec(create.stdout)?.[0] ?? ''
     hash = sha256(/sk-[\w-]{43}/.exec(create.stdout)?.[0] ?? '')
-    const before = JSON.parse((await kv.get(`key:${hash}`)) ?? 'null')
+    const before = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
 
     const run = await keys('limits', id, '--tpm', '1000', '--streams', '2')
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(run.stdout).toMatch(/requests\/min\s+60\n\s+tokens\/min\s+1000\n\s+concurrent streams\s+2\n\s+max output tokens\s+512/)
     expect(run.stdout).toMatch(/KEY_CACHE_TTL_MS \(60 s by default\)/)
-    expect(JSON.parse((await kv.get(`key:${hash}`)) ?? 'null')).toEqual({
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).toEqual({
       ...before,
       limits: { requestsPerMinute: 60, tokensPerMinute: 1000, concurrentStreams: 2, maxOutputTokens: 512 },
     })
@@ -159,16 +123,16 @@ describe('keys limits', () => {
     expect(run.code).toBe(0)
     const limits = { requestsPerMinute: null, tokensPerMinute: 1000, concurrentStreams: 2, maxOutputTokens: null }
     expect(JSON.parse(run.stdout)).toEqual({ id, limits })
-    expect(JSON.parse((await kv.get(`key:${hash}`)) ?? 'null').limits).toEqual(limits)
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null').limits).toEqual(limits)
     expect((await keys('show', id)).stdout).toMatch(/limits\s+tokens\/min 1000, concurrent streams 2 \(others: deployment defaults\)/)
   })
 
   it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
-    const names = (await kv.list()).keys.map(({ name }) => name)
+    const names = (await local.kv.list()).keys.map(({ name }) => name)
     const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')
     expect(run).toMatchObject({ code: 1, stdout: '' })
     expect(run.stderr.trim()).toBe((await keys('show', 'key_0000000000000000')).stderr.trim())
-    expect((await kv.list()).keys.map(({ name }) => name)).toEqual(names)
+    expect((await local.kv.list()).keys.map(({ name }) => name)).toEqual(names)
   })
 })
 
@@ -409,18 +373,18 @@ describe('keys --remote', () => {
 
 describe("npm start's dev key", () => {
   it('is created into .dev.vars, reused while it exists, and replaced once it is gone', async () => {
-    const file = join(dir, '.dev.vars')
+    const file = join(local.dir, '.dev.vars')
     await writeFile(file, 'BACKEND_API_KEY=bk-test\n')
-    const store = wranglerKv({ remote: false, persistTo: dir, config: join(ROOT, 'wrangler.toml') })
+    const store = wranglerKv({ remote: false, persistTo: local.dir, config: join(ROOT, 'wrangler.toml') })
 
     const first = await ensureDevKey(store, file)
     expect(first.created).toBe(true)
     expect(await readFile(file, 'utf8')).toBe(`BACKEND_API_KEY=bk-test\nDEV_API_KEY=${first.secret}\n`)
-    expect(JSON.parse((await kv.get(`key:${sha256(first.secret)}`)) ?? 'null')).toMatchObject({ name: 'local dev', scopes: ['chat', 'admin'] })
+    expect(JSON.parse((await local.kv.get(`key:${sha256(first.secret)}`)) ?? 'null')).toMatchObject({ name: 'local dev', scopes: ['chat', 'admin'] })
 
     expect(await ensureDevKey(store, file)).toEqual({ ...first, created: false })
 
-    await kv.delete(`key:${sha256(first.secret)}`)
+    await local.kv.delete(`key:${sha256(first.secret)}`)
     const replaced = await ensureDevKey(store, file)
     expect(replaced.created).toBe(true)
     expect(replaced.secret).not.toBe(first.secret)
