@@ -82,10 +82,15 @@ async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise
 async function readStream(body: ReadableStream<Uint8Array>, onFirstData: () => void): Promise<string> {
   const decoder = new TextDecoder()
   let text = ''
+  let seenData = false
   for await (const chunk of body) {
     text += decoder.decode(chunk, { stream: true })
-    // The first data event that is not an error: the first token reached the client.
-    if (text.includes('data: {"id"')) onFirstData()
+    // The first data event that is not an error: the first token reached the client. Searched
+    // only until found, so the client's cost per chunk stays flat.
+    if (!seenData && text.includes('data: {"id"')) {
+      seenData = true
+      onFirstData()
+    }
   }
   return text
 }

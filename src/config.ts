@@ -1,6 +1,6 @@
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv, WorkerEnv } from './env.ts'
-import { ApiError } from './errors.ts'
+import { misconfigured } from './errors.ts'
 import { parseBackends, type Backend } from './fleet/backends.ts'
 import { DEFAULT_CIRCUIT, type CircuitOptions } from './fleet/circuit.ts'
 import type { BackendRecord } from './fleet/records.ts'
@@ -112,16 +112,10 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
   }
 }
 
-function misconfigured(message: string): ApiError {
-  return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
-}
-
 function readRateLimits(env: WorkerEnv): RateLimitConfig {
   const mode = env.RATE_LIMITER_FAILURE_MODE
   if (mode !== 'open' && mode !== 'closed') {
-    throw new ApiError(500, 'Gateway misconfigured: RATE_LIMITER_FAILURE_MODE must be "open" or "closed".', {
-      code: 'gateway_misconfigured',
-    })
+    throw misconfigured('RATE_LIMITER_FAILURE_MODE must be "open" or "closed".')
   }
   return {
     enabled: env.RATE_LIMITS !== 'off',
@@ -143,9 +137,7 @@ function list(value: string): string[] {
 function positiveInteger(name: string, value: string): number {
   const number = Number(value)
   if (!Number.isInteger(number) || number <= 0) {
-    throw new ApiError(500, `Gateway misconfigured: ${name} must be a positive integer.`, {
-      code: 'gateway_misconfigured',
-    })
+    throw misconfigured(`${name} must be a positive integer.`)
   }
   return number
 }

@@ -40,6 +40,11 @@ export function errorTypeFor(status: number): string {
   return 'invalid_request_error'
 }
 
+/** A deployment setting that cannot work: 500, saying which and why (never a secret's value). */
+export function misconfigured(message: string): ApiError {
+  return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
+}
+
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | number | null }
 }

@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.ts'
+import { misconfigured } from '../errors.ts'
 
 /** One vLLM server the gateway can send requests to. */
 export interface Backend {
@@ -23,8 +23,4 @@ export function parseBackends(list: string): Backend[] {
     }
     return { id: url.host, url: `${url.origin}${url.pathname.replace(/\/+$/, '')}` }
   })
-}
-
-function misconfigured(message: string): ApiError {
-  return new ApiError(500, `Gateway misconfigured: ${message}`, { code: 'gateway_misconfigured' })
 }

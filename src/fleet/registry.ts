@@ -8,7 +8,6 @@ import { FLEET_KEY, HEALTH_KEY, parseFleetRecord, type BackendRecord, type Fleet
 export interface FleetView {
   backends: readonly BackendRecord[]
   health: HealthSnapshot | null
-  source: 'kv' | 'config'
 }
 
 interface Cached {
@@ -37,7 +36,7 @@ export async function loadFleet(kv: KVNamespace, fallback: readonly BackendRecor
     cache.set(kv, cached)
   }
   const { record, health } = cached
-  return record && record.backends.length > 0 ? { backends: record.backends, health, source: 'kv' } : { backends: fallback, health, source: 'config' }
+  return { backends: record && record.backends.length > 0 ? record.backends : fallback, health }
 }
 
 /** Forgets the cached view (tests, and the cron probe after it writes a snapshot). */

@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.ts'
+import { misconfigured } from '../errors.ts'
 
 /**
  * Every prompt rule, in the order normalizeChatRequest applies them. The order matters: later
@@ -59,11 +59,7 @@ function applyEntry(rules: RuleSwitches, entry: string): void {
   const on = !entry.startsWith('-')
   const name = on ? entry : entry.slice(1)
   if (!isRuleName(name)) {
-    throw new ApiError(
-      500,
-      `Gateway misconfigured: PROMPT_RULES has an unknown entry "${entry}". Known rules: ${RULE_NAMES.join(', ')}.`,
-      { code: 'gateway_misconfigured' },
-    )
+    throw misconfigured(`PROMPT_RULES has an unknown entry "${entry}". Known rules: ${RULE_NAMES.join(', ')}.`)
   }
   rules[name] = on
 }

@@ -123,20 +123,13 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
 
   // A failure after the backend accepted the request: an error event, then [DONE].
   const fail = (reason: unknown) => {
-    if (reason instanceof ErrorEventBeforeData && open) {
-      // No other backend took over: the client gets the backend's own error event, then [DONE].
-      send(dataFrame(reason.data))
-      send(DONE_FRAME)
-      flush()
-      source.call.stop('relay_failed')
-      return close('finish')
-    }
     const { call } = source
     const error = call.failure(reason)
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
     if (!clientThere) return close('abort')
-    send(streamErrorFrame(error))
+    // A backend error event that no other backend replaced goes on as the backend sent it.
+    send(reason instanceof ErrorEventBeforeData ? dataFrame(reason.data) : streamErrorFrame(error))
     send(DONE_FRAME)
     flush()
     close('finish')
