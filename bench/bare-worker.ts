@@ -8,14 +8,19 @@ import type { AppEnv } from '../src/env.ts'
 import { renderError } from '../src/errors.ts'
 import { relayChat } from '../src/routes/chat.ts'
 import type { UpstreamChatRequest } from '../src/normalize/index.ts'
+import { RequestTrace } from '../src/telemetry/trace.ts'
 
 const app = new Hono<AppEnv>()
 app.use(requestId())
 app.use(loadConfig)
-// No admission either: nothing to settle.
-app.post('/v1/chat/completions', async (c) => relayChat(c, (await c.req.json()) as UpstreamChatRequest, { settle() {} }))
+// No admission (nothing to settle) and no telemetry (the trace records nowhere).
+app.post('/v1/chat/completions', async (c) => {
+  const trace = new RequestTrace({ model: c.get('config').modelId, keyId: null }, () => {})
+  return relayChat(c, (await c.req.json()) as UpstreamChatRequest, { settle() {} }, trace)
+})
 app.onError(renderError)
 
-// wrangler.toml binds the limiter, so the bundle must export its class (unused here).
+// wrangler.toml binds these Durable Objects, so the bundle must export their classes (unused here).
 export { KeyLimiter } from '../src/durable/key-limiter.ts'
+export { TelemetryAggregator } from '../src/durable/telemetry-aggregator.ts'
 export default app

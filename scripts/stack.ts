@@ -50,7 +50,7 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
-  /** Bind the KeyLimiter Durable Object (default true); false for scripts that do not export it. */
+  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator; default true); false for scripts that do not export them. */
   limiter?: boolean
 }
 
@@ -68,8 +68,15 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       compatibilityDate: config.compatibility_date,
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },
-      kvNamespaces: ['KEYS', 'FLEET'],
-      ...(options.limiter === false ? {} : { durableObjects: { LIMITER: { className: 'KeyLimiter', useSQLite: true } } }),
+      kvNamespaces: ['KEYS', 'FLEET', 'LATENCY'],
+      ...(options.limiter === false
+        ? {}
+        : {
+            durableObjects: {
+              LIMITER: { className: 'KeyLimiter', useSQLite: true },
+              TELEMETRY: { className: 'TelemetryAggregator', useSQLite: true },
+            },
+          }),
       host: '127.0.0.1',
       port: 0,
     }),

@@ -27,6 +27,17 @@ export interface GatewayConfig {
   templateAddsThink: boolean
   rateLimits: RateLimitConfig
   fleet: FleetConfig
+  telemetry: TelemetryConfig
+}
+
+export interface TelemetryConfig {
+  /** How long an isolate gathers finished requests before sending them to the aggregator. */
+  batchMs: number
+  /** How often the aggregator writes changed buckets to KV (never a key twice within 1 s). */
+  flushMs: number
+  /** Retention in KV: minute buckets (the 5m and 1h windows) and hour buckets (24h). */
+  minuteTtlS: number
+  hourTtlS: number
 }
 
 export interface FleetConfig {
@@ -72,6 +83,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       promptRules: env.PROMPT_RULES,
       templateAddsThink: env.TEMPLATE_ADDS_THINK !== 'false',
       rateLimits: readRateLimits(env),
+      telemetry: readTelemetryConfig(env),
       fleet: readFleetConfig(env),
     }
     parsed.set(env, config)
@@ -128,6 +140,20 @@ function readRateLimits(env: WorkerEnv): RateLimitConfig {
     failureMode: mode,
     timeoutMs: positiveInteger('RATE_LIMITER_TIMEOUT_MS', env.RATE_LIMITER_TIMEOUT_MS),
   }
+}
+
+/** Also read on its own by the telemetry aggregator, which has no request context. */
+export function readTelemetryConfig(env: WorkerEnv): TelemetryConfig {
+  const config = {
+    batchMs: positiveInteger('TELEMETRY_BATCH_MS', env.TELEMETRY_BATCH_MS),
+    flushMs: positiveInteger('LATENCY_FLUSH_MS', env.LATENCY_FLUSH_MS),
+    minuteTtlS: positiveInteger('LATENCY_MINUTE_TTL_S', env.LATENCY_MINUTE_TTL_S),
+    hourTtlS: positiveInteger('LATENCY_HOUR_TTL_S', env.LATENCY_HOUR_TTL_S),
+  }
+  // The windows read back what they cover: 60 minute buckets for 1h, 24 hour buckets for 24h.
+  if (config.minuteTtlS < 3900) throw misconfigured('LATENCY_MINUTE_TTL_S must be at least 3900 (the 1h window and its current minute).')
+  if (config.hourTtlS < 90_000) throw misconfigured('LATENCY_HOUR_TTL_S must be at least 90000 (the 24h window and its current hour).')
+  return config
 }
 
 function list(value: string): string[] {

@@ -7,10 +7,13 @@ import { renderError } from './errors.ts'
 import { requireKey } from './middleware/auth.ts'
 import { limitBody } from './middleware/body-limit.ts'
 import { apiCors } from './middleware/cors.ts'
+import { responseMetrics } from './middleware/response-metrics.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
+import { latency } from './routes/latency.ts'
+import { metrics } from './routes/metrics.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
 import { createStreamToken } from './routes/stream-tokens.ts'
 
@@ -20,6 +23,7 @@ const adminScope = requireKey({ scope: 'admin' })
 
 app.use(requestId())
 app.use(loadConfig)
+app.use(responseMetrics)
 app.use('/v1/*', apiCors)
 
 app.get('/health', health)
@@ -39,10 +43,16 @@ app.all('/v1/stream-tokens', methodNotAllowed('POST'))
 app.get('/v1/keys/:id/limits', adminScope, keyLimits)
 app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
 
+app.get('/v1/latency', adminScope, latency)
+app.all('/v1/latency', methodNotAllowed('GET'))
+app.get('/metrics', adminScope, metrics)
+app.all('/metrics', methodNotAllowed('GET'))
+
 app.notFound(notFound)
 app.onError(renderError)
 
 export { KeyLimiter } from './durable/key-limiter.ts'
+export { TelemetryAggregator } from './durable/telemetry-aggregator.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.

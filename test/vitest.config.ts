@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** Tests that run in Node: the emulator itself and the real stack driven from outside. */
-const nodeTests = ['test/emulator/**/*.test.ts', 'test/e2e/**/*.test.ts', 'test/scripts/**/*.test.ts']
+const nodeTests = ['test/emulator/**/*.test.ts', 'test/e2e/**/*.test.ts', 'test/scripts/**/*.test.ts', 'test/gpu-backend/**/*.test.ts']
 
 export default defineConfig({
   root,
@@ -34,6 +34,8 @@ export default defineConfig({
                 // must not open for the others. The fleet tests set realistic values.
                 CIRCUIT_CONSECUTIVE_FAILURES: '1000000',
                 CIRCUIT_FAILURE_RATE: '1',
+                // Tests wait for each request's waitUntil, which holds until its telemetry batch is sent.
+                TELEMETRY_BATCH_MS: '20',
               },
             },
           })),

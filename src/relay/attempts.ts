@@ -2,6 +2,7 @@ import { ApiError } from '../errors.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
+import type { RelayObserver } from '../telemetry/trace.ts'
 import { openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
@@ -23,6 +24,7 @@ export interface AttemptOptions {
   live: LiveStats
   /** The conversation's prefix key, remembered with the backend that serves it. */
   prefixKey: string | null
+  observer?: RelayObserver
 }
 
 /**
@@ -93,6 +95,7 @@ export class UpstreamAttempts {
 
   #callFor(backend: BackendRecord): UpstreamCall {
     const stats = this.#options.live.of(backend.id)
+    this.#options.observer?.attemptStarted(backend.id)
     stats.inFlight++
     stats.circuit.attempt(Date.now())
     return new UpstreamCall(this.#options.clientSignal, {

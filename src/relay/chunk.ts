@@ -103,6 +103,11 @@ export function hasToken(delta: ChunkDelta | undefined): boolean {
   return !!delta && (!!delta.content || !!delta.reasoning_content)
 }
 
+/** Whether a chunk carries model output: the first such chunk is the first token. */
+export function carriesToken(chunk: UpstreamChunk): boolean {
+  return chunk.kind === 'delta' && chunk.chunk.choices.some((choice) => hasToken(choice.delta))
+}
+
 function parseJson(data: string): Record<string, unknown> {
   let value: unknown
   try {

@@ -1,5 +1,6 @@
 import { ApiError } from '../errors.ts'
-import { readChunk, type CompletionChunk, type Usage } from './chunk.ts'
+import { carriesToken, readChunk, type CompletionChunk, type Usage } from './chunk.ts'
+import type { RelayObserver } from '../telemetry/trace.ts'
 import { pumpEvents } from './events.ts'
 import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
@@ -30,10 +31,11 @@ interface ChoiceParts {
   finishReason: string | null
 }
 
-export async function collectCompletion(upstream: ReadableStream<Uint8Array>, call: UpstreamCall): Promise<ChatCompletion> {
+export async function collectCompletion(upstream: ReadableStream<Uint8Array>, call: UpstreamCall, observer?: RelayObserver): Promise<ChatCompletion> {
   let head: CompletionChunk | undefined
   let usage: Usage | null = null
   const choices = new Map<number, ChoiceParts>()
+  let sawToken = false
 
   const onData = (data: string): boolean => {
     call.eventArrived()
@@ -41,6 +43,10 @@ export async function collectCompletion(upstream: ReadableStream<Uint8Array>, ca
     if (chunk.kind === 'done') return false
     if (chunk.kind === 'error') throw chunk.error
     if (chunk.usage) call.usageReported(chunk.usage)
+    if (!sawToken && carriesToken(chunk)) {
+      sawToken = true
+      observer?.firstTokenArrived()
+    }
     if (chunk.kind === 'usage') {
       usage = chunk.usage
       return true

@@ -1,8 +1,10 @@
-import { readChunk } from './chunk.ts'
+import { carriesToken, readChunk } from './chunk.ts'
 import { pumpEvents } from './events.ts'
 import { DONE_FRAME, KEEPALIVE_FRAME, dataFrame, streamErrorFrame } from './sse.ts'
 import type { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
+import type { Outcome } from '../telemetry/record.ts'
+import type { RelayObserver } from '../telemetry/trace.ts'
 import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
 /** An accepted upstream request: its event stream and its call. */
@@ -17,8 +19,10 @@ export interface SseRelayOptions<S extends RelaySource> {
    * next accepted source, or null to end the stream with the failure.
    */
   next?: (source: S, error: unknown) => Promise<S | null>
-  /** Runs once when the stream is over, with the tokens the backend reported. */
-  onEnd?: (used: TokenUse | null) => void
+  /** Runs once when the stream is over, with the tokens the backend reported and how it ended. */
+  onEnd?: (used: TokenUse | null, outcome: Exclude<Outcome, 'refused'>) => void
+  /** Told when the first token arrives and when the client has taken it. */
+  observer?: RelayObserver
   /** Whether the client asked for the usage chunk (stream_options.include_usage). */
   forwardUsage: boolean
   /** Whether the client asked for usage on every chunk (stream_options.continuous_usage_stats). */
@@ -40,7 +44,7 @@ const MAX_UNSETTLED_WRITES = 8
  * error event and `data: [DONE]`; a client that goes away stops the upstream at once.
  */
 export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptions<S>): ReadableStream<Uint8Array> {
-  const { forwardUsage, forwardChunkUsage, keepAliveMs } = options
+  const { forwardUsage, forwardChunkUsage, keepAliveMs, observer } = options
   let source = first
   /** Whether any data event has gone to the client: from then on there is no failover. */
   let sentData = false
@@ -69,6 +73,13 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
   const settled = () => {
     unsettledWrites--
   }
+  // The first token's arrival and its delivery (the write that carries it settling) are timed.
+  let firstTokenSeen = false
+  let firstTokenPending = false
+  const firstTokenTaken = () => {
+    observer?.firstTokenDelivered()
+    settled()
+  }
   const send = (frame: string) => {
     pending += frame
   }
@@ -76,7 +87,8 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     if (!open || pending === '') return
     lastWriteAt = Date.now()
     unsettledWrites++
-    newestWrite = writer.write(encoder.encode(pending)).then(settled, clientGone)
+    newestWrite = writer.write(encoder.encode(pending)).then(firstTokenPending ? firstTokenTaken : settled, clientGone)
+    firstTokenPending = false
     pending = ''
   }
 
@@ -105,6 +117,10 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
       return true
     }
     if (chunk.usage) source.call.usageReported(chunk.usage)
+    if (!firstTokenSeen && carriesToken(chunk)) {
+      firstTokenSeen = firstTokenPending = true
+      observer?.firstTokenArrived()
+    }
     if (chunk.kind === 'delta' || forwardUsage) {
       send(dataFrame(chunk.data))
       sentData = true
@@ -112,11 +128,11 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     return true
   }
 
-  const close = (how: 'finish' | 'abort') => {
+  const close = (how: 'finish' | 'abort', outcome: Exclude<Outcome, 'refused'>) => {
     open = false
     clearTimeout(keepAliveTimer)
     source.call.end()
-    options.onEnd?.(source.call.used)
+    options.onEnd?.(source.call.used, outcome)
     if (how === 'finish') writer.close().catch(() => {})
     else writer.abort().catch(() => {})
   }
@@ -127,12 +143,12 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     const error = call.failure(reason)
     const clientThere = open && call.stopReason !== 'client_gone'
     call.stop('relay_failed')
-    if (!clientThere) return close('abort')
+    if (!clientThere) return close('abort', 'client_abort')
     // A backend error event that no other backend replaced goes on as the backend sent it.
     send(reason instanceof ErrorEventBeforeData ? dataFrame(reason.data) : streamErrorFrame(error))
     send(DONE_FRAME)
     flush()
-    close('finish')
+    close('finish', 'upstream_error')
   }
 
   const afterRead = () => {
@@ -156,7 +172,7 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
   pump()
     .then(() => {
       flush()
-      close('finish')
+      close('finish', 'ok')
     })
     .catch(fail)
 

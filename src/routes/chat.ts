@@ -11,18 +11,27 @@ import { SSE_HEADERS } from '../relay/sse.ts'
 import { relaySse } from '../relay/stream.ts'
 import { normalizeChatRequest, resolveRules, type UpstreamChatRequest } from '../normalize/index.ts'
 import { parseChatRequest } from '../schema/chat-request.ts'
+import { finishWithError, startRequestTrace } from '../telemetry/context.ts'
+import { liveGauges } from '../telemetry/counters.ts'
+import type { RequestTrace } from '../telemetry/trace.ts'
 import { applyContextBudget } from '../schema/context-budget.ts'
 import { readJsonBody } from '../schema/read-json.ts'
 
-/** POST /v1/chat/completions: validate and fit the request, admit it under the key's limits, relay it. */
+/**
+ * POST /v1/chat/completions: validate and fit the request, admit it under the key's limits, relay
+ * it. Every request is traced, refused ones included, and its record sent to the telemetry.
+ */
 export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
-  const { request, reserveTokens } = await prepareChatRequest(c)
-  const admission = await admitRequest(c, reserveTokens)
+  const trace = startRequestTrace(c)
+  let admission: Admission | null = null
   try {
-    return await relayChat(c, request, admission)
+    const { request, reserveTokens } = await prepareChatRequest(c)
+    admission = await admitRequest(c, reserveTokens)
+    return await relayChat(c, request, admission, trace)
   } catch (error) {
     // Whatever failed before the relay took the request over; settling twice is harmless.
-    admission.settle(null)
+    admission?.settle(null)
+    finishWithError(trace, error)
     throw error
   }
 }
@@ -59,7 +68,7 @@ async function prepareChatRequest(c: Context<AppEnv>): Promise<PreparedChatReque
  * false) the answer of the first that takes it, failing over while nothing has reached the client.
  * The admission is settled once, when the request is over, with the tokens the backend reported.
  */
-export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission): Promise<Response> {
+export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission, trace: RequestTrace): Promise<Response> {
   const config = c.get('config')
   const fleet = await loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs)
   const live = liveStatsFor(config)
@@ -83,30 +92,45 @@ export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest
     maxAttempts: config.fleet.failoverAttempts,
     live,
     prefixKey,
+    observer: trace,
   })
   const first = await attempts.first()
 
-  if (!request.stream) return c.json(await collectWithFailover(first, attempts, admission))
+  if (!request.stream) {
+    const completion = await collectWithFailover(first, attempts, admission, trace)
+    trace.completionTokens(completion.usage?.completion_tokens ?? 0)
+    trace.firstTokenDelivered()
+    trace.finish('ok', 200)
+    return c.json(completion)
+  }
 
   // The backend accepted the request: commit the 200 now, as vLLM itself does, so the client's
   // headers are not on the first token's critical path. Until a data event is sent the relay can
   // still move to another backend; after that, failures are error events.
+  liveGauges.streamsInFlight++
   const body = relaySse(first, {
     next: (attempt, error) => attempts.next(attempt, error),
-    onEnd: admission.settle,
+    onEnd: (used, outcome) => {
+      liveGauges.streamsInFlight--
+      admission.settle(used)
+      trace.completionTokens(used?.completionTokens ?? 0)
+      trace.finish(outcome, 200)
+    },
+    observer: trace,
     forwardUsage: request.stream_options?.include_usage === true,
     forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,
     keepAliveMs: config.keepAliveMs,
   })
+  trace.headersReady()
   return c.body(body, 200, SSE_HEADERS)
 }
 
 /** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
-async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, admission: Admission): Promise<ChatCompletion> {
+async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, admission: Admission, trace: RequestTrace): Promise<ChatCompletion> {
   let attempt = first
   for (;;) {
     try {
-      const completion = await collectCompletion(attempt.upstream, attempt.call)
+      const completion = await collectCompletion(attempt.upstream, attempt.call, trace)
       admission.settle(attempt.call.used)
       return completion
     } catch (error) {

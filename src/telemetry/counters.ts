@@ -1,5 +1,6 @@
-// Counters of this isolate's life, for events that must be visible to operators (the /metrics
-// endpoint reads them). Plain numbers: an isolate handles its requests one turn at a time.
+// Counters of this isolate's life, for events that must be visible to operators. Plain numbers: an
+// isolate handles its requests one turn at a time. The telemetry buffer sends what grew since its
+// last batch to the aggregator, which keeps the fleet-wide totals that /metrics shows.
 
 export const proxyCounters = {
   /** Requests refused with 429 by a rate limit. */
@@ -8,4 +9,13 @@ export const proxyCounters = {
   rateLimiterUnavailable: 0,
   /** Leases whose settlement failed; the limiter frees them after LEASE_MAX_MS. */
   rateLimiterSettleFailures: 0,
+  /** Request records the aggregator never got (it was unreachable and this isolate's queue was full). */
+  telemetryDropped: 0,
 }
+
+export type CounterName = keyof typeof proxyCounters
+
+export const COUNTER_NAMES = Object.keys(proxyCounters) as CounterName[]
+
+/** Streams this isolate is relaying now (stream sessions included). */
+export const liveGauges = { streamsInFlight: 0 }

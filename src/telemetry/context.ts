@@ -1,0 +1,34 @@
+import type { Context } from 'hono'
+import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import { recordRequest, sendSoon } from './buffer.ts'
+import type { Outcome } from './record.ts'
+import { RequestTrace } from './trace.ts'
+
+/**
+ * Starts the trace of a chat request. Its record goes to the isolate's telemetry buffer when it
+ * finishes, and the request stays alive (ctx.waitUntil) until that record has been sent, however
+ * long the stream runs and whether or not the client stayed.
+ */
+export function startRequestTrace(c: Context<AppEnv>): RequestTrace {
+  const { modelId, telemetry } = c.get('config')
+  let recorded!: () => void
+  const done = new Promise<void>((resolve) => (recorded = resolve))
+  c.executionCtx.waitUntil(done.then(() => sendSoon(c.env, telemetry.batchMs)))
+  return new RequestTrace({ model: modelId, keyId: c.get('principal').keyId }, (record) => {
+    recordRequest(record)
+    recorded()
+  })
+}
+
+/** Ends a trace with the error that ended its request. */
+export function finishWithError(trace: RequestTrace, error: unknown): void {
+  const status = error instanceof ApiError ? error.status : 500
+  trace.finish(errorOutcome(trace, error), status)
+}
+
+function errorOutcome(trace: RequestTrace, error: unknown): Outcome {
+  if (!trace.askedBackend) return 'refused'
+  if (error instanceof ApiError && error.code === 'client_closed_request') return 'client_abort'
+  return 'upstream_error'
+}

@@ -1,0 +1,79 @@
+import type { MetricsSnapshot } from '../durable/telemetry-aggregator.ts'
+import { TTFT_BUCKETS_S } from './totals.ts'
+
+// Prometheus text exposition (version 0.0.4) of the fleet-wide totals the aggregator keeps.
+
+const PREFIX = 'edge_proxy_'
+
+/** Label values are escaped as the format requires: backslash, double quote, newline. */
+function label(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}
+
+function labels(pairs: Record<string, string>): string {
+  return `{${Object.entries(pairs)
+    .map(([name, value]) => `${name}="${label(value)}"`)
+    .join(',')}}`
+}
+
+class Exposition {
+  lines: string[] = []
+
+  metric(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): this {
+    this.lines.push(`# HELP ${PREFIX}${name} ${help}`, `# TYPE ${PREFIX}${name} ${type}`)
+    return this
+  }
+
+  sample(name: string, value: number, pairs: Record<string, string> = {}): this {
+    this.lines.push(`${PREFIX}${name}${Object.keys(pairs).length > 0 ? labels(pairs) : ''} ${value}`)
+    return this
+  }
+
+  text(): string {
+    return `${this.lines.join('\n')}\n`
+  }
+}
+
+function splitKey(key: string): [string, string] {
+  const at = key.lastIndexOf(' ')
+  return [key.slice(0, at), key.slice(at + 1)]
+}
+
+export function renderPrometheus(snapshot: MetricsSnapshot): string {
+  const { totals } = snapshot
+  const out = new Exposition()
+  out.metric('responses_total', 'counter', 'Responses by route pattern and HTTP status.')
+  for (const [key, count] of Object.entries(totals.responses).sort()) {
+    const [route, status] = splitKey(key)
+    out.sample('responses_total', count, { route, status })
+  }
+  out.metric('chat_requests_total', 'counter', 'Chat completions by backend and outcome (ok, upstream_error, client_abort, refused).')
+  for (const [key, count] of Object.entries(totals.chat).sort()) {
+    const [backend, outcome] = splitKey(key)
+    out.sample('chat_requests_total', count, { backend, outcome })
+  }
+  out.metric('time_to_first_token_seconds', 'histogram', 'Time from the request to the client taking the first reasoning or content token.')
+  for (const [backend, histogram] of Object.entries(totals.ttft).sort()) {
+    TTFT_BUCKETS_S.forEach((bound, i) => out.sample('time_to_first_token_seconds_bucket', histogram.buckets[i] ?? 0, { backend, le: String(bound) }))
+    out.sample('time_to_first_token_seconds_bucket', histogram.count, { backend, le: '+Inf' })
+    out.sample('time_to_first_token_seconds_sum', Math.round(histogram.sumS * 1e6) / 1e6, { backend })
+    out.sample('time_to_first_token_seconds_count', histogram.count, { backend })
+  }
+  out.metric('completion_tokens_total', 'counter', 'Completion tokens the backends reported.')
+  for (const [backend, tokens] of Object.entries(totals.completionTokens).sort()) out.sample('completion_tokens_total', tokens, { backend })
+  out.metric('streams_in_flight', 'gauge', 'Streams being relayed now, over the isolates that reported in the last minute.')
+  out.sample('streams_in_flight', snapshot.streamsInFlight)
+  out.metric('isolates_reporting', 'gauge', 'Worker isolates that reported in the last minute.')
+  out.sample('isolates_reporting', snapshot.isolatesReporting)
+  out.metric('failovers_total', 'counter', 'Requests moved to another backend before any data reached the client.')
+  out.sample('failovers_total', totals.failovers)
+  out.metric('rate_limit_refusals_total', 'counter', 'Requests refused with 429 by a per-key rate limit.')
+  out.sample('rate_limit_refusals_total', totals.counters.rateLimitRefusals)
+  out.metric('rate_limiter_unavailable_total', 'counter', 'Times the rate limiter could not answer (error or timeout).')
+  out.sample('rate_limiter_unavailable_total', totals.counters.rateLimiterUnavailable)
+  out.metric('rate_limiter_settle_failures_total', 'counter', 'Rate-limit leases whose settlement failed.')
+  out.sample('rate_limiter_settle_failures_total', totals.counters.rateLimiterSettleFailures)
+  out.metric('telemetry_dropped_records_total', 'counter', 'Request records lost because the aggregator was unreachable for long.')
+  out.sample('telemetry_dropped_records_total', totals.counters.telemetryDropped + snapshot.lateRecords)
+  return out.text()
+}

@@ -1,0 +1,34 @@
+// What the gateway records about each request it relays (never the prompt, the completion or the
+// key itself: the key id is a public identifier).
+
+/**
+ * ok: the answer was complete. upstream_error: a backend failed it (error event, timeout, lost
+ * connection, refusal). client_abort: the client left first. refused: the gateway turned it away
+ * before any backend saw it (invalid request, rate limit, no backend available).
+ */
+export type Outcome = 'ok' | 'upstream_error' | 'client_abort' | 'refused'
+
+export const OUTCOMES: readonly Outcome[] = ['ok', 'upstream_error', 'client_abort', 'refused']
+
+export interface RequestRecord {
+  /** When the request ended (ms since the epoch): the minute it is counted in. */
+  endedAt: number
+  model: string
+  keyId: string | null
+  /** The backend that served (or last failed) it; null when refused before any backend. */
+  backend: string | null
+  outcome: Outcome
+  status: number
+  /** Backends tried: 1 without failover, 0 when refused. */
+  attempts: number
+  /** From the request's arrival until its response headers were ready. */
+  headersMs: number | null
+  /** Until the first reasoning or content token arrived from the backend. */
+  ttftBackendMs: number | null
+  /** Until that token had been taken by the client. */
+  ttftClientMs: number | null
+  totalMs: number
+  completionTokens: number
+  /** Completion tokens after the first, per second after the first token; null below 2 tokens. */
+  decodeTokensPerS: number | null
+}

@@ -1,0 +1,99 @@
+import type { Outcome, RequestRecord } from './record.ts'
+
+/**
+ * What the relay tells about a request as it happens. Every method is cheap and idempotent
+ * where it must be: the relay calls them on its hot path.
+ */
+export interface RelayObserver {
+  /** A backend was asked (failover asks again). */
+  attemptStarted(backendId: string): void
+  /** The first reasoning or content token arrived from the backend. */
+  firstTokenArrived(): void
+  /** The client has taken the write that carried the first token. */
+  firstTokenDelivered(): void
+}
+
+export interface TraceIdentity {
+  model: string
+  keyId: string | null
+}
+
+/**
+ * The timeline of one request, from its arrival to its end, turned into one RequestRecord by
+ * `finish` (once; later calls are ignored). Times are Date.now() values: in workerd the clock
+ * moves at I/O, which is exactly when these events happen.
+ */
+export class RequestTrace implements RelayObserver {
+  readonly startedAt: number
+  #identity: TraceIdentity
+  #backend: string | null = null
+  #attempts = 0
+  #headersAt: number | null = null
+  #firstTokenAt: number | null = null
+  #deliveredAt: number | null = null
+  #completionTokens = 0
+  #record: RequestRecord | null = null
+  #onFinish: (record: RequestRecord) => void
+
+  constructor(identity: TraceIdentity, onFinish: (record: RequestRecord) => void, startedAt = Date.now()) {
+    this.#identity = identity
+    this.#onFinish = onFinish
+    this.startedAt = startedAt
+  }
+
+  get finished(): boolean {
+    return this.#record !== null
+  }
+
+  attemptStarted(backendId: string): void {
+    this.#backend = backendId
+    this.#attempts++
+  }
+
+  firstTokenArrived(): void {
+    this.#firstTokenAt ??= Date.now()
+  }
+
+  firstTokenDelivered(): void {
+    if (this.#firstTokenAt !== null) this.#deliveredAt ??= Date.now()
+  }
+
+  /** Whether any backend was asked: a request that failed before that was refused. */
+  get askedBackend(): boolean {
+    return this.#attempts > 0
+  }
+
+  headersReady(): void {
+    this.#headersAt ??= Date.now()
+  }
+
+  completionTokens(count: number): void {
+    this.#completionTokens = count
+  }
+
+  /** Ends the trace and hands its record on; returns it (or the earlier one if already finished). */
+  finish(outcome: Outcome, status: number, now = Date.now()): RequestRecord {
+    if (this.#record) return this.#record
+    this.#headersAt ??= now
+    const since = (at: number | null) => (at === null ? null : at - this.startedAt)
+    const tokens = this.#completionTokens
+    const decodeMs = this.#firstTokenAt === null ? 0 : now - this.#firstTokenAt
+    this.#record = {
+      endedAt: now,
+      model: this.#identity.model,
+      keyId: this.#identity.keyId,
+      backend: outcome === 'refused' ? null : this.#backend,
+      outcome,
+      status,
+      attempts: outcome === 'refused' ? 0 : this.#attempts,
+      headersMs: since(this.#headersAt),
+      ttftBackendMs: since(this.#firstTokenAt),
+      ttftClientMs: since(this.#deliveredAt),
+      totalMs: now - this.startedAt,
+      completionTokens: tokens,
+      decodeTokensPerS: tokens >= 2 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : null,
+    }
+    this.#onFinish(this.#record)
+    return this.#record
+  }
+}
