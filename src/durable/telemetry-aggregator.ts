@@ -45,8 +45,11 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
     return { totals: this.#aggregate.totals, streamsInFlight: streams, isolatesReporting: isolates, lateRecords: this.#aggregate.lateRecords }
   }
 
-  /** Writes what is due now (tests call it to skip the wait); returns the keys written. */
-  async flush(): Promise<string[]> {
+  /**
+   * Writes what is due now (the alarm; tests call it to skip the wait). Returns the keys written
+   * and when the next write is due, if anything still waits (a key written less than 1 s ago).
+   */
+  async flush(): Promise<{ written: string[]; nextAt: number | null }> {
     const due = this.#aggregate.takeDue(Date.now())
     const failed: BucketWrite[] = []
     await Promise.all(
@@ -62,7 +65,7 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
     if (failed.length > 0) this.#aggregate.failed(failed)
     const next = this.#aggregate.nextWriteAt(Date.now())
     if (next !== null) await this.#scheduleFlush(Math.max(next, Date.now() + (failed.length > 0 ? this.#flushMs : 0)))
-    return due.filter((write) => !failed.includes(write)).map((write) => write.key)
+    return { written: due.filter((write) => !failed.includes(write)).map((write) => write.key), nextAt: next }
   }
 
   override async alarm(): Promise<void> {

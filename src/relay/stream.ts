@@ -48,6 +48,8 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
   let source = first
   /** Whether any data event has gone to the client: from then on there is no failover. */
   let sentData = false
+  /** Whether the backend sent an error event mid-stream (passed on as is): the answer is not ok. */
+  let backendFailed = false
   // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
   const { readable, writable } = new IdentityTransformStream()
   const writer = writable.getWriter()
@@ -113,6 +115,7 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     if (chunk.kind === 'error') {
       // Before any data, a backend error may still fail over; otherwise it goes on as vLLM sent it.
       if (!sentData) throw new ErrorEventBeforeData(chunk.error, data)
+      backendFailed = true
       send(dataFrame(data))
       return true
     }
@@ -172,7 +175,7 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
   pump()
     .then(() => {
       flush()
-      close('finish', 'ok')
+      close('finish', backendFailed ? 'upstream_error' : 'ok')
     })
     .catch(fail)
 

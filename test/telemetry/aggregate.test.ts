@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest'
+import type { TelemetryBatch } from '../../src/telemetry/batch.ts'
+import { MIN_KEY_WRITE_INTERVAL_MS, TelemetryAggregate, type AggregateStore } from '../../src/telemetry/aggregate.ts'
+import { MINUTE_MS, bucketKey, mergeBuckets, type LatencyBucket } from '../../src/telemetry/buckets.ts'
+import type { RequestRecord } from '../../src/telemetry/record.ts'
+
+const OPTIONS = { minuteTtlS: 7200, hourTtlS: 691_200 }
+const T0 = Date.UTC(2026, 10, 22, 10, 0, 30)
+
+function memoryStore(): AggregateStore & { data: Map<string, unknown> } {
+  const data = new Map<string, unknown>()
+  return {
+    data,
+    get: <T>(key: string) => structuredClone(data.get(key)) as T | undefined,
+    put: (key, value) => void data.set(key, structuredClone(value)),
+    delete: (key) => void data.delete(key),
+    list: <T>(prefix: string) => [...data].filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key, structuredClone(value)] as [string, T]),
+  }
+}
+
+function record(endedAt: number, fields: Partial<RequestRecord> = {}): RequestRecord {
+  return {
+    endedAt,
+    model: 'm',
+    keyId: 'key_1',
+    backend: 'b1',
+    outcome: 'ok',
+    status: 200,
+    attempts: 1,
+    headersMs: 5,
+    ttftBackendMs: 40,
+    ttftClientMs: 42,
+    totalMs: 200,
+    completionTokens: 20,
+    decodeTokensPerS: 100,
+    ...fields,
+  }
+}
+
+function batch(records: RequestRecord[], isolate = 'i1', streams = 0): TelemetryBatch {
+  return { isolate, sentAt: 0, streamsInFlight: streams, records, responses: { '/v1/chat/completions 200': records.length }, counters: {} }
+}
+
+describe('telemetry aggregate', () => {
+  it('never hands out a KV key twice within a second, however often it is asked and fed', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    const lastWrite = new Map<string, number>()
+    const kv = new Map<string, LatencyBucket>()
+    let sent = 0
+    // 20 isolates, each sending a batch every 50 ms for 100 simulated seconds; a flush every 10 ms.
+    const until = T0 + 100_000
+    for (let now = T0; now < until; now += 10) {
+      if ((now - T0) % 50 === 0) {
+        for (let i = 0; i < 20; i++) {
+          aggregate.ingest(batch([record(now - 5, { backend: `b${i % 3}` })], `i${i}`), now)
+          sent++
+        }
+      }
+      for (const write of aggregate.takeDue(now)) {
+        const previous = lastWrite.get(write.key)
+        if (previous !== undefined) expect(now - previous).toBeGreaterThanOrEqual(MIN_KEY_WRITE_INTERVAL_MS)
+        lastWrite.set(write.key, now)
+        kv.set(write.key, structuredClone(write.value))
+      }
+    }
+    // Everything ingested reaches KV once the last second's writes are due.
+    const end = until + MIN_KEY_WRITE_INTERVAL_MS
+    for (const write of aggregate.takeDue(end)) kv.set(write.key, structuredClone(write.value))
+    const minutes = [...kv].filter(([key]) => key.startsWith('lat:m:')).map(([, bucket]) => bucket)
+    const hours = [...kv].filter(([key]) => key.startsWith('lat:h:')).map(([, bucket]) => bucket)
+    expect(mergeBuckets(minutes).overall.requests).toBe(sent)
+    expect(mergeBuckets(hours).overall.requests).toBe(sent)
+    expect(minutes).toHaveLength(3)
+  })
+
+  it('resumes after a restart with its buckets, its unwritten changes and its write times', () => {
+    const store = memoryStore()
+    const first = new TelemetryAggregate(store, OPTIONS)
+    first.ingest(batch([record(T0)]), T0)
+    expect(first.takeDue(T0).map((write) => write.key)).toEqual([bucketKey(T0, 'minute'), bucketKey(T0, 'hour')])
+    first.ingest(batch([record(T0 + 100)]), T0 + 100)
+
+    const restarted = new TelemetryAggregate(store, OPTIONS)
+    // Written 200 ms ago: not again before a second has passed, even after the restart.
+    expect(restarted.takeDue(T0 + 200)).toEqual([])
+    const due = restarted.takeDue(T0 + 1000)
+    expect(due).toHaveLength(2)
+    expect(mergeBuckets(due.map((write) => write.value)).overall.requests).toBe(4)
+    expect(restarted.totals.responses['/v1/chat/completions 200']).toBe(2)
+  })
+
+  it('puts each record in the minute and hour it ended in, by backend, refused ones apart', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    aggregate.ingest(batch([record(T0), record(T0 + MINUTE_MS, { backend: 'b2' }), record(T0, { backend: null, outcome: 'refused', ttftBackendMs: null, ttftClientMs: null })]), T0 + MINUTE_MS)
+    const due = aggregate.takeDue(T0 + MINUTE_MS)
+    const byKey = Object.fromEntries(due.map((write) => [write.key, write.value]))
+    expect(Object.keys(byKey).sort()).toEqual(['lat:h:2026-11-22T10', 'lat:m:2026-11-22T10:00', 'lat:m:2026-11-22T10:01'])
+    expect(Object.keys(byKey['lat:m:2026-11-22T10:00']?.backends ?? {}).sort()).toEqual(['-', 'b1'])
+    expect(byKey['lat:h:2026-11-22T10']?.backends['-']?.outcomes.refused).toBe(1)
+    expect(due.find((write) => write.key.startsWith('lat:m'))?.ttlS).toBe(7200)
+    expect(due.find((write) => write.key.startsWith('lat:h'))?.ttlS).toBe(691_200)
+  })
+
+  it('gives a failed write back, to be tried again', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    aggregate.ingest(batch([record(T0)]), T0)
+    const due = aggregate.takeDue(T0)
+    aggregate.failed(due)
+    expect(aggregate.nextWriteAt(T0)).toBe(T0 + MIN_KEY_WRITE_INTERVAL_MS)
+    expect(aggregate.takeDue(T0 + MIN_KEY_WRITE_INTERVAL_MS)).toHaveLength(2)
+  })
+
+  it('counts a record too late for its minute instead of overwriting what KV holds', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    aggregate.ingest(batch([record(T0 - 2 * 60 * MINUTE_MS)]), T0)
+    expect(aggregate.lateRecords).toBe(1)
+    expect(aggregate.takeDue(T0)).toEqual([])
+  })
+
+  it('adds up streams in flight over the isolates heard from in the last minute', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    aggregate.ingest(batch([], 'a', 3), T0)
+    aggregate.ingest(batch([], 'b', 4), T0 + 30_000)
+    aggregate.ingest(batch([], 'a', 1), T0 + 40_000)
+    expect(aggregate.streamsInFlight(T0 + 50_000)).toEqual({ streams: 5, isolates: 2 })
+    expect(aggregate.streamsInFlight(T0 + 95_000)).toEqual({ streams: 1, isolates: 1 })
+  })
+})
