@@ -18,6 +18,12 @@ export class BackendLiveStats {
     this.circuit = new CircuitBreaker(circuit)
   }
 
+  /** How many recent TTFT samples there are (older ones are dropped). */
+  ttftSamples(now: number): number {
+    while ((this.#ttft[0]?.at ?? now) < now - TTFT_MAX_AGE_MS) this.#ttft.shift()
+    return this.#ttft.length
+  }
+
   observeTtft(ms: number, now: number): void {
     this.#ttft.push({ at: now, ms })
     if (this.#ttft.length > TTFT_SAMPLES) this.#ttft.shift()
@@ -25,8 +31,7 @@ export class BackendLiveStats {
 
   /** Mean of the recent raw TTFT samples, or null when there are none. */
   recentTtftMs(now: number): number | null {
-    while ((this.#ttft[0]?.at ?? now) < now - TTFT_MAX_AGE_MS) this.#ttft.shift()
-    if (this.#ttft.length === 0) return null
+    if (this.ttftSamples(now) === 0) return null
     let sum = 0
     for (const sample of this.#ttft) sum += sample.ms
     return sum / this.#ttft.length

@@ -13,6 +13,8 @@ export interface SelectionInput {
   prefixKey: string | null
   /** The backend this isolate last sent the conversation to, if it remembers one. */
   recall?: (prefixKey: string) => string | undefined
+  /** The backend's median TTFT across the fleet's traffic (KV aggregates), when known. */
+  globalTtftMs?: (id: string) => number | undefined
   now: number
   options: SelectionOptions
 }
@@ -85,13 +87,21 @@ function loadOf(backend: BackendRecord, input: SelectionInput): number {
   return input.stats(backend.id).inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
 }
 
+/** An isolate's own TTFT samples are trusted over the global view from this many on. */
+export const OWN_TTFT_SAMPLES_TRUSTED = 8
+
 /**
- * Expected time to first token: the backend's recent raw TTFT, stretched by how full it is, and
- * shared out by weight. Lower is better.
+ * Expected time to first token: the backend's recent TTFT, stretched by how full it is, and
+ * shared out by weight. Lower is better. The isolate's own samples are the freshest, but an
+ * isolate that has sent a backend few requests knows little: then the fleet-wide median from KV
+ * (a few minutes old at most) decides, and only without either the default.
  */
 function expectedTtft(candidate: Candidate, input: SelectionInput): number {
   const { backend, load } = candidate
-  const ttft = input.stats(backend.id).recentTtftMs(input.now) ?? input.options.defaultTtftMs
+  const stats = input.stats(backend.id)
+  const own = stats.recentTtftMs(input.now)
+  const trusted = own !== null && stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? own : null
+  const ttft = trusted ?? input.globalTtftMs?.(backend.id) ?? own ?? input.options.defaultTtftMs
   return (ttft * (1 + load / backend.maxConcurrency)) / backend.weight
 }
 

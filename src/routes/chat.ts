@@ -4,6 +4,7 @@ import { ApiError } from '../errors.ts'
 import { admitRequest, type Admission } from '../limits/admit.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
 import { loadFleet } from '../fleet/registry.ts'
+import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import { prefixKeyOf, rankBackends } from '../fleet/select.ts'
 import { UpstreamAttempts, type Attempt } from '../relay/attempts.ts'
 import { collectCompletion, type ChatCompletion } from '../relay/collect.ts'
@@ -70,7 +71,10 @@ async function prepareChatRequest(c: Context<AppEnv>): Promise<PreparedChatReque
  */
 export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission, trace: RequestTrace): Promise<Response> {
   const config = c.get('config')
-  const fleet = await loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs)
+  const [fleet, globalTtft] = await Promise.all([
+    loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs),
+    loadGlobalTtft(c.env.LATENCY, config.fleet.cacheTtlMs),
+  ])
   const live = liveStatsFor(config)
   const prefixKey = prefixKeyOf(request.messages)
   const candidates = rankBackends({
@@ -79,6 +83,7 @@ export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest
     stats: (id) => live.of(id),
     prefixKey,
     recall: (key) => live.recall(key),
+    globalTtftMs: (id) => globalTtft.get(id),
     now: Date.now(),
     options: config.fleet.selection,
   })
