@@ -12,6 +12,8 @@ import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
+import { createDashboardLink, dashboardData, dashboardScript, login, logout, openLink, showDashboard, showLogin } from './routes/dashboard.ts'
+import { dashboardSession } from './dashboard/auth.ts'
 import { latency } from './routes/latency.ts'
 import { metrics } from './routes/metrics.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
@@ -47,6 +49,17 @@ app.get('/v1/latency', adminScope, latency)
 app.all('/v1/latency', methodNotAllowed('GET'))
 app.get('/metrics', adminScope, metrics)
 app.all('/metrics', methodNotAllowed('GET'))
+app.post('/v1/dashboard/links', adminScope, createDashboardLink)
+app.all('/v1/dashboard/links', methodNotAllowed('POST'))
+
+// The dashboard: pages for people, signed in with a session cookie (docs/observability.md).
+app.get('/dashboard', dashboardSession('page'), showDashboard)
+app.get('/dashboard/data', dashboardSession('data'), dashboardData)
+app.get('/dashboard/app.js', dashboardScript)
+app.get('/dashboard/login', showLogin)
+app.post('/dashboard/login', limitBody, login)
+app.get('/dashboard/link', openLink)
+app.post('/dashboard/logout', logout)
 
 app.notFound(notFound)
 app.onError(renderError)

@@ -5,7 +5,7 @@ import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
 import { describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
 import { parseCommand, USAGE, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
-import { fetchKeyUsage, type Fetcher } from './usage.ts'
+import { fetchDashboardLink, fetchKeyUsage, type Fetcher } from './usage.ts'
 
 export interface CliDeps {
   run: WranglerRunner
@@ -24,6 +24,11 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
   return runCli({
     parse: () => parseCommand(argv, now(), env),
     execute: async (command) => {
+      if (command.name === 'dashboard-link') {
+        const link = await fetchDashboardLink(fetch, command.url, command.adminKey)
+        out.log(command.json ? JSON.stringify(link, null, 2) : `${link.url}\n\nValid until ${new Date(link.expires_at * 1000).toISOString()}; opening it signs this browser in for 8 hours.`)
+        return 0
+      }
       if (command.name !== 'usage') return execute(command, run, out, now())
       const usage = await fetchKeyUsage(fetch, command.url, command.id, command.adminKey)
       out.log(command.json ? JSON.stringify(usage, null, 2) : formatUsage(usage))
@@ -34,7 +39,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
   })
 }
 
-async function execute(command: Exclude<Command, { name: 'help' | 'usage' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+async function execute(command: Exclude<Command, { name: 'help' | 'usage' | 'dashboard-link' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
   const kv = wranglerKv(command.target, run)
   const where = command.target.remote ? 'remote' : 'local'
   switch (command.name) {

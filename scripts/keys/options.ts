@@ -17,6 +17,8 @@ export type Command =
   | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits> }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
   | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
+  /** Asks the Worker for a dashboard sign-in link, with the admin key from GATEWAY_ADMIN_KEY. */
+  | { name: 'dashboard-link'; json: boolean; url: string; adminKey: string }
 
 /** The options that say where the namespace is (read by kvTarget); the fleet CLI shares them. */
 export const KV_OPTIONS = {
@@ -51,8 +53,11 @@ Commands:
                  A key's effective limits and live usage, from the Worker at URL (such as
                  http://127.0.0.1:8787). Reads an admin-scope key from the environment
                  variable GATEWAY_ADMIN_KEY (no flag, to keep it out of ps and shell history).
+  dashboard-link --url URL [--json]
+                 A sign-in link to the Worker's dashboard (URL/dashboard), valid for 10
+                 minutes; opening it starts an 8-hour session. Also reads GATEWAY_ADMIN_KEY.
 
-Options for every command but usage:
+Options for every command but usage and dashboard-link:
 ${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
@@ -89,6 +94,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   revoke: [...KV_OPTION_NAMES],
   limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'json'],
   usage: ['url', 'json'],
+  'dashboard-link': ['url', 'json'],
 }
 
 /** What the commands that take one key say when it is missing. */
@@ -100,7 +106,11 @@ export function parseCommand(argv: readonly string[], now = Date.now(), env: Rea
   if (line.name === 'help') return line
   const { name: command, values, rest } = line
   const json = values.json === true
-  if (command === 'usage') return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(values.url), adminKey: adminKey(env) }
+  if (command === 'usage') return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+  if (command === 'dashboard-link') {
+    noArguments(rest)
+    return { name: command, json, url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+  }
   const target = kvTarget(values)
   if (command === 'create' || command === 'list') {
     noArguments(rest)
@@ -197,8 +207,8 @@ function limitChanges(values: Values): Partial<KeyLimits> {
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */
-function workerUrl(value: string | undefined): string {
-  if (value === undefined) throw new UsageError('usage needs --url, the Worker to ask (npm start serves it at http://127.0.0.1:8787).')
+function workerUrl(command: string, value: string | undefined): string {
+  if (value === undefined) throw new UsageError(`${command} needs --url, the Worker to ask (npm start serves it at http://127.0.0.1:8787).`)
   if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) throw new UsageError(`--url takes an http(s) URL, got: ${value}`)
   const url = new URL(value)
   if (url.search !== '' || url.hash !== '') throw new UsageError(`--url takes the Worker's address without query or fragment, got: ${value}`)
@@ -206,9 +216,9 @@ function workerUrl(value: string | undefined): string {
 }
 
 /** Only from the environment: a flag would show in ps and in shell history. Never echoed. */
-function adminKey(env: Readonly<Record<string, string | undefined>>): string {
+function adminKey(command: string, env: Readonly<Record<string, string | undefined>>): string {
   const key = env.GATEWAY_ADMIN_KEY?.trim() ?? ''
-  if (key === '') throw new UsageError('usage needs an API key with the admin scope in the environment variable GATEWAY_ADMIN_KEY (it is not set).')
+  if (key === '') throw new UsageError(`${command} needs an API key with the admin scope in the environment variable GATEWAY_ADMIN_KEY (it is not set).`)
   if (!isWellFormedSecret(key)) throw new UsageError('GATEWAY_ADMIN_KEY does not hold an API key (sk- and 43 more characters).')
   return key
 }

@@ -1,6 +1,7 @@
-// `keys usage`: a key's effective limits and live usage, read from the Worker's admin endpoint
-// GET /v1/keys/:id/limits (src/routes/key-limits.ts). The counts live in the key's limiter, a
-// Durable Object only the Worker can reach, so this asks the Worker rather than KV.
+// The key CLI's calls to the Worker's admin API. `keys usage`: a key's effective limits and live
+// usage, from GET /v1/keys/:id/limits (src/routes/key-limits.ts); the counts live in the key's
+// limiter, a Durable Object only the Worker can reach, so this asks the Worker rather than KV.
+// `keys dashboard-link`: a dashboard sign-in link from POST /v1/dashboard/links.
 
 /** fetch, or a stand-in for it in tests. */
 export type Fetcher = (url: string, init: RequestInit) => Promise<Response>
@@ -43,13 +44,17 @@ export interface KeyUsage {
 const TIMEOUT_MS = 30_000
 const DEV_HINT = 'Is the Worker running? npm start serves it at http://127.0.0.1:8787.'
 
-/** `url`: the Worker's address without a trailing slash, as parseCommand leaves it. */
-export async function fetchKeyUsage(fetcher: Fetcher, url: string, id: string, adminKey: string): Promise<KeyUsage> {
-  const endpoint = `${url}/v1/keys/${encodeURIComponent(id)}/limits`
+/**
+ * An admin call to the Worker: the parsed JSON answer of a 2xx, or an Error with the Worker's own
+ * message. `url`: the Worker's address without a trailing slash, as parseCommand leaves it.
+ */
+async function askWorker(fetcher: Fetcher, url: string, path: string, adminKey: string, method = 'GET'): Promise<{ endpoint: string; answer: unknown }> {
+  const endpoint = `${url}${path}`
   let response: Response
   let body: string
   try {
     response = await fetcher(endpoint, {
+      method,
       headers: { authorization: `Bearer ${adminKey}`, accept: 'application/json' },
       signal: AbortSignal.timeout(TIMEOUT_MS),
     })
@@ -63,8 +68,29 @@ export async function fetchKeyUsage(fetcher: Fetcher, url: string, id: string, a
     const message = errorMessage(answer)
     throw new Error(message === undefined ? `${endpoint} answered HTTP ${response.status}, without an error message.` : `${message} (HTTP ${response.status})`)
   }
+  return { endpoint, answer }
+}
+
+export async function fetchKeyUsage(fetcher: Fetcher, url: string, id: string, adminKey: string): Promise<KeyUsage> {
+  const { endpoint, answer } = await askWorker(fetcher, url, `/v1/keys/${encodeURIComponent(id)}/limits`, adminKey)
   if (!isKeyUsage(answer)) throw new Error(`${endpoint} did not answer with a key.limits object: is ${url} this project's Worker?`)
   return answer
+}
+
+export interface DashboardLink {
+  object: 'dashboard.link'
+  url: string
+  /** Unix seconds. */
+  expires_at: number
+}
+
+/** `keys dashboard-link`: POST /v1/dashboard/links, a sign-in link to the dashboard. */
+export async function fetchDashboardLink(fetcher: Fetcher, url: string, adminKey: string): Promise<DashboardLink> {
+  const { endpoint, answer } = await askWorker(fetcher, url, '/v1/dashboard/links', adminKey, 'POST')
+  if (at(answer, 'object') !== 'dashboard.link' || typeof at(answer, 'url') !== 'string' || typeof at(answer, 'expires_at') !== 'number') {
+    throw new Error(`${endpoint} did not answer with a dashboard.link object: is ${url} this project's Worker?`)
+  }
+  return answer as DashboardLink
 }
 
 /** The low-level cause fetch wraps in its "fetch failed" TypeError, e.g. ECONNREFUSED. */

@@ -1,0 +1,29 @@
+import { signValue, verifySignedValue } from '../auth/signed-value.ts'
+
+// The dashboard's sign-in: an admin signs in once (their API key in a form, or a signed link the
+// CLI asked the API for) and gets a session cookie; EventSource-free, header-free page loads.
+
+export const SESSION_COOKIE = '__Host-dashboard'
+export const SESSION_TTL_S = 8 * 60 * 60
+export const LINK_TTL_S = 10 * 60
+
+export type SignedPurpose = 'dashboard-session' | 'dashboard-link'
+
+export interface DashboardClaims {
+  keyId: string
+  /** Unix seconds. */
+  expires: number
+}
+
+export function mintDashboardValue(purpose: SignedPurpose, keyId: string, ttlS: number, secret: string, nowS: number): Promise<string> {
+  return signValue(purpose, { k: keyId, e: nowS + ttlS }, secret)
+}
+
+/** The claims of a valid, unexpired session cookie or link; null otherwise. */
+export async function readDashboardValue(purpose: SignedPurpose, token: string, secrets: readonly string[], nowS: number): Promise<DashboardClaims | null> {
+  const value = await verifySignedValue(purpose, token, secrets)
+  if (typeof value !== 'object' || value === null) return null
+  const { k, e } = value as { k?: unknown; e?: unknown }
+  if (typeof k !== 'string' || typeof e !== 'number' || e <= nowS) return null
+  return { keyId: k, expires: e }
+}

@@ -1,0 +1,82 @@
+import type { Context } from 'hono'
+import { deleteCookie, setCookie } from 'hono/cookie'
+import { adminBySecret, signingSecrets } from '../dashboard/auth.ts'
+import { DASHBOARD_SCRIPT } from '../dashboard/app-script.ts'
+import { dashboardPage, loginPage } from '../dashboard/pages.ts'
+import { dashboardSeries } from '../dashboard/series.ts'
+import { LINK_TTL_S, SESSION_COOKIE, SESSION_TTL_S, mintDashboardValue, readDashboardValue } from '../dashboard/session.ts'
+import type { AppEnv } from '../env.ts'
+import { readWindow } from '../telemetry/buckets.ts'
+import { latencyQuery, latencyReport } from './latency.ts'
+
+// GET /dashboard and its sign-in. Pages are served with a strict Content-Security-Policy: the
+// script comes from /dashboard/app.js, data from /dashboard/data, nothing else.
+
+const PAGE_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+}
+
+const nowS = () => Math.floor(Date.now() / 1000)
+
+async function startSession(c: Context<AppEnv>, keyId: string): Promise<Response> {
+  const session = await mintDashboardValue('dashboard-session', keyId, SESSION_TTL_S, signingSecrets(c)[0] as string, nowS())
+  // __Host-: Secure, Path=/, no Domain, so no other host or path can plant or read it.
+  setCookie(c, SESSION_COOKIE, session, { path: '/', secure: true, httpOnly: true, sameSite: 'Strict', maxAge: SESSION_TTL_S })
+  return c.redirect('/dashboard', 303)
+}
+
+export function showDashboard(c: Context<AppEnv>): Response | Promise<Response> {
+  return c.html(dashboardPage(), 200, PAGE_HEADERS)
+}
+
+export function showLogin(c: Context<AppEnv>): Response | Promise<Response> {
+  return c.html(loginPage(null), 200, PAGE_HEADERS)
+}
+
+/** POST /dashboard/login (form field `key`): an admin key starts a session; anything else is refused without saying why. */
+export async function login(c: Context<AppEnv>): Promise<Response> {
+  signingSecrets(c)
+  const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>)
+  const key = typeof form.key === 'string' ? form.key.trim() : ''
+  const record = key ? await adminBySecret(c, key) : null
+  if (!record) return c.html(loginPage('That key cannot open the dashboard.'), 401, PAGE_HEADERS)
+  return startSession(c, record.id)
+}
+
+/** GET /dashboard/link?token=...: a signed link from the CLI starts a session once it is opened. */
+export async function openLink(c: Context<AppEnv>): Promise<Response> {
+  const claims = await readDashboardValue('dashboard-link', c.req.query('token') ?? '', signingSecrets(c), nowS())
+  if (!claims) return c.html(loginPage('That dashboard link is invalid or has expired.'), 401, PAGE_HEADERS)
+  return startSession(c, claims.keyId)
+}
+
+export function logout(c: Context<AppEnv>): Response {
+  deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
+  return c.redirect('/dashboard/login', 303)
+}
+
+export function dashboardScript(c: Context<AppEnv>): Response {
+  return c.body(DASHBOARD_SCRIPT, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' })
+}
+
+/** GET /dashboard/data?window=...: the charts' series and the summary table. */
+export async function dashboardData(c: Context<AppEnv>): Promise<Response> {
+  const { window } = latencyQuery(c)
+  const now = Date.now()
+  const buckets = await readWindow(c.env.LATENCY, window, now)
+  c.header('cache-control', 'no-store')
+  return c.json({ ...dashboardSeries(buckets, window, now), report: latencyReport(buckets, window, now, null) })
+}
+
+/** POST /v1/dashboard/links (admin API key): a sign-in link valid for LINK_TTL_S, for the CLI. */
+export async function createDashboardLink(c: Context<AppEnv>): Promise<Response> {
+  const secrets = signingSecrets(c)
+  const { keyId } = c.get('principal')
+  const token = await mintDashboardValue('dashboard-link', keyId, LINK_TTL_S, secrets[0] as string, nowS())
+  const url = new URL('/dashboard/link', c.req.url)
+  url.searchParams.set('token', token)
+  return c.json({ object: 'dashboard.link', url: url.toString(), expires_at: nowS() + LINK_TTL_S }, 201)
+}

@@ -1,0 +1,56 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { LatencyReport } from '../../src/routes/latency.ts'
+import { keyWithLimits } from '../support/limits.ts'
+import { adminAuth, flushLatency } from '../support/telemetry.ts'
+import { callWorker, chatBody, emulatorUrl, postChat } from '../support/worker.ts'
+
+const backendId = new URL(emulatorUrl).host
+
+async function report(query: string): Promise<LatencyReport> {
+  const response = await callWorker(`/v1/latency${query}`, { headers: await adminAuth() })
+  expect(response.status).toBe(200)
+  return (await response.json()) as LatencyReport
+}
+
+describe('GET /v1/latency', () => {
+  beforeAll(async () => {
+    const key = await keyWithLimits({})
+    for (let i = 0; i < 5; i++) await (await postChat(chatBody(`[emulator ttft_ms=30 itl_ms=1] ${i}`, { stream: true }), { secret: key.secret })).text()
+    await (await postChat(chatBody('[emulator fault=error_after:2]', { stream: true }), { secret: key.secret })).text()
+    await flushLatency()
+  })
+
+  it('reports per backend and overall: counts, first-token percentiles both ways, decode speed, rates', async () => {
+    const body = await report('?window=5m')
+    expect(body).toMatchObject({ object: 'latency.report', window: '5m' })
+    const backend = body.backends[backendId]
+    expect(backend?.requests).toBeGreaterThanOrEqual(6)
+    expect(backend?.outcomes.upstream_error).toBeGreaterThanOrEqual(1)
+    expect(backend?.error_rate).toBeGreaterThan(0)
+    expect(backend?.ttft_ms.backend.p50).toBeGreaterThanOrEqual(25)
+    expect(backend?.ttft_ms.client.p99).toBeGreaterThanOrEqual(backend?.ttft_ms.client.p50 as number)
+    expect(backend?.decode_tokens_per_s.p50).toBeGreaterThan(0)
+    expect(body.overall.requests).toBeGreaterThanOrEqual(backend?.requests as number)
+  })
+
+  it('keeps only the backend asked for, and reads the hour buckets for 24h', async () => {
+    const only = await report(`?window=1h&backend=${encodeURIComponent(backendId)}`)
+    expect(Object.keys(only.backends)).toEqual([backendId])
+    expect(only.overall.requests).toBe(only.backends[backendId]?.requests)
+    const day = await report('?window=24h')
+    expect(day.backends[backendId]?.requests).toBeGreaterThanOrEqual(6)
+  })
+
+  it('refuses an unknown window or a malformed backend id with a 400 naming the parameter', async () => {
+    for (const [query, param] of [['?window=7d', 'window'], ['?backend=%3Cscript%3E', 'backend']]) {
+      const response = await callWorker(`/v1/latency${query}`, { headers: await adminAuth() })
+      expect(response.status).toBe(400)
+      expect(((await response.json()) as { error: { param: string } }).error.param).toBe(param)
+    }
+  })
+
+  it('is for admin keys only', async () => {
+    expect((await callWorker('/v1/latency')).status).toBe(403)
+    expect((await callWorker('/v1/latency', { headers: { authorization: '' } })).status).toBe(401)
+  })
+})

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest'
+import { keyWithLimits } from '../support/limits.ts'
+import { adminAuth, flushLatency } from '../support/telemetry.ts'
+import { callWorker, chatBody, emulatorUrl, postChat } from '../support/worker.ts'
+
+const backendId = new URL(emulatorUrl).host
+
+async function scrape(): Promise<{ text: string; value(sample: string): number }> {
+  const response = await callWorker('/metrics', { headers: await adminAuth() })
+  expect(response.status).toBe(200)
+  expect(response.headers.get('content-type')).toContain('text/plain; version=0.0.4')
+  const text = await response.text()
+  return {
+    text,
+    value(sample) {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`${sample} `))
+      return line === undefined ? 0 : Number(line.slice(sample.length + 1))
+    },
+  }
+}
+
+describe('GET /metrics', () => {
+  it('is valid Prometheus text: HELP and TYPE for each metric, then name{labels} value lines', async () => {
+    const { text } = await scrape()
+    for (const line of text.trimEnd().split('\n')) {
+      expect(line).toMatch(/^(# (HELP|TYPE) edge_proxy_\w+ .+|edge_proxy_\w+(\{(\w+="(?:[^"\\]|\\.)*",?)+\})? -?[\d.e+]+)$/)
+    }
+    expect(text).toContain('# TYPE edge_proxy_time_to_first_token_seconds histogram')
+    expect(text).toContain('# TYPE edge_proxy_streams_in_flight gauge')
+  })
+
+  it('counts responses by route and status, chat outcomes, the first-token histogram and refusals, fleet-wide', async () => {
+    const before = await scrape()
+    const key = await keyWithLimits({ requestsPerMinute: 2 })
+    for (let i = 0; i < 3; i++) await (await postChat(chatBody('hi', { stream: true }), { secret: key.secret })).text()
+    await flushLatency()
+    const after = await scrape()
+    const grew = (sample: string) => after.value(sample) - before.value(sample)
+    expect(grew('edge_proxy_responses_total{route="/v1/chat/completions",status="200"}')).toBe(2)
+    expect(grew('edge_proxy_responses_total{route="/v1/chat/completions",status="429"}')).toBe(1)
+    expect(grew(`edge_proxy_chat_requests_total{backend="${backendId}",outcome="ok"}`)).toBe(2)
+    expect(grew('edge_proxy_chat_requests_total{backend="-",outcome="refused"}')).toBe(1)
+    expect(grew(`edge_proxy_time_to_first_token_seconds_count{backend="${backendId}"}`)).toBe(2)
+    expect(grew('edge_proxy_rate_limit_refusals_total')).toBe(1)
+    // Histogram buckets are cumulative and end at the count.
+    const buckets = after.text
+      .split('\n')
+      .filter((line) => line.startsWith(`edge_proxy_time_to_first_token_seconds_bucket{backend="${backendId}"`))
+      .map((line) => Number(line.split(' ')[1]))
+    expect(buckets).toEqual([...buckets].sort((a, b) => a - b))
+    expect(buckets.at(-1)).toBe(after.value(`edge_proxy_time_to_first_token_seconds_count{backend="${backendId}"}`))
+  })
+
+  it('is for admin keys only', async () => {
+    expect((await callWorker('/metrics')).status).toBe(403)
+  })
+})
