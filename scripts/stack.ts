@@ -1,3 +1,5 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
@@ -35,11 +37,25 @@ export async function spawnEmulator(args: string[] = [], port = 0, env: Record<s
  */
 export async function buildWorker(entry?: { script: string; outdir: string }): Promise<string> {
   const outdir = entry ? join('dist', entry.outdir) : 'dist'
-  const wrangler = startWrangler(['deploy', ...(entry ? [entry.script] : []), '--dry-run', '--outdir', outdir])
-  await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
-  await stopChild(wrangler.process)
+  await bundleInto(outdir, entry?.script)
   // wrangler names the bundle after its entry file.
   return join(ROOT, outdir, entry ? `${basename(entry.script, '.ts')}.js` : 'index.js')
+}
+
+async function bundleInto(outdir: string, script?: string): Promise<void> {
+  const wrangler = startWrangler(['deploy', ...(script ? [script] : []), '--dry-run', '--outdir', outdir])
+  await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
+  await stopChild(wrangler.process)
+}
+
+/**
+ * The same bundle in a fresh temporary directory of its own, for tests running side by side:
+ * two builds into one dist/ could serve a half-written file.
+ */
+export async function buildPrivateWorker(): Promise<string> {
+  const outdir = mkdtempSync(join(tmpdir(), 'edge-proxy-build-'))
+  await bundleInto(outdir)
+  return join(outdir, 'index.js')
 }
 
 export interface ServedWorker {

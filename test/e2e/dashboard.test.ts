@@ -1,0 +1,108 @@
+// The dashboard in real headless Chromium against the built bundle in workerd: an admin signs in
+// with the form, the page draws charts from real traffic, and a screenshot is kept.
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
+import { ARTIFACTS, launchChromium, type RunningBrowser } from '../support/browser.ts'
+
+const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+const BACKEND_KEY = 'e2e-dashboard-backend-key'
+const ADMIN_KEY = `sk-${'a'.repeat(43)}`
+const CHAT_KEY = `sk-${'c'.repeat(43)}`
+
+let emulators: RunningEmulator[] = []
+let worker: ServedWorker
+let chromium: RunningBrowser
+
+async function chat(text: string): Promise<void> {
+  const response = await fetch(`${worker.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CHAT_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, stream: true, messages: [{ role: 'user', content: text }] }),
+  })
+  await response.text()
+}
+
+/** Waits until the LATENCY namespace shows `count` requests in the last 5 minutes (bounded). */
+async function waitForLatency(count: number): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    const response = await fetch(`${worker.url}/v1/latency?window=5m`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+    const body = (await response.json()) as { overall: { requests: number } }
+    if (body.overall.requests >= count) return
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new Error(`the latency aggregates did not reach ${count} requests within 20 s`)
+}
+
+beforeAll(async () => {
+  const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--itl-ms', '2']
+  const [script, ...started] = await Promise.all([buildPrivateWorker(), spawnEmulator([...args, '--ttft-ms', '20']), spawnEmulator([...args, '--ttft-ms', '60'])])
+  emulators = started
+  worker = await serveWorker(
+    script,
+    {
+      BACKEND_URLS: emulators.map((e) => e.url).join(','),
+      BACKEND_API_KEY: BACKEND_KEY,
+      STREAM_TOKEN_SECRETS: 'e2e-dashboard-signing-secret',
+      TELEMETRY_BATCH_MS: '100',
+      LATENCY_FLUSH_MS: '500',
+    },
+    { keys: [{ secret: ADMIN_KEY, fields: { scopes: ['admin'] } }, { secret: CHAT_KEY, fields: { scopes: ['chat'] } }] },
+  )
+  // Distinct conversations, so routing spreads them over both backends.
+  for (let i = 0; i < 24; i++) await chat(`conversation ${i}: what is ${i} + ${i}?`)
+  await chat('[emulator fault=error_after:2] a failing one')
+  await waitForLatency(25)
+  chromium = await launchChromium()
+}, 120_000)
+
+afterAll(async () => {
+  await chromium?.close()
+  await worker?.dispose()
+  await Promise.all(emulators.map((emulator) => emulator.stop()))
+})
+
+describe('the dashboard in Chromium', () => {
+  it('signs an admin in and charts time to first token per backend from real traffic', async () => {
+    const page = await chromium.browser.newPage({ viewport: { width: 1280, height: 900 } })
+    const problems: string[] = []
+    page.on('pageerror', (error) => problems.push(error.message))
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(message.text())
+    })
+    // Chromium treats 127.0.0.1 as a secure context, so the __Host- (Secure) cookie is kept over http here.
+    await page.goto(`${worker.url}/dashboard`)
+    expect(new URL(page.url()).pathname).toBe('/dashboard/login')
+    await page.fill('#key', ADMIN_KEY)
+    await Promise.all([page.waitForURL(`${worker.url}/dashboard`), page.click('button[type=submit]')])
+    await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 })
+
+    const rows = await page.$$eval('#summary tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)))
+    const backendRows = rows.filter((cells) => cells[0] !== 'all' && cells[0] !== '-')
+    expect(backendRows).toHaveLength(2)
+    const all = rows.find((cells) => cells[0] === 'all') as (string | null)[]
+    expect(Number(all[1])).toBeGreaterThanOrEqual(25)
+    // Every backend's p50 is a number of milliseconds, and the slower emulator's is the higher.
+    const p50s = backendRows.map((cells) => Number(cells[2]))
+    expect(p50s.every((value) => value > 0)).toBe(true)
+    // Lines drawn: fleet p50/p90/p99, one p50 per backend, and the rates.
+    expect(await page.$$eval('#chart-all path', (paths) => paths.map((p) => p.getAttribute('data-series')))).toEqual(['p50', 'p90', 'p99'])
+    expect(await page.locator('#chart-backends path').count()).toBe(2)
+    expect(await page.locator('#chart-rates path[data-series="requests"]').count()).toBe(1)
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true })
+    expect(problems).toEqual([])
+    await page.close()
+  })
+
+  it('sends a browser without a session back to the login form, and refuses a chat key there', async () => {
+    const context = await chromium.browser.newContext()
+    const page = await context.newPage()
+    await page.goto(`${worker.url}/dashboard`)
+    await page.fill('#key', CHAT_KEY)
+    await page.click('button[type=submit]')
+    await expect(page.locator('[role=alert]').textContent()).resolves.toContain('That key cannot open the dashboard.')
+    expect((await context.cookies()).map((cookie) => cookie.name)).not.toContain('__Host-dashboard')
+    await context.close()
+  })
+})

@@ -1,0 +1,111 @@
+import { env, exports } from 'cloudflare:workers'
+import { describe, expect, it } from 'vitest'
+import { mintDashboardValue } from '../../src/dashboard/session.ts'
+import { TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
+
+const BASE = 'http://gateway.test'
+const SIGNING_SECRET = 'test-stream-secret-new'
+
+function get(path: string, cookie?: string): Promise<Response> {
+  return exports.default.fetch(`${BASE}${path}`, { headers: cookie ? { cookie } : {}, redirect: 'manual' })
+}
+
+function loginWith(key: string): Promise<Response> {
+  return exports.default.fetch(`${BASE}/dashboard/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ key }).toString(),
+    redirect: 'manual',
+  })
+}
+
+/** The name=value part of the session cookie a response sets. */
+function sessionCookie(response: Response): string {
+  const header = response.headers.get('set-cookie') ?? ''
+  expect(header).toMatch(/^__Host-dashboard=/)
+  return header.split(';')[0] as string
+}
+
+async function adminKey(): Promise<{ secret: string; id: string }> {
+  const secret = randomSecret()
+  const record = await seedKey(env.KEYS, secret, { scopes: ['admin'] })
+  return { secret, id: record.id }
+}
+
+describe('the dashboard sign-in', () => {
+  it('sends a browser without a session to the login form', async () => {
+    const response = await get('/dashboard')
+    expect(response.status).toBe(303)
+    expect(response.headers.get('location')).toBe('/dashboard/login')
+    const form = await get('/dashboard/login')
+    expect(form.status).toBe(200)
+    expect(await form.text()).toContain('<form class="login" method="post" action="/dashboard/login">')
+  })
+
+  it('starts a secure, script-proof, same-site session for an admin key', async () => {
+    const { secret } = await adminKey()
+    const response = await loginWith(secret)
+    expect(response.status).toBe(303)
+    expect(response.headers.get('location')).toBe('/dashboard')
+    const header = response.headers.get('set-cookie') ?? ''
+    expect(header).toContain('Secure')
+    expect(header).toContain('HttpOnly')
+    expect(header).toContain('SameSite=Strict')
+    expect(header).toContain('Path=/')
+    const page = await get('/dashboard', sessionCookie(response))
+    expect(page.status).toBe(200)
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'")
+    expect(await page.text()).toContain('<script src="/dashboard/app.js" defer></script>')
+  })
+
+  it('refuses a key without the admin scope, and a wrong key, without saying which', async () => {
+    for (const key of [TEST_SECRET, randomSecret(), '']) {
+      const response = await loginWith(key)
+      expect(response.status).toBe(401)
+      expect(response.headers.get('set-cookie')).toBeNull()
+      expect(await response.text()).toContain('That key cannot open the dashboard.')
+    }
+  })
+
+  it('serves the data to a session only, and answers 401 JSON to anyone else', async () => {
+    const { secret } = await adminKey()
+    const cookie = sessionCookie(await loginWith(secret))
+    const data = await get('/dashboard/data?window=1h', cookie)
+    expect(data.status).toBe(200)
+    const body = (await data.json()) as { window: string; bucketMs: number; series: Record<string, unknown[]>; report: { object: string } }
+    expect(body).toMatchObject({ window: '1h', bucketMs: 60_000, report: { object: 'latency.report' } })
+    expect(body.series.all).toHaveLength(60)
+    const anonymous = await get('/dashboard/data')
+    expect(anonymous.status).toBe(401)
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('dashboard_session_required')
+  })
+
+  it('rejects a tampered cookie, a link token used as a cookie, and the session of a key revoked since', async () => {
+    const { secret, id } = await adminKey()
+    const cookie = sessionCookie(await loginWith(secret))
+    const tampered = `${cookie.slice(0, -2)}${cookie.endsWith('A') ? 'B' : 'A'}x`
+    expect((await get('/dashboard', tampered)).status).toBe(303)
+    const link = await mintDashboardValue('dashboard-link', id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000))
+    expect((await get('/dashboard', `__Host-dashboard=${link}`)).status).toBe(303)
+    // A session signed for a key that is revoked now: the record decides, not the cookie.
+    const revoked = await seedKey(env.KEYS, randomSecret(), { scopes: ['admin'], disabled: true })
+    const session = await mintDashboardValue('dashboard-session', revoked.id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000))
+    expect((await get('/dashboard', `__Host-dashboard=${session}`)).status).toBe(303)
+    expect((await get('/dashboard', cookie)).status).toBe(200)
+  })
+
+  it('signs in from a link the API makes for an admin key, once valid, never after it expired', async () => {
+    const { secret, id } = await adminKey()
+    const made = await exports.default.fetch(`${BASE}/v1/dashboard/links`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } })
+    expect(made.status).toBe(201)
+    const link = (await made.json()) as { object: string; url: string; expires_at: number }
+    expect(link.object).toBe('dashboard.link')
+    const opened = await get(new URL(link.url).pathname + new URL(link.url).search)
+    expect(opened.status).toBe(303)
+    expect((await get('/dashboard', sessionCookie(opened))).status).toBe(200)
+    const expired = await mintDashboardValue('dashboard-link', id, -1, SIGNING_SECRET, Math.floor(Date.now() / 1000))
+    const late = await get(`/dashboard/link?token=${expired}`)
+    expect(late.status).toBe(401)
+    expect(await late.text()).toContain('invalid or has expired')
+  })
+})
