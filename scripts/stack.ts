@@ -1,5 +1,4 @@
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, mkdtempSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
@@ -53,7 +52,9 @@ async function bundleInto(outdir: string, script?: string): Promise<void> {
  * two builds into one dist/ could serve a half-written file.
  */
 export async function buildPrivateWorker(): Promise<string> {
-  const outdir = mkdtempSync(join(tmpdir(), 'edge-proxy-build-'))
+  // Inside the project: workerd refuses a module path that climbs out of its starting directory.
+  mkdirSync(join(ROOT, 'dist'), { recursive: true })
+  const outdir = mkdtempSync(join(ROOT, 'dist', 'private-'))
   await bundleInto(outdir)
   return join(outdir, 'index.js')
 }

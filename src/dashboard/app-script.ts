@@ -44,6 +44,10 @@ function lineChart(container, times, lines, bucketMs) {
       d += (d === '' || line.values[i - 1] === null ? 'M' : 'L') + x(i).toFixed(1) + ' ' + y(v).toFixed(1) + ' '
     })
     if (d) el('path', { d, fill: 'none', stroke: line.color, 'stroke-width': 2, 'data-series': line.name }, svg)
+    // A dot per point too: a bucket with no neighbour (the first minute of traffic) has no line.
+    line.values.forEach((v, i) => {
+      if (v !== null) el('circle', { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: line.color }, svg)
+    })
   }
   const legend = document.createElement('div')
   legend.className = 'legend'

@@ -11,7 +11,7 @@ const STYLE = `
   header { display: flex; gap: 1rem; align-items: center; padding: .75rem 1.25rem; border-bottom: 1px solid var(--line); }
   header h1 { font-size: 1.05rem; margin: 0 auto 0 0; }
   main { padding: 1rem 1.25rem; display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); }
-  section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .75rem 1rem; }
+  section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .75rem 1rem; overflow-x: auto; }
   section h2 { font-size: .95rem; margin: 0 0 .5rem; }
   table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
   th, td { text-align: right; padding: .25rem .5rem; border-bottom: 1px solid var(--line); }
@@ -32,6 +32,7 @@ function layout(title: string, body: ReturnType<typeof html>, script: string | n
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>${title}</title>
+    <link rel="icon" href="data:," />
     <style>${raw(STYLE)}</style>
   </head>
   <body>

@@ -15,7 +15,8 @@ const MAX_BATCH_RECORDS = 500
 /** Records kept for a retry while the aggregator is unreachable; beyond, they are dropped and counted. */
 const MAX_QUEUED_RECORDS = 5000
 
-const isolate = crypto.randomUUID()
+/** Random, so made at the first batch: workerd allows no random values at module scope. */
+let isolate: string | null = null
 let records: RequestRecord[] = []
 let responses = new Map<string, number>()
 const sentCounters = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Record<CounterName, number>
@@ -54,6 +55,7 @@ async function sendPending(env: WorkerEnv): Promise<void> {
     if (grown !== 0) counters[name] = grown
     sentCounters[name] = proxyCounters[name]
   }
+  isolate ??= crypto.randomUUID()
   const batch: TelemetryBatch = {
     isolate,
     sentAt: Date.now(),

@@ -90,6 +90,8 @@ describe('the dashboard in Chromium', () => {
     expect(await page.$$eval('#chart-all path', (paths) => paths.map((p) => p.getAttribute('data-series')))).toEqual(['p50', 'p90', 'p99'])
     expect(await page.locator('#chart-backends path').count()).toBe(2)
     expect(await page.locator('#chart-rates path[data-series="requests"]').count()).toBe(1)
+    // Every bucket with traffic is a visible dot, even the first minute's alone.
+    expect(await page.locator('#chart-all circle').count()).toBeGreaterThanOrEqual(3)
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true })
     expect(problems).toEqual([])
     await page.close()
