@@ -1,11 +1,13 @@
-// npm start: the local stack. Two vLLM emulators (ports 8001 and 8002, as wrangler.toml's
-// BACKEND_URLS expects) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
+// npm start: the local stack. The vLLM emulators of the GPU fleet file's emulator profile
+// (gpu-backend/compose.yaml: ports 8001 and 8002, as wrangler.toml's BACKEND_URLS expects, and
+// their flags) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
 // Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B.
 // It also makes sure local KV holds an API key for the Worker (DEV_API_KEY in .dev.vars).
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { COMPOSE_FILE, emulatorServices, flagValue, readComposeFile } from './fleet/compose.ts'
 import { ensureDevKey } from './keys/dev-key.ts'
 import { wranglerKv } from './keys/kv.ts'
 import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
@@ -14,12 +16,16 @@ import { spawnEmulator } from './stack.ts'
 const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '8787' },
-    'emulator-ports': { type: 'string', default: '8001,8002' },
+    'emulator-ports': { type: 'string' },
   },
 })
 const workerPort = Number(values.port)
-const emulatorPorts = values['emulator-ports'].split(',').map(Number)
-const MODEL = 'deepseek-r1-distill-qwen-1.5b'
+// One shape for the local fleet and the GPU one: the emulators run as the fleet file describes them.
+const emulators = emulatorServices(readComposeFile(COMPOSE_FILE))
+const emulatorPorts = values['emulator-ports']?.split(',').map(Number) ?? emulators.map((emulator) => emulator.port)
+/** The flags of the emulator service at the same place; more ports than services repeat the first. */
+const emulatorArgs = (index: number): string[] => (emulators[index] ?? emulators[0])?.args ?? []
+const MODEL = flagValue(emulatorArgs(0), '--served-model-name') ?? 'deepseek-r1-distill-qwen-1.5b'
 
 const children: Child[] = []
 let stopping = false
@@ -59,8 +65,7 @@ async function main(): Promise<void> {
   const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo: undefined, config: join(ROOT, 'wrangler.toml') }))
   // A failure is reported at the await below, once the emulators are watched and can be stopped.
   devKey.catch(() => {})
-  const emulatorArgs = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--ttft-ms', '150', '--itl-ms', '20']
-  const backends = await Promise.all(emulatorPorts.map((port) => spawnEmulator(emulatorArgs, port, { VLLM_API_KEY: apiKey })))
+  const backends = await Promise.all(emulatorPorts.map((port, i) => spawnEmulator(emulatorArgs(i), port, { VLLM_API_KEY: apiKey })))
   backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
   for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
   const { secret, id, created } = await devKey

@@ -1,8 +1,10 @@
 // The fleet CLI's commands. Exit codes: 0 done, 1 failed (unknown id, duplicate id or URL, KV or
-// wrangler error), 2 bad command line (usage on stderr, nothing written).
+// wrangler error, an unusable compose file), 2 bad command line (usage on stderr, nothing written).
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from '../keys/kv.ts'
+import type { Env } from './compose.ts'
 import { describeBackend, fleetListing, formatListing } from './format.ts'
+import { composeFleet, formatComposeFleet } from './from-compose.ts'
 import { parseCommand, USAGE, type Command } from './options.ts'
 import { addBackend, readFleet, removeBackend, setBackendState, type Unknown } from './store.ts'
 
@@ -11,16 +13,27 @@ export interface CliDeps {
   out: Output
   /** The `updated` time of a change, and the ages list shows. */
   now: () => number
+  /** The environment compose files are interpolated with (from-compose). */
+  env: Env
 }
 
-const defaults: CliDeps = { run: runWrangler, out: console, now: Date.now }
+const defaults: CliDeps = { run: runWrangler, out: console, now: Date.now, env: process.env }
 
 export async function runFleetCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
-  const { run, out, now } = { ...defaults, ...deps }
-  return runCli({ parse: () => parseCommand(argv), execute: (command) => execute(command, run, out, now()), usage: USAGE, out })
+  const { run, out, now, env } = { ...defaults, ...deps }
+  return runCli({
+    parse: () => parseCommand(argv),
+    execute: async (command) => {
+      if (command.name !== 'from-compose') return execute(command, run, out, now())
+      out.log(formatComposeFleet(command, composeFleet(command, env), now()))
+      return 0
+    },
+    usage: USAGE,
+    out,
+  })
 }
 
-async function execute(command: Exclude<Command, { name: 'help' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+async function execute(command: Exclude<Command, { name: 'help' | 'from-compose' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
   const kv = wranglerKv(command.target, run)
   const where = `${command.target.remote ? 'remote' : 'local'} FLEET namespace`
   const pickUp = () => out.log(pickUpDelay(command.target.remote))

@@ -1,10 +1,12 @@
 // The fleet CLI's command line, parsed and checked before anything touches KV: a bad value is a
 // UsageError (exit 2) and never a half-written fleet record. Shares the key CLI's KV location
 // options.
+import { resolve } from 'node:path'
 import { backendRecordSchema, normalizeBackendUrl, type BackendRecord } from '../../src/fleet/records.ts'
 import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import type { KvTarget } from '../keys/kv.ts'
 import { KV_OPTION_NAMES, KV_OPTIONS, KV_OPTIONS_USAGE, kvTarget } from '../keys/options.ts'
+import { COMPOSE_FILE } from './compose.ts'
 
 /** vLLM's own default for --max-num-seqs. */
 export const DEFAULT_MAX_CONCURRENCY = 256
@@ -15,6 +17,26 @@ export type Command =
   /** `backend` has passed backendRecordSchema. */
   | { name: 'add'; target: KvTarget; backend: BackendRecord }
   | { name: 'remove' | 'drain' | 'undrain'; target: KvTarget; id: string }
+  | FromComposeCommand
+
+/** Prints the fleet entries of a compose file's services; reads no KV. */
+export interface FromComposeCommand {
+  name: 'from-compose'
+  /** Absolute path of the compose file. */
+  file: string
+  profile: string
+  /** The address the Worker reaches the host at; undefined: each service's published host_ip. */
+  host: string | undefined
+  /** The backend URL, with {host}, {port}, {service} and {id} filled in. */
+  urlTemplate: string
+  idPrefix: string
+  region: string | undefined
+  json: boolean
+  /** The printed add commands get --remote. */
+  remote: boolean
+}
+
+export const DEFAULT_URL_TEMPLATE = 'http://{host}:{port}'
 
 export const USAGE = `Usage: npm run fleet -- <command> [options]
 
@@ -28,10 +50,19 @@ Commands:
   remove ID      Take a backend out of the fleet.
   drain ID       Send a backend no new requests while another can serve; it finishes what it has.
   undrain ID     Make a draining backend active again.
+  from-compose [--file PATH] [--profile gpu|emulator] [--host HOST] [--url-template T]
+               [--id-prefix P] [--region R] [--remote] [--json]
+                 Print the add commands for the backends of a GPU fleet file (default
+                 gpu-backend/compose.yaml, profile gpu): one per service publishing port 8000,
+                 id P + service name, --max-concurrency its MAX_NUM_SEQS. HOST: the address the
+                 Worker reaches that machine at (default: each service's bind address). T: the
+                 URL, from {host}, {port}, {service} and {id} (default ${DEFAULT_URL_TEMPLATE}), such
+                 as https://{service}.gpu-a.example.com behind a tunnel. --json prints the fleet
+                 record instead. Reads no KV and changes nothing.
 
 Workers pick up every change within FLEET_CACHE_TTL_MS (10 s by default); no deploy is needed.
 
-Options for every command:
+Options for every command but from-compose:
 ${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
@@ -42,6 +73,11 @@ const OPTIONS = {
   weight: { type: 'string' },
   'max-concurrency': { type: 'string' },
   region: { type: 'string' },
+  file: { type: 'string' },
+  profile: { type: 'string' },
+  host: { type: 'string' },
+  'url-template': { type: 'string' },
+  'id-prefix': { type: 'string' },
 } as const
 
 type OptionName = keyof typeof OPTIONS
@@ -53,12 +89,17 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   remove: [...KV_OPTION_NAMES],
   drain: [...KV_OPTION_NAMES],
   undrain: [...KV_OPTION_NAMES],
+  'from-compose': ['file', 'profile', 'host', 'url-template', 'id-prefix', 'region', 'remote', 'json'],
 }
 
 export function parseCommand(argv: readonly string[]): Command {
   const line = parseCommandLine(argv, OPTIONS, ACCEPTS)
   if (line.name === 'help') return line
   const { name: command, values, rest } = line
+  if (command === 'from-compose') {
+    noArguments(rest)
+    return fromCompose(values)
+  }
   const target: KvTarget = { ...kvTarget(values), binding: 'FLEET' }
   if (command === 'list') {
     noArguments(rest)
@@ -66,6 +107,26 @@ export function parseCommand(argv: readonly string[]): Command {
   }
   const id = onlyId(command, rest, 'a backend id (such as gpu-a)')
   return command === 'add' ? { name: command, target, backend: newBackend(id, values) } : { name: command, target, id }
+}
+
+function fromCompose(values: Values): FromComposeCommand {
+  const urlTemplate = values['url-template'] ?? DEFAULT_URL_TEMPLATE
+  if (!/\{(port|service|id)\}/.test(urlTemplate)) {
+    throw new UsageError('--url-template needs {port}, {service} or {id}: every backend of the file needs its own URL.')
+  }
+  const profile = values.profile ?? 'gpu'
+  if (profile === '') throw new UsageError('--profile takes a Compose profile, such as gpu or emulator.')
+  return {
+    name: 'from-compose',
+    file: values.file === undefined ? COMPOSE_FILE : resolve(process.env.INIT_CWD ?? process.cwd(), values.file),
+    profile,
+    host: values.host,
+    urlTemplate,
+    idPrefix: values['id-prefix'] ?? '',
+    region: values.region,
+    json: values.json === true,
+    remote: values.remote === true,
+  }
 }
 
 /** What each field of a backend record takes, said in terms of the flag that sets it. */
@@ -78,8 +139,8 @@ const FIELD_RULES: Record<keyof BackendRecord, string> = {
   state: 'state must be active or draining',
 }
 
-/** The backend `add` makes, checked against the fleet record's own schema. */
-function newBackend(id: string, values: Values): BackendRecord {
+/** The backend `add` makes, checked against the fleet record's own schema; from-compose makes its entries with it too. */
+export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'>): BackendRecord {
   if (values.url === undefined) throw new UsageError(`add needs --url, the backend's vLLM base URL (such as http://10.0.0.5:8000).`)
   const url = normalizeBackendUrl(values.url.trim())
   // The Worker appends /v1/...: a URL ending in /v1 would send requests to /v1/v1/...

@@ -1,0 +1,88 @@
+// npm run fleet -- from-compose: the fleet entries of a GPU host's compose file, printed as the add
+// commands that register them (or as the fleet record, with --json). It reads the file as Compose
+// would and changes nothing, so its output can be read first and then run.
+import { relative } from 'node:path'
+import { fleetRecordSchema, type BackendRecord, type FleetRecord } from '../../src/fleet/records.ts'
+import { UsageError } from '../cli-support.ts'
+import { ROOT } from '../processes.ts'
+import { ComposeError, fleetServices, readComposeFile, type Env } from './compose.ts'
+import { newBackend, type FromComposeCommand } from './options.ts'
+
+export interface ComposeFleet {
+  backends: BackendRecord[]
+  /** Backends at a loopback address: reachable by wrangler dev on this machine only. */
+  loopback: string[]
+}
+
+export function composeFleet(command: FromComposeCommand, env: Env): ComposeFleet {
+  const file = readComposeFile(command.file, env)
+  const services = fleetServices(file, command.profile)
+  if (services.length === 0) {
+    throw new ComposeError(`${command.file} has no service in profile ${command.profile} that publishes port 8000.`)
+  }
+  const backends = services.map((service) => {
+    const id = `${command.idPrefix}${service.name}`
+    const host = command.host ?? service.hostIp
+    const usesHost = command.urlTemplate.includes('{host}')
+    if (usesHost && command.host === undefined && isWildcard(host)) {
+      throw new ComposeError(`Service ${service.name} is published on every interface (${host}): pass --host with the address the Worker reaches this machine at.`)
+    }
+    const url = command.urlTemplate
+      .replaceAll('{host}', host.includes(':') && !host.startsWith('[') ? `[${host}]` : host)
+      .replaceAll('{port}', String(service.port))
+      .replaceAll('{service}', service.name)
+      .replaceAll('{id}', id)
+    try {
+      return newBackend(id, { url, 'max-concurrency': String(service.maxNumSeqs), region: command.region, weight: undefined })
+    } catch (error) {
+      // A value taken from the file, not typed on the command line: exit 1 and name the service.
+      if (error instanceof UsageError) throw new ComposeError(`Service ${service.name}: ${error.message}`)
+      throw error
+    }
+  })
+  const duplicate = backends.find((backend, i) => backends.findIndex((other) => other.url === backend.url) !== i)
+  if (duplicate) throw new ComposeError(`Two services would share the URL ${duplicate.url}; the URL template must tell them apart.`)
+  const loopback = backends.filter((backend) => isLoopback(new URL(backend.url).hostname)).map((backend) => backend.id)
+  return { backends, loopback }
+}
+
+/** The output: add commands (comments start with #, so it can be piped to a shell), or the record. */
+export function formatComposeFleet(command: FromComposeCommand, fleet: ComposeFleet, now: number): string {
+  if (command.json) {
+    const record: FleetRecord = fleetRecordSchema.parse({ version: 1, updated: now, backends: fleet.backends })
+    return JSON.stringify(record, null, 2)
+  }
+  const where = command.remote ? 'the deployed FLEET namespace (--remote)' : 'the local FLEET namespace (add --remote for the deployed one)'
+  const lines = [`# ${fleet.backends.length} backends of ${displayPath(command.file)} (profile ${command.profile}), for ${where}:`]
+  if (fleet.loopback.length > 0) {
+    lines.push(
+      `# ${fleet.loopback.join(', ')}: a loopback address reaches this machine only (wrangler dev here), never a`,
+      '# deployed Worker: pass --host or --url-template with the address it reaches them at (docs/deploy.md).',
+    )
+  }
+  for (const backend of fleet.backends) {
+    const args = ['add', backend.id, '--url', backend.url, '--max-concurrency', String(backend.maxConcurrency)]
+    if (backend.region !== null) args.push('--region', backend.region)
+    if (command.remote) args.push('--remote')
+    lines.push(['npm', 'run', 'fleet', '--', ...args].map(shellQuote).join(' '))
+  }
+  return lines.join('\n')
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === ''
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\./.test(hostname)
+}
+
+function displayPath(path: string): string {
+  const inside = relative(ROOT, path)
+  return inside.startsWith('..') ? path : inside
+}
+
+/** A word the shell reads back unchanged. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
+}

@@ -1,0 +1,143 @@
+// docs/deploy.md only gives commands that exist in this project: every npm script it runs is in
+// package.json and its fleet and key command lines parse; every wrangler command is one the
+// installed wrangler has, with the options it lists; every docker command names files, profiles,
+// services and images of gpu-backend/. Nothing else is run as a command there.
+import { execFile } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse } from 'yaml'
+import { describe, expect, it } from 'vitest'
+import { parseCommand as parseFleetCommand } from '../../scripts/fleet/options.ts'
+import { parseCommand as parseKeysCommand } from '../../scripts/keys/options.ts'
+import { OFFLINE_WRANGLER_ENV, ROOT } from '../../scripts/processes.ts'
+import { flagTable } from './support.ts'
+
+const DOC = readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8')
+const SHELL_BUILTINS = new Set(['umask', 'printf'])
+/** Programs the guide may run besides the project's own; each is checked below or harmless. */
+const PROGRAMS = new Set(['npm', 'npx', 'docker', 'node', 'curl'])
+
+/** Shell words of one command line: quotes removed, no expansion. */
+function words(line: string): string[] {
+  const found: string[] = []
+  const pattern = /'([^']*)'|"((?:[^"\\]|\\.)*)"|(\S+)/g
+  for (const match of line.matchAll(pattern)) found.push(match[1] ?? match[2] ?? match[3] ?? '')
+  return found
+}
+
+/** The commands of the guide: shell lines of its code blocks, the "$ " lines and printed fleet commands of console blocks, and inline commands. */
+function guideCommands(): string[][] {
+  const commands: string[] = []
+  for (const [, lang, body] of DOC.matchAll(/```(\w*)\n([\s\S]*?)```/g)) {
+    if (lang !== 'sh' && lang !== 'console') continue
+    for (const line of (body ?? '').replace(/\\\n\s*/g, ' ').split('\n')) {
+      if (lang === 'console') {
+        if (line.startsWith('$ ')) commands.push(line.slice(2))
+        else if (line.startsWith('npm run fleet -- ')) commands.push(line)
+      } else if (line.trim() !== '' && !line.trimStart().startsWith('#')) {
+        commands.push(line)
+      }
+    }
+  }
+  const prose = DOC.replace(/```[\s\S]*?```/g, '')
+  // Inline commands; a two-word span such as `docker inspect` names a tool rather than running it.
+  for (const [, code] of prose.matchAll(/`([^`]+)`/g)) {
+    if (/^(npm|npx|docker) \S+ \S+/.test(code ?? '')) commands.push(code ?? '')
+  }
+  return commands
+    .flatMap((line) => line.replace(/\s+#\s.*$/, '').split(/\s*&&\s*/))
+    .map((line) => words(line.replace(/\s*>\s*\S+$/, '')))
+    .filter((command) => command.length > 0)
+}
+
+const commands = guideCommands()
+const byProgram = (program: string) => commands.filter((command) => command[0] === program)
+
+function wranglerHelp(path: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...path, '--help'], { cwd: ROOT, env: { ...process.env, ...OFFLINE_WRANGLER_ENV } }, (_, stdout, stderr) => resolve(`${stdout}${stderr}`))
+  })
+}
+
+describe('docs/deploy.md', () => {
+  it('runs nothing but npm, npx wrangler, docker, node, curl and two shell builtins', () => {
+    expect(commands.length).toBeGreaterThan(25)
+    expect(commands.filter(([program]) => !PROGRAMS.has(program ?? '') && !SHELL_BUILTINS.has(program ?? ''))).toEqual([])
+    expect(byProgram('npx').filter((command) => command[1] !== 'wrangler')).toEqual([])
+  })
+
+  it('every npm command is a script of package.json, and its fleet and key command lines parse', () => {
+    const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
+    for (const command of byProgram('npm')) {
+      const [, verb, name, separator, ...args] = command
+      if (verb === 'ci') continue
+      if (verb === 'test') {
+        // npm test -- --project node PATH: the path must exist.
+        expect(existsSync(join(ROOT, command.at(-1) ?? ''))).toBe(true)
+        continue
+      }
+      expect(verb, command.join(' ')).toBe('run')
+      expect(Object.keys(scripts), command.join(' ')).toContain(name)
+      if (name === 'fleet') expect(parseFleetCommand(args).name).toBe(args[0])
+      if (name === 'keys') expect(parseKeysCommand(args).name).toBe(args[0])
+      if (args.length > 0) expect(separator).toBe('--')
+    }
+    expect(byProgram('npm').some((command) => command.includes('from-compose'))).toBe(true)
+  })
+
+  it('every wrangler command is one the installed wrangler has, with options it lists', { timeout: 60_000 }, async () => {
+    const wrangler = byProgram('npx').map((command) => command.slice(2))
+    const distinct = [...new Map(wrangler.map((command) => [command.join(' '), command])).values()]
+    const helps = await Promise.all(distinct.map((command) => wranglerHelp(command.filter((word) => !word.startsWith('-')))))
+    for (const [index, command] of distinct.entries()) {
+      const path = command.filter((word) => !word.startsWith('-'))
+      const help = helps[index] ?? ''
+      // The first line of a command's help is its usage: `wrangler kv namespace create <namespace>`.
+      const usage = (help.split('\n').find((line) => line.startsWith('wrangler')) ?? '').split(' ').slice(1)
+      const positional = (word: string) => /^[<[]/.test(word)
+      const commandWords = usage.filter((word) => !positional(word))
+      expect(path.slice(0, commandWords.length), `${command.join(' ')}: ${usage.join(' ')}`).toEqual(commandWords)
+      expect(path.length - commandWords.length, command.join(' ')).toBeLessThanOrEqual(usage.filter(positional).length)
+      for (const option of command.filter((word) => word.startsWith('--'))) expect(help, command.join(' ')).toContain(`${option} `)
+    }
+  })
+
+  it('every docker command uses the files, profiles, services and images of gpu-backend/', () => {
+    const compose = parse(readFileSync(join(ROOT, 'gpu-backend/compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, { profiles: string[] }> }
+    const images = new Set(['edge-proxy-vllm', 'edge-proxy-vllm-awq', flagTable().image, 'vllm/vllm-openai:vX.Y.Z'])
+    const containers = new Set<string>()
+    const docker = byProgram('docker')
+    expect(docker.length).toBeGreaterThan(8)
+    for (const command of docker) {
+      const text = command.join(' ')
+      const [, verb, ...rest] = command
+      if (verb === 'compose') {
+        expect(rest.slice(0, 2), text).toEqual(['-f', 'gpu-backend/compose.yaml'])
+        const profile = rest[3] ?? ''
+        expect(rest[2], text).toBe('--profile')
+        const services = Object.entries(compose.services).filter(([, service]) => service.profiles.includes(profile)).map(([name]) => name)
+        expect(services.length, text).toBeGreaterThan(0)
+        const [subcommand, ...args] = rest.slice(4)
+        expect(['up', 'ps', 'logs', 'build'], text).toContain(subcommand)
+        const named = args.filter((word, i) => !word.startsWith('-') && args[i - 1] !== '--build-arg')
+        for (const service of named) expect(services, text).toContain(service)
+      } else if (verb === 'build') {
+        const file = rest.indexOf('-f')
+        if (file !== -1) expect(existsSync(join(ROOT, rest[file + 1] ?? '')), text).toBe(true)
+        expect(existsSync(join(ROOT, rest.at(-1) ?? '', 'Dockerfile')), text).toBe(true)
+        expect(images, text).toContain(rest[rest.indexOf('-t') + 1])
+      } else if (verb === 'run') {
+        const takesValue = new Set(['--name', '--restart', '--gpus', '--shm-size', '-p', '-v', '-e', '--entrypoint'])
+        let i = 0
+        while (i < rest.length && (rest[i] ?? '').startsWith('-')) i += takesValue.has(rest[i] ?? '') ? 2 : 1
+        expect(images, text).toContain(rest[i])
+        const name = rest.indexOf('--name')
+        if (name !== -1) containers.add(rest[name + 1] ?? '')
+        for (const mount of rest.filter((_, j) => rest[j - 1] === '-v')) expect(mount, text).toMatch(/^(hf-cache:\/models\/huggingface|"?\$PWD\/backend_api_key:\/run\/secrets\/backend_api_key:ro"?)$/)
+      } else {
+        expect(['logs', 'inspect'], text).toContain(verb)
+        expect(containers, text).toContain(rest.at(-1))
+      }
+    }
+  })
+})

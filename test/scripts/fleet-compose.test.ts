@@ -1,0 +1,207 @@
+// `npm run fleet -- from-compose`: a GPU host's compose file turned into the fleet entries that
+// register it, printed as add commands the fleet CLI itself accepts (or as the record), with the
+// address the Worker reaches the host at and the --max-num-seqs the backends run with.
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FLEET_KEY, fleetRecordSchema } from '../../src/fleet/records.ts'
+import { runFleetCli } from '../../scripts/fleet/cli.ts'
+import { interpolate } from '../../scripts/fleet/compose.ts'
+import { parseCommand } from '../../scripts/fleet/options.ts'
+import { ROOT } from '../../scripts/processes.ts'
+import type { Run } from './cli-support.ts'
+
+const NOW = 1_795_000_000_000
+
+/** runFleetCli in this process, with the compose environment `env` and no KV at all. */
+async function fromCompose(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const noKv = async (): Promise<string> => {
+    throw new Error('from-compose must not touch KV')
+  }
+  const out = { log: (text: string) => stdout.push(text), error: (text: string) => stderr.push(text) }
+  const code = await runFleetCli(['from-compose', ...argv], { run: noKv, out, now: () => NOW, env })
+  return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') }
+}
+
+/** The printed commands, each as the argv `npm run fleet --` would pass on. */
+function addCommands(stdout: string): string[][] {
+  return stdout.split('\n').filter((line) => !line.startsWith('#')).map((line) => {
+    expect(line).toMatch(/^npm run fleet -- add /)
+    return line.replace(/^npm run fleet -- /, '').split(' ')
+  })
+}
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fleet-compose-'))
+})
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('fleet from-compose on gpu-backend/compose.yaml', () => {
+  it('prints one add command per GPU service, with its published port and MAX_NUM_SEQS, and warns about loopback', async () => {
+    const run = await fromCompose([])
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toContain('# 2 backends of gpu-backend/compose.yaml (profile gpu), for the local FLEET namespace')
+    expect(run.stdout).toContain('# vllm-0, vllm-1: a loopback address reaches this machine only (wrangler dev here), never a')
+    expect(addCommands(run.stdout)).toEqual([
+      ['add', 'vllm-0', '--url', 'http://127.0.0.1:8001', '--max-concurrency', '256'],
+      ['add', 'vllm-1', '--url', 'http://127.0.0.1:8002', '--max-concurrency', '256'],
+    ])
+  })
+
+  it('prints commands the fleet CLI accepts, for the host, id prefix, region and location given', async () => {
+    const run = await fromCompose(['--host', '10.0.0.5', '--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], { MAX_NUM_SEQS: '64' })
+    expect(run.code).toBe(0)
+    expect(run.stdout).not.toContain('loopback')
+    const commands = addCommands(run.stdout)
+    expect(commands.map((argv) => parseCommand(argv))).toEqual([
+      { name: 'add', target: expect.objectContaining({ remote: true, binding: 'FLEET' }), backend: { id: 'gpu-a-vllm-0', url: 'http://10.0.0.5:8001', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' } },
+      { name: 'add', target: expect.objectContaining({ remote: true, binding: 'FLEET' }), backend: { id: 'gpu-a-vllm-1', url: 'http://10.0.0.5:8002', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' } },
+    ])
+  })
+
+  it('fills a URL template, as for one tunnel hostname per backend', async () => {
+    const run = await fromCompose(['--url-template', 'https://{service}.gpu-a.example.com', '--id-prefix', 'gpu-a-'])
+    expect(addCommands(run.stdout).map((argv) => argv[3])).toEqual(['https://vllm-0.gpu-a.example.com', 'https://vllm-1.gpu-a.example.com'])
+  })
+
+  it('reads the emulator profile the same way', async () => {
+    const run = await fromCompose(['--profile', 'emulator', '--host', 'localhost'])
+    expect(addCommands(run.stdout)).toEqual([
+      ['add', 'emulator-0', '--url', 'http://localhost:8001', '--max-concurrency', '256'],
+      ['add', 'emulator-1', '--url', 'http://localhost:8002', '--max-concurrency', '256'],
+    ])
+  })
+
+  it('--json prints the fleet record the commands would make', async () => {
+    const run = await fromCompose(['--json', '--host', 'gpu-a.internal'])
+    expect(run.code).toBe(0)
+    const record = fleetRecordSchema.parse(JSON.parse(run.stdout))
+    expect(record).toEqual({
+      version: 1,
+      updated: NOW,
+      backends: [
+        { id: 'vllm-0', url: 'http://gpu-a.internal:8001', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+        { id: 'vllm-1', url: 'http://gpu-a.internal:8002', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+      ],
+    })
+  })
+
+  it('its commands, run, make that fleet record', async () => {
+    const store = new Map<string, string>()
+    const memoryWrangler = async (args: string[]): Promise<string> => {
+      const data: unknown = JSON.parse(await readFile(args[3] ?? '', 'utf8'))
+      if (args[2] === 'get') return JSON.stringify(Object.fromEntries((data as string[]).map((key) => [key, store.get(key) ?? null])))
+      for (const { key, value } of data as { key: string; value: string }[]) store.set(key, value)
+      return 'Success!'
+    }
+    const out = { log: () => {}, error: () => {} }
+    const printed = await fromCompose(['--host', 'gpu-a.internal'])
+    for (const argv of addCommands(printed.stdout)) expect(await runFleetCli(argv, { run: memoryWrangler, out, now: () => NOW })).toBe(0)
+    const json = await fromCompose(['--host', 'gpu-a.internal', '--json'])
+    expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toEqual(JSON.parse(json.stdout))
+  })
+
+  it('runs from the real entry point, with the shell environment and the compose file\'s .env', async () => {
+    const run = await new Promise<Run>((resolve) => {
+      execFile(process.execPath, [join(ROOT, 'scripts/fleet.ts'), 'from-compose', '--host', '10.0.0.5'], { cwd: ROOT, env: { ...process.env, MAX_NUM_SEQS: '32' } }, (error, stdout, stderr) => {
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
+      })
+    })
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(addCommands(run.stdout.trim())[0]).toEqual(['add', 'vllm-0', '--url', 'http://10.0.0.5:8001', '--max-concurrency', '32'])
+  })
+})
+
+describe('fleet from-compose on other compose files', () => {
+  async function composeFile(name: string, text: string, dotEnv?: string): Promise<string> {
+    const sub = await mkdtemp(join(dir, `${name}-`))
+    await writeFile(join(sub, 'compose.yaml'), text)
+    if (dotEnv !== undefined) await writeFile(join(sub, '.env'), dotEnv)
+    return join(sub, 'compose.yaml')
+  }
+
+  it('reads the short port syntax, IPv6 bind addresses, .env defaults and services without profiles', async () => {
+    const file = await composeFile('short', `services:
+  a:
+    image: x
+    environment: ["MAX_NUM_SEQS=\${SEQS:-8}"]
+    ports: ["\${ADDR}:9001:8000"]
+  b:
+    image: x
+    ports: ["[::1]:9002:8000/tcp", "9100:9100"]
+  c:
+    image: x
+    ports: ["9003:8000"]
+    profiles: [other]
+  d:
+    image: x
+`, '# comment\nADDR=10.1.2.3\nSEQS="16"\n')
+    const run = await fromCompose(['--file', file])
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(addCommands(run.stdout)).toEqual([
+      ['add', 'a', '--url', 'http://10.1.2.3:9001', '--max-concurrency', '16'],
+      // Quoted: the shell would take the brackets for a glob.
+      ['add', 'b', '--url', "'http://[::1]:9002'", '--max-concurrency', '256'],
+    ])
+    expect(run.stdout).toContain('# b: a loopback address')
+    // The shell's environment wins over .env, as with docker compose.
+    const shell = await fromCompose(['--file', file], { ADDR: '10.9.9.9' })
+    expect(addCommands(shell.stdout)[0]?.[3]).toBe('http://10.9.9.9:9001')
+  })
+
+  it.each([
+    ['a service published on every interface, without --host', 'services:\n  a:\n    image: x\n    ports: ["9001:8000"]\n', [], 'published on every interface (0.0.0.0): pass --host'],
+    ['no service publishing port 8000', 'services:\n  a:\n    image: x\n', [], 'has no service in profile gpu that publishes port 8000'],
+    ['a port range', 'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001-9002:8000"]\n', [], 'needs one fixed published port'],
+    ['a bad MAX_NUM_SEQS', 'services:\n  a:\n    image: x\n    environment: {MAX_NUM_SEQS: "0"}\n    ports: ["127.0.0.1:9001:8000"]\n', [], 'max-num-seqs must be a whole number above 0'],
+    ['a service name that is no fleet id', 'services:\n  GPU_A:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n', [], 'Service GPU_A: ID must be 1 to 63 lowercase letters'],
+    ['a required variable that is unset', 'services:\n  a:\n    image: x\n    ports: ["${ADDR:?set ADDR}:9001:8000"]\n', [], 'ADDR: set ADDR'],
+    ['URLs the template does not tell apart', 'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n  b:\n    image: x\n    ports: ["127.0.0.2:9001:8000"]\n', ['--url-template', 'http://gpu:{port}'], 'share the URL http://gpu:9001'],
+    ['YAML that does not parse', 'services: [\n', [], 'is not valid YAML'],
+  ])('exits 1 for %s, saying why', async (_, text, extra, message) => {
+    const file = await composeFile('bad', text)
+    const run = await fromCompose(['--file', file, ...extra])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain(message)
+  })
+
+  it('exits 1 for a compose file that does not exist', async () => {
+    const run = await fromCompose(['--file', join(dir, 'missing.yaml')])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain('Cannot read the compose file')
+  })
+
+  it.each([
+    [['--url-template', 'https://gpu.example.com']],
+    [['--persist-to', 'state']],
+    [['--config', 'wrangler.toml']],
+    [['--profile', '']],
+    [['extra']],
+    [['--weight', '2']],
+  ])('rejects %j with usage and exit 2', async (argv) => {
+    const run = await fromCompose(argv)
+    expect(run.code).toBe(2)
+    expect(run.stderr).toContain('Usage: npm run fleet')
+  })
+})
+
+describe('compose interpolation', () => {
+  it.each([
+    ['$${literal}', {}, '${literal}'],
+    ['${A}-$A', { A: 'x' }, 'x-x'],
+    ['${A:-d}', { A: '' }, 'd'],
+    ['${A-d}', { A: '' }, ''],
+    ['${A-d}', {}, 'd'],
+    ['${A:?}', { A: 'set' }, 'set'],
+    ['${UNSET}', {}, ''],
+  ])('%s with %j is %j', (value, env, expected) => {
+    expect(interpolate(value, env)).toBe(expected)
+  })
+})
