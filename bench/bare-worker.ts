@@ -23,4 +23,5 @@ app.onError(renderError)
 // wrangler.toml binds these Durable Objects, so the bundle must export their classes (unused here).
 export { KeyLimiter } from '../src/durable/key-limiter.ts'
 export { TelemetryAggregator } from '../src/durable/telemetry-aggregator.ts'
+export { StreamSession } from '../src/durable/stream-session.ts'
 export default app

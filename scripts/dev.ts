@@ -38,16 +38,19 @@ async function stopAll(code: number): Promise<never> {
 process.on('SIGINT', () => void stopAll(0))
 process.on('SIGTERM', () => void stopAll(0))
 
-/** The backends' shared API key, kept in the git-ignored .dev.vars that wrangler dev reads. */
-function backendApiKey(): string {
+/** A local secret kept in the git-ignored .dev.vars that wrangler dev reads; made once. */
+function devSecret(name: string, make: () => string): string {
   const file = join(ROOT, '.dev.vars')
   const existing = existsSync(file) ? readFileSync(file, 'utf8') : ''
-  const match = /^BACKEND_API_KEY=(.+)$/m.exec(existing)
+  const match = new RegExp(`^${name}=(.+)$`, 'm').exec(existing)
   if (match?.[1]) return match[1].trim()
-  const key = `bk-${randomBytes(24).toString('hex')}`
-  writeFileSync(file, `${existing}${existing && !existing.endsWith('\n') ? '\n' : ''}BACKEND_API_KEY=${key}\n`)
-  return key
+  const value = make()
+  writeFileSync(file, `${existing}${existing && !existing.endsWith('\n') ? '\n' : ''}${name}=${value}\n`)
+  return value
 }
+
+/** The backends' shared API key. */
+const backendApiKey = () => devSecret('BACKEND_API_KEY', () => `bk-${randomBytes(24).toString('hex')}`)
 
 function watch(child: Child, name: string): void {
   children.push(child)
@@ -60,6 +63,8 @@ function watch(child: Child, name: string): void {
 
 async function main(): Promise<void> {
   const apiKey = backendApiKey()
+  // Signs browser stream tokens and stream session URLs (the playground needs it).
+  devSecret('STREAM_TOKEN_SECRETS', () => randomBytes(32).toString('base64url'))
   // The default local state (.wrangler/state beside wrangler.toml) is the one wrangler dev reads.
   // Made before wrangler dev starts, alongside the emulators, so the Worker never runs without it.
   const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo: undefined, config: join(ROOT, 'wrangler.toml') }))
@@ -83,6 +88,7 @@ async function main(): Promise<void> {
     `curl -N ${url}/v1/chat/completions -H "Authorization: Bearer ${secret}" -H 'content-type: application/json' ` +
       `-d '{"model":"${MODEL}","stream":true,"messages":[{"role":"user","content":"What is 7 * 6?"}]}'\n`,
   )
+  console.log(`Playground: ${url}/playground#key=${secret}\n`)
   console.log('Ctrl-C stops everything.')
 }
 

@@ -67,7 +67,7 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
-  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator; default true); false for scripts that do not export them. */
+  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession; default true); false for scripts that do not export them. */
   limiter?: boolean
 }
 
@@ -92,6 +92,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
             durableObjects: {
               LIMITER: { className: 'KeyLimiter', useSQLite: true },
               TELEMETRY: { className: 'TelemetryAggregator', useSQLite: true },
+              STREAMS: { className: 'StreamSession', useSQLite: true },
             },
           }),
       host: '127.0.0.1',

@@ -28,6 +28,21 @@ export interface GatewayConfig {
   rateLimits: RateLimitConfig
   fleet: FleetConfig
   telemetry: TelemetryConfig
+  streams: StreamsConfig
+}
+
+/** Browser stream sessions (docs/streams.md). */
+export interface StreamsConfig {
+  /** With no EventSource connected for this long, the session's generation is stopped. */
+  graceMs: number
+  /** How long a finished session stays replayable before its storage is deleted. */
+  retentionS: number
+  /** Lifetime of a session's signed event URL. */
+  urlTtlS: number
+  /** Hard cap on one session's generation. */
+  maxLifetimeS: number
+  /** The `retry:` hint: how soon a browser reconnects after a dropped connection. */
+  retryMs: number
 }
 
 export interface TelemetryConfig {
@@ -85,6 +100,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       rateLimits: readRateLimits(env),
       telemetry: readTelemetryConfig(env),
       fleet: readFleetConfig(env),
+      streams: readStreamsConfig(env),
     }
     parsed.set(env, config)
   }
@@ -140,6 +156,23 @@ function readRateLimits(env: WorkerEnv): RateLimitConfig {
     failureMode: mode,
     timeoutMs: positiveInteger('RATE_LIMITER_TIMEOUT_MS', env.RATE_LIMITER_TIMEOUT_MS),
   }
+}
+
+/** The rate limiter drops a lease after 15 minutes (LEASE_MAX_MS): a session must end well before. */
+const MAX_SESSION_LIFETIME_S = 14 * 60
+
+function readStreamsConfig(env: WorkerEnv): StreamsConfig {
+  const config = {
+    graceMs: positiveInteger('STREAM_GRACE_MS', env.STREAM_GRACE_MS),
+    retentionS: positiveInteger('STREAM_RETENTION_S', env.STREAM_RETENTION_S),
+    urlTtlS: positiveInteger('STREAM_URL_TTL_S', env.STREAM_URL_TTL_S),
+    maxLifetimeS: positiveInteger('STREAM_MAX_LIFETIME_S', env.STREAM_MAX_LIFETIME_S),
+    retryMs: positiveInteger('STREAM_RETRY_MS', env.STREAM_RETRY_MS),
+  }
+  if (config.maxLifetimeS > MAX_SESSION_LIFETIME_S) throw misconfigured(`STREAM_MAX_LIFETIME_S must be at most ${MAX_SESSION_LIFETIME_S} (the rate limiter's lease lasts 15 minutes).`)
+  // A browser that waits longer than the grace period to reconnect finds its generation stopped.
+  if (config.retryMs >= config.graceMs) throw misconfigured('STREAM_RETRY_MS must be shorter than STREAM_GRACE_MS.')
+  return config
 }
 
 /** Also read on its own by the telemetry aggregator, which has no request context. */

@@ -18,6 +18,8 @@ import { latency } from './routes/latency.ts'
 import { metrics } from './routes/metrics.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
 import { createStreamToken } from './routes/stream-tokens.ts'
+import { cancelStream, createStream, streamEvents } from './routes/streams.ts'
+import { playgroundPage, playgroundScript, playgroundStyle } from './routes/playground/index.ts'
 
 const app = new Hono<AppEnv>()
 const chatScope = requireKey({ scope: 'chat' })
@@ -41,6 +43,20 @@ app.all('/v1/chat/completions', methodNotAllowed('POST'))
 
 app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
 app.all('/v1/stream-tokens', methodNotAllowed('POST'))
+
+// Browser stream sessions (docs/streams.md): created with a key or a stream token; the event URL
+// carries its own signature, since EventSource cannot send a header.
+app.post('/v1/streams', requireKey({ scope: 'chat', acceptStreamToken: true }), limitBody, createStream)
+app.all('/v1/streams', methodNotAllowed('POST'))
+app.get('/v1/streams/:id/events', streamEvents)
+app.all('/v1/streams/:id/events', methodNotAllowed('GET'))
+app.post('/v1/streams/:id/cancel', cancelStream)
+app.all('/v1/streams/:id/cancel', methodNotAllowed('POST'))
+
+// The playground: a chat page on the stream sessions (no key needed to load it).
+app.get('/playground', playgroundPage)
+app.get('/playground/app.js', playgroundScript)
+app.get('/playground/style.css', playgroundStyle)
 
 app.get('/v1/keys/:id/limits', adminScope, keyLimits)
 app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
@@ -66,6 +82,7 @@ app.onError(renderError)
 
 export { KeyLimiter } from './durable/key-limiter.ts'
 export { TelemetryAggregator } from './durable/telemetry-aggregator.ts'
+export { StreamSession } from './durable/stream-session.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.

@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import type { KeyRecord } from '../auth/key-record.ts'
 import type { RateLimitConfig } from '../config.ts'
-import type { AppEnv } from '../env.ts'
+import type { AppEnv, WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { proxyCounters } from '../telemetry/counters.ts'
 import type { Decision, EffectiveLimits, LimitName, TokenUse } from './ledger.ts'
@@ -19,14 +19,50 @@ const UNLIMITED: Admission = { settle() {} }
 const LATE_ANSWER_FACTOR = 5
 
 /**
+ * A held lease on a key's limits, for an owner other than the request that admitted it (a stream
+ * session's Durable Object settles it when the generation ends: `settleLease`).
+ */
+export interface LeaseRef {
+  keyId: string
+  leaseId: string
+}
+
+/**
  * Asks the key's limiter (a Durable Object) to admit a request that may use `reserveTokens`
  * tokens. Admitted: the x-ratelimit-* headers go on the response and the returned admission must
  * be settled when the request ends. Refused: a 429 naming the limit, with Retry-After. A limiter
  * that cannot answer in time fails open or closed, as configured, and is logged and counted.
  */
 export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): Promise<Admission> {
+  const lease = await admitLease(c, reserveTokens)
+  if (!lease) return UNLIMITED
+  // The settlement runs after the response (and after a client that left), so the request's
+  // context is kept alive until it is done.
+  let settled = false
+  let done!: () => void
+  c.executionCtx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
+  return {
+    settle(used) {
+      if (settled) return
+      settled = true
+      settleLease(c.env, lease, used)
+        .catch((error: unknown) => {
+          proxyCounters.rateLimiterSettleFailures++
+          log('rate_limiter_settle_failed', c, error)
+        })
+        .finally(done)
+    },
+  }
+}
+
+/**
+ * The admission itself, as `admitRequest` describes, handing back the lease instead of an
+ * admission bound to this request: null when nothing is held (limits off, or the limiter failed
+ * open). Whoever takes the lease must settle it exactly once, with `settleLease`.
+ */
+export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Promise<LeaseRef | null> {
   const { rateLimits } = c.get('config')
-  if (!rateLimits.enabled) return UNLIMITED
+  if (!rateLimits.enabled) return null
   const principal = c.get('principal')
   const limits = effectiveLimits(principal.record, rateLimits)
   const leaseId = crypto.randomUUID()
@@ -45,7 +81,8 @@ export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): P
         .then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false))
         .catch(() => false),
     )
-    return limiterUnavailable(c, rateLimits, error)
+    limiterUnavailable(c, rateLimits, error)
+    return null
   }
   const headers = rateLimitHeaders(decision.view)
   if (!decision.admitted) {
@@ -53,25 +90,13 @@ export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): P
     throw refusal(decision, principal.keyId, headers)
   }
   for (const [name, value] of Object.entries(headers)) c.header(name, value)
+  return { keyId: principal.keyId, leaseId }
+}
 
-  // The settlement runs after the response (and after a client that left), so the request's
-  // context is kept alive until it is done.
-  let settled = false
-  let done!: () => void
-  c.executionCtx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
-  return {
-    settle(used) {
-      if (settled) return
-      settled = true
-      limiter
-        .settle(leaseId, used ?? NOTHING_USED)
-        .catch((error: unknown) => {
-          proxyCounters.rateLimiterSettleFailures++
-          log('rate_limiter_settle_failed', c, error)
-        })
-        .finally(done)
-    },
-  }
+/** Frees a lease's stream slot and charges what was used (null: nothing the backend reported). */
+export function settleLease(env: WorkerEnv, lease: LeaseRef, used: TokenUse | null): Promise<boolean> {
+  const limiter = env.LIMITER.get(env.LIMITER.idFromName(lease.keyId))
+  return limiter.settle(lease.leaseId, used ?? NOTHING_USED)
 }
 
 export function effectiveLimits(record: KeyRecord, config: RateLimitConfig): EffectiveLimits {
@@ -111,7 +136,8 @@ function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string
   })
 }
 
-function limiterUnavailable(c: Context<AppEnv>, config: RateLimitConfig, error: unknown): Admission {
+/** Logs and counts it; fails closed with a 503, or returns so that the caller fails open. */
+function limiterUnavailable(c: Context<AppEnv>, config: RateLimitConfig, error: unknown): void {
   proxyCounters.rateLimiterUnavailable++
   log('rate_limiter_unavailable', c, error, config.failureMode)
   if (config.failureMode === 'closed') {
@@ -120,7 +146,6 @@ function limiterUnavailable(c: Context<AppEnv>, config: RateLimitConfig, error: 
       headers: retryAfterHeaders(1000),
     })
   }
-  return UNLIMITED
 }
 
 class LimiterTimeout extends Error {

@@ -46,11 +46,14 @@ export interface PreparedChatRequest {
 /**
  * Checks the body, maps the model name, applies the DeepSeek-R1 prompt rules (telling the client
  * which ones changed its request in `x-prompt-rules`) and fits the result into the context.
+ * `forceStream` (stream sessions, which always stream) reads the body as if it said `stream: true`.
  */
-async function prepareChatRequest(c: Context<AppEnv>): Promise<PreparedChatRequest> {
+export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStream?: boolean } = {}): Promise<PreparedChatRequest> {
   const config = c.get('config')
   const { record } = c.get('principal')
-  const parsed = parseChatRequest(await readJsonBody(c))
+  const body = await readJsonBody(c)
+  const streamed = options.forceStream && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, stream: true } : body
+  const parsed = parseChatRequest(streamed)
   if (parsed.model != null && !config.modelNames.has(parsed.model)) {
     throw new ApiError(404, `The model '${parsed.model}' does not exist.`, { param: 'model', code: 'model_not_found' })
   }
@@ -149,7 +152,7 @@ async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, a
   }
 }
 
-function fleetUnavailable(): ApiError {
+export function fleetUnavailable(): ApiError {
   return new ApiError(503, 'Every backend is busy or unavailable; please retry shortly.', {
     code: 'backends_unavailable',
     headers: { 'retry-after': '1' },
@@ -161,7 +164,7 @@ function fleetUnavailable(): ApiError {
  * gateway knows the tokens each request used, even one that ends early (a client that leaves, a
  * backend that fails); the relay passes usage on only as the client asked for it.
  */
-function upstreamBody(request: UpstreamChatRequest, modelId: string): Record<string, unknown> {
+export function upstreamBody(request: UpstreamChatRequest, modelId: string): Record<string, unknown> {
   return {
     ...request,
     model: modelId,
