@@ -1,30 +1,11 @@
 import { base64url } from './key-record.ts'
+import { fromBase64url as decode, hmacKey } from './stream-token.ts'
 
 // Small signed values (dashboard sessions and links): `<base64url(JSON)>.<base64url(HMAC-SHA256)>`,
 // where the HMAC covers a purpose string too, so a value signed for one purpose is never accepted
 // for another, even under the same secret. Every secret in the list verifies; the first signs.
 
 const encoder = new TextEncoder()
-const keys = new Map<string, Promise<CryptoKey>>()
-
-function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = keys.get(secret)
-  if (!key) {
-    key = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify'])
-    keys.set(secret, key)
-  }
-  return key
-}
-
-function decode(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null
-  try {
-    const binary = atob(text.replaceAll('-', '+').replaceAll('_', '/') + '='.repeat((4 - (text.length % 4)) % 4))
-    return Uint8Array.from(binary, (char) => char.charCodeAt(0))
-  } catch {
-    return null
-  }
-}
 
 export async function signValue(purpose: string, value: object, secret: string): Promise<string> {
   const body = base64url(encoder.encode(JSON.stringify(value)))
