@@ -7,7 +7,8 @@ import { settleLease, type LeaseRef } from '../limits/admit.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import { EventLog } from '../streams/event-log.ts'
 import { doneData, errorData, type StreamEvent, type StreamEventName } from '../streams/events.ts'
-import { openGeneration, pumpGeneration, type Generation, type GenerationEnd } from '../streams/generation.ts'
+import { openAttempts, type OpenedAttempts } from '../relay/open-attempts.ts'
+import { pumpGeneration, type GenerationEnd } from '../streams/generation.ts'
 import { toRefusal, type SubscribeInput, type SubscribeResult, type StartResult, type StartSession } from '../streams/rpc.ts'
 import type { SessionSettings } from '../streams/settings.ts'
 import { SessionTrace } from '../streams/session-trace.ts'
@@ -77,10 +78,10 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     const running: Running = { trace, listeners: new AbortController(), stopCause: null }
     this.#running = running
     this.#trace = trace
-    let generation: Generation
+    let generation: OpenedAttempts
     try {
       const { body, prefixKey, requestId } = input
-      generation = await openGeneration({ env: this.env, config, body, prefixKey, requestId, signal: running.listeners.signal, observer: trace })
+      generation = await openAttempts({ env: this.env, config, body, prefixKey, requestId, signal: running.listeners.signal, observer: trace })
     } catch (error) {
       this.#running = null
       finishWithError(trace.trace, error)

@@ -120,3 +120,18 @@ export class UpstreamAttempts {
     return failure.status >= 500 || failure.status === 429
   }
 }
+
+/**
+ * A backend's error event that came before any data reached the client: failover may still
+ * replace it; if nothing does, the event (`data`, as the backend sent it) ends the stream.
+ */
+export class ErrorEventBeforeData extends Error {
+  readonly error: ApiError
+  readonly data: string
+
+  constructor(error: ApiError, data: string) {
+    super(error.message)
+    this.error = error
+    this.data = data
+  }
+}

@@ -1,10 +1,10 @@
 import { carriesToken, readChunk } from './chunk.ts'
 import { pumpEvents } from './events.ts'
 import { DONE_FRAME, KEEPALIVE_FRAME, dataFrame, streamErrorFrame } from './sse.ts'
-import type { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import type { Outcome } from '../telemetry/record.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
+import { ErrorEventBeforeData } from './attempts.ts'
 import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 
 /** An accepted upstream request: its event stream and its call. */
@@ -180,16 +180,4 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     .catch(fail)
 
   return readable
-}
-
-/** A backend's error event that came before any data: failover may still replace it. */
-class ErrorEventBeforeData extends Error {
-  readonly error: ApiError
-  readonly data: string
-
-  constructor(error: ApiError, data: string) {
-    super(error.message)
-    this.error = error
-    this.data = data
-  }
 }

@@ -2,11 +2,9 @@ import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { admitRequest, type Admission } from '../limits/admit.ts'
-import { liveStatsFor } from '../fleet/live-stats.ts'
-import { loadFleet } from '../fleet/registry.ts'
-import { loadGlobalTtft } from '../telemetry/global-view.ts'
-import { prefixKeyOf, rankBackends } from '../fleet/select.ts'
-import { UpstreamAttempts, type Attempt } from '../relay/attempts.ts'
+import { prefixKeyOf } from '../fleet/select.ts'
+import type { Attempt, UpstreamAttempts } from '../relay/attempts.ts'
+import { openAttempts } from '../relay/open-attempts.ts'
 import { collectCompletion, type ChatCompletion } from '../relay/collect.ts'
 import { SSE_HEADERS } from '../relay/sse.ts'
 import { relaySse } from '../relay/stream.ts'
@@ -74,35 +72,15 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
  */
 export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission, trace: RequestTrace): Promise<Response> {
   const config = c.get('config')
-  const [fleet, globalTtft] = await Promise.all([
-    loadFleet(c.env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs),
-    loadGlobalTtft(c.env.LATENCY, config.fleet.cacheTtlMs),
-  ])
-  const live = liveStatsFor(config)
-  const prefixKey = prefixKeyOf(request.messages)
-  const candidates = rankBackends({
-    backends: fleet.backends,
-    health: fleet.health,
-    stats: (id) => live.of(id),
-    prefixKey,
-    recall: (key) => live.recall(key),
-    globalTtftMs: (id) => globalTtft.get(id),
-    now: Date.now(),
-    options: config.fleet.selection,
-  })
-  if (candidates.length === 0) throw fleetUnavailable()
-  const attempts = new UpstreamAttempts(candidates, {
-    clientSignal: c.req.raw.signal,
-    timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
+  const { first, attempts } = await openAttempts({
+    env: c.env,
+    config,
     body: upstreamBody(request, config.modelId),
-    apiKey: config.backendApiKey,
+    prefixKey: prefixKeyOf(request.messages),
     requestId: c.get('requestId'),
-    maxAttempts: config.fleet.failoverAttempts,
-    live,
-    prefixKey,
+    signal: c.req.raw.signal,
     observer: trace,
   })
-  const first = await attempts.first()
 
   if (!request.stream) {
     const completion = await collectWithFailover(first, attempts, admission, trace)
@@ -150,13 +128,6 @@ async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, a
       attempt = next
     }
   }
-}
-
-export function fleetUnavailable(): ApiError {
-  return new ApiError(503, 'Every backend is busy or unavailable; please retry shortly.', {
-    code: 'backends_unavailable',
-    headers: { 'retry-after': '1' },
-  })
 }
 
 /**

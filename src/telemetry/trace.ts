@@ -41,10 +41,6 @@ export class RequestTrace implements RelayObserver {
     this.startedAt = startedAt
   }
 
-  get finished(): boolean {
-    return this.#record !== null
-  }
-
   attemptStarted(backendId: string): void {
     this.#backend = backendId
     this.#attempts++

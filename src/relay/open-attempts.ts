@@ -1,0 +1,70 @@
+import type { GatewayConfig } from '../config.ts'
+import type { WorkerEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import { liveStatsFor } from '../fleet/live-stats.ts'
+import { loadFleet } from '../fleet/registry.ts'
+import { rankBackends } from '../fleet/select.ts'
+import { loadGlobalTtft } from '../telemetry/global-view.ts'
+import type { RelayObserver } from '../telemetry/trace.ts'
+import { UpstreamAttempts, type Attempt } from './attempts.ts'
+
+// How every upstream request starts, for the API route and for stream sessions alike: the fleet
+// and its fleet-wide latency view, the ranking, and the first backend that accepts.
+
+export interface OpenAttemptsInput {
+  env: WorkerEnv
+  config: GatewayConfig
+  /** The body sent to vLLM (see upstreamBody in src/routes/chat.ts). */
+  body: Record<string, unknown>
+  prefixKey: string | null
+  requestId: string
+  /** Aborts the upstream request: the client left, or the session stopped it. */
+  signal: AbortSignal
+  observer: RelayObserver
+}
+
+export interface OpenedAttempts {
+  first: Attempt
+  /** For failover from `first` while nothing has reached the client. */
+  attempts: UpstreamAttempts
+}
+
+/** Ranks the fleet and opens the first backend that accepts the request; throws an ApiError if none does. */
+export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAttempts> {
+  const { env, config, prefixKey } = input
+  const [fleet, globalTtft] = await Promise.all([
+    loadFleet(env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs),
+    loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs),
+  ])
+  const live = liveStatsFor(config)
+  const candidates = rankBackends({
+    backends: fleet.backends,
+    health: fleet.health,
+    stats: (id) => live.of(id),
+    prefixKey,
+    recall: (key) => live.recall(key),
+    globalTtftMs: (id) => globalTtft.get(id),
+    now: Date.now(),
+    options: config.fleet.selection,
+  })
+  if (candidates.length === 0) throw fleetUnavailable()
+  const attempts = new UpstreamAttempts(candidates, {
+    clientSignal: input.signal,
+    timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
+    body: input.body,
+    apiKey: config.backendApiKey,
+    requestId: input.requestId,
+    maxAttempts: config.fleet.failoverAttempts,
+    live,
+    prefixKey,
+    observer: input.observer,
+  })
+  return { first: await attempts.first(), attempts }
+}
+
+function fleetUnavailable(): ApiError {
+  return new ApiError(503, 'Every backend is busy or unavailable; please retry shortly.', {
+    code: 'backends_unavailable',
+    headers: { 'retry-after': '1' },
+  })
+}
