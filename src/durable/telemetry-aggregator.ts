@@ -47,7 +47,7 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
 
   /**
    * Writes what is due now (the alarm; tests call it to skip the wait). Returns the keys written
-   * and when the next write is due, if anything still waits (a key written less than 1 s ago).
+   * and when the next write is due, if anything still waits (a key written less than MIN_KEY_WRITE_INTERVAL_MS ago).
    */
   async flush(): Promise<{ written: string[]; nextAt: number | null }> {
     const due = this.#aggregate.takeDue(Date.now())

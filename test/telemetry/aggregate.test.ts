@@ -81,9 +81,9 @@ describe('telemetry aggregate', () => {
     first.ingest(batch([record(T0 + 100)]), T0 + 100)
 
     const restarted = new TelemetryAggregate(store, OPTIONS)
-    // Written 200 ms ago: not again before a second has passed, even after the restart.
+    // Written 200 ms ago: not again before the interval has passed, even after the restart.
     expect(restarted.takeDue(T0 + 200)).toEqual([])
-    const due = restarted.takeDue(T0 + 1000)
+    const due = restarted.takeDue(T0 + MIN_KEY_WRITE_INTERVAL_MS)
     expect(due).toHaveLength(2)
     expect(mergeBuckets(due.map((write) => write.value)).overall.requests).toBe(4)
     expect(restarted.totals.responses['/v1/chat/completions 200']).toBe(2)
