@@ -3,7 +3,7 @@ import type { AppEnv, WorkerEnv } from './env.ts'
 import { misconfigured } from './errors.ts'
 import { parseBackends, type Backend } from './fleet/backends.ts'
 import { DEFAULT_CIRCUIT, type CircuitOptions } from './fleet/circuit.ts'
-import type { BackendRecord } from './fleet/records.ts'
+import { REASONING_PARSERS, type BackendRecord, type ReasoningParser } from './fleet/records.ts'
 import { recordsFromConfig } from './fleet/registry.ts'
 import type { RoutingPolicy, SelectionOptions } from './fleet/select.ts'
 
@@ -113,6 +113,13 @@ export const loadConfig = createMiddleware<AppEnv>(async function loadConfig(c, 
   await next()
 })
 
+/** BACKEND_REASONING_PARSER: the --reasoning-parser of the BACKEND_URLS backends. */
+function reasoningParserOf(value: string | undefined): ReasoningParser {
+  const parser = (value ?? 'deepseek_r1') as ReasoningParser
+  if (!REASONING_PARSERS.includes(parser)) throw misconfigured(`BACKEND_REASONING_PARSER must be one of ${REASONING_PARSERS.join(', ')}.`)
+  return parser
+}
+
 const POLICIES: readonly RoutingPolicy[] = ['smart', 'weighted_random', 'round_robin']
 
 function readFleetConfig(env: WorkerEnv): FleetConfig {
@@ -121,7 +128,11 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
   const failureRate = Number(env.CIRCUIT_FAILURE_RATE)
   if (!(failureRate > 0 && failureRate <= 1)) throw misconfigured('CIRCUIT_FAILURE_RATE must be a number in (0, 1].')
   return {
-    fallback: recordsFromConfig(parseBackends(env.BACKEND_URLS), positiveInteger('BACKEND_MAX_CONCURRENCY', env.BACKEND_MAX_CONCURRENCY)),
+    fallback: recordsFromConfig(
+      parseBackends(env.BACKEND_URLS),
+      positiveInteger('BACKEND_MAX_CONCURRENCY', env.BACKEND_MAX_CONCURRENCY),
+      reasoningParserOf(env.BACKEND_REASONING_PARSER),
+    ),
     cacheTtlMs: positiveInteger('FLEET_CACHE_TTL_MS', env.FLEET_CACHE_TTL_MS),
     failoverAttempts: positiveInteger('FAILOVER_ATTEMPTS', env.FAILOVER_ATTEMPTS),
     selection: {

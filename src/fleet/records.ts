@@ -11,6 +11,9 @@ export const HEALTH_KEY = 'fleet:health'
 export const BACKEND_STATES = ['active', 'draining'] as const
 export type BackendState = (typeof BACKEND_STATES)[number]
 
+export const REASONING_PARSERS = ['deepseek_r1', 'none'] as const
+export type ReasoningParser = (typeof REASONING_PARSERS)[number]
+
 const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
 export const backendRecordSchema = z.object({
@@ -25,6 +28,11 @@ export const backendRecordSchema = z.object({
   region: z.nullable(z.string().check(z.maxLength(64))),
   /** draining: finishes what it has, gets nothing new while another backend can serve. */
   state: z.enum(BACKEND_STATES),
+  /**
+   * vLLM's --reasoning-parser: `none` when the backend runs without one, so its reasoning comes
+   * inside `content` and the gateway splits it at `</think>`. Absent means deepseek_r1.
+   */
+  reasoningParser: z.optional(z.enum(REASONING_PARSERS)),
 })
 
 export type BackendRecord = z.infer<typeof backendRecordSchema>

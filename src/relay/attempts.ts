@@ -11,6 +11,8 @@ export interface Attempt {
   backend: BackendRecord
   call: UpstreamCall
   upstream: ReadableStream<Uint8Array>
+  /** The backend runs without a reasoning parser: the relay splits its content at `</think>`. */
+  reasoningInContent: boolean
 }
 
 export interface AttemptOptions {
@@ -77,7 +79,7 @@ export class UpstreamAttempts {
       const call = this.#callFor(backend)
       try {
         const upstream = await openUpstream({ backend, body: this.#options.body, apiKey: this.#options.apiKey, requestId: this.#options.requestId }, call)
-        return { backend, call, upstream }
+        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none' }
       } catch (error) {
         call.end()
         const failure = call.failure(error)

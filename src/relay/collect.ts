@@ -1,8 +1,9 @@
 import { ApiError } from '../errors.ts'
-import { carriesToken, readChunk, type CompletionChunk, type Usage } from './chunk.ts'
+import { carriesToken, ChunkReader, type CompletionChunk, type Usage } from './chunk.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { pumpEvents } from './events.ts'
-import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
+import type { RelaySource } from './stream.ts'
+import { upstreamTruncated } from './upstream-call.ts'
 
 // A `stream: false` request is still streamed from the backend (one upstream path, the same
 // deadlines, and a first-token time for every request) and collected here into one
@@ -31,18 +32,19 @@ interface ChoiceParts {
   finishReason: string | null
 }
 
-export async function collectCompletion(upstream: ReadableStream<Uint8Array>, call: UpstreamCall, observer?: RelayObserver): Promise<ChatCompletion> {
+export async function collectCompletion(source: RelaySource, observer?: RelayObserver): Promise<ChatCompletion> {
+  const { upstream, call } = source
+  const reader = new ChunkReader({ reasoningInContent: source.reasoningInContent })
   let head: CompletionChunk | undefined
   let usage: Usage | null = null
   const choices = new Map<number, ChoiceParts>()
   let sawToken = false
 
   const onData = (data: string): boolean => {
-    call.eventArrived()
-    const chunk = readChunk(data)
+    const chunk = reader.read(data)
+    call.chunkArrived(chunk)
     if (chunk.kind === 'done') return false
     if (chunk.kind === 'error') throw chunk.error
-    if (chunk.usage) call.usageReported(chunk.usage)
     if (!sawToken && carriesToken(chunk)) {
       sawToken = true
       observer?.firstTokenArrived()

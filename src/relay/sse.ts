@@ -21,3 +21,12 @@ export function dataFrame(data: string): string {
 export function streamErrorFrame(error: ApiError): string {
   return `data: ${streamErrorJson(error)}\n\n`
 }
+
+/**
+ * A backend's error event as the client gets it: the request's own fault as vLLM sent it; a
+ * backend fault (see isBackendFault) in the gateway's words with its 5xx code, because vLLM
+ * v0.11.0 labels even a dead engine "BadRequestError", 400.
+ */
+export function backendErrorFrame(error: ApiError, data: string): string {
+  return error.status >= 500 || error.status === 429 ? streamErrorFrame(error) : dataFrame(data)
+}

@@ -1,6 +1,6 @@
-import { carriesToken, readChunk } from './chunk.ts'
+import { carriesToken, ChunkReader } from './chunk.ts'
 import { pumpEvents } from './events.ts'
-import { DONE_FRAME, KEEPALIVE_FRAME, dataFrame, streamErrorFrame } from './sse.ts'
+import { DONE_FRAME, KEEPALIVE_FRAME, backendErrorFrame, dataFrame, streamErrorFrame } from './sse.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import type { Outcome } from '../telemetry/record.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
@@ -11,6 +11,8 @@ import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
 export interface RelaySource {
   upstream: ReadableStream<Uint8Array>
   call: UpstreamCall
+  /** The backend runs without a reasoning parser (see ChunkReader). */
+  reasoningInContent?: boolean
 }
 
 export interface SseRelayOptions<S extends RelaySource> {
@@ -46,6 +48,8 @@ const MAX_UNSETTLED_WRITES = 8
 export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptions<S>): ReadableStream<Uint8Array> {
   const { forwardUsage, forwardChunkUsage, keepAliveMs, observer } = options
   let source = first
+  const readerFor = (next: S) => new ChunkReader({ keepChunkUsage: forwardChunkUsage, reasoningInContent: next.reasoningInContent })
+  let reader = readerFor(first)
   /** Whether any data event has gone to the client: from then on there is no failover. */
   let sentData = false
   /** Whether the backend sent an error event mid-stream (passed on as is): the answer is not ok. */
@@ -106,8 +110,8 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
   keepAliveTimer = setTimeout(keepAlive, keepAliveMs)
 
   const onData = (data: string): boolean => {
-    source.call.eventArrived()
-    const chunk = readChunk(data, forwardChunkUsage)
+    const chunk = reader.read(data)
+    source.call.chunkArrived(chunk)
     if (chunk.kind === 'done') {
       send(DONE_FRAME)
       return false
@@ -116,10 +120,9 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
       // Before any data, a backend error may still fail over; otherwise it goes on as vLLM sent it.
       if (!sentData) throw new ErrorEventBeforeData(chunk.error, data)
       backendFailed = true
-      send(dataFrame(data))
+      send(backendErrorFrame(chunk.error, data))
       return true
     }
-    if (chunk.usage) source.call.usageReported(chunk.usage)
     if (!firstTokenSeen && carriesToken(chunk)) {
       firstTokenSeen = firstTokenPending = true
       observer?.firstTokenArrived()
@@ -148,7 +151,7 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
     call.stop('relay_failed')
     if (!clientThere) return close('abort', 'client_abort')
     // A backend error event that no other backend replaced goes on as the backend sent it.
-    send(reason instanceof ErrorEventBeforeData ? dataFrame(reason.data) : streamErrorFrame(error))
+    send(reason instanceof ErrorEventBeforeData ? backendErrorFrame(reason.error, reason.data) : streamErrorFrame(error))
     send(DONE_FRAME)
     flush()
     close('finish', 'upstream_error')
@@ -169,6 +172,7 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
         const replacement = sentData || !open || !options.next ? null : await options.next(source, cause)
         if (!replacement) throw error
         source = replacement
+        reader = readerFor(replacement)
       }
     }
   }

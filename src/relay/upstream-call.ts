@@ -1,6 +1,6 @@
 import { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
-import type { Usage } from './chunk.ts'
+import type { UpstreamChunk } from './chunk.ts'
 
 export type StopReason = 'client_gone' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
 
@@ -29,6 +29,8 @@ export class UpstreamCall {
   stopReason: StopReason | null = null
   /** The latest usage the backend reported (it sends a running count on every chunk). */
   used: TokenUse | null = null
+  /** The latest completion tokens each choice reported, by choice index. */
+  #perChoice = new Map<number, number>()
   #controller = new AbortController()
   #timeouts: UpstreamTimeouts
   #onFirstEvent: ((ms: number) => void) | undefined
@@ -51,8 +53,8 @@ export class UpstreamCall {
     if (clientSignal?.aborted) this.stop('client_gone')
   }
 
-  /** Called for every upstream data event. */
-  eventArrived(): void {
+  /** A data event arrived (see chunkArrived). */
+  #eventArrived(): void {
     const first = this.#lastEventAt === 0
     this.#lastEventAt = Date.now()
     // The pending timer was for the first-event deadline; from now on silence is what counts.
@@ -63,9 +65,34 @@ export class UpstreamCall {
     }
   }
 
-  usageReported(usage: Usage): void {
-    this.used = { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
+  /**
+   * Called for every upstream event the relay parsed. Only chunks count as the backend's first
+   * event (its time to first event, a success for its circuit): an error event is not one.
+   */
+  chunkArrived(chunk: UpstreamChunk): void {
+    if (chunk.kind !== 'delta' && chunk.kind !== 'usage') return
+    this.#eventArrived()
+    this.#usageOf(chunk)
   }
+
+  /**
+   * Keeps the latest token count a chunk reports. vLLM's running usage is per choice
+   * (serving_chat.py: `completion_tokens = previous_num_tokens[i]` on choice i's chunk), so with
+   * n > 1 the tokens used are the sum over choices; the final usage chunk (`choices: []`) has the
+   * total itself.
+   */
+  #usageOf(chunk: UpstreamChunk): void {
+    if (chunk.kind === 'usage') {
+      this.used = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens }
+      return
+    }
+    if (chunk.kind !== 'delta' || chunk.usage === null) return
+    this.#perChoice.set(chunk.chunk.choices[0]?.index ?? 0, chunk.usage.completion_tokens)
+    let completionTokens = 0
+    for (const tokens of this.#perChoice.values()) completionTokens += tokens
+    this.used = { promptTokens: chunk.usage.prompt_tokens, completionTokens }
+  }
+
 
   get sawEvent(): boolean {
     return this.#lastEventAt !== 0

@@ -116,7 +116,7 @@ async function collectWithFailover(first: Attempt, attempts: UpstreamAttempts, a
   let attempt = first
   for (;;) {
     try {
-      const completion = await collectCompletion(attempt.upstream, attempt.call, trace)
+      const completion = await collectCompletion(attempt, trace)
       admission.settle(attempt.call.used)
       return completion
     } catch (error) {

@@ -2,7 +2,7 @@ import type { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import { ErrorEventBeforeData, type Attempt } from '../relay/attempts.ts'
 import type { OpenedAttempts } from '../relay/open-attempts.ts'
-import { readChunk, type ChunkChoice } from '../relay/chunk.ts'
+import { ChunkReader, type ChunkChoice } from '../relay/chunk.ts'
 import { pumpEvents } from '../relay/events.ts'
 import { upstreamTruncated } from '../relay/upstream-call.ts'
 import type { Outcome } from '../telemetry/record.ts'
@@ -35,21 +35,21 @@ export interface GenerationEnd {
  */
 export async function pumpGeneration(generation: OpenedAttempts, sink: GenerationSink, observer: RelayObserver): Promise<GenerationEnd> {
   let source = generation.first
+  let reader = new ChunkReader({ reasoningInContent: source.reasoningInContent })
   /** Whether any event went out: from then on there is no failover. */
   let emitted = false
   let finishReason: string | null = null
   let backendError: ApiError | null = null
 
   const onData = (data: string): boolean => {
-    source.call.eventArrived()
-    const chunk = readChunk(data)
+    const chunk = reader.read(data)
+    source.call.chunkArrived(chunk)
     if (chunk.kind === 'done') return false
     if (chunk.kind === 'error') {
       if (!emitted) throw new ErrorEventBeforeData(chunk.error, data)
       backendError = chunk.error
       return false
     }
-    if (chunk.usage) source.call.usageReported(chunk.usage)
     if (chunk.kind === 'usage') {
       sink.emit('usage', usageData(chunk.usage))
       emitted = true
@@ -81,6 +81,7 @@ export async function pumpGeneration(generation: OpenedAttempts, sink: Generatio
       const next = emitted ? null : await generation.attempts.next(source, cause)
       if (!next) return failed(source, cause)
       source = next
+      reader = new ChunkReader({ reasoningInContent: next.reasoningInContent })
     }
   }
   sink.flush()

@@ -71,6 +71,21 @@ describe('failover before the first data event', () => {
     expect((await fleetStats())[1]?.completed).toBe(1)
   })
 
+  it("moves on when the engine dies before the first token, which vLLM v0.11.0 sends as a 400 error event, and counts it against the backend's circuit", async () => {
+    await prepareFleet({ 0: 'error_after:0' })
+    await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
+    const testEnv = fleetEnv()
+    for (const stream of [true, false, true, false, true]) {
+      const answer = await chat(testEnv, stream)
+      expect(answer.status).toBe(200)
+      expect(answer.body).not.toContain('EngineCore')
+    }
+    const [a, b] = await fleetStats()
+    // Three failures opened gpu-a's circuit: the last two requests went to gpu-b directly.
+    expect(a?.requests).toBe(3)
+    expect(b?.completed).toBe(5)
+  })
+
   it('never fails over once a data event reached the client: the stream ends with an error event', async () => {
     await prepareFleet({ 0: 'die_after:2' })
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])

@@ -93,9 +93,17 @@ describe('relaySse', () => {
     ])
   })
 
-  it("relays vLLM's own error event unchanged, even as the first event", async () => {
-    const error = '{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 503}}'
+  it("relays a request-fault error event (vLLM's 400 for the request's own fault) unchanged, even as the first event", async () => {
+    const error = '{"error": {"message": "Token id 999999 is out of vocabulary", "type": "BadRequestError", "param": null, "code": 400}}'
     expect(frames(await readAll(relay(streamOf(sse(error, '[DONE]'))).readable))).toEqual([`data: ${error}`, 'data: [DONE]'])
+  })
+
+  it("relays a backend failure's error event as a server_error with its 5xx code, keeping vLLM's message", async () => {
+    const error = '{"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", "type": "BadRequestError", "param": null, "code": 400}}'
+    expect(frames(await readAll(relay(streamOf(sse(error, '[DONE]'))).readable))).toEqual([
+      'data: {"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", "type": "server_error", "param": null, "code": 502}}',
+      'data: [DONE]',
+    ])
   })
 
   it('ends with an error event and [DONE] when the upstream dies mid-stream', async () => {
@@ -132,10 +140,10 @@ describe('relaySse', () => {
     await upstream.cancelled
   })
 
-  it('passes an upstream error event through once streaming has started', async () => {
+  it('passes an upstream error event on once streaming has started, a backend failure as a server_error', async () => {
     const error = '{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 500}}'
     const sent = frames(await readAll(relay(streamOf(sse(role, error, '[DONE]'))).readable))
-    expect(sent).toEqual([`data: ${role}`, `data: ${error}`, 'data: [DONE]'])
+    expect(sent).toEqual([`data: ${role}`, 'data: {"error": {"message": "boom", "type": "server_error", "param": null, "code": 502}}', 'data: [DONE]'])
   })
 
   it('cancels the upstream when the client has gone away and the next event cannot be delivered', async () => {
