@@ -43,10 +43,11 @@ export const USAGE = `Usage: npm run fleet -- <command> [options]
 Commands:
   list [--json]  Every backend: url, weight, max concurrency, region, state, and its health as
                  the Worker's cron probe last saw it.
-  add ID --url URL [--weight N] [--max-concurrency N] [--region R]
+  add ID --url URL [--weight N] [--max-concurrency N] [--region R] [--reasoning-parser P]
                  Add an active backend. URL: its vLLM base URL without /v1. --weight: its
                  relative share of traffic (default 1, at most 1000). --max-concurrency: its
-                 vLLM --max-num-seqs (default ${DEFAULT_MAX_CONCURRENCY}).
+                 vLLM --max-num-seqs (default ${DEFAULT_MAX_CONCURRENCY}). --reasoning-parser: its
+                 vLLM --reasoning-parser, deepseek_r1 (default) or none.
   remove ID      Take a backend out of the fleet.
   drain ID       Send a backend no new requests while another can serve; it finishes what it has.
   undrain ID     Make a draining backend active again.
@@ -73,6 +74,7 @@ const OPTIONS = {
   weight: { type: 'string' },
   'max-concurrency': { type: 'string' },
   region: { type: 'string' },
+  'reasoning-parser': { type: 'string' },
   file: { type: 'string' },
   profile: { type: 'string' },
   host: { type: 'string' },
@@ -85,7 +87,7 @@ type Values = OptionValues<typeof OPTIONS>
 
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   list: [...KV_OPTION_NAMES, 'json'],
-  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region'],
+  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region', 'reasoning-parser'],
   remove: [...KV_OPTION_NAMES],
   drain: [...KV_OPTION_NAMES],
   undrain: [...KV_OPTION_NAMES],
@@ -137,10 +139,11 @@ const FIELD_RULES: Record<keyof BackendRecord, string> = {
   maxConcurrency: '--max-concurrency takes a whole number from 1 to 100000',
   region: '--region takes 1 to 64 printable characters',
   state: 'state must be active or draining',
+  reasoningParser: '--reasoning-parser takes deepseek_r1 or none',
 }
 
 /** The backend `add` makes, checked against the fleet record's own schema; from-compose makes its entries with it too. */
-export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'>): BackendRecord {
+export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'> & Partial<Pick<Values, 'reasoning-parser'>>): BackendRecord {
   if (values.url === undefined) throw new UsageError(`add needs --url, the backend's vLLM base URL (such as http://10.0.0.5:8000).`)
   const url = normalizeBackendUrl(values.url.trim())
   // The Worker appends /v1/...: a URL ending in /v1 would send requests to /v1/v1/...
@@ -157,6 +160,7 @@ export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | '
     maxConcurrency: values['max-concurrency'] === undefined ? DEFAULT_MAX_CONCURRENCY : decimal(FIELD_RULES.maxConcurrency, values['max-concurrency']),
     region: region ?? null,
     state: 'active',
+    reasoningParser: values['reasoning-parser'],
   } satisfies Record<keyof BackendRecord, unknown>
   const result = backendRecordSchema.safeParse(candidate)
   if (result.success) return result.data

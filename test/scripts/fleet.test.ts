@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { FLEET_KEY, HEALTH_KEY, type FleetRecord, type HealthSnapshot } from '../../src/fleet/records.ts'
 import { runFleetCli } from '../../scripts/fleet/cli.ts'
+import { newBackend } from '../../scripts/fleet/options.ts'
 import { kvArgs, type KvTarget } from '../../scripts/keys/kv.ts'
 import { runCliScript, useLocalKv, type Run } from './cli-support.ts'
 
@@ -207,6 +208,7 @@ describe('fleet command line', () => {
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', 'x'.repeat(65)]],
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', 'eu\u001b[2J']],
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--json']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--reasoning-parser', 'qwen3']],
     [['remove']],
     [['drain', 'gpu-a', '--weight', '2']],
     [['undrain', 'gpu-a', 'gpu-b']],
@@ -223,6 +225,12 @@ describe('fleet command line', () => {
     const out = { log: noKv, error: (text: string) => errors.push(text) }
     await runFleetCli(['add', 'GPU', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '1.5'], { run: noKv, out })
     expect(errors.join('\n')).toMatch(/^ID must be 1 to 63 lowercase letters.*, got: GPU\n--max-concurrency takes a whole number from 1 to 100000, got: 1\.5$/m)
+  })
+
+  it('records a backend that runs without a reasoning parser, so the Worker splits its reasoning itself', () => {
+    expect(newBackend('gpu-a', { url: 'http://10.0.0.5:8000', weight: undefined, 'max-concurrency': undefined, region: undefined, 'reasoning-parser': 'none' })).toMatchObject({
+      reasoningParser: 'none',
+    })
   })
 
   it('prints usage and exits 0 for --help', async () => {
