@@ -118,6 +118,33 @@ describe('a reasoning_content capture with usage on every chunk (Workers AI, Qwe
   })
 })
 
+describe('a capture of the late-2025 build that sends "reasoning_content": null in every delta (NEAR AI, DeepSeek-V3.1)', () => {
+  const name = 'nearai-deepseek-v3.1-reasoning-content-null'
+
+  it('streams the answer text of the capture in order, with no reasoning field on deltas that carry no reasoning', async () => {
+    const expected = readStream(await capture(name))
+    const got = readStream((await replay(name, { stream: true })).body)
+    expect(joined(got.choices.get(0))).toEqual(joined(expected.choices.get(0)))
+    expect(deltas(got).filter((delta) => 'reasoning' in delta || delta.reasoning_content === null)).toEqual([])
+    expect(got.payloads.at(-1)).toBe('[DONE]')
+  })
+
+  it('forwards the usage chunk only to a client that asked for it', async () => {
+    const captured = events(readStream(await capture(name)))
+    const without = events(readStream((await replay(name, { stream: true })).body))
+    expect(without.filter((event) => event.usage != null)).toEqual([])
+    const withUsage = events(readStream((await replay(name, { stream: true, stream_options: { include_usage: true } })).body))
+    expect(withUsage.at(-1)?.usage).toEqual(captured.at(-1)?.usage)
+  })
+
+  it('collects the answer into one chat.completion without a reasoning_content for stream: false', async () => {
+    const expected = joined(readStream(await capture(name)).choices.get(0))
+    const completion = JSON.parse((await replay(name, { stream: false })).body) as { choices: { message: Json; finish_reason: string }[] }
+    expect(completion.choices[0]?.message).toEqual({ role: 'assistant', content: expected.content })
+    expect(completion.choices[0]?.finish_reason).toBe('stop')
+  })
+})
+
 describe.each<FixtureName>(['instruct-kr-qwen3-0.6b-no-reasoning-parser', 'pycon-kr-qwen3-0.6b-no-reasoning-parser'])(
   'a capture from vLLM 0.9.2 without a reasoning parser (%s)',
   (name) => {

@@ -15,6 +15,7 @@ const JSON_TYPE = 'application/json'
 
 export const VLLM_FIXTURES = {
   'workers-ai-qwen3-30b-reasoning-content': { file: 'workers-ai-qwen3-30b-reasoning-content.sse', status: 200, contentType: SSE },
+  'nearai-deepseek-v3.1-reasoning-content-null': { file: 'nearai-deepseek-v3.1-reasoning-content-null.sse', status: 200, contentType: SSE },
   'instruct-kr-qwen3-0.6b-no-reasoning-parser': { file: 'instruct-kr-qwen3-0.6b-no-reasoning-parser.sse', status: 200, contentType: SSE },
   'pycon-kr-qwen3-0.6b-no-reasoning-parser': { file: 'pycon-kr-qwen3-0.6b-no-reasoning-parser.sse', status: 200, contentType: SSE },
   'qwen3-235b-reasoning-only-first-5-events': { file: 'qwen3-235b-reasoning-only-first-5-events.sse', status: 200, contentType: SSE },
