@@ -52,7 +52,7 @@ beforeAll(async () => {
 })
 
 describe('the fixture server', () => {
-  it.each(Object.keys(VLLM_FIXTURES) as FixtureName[])('writes %s in pieces cut inside lines and inside a UTF-8 character', async (name) => {
+  it.each(Object.keys(VLLM_FIXTURES) as FixtureName[])('writes %s in pieces cut inside lines, and inside a UTF-8 character when it has one', async (name) => {
     const bytes = new Uint8Array(await (await fetch(`${fixtureServerUrl}/fixtures/${name}`)).arrayBuffer())
     const pieces = writePlan(bytes)
     expect(Buffer.concat(pieces)).toEqual(Buffer.from(bytes))
