@@ -20,6 +20,7 @@ export default defineConfig({
                 BACKEND_URLS: inject('emulatorUrl'),
                 BACKEND_API_KEY: inject('emulatorApiKey'),
                 FLEET_EMULATOR_URLS: inject('fleetEmulatorUrls'),
+                FIXTURE_SERVER_URL: inject('fixtureServerUrl'),
                 KEEPALIVE_INTERVAL_MS: '15000',
                 FIRST_EVENT_TIMEOUT_MS: '5000',
                 EVENT_IDLE_TIMEOUT_MS: '5000',

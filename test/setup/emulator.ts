@@ -1,5 +1,6 @@
 import type { TestProject } from 'vitest/node'
 import { startEmulator } from '../../gpu-backend/emulator/server.ts'
+import { startFixtureServer } from './fixture-server.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -7,6 +8,8 @@ declare module 'vitest' {
     emulatorApiKey: string
     /** Three more emulators for the fleet tests, each configured by its test (/emulator/config). */
     fleetEmulatorUrls: string
+    /** Replays captured vLLM responses (test/fixtures/vllm/) for test/relay/vllm-captures.test.ts. */
+    fixtureServerUrl: string
   }
 }
 
@@ -26,10 +29,12 @@ export default async function setup(project: TestProject) {
       startEmulator({ apiKey: API_KEY, servedModelName: 'deepseek-r1-distill-qwen-1.5b', reasoningParser: 'deepseek_r1', ttftMs: 5, itlMs: 2 }),
     ),
   )
+  const fixtureServer = await startFixtureServer()
   project.provide('emulatorUrl', emulator.url)
   project.provide('emulatorApiKey', API_KEY)
   project.provide('fleetEmulatorUrls', fleet.map((e) => e.url).join(','))
+  project.provide('fixtureServerUrl', fixtureServer.url)
   return async () => {
-    await Promise.all([emulator, ...fleet].map((e) => e.close()))
+    await Promise.all([emulator, ...fleet, fixtureServer].map((e) => e.close()))
   }
 }
