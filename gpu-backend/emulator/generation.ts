@@ -116,12 +116,14 @@ class Choices {
 
   /** One engine step for every unfinished choice; their outputs join the collector. */
   step(tracker: GenerationTracker, now: number): void {
+    let tokens = 0
     for (const decoder of this.decoders) {
       const output = decoder.step()
       if (output === null) continue
-      tracker.tokenProduced(now)
+      tokens += 1
       collect(this.pending, output)
     }
+    if (tokens > 0) tracker.tokenProduced(now, tokens)
   }
 
   get done(): boolean {
