@@ -6,7 +6,7 @@ import { parseJson, readBody, sendEmpty, sendJson, sendText } from './http.ts'
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.ts'
 import { mergeOptions, OptionsError, type EmulatorOptions } from './options.ts'
 import type { LoadStats } from './scheduler.ts'
-import { resetState, type EmulatorState } from './state.ts'
+import { resetState, syncEngine, type EmulatorState } from './state.ts'
 import type { EmulatorStats } from './stats.ts'
 
 function sendProblem(res: ServerResponse, status: number, message: string): void {
@@ -27,6 +27,7 @@ export function applyConfig(state: EmulatorState, patch: Readonly<Record<string,
   // A larger --max-num-seqs admits waiting requests now; a smaller prefix cache evicts now.
   state.scheduler.admit()
   state.prefixCache.evict()
+  syncEngine(state)
   return state.options
 }
 
@@ -61,7 +62,7 @@ function handleEventTimes(state: EmulatorState, res: ServerResponse, url: URL): 
 type Route = (state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
 
 const ROUTES: Record<string, Route> = {
-  'GET /health': (state, _req, res) => sendEmpty(res, state.options.healthy ? 200 : 503),
+  'GET /health': (state, _req, res) => sendEmpty(res, state.options.healthy && !state.engine.dead ? 200 : 503),
   'GET /metrics': (state, _req, res) => {
     const { scheduler } = state
     const load = { running: scheduler.running.size, waiting: scheduler.waiting.length, kvCacheUsage: scheduler.kvCacheUsage() }

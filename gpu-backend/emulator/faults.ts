@@ -10,10 +10,14 @@ export type Fault =
   | { kind: 'none' }
   | { kind: 'refuse'; status: number }
   | { kind: 'hang' }
-  | { kind: 'stall_after' | 'die_after' | 'error_after' | 'malformed_after'; after: number }
+  | { kind: CountedKind; after: number }
 
-type CountedKind = 'stall_after' | 'die_after' | 'error_after' | 'malformed_after'
-const COUNTED_KINDS: readonly string[] = ['stall_after', 'die_after', 'error_after', 'malformed_after']
+/**
+ * error_after: this generation alone gets the dead engine's error (400 event mid-stream, 500 for
+ * stream: false); dead_after: the whole engine dies then (see engine.ts), every generation with it.
+ */
+type CountedKind = 'stall_after' | 'die_after' | 'error_after' | 'malformed_after' | 'dead_after'
+const COUNTED_KINDS: readonly string[] = ['stall_after', 'die_after', 'error_after', 'malformed_after', 'dead_after']
 
 /** A fault that fires after some number of token chunks. */
 export type CountedFault = Extract<Fault, { after: number }>
@@ -48,6 +52,8 @@ export type Overrides = {
   /** After this many token chunks, the next token comes pauseMs late (a preempted sequence). */
   pauseAfter?: number
   pauseMs?: number
+  /** Engine steps merged into one delta after the first (the API server falling behind); 1: none. */
+  mergeTokens?: number
   fault?: Fault
 }
 
@@ -60,6 +66,7 @@ const NUMERIC_KEYS: Record<string, keyof Omit<Overrides, 'fault'>> = {
   content_tokens: 'contentTokens',
   pause_after: 'pauseAfter',
   pause_ms: 'pauseMs',
+  merge_tokens: 'mergeTokens',
 }
 
 // `[emulator` then anything up to the closing bracket; the pairs inside are split on whitespace.

@@ -1,19 +1,34 @@
-// Runs one admitted generation against the clock: the first token after ttft, then one per itl.
-// Streaming writes each event as one `res.write`; non-streaming answers at the last token.
-// Faults fire at the moment the (N+1)th token chunk would have been sent.
+// Runs one admitted generation against the clock: each engine step (the first after ttft, then
+// one per itl) gives every unfinished choice one token. Streaming writes each event as one
+// `res.write`; non-streaming answers when the last choice ends. Faults fire at the moment the
+// next engine step would have run.
 
 import type { ServerResponse } from 'node:http'
-import { errorBody, streamErrorEvent, type ApiError } from './errors.ts'
-import { dueFault, type Fault } from './faults.ts'
-import type { StreamFormat } from './formats.ts'
+import { ENGINE_DEAD_HTTP_ERROR, ENGINE_DEAD_STREAM_ERROR, type EngineLife } from './engine.ts'
+import { errorBody, streamErrorEvent } from './errors.ts'
+import { dueFault, type Fault, type Overrides } from './faults.ts'
+import type { ChoiceResult, StreamFormat } from './formats.ts'
 import { sendJson } from './http.ts'
-import type { ErrorFormat } from './options.ts'
+import type { EmulatorOptions, ErrorFormat } from './options.ts'
+import { ChoiceDecoder, collect, type ChoiceOutput } from './outputs.ts'
+import { DEFAULT_SAMPLING, type Sampling } from './sampling.ts'
 import type { GenerationTracker } from './stats.ts'
-import type { Token } from './text.ts'
-import { DONE_EVENT, malformedEvent, usageOf, type FinishReason, type WireConfig } from './wire.ts'
+import { chatTokenPlan, choiceKey, completionTokenPlan, type Token } from './text.ts'
+import { DONE_EVENT, malformedEvent, usageOf, type WireConfig } from './wire.ts'
 
-export type Generation = {
-  tokens: readonly Token[]
+/** What the request's sampling fields make of the token plans (see generationShape). */
+export type GenerationShape = {
+  /** One token plan per choice (n), each already cut to max_tokens. */
+  choices: readonly (readonly Token[])[]
+  maxTokens: number
+  sampling: Sampling
+  /** Engine steps per delivered output after the first: the API server falling behind. */
+  mergeTokens: number
+  /** For the `dead_after` fault: when the port closes after the engine dies. */
+  deadShutdownMs: number | null
+}
+
+export type Generation = GenerationShape & {
   promptTokens: number
   includeUsage: boolean
   continuousUsage: boolean
@@ -28,49 +43,119 @@ export type Generation = {
   pause: { afterChunks: number; ms: number } | null
   fault: Fault
   errorFormat: ErrorFormat
+  engine: EngineLife
   tracker: GenerationTracker
   /** Called with each SSE event's send time when event times are recorded. */
   recordEvent: ((id: string, time: number) => void) | null
 }
 
-/** The error a generation reports when `error_after` fires (vLLM's dead-engine message). */
-export const ENGINE_ERROR: ApiError = {
-  status: 500,
-  type: 'InternalServerError',
-  message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.',
+type ShapeRequest = { endpoint: 'chat' | 'completion'; requestKey: string; maxTokens: number; sampling?: Sampling }
+
+/**
+ * The token plans of a request: n choices, each its own text (choice i seeded apart, as vLLM's
+ * child requests, parallel_sampling.py). min_tokens keeps EOS from being sampled before that many
+ * tokens (vllm/v1/sample/logits_processor/builtin.py MinTokensLogitsProcessor): the answer runs longer.
+ */
+export function generationShape(
+  options: EmulatorOptions,
+  request: ShapeRequest,
+  settings: Pick<Overrides, 'reasoningTokens' | 'contentTokens' | 'mergeTokens'>,
+): GenerationShape {
+  const sampling = request.sampling ?? DEFAULT_SAMPLING
+  const reasoningTokens = settings.reasoningTokens ?? options.reasoningTokens
+  const chat = request.endpoint === 'chat'
+  const planned = settings.contentTokens ?? options.contentTokens
+  const beforeEos = chat ? reasoningTokens + 1 + planned : planned
+  const contentTokens = planned + Math.max(0, sampling.minTokens - beforeEos)
+  const plan = chat ? chatTokenPlan : completionTokenPlan
+  const choices = Array.from({ length: sampling.n }, (_, index) =>
+    plan({ seed: options.seed, requestKey: choiceKey(request.requestKey, index), reasoningTokens, contentTokens }).slice(0, request.maxTokens),
+  )
+  const mergeTokens = settings.mergeTokens ?? options.mergeTokens
+  return { choices, maxTokens: request.maxTokens, sampling, mergeTokens: Math.max(1, mergeTokens), deadShutdownMs: options.deadShutdownMs }
 }
 
 /** false: the generation is over; 'pause': go on after the generation's pause. */
 type Step = (index: number, now: number) => boolean | 'pause'
 
 /**
- * Calls `step` for each token until it returns false; returns a cancel function.
- * The first token comes ttft after the start, each next one itl after the previous,
- * like decode steps: a late step delays the ones after it instead of bunching them up.
+ * Calls `step` once per engine step until it returns false; returns a cancel function.
+ * The first step comes ttft after the start, each next one itl after the previous, like decode
+ * steps: a late step delays the ones after it instead of bunching them up.
  */
 function runClock(gen: Generation, step: Step): () => void {
   let index = 0
   let timer: NodeJS.Timeout | undefined
   let immediate: NodeJS.Immediate | undefined
+  const steps = Math.max(0, ...gen.choices.map((plan) => plan.length))
   const tick = () => {
     const keepGoing = step(index, performance.now())
     index += 1
-    if (!keepGoing || index >= gen.tokens.length) return
+    if (!keepGoing || index >= steps) return
     const delay = gen.itlMs + gen.extraItlMs() + (keepGoing === 'pause' ? (gen.pause?.ms ?? 0) : 0)
     // itl 0 means "as fast as possible": setTimeout(0) would still wait 1 ms per token, which
     // would make a throughput benchmark measure Node's timer floor instead of the relay.
     if (delay === 0) immediate = setImmediate(tick)
     else timer = setTimeout(tick, delay)
   }
-  if (gen.tokens.length > 0) timer = setTimeout(tick, gen.ttftMs)
+  if (steps > 0) timer = setTimeout(tick, gen.ttftMs)
   return () => {
     clearTimeout(timer)
     clearImmediate(immediate)
   }
 }
 
-function finishReasonOf(token: Token): FinishReason {
-  return token.kind === 'eos' ? 'stop' : 'length'
+/** The generation's choices and the outputs not yet handed to the API server. */
+class Choices {
+  readonly decoders: ChoiceDecoder[]
+  pending: ChoiceOutput[] = []
+
+  constructor(gen: Generation) {
+    this.decoders = gen.choices.map((plan, index) => new ChoiceDecoder(index, plan, gen.maxTokens, gen.sampling))
+  }
+
+  /** One engine step for every unfinished choice; their outputs join the collector. */
+  step(tracker: GenerationTracker, now: number): void {
+    let tokens = 0
+    for (const decoder of this.decoders) {
+      const output = decoder.step()
+      if (output === null) continue
+      tokens += 1
+      collect(this.pending, output)
+    }
+    if (tokens > 0) tracker.tokenProduced(now, tokens)
+  }
+
+  get done(): boolean {
+    return this.decoders.every((decoder) => decoder.finished)
+  }
+
+  take(): ChoiceOutput[] {
+    const taken = this.pending
+    this.pending = []
+    return taken
+  }
+
+  results(): ChoiceResult[] {
+    return this.decoders.map((d) => ({ index: d.index, text: d.outputText, tokens: d.tokens, finishReason: d.finishReason ?? 'length', stopReason: d.stopReason }))
+  }
+
+  tokenCount(): number {
+    return this.decoders.reduce((sum, decoder) => sum + decoder.tokens.length, 0)
+  }
+
+  /** The finish reason counted in /metrics: the last choice's. */
+  reason(): 'stop' | 'length' {
+    return this.decoders.at(-1)?.finishReason ?? 'length'
+  }
+}
+
+/**
+ * The first output reaches an idle API server alone; after it, with mergeTokens K, the server
+ * takes the collector only every K engine steps and gets K steps' tokens merged in one delta.
+ */
+function delivers(gen: Generation, index: number): boolean {
+  return index % gen.mergeTokens === 0
 }
 
 /** Ends the generation as aborted if the client goes away before it is done. */
@@ -83,88 +168,133 @@ function abortOnClose(gen: Generation, res: ServerResponse, cancel: () => void):
 
 /** Streams the events of `gen` on a response whose 200 headers are already sent. */
 export function streamGeneration(gen: Generation, res: ServerResponse): () => void {
+  const choices = new Choices(gen)
+  const counts = gen.choices.map(() => 0) // serving_chat.py previous_num_tokens, per choice
   let fault = gen.fault
   let chunksSent = 0
+  let opened = false
+  let paused = false
+  let cancel = () => {}
   const write = (event: string) => {
     res.write(event)
     gen.recordEvent?.(gen.wire.id, performance.timeOrigin + performance.now())
   }
+  // Any exception in the stream generator becomes one error event, then [DONE].
+  const fail = () => {
+    cancel()
+    gen.tracker.finish('fault', performance.now())
+    write(streamErrorEvent(gen.errorFormat, ENGINE_DEAD_STREAM_ERROR))
+    write(DONE_EVENT)
+    res.end()
+  }
+  if (gen.engine.dead) {
+    fail() // admitted from the queue as the engine died: the error is the first event
+    return cancel
+  }
+  const unwatch = gen.engine.watch(fail)
+  const usageAt = (tokens: number) => (gen.continuousUsage ? usageOf(gen.promptTokens, tokens) : null)
+  /** The stream generator's loop over one RequestOutput: role chunks first, then one chunk per output. */
+  const deliver = (outputs: readonly ChoiceOutput[]) => {
+    if (!opened) for (const event of gen.format.opening(gen.choices.length, usageAt(0))) write(event)
+    opened = true
+    for (const output of outputs) {
+      counts[output.index] = (counts[output.index] ?? 0) + output.tokens.length
+      const event = gen.format.output(output, usageAt(counts[output.index] ?? 0))
+      if (event === null) continue
+      write(event)
+      chunksSent += 1
+    }
+  }
   /**
-   * Fires the fault due before the next token, as a backend that dies or stalls between two decode
-   * steps: the token is then never generated, so the usage the stream reported so far is exact.
+   * Fires the fault due before the next engine step, as a backend that dies or stalls between two
+   * decode steps: that token is never generated, so the usage reported so far is exact.
    * Returns false when the stream is over.
    */
   const survivesFault = (): boolean => {
     const due = dueFault(fault, chunksSent)
     if (due === null) return true
     if (due.kind === 'stall_after') return false
-    if (due.kind === 'die_after') {
+    if (due.kind === 'dead_after') gen.engine.kill(gen.deadShutdownMs)
+    else if (due.kind === 'error_after') fail()
+    else if (due.kind === 'die_after') {
       gen.tracker.finish('fault', performance.now())
       res.destroy()
-      return false
+    } else {
+      write(malformedEvent(gen.wire))
+      fault = { kind: 'none' }
+      return true
     }
-    if (due.kind === 'error_after') {
-      gen.tracker.finish('fault', performance.now())
-      write(streamErrorEvent(gen.errorFormat, ENGINE_ERROR))
-      write(DONE_EVENT)
-      res.end()
-      return false
-    }
-    write(malformedEvent(gen.wire))
-    fault = { kind: 'none' }
-    return true
+    return false
   }
   const step: Step = (index, now) => {
-    const token = gen.tokens[index]
-    if (token === undefined || !survivesFault()) return false
-    gen.tracker.tokenProduced(now)
-    const usageNow = gen.continuousUsage ? usageOf(gen.promptTokens, index + 1) : null
-    if (index === 0) {
-      const opening = gen.format.opening(gen.continuousUsage ? usageOf(gen.promptTokens, 0) : null)
-      if (opening !== null) write(opening)
+    if (!survivesFault()) return false
+    choices.step(gen.tracker, now)
+    const done = choices.done
+    if (done || delivers(gen, index)) deliver(choices.take())
+    if (!done) {
+      const pauseDue = gen.pause !== null && gen.pause.afterChunks > 0 && chunksSent >= gen.pause.afterChunks
+      if (!pauseDue || paused) return true
+      paused = true
+      return 'pause'
     }
-    if (index < gen.tokens.length - 1) {
-      const chunk = gen.format.token(token, usageNow)
-      if (chunk === null) return true
-      write(chunk)
-      chunksSent += 1
-      return chunksSent === gen.pause?.afterChunks ? 'pause' : true
-    }
-    const reason = finishReasonOf(token)
-    write(gen.format.finish(token, reason, usageNow))
-    gen.tracker.finish(reason, now)
-    if (gen.includeUsage) write(gen.format.usage(usageOf(gen.promptTokens, index + 1)))
+    unwatch()
+    gen.tracker.finish(choices.reason(), now)
+    // The include_usage chunk: the total over the choices (sum(previous_num_tokens)).
+    if (gen.includeUsage) write(gen.format.usage(usageOf(gen.promptTokens, choices.tokenCount())))
     write(DONE_EVENT)
     res.end()
     return false
   }
-  const cancel = runClock(gen, step)
-  abortOnClose(gen, res, cancel)
-  return cancel
+  cancel = runClock(gen, step)
+  abortOnClose(gen, res, () => {
+    cancel()
+    unwatch()
+  })
+  return () => cancel()
 }
 
-/** Answers `gen` with one JSON body once its last token is out (stream: false). */
+/** Answers `gen` with one JSON body once its last choice ends (stream: false). */
 export function answerGeneration(gen: Generation, res: ServerResponse): () => void {
+  const choices = new Choices(gen)
+  let cancel = () => {}
+  // chat_completion_full_generator catches only ValueError: EngineDeadError reaches api_server.py's HTTPException(500).
+  const fail = () => {
+    cancel()
+    gen.tracker.finish('fault', performance.now())
+    sendJson(res, ENGINE_DEAD_HTTP_ERROR.status, errorBody(gen.errorFormat, ENGINE_DEAD_HTTP_ERROR))
+  }
+  if (gen.engine.dead) {
+    fail()
+    return cancel
+  }
+  const unwatch = gen.engine.watch(fail)
   const step: Step = (index, now) => {
     const due = dueFault(gen.fault, index)
     if (due !== null && due.kind !== 'malformed_after') {
       if (due.kind === 'stall_after') return false
-      gen.tracker.finish('fault', now)
-      if (due.kind === 'die_after') res.destroy()
-      else sendJson(res, ENGINE_ERROR.status, errorBody(gen.errorFormat, ENGINE_ERROR))
+      if (due.kind === 'dead_after') gen.engine.kill(gen.deadShutdownMs)
+      else if (due.kind === 'error_after') fail()
+      else {
+        gen.tracker.finish('fault', now)
+        res.destroy()
+      }
       return false
     }
-    gen.tracker.tokenProduced(now)
-    const token = gen.tokens[index]
-    if (token === undefined || index < gen.tokens.length - 1) return token !== undefined
-    const reason = finishReasonOf(token)
-    const body = gen.format.body(gen.tokens, reason, usageOf(gen.promptTokens, index + 1))
-    gen.tracker.finish(reason, now)
+    choices.step(gen.tracker, now)
+    if (!choices.done) return true
+    const total = choices.tokenCount()
+    const body = gen.format.body(choices.results(), usageOf(gen.promptTokens, total))
+    gen.tracker.finish(choices.reason(), now)
+    unwatch()
     // A malformed non-streaming answer is the JSON cut in half, with a matching content-length.
     sendJson(res, 200, due !== null ? body.slice(0, Math.floor(body.length / 2)) : body)
     return false
   }
-  const cancel = runClock(gen, step)
-  abortOnClose(gen, res, cancel)
+  cancel = runClock(gen, step)
+  abortOnClose(gen, res, () => {
+    cancel()
+    unwatch()
+  })
   return cancel
 }
+

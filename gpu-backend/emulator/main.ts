@@ -17,7 +17,7 @@ vLLM flags:
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
   --max-num-seqs N               generations running at once; the rest wait in FIFO order (default: no limit)
 emulator flags:
-  --reasoning-field reasoning_content|both|reasoning   (default reasoning_content)
+  --reasoning-field reasoning_content|both|reasoning|reasoning_null   (default reasoning_content)
   --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
   --error-format current|legacy  (default current)
   --ttft-ms N  --itl-ms N        time to first token, between tokens (default 40, 8)
@@ -25,7 +25,9 @@ emulator flags:
   --seed N                       text seed (default 1)
   --record-event-times           keep SSE send times for GET /emulator/event-times
   --fault F                      process-wide fault: none, hang, refuse:STATUS,
-                                 stall_after:N, die_after:N, error_after:N, malformed_after:N
+                                 stall_after:N, die_after:N, error_after:N, malformed_after:N, dead_after:N
+  --merge-tokens K               after the first delta, K engine steps per delta (default 1)
+  --dead-shutdown-ms N           port closes N ms after engine death (default 5000)
 load model (README "Load model"):
   --prefill-ms-per-token X       ttft += X per prompt token not in the prefix cache (default 0)
   --batch-itl-ms-per-seq Y       itl += Y per other running generation, at each step (default 0)
@@ -56,6 +58,8 @@ const FLAGS = {
   'batch-itl-ms-per-seq': { type: 'string' },
   'prefix-cache-tokens': { type: 'string' },
   'kv-cache-tokens': { type: 'string' },
+  'merge-tokens': { type: 'string' },
+  'dead-shutdown-ms': { type: 'string' },
   help: { type: 'boolean' },
 } as const
 
@@ -109,6 +113,8 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     batchItlMsPerSeq: decimal('batch-itl-ms-per-seq', values['batch-itl-ms-per-seq']),
     prefixCacheTokens: integer('prefix-cache-tokens', values['prefix-cache-tokens']),
     kvCacheTokens: integer('kv-cache-tokens', values['kv-cache-tokens']),
+    mergeTokens: integer('merge-tokens', values['merge-tokens']),
+    deadShutdownMs: integer('dead-shutdown-ms', values['dead-shutdown-ms']),
   }
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
 }

@@ -8,9 +8,12 @@ import { parseFault } from './faults.ts'
  * Which delta/message field carries the reasoning text, by vLLM era:
  * - reasoning_content: v0.7.2 to late 2025
  * - both: late 2025, `reasoning` plus a `reasoning_content` mirror present in every delta (null when not reasoning)
- * - reasoning: 2026 builds
+ * - reasoning: 2026 builds (#33402), `reasoning` only
+ * - reasoning_null: some 2026 builds, `reasoning` plus `"reasoning_content": null` in every delta
  */
-export type ReasoningField = 'reasoning_content' | 'both' | 'reasoning'
+export type ReasoningField = 'reasoning_content' | 'both' | 'reasoning' | 'reasoning_null'
+
+export const REASONING_FIELDS: readonly ReasoningField[] = ['reasoning_content', 'both', 'reasoning', 'reasoning_null']
 
 /** current = vLLM v0.10.1+ `{"error":{...}}`; legacy = v0.10.0 and earlier `{"object":"error",...}`. */
 export type ErrorFormat = 'current' | 'legacy'
@@ -51,6 +54,12 @@ export type EmulatorOptions = {
   prefixCacheTokens: number
   /** KV-cache capacity in tokens for vllm:kv_cache_usage_perc; null: running requests / 64. */
   kvCacheTokens: number | null
+  /** Engine steps whose outputs reach the API server as one delta (vLLM's RequestOutputCollector merge); 1: none merged. */
+  mergeTokens: number
+  /** true: the engine is dead (EngineDeadError), as after an EngineCore crash; false revives it (emulator only). */
+  engineDead: boolean
+  /** ms from engine death to the port closing (vLLM's watchdog polls every 5 s); null: stays open (VLLM_KEEP_ALIVE_ON_ENGINE_DEATH). */
+  deadShutdownMs: number | null
 }
 
 export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
@@ -80,6 +89,9 @@ export function defaultOptions(): EmulatorOptions {
     batchItlMsPerSeq: 0,
     prefixCacheTokens: 200_000,
     kvCacheTokens: null,
+    mergeTokens: 1,
+    engineDead: false,
+    deadShutdownMs: 5000,
   }
 }
 
@@ -101,7 +113,7 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   maxModelLen: [(v) => isNonNegativeInt(v) && (v as number) > 0, 'a positive integer'],
   apiKey: [(v) => v === null || isString(v), 'null or a non-empty string'],
   reasoningParser: [(v) => v === null || v === 'deepseek_r1', 'null or "deepseek_r1"'],
-  reasoningField: [(v) => v === 'reasoning_content' || v === 'both' || v === 'reasoning', '"reasoning_content", "both" or "reasoning"'],
+  reasoningField: [(v) => REASONING_FIELDS.includes(v as ReasoningField), REASONING_FIELDS.map((f) => `"${f}"`).join(', ')],
   tokenIdsFields: [isBoolean, 'a boolean'],
   errorFormat: [(v) => v === 'current' || v === 'legacy', '"current" or "legacy"'],
   ttftMs: [isNonNegativeInt, 'a non-negative integer'],
@@ -117,6 +129,9 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   batchItlMsPerSeq: [isNonNegativeNumber, 'a non-negative number'],
   prefixCacheTokens: [isNonNegativeInt, 'a non-negative integer'],
   kvCacheTokens: [isPositiveIntOrNull, 'null or a positive integer'],
+  mergeTokens: [(v) => isNonNegativeInt(v) && (v as number) > 0, 'a positive integer'],
+  engineDead: [isBoolean, 'a boolean'],
+  deadShutdownMs: [(v) => v === null || isNonNegativeInt(v), 'null or a non-negative integer'],
 }
 
 function isOptionName(name: string): name is keyof EmulatorOptions {

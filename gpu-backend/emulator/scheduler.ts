@@ -122,6 +122,16 @@ export class Scheduler {
     this.maxWaiting = this.waiting.length
   }
 
+  /** The engine died: every waiting sequence starts now, whatever the limit, so that each fails at once. */
+  admitAllNow(): void {
+    const waiting = this.waiting
+    this.waiting = []
+    for (const { seq } of waiting) {
+      this.running.add(seq)
+      seq.start({ cachedTokens: 0 })
+    }
+  }
+
   /** The emulator is closing: admit nothing more (the waiting clients are being disconnected). */
   stop(): void {
     this.stopped = true

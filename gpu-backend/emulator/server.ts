@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { applyConfig, handleControl } from './control.ts'
 import { sendJson } from './http.ts'
 import { defaultOptions, mergeOptions, type EmulatorOptions } from './options.ts'
-import { createState, resetState, type EmulatorState } from './state.ts'
+import { createState, resetState, syncEngine, type EmulatorState } from './state.ts'
 import type { LoadStats } from './scheduler.ts'
 import type { EmulatorStats } from './stats.ts'
 import { handleV1 } from './v1.ts'
@@ -62,6 +62,9 @@ export async function startEmulator(options: Partial<EmulatorOptions> = {}): Pro
   const server = createServer(handler(state))
   const address = await listen(server, state.options.port, state.options.host)
   state.options = { ...state.options, port: address.port }
+  // After engine death the port closes, as uvicorn's should_exit; streams still open may finish.
+  state.engine.onShutdown = () => server.close()
+  syncEngine(state) // started with engineDead: true
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   let closing: Promise<void> | null = null
   return {
@@ -78,6 +81,7 @@ export async function startEmulator(options: Partial<EmulatorOptions> = {}): Pro
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
+        state.engine.stop()
         state.scheduler.stop() // the waiting requests' clients are being disconnected below
         for (const cancel of state.active) cancel()
         state.active.clear()

@@ -1,5 +1,6 @@
 // Everything one emulator instance remembers, shared by its route handlers.
 
+import { EngineLife } from './engine.ts'
 import type { EmulatorOptions } from './options.ts'
 import { EventTimes, PrefixCache, RequestLog } from './records.ts'
 import { Scheduler } from './scheduler.ts'
@@ -15,6 +16,8 @@ export type EmulatorState = {
   scheduler: Scheduler
   /** Cancel functions of the generations whose timers are running. */
   active: Set<() => void>
+  /** Alive or dead (EngineDeadError): the `engineDead` option and the `dead_after` fault kill it. */
+  engine: EngineLife
   /** Unix seconds at start: the `created` of the model card, as vLLM fixes it at startup. */
   startedAt: number
 }
@@ -34,9 +37,21 @@ export function createState(options: EmulatorOptions): EmulatorState {
     prefixCache,
     scheduler: new Scheduler(() => state.options, telemetry, prefixCache),
     active: new Set(),
+    engine: new EngineLife(),
     startedAt: Math.floor(Date.now() / 1000),
   }
+  state.engine.onDeath = () => {
+    state.options = { ...state.options, engineDead: true }
+    // Requests still waiting for a slot are in the engine too: each gets the error now.
+    state.scheduler.admitAllNow()
+  }
   return state
+}
+
+/** After an options change: the `engineDead` option kills or revives the engine. */
+export function syncEngine(state: EmulatorState): void {
+  if (state.options.engineDead && !state.engine.dead) state.engine.kill(state.options.deadShutdownMs)
+  else if (!state.options.engineDead && state.engine.dead) state.engine.revive()
 }
 
 /** POST /emulator/reset: counters, histograms and memories back to zero; running and waiting work continues. */

@@ -127,12 +127,13 @@ export class GenerationTracker {
   }
 
   /**
-   * A token came out of the "model" at `now` (performance.now() milliseconds). Counted even
+   * A token (or one per choice) came out of the "model" at `now` (performance.now() milliseconds). Counted even
    * after `finish`, deliberately: a generator that failed to stop would show in the stats.
    */
-  tokenProduced(now: number): void {
-    this.tokens += 1
-    this.telemetry.stats.tokensGenerated += 1
+  tokenProduced(now: number, count = 1): void {
+    // n > 1: one engine step gives `count` tokens at once, timed as one step.
+    this.tokens += count
+    this.telemetry.stats.tokensGenerated += count
     if (this.lastTokenAt === null) this.telemetry.timeToFirstToken.observe((now - this.receivedAt) / 1000)
     else this.telemetry.timePerOutputToken.observe((now - this.lastTokenAt) / 1000)
     this.lastTokenAt = now

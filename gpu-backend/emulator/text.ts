@@ -9,7 +9,35 @@ import { createHash } from 'node:crypto'
  * as a completion token and is what produces the finish chunk with finish_reason "stop".
  */
 export type TokenKind = 'reasoning' | 'think_end' | 'content' | 'eos'
-export type Token = { kind: TokenKind; text: string }
+/** `id` is what `stop_token_ids` matches: the real id for `</think>` and EOS, a stable stand-in for words. */
+export type Token = { kind: TokenKind; text: string; id: number }
+
+/** DeepSeek-R1-Distill-Qwen's tokenizer: `<｜end▁of▁sentence｜>` (EOS) and `</think>`. */
+export const EOS_TOKEN_ID = 151643
+export const THINK_END_TOKEN_ID = 151649
+/** Qwen2's byte-level BPE vocabulary below the added tokens. */
+const REGULAR_VOCAB = 151643
+
+/**
+ * The emulator's id for a word token: a hash of its text into Qwen2's regular vocabulary. Not the
+ * real BPE id (the emulator's words are not BPE tokens), but stable, so a test can stop on a word.
+ */
+export function tokenIdOf(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32LE(0) % REGULAR_VOCAB
+}
+
+function token(kind: TokenKind, text: string): Token {
+  const id = kind === 'eos' ? EOS_TOKEN_ID : kind === 'think_end' ? THINK_END_TOKEN_ID : tokenIdOf(text)
+  return { kind, text, id }
+}
+
+/**
+ * The key of choice `index` of a request: choice 0 keeps the request's own key (its text is what
+ * n = 1 gives); the others differ, as vLLM seeds child request i with seed + i (parallel_sampling.py).
+ */
+export function choiceKey(requestKey: string, index: number): string {
+  return index === 0 ? requestKey : `${requestKey}\u0000choice ${index}`
+}
 
 const REASONING_OPENERS = ['Okay', 'Alright', 'Hmm', 'So', 'Well', 'First']
 const REASONING_WORDS = [
@@ -85,10 +113,10 @@ export function chatTokenPlan(input: PlanInput): Token[] {
   const reasoning = section(random, input.reasoningTokens, REASONING_WORDS, pick(random, REASONING_OPENERS))
   const content = section(random, input.contentTokens, CONTENT_WORDS, pick(random, CONTENT_OPENERS))
   return [
-    ...reasoning.map((text): Token => ({ kind: 'reasoning', text })),
-    { kind: 'think_end', text: '</think>' },
-    ...content.map((text, index): Token => ({ kind: 'content', text: index === 0 ? `\n\n${text}` : text })),
-    { kind: 'eos', text: '' },
+    ...reasoning.map((text) => token('reasoning', text)),
+    token('think_end', '</think>'),
+    ...content.map((text, index) => token('content', index === 0 ? `\n\n${text}` : text)),
+    token('eos', ''),
   ]
 }
 
@@ -96,8 +124,5 @@ export function chatTokenPlan(input: PlanInput): Token[] {
 export function completionTokenPlan(input: PlanInput): Token[] {
   const random = randomFor(input.seed, input.requestKey)
   const words = section(random, input.contentTokens, CONTENT_WORDS, pick(random, CONTENT_WORDS))
-  return [
-    ...words.map((text): Token => ({ kind: 'content', text: text.startsWith(' ') ? text : ` ${text}` })),
-    { kind: 'eos', text: '' },
-  ]
+  return [...words.map((text) => token('content', text.startsWith(' ') ? text : ` ${text}`)), token('eos', '')]
 }

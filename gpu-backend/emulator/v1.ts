@@ -6,12 +6,12 @@ import { modelsBody, responseId } from './bodies.ts'
 import { errorBody, errorTypeForStatus, schemaErrorType, type ApiError } from './errors.ts'
 import { parseDirectives, parseFault, type Fault, type Overrides } from './faults.ts'
 import { formatFor } from './formats.ts'
-import { answerGeneration, streamGeneration, type Generation } from './generation.ts'
+import { deadEngineRefusal } from './engine.ts'
+import { answerGeneration, generationShape, streamGeneration, type Generation } from './generation.ts'
 import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
 import type { EmulatorOptions } from './options.ts'
 import type { Admission } from './scheduler.ts'
 import type { EmulatorState } from './state.ts'
-import { chatTokenPlan, completionTokenPlan } from './text.ts'
 import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
 
 const ENDPOINTS: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion' }
@@ -83,6 +83,8 @@ function handleGeneration(
   const parsed = parseRequestBody(options, req, rawBody)
   if (!parsed.ok) return sendError(res, options, parsed.error)
   const validated = validateGeneration(options, endpoint, parsed.body)
+  const dead = deadEngineRefusal(state.engine, validated.ok ? null : validated.error)
+  if (dead !== null) return sendError(res, options, dead)
   if (!validated.ok) return sendError(res, options, validated.error)
   const directives = parseDirectives(validated.request.texts)
   if (!directives.ok) return sendError(res, options, { status: 400, type: 'BadRequestError', message: directives.message })
@@ -141,12 +143,6 @@ function buildGeneration(
 ): Generation {
   const { telemetry } = state
   const tracker = telemetry.begin(request.promptTokens, receivedAt)
-  const plan = (request.endpoint === 'chat' ? chatTokenPlan : completionTokenPlan)({
-    seed: options.seed,
-    requestKey: request.requestKey,
-    reasoningTokens: settings.reasoningTokens ?? options.reasoningTokens,
-    contentTokens: settings.contentTokens ?? options.contentTokens,
-  })
   const wire = {
     id: responseId(request.endpoint === 'chat' ? 'chatcmpl-' : 'cmpl-'),
     created: Math.floor(Date.now() / 1000),
@@ -157,7 +153,7 @@ function buildGeneration(
   }
   const recordEvent = options.recordEventTimes ? (id: string, time: number) => state.eventTimes.record(id, time) : null
   return {
-    tokens: plan.slice(0, request.maxTokens),
+    ...generationShape(options, request, settings),
     promptTokens: request.promptTokens,
     includeUsage: request.includeUsage,
     continuousUsage: request.continuousUsage,
@@ -169,6 +165,7 @@ function buildGeneration(
     pause: settings.pauseAfter !== undefined && settings.pauseMs ? { afterChunks: settings.pauseAfter, ms: settings.pauseMs } : null,
     fault: settings.fault,
     errorFormat: options.errorFormat,
+    engine: state.engine,
     tracker,
     recordEvent,
   }

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import { schemaErrorType, type ApiError } from './errors.ts'
 import type { EmulatorOptions } from './options.ts'
+import { parseSampling, type Sampling } from './sampling.ts'
 
 export type Endpoint = 'chat' | 'completion'
 
@@ -24,6 +25,8 @@ export type GenerationRequest = {
   requestKey: string
   /** Growing prefixes of the prompt (per message for chat), shortest first. */
   prefixes: PromptPrefix[]
+  /** n, stop, stop_token_ids, include_stop_str_in_output, min_tokens (sampling.ts). */
+  sampling: Sampling
 }
 
 type Failure = { ok: false; error: ApiError }
@@ -196,6 +199,6 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
   if (!maxTokens.ok) return maxTokens
   return {
     ok: true,
-    request: { endpoint, ...flags.flags, maxTokens: maxTokens.value, promptTokens, texts, requestKey, prefixes },
+    request: { endpoint, ...flags.flags, maxTokens: maxTokens.value, promptTokens, texts, requestKey, prefixes, sampling: parseSampling(body) },
   }
 }

@@ -6,7 +6,8 @@
 
 import type { Json } from './errors.ts'
 import type { ReasoningField } from './options.ts'
-import type { Token } from './text.ts'
+import type { StopReason } from './outputs.ts'
+import type { DeltaFields } from './reasoning.ts'
 
 export type Usage = { prompt_tokens: number; total_tokens: number; completion_tokens: number }
 export type Delta = { [key: string]: string | null }
@@ -33,36 +34,27 @@ function sse(value: Json): string {
 }
 
 /**
- * DeltaMessage fields in declaration order: role, content, reasoning, reasoning_content.
- * In the "both" era a validator copies `reasoning` into `reasoning_content` on every
- * DeltaMessage, which marks it as set, so it is present (null) even in content deltas.
+ * A DeltaMessage as vLLM dumps it, by era (protocol.py DeltaMessage, declaration order):
+ * - reasoning_content (v0.11.0): role, content, reasoning_content; only the fields set.
+ * - both (#27752, 2025-11-08): role, content, reasoning, reasoning_content; an after-validator
+ *   assigns reasoning_content = reasoning on every DeltaMessage, which marks it set, so it is
+ *   present in every delta (null outside reasoning).
+ * - reasoning (#33402, 2026-01-30): role, content, reasoning.
+ * - reasoning_null (some 2026 builds): as reasoning, plus "reasoning_content": null in every delta.
+ * Without the reasoning parser no delta sets reasoning: the `</think>` text is in content.
  */
-function delta(cfg: WireConfig, fields: { role?: string; content?: string; reasoning?: string }): Delta {
+export function delta(cfg: WireConfig, fields: DeltaFields): Delta {
   const out: Delta = {}
   if (fields.role !== undefined) out.role = fields.role
   if (fields.content !== undefined) out.content = fields.content
   if (cfg.reasoningField === 'reasoning_content') {
     if (fields.reasoning !== undefined) out.reasoning_content = fields.reasoning
-  } else {
-    if (fields.reasoning !== undefined) out.reasoning = fields.reasoning
-    if (cfg.reasoningField === 'both') out.reasoning_content = fields.reasoning ?? null
+    return out
   }
+  if (fields.reasoning !== undefined) out.reasoning = fields.reasoning
+  if (cfg.reasoningField === 'both') out.reasoning_content = fields.reasoning ?? null
+  if (cfg.reasoningField === 'reasoning_null') out.reasoning_content = null
   return out
-}
-
-/** DeltaMessage() with nothing set: what a finish chunk carries when its token showed no text. */
-export function emptyDelta(cfg: WireConfig): Delta {
-  return delta(cfg, {})
-}
-
-/**
- * The delta one token produces, or null for none. With the deepseek_r1 parser the
- * `</think>` token alone produces nothing; without it every token is plain content.
- */
-export function deltaForToken(cfg: WireConfig, token: Token): Delta | null {
-  if (!cfg.reasoningParser || token.kind === 'content' || token.kind === 'eos') return delta(cfg, { content: token.text })
-  if (token.kind === 'think_end') return null
-  return delta(cfg, { reasoning: token.text })
 }
 
 function chatChunk(cfg: WireConfig, choices: Json[], usage: Usage | null, first = false): string {
@@ -78,26 +70,36 @@ function chatChunk(cfg: WireConfig, choices: Json[], usage: Usage | null, first 
   return sse(chunk)
 }
 
-/** The first chunk: role and empty content; no token_ids in its choice, prompt_token_ids at top level. */
-export function chatRoleChunk(cfg: WireConfig, usage: Usage | null): string {
-  const choice = { index: 0, delta: delta(cfg, { role: 'assistant', content: '' }), logprobs: null, finish_reason: null }
+/**
+ * A choice's first chunk: role and empty content; no token_ids in its choice, prompt_token_ids
+ * at top level. With n > 1 each choice gets its own (serving_chat.py: `for i in range(num_choices)`).
+ */
+export function chatRoleChunk(cfg: WireConfig, index: number, usage: Usage | null): string {
+  const choice = { index, delta: delta(cfg, { role: 'assistant', content: '' }), logprobs: null, finish_reason: null }
   return chatChunk(cfg, [choice], usage, true)
 }
 
-export function chatTokenChunk(cfg: WireConfig, tokenDelta: Delta, usage: Usage | null): string {
-  const choice: { [key: string]: Json } = { index: 0, delta: tokenDelta, logprobs: null, finish_reason: null }
+export function chatTokenChunk(cfg: WireConfig, index: number, tokenDelta: Delta, usage: Usage | null): string {
+  const choice: { [key: string]: Json } = { index, delta: tokenDelta, logprobs: null, finish_reason: null }
   if (cfg.tokenIdsFields) choice.token_ids = null
   return chatChunk(cfg, [choice], usage)
 }
 
-/** The chunk of the last token: it carries that token's delta, the finish reason and stop_reason. */
-export function chatFinishChunk(cfg: WireConfig, tokenDelta: Delta, reason: FinishReason, usage: Usage | null): string {
+/** A choice's last chunk: its last delta, the finish reason and stop_reason (a stop string or token id). */
+export function chatFinishChunk(
+  cfg: WireConfig,
+  index: number,
+  tokenDelta: Delta,
+  reason: FinishReason,
+  stopReason: StopReason,
+  usage: Usage | null,
+): string {
   const choice: { [key: string]: Json } = {
-    index: 0,
+    index,
     delta: tokenDelta,
     logprobs: null,
     finish_reason: reason,
-    stop_reason: null,
+    stop_reason: stopReason,
   }
   if (cfg.tokenIdsFields) choice.token_ids = null
   return chatChunk(cfg, [choice], usage)
@@ -111,11 +113,12 @@ export function chatUsageChunk(cfg: WireConfig, usage: Usage): string {
 /** A text_completion chunk: every field present, usage null unless continuous usage is on. */
 export function completionChunk(
   cfg: WireConfig,
+  index: number,
   text: string,
-  reason: FinishReason | null,
+  finish: { reason: FinishReason | null; stopReason: StopReason },
   usage: Usage | null,
 ): string {
-  const choice: { [key: string]: Json } = { index: 0, text, logprobs: null, finish_reason: reason, stop_reason: null }
+  const choice: { [key: string]: Json } = { index, text, logprobs: null, finish_reason: finish.reason, stop_reason: finish.stopReason }
   if (cfg.tokenIdsFields) {
     choice.prompt_token_ids = null
     choice.token_ids = null

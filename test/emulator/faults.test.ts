@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { chatBody, emulatorFor, eventually, events, post, readUntil, sleep } from './helpers.ts'
 
+// vLLM v0.11.0 sends every exception of the stream generator as a 400 BadRequestError event
+// (serving_chat.py chat_completion_stream_generator, serving_engine.py create_streaming_error_response).
 const ERROR_EVENT =
   'data: {"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", ' +
-  '"type": "InternalServerError", "param": null, "code": 500}}\n\n'
+  '"type": "BadRequestError", "param": null, "code": 400}}\n\n'
 
 /** Reads a body to its end or its failure; returns what arrived and whether it broke. */
 async function collect(response: Response): Promise<{ text: string; broken: boolean }> {
@@ -88,7 +90,7 @@ describe('fault injection', () => {
     expect(await collect(response)).toEqual({ text: '', broken: true })
   })
 
-  it('error_after:2 ends with vLLM\'s json.dumps error event and [DONE]', async () => {
+  it('error_after:2 ends with vLLM\'s json.dumps 400 BadRequestError event for a dead engine and [DONE]', async () => {
     const emulator = await emulatorFor()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=error_after:2'))
     const { text, broken } = await collect(response)
@@ -126,11 +128,15 @@ describe('fault injection', () => {
     expect((await overridden.text()).endsWith('data: [DONE]\n\n')).toBe(true)
   })
 
-  it('turns error_after into a 500 JSON answer and die_after into a cut connection for stream: false', async () => {
+  it('turns error_after into a 500 "Internal Server Error" JSON answer and die_after into a cut connection for stream: false', async () => {
     const emulator = await emulatorFor()
     const failed = await post(emulator, '/v1/chat/completions', chatBody('fault=error_after:1'))
     expect(failed.status).toBe(500)
-    expect(await failed.json()).toMatchObject({ error: { type: 'InternalServerError', code: 500 } })
+    // api_server.py create_chat_completion: HTTPException(500), typed with the HTTP phrase.
+    expect(await failed.text()).toBe(
+      '{"error":{"message":"EngineCore encountered an issue. See stack trace (above) for the root cause.",' +
+        '"type":"Internal Server Error","param":null,"code":500}}',
+    )
     await expect(post(emulator, '/v1/chat/completions', chatBody('fault=die_after:1'))).rejects.toThrow()
   })
 })
