@@ -86,6 +86,25 @@ describe('settling admitted requests', () => {
     120_000,
   )
 
+  it('charges the tokens of every choice of n > 1 when the client leaves mid-stream', async () => {
+    await resetEmulator()
+    const key = await keyWithLimits(roomy)
+    for (const tokens of [2, 5, 9]) {
+      const controller = new AbortController()
+      const directive = `[emulator ttft_ms=5 itl_ms=5 reasoning_tokens=10 content_tokens=5 pause_after=${3 * tokens} pause_ms=1500]`
+      const response = await postChat(chatBody(directive, { stream: true, n: 3 }), { secret: key.secret, signal: controller.signal })
+      const client = frameReader(response.body!)
+      // Three role chunks, then each choice's token chunks up to the pause (pause_after counts all choices' chunks).
+      for (let left = 3 + 3 * tokens; left > 0; left--) await client.next()
+      await sleep(100)
+      controller.abort()
+    }
+    const { stats, totals } = await settledUsage(key)
+    expect(stats.tokensGenerated).toBeGreaterThanOrEqual(3 * (2 + 5 + 9))
+    expect(totals.completion_tokens).toBe(stats.tokensGenerated)
+    expect(totals.prompt_tokens).toBe(stats.promptTokens)
+  })
+
   it('never charges more than was generated, and at most one token less per abort, when aborts land anywhere', async () => {
     await resetEmulator()
     const key = await keyWithLimits(roomy)

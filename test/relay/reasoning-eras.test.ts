@@ -16,6 +16,7 @@ const ERAS = [
   ['reasoning_content (v0.7.2 to late 2025)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning_content' }, 'deepseek_r1'],
   ['reasoning with a reasoning_content mirror (late 2025)', { reasoningParser: 'deepseek_r1', reasoningField: 'both' }, 'deepseek_r1'],
   ['reasoning only (2026)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning' }, 'deepseek_r1'],
+  ['reasoning with "reasoning_content": null on every delta (some 2026 builds)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning_null' }, 'deepseek_r1'],
   ['no reasoning parser (reasoning and </think> inside content)', { reasoningParser: null }, 'none'],
 ] as const
 
