@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util'
 import { DEFAULT_MODEL, OptionsError, type EmulatorOptions } from './options.ts'
 import { startEmulator } from './server.ts'
+import { loadTokenizer } from './tokenizer.ts'
 
 const USAGE = `usage: node gpu-backend/emulator/main.ts [flags]
 
@@ -16,6 +17,7 @@ vLLM flags:
   --api-key KEY                  require "Authorization: Bearer KEY" under /v1 (or env VLLM_API_KEY)
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
   --max-num-seqs N               generations running at once; the rest wait in FIFO order (default: no limit)
+  --enable-server-load-tracking  GET /load counts generation requests in flight (default: always 0)
 emulator flags:
   --reasoning-field reasoning_content|both|reasoning   (default reasoning_content)
   --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
@@ -56,6 +58,7 @@ const FLAGS = {
   'batch-itl-ms-per-seq': { type: 'string' },
   'prefix-cache-tokens': { type: 'string' },
   'kv-cache-tokens': { type: 'string' },
+  'enable-server-load-tracking': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const
 
@@ -109,6 +112,7 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     batchItlMsPerSeq: decimal('batch-itl-ms-per-seq', values['batch-itl-ms-per-seq']),
     prefixCacheTokens: integer('prefix-cache-tokens', values['prefix-cache-tokens']),
     kvCacheTokens: integer('kv-cache-tokens', values['kv-cache-tokens']),
+    enableServerLoadTracking: values['enable-server-load-tracking'],
   }
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
 }
@@ -125,6 +129,9 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`)
     return
   }
+  // The vocabulary loads before the port opens, so the first request is not slow (vLLM too
+  // loads its tokenizer before it listens).
+  await loadTokenizer()
   const emulator = await startEmulator(options).catch((error: unknown) => {
     const usage = error instanceof OptionsError ? `\n\n${USAGE}` : ''
     process.stderr.write(`vLLM emulator: ${error instanceof Error ? error.message : String(error)}${usage}\n`)

@@ -51,6 +51,8 @@ export type EmulatorOptions = {
   prefixCacheTokens: number
   /** KV-cache capacity in tokens for vllm:kv_cache_usage_perc; null: running requests / 64. */
   kvCacheTokens: number | null
+  /** vLLM's --enable-server-load-tracking: GET /load counts generation requests in flight (else 0). */
+  enableServerLoadTracking: boolean
 }
 
 export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
@@ -80,6 +82,7 @@ export function defaultOptions(): EmulatorOptions {
     batchItlMsPerSeq: 0,
     prefixCacheTokens: 200_000,
     kvCacheTokens: null,
+    enableServerLoadTracking: false,
   }
 }
 
@@ -117,6 +120,7 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   batchItlMsPerSeq: [isNonNegativeNumber, 'a non-negative number'],
   prefixCacheTokens: [isNonNegativeInt, 'a non-negative integer'],
   kvCacheTokens: [isPositiveIntOrNull, 'null or a positive integer'],
+  enableServerLoadTracking: [isBoolean, 'a boolean'],
 }
 
 function isOptionName(name: string): name is keyof EmulatorOptions {
