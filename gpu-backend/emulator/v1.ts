@@ -14,7 +14,6 @@ import { engineBook } from './request-ids.ts'
 import type { Admission } from './scheduler.ts'
 import type { EmulatorState } from './state.ts'
 import { chatTokenPlan, completionTokenPlan } from './text.ts'
-import { loadTokenizer } from './tokenizer.ts'
 import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
 import { DONE_EVENT } from './wire.ts'
 
@@ -113,7 +112,6 @@ export async function handleGeneration(state: EmulatorState, options: EmulatorOp
   const { req, res, rawBody } = exchange
   const parsed = parseRequestBody(options, req, rawBody)
   if (!parsed.ok) return sendError(res, options, parsed.error)
-  await loadTokenizer()
   const validated = validateGeneration(options, endpoint, parsed.body)
   if (!validated.ok) return sendError(res, options, validated.error)
   const request = validated.request
