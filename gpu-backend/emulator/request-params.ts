@@ -79,7 +79,7 @@ export function readRequestFields(endpoint: 'chat' | 'completion', body: Dict, e
   }
   const presencePenalty = optional(body, 'presence_penalty', readFloat, errors) ?? 0
   const structuredFromFormat = readResponseFormat(body, errors)
-  const seed = optional(body, 'seed', readInt, errors)
+  const seed = optional(body, 'seed', readSeed, errors)
   const temperature = optional(body, 'temperature', readFloat, errors)
   const topP = optional(body, 'top_p', readFloat, errors)
   const tools = body.tools
@@ -104,6 +104,19 @@ export function readRequestFields(endpoint: 'chat' | 'completion', body: Dict, e
     structuredOutputs: mergeStructured(structured, structuredFromFormat),
     toolChoice: body.tool_choice ?? 'none',
   }
+}
+
+/** seed: Optional[int] = Field(ge=_LONG_INFO.min, le=_LONG_INFO.max), a signed 64-bit int. */
+function readSeed(value: unknown, loc: Loc): Read<number> {
+  const read = readInt(value, loc)
+  if (!read.ok) return read
+  if (read.value > 9223372036854775807) {
+    return { ok: false, error: { type: 'less_than_equal', loc, msg: 'Input should be less than or equal to 9223372036854775807' } }
+  }
+  if (read.value < -9223372036854775808) {
+    return { ok: false, error: { type: 'greater_than_equal', loc, msg: 'Input should be greater than or equal to -9223372036854775808' } }
+  }
+  return read
 }
 
 function readStructuredOutputs(value: unknown, loc: Loc): Read<Dict> {

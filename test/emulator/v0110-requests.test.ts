@@ -160,6 +160,17 @@ describe('parameters v0.11.0 accepts', () => {
     expect((await lastLogged(emulator)).vllm?.samplingParams.structured_outputs).toEqual({ json: schema })
   })
 
+  it('keeps prefix-cache hits apart per cache_salt, which salts the first block\'s hash', async () => {
+    const emulator = await emulatorFor()
+    for (const salt of ['tenant-a', 'tenant-b', 'tenant-a']) expect((await chat(emulator, { cache_salt: salt })).status).toBe(200)
+    expect(emulator.load().prefixHitRequests).toBe(1)
+  })
+
+  it('refuses a seed outside the signed 64-bit range with pydantic\'s bound error', async () => {
+    const error = await errorOf(await emulatorFor(), { seed: 2 ** 64 })
+    expect(error.message).toBe("[{'type': 'less_than_equal', 'loc': ('body', 'seed'), 'msg': 'Input should be less than or equal to 9223372036854775807'}]")
+  })
+
   it('accepts unknown fields and records them as ignored, as OpenAIBaseModel logs and drops them', async () => {
     const emulator = await emulatorFor()
     expect((await chat(emulator, { frobnicate: true, top_k: 5 })).status).toBe(200)
