@@ -1,15 +1,29 @@
 // Whole-response JSON bodies (stream: false, /v1/models). vLLM returns these with
 // JSONResponse(content=model.model_dump()): every field present, compact, declaration order.
 
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { Json } from './errors.ts'
 import type { EmulatorOptions } from './options.ts'
 import type { Token } from './text.ts'
 import type { FinishReason, Usage, WireConfig } from './wire.ts'
 
-/** "chatcmpl-" / "cmpl-" ids: a prefix and 16 hex characters, as in the captured stream. */
+/** vLLM's random_uuid() (vllm/utils/__init__.py): uuid4().hex, 32 hex characters. */
+export function randomUuidHex(): string {
+  return randomUUID().replaceAll('-', '')
+}
+
+/** "modelperm-" and other vLLM ids made of a prefix and random_uuid(). */
 export function responseId(prefix: string): string {
-  return `${prefix}${randomBytes(8).toString('hex')}`
+  return `${prefix}${randomUuidHex()}`
+}
+
+/**
+ * The request id, which is also the response id: "chatcmpl-" (or "cmpl-") + _base_request_id
+ * (serving_engine.py): the X-Request-Id header when present, else the body's request_id, else
+ * random_uuid(); an empty body request_id counts as absent (`default or random_uuid()`).
+ */
+export function requestId(prefix: string, header: string | undefined, bodyRequestId: string | null): string {
+  return `${prefix}${header ?? (bodyRequestId || randomUuidHex())}`
 }
 
 export type Answer = { content: string | null; reasoning: string | null }

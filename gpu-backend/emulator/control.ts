@@ -6,8 +6,10 @@ import { parseJson, readBody, sendEmpty, sendJson, sendText } from './http.ts'
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.ts'
 import { mergeOptions, OptionsError, type EmulatorOptions } from './options.ts'
 import type { LoadStats } from './scheduler.ts'
+import { handleDetokenize, handleInvocations, handleLoad, handleTokenize, handleVersion } from './open-routes.ts'
 import { resetState, syncEngine, type EmulatorState } from './state.ts'
 import type { EmulatorStats } from './stats.ts'
+import { authorized } from './v1.ts'
 
 function sendProblem(res: ServerResponse, status: number, message: string): void {
   sendJson(res, status, JSON.stringify({ error: message }))
@@ -73,6 +75,14 @@ const ROUTES: Record<string, Route> = {
     resetState(state)
     sendJson(res, 200, JSON.stringify(statsBody(state)))
   },
+  // vLLM's routes outside /v1, which its API key does not guard (api_server.py).
+  'GET /ping': (state, req, res, url) => health(state, req, res, url),
+  'POST /ping': (state, req, res, url) => health(state, req, res, url),
+  'GET /load': (state, _req, res) => handleLoad(state, res),
+  'GET /version': (_state, _req, res) => handleVersion(res),
+  'POST /tokenize': handleTokenize,
+  'POST /detokenize': handleDetokenize,
+  'POST /invocations': handleInvocations,
   'POST /emulator/config': handleConfig,
   'GET /emulator/requests': (state, _req, res) => sendJson(res, 200, JSON.stringify(state.requestLog.entries)),
   'GET /emulator/event-times': (state, _req, res, url) => handleEventTimes(state, res, url),
@@ -80,8 +90,17 @@ const ROUTES: Record<string, Route> = {
 
 const KNOWN_PATHS = new Set(Object.keys(ROUTES).map((key) => key.split(' ')[1]))
 
+/** /ping answers as /health does (api_server.py: `return await health(raw_request)`). */
+function health(state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void> {
+  const route = ROUTES['GET /health']
+  return route === undefined ? undefined : route(state, req, res, url)
+}
+
 /** Routes a request outside /v1; unknown paths get FastAPI's 404/405 bodies. */
 export async function handleControl(state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  // The key guards every path that starts with "/v1" (a prefix test: "/v1x" too); server.ts sends
+  // "/v1" and "/v1/..." to v1.ts, so only such neighbours reach this check.
+  if (url.pathname.startsWith('/v1') && !authorized(state.options, req)) return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
   const route = ROUTES[`${req.method ?? ''} ${url.pathname}`]
   if (route !== undefined) return route(state, req, res, url)
   if (KNOWN_PATHS.has(url.pathname)) return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))

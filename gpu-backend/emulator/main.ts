@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util'
 import { DEFAULT_MODEL, OptionsError, type EmulatorOptions } from './options.ts'
 import { startEmulator } from './server.ts'
+import { loadTokenizer } from './tokenizer.ts'
 
 const USAGE = `usage: node gpu-backend/emulator/main.ts [flags]
 
@@ -16,6 +17,7 @@ vLLM flags:
   --api-key KEY                  require "Authorization: Bearer KEY" under /v1 (or env VLLM_API_KEY)
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
   --max-num-seqs N               generations running at once; the rest wait in FIFO order (default: no limit)
+  --enable-server-load-tracking  GET /load counts generation requests in flight (default: always 0)
 emulator flags:
   --reasoning-field reasoning_content|both|reasoning|reasoning_null   (default reasoning_content)
   --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
@@ -60,6 +62,7 @@ const FLAGS = {
   'kv-cache-tokens': { type: 'string' },
   'merge-tokens': { type: 'string' },
   'dead-shutdown-ms': { type: 'string' },
+  'enable-server-load-tracking': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const
 
@@ -115,6 +118,7 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     kvCacheTokens: integer('kv-cache-tokens', values['kv-cache-tokens']),
     mergeTokens: integer('merge-tokens', values['merge-tokens']),
     deadShutdownMs: integer('dead-shutdown-ms', values['dead-shutdown-ms']),
+    enableServerLoadTracking: values['enable-server-load-tracking'],
   }
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
 }
@@ -131,6 +135,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`)
     return
   }
+  await loadTokenizer() // the vocabulary is in memory before the port opens (tokenizer.ts)
   const emulator = await startEmulator(options).catch((error: unknown) => {
     const usage = error instanceof OptionsError ? `\n\n${USAGE}` : ''
     process.stderr.write(`vLLM emulator: ${error instanceof Error ? error.message : String(error)}${usage}\n`)

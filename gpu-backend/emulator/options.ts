@@ -60,6 +60,8 @@ export type EmulatorOptions = {
   engineDead: boolean
   /** ms from engine death to the port closing (vLLM's watchdog polls every 5 s); null: stays open (VLLM_KEEP_ALIVE_ON_ENGINE_DEATH). */
   deadShutdownMs: number | null
+  /** vLLM's --enable-server-load-tracking: GET /load counts generation requests in flight (else 0). */
+  enableServerLoadTracking: boolean
 }
 
 export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
@@ -92,6 +94,7 @@ export function defaultOptions(): EmulatorOptions {
     mergeTokens: 1,
     engineDead: false,
     deadShutdownMs: 5000,
+    enableServerLoadTracking: false,
   }
 }
 
@@ -132,6 +135,7 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   mergeTokens: [(v) => isNonNegativeInt(v) && (v as number) > 0, 'a positive integer'],
   engineDead: [isBoolean, 'a boolean'],
   deadShutdownMs: [(v) => v === null || isNonNegativeInt(v), 'null or a non-negative integer'],
+  enableServerLoadTracking: [isBoolean, 'a boolean'],
 }
 
 function isOptionName(name: string): name is keyof EmulatorOptions {

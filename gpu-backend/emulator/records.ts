@@ -17,6 +17,8 @@ export type RecordedRequest = {
   path: string
   headers: Record<string, string | string[]>
   body: unknown
+  /** For generation requests vLLM accepted: its request id, SamplingParams and ignored fields (v1.ts). */
+  vllm?: { requestId: string; samplingParams: unknown; ignoredFields: string[] }
 }
 
 /** The last `limit` requests under /v1, with the Authorization value redacted. */
@@ -28,14 +30,16 @@ export class RequestLog {
     this.limit = limit
   }
 
-  add(method: string, path: string, headers: IncomingHttpHeaders, body: unknown): void {
+  add(method: string, path: string, headers: IncomingHttpHeaders, body: unknown): RecordedRequest {
     const copy: Record<string, string | string[]> = {}
     for (const [name, value] of Object.entries(headers)) {
       if (value === undefined) continue
       copy[name] = name === 'authorization' ? '<redacted>' : value
     }
-    this.entries.push({ method, path, headers: copy, body })
+    const entry: RecordedRequest = { method, path, headers: copy, body }
+    this.entries.push(entry)
     if (this.entries.length > this.limit) this.entries.splice(0, this.entries.length - this.limit)
+    return entry
   }
 
   clear(): void {

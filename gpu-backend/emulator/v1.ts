@@ -2,17 +2,20 @@
 // streamed or answered on the emulated clock.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { modelsBody, responseId } from './bodies.ts'
-import { errorBody, errorTypeForStatus, schemaErrorType, type ApiError } from './errors.ts'
+import { modelsBody, requestId } from './bodies.ts'
+import { errorBody, errorTypeForStatus, schemaErrorType, streamErrorEvent, type ApiError } from './errors.ts'
 import { parseDirectives, parseFault, type Fault, type Overrides } from './faults.ts'
 import { formatFor } from './formats.ts'
 import { deadEngineRefusal } from './engine.ts'
 import { answerGeneration, generationShape, streamGeneration, type Generation } from './generation.ts'
 import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
 import type { EmulatorOptions } from './options.ts'
+import type { RecordedRequest } from './records.ts'
+import { engineBook } from './request-ids.ts'
 import type { Admission } from './scheduler.ts'
 import type { EmulatorState } from './state.ts'
 import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
+import { DONE_EVENT } from './wire.ts'
 
 const ENDPOINTS: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion' }
 
@@ -20,9 +23,18 @@ function sendError(res: ServerResponse, options: EmulatorOptions, error: ApiErro
   sendJson(res, error.status, errorBody(options.errorFormat, error))
 }
 
-/** vLLM's AuthenticationMiddleware compares the whole header with "Bearer " + key. */
-function authorized(options: EmulatorOptions, req: IncomingMessage): boolean {
-  return options.apiKey === null || req.headers.authorization === `Bearer ${options.apiKey}`
+/**
+ * vLLM's AuthenticationMiddleware (api_server.py): OPTIONS passes; otherwise the header splits at
+ * its first space, the scheme is "bearer" in any case, and the rest must equal the key exactly.
+ * Only paths starting with "/v1" are guarded (server.ts routes those here; control.ts guards the rest).
+ */
+export function authorized(options: EmulatorOptions, req: IncomingMessage): boolean {
+  if (options.apiKey === null || req.method === 'OPTIONS') return true
+  const header = req.headers.authorization ?? ''
+  const space = header.indexOf(' ')
+  const scheme = space === -1 ? header : header.slice(0, space)
+  const param = space === -1 ? '' : header.slice(space + 1)
+  return header !== '' && scheme.toLowerCase() === 'bearer' && param === options.apiKey
 }
 
 export async function handleV1(
@@ -36,7 +48,7 @@ export async function handleV1(
   if (isPost) state.telemetry.stats.requests += 1
   const rawBody = isPost ? await readBody(req) : ''
   const options = state.options // read after the body: a config change meanwhile applies
-  state.requestLog.add(req.method ?? '', req.url ?? path, req.headers, rawBody ? (parseJson(rawBody) ?? null) : null)
+  const entry = state.requestLog.add(req.method ?? '', req.url ?? path, req.headers, rawBody ? (parseJson(rawBody) ?? null) : null)
   if (!authorized(options, req)) return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
   if (rawBody === null) {
     return sendError(res, options, { status: 413, type: errorTypeForStatus(413), message: 'Request body too large' })
@@ -48,11 +60,11 @@ export async function handleV1(
   }
   if (endpoint === undefined) return sendJson(res, 404, JSON.stringify({ detail: 'Not Found' }))
   if (!isPost) return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
-  handleGeneration(state, options, endpoint, req, res, rawBody, receivedAt)
+  await handleGeneration(state, options, endpoint, { req, res, rawBody, receivedAt, entry })
 }
 
 /** The JSON body of a generation request, or the 400 vLLM gives for a wrong media type or bad JSON. */
-function parseRequestBody(
+export function parseRequestBody(
   options: EmulatorOptions,
   req: IncomingMessage,
   rawBody: string,
@@ -71,32 +83,70 @@ function parseRequestBody(
   return { ok: true, body }
 }
 
-function handleGeneration(
-  state: EmulatorState,
-  options: EmulatorOptions,
-  endpoint: Endpoint,
-  req: IncomingMessage,
-  res: ServerResponse,
-  rawBody: string,
-  receivedAt: number,
-): void {
+/** One generation request on its way through the checks. */
+export type Exchange = {
+  req: IncomingMessage
+  res: ServerResponse
+  rawBody: string
+  receivedAt: number
+  entry: RecordedRequest
+}
+
+/**
+ * What the engine refuses once the HTTP layer has accepted a request (Processor checks, a request
+ * id already running). For a stream this comes after the 200, as the stream generator's except
+ * clause sends it: one error event (code 400) and [DONE]; otherwise a 400 JSON body
+ * (serving_chat.py chat_completion_stream_generator / chat_completion_full_generator).
+ */
+function refuseInEngine(options: EmulatorOptions, res: ServerResponse, stream: boolean, message: string): void {
+  const error: ApiError = { status: 400, type: 'BadRequestError', message }
+  if (!stream) return sendError(res, options, error)
+  res.writeHead(200, SSE_HEADERS)
+  res.write(streamErrorEvent(options.errorFormat, error))
+  res.write(DONE_EVENT)
+  res.end()
+}
+
+/** Validates, then hands the request to the scheduler (also used by /invocations). */
+export async function handleGeneration(state: EmulatorState, options: EmulatorOptions, endpoint: Endpoint, exchange: Exchange): Promise<void> {
+  const { req, res, rawBody } = exchange
   const parsed = parseRequestBody(options, req, rawBody)
   if (!parsed.ok) return sendError(res, options, parsed.error)
   const validated = validateGeneration(options, endpoint, parsed.body)
   const dead = deadEngineRefusal(state.engine, validated.ok ? null : validated.error)
   if (dead !== null) return sendError(res, options, dead)
   if (!validated.ok) return sendError(res, options, validated.error)
-  const directives = parseDirectives(validated.request.texts)
+  const request = validated.request
+  const header = req.headers['x-request-id']
+  const id = requestId(endpoint === 'chat' ? 'chatcmpl-' : 'cmpl-', Array.isArray(header) ? header[0] : header, request.bodyRequestId)
+  exchange.entry.vllm = { requestId: id, samplingParams: request.samplingParams, ignoredFields: request.ignoredFields }
+  const directives = parseDirectives(request.texts)
   if (!directives.ok) return sendError(res, options, { status: 400, type: 'BadRequestError', message: directives.message })
   const fault: Fault = directives.overrides.fault ?? parseFault(options.fault) ?? { kind: 'none' }
   if (fault.kind === 'refuse') {
     const type = errorTypeForStatus(fault.status)
     return sendError(res, options, { status: fault.status, type, message: `Emulated refusal: ${fault.status} ${type}` })
   }
-  const gen = buildGeneration(state, options, validated.request, { ...directives.overrides, fault }, receivedAt)
+  const book = engineBook(state)
+  const refusal = request.engineError ?? (book.running.has(id) ? `Request id ${id} already running.` : null)
+  if (refusal !== null) return refuseInEngine(options, res, request.stream, refusal)
+  book.running.add(id)
+  if (options.enableServerLoadTracking) book.serverLoad += 1
+  res.on('close', () => {
+    book.running.delete(id)
+    if (options.enableServerLoadTracking) book.serverLoad -= 1
+  })
+  admit(state, options, { ...request, id }, { ...directives.overrides, fault }, exchange)
+}
+
+/** Accepts the request: its 200 headers for a stream, then the scheduler's queue. */
+function admit(state: EmulatorState, options: EmulatorOptions, request: GenerationRequest & { id: string }, settings: Settings, exchange: Exchange): void {
+  const { res, receivedAt } = exchange
+  const { fault } = settings
+  const gen = buildGeneration(state, options, request, settings, receivedAt)
   // A client that leaves ends its generation, running or still waiting for a slot.
   res.on('close', () => gen.tracker.finish('abort', performance.now()))
-  const { stream, promptTokens, prefixes } = validated.request
+  const { stream, promptTokens, prefixes } = request
   if (stream && fault.kind !== 'hang') {
     // vLLM answers a stream's headers at once, even while the request waits in the queue.
     state.telemetry.stats.streamsStarted += 1
@@ -137,14 +187,14 @@ function extraItlMs(state: EmulatorState, perSeq: number): () => number {
 function buildGeneration(
   state: EmulatorState,
   options: EmulatorOptions,
-  request: GenerationRequest,
+  request: GenerationRequest & { id: string },
   settings: Settings,
   receivedAt: number,
 ): Generation {
   const { telemetry } = state
   const tracker = telemetry.begin(request.promptTokens, receivedAt)
   const wire = {
-    id: responseId(request.endpoint === 'chat' ? 'chatcmpl-' : 'cmpl-'),
+    id: request.id,
     created: Math.floor(Date.now() / 1000),
     model: options.servedModelName,
     reasoningField: options.reasoningField,

@@ -1,12 +1,23 @@
-// Request checks in vLLM's order: the body schema (FastAPI/pydantic), then the model name,
-// then the context length. Each failure is the ApiError vLLM would answer with.
+// Request checks in vLLM v0.11.0's order:
+//   1. the body schema (FastAPI/pydantic, protocol.py): "before" validators, then field types -> 400 "Bad Request"
+//   2. the serving layer (serving_chat.py / serving_completion.py): model name (404), tool choice,
+//      prompt rendering and the context length (serving_engine.py _validate_input, renderer.py),
+//      max_tokens (entrypoints/utils.py get_max_tokens), SamplingParams (sampling_params.py) -> 400 BadRequestError
+//   3. the engine (v1/engine/processor.py, output_processor.py): `engineError`, which v1.ts reports
+//      inside the stream for stream: true, as vLLM does.
 
 import { createHash } from 'node:crypto'
+import { contentText, renderChat } from './chat-template.ts'
+import { runBeforeValidators, type Endpoint } from './before-validators.ts'
 import { schemaErrorType, type ApiError } from './errors.ts'
+import { ignoredFields } from './known-fields.ts'
 import type { EmulatorOptions } from './options.ts'
 import { parseSampling, type Sampling } from './sampling.ts'
+import { formatErrors, isDict, optional, readBool, readInt, valueError, type Dict, type PydanticError } from './pydantic.ts'
+import { buildSamplingParams, engineError, readRequestFields, type RequestFields, type SamplingParams } from './request-params.ts'
+import { countText, encodeCompletionPrompt } from './tokenizer.ts'
 
-export type Endpoint = 'chat' | 'completion'
+export type { Endpoint } from './before-validators.ts'
 
 /** One prompt prefix the prefix cache can remember: a hash and its size in tokens. */
 export type PromptPrefix = { key: string; tokens: number }
@@ -16,7 +27,7 @@ export type GenerationRequest = {
   stream: boolean
   includeUsage: boolean
   continuousUsage: boolean
-  /** The most completion tokens the request allows (its max_tokens, or what is left of the context). */
+  /** The most completion tokens the request allows (get_max_tokens). */
   maxTokens: number
   promptTokens: number
   /** Every text of the prompt, searched for `[emulator ...]` directives. */
@@ -27,178 +38,213 @@ export type GenerationRequest = {
   prefixes: PromptPrefix[]
   /** n, stop, stop_token_ids, include_stop_str_in_output, min_tokens (sampling.ts). */
   sampling: Sampling
+  /** The SamplingParams vLLM would build, for the request log. */
+  samplingParams: SamplingParams
+  /** The body's request_id: vLLM's request id when no X-Request-Id header is sent. */
+  bodyRequestId: string | null
+  /** Top-level fields vLLM accepts and ignores (OpenAIBaseModel extra="allow"). */
+  ignoredFields: string[]
+  /** What the engine refuses after the HTTP layer accepted the request (Processor checks). */
+  engineError: string | null
 }
 
-type Failure = { ok: false; error: ApiError }
+/** `schema`: refused by the request model itself (pydantic), before any handler ran. */
+type Failure = { ok: false; error: ApiError; schema?: boolean }
 type Result = { ok: true; request: GenerationRequest } | Failure
-type Body = { [key: string]: unknown }
 
-const utf8 = new TextEncoder()
-
-/**
- * Prompt token estimate (no tokenizer here): ceil(UTF-8 bytes / 4) per message text,
- * plus 4 per message for the chat template's role markers. A completion prompt is
- * ceil(bytes / 4) + 1 (the BOS token), or its length when given as token ids.
- */
-export function estimateTokens(text: string): number {
-  return Math.ceil(utf8.encode(text).length / 4)
-}
-
-function schemaError(options: EmulatorOptions, errors: string): Failure {
-  return { ok: false, error: { status: 400, type: schemaErrorType(options.errorFormat), message: errors } }
-}
-
-/** pydantic's error list as FastAPI prints it (without the echoed input, which may be a prompt). */
-function pydanticError(type: string, loc: readonly (string | number)[], msg: string): string {
-  const where = loc.map((part) => (typeof part === 'number' ? String(part) : `'${part}'`)).join(', ')
-  return `[{'type': '${type}', 'loc': (${where}${loc.length === 1 ? ',' : ''}), 'msg': '${msg}'}]`
+function schemaError(options: EmulatorOptions, errors: readonly PydanticError[]): Failure {
+  return { ok: false, schema: true, error: { status: 400, type: schemaErrorType(options.errorFormat), message: formatErrors(errors) } }
 }
 
 function badRequest(message: string): Failure {
   return { ok: false, error: { status: 400, type: 'BadRequestError', message } }
 }
 
-function isObject(value: unknown): value is Body {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
 function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32)
 }
 
-/** The text of a message's content: a string, or the text parts of a content array. */
-function contentText(content: unknown): string | null {
-  if (content === null || content === undefined) return ''
-  if (typeof content === 'string') return content
-  if (!Array.isArray(content)) return null
-  return content
-    .map((part: unknown) => (isObject(part) && typeof part.text === 'string' ? part.text : ''))
-    .join('')
-}
-
 type StreamFlags = { stream: boolean; includeUsage: boolean; continuousUsage: boolean }
 
-function streamFlags(options: EmulatorOptions, body: Body): { ok: true; flags: StreamFlags } | Failure {
-  const { stream, stream_options: streamOptions } = body
-  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
-    return schemaError(options, pydanticError('bool_parsing', ['body', 'stream'], 'Input should be a valid boolean'))
+/**
+ * StreamOptions.include_usage defaults to True and continuous_usage_stats to False (protocol.py);
+ * the stream generator counts any stream_options object, {} included, and sets
+ * include_continuous_usage = include_usage and continuous_usage_stats (serving_chat.py).
+ */
+function streamFlags(body: Dict, errors: PydanticError[]): StreamFlags {
+  const stream = optional(body, 'stream', readBool, errors) ?? false
+  const options = body.stream_options
+  if (options === undefined || options === null) return { stream, includeUsage: false, continuousUsage: false }
+  if (!isDict(options)) {
+    const msg = 'Input should be a valid dictionary or instance of StreamOptions'
+    errors.push({ type: 'model_type', loc: ['body', 'stream_options'], msg })
+    return { stream, includeUsage: false, continuousUsage: false }
   }
-  if (streamOptions !== undefined && streamOptions !== null && !isObject(streamOptions)) {
-    const message = 'Input should be a valid dictionary or instance of StreamOptions'
-    return schemaError(options, pydanticError('model_type', ['body', 'stream_options'], message))
-  }
-  // Python truthiness: an empty stream_options object is allowed without stream.
-  if (isObject(streamOptions) && Object.keys(streamOptions).length > 0 && stream !== true) {
-    const message = 'Value error, Stream options can only be defined when `stream=True`.'
-    return schemaError(options, pydanticError('value_error', ['body'], message))
-  }
-  const includeUsage = isObject(streamOptions) && streamOptions.include_usage === true
-  // vLLM: include_continuous_usage = include_usage and continuous_usage_stats
-  const continuousUsage = includeUsage && isObject(streamOptions) && streamOptions.continuous_usage_stats === true
-  return { ok: true, flags: { stream: stream === true, includeUsage, continuousUsage } }
+  const at = (field: string) => ({ [field]: options[field] })
+  const include = options.include_usage === undefined ? true : optional(at('include_usage'), 'include_usage', readBool, errors)
+  const continuous = optional(at('continuous_usage_stats'), 'continuous_usage_stats', readBool, errors)
+  const includeUsage = include === true
+  return { stream, includeUsage, continuousUsage: includeUsage && continuous === true }
 }
 
-/** max_completion_tokens wins over the deprecated max_tokens; null when neither is set. */
-function requestedMaxTokens(options: EmulatorOptions, body: Body): { ok: true; value: number | null } | Failure {
-  for (const field of ['max_completion_tokens', 'max_tokens']) {
-    const value = body[field]
-    if (value === undefined || value === null) continue
-    if (!Number.isInteger(value)) {
-      return schemaError(options, pydanticError('int_type', ['body', field], 'Input should be a valid integer'))
-    }
-    if ((value as number) < 1) return badRequest(`max_tokens must be at least 1, got ${String(value)}.`)
-    return { ok: true, value: value as number }
-  }
-  return { ok: true, value: null }
-}
-
-function checkModel(options: EmulatorOptions, body: Body): Failure | null {
+function checkModel(options: EmulatorOptions, body: Dict, errors: PydanticError[]): Failure | null {
   const model = body.model
   if (model === undefined || model === null) return null
   if (typeof model !== 'string') {
-    return schemaError(options, pydanticError('string_type', ['body', 'model'], 'Input should be a valid string'))
+    errors.push({ type: 'string_type', loc: ['body', 'model'], msg: 'Input should be a valid string' })
+    return null
   }
   if (model === options.servedModelName) return null
   return { ok: false, error: { status: 404, type: 'NotFoundError', message: `The model \`${model}\` does not exist.` } }
 }
 
-/** vLLM's context-length check, with the messages of the versions the spec quotes. */
-function fitContext(options: EmulatorOptions, promptTokens: number, requested: number | null): { ok: true; value: number } | Failure {
-  const limit = options.maxModelLen
-  if (requested === null && promptTokens >= limit) {
-    return badRequest(
-      `This model's maximum context length is ${limit} tokens. However, you requested ${promptTokens} tokens ` +
-        'in the messages, Please reduce the length of the messages.',
-    )
-  }
-  if (requested !== null && promptTokens + requested > limit) {
-    return badRequest(
-      `This model's maximum context length is ${limit} tokens. However, you requested ${promptTokens + requested} tokens ` +
-        `(${promptTokens} in the messages, ${requested} in the completion). Please reduce the length of the messages or completion.`,
-    )
-  }
-  return { ok: true, value: requested ?? limit - promptTokens }
-}
-
 type Prompt = { texts: string[]; promptTokens: number; requestKey: string; prefixes: PromptPrefix[] }
 
-function chatPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | Failure {
+/** Pydantic's checks of `messages` (simplified: each must be an object with a string role). */
+function checkMessages(body: Dict, errors: PydanticError[]): { role: string; content: unknown }[] | null {
   const messages = body.messages
-  const invalid = (type: string, msg: string, index?: number) =>
-    schemaError(options, pydanticError(type, index === undefined ? ['body', 'messages'] : ['body', 'messages', index], msg))
-  if (messages === undefined) return invalid('missing', 'Field required')
-  if (!Array.isArray(messages)) return invalid('list_type', 'Input should be a valid list')
-  if (messages.length === 0) return invalid('too_short', 'List should have at least 1 item after validation, not 0')
-  const texts: string[] = []
-  const prefixes: PromptPrefix[] = []
-  let promptTokens = 0
-  for (const [index, message] of messages.entries()) {
-    const text = isObject(message) && typeof message.role === 'string' ? contentText(message.content) : null
-    if (text === null) return invalid('model_type', 'Input should be a chat message with a string role and text content', index)
-    texts.push(text)
-    promptTokens += estimateTokens(text) + 4
-    prefixes.push({ key: hashOf(messages.slice(0, index + 1)), tokens: promptTokens })
+  const push = (type: string, msg: string, index?: number): null => {
+    errors.push({ type, loc: index === undefined ? ['body', 'messages'] : ['body', 'messages', index], msg })
+    return null
   }
-  return { ok: true, prompt: { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes } }
+  if (messages === undefined) return push('missing', 'Field required')
+  if (!Array.isArray(messages)) return push('list_type', 'Input should be a valid list')
+  if (messages.length === 0) return push('too_short', 'List should have at least 1 item after validation, not 0')
+  const parsed: { role: string; content: unknown }[] = []
+  for (const [index, message] of (messages as unknown[]).entries()) {
+    const content = isDict(message) ? message.content : undefined
+    const contentOk = content === undefined || content === null || typeof content === 'string' || Array.isArray(content)
+    if (!isDict(message) || typeof message.role !== 'string' || !contentOk) {
+      push('model_type', 'Input should be a chat message with a string role and text content', index)
+      continue
+    }
+    parsed.push({ role: message.role, content })
+  }
+  return parsed
 }
 
-function completionPrompt(options: EmulatorOptions, body: Body): { ok: true; prompt: Prompt } | Failure {
+/** The rendered R1-Distill prompt, counted with the real BPE; prefixes end at each message. */
+function chatPrompt(messages: { role: string; content: unknown }[], salt: string | null): Prompt {
+  const { segments } = renderChat(messages)
+  const counts = segments.map(countText)
+  const prefixes: PromptPrefix[] = []
+  let running = counts[0] ?? 0
+  for (let index = 0; index < messages.length; index++) {
+    running += counts[index + 1] ?? 0
+    // cache_salt is hashed into the first block (v1 kv_cache_utils), so salted prompts share nothing with others.
+    prefixes.push({ key: hashOf([salt, segments[0], messages.slice(0, index + 1)]), tokens: running })
+  }
+  const promptTokens = counts.reduce((sum, count) => sum + count, 0)
+  // The whole prompt, generation prompt included, is the last prefix: a repeated request hits in full.
+  prefixes.push({ key: hashOf([salt, segments[0], messages, 'generation prompt']), tokens: promptTokens })
+  const texts = messages.map((message) => contentText(message.content))
+  return { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes }
+}
+
+function completionPrompt(body: Dict, salt: string | null, errors: PydanticError[]): Prompt | Failure {
   const raw = body.prompt
   const single = Array.isArray(raw) && raw.length === 1 && typeof raw[0] === 'string' ? raw[0] : raw
   const isTokenIds = Array.isArray(single) && single.length > 0 && single.every((id) => Number.isInteger(id))
-  if (single === undefined || single === null || single === '' || (Array.isArray(single) && single.length === 0)) {
-    const message = 'Value error, Either prompt or prompt_embeds must be provided and non-empty.'
-    return schemaError(options, pydanticError('value_error', ['body'], message))
-  }
   if (typeof single !== 'string' && !isTokenIds) {
     return badRequest('The emulator accepts one prompt per request: a string or a list of token ids.')
   }
+  const addSpecial = optional(body, 'add_special_tokens', readBool, errors) ?? true
   const text = typeof single === 'string' ? single : ''
-  const promptTokens = typeof single === 'string' ? estimateTokens(single) + 1 : (single as unknown[]).length
-  const prefixes = [{ key: hashOf(single), tokens: promptTokens }]
-  return { ok: true, prompt: { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes } }
+  const promptTokens = typeof single === 'string' ? encodeCompletionPrompt(single, addSpecial).length : (single as unknown[]).length
+  const prefixes = [{ key: hashOf([salt, single]), tokens: promptTokens }]
+  return { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes }
 }
 
-/** Validates a parsed JSON body for /v1/chat/completions or /v1/completions. */
-export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint, body: unknown): Result {
-  if (!isObject(body)) {
-    const message = 'Input should be a valid dictionary or object to extract fields from'
-    return schemaError(options, pydanticError('model_attributes_type', ['body'], message))
+/** Chat: _validate_input's two messages, wrapped as f"{e} {e.__cause__}" (so they end in " None"). */
+function chatMaxTokens(options: EmulatorOptions, prompt: number, requested: number | null): number | Failure {
+  const limit = options.maxModelLen
+  if (prompt >= limit) {
+    return badRequest(
+      `This model's maximum context length is ${limit} tokens. However, your request has ${prompt} input tokens. ` +
+        'Please reduce the length of the input messages. None',
+    )
   }
-  const prompt = endpoint === 'chat' ? chatPrompt(options, body) : completionPrompt(options, body)
-  if (!prompt.ok) return prompt
-  const flags = streamFlags(options, body)
-  if (!flags.ok) return flags
-  const requested = requestedMaxTokens(options, body)
-  if (!requested.ok) return requested
-  const wrongModel = checkModel(options, body)
+  if (requested !== null && prompt + requested > limit) {
+    return badRequest(
+      `'max_tokens' or 'max_completion_tokens' is too large: ${requested}. This model's maximum context length is ` +
+        `${limit} tokens and your request has ${prompt} input tokens (${requested} > ${limit} - ${prompt}). None`,
+    )
+  }
+  return Math.min(limit - prompt, requested ?? Infinity)
+}
+
+/** Completions: the renderer's check against max_model_len - (max_tokens or 0), printed as the limit (renderer.py). */
+function completionMaxTokens(options: EmulatorOptions, prompt: number, requested: number | null): number | Failure {
+  const maxLength = options.maxModelLen - (requested || 0)
+  if (prompt > maxLength) {
+    return badRequest(
+      `This model's maximum context length is ${maxLength} tokens. However, your request has ${prompt} input tokens. ` +
+        'Please reduce the length of the input messages.',
+    )
+  }
+  return Math.min(options.maxModelLen - prompt, requested ?? Infinity)
+}
+
+/** Python's `max_completion_tokens or max_tokens`: 0 and null fall through. */
+function requestedMaxTokens(endpoint: Endpoint, body: Dict, errors: PydanticError[]): number | null {
+  const maxTokens = optional(body, 'max_tokens', readInt, errors)
+  if (endpoint === 'completion') return body.max_tokens === undefined ? 16 : maxTokens
+  const maxCompletion = optional(body, 'max_completion_tokens', readInt, errors)
+  return maxCompletion || maxTokens
+}
+
+/** serving_chat.py create_chat_completion's checks before the prompt is rendered. */
+function servingChecks(fields: RequestFields): Failure | null {
+  if (fields.toolChoice === 'auto') {
+    return badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
+  }
+  if (fields.chatTemplate !== null) {
+    return badRequest(
+      'Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with untrusted chat template.',
+    )
+  }
+  return null
+}
+
+/** Validates a parsed JSON body for /v1/chat/completions or /v1/completions (the tokenizer must be loaded). */
+export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint, body: unknown): Result {
+  if (!isDict(body)) {
+    const msg = 'Input should be a valid dictionary or object to extract fields from'
+    return schemaError(options, [{ type: 'model_attributes_type', loc: ['body'], msg }])
+  }
+  const data: Dict = { ...body }
+  const before = runBeforeValidators(endpoint, data)
+  if (before !== null) return schemaError(options, [valueError(before)])
+  const errors: PydanticError[] = []
+  const messages = endpoint === 'chat' ? checkMessages(data, errors) : null
+  const wrongModel = checkModel(options, data, errors)
+  const requested = requestedMaxTokens(endpoint, data, errors)
+  const flags = streamFlags(data, errors)
+  const fields = readRequestFields(endpoint, data, errors)
+  if (errors.length > 0) return schemaError(options, errors)
   if (wrongModel !== null) return wrongModel
-  // /v1/completions defaults max_tokens to 16, like OpenAI's legacy endpoint.
-  const { texts, promptTokens, requestKey, prefixes } = prompt.prompt
-  const maxTokens = fitContext(options, promptTokens, requested.value ?? (endpoint === 'completion' ? 16 : null))
-  if (!maxTokens.ok) return maxTokens
+  if (endpoint === 'chat') {
+    const refused = servingChecks(fields)
+    if (refused !== null) return refused
+  }
+  const prompt = endpoint === 'chat' ? chatPrompt(messages ?? [], fields.cacheSalt) : completionPrompt(data, fields.cacheSalt, errors)
+  if ('ok' in prompt) return prompt
+  const fit = (endpoint === 'chat' ? chatMaxTokens : completionMaxTokens)(options, prompt.promptTokens, requested)
+  if (typeof fit !== 'number') return fit
+  const built = buildSamplingParams(fields, fit)
+  if (!built.ok) return { ok: false, error: { status: built.status, type: built.type, message: built.message } }
   return {
     ok: true,
-    request: { endpoint, ...flags.flags, maxTokens: maxTokens.value, promptTokens, texts, requestKey, prefixes, sampling: parseSampling(body) },
+    request: {
+      endpoint,
+      ...flags,
+      maxTokens: fit,
+      ...prompt,
+      samplingParams: built.params,
+      bodyRequestId: fields.requestId,
+      ignoredFields: ignoredFields(endpoint, body),
+      engineError: engineError(built.params),
+      sampling: parseSampling(body),
+    },
   }
 }

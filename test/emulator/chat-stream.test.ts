@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
 import { chatBody, emulatorFor, events, MODEL, payloads, post } from './helpers.ts'
 
 type Chunk = {
@@ -11,10 +12,9 @@ type Chunk = {
 const SMALL = 'reasoning_tokens=2 content_tokens=2'
 const quote = (text: unknown) => JSON.stringify(text)
 
-/** The prompt-token rule the emulator documents: ceil(UTF-8 bytes / 4) + 4 per message. */
+/** vLLM's count: the R1-Distill chat template, tokenized with the Qwen2 BPE (emulatorFor loads it). */
 function promptTokensOf(body: Record<string, unknown>): number {
-  const messages = body.messages as { content: string }[]
-  return messages.reduce((sum, message) => sum + Math.ceil(Buffer.byteLength(message.content) / 4) + 4, 0)
+  return countChatPromptTokens(body.messages as { role: string; content: string }[])
 }
 
 async function streamText(body: Record<string, unknown>, options = {}): Promise<{ text: string; chunks: Chunk[] }> {
@@ -42,7 +42,7 @@ describe('chat completion stream framing', () => {
         `data: ${head},"choices":[],"usage":{"prompt_tokens":${prompt},"total_tokens":${prompt + 6},"completion_tokens":6}}\n\n` +
         'data: [DONE]\n\n',
     )
-    expect(first?.id).toMatch(/^chatcmpl-[0-9a-f]{16}$/)
+    expect(first?.id).toMatch(/^chatcmpl-[0-9a-f]{32}$/) // random_uuid(): uuid4().hex
     expect(c0?.choices[0]?.delta.content).toMatch(/^\n\n\S/)
   })
 
@@ -116,8 +116,9 @@ describe('chat completion stream framing', () => {
     expect(events(text)[0]).toMatch(/"finish_reason":null\}\],"usage":\{"prompt_tokens":\d+,"total_tokens":\d+,"completion_tokens":0\},"prompt_token_ids":null\}\n\n$/)
   })
 
-  it('ignores continuous_usage_stats without include_usage, as vLLM does', async () => {
-    const { chunks } = await streamText(chatBody(SMALL, { stream: true, stream_options: { continuous_usage_stats: true } }))
+  it('ignores continuous_usage_stats when include_usage is false, as vLLM does', async () => {
+    const options = { include_usage: false, continuous_usage_stats: true }
+    const { chunks } = await streamText(chatBody(SMALL, { stream: true, stream_options: options }))
     expect(chunks.some((chunk) => 'usage' in chunk)).toBe(false)
   })
 

@@ -3,7 +3,8 @@ import { emulatorFor, MODEL, payloads, post } from './helpers.ts'
 
 type TextChunk = { id: string; created: number; choices: { text: string; finish_reason: string | null }[] }
 
-const PROMPT = 'The capital of France is' // 24 bytes: ceil(24 / 4) + 1 (BOS) = 7 prompt tokens
+// Qwen2 BPE: The| capital| of| France| is = 5 tokens, + BOS (add_special_tokens defaults to true) = 6
+const PROMPT = 'The capital of France is'
 
 describe('/v1/completions', () => {
   it('streams text_completion chunks with every field, no role chunk, and 16 tokens by default', async () => {
@@ -12,7 +13,7 @@ describe('/v1/completions', () => {
     const text = await (await post(emulator, '/v1/completions', body)).text()
     const chunks = payloads(text) as TextChunk[]
     const first = chunks[0]
-    expect(first?.id).toMatch(/^cmpl-[0-9a-f]{16}$/)
+    expect(first?.id).toMatch(/^cmpl-[0-9a-f]{32}$/) // random_uuid(): uuid4().hex
     const head = `{"id":"${first?.id}","object":"text_completion","created":${first?.created},"model":"${MODEL}"`
     const chunk = (index: number, reason: string) =>
       `data: ${head},"choices":[{"index":0,"text":${JSON.stringify(chunks[index]?.choices[0]?.text)},"logprobs":null,` +
@@ -20,7 +21,7 @@ describe('/v1/completions', () => {
     const expected =
       Array.from({ length: 15 }, (_, index) => chunk(index, 'null')).join('') +
       chunk(15, '"length"') +
-      `data: ${head},"choices":[],"usage":{"prompt_tokens":7,"total_tokens":23,"completion_tokens":16}}\n\n` +
+      `data: ${head},"choices":[],"usage":{"prompt_tokens":6,"total_tokens":22,"completion_tokens":16}}\n\n` +
       'data: [DONE]\n\n'
     expect(text).toBe(expected)
     expect(chunks.slice(0, 16).every((c) => /^ \S+$/u.test(c.choices[0]?.text ?? ''))).toBe(true)
@@ -43,7 +44,7 @@ describe('/v1/completions', () => {
       `{"id":"${body.id}","object":"text_completion","created":${body.created},"model":"${MODEL}","choices":[{"index":0,` +
         `"text":${JSON.stringify(body.choices[0]?.text)},"logprobs":null,"finish_reason":"stop","stop_reason":null,"token_ids":null,` +
         '"prompt_logprobs":null,"prompt_token_ids":null}],"service_tier":null,"system_fingerprint":null,' +
-        '"usage":{"prompt_tokens":7,"total_tokens":10,"completion_tokens":3,"prompt_tokens_details":null},"kv_transfer_params":null}',
+        '"usage":{"prompt_tokens":6,"total_tokens":9,"completion_tokens":3,"prompt_tokens_details":null},"kv_transfer_params":null}',
     )
   })
 

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { chatBody, emulatorFor, post } from './helpers.ts'
 
+// v0.11.0's _validate_input text (serving_engine.py), with the " None" serving_chat.py appends (f"{e} {e.__cause__}").
 const CONTEXT_MESSAGE =
-  "This model's maximum context length is 4096 tokens. However, you requested 4105 tokens " +
-  '(9 in the messages, 4096 in the completion). Please reduce the length of the messages or completion.'
+  "'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is 4096 tokens " +
+  'and your request has 8 input tokens (4096 > 4096 - 8). None'
 
-// 20 bytes of text: ceil(20 / 4) + 4 = 9 prompt tokens by the emulator's documented estimate.
-const NINE_TOKEN_MESSAGES = [{ role: 'user', content: 'twenty bytes exactly' }]
+// BOS, <｜User｜>, twenty, bytes, exactly, <｜Assistant｜>, <think>, \n: 8 prompt tokens.
+const EIGHT_TOKEN_MESSAGES = [{ role: 'user', content: 'twenty bytes exactly' }]
 
 describe('errors before the stream starts', () => {
   it('answers an unknown model with 404 NotFoundError in the current format, even for stream: true', async () => {
@@ -30,14 +31,14 @@ describe('errors before the stream starts', () => {
 
   it('rejects prompt + max_tokens over max-model-len with the exact context-length message', async () => {
     const emulator = await emulatorFor()
-    const response = await post(emulator, '/v1/chat/completions', { messages: NINE_TOKEN_MESSAGES, max_tokens: 4096, stream: true })
+    const response = await post(emulator, '/v1/chat/completions', { messages: EIGHT_TOKEN_MESSAGES, max_tokens: 4096, stream: true })
     expect(response.status).toBe(400)
     expect(await response.text()).toBe(JSON.stringify({ error: { message: CONTEXT_MESSAGE, type: 'BadRequestError', param: null, code: 400 } }))
   })
 
   it('rejects the context overflow in the legacy format too', async () => {
     const emulator = await emulatorFor({ errorFormat: 'legacy' })
-    const response = await post(emulator, '/v1/chat/completions', { messages: NINE_TOKEN_MESSAGES, max_tokens: 4096 })
+    const response = await post(emulator, '/v1/chat/completions', { messages: EIGHT_TOKEN_MESSAGES, max_tokens: 4096 })
     expect(await response.text()).toBe(
       JSON.stringify({ object: 'error', message: CONTEXT_MESSAGE, type: 'BadRequestError', param: null, code: 400 }),
     )

@@ -2,6 +2,7 @@
 
 import { onTestFinished } from 'vitest'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../../gpu-backend/emulator/server.ts'
+import { loadTokenizer } from '../../gpu-backend/emulator/tokenizer.ts'
 
 export const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 
@@ -15,6 +16,7 @@ export const FAST: Partial<EmulatorOptions> = {
 
 /** An emulator on a free loopback port, closed when the test finishes. */
 export async function emulatorFor(options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
+  await loadTokenizer() // once per test file; the first request would otherwise wait for it
   const emulator = await startEmulator({ ...FAST, ...options })
   onTestFinished(() => emulator.close())
   return emulator

@@ -59,9 +59,9 @@ async function eventTimes(emulator: Emulator, text: string): Promise<number[]> {
   return ((await response.json()) as { times: number[] }).times
 }
 
-/** 800 bytes: 200 prompt tokens plus 4 for the chat template. */
-const LONG = 'x'.repeat(800)
-const LONG_TOKENS = 204
+/** 200 Qwen2 BPE tokens (" hello" is one); as a system prompt, BOS + these 200 open the rendered prompt. */
+const LONG = ' hello'.repeat(200)
+const LONG_TOKENS = 201
 
 describe('max-num-seqs', () => {
   it('holds the request after the first N in the waiting queue, on /metrics too, and starts it when a slot frees', async () => {
