@@ -1,9 +1,12 @@
 // The context budget against the backend: the gateway writes no max_tokens of its own (only a
 // key's cap), refuses no prompt on its estimate, and retries vLLM's "max_tokens too large" 400 once
 // with the room vLLM states when that max_tokens was the gateway's choice.
+import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
+import { clearFleetCache } from '../../src/fleet/registry.ts'
+import { backendRecord, callIn, clearFleet, fleetEnv, prepareFleet, writeFleet } from '../support/fleet.ts'
 import { keyWithLimits } from '../support/limits.ts'
-import { chatBody, postChat, recordedRequests, type RecordedRequest } from '../support/worker.ts'
+import { chatBody, chatInit, postChat, recordedRequests, type RecordedRequest } from '../support/worker.ts'
 
 const SHORT = '[emulator ttft_ms=5 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
 
@@ -85,8 +88,36 @@ describe("the backend's context-length refusals", () => {
       const retried = (sent[1]?.body as { max_tokens: number }).max_tokens
       expect(retried).toBeGreaterThan(0)
       expect(retried).toBeLessThan(4090)
-      // Everything but max_tokens is the same request.
+      // Everything but max_tokens is the same request, under a new upstream id.
       expect({ ...sent[1]?.body, max_tokens: 0 }).toEqual({ ...sent[0]?.body, max_tokens: 0 })
+      expect(sent[1]?.headers['x-request-id']).not.toBe(sent[0]?.headers['x-request-id'])
     },
   )
+
+  it("counts neither a passed-on nor a retried context refusal as a backend failure: the circuit stays closed", async () => {
+    await prepareFleet()
+    await writeFleet([backendRecord(0)])
+    clearFleetCache(env.FLEET)
+    const capped = await keyWithLimits({ maxOutputTokens: 4090 })
+    const send = async (body: unknown, secret?: string) => {
+      const init = chatInit(body)
+      const headers = secret ? { ...init.headers, authorization: `Bearer ${secret}` } : init.headers
+      const { response, settled } = await callIn(testEnv, '/v1/chat/completions', { ...init, headers })
+      await response.text()
+      await settled()
+      return response.status
+    }
+    // Counted as failures, these refusals would open the circuit (FLEET_TEST_ENV: three in a row, or
+    // half of ten outcomes), and with one backend an open circuit is a 503.
+    const testEnv = fleetEnv()
+    try {
+      for (let i = 0; i < 4; i++) {
+        expect(await send(chatBody(marked().text, { max_tokens: 4095 }))).toBe(400)
+        expect(await send(chatBody(marked().text), capped.secret)).toBe(200)
+      }
+    } finally {
+      await clearFleet()
+      clearFleetCache(env.FLEET)
+    }
+  })
 })
