@@ -63,8 +63,20 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
     templateAddsThink: config.templateAddsThink,
   })
   c.header('x-prompt-rules', applied.length > 0 ? applied.join(',') : 'none')
-  const budgeted = applyContextBudget(request, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
+  const salted = { ...request, cache_salt: cacheSaltFor(record.id, request.cache_salt) }
+  const budgeted = applyContextBudget(salted, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
   return { request: budgeted.request, reserveTokens: budgeted.reserveTokens, gatewayMaxTokens: budgeted.gatewayMaxTokens }
+}
+
+/**
+ * The prefix-cache salt for a key's requests. vLLM V1 hashes the salt into a prompt's first KV
+ * block (`vllm/v1/core/kv_cache_utils.py`, generate_block_hash_extra_keys), so prompts share
+ * cached blocks only within one key: no tenant can learn from its time to first token whether
+ * another tenant sent a prompt. A client's own salt narrows its cache further; it always follows
+ * the key id (which has no ':'), so no key can name another key's salt.
+ */
+export function cacheSaltFor(keyId: string, clientSalt: string | null | undefined): string {
+  return clientSalt ? `${keyId}:${clientSalt}` : keyId
 }
 
 /**

@@ -1,6 +1,8 @@
 // vLLM v0.11.0's parameters reach the backend as the client sent them; what cannot work here is a
 // 400 naming the field, before any backend is called.
 import { describe, expect, it } from 'vitest'
+import { TEST_KEY_ID } from '../support/keys.ts'
+import { keyWithLimits } from '../support/limits.ts'
 import { chatBody, emulatorStats, postChat, recordedRequests } from '../support/worker.ts'
 
 const SHORT = '[emulator ttft_ms=5 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
@@ -36,7 +38,6 @@ const PARAMETERS = {
   frequency_penalty: -0.5,
   logprobs: true,
   top_logprobs: 2,
-  cache_salt: 'tenant-a-salt',
   user: 'user-7',
   bad_words: ['never'],
   priority: 0,
@@ -51,6 +52,16 @@ describe('parameters on the way to the backend', () => {
     const [sent] = await sentWith(mark)
     expect(sent).toMatchObject(PARAMETERS)
     expect(sent).toMatchObject({ stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } })
+  })
+
+  it("salt the prefix cache per key: the key id, then the client's own salt", async () => {
+    const own = marker()
+    await (await postChat(chatBody(`${SHORT} ${own}`, { cache_salt: 'tenant-a-salt' }))).text()
+    expect((await sentWith(own))[0]).toMatchObject({ cache_salt: `${TEST_KEY_ID}:tenant-a-salt` })
+    const other = await keyWithLimits({})
+    const none = marker()
+    await (await postChat(chatBody(`${SHORT} ${none}`), { secret: other.secret })).text()
+    expect((await sentWith(none))[0]).toMatchObject({ cache_salt: other.id })
   })
 
   it('forward structured_outputs, the v0.11.0 name for guided decoding', async () => {
