@@ -83,8 +83,9 @@ export const chatRequestSchema = z
     user: optional(z.string()),
   })
   .check(
-    z.refine((request) => request.stream_options == null || request.stream === true, {
-      message: 'stream_options can only be set when stream is true.',
+    // protocol.py, validate_stream_options: Python truthiness, so an empty object passes.
+    z.refine((request) => request.stream_options == null || Object.keys(request.stream_options).length === 0 || request.stream === true, {
+      message: 'Stream options can only be defined when `stream=True`.',
       path: ['stream_options'],
     }),
     // protocol.py, check_logprobs.

@@ -59,6 +59,14 @@ describe('the chat request schema accepts what vLLM v0.11.0 accepts', () => {
     expect(parse({ top_logprobs: 0 }).top_logprobs).toBe(0)
   })
 
+  it('accepts an empty stream_options without stream, as Python truthiness does, and refuses a filled one', () => {
+    expect(parse({ stream_options: {} }).stream_options).toEqual({})
+    expect(refusal({ stream_options: { include_usage: true } })).toMatchObject({
+      param: 'stream_options',
+      message: expect.stringContaining('Stream options can only be defined when `stream=True`.'),
+    })
+  })
+
   it('accepts min_tokens up to max_tokens (max_completion_tokens first, as vLLM reads them)', () => {
     expect(parse({ min_tokens: 10, max_tokens: 10 }).min_tokens).toBe(10)
     expect(parse({ min_tokens: 10, max_tokens: 5, max_completion_tokens: 10 }).min_tokens).toBe(10)
