@@ -62,7 +62,7 @@ describe('chat request checks', () => {
     [{ messages: [] }, 'messages'],
     [{ messages: [{ role: 'user' }] }, 'messages[0].content'],
     [{ messages: [{ role: 'robot', content: 'hi' }] }, 'messages[0].role'],
-    [{ messages: [{ role: 'user', content: 'hi' }], temperature: 3 }, 'temperature'],
+    [{ messages: [{ role: 'user', content: 'hi' }], temperature: -1 }, 'temperature'],
     [{ messages: [{ role: 'user', content: 'hi' }], stream: 'yes' }, 'stream'],
     [{ messages: [{ role: 'user', content: 'hi' }], stream_options: { include_usage: true } }, 'stream_options'],
   ])('refuses an invalid request with 400 naming the field (%j)', async (body, param) => {

@@ -3,7 +3,8 @@ import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
-import { openUpstream } from './upstream.ts'
+import { readContextRefusal, roomLeft } from './context-refusal.ts'
+import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
 /** One backend's go at the request: its call (deadlines, abort) and, once accepted, its stream. */
@@ -20,7 +21,8 @@ export interface AttemptOptions {
   timeouts: UpstreamTimeouts
   body: Record<string, unknown>
   apiKey: string | undefined
-  requestId: string
+  /** The body's max_tokens is the gateway's choice (the key's cap), not the client's. */
+  gatewayMaxTokens: boolean
   /** Backends tried at most, the first included. */
   maxAttempts: number
   live: LiveStats
@@ -40,10 +42,14 @@ export class UpstreamAttempts {
   #candidates: readonly Candidate[]
   #options: AttemptOptions
   #tried = 0
+  /** The body sent; a refitted max_tokens stays for the attempts after it. */
+  #body: Record<string, unknown>
+  #refitted = false
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
     this.#candidates = candidates
     this.#options = options
+    this.#body = options.body
   }
 
   /** Opens the first candidate that accepts the request; throws the last failure if none does. */
@@ -76,23 +82,50 @@ export class UpstreamAttempts {
     let lastError: unknown = previous
     while (this.#hasMore()) {
       const backend = (this.#candidates[this.#tried++] as Candidate).backend
+      const opened = await this.#openOn(backend)
+      if ('upstream' in opened) return opened
+      lastError = opened.failure
+    }
+    throw lastError ?? new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
+  }
+
+  /**
+   * One backend's answer: the accepted attempt, or its failure when the backend is at fault (the
+   * caller tries the next). A refusal that is the request's own is thrown, except vLLM's "max_tokens
+   * too large" for a max_tokens the gateway chose, which is retried once here with the room vLLM
+   * stated. Every try has its own upstream request id.
+   */
+  async #openOn(backend: BackendRecord): Promise<Attempt | { failure: ApiError }> {
+    for (;;) {
       const call = this.#callFor(backend)
       try {
-        const upstream = await openUpstream({ backend, body: this.#options.body, apiKey: this.#options.apiKey, requestId: this.#options.requestId }, call)
-        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none' }
+        const request = { backend, body: this.#body, apiKey: this.#options.apiKey, requestId: newUpstreamRequestId() }
+        return { backend, call, upstream: await openUpstream(request, call), reasoningInContent: backend.reasoningParser === 'none' }
       } catch (error) {
         call.end()
         const failure = call.failure(error)
-        if (!this.#isBackendFailure(call, failure)) {
-          // The backend answered; the request (or the client) is what failed.
-          this.#options.live.of(backend.id).circuit.released()
-          throw failure
+        if (this.#isBackendFailure(call, failure)) {
+          this.#options.live.of(backend.id).circuit.failure(Date.now())
+          return { failure }
         }
-        this.#options.live.of(backend.id).circuit.failure(Date.now())
-        lastError = failure
+        // The backend answered; the request (or the client) is what failed. Not a backend failure.
+        this.#options.live.of(backend.id).circuit.released()
+        const refitted = this.#refitMaxTokens(failure)
+        if (!refitted) throw failure
+        this.#body = refitted
       }
     }
-    throw lastError ?? new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
+  }
+
+  /** The body again with max_tokens = the room vLLM's refusal states, or null when that is not for the gateway to do. */
+  #refitMaxTokens(failure: ApiError): Record<string, unknown> | null {
+    if (!this.#options.gatewayMaxTokens || this.#refitted || failure.code !== 'context_length_exceeded') return null
+    const refusal = readContextRefusal(failure.message)
+    if (refusal?.kind !== 'max_tokens_too_large' || refusal.maxTokens !== this.#body.max_tokens) return null
+    const room = roomLeft(refusal)
+    if (room < 1) return null
+    this.#refitted = true
+    return { ...this.#body, max_tokens: room }
   }
 
   #callFor(backend: BackendRecord): UpstreamCall {

@@ -17,7 +17,10 @@ export interface OpenAttemptsInput {
   /** The body sent to vLLM (see upstreamBody in src/routes/chat.ts). */
   body: Record<string, unknown>
   prefixKey: string | null
+  /** The gateway's correlation id (the client's X-Request-Id or its own): logs only, never sent upstream. */
   requestId: string
+  /** The body's max_tokens is the key's cap, which the gateway wrote (see applyContextBudget). */
+  gatewayMaxTokens?: boolean
   /** Aborts the upstream request: the client left, or the session stopped it. */
   signal: AbortSignal
   observer: RelayObserver
@@ -53,7 +56,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
     body: input.body,
     apiKey: config.backendApiKey,
-    requestId: input.requestId,
+    gatewayMaxTokens: input.gatewayMaxTokens ?? false,
     maxAttempts: config.fleet.failoverAttempts,
     live,
     prefixKey,

@@ -1,6 +1,7 @@
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { ApiError } from '../errors.ts'
 import type { Backend } from '../fleet/backends.ts'
+import { readContextRefusal } from './context-refusal.ts'
 import type { UpstreamCall } from './upstream-call.ts'
 
 /** Longest upstream error body read; vLLM's are a few hundred bytes. */
@@ -10,7 +11,18 @@ export interface UpstreamRequest {
   backend: Backend
   body: Record<string, unknown>
   apiKey: string | undefined
+  /** This attempt's own id (newUpstreamRequestId), never the client's X-Request-Id. */
   requestId: string
+}
+
+/**
+ * A fresh id for one upstream attempt, sent as X-Request-Id. vLLM makes it the request's engine
+ * id and refuses a second running request with the same one ("Request id ... already running.",
+ * `vllm/v1/engine/output_processor.py`), so a client's own id, which two requests may share,
+ * never goes upstream: it stays the gateway's correlation id.
+ */
+export function newUpstreamRequestId(): string {
+  return crypto.randomUUID().replaceAll('-', '')
 }
 
 /**
@@ -64,6 +76,10 @@ async function refusal(response: Response): Promise<ApiError> {
     return new ApiError(502, 'The backend rejected the gateway\'s credentials.', { code: 'upstream_auth_failed' })
   }
   const status = (response.status >= 400 && response.status <= 599 ? response.status : 502) as ContentfulStatusCode
+  if (status === 400 && readContextRefusal(message)) {
+    // vLLM's exact count and text, named as OpenAI names a context overflow.
+    return new ApiError(400, message, { param: 'messages', code: 'context_length_exceeded' })
+  }
   const code = status === 404 ? 'model_not_found' : status >= 500 ? 'upstream_error' : null
   return new ApiError(status, message, { code })
 }

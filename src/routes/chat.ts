@@ -24,9 +24,9 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   const trace = startRequestTrace(c)
   let admission: Admission | null = null
   try {
-    const { request, reserveTokens } = await prepareChatRequest(c)
-    admission = await admitRequest(c, reserveTokens)
-    return await relayChat(c, request, admission, trace)
+    const prepared = await prepareChatRequest(c)
+    admission = await admitRequest(c, prepared.reserveTokens)
+    return await relayChat(c, prepared.request, admission, trace, { gatewayMaxTokens: prepared.gatewayMaxTokens })
   } catch (error) {
     // Whatever failed before the relay took the request over; settling twice is harmless.
     admission?.settle(null)
@@ -39,11 +39,14 @@ export interface PreparedChatRequest {
   request: UpstreamChatRequest
   /** Tokens to reserve against the key's limit: the estimated prompt plus the most output allowed. */
   reserveTokens: number
+  /** max_tokens is the key's cap, written by the gateway: vLLM's "too large" may be retried with the room it states. */
+  gatewayMaxTokens: boolean
 }
 
 /**
  * Checks the body, maps the model name, applies the DeepSeek-R1 prompt rules (telling the client
- * which ones changed its request in `x-prompt-rules`) and fits the result into the context.
+ * which ones changed its request in `x-prompt-rules`) and sizes it against the key's limits (no
+ * max_tokens is written but the key's output cap).
  * `forceStream` (stream sessions, which always stream) reads the body as if it said `stream: true`.
  */
 export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStream?: boolean } = {}): Promise<PreparedChatRequest> {
@@ -60,9 +63,20 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
     templateAddsThink: config.templateAddsThink,
   })
   c.header('x-prompt-rules', applied.length > 0 ? applied.join(',') : 'none')
-  const fitted = applyContextBudget(request, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
-  const maxOutput = fitted.request.max_tokens ?? config.maxModelLen - fitted.promptTokens
-  return { request: fitted.request, reserveTokens: fitted.promptTokens + maxOutput }
+  const salted = { ...request, cache_salt: cacheSaltFor(record.id, request.cache_salt) }
+  const budgeted = applyContextBudget(salted, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
+  return { request: budgeted.request, reserveTokens: budgeted.reserveTokens, gatewayMaxTokens: budgeted.gatewayMaxTokens }
+}
+
+/**
+ * The prefix-cache salt for a key's requests. vLLM V1 hashes the salt into a prompt's first KV
+ * block (`vllm/v1/core/kv_cache_utils.py`, generate_block_hash_extra_keys), so prompts share
+ * cached blocks only within one key: no tenant can learn from its time to first token whether
+ * another tenant sent a prompt. A client's own salt narrows its cache further; it always follows
+ * the key id (which has no ':'), so no key can name another key's salt.
+ */
+export function cacheSaltFor(keyId: string, clientSalt: string | null | undefined): string {
+  return clientSalt ? `${keyId}:${clientSalt}` : keyId
 }
 
 /**
@@ -70,7 +84,13 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
  * false) the answer of the first that takes it, failing over while nothing has reached the client.
  * The admission is settled once, when the request is over, with the tokens the backend reported.
  */
-export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest, admission: Admission, trace: RequestTrace): Promise<Response> {
+export async function relayChat(
+  c: Context<AppEnv>,
+  request: UpstreamChatRequest,
+  admission: Admission,
+  trace: RequestTrace,
+  options: { gatewayMaxTokens?: boolean } = {},
+): Promise<Response> {
   const config = c.get('config')
   const { first, attempts } = await openAttempts({
     env: c.env,
@@ -78,6 +98,7 @@ export async function relayChat(c: Context<AppEnv>, request: UpstreamChatRequest
     body: upstreamBody(request, config.modelId),
     prefixKey: prefixKeyOf(request.messages),
     requestId: c.get('requestId'),
+    gatewayMaxTokens: options.gatewayMaxTokens ?? false,
     signal: c.req.raw.signal,
     observer: trace,
   })

@@ -12,8 +12,9 @@
 // plus 4 tokens of chat template per message and 3 for the prompt's start and end.
 //
 // How far off: for English prose about -10% to +25%; for code and JSON it can undercount by
-// up to ~30% (long runs of symbols); for CJK, numbers and emoji it overcounts. An undercount is
-// caught by the backend itself (vLLM answers 400 with the exact count, which is passed on).
+// up to ~30% (long runs of symbols); for CJK, numbers and emoji it overcounts. Because it is off
+// both ways, it only sizes the rate-limit reservation (settled with vLLM's exact count): it never
+// refuses a prompt and never sets max_tokens (src/schema/context-budget.ts).
 
 const TEMPLATE_TOKENS_PER_MESSAGE = 4
 const TEMPLATE_TOKENS_PER_PROMPT = 3

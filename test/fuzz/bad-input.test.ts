@@ -29,7 +29,10 @@ const mutation: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   notAString.map((content) => ({ messages: [{ role: 'user', content }] })),
   oddText.filter((role) => !['system', 'user', 'assistant'].includes(role)).map((role) => ({ messages: [{ role, content: 'x' }] })),
   notANumber.map((temperature) => ({ temperature })),
-  fc.double({ min: 2.0001, max: 1e308, noNaN: true }).map((temperature) => ({ temperature })),
+  // vLLM v0.11.0 takes any temperature >= 0 (sampling_params.py), so only a negative one is invalid.
+  fc.double({ min: -1e308, max: -0.0001, noNaN: true }).map((temperature) => ({ temperature })),
+  fc.constant({ top_p: 0 }),
+  fc.constantFrom('functions', 'store', 'metadata', 'frobnicate', 'guided_json', 'request_id').map((field) => ({ [field]: 1 })),
   fc.integer({ max: 0 }).map((max_tokens) => ({ max_tokens })),
   notAString.filter((value) => value !== null).map((model) => ({ model })),
   oddText.filter((model) => model !== MODEL && !['deepseek-r1', 'deepseek-reasoner'].includes(model)).map((model) => ({ model: `x${model}` })),
