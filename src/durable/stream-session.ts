@@ -80,8 +80,8 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     this.#trace = trace
     let generation: OpenedAttempts
     try {
-      const { body, prefixKey, requestId } = input
-      generation = await openAttempts({ env: this.env, config, body, prefixKey, requestId, signal: running.listeners.signal, observer: trace })
+      const { body, prefixKey, requestId, gatewayMaxTokens } = input
+      generation = await openAttempts({ env: this.env, config, body, prefixKey, requestId, gatewayMaxTokens, signal: running.listeners.signal, observer: trace })
     } catch (error) {
       this.#running = null
       finishWithError(trace.trace, error)

@@ -30,7 +30,7 @@ export async function createStream(c: Context<AppEnv>): Promise<Response> {
   let lease: LeaseRef | null = null
   let handedOver = false
   try {
-    const { request, reserveTokens } = await prepareChatRequest(c, { forceStream: true })
+    const { request, reserveTokens, gatewayMaxTokens } = await prepareChatRequest(c, { forceStream: true })
     if ((request.n ?? 1) !== 1) throw new ApiError(400, 'A stream session carries one choice: n must be 1.', { param: 'n', code: 'invalid_value' })
     lease = await admitLease(c, reserveTokens)
     const principal = c.get('principal')
@@ -41,6 +41,7 @@ export async function createStream(c: Context<AppEnv>): Promise<Response> {
       lease,
       body: upstreamBody(request, config.modelId),
       prefixKey: prefixKeyOf(request.messages),
+      gatewayMaxTokens,
       requestId: c.get('requestId'),
       startedAt,
       // A page gets a stream for its own origin; a server creating one for a page, the key's origins.

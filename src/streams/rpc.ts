@@ -14,6 +14,8 @@ export interface StartSession {
   /** The upstream request body, validated and normalized exactly as for /v1/chat/completions. */
   body: Record<string, unknown>
   prefixKey: string | null
+  /** The key's output cap wrote max_tokens: a "too large" refusal is retried with the room vLLM states. */
+  gatewayMaxTokens: boolean
   requestId: string
   /** When the Worker received POST /v1/streams: the trace's start. */
   startedAt: number

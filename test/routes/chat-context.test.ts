@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { clearFleetCache } from '../../src/fleet/registry.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, prepareFleet, writeFleet } from '../support/fleet.ts'
 import { keyWithLimits } from '../support/limits.ts'
+import { createSession, openEvents, readStream } from '../streams/helpers.ts'
 import { chatBody, chatInit, postChat, recordedRequests, type RecordedRequest } from '../support/worker.ts'
 
 const SHORT = '[emulator ttft_ms=5 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
@@ -93,6 +94,17 @@ describe("the backend's context-length refusals", () => {
       expect(sent[1]?.headers['x-request-id']).not.toBe(sent[0]?.headers['x-request-id'])
     },
   )
+
+  it("retries a stream session's too-large max_tokens from the key's cap the same way", async () => {
+    const key = await keyWithLimits({ maxOutputTokens: 4090 })
+    const { marker, text } = marked('Solve for x: 3x^2 + 12x - 96 = 0.')
+    const session = await createSession(text, { secret: key.secret })
+    const events = (await readStream(await openEvents(session.url))).events
+    expect(events.at(-1)?.event).toBe('done')
+    const sent = await sentWith(marker)
+    expect(sent.map((entry) => (entry.body as { max_tokens: number }).max_tokens)).toEqual([4090, expect.any(Number)])
+    expect((sent[1]?.body as { max_tokens: number }).max_tokens).toBeLessThan(4090)
+  })
 
   it("counts neither a passed-on nor a retried context refusal as a backend failure: the circuit stays closed", async () => {
     await prepareFleet()
