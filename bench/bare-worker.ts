@@ -6,7 +6,9 @@ import { requestId } from 'hono/request-id'
 import { loadConfig } from '../src/config.ts'
 import type { AppEnv } from '../src/env.ts'
 import { renderError } from '../src/errors.ts'
-import { relayChat } from '../src/routes/chat.ts'
+import { newChatRequestHold, relayChat } from '../src/relay/chat-relay.ts'
+import { upstreamBody } from '../src/routes/chat.ts'
+import { prefixKeyOf } from '../src/fleet/select.ts'
 import type { UpstreamChatRequest } from '../src/normalize/index.ts'
 import { RequestTrace } from '../src/telemetry/trace.ts'
 
@@ -16,7 +18,16 @@ app.use(loadConfig)
 // No admission (nothing to settle) and no telemetry (the trace records nowhere).
 app.post('/v1/chat/completions', async (c) => {
   const trace = new RequestTrace({ model: c.get('config').modelId, keyId: null }, () => {})
-  return relayChat(c, (await c.req.json()) as UpstreamChatRequest, { settle() {} }, trace)
+  const request = (await c.req.json()) as UpstreamChatRequest
+  const input = {
+    body: upstreamBody(request, c.get('config').modelId),
+    prefixKey: prefixKeyOf(request.messages),
+    gatewayMaxTokens: false,
+    stream: request.stream === true,
+    forwardUsage: request.stream_options?.include_usage === true,
+    forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,
+  }
+  return relayChat(c, input, newChatRequestHold(trace))
 })
 app.onError(renderError)
 

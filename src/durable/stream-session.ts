@@ -94,7 +94,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     this.#armGrace()
     const sink = { emit: (name: StreamEventName, data: string) => void this.#unsent.push(this.#eventLog().append(name, data)), flush: () => this.#flush() }
     const ended = pumpGeneration(generation, sink, trace).catch(
-      (error: unknown): GenerationEnd => ({ outcome: 'upstream_error', error: toApiError(error), finishReason: null, used: null }),
+      (error: unknown): GenerationEnd => ({ outcome: 'upstream_error', error: toApiError(error), backendEvent: null, finishReason: null, used: null }),
     )
     this.ctx.waitUntil(ended.then((end) => this.#finish(running, end)).catch(logFailure))
     return { ok: true }

@@ -1,13 +1,11 @@
 import { ApiError } from '../errors.ts'
-import { carriesToken, ChunkReader, type CompletionChunk, type Usage } from './chunk.ts'
-import type { RelayObserver } from '../telemetry/trace.ts'
-import { pumpEvents } from './events.ts'
-import type { RelaySource } from './stream.ts'
-import { upstreamTruncated } from './upstream-call.ts'
+import type { CompletionChunk, Usage } from './chunk.ts'
+import type { DataChunk, GenerationSink } from './generation.ts'
 
 // A `stream: false` request is still streamed from the backend (one upstream path, the same
 // deadlines, and a first-token time for every request) and collected here into one
-// `chat.completion` object.
+// `chat.completion` object. Nothing reaches the client before the end, so this sink never
+// commits: any failure, an error event included, can fail over to the next backend.
 
 export interface ChatCompletion {
   id: string
@@ -32,62 +30,61 @@ interface ChoiceParts {
   finishReason: string | null
 }
 
-export async function collectCompletion(source: RelaySource, observer?: RelayObserver): Promise<ChatCompletion> {
-  const { upstream, call } = source
-  const reader = new ChunkReader({ reasoningInContent: source.reasoningInContent })
-  let head: CompletionChunk | undefined
-  let usage: Usage | null = null
-  const choices = new Map<number, ChoiceParts>()
-  let sawToken = false
+export class CompletionCollector implements GenerationSink {
+  readonly committed = false
+  #head: CompletionChunk | null = null
+  #usage: Usage | null = null
+  #choices = new Map<number, ChoiceParts>()
 
-  const onData = (data: string): boolean => {
-    const chunk = reader.read(data)
-    call.chunkArrived(chunk)
-    if (chunk.kind === 'done') return false
-    if (chunk.kind === 'error') throw chunk.error
-    if (!sawToken && carriesToken(chunk)) {
-      sawToken = true
-      observer?.firstTokenArrived()
-    }
+  chunk(chunk: DataChunk): void {
     if (chunk.kind === 'usage') {
-      usage = chunk.usage
-      return true
+      this.#usage = chunk.usage
+      return
     }
-    head ??= chunk.chunk
-    for (const choice of chunk.chunk.choices) addDelta(choices, choice)
-    return true
+    this.#head ??= chunk.chunk
+    for (const choice of chunk.chunk.choices) this.#add(choice)
   }
 
-  try {
-    const end = await pumpEvents(upstream, onData, { signal: call.signal })
-    if (end === 'eof') throw upstreamTruncated()
-  } catch (error) {
-    throw call.failure(error)
-  } finally {
-    call.end()
+  backendError(): void {
+    // Never called: an uncommitted sink's error events fail over or end the generation.
   }
-  if (!head) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
-  return {
-    id: head.id,
-    object: 'chat.completion',
-    created: head.created,
-    model: head.model,
-    choices: [...choices.entries()].sort(([a], [b]) => a - b).map(([index, parts]) => toChoice(index, parts)),
-    usage,
-  }
-}
 
-function addDelta(choices: Map<number, ChoiceParts>, choice: CompletionChunk['choices'][number]): void {
-  let parts = choices.get(choice.index)
-  if (!parts) {
-    parts = { content: '', reasoning: '', logprobs: null, finishReason: null }
-    choices.set(choice.index, parts)
+  afterRead(): undefined {
+    return undefined
   }
-  parts.content += choice.delta?.content ?? ''
-  parts.reasoning += choice.delta?.reasoning_content ?? ''
-  const tokens = choice.logprobs?.content
-  if (Array.isArray(tokens)) (parts.logprobs ??= []).push(...tokens)
-  if (choice.finish_reason) parts.finishReason = choice.finish_reason
+
+  restart(): void {
+    this.#head = null
+    this.#usage = null
+    this.#choices.clear()
+  }
+
+  /** The collected answer; a backend that finished without a single chunk is a 502. */
+  completion(): ChatCompletion {
+    const head = this.#head
+    if (!head) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
+    return {
+      id: head.id,
+      object: 'chat.completion',
+      created: head.created,
+      model: head.model,
+      choices: [...this.#choices.entries()].sort(([a], [b]) => a - b).map(([index, parts]) => toChoice(index, parts)),
+      usage: this.#usage,
+    }
+  }
+
+  #add(choice: CompletionChunk['choices'][number]): void {
+    let parts = this.#choices.get(choice.index)
+    if (!parts) {
+      parts = { content: '', reasoning: '', logprobs: null, finishReason: null }
+      this.#choices.set(choice.index, parts)
+    }
+    parts.content += choice.delta?.content ?? ''
+    parts.reasoning += choice.delta?.reasoning_content ?? ''
+    const tokens = choice.logprobs?.content
+    if (Array.isArray(tokens)) (parts.logprobs ??= []).push(...tokens)
+    if (choice.finish_reason) parts.finishReason = choice.finish_reason
+  }
 }
 
 function toChoice(index: number, parts: ChoiceParts): CompletionChoice {

@@ -13,6 +13,9 @@ export const DONE_FRAME = 'data: [DONE]\n\n'
 /** An SSE comment: EventSource and the SDKs ignore it, idle-timeout proxies see traffic. */
 export const KEEPALIVE_FRAME = ': keep-alive\n\n'
 
+/** The smallest SSE comment: written after a second of silence to learn whether the client is still there. */
+export const PROBE_FRAME = ':\n\n'
+
 /** One data event. A payload with line breaks needs one `data:` line per line to survive SSE. */
 export function dataFrame(data: string): string {
   return data.includes('\n') ? `data: ${data.replaceAll('\n', '\ndata: ')}\n\n` : `data: ${data}\n\n`

@@ -1,4 +1,4 @@
-import { KEEPALIVE_FRAME } from '../relay/sse.ts'
+import { ClientSseWriter } from '../relay/client-writer.ts'
 import { eventFrame, retryFrame, type StreamEvent } from './events.ts'
 
 /**
@@ -7,8 +7,6 @@ import { eventFrame, retryFrame, type StreamEvent } from './events.ts'
  * event it got, so nothing is lost and memory stays bounded.
  */
 const MAX_UNTAKEN_WRITES = 64
-
-const encoder = new TextEncoder()
 
 export interface SubscriberOptions {
   retryMs: number
@@ -20,33 +18,30 @@ export interface SubscriberOptions {
 }
 
 /**
- * One EventSource connection to a session. Every write goes straight to workerd's byte pipe in
- * the turn it is made; `send` never sends an event twice, whatever the caller hands it, so a
- * replay followed by live events can neither duplicate nor skip one.
+ * One EventSource connection to a session, on the gateway's one client writer (keep-alive, the
+ * gone client, and the `drop` policy for a slow one). `send` never sends an event twice,
+ * whatever the caller hands it, so a replay followed by live events can neither duplicate nor
+ * skip one.
  */
 export class Subscriber {
   readonly body: ReadableStream<Uint8Array>
-  #writer: WritableStreamDefaultWriter<Uint8Array>
-  #options: SubscriberOptions
+  #writer: ClientSseWriter
   #lastId: number
-  #open = true
-  #untaken = 0
-  #lastWriteAt = Date.now()
-  #keepAliveTimer: ReturnType<typeof setTimeout>
 
   constructor(options: SubscriberOptions) {
-    const { readable, writable } = new IdentityTransformStream()
-    this.body = readable
-    this.#writer = writable.getWriter()
-    this.#options = options
+    this.#writer = new ClientSseWriter({
+      keepAliveMs: options.keepAliveMs,
+      slowClient: 'drop',
+      maxUntaken: MAX_UNTAKEN_WRITES,
+      onGone: () => options.onGone(this),
+    })
+    this.body = this.#writer.body
     this.#lastId = options.afterId
-    this.#writer.closed.catch(this.#gone)
-    this.#write(retryFrame(options.retryMs))
-    this.#keepAliveTimer = setTimeout(this.#keepAlive, options.keepAliveMs)
+    this.#writer.write(retryFrame(options.retryMs))
   }
 
   get open(): boolean {
-    return this.#open
+    return this.#writer.open
   }
 
   /**
@@ -60,47 +55,11 @@ export class Subscriber {
       text += eventFrame(event)
       this.#lastId = event.id
     }
-    if (text !== '') this.#write(text, onTaken)
+    if (text !== '') this.#writer.write(text, onTaken)
   }
 
   /** Closes the connection once everything written has gone out. */
   end(): void {
-    if (!this.#open) return
-    this.#stop()
-    this.#writer.close().catch(() => {})
-  }
-
-  #write(text: string, onTaken?: () => void): void {
-    if (!this.#open) return
-    if (this.#untaken >= MAX_UNTAKEN_WRITES) {
-      this.#writer.abort(new Error('too slow')).catch(() => {})
-      this.#gone()
-      return
-    }
-    this.#untaken++
-    this.#lastWriteAt = Date.now()
-    this.#writer.write(encoder.encode(text)).then(() => {
-      this.#untaken--
-      onTaken?.()
-    }, this.#gone)
-  }
-
-  // Lazily re-armed: it wakes once per interval at most and writes only after real silence.
-  #keepAlive = (): void => {
-    if (!this.#open) return
-    const silentMs = Date.now() - this.#lastWriteAt
-    if (silentMs >= this.#options.keepAliveMs) this.#write(KEEPALIVE_FRAME)
-    this.#keepAliveTimer = setTimeout(this.#keepAlive, Math.max(1, this.#options.keepAliveMs - (Date.now() - this.#lastWriteAt)))
-  }
-
-  #stop(): void {
-    this.#open = false
-    clearTimeout(this.#keepAliveTimer)
-  }
-
-  #gone = (): void => {
-    if (!this.#open) return
-    this.#stop()
-    this.#options.onGone(this)
+    this.#writer.close()
   }
 }

@@ -27,7 +27,8 @@ export function finishWithError(trace: RequestTrace, error: unknown): void {
   trace.finish(errorOutcome(trace, error), status)
 }
 
-function errorOutcome(trace: RequestTrace, error: unknown): Outcome {
+/** How a request that failed with `error` counts: refused before any backend was asked, or failed. */
+export function errorOutcome(trace: RequestTrace, error: unknown): Outcome {
   if (!trace.askedBackend) return 'refused'
   if (error instanceof ApiError && error.code === 'client_closed_request') return 'client_abort'
   return 'upstream_error'

@@ -1,0 +1,138 @@
+import type { Context } from 'hono'
+import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import type { Admission } from '../limits/admit.ts'
+import type { Outcome } from '../telemetry/record.ts'
+import { errorOutcome } from '../telemetry/context.ts'
+import { liveGauges } from '../telemetry/counters.ts'
+import type { RequestTrace } from '../telemetry/trace.ts'
+import type { Attempt } from './attempts.ts'
+import { CompletionCollector } from './collect.ts'
+import { runGeneration, type GenerationEnd } from './generation.ts'
+import { openAttempts, type OpenAttemptsInput, type OpenedAttempts } from './open-attempts.ts'
+import { SSE_HEADERS } from './sse.ts'
+import { SsePassThrough } from './stream.ts'
+
+/**
+ * How long a streaming request waits for a backend to accept it before its 200 is committed
+ * anyway. vLLM answers headers at once, even while a request queues, so this only matters for a
+ * backend that is slow to answer; committing lets the gateway write, and workerd tells a Worker
+ * that its client left only when it writes. After it, failures are error events, not statuses.
+ */
+export const COMMIT_WITHIN_MS = 1_000
+
+/** What a chat request holds until it ends: its admission, its trace, and whether it counts as a stream. */
+export interface ChatRequestHold {
+  admission: Admission | null
+  trace: RequestTrace
+  /** Its 200 event stream is committed (counted in the streams-in-flight gauge). */
+  streaming: boolean
+  ended: boolean
+}
+
+export function newChatRequestHold(trace: RequestTrace): ChatRequestHold {
+  return { admission: null, trace, streaming: false, ended: false }
+}
+
+/**
+ * The one ending of a chat request, however it ended (refused, failed, finished, abandoned): the
+ * admission settled with the tokens the backend reported, the trace finished, the stream gauge
+ * updated. Call it exactly once per request.
+ */
+export function endChatRequest(hold: ChatRequestHold, ending: { outcome: Outcome; status: number; end: GenerationEnd | null }): void {
+  if (hold.ended) return
+  hold.ended = true
+  if (hold.streaming) liveGauges.streamsInFlight--
+  const used = ending.end?.used ?? null
+  hold.admission?.settle(used)
+  hold.trace.completionTokens(used?.completionTokens ?? 0)
+  hold.trace.finish(ending.outcome, ending.status)
+}
+
+/** Ends a request that failed before (or instead of) an answer, with the error's status. */
+export function endChatRequestWithError(hold: ChatRequestHold, error: unknown): void {
+  endChatRequest(hold, { outcome: errorOutcome(hold.trace, error), status: error instanceof ApiError ? error.status : 500, end: null })
+}
+
+export interface ChatRelayInput {
+  body: Record<string, unknown>
+  prefixKey: string | null
+  gatewayMaxTokens: boolean
+  stream: boolean
+  forwardUsage: boolean
+  forwardChunkUsage: boolean
+}
+
+/**
+ * Ranks the fleet's backends for this request and relays (stream: true) or collects (stream:
+ * false) the answer of the first that takes it, failing over while nothing has reached the
+ * client. Ends the request (endChatRequest) when the answer is over; a failure before a response
+ * exists is thrown, and the caller ends the request with it.
+ */
+export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold: ChatRequestHold): Promise<Response> {
+  const config = c.get('config')
+  // Aborts every upstream call of this request: the client left (request.signal before the
+  // response exists, a failed write after), or the answer no longer needs the backend.
+  const gone = new AbortController()
+  const clientSignal = c.req.raw.signal
+  if (clientSignal.aborted) gone.abort('client_gone')
+  else clientSignal.addEventListener('abort', () => gone.abort('client_gone'), { once: true })
+  const opening = openAttempts({
+    env: c.env,
+    config,
+    body: input.body,
+    prefixKey: input.prefixKey,
+    requestId: c.get('requestId'),
+    gatewayMaxTokens: input.gatewayMaxTokens,
+    signal: gone.signal,
+    observer: hold.trace,
+  } satisfies OpenAttemptsInput)
+  if (!input.stream) return collectChat(c, await opening, hold)
+
+  const opened = await Promise.race([opening, new Promise<null>((resolve) => setTimeout(resolve, COMMIT_WITHIN_MS, null))])
+  // From here the 200 is committed, as vLLM itself does once it accepts, so the client's headers are
+  // not on the first token's critical path. Until a data event is sent the relay can still move to
+  // another backend; after that, failures are error events.
+  hold.streaming = true
+  liveGauges.streamsInFlight++
+  const sink = new SsePassThrough({ forwardUsage: input.forwardUsage, keepAliveMs: config.keepAliveMs, observer: hold.trace, onGone: () => gone.abort('client_gone') })
+  const generation = (async (): Promise<GenerationEnd> => {
+    const { first, attempts } = opened ?? (await opening)
+    return runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), sink, {
+      afterBackendError: 'read_to_done',
+      observer: hold.trace,
+      keepChunkUsage: input.forwardChunkUsage,
+    })
+  })().catch((error: unknown) => failedBeforeStart(error, gone.signal.aborted))
+  void generation.then((end) => {
+    sink.finish(end)
+    endChatRequest(hold, { outcome: end.outcome, status: 200, end })
+  })
+  hold.trace.headersReady()
+  return c.body(sink.writer.body, 200, SSE_HEADERS)
+}
+
+/** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
+async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: ChatRequestHold): Promise<Response> {
+  const collector = new CompletionCollector()
+  const { first, attempts } = opened
+  const end = await runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), collector, {
+    afterBackendError: 'stop',
+    observer: hold.trace,
+    keepChunkUsage: true,
+  })
+  if (end.error) {
+    endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })
+    throw end.error
+  }
+  const completion = collector.completion()
+  hold.trace.firstTokenDelivered()
+  endChatRequest(hold, { outcome: 'ok', status: 200, end })
+  return c.json(completion)
+}
+
+/** A streaming request whose backend refused or failed after its 200 was committed. */
+function failedBeforeStart(error: unknown, clientGone: boolean): GenerationEnd {
+  const apiError = error instanceof ApiError ? error : new ApiError(502, 'No backend could take the request.', { code: 'upstream_error' })
+  return { outcome: clientGone ? 'client_abort' : 'upstream_error', error: apiError, backendEvent: null, finishReason: null, used: null }
+}
