@@ -1,7 +1,4 @@
-// The playground's script, plain browser JavaScript served as /playground/app.js. It uses only the
-// public API: POST /v1/streams with the key, then a native EventSource on the answered URL.
-// Written without template literals so that it can live in this string.
-export const PLAYGROUND_JS = String.raw`'use strict';
+'use strict';
 (function () {
   var KEY = 'playground.apiKey';
   var MAX_TOKENS = 2048;
@@ -181,4 +178,3 @@ export const PLAYGROUND_JS = String.raw`'use strict';
 
   init();
 })();
-`

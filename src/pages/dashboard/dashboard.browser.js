@@ -1,8 +1,4 @@
-// The dashboard page's script, served as /dashboard/app.js (a separate file, so the page's
-// Content-Security-Policy can forbid inline scripts). Plain browser JavaScript, no framework: it
-// fetches /dashboard/data every few seconds and draws SVG line charts.
-
-export const DASHBOARD_SCRIPT = String.raw`'use strict'
+'use strict'
 const COLORS = ['#2e90fa', '#f79009', '#12b76a', '#ee46bc', '#7a5af8', '#f04438', '#06aed4', '#667085']
 const REFRESH_MS = 5000
 const $ = (id) => document.getElementById(id)
@@ -140,4 +136,3 @@ async function refresh() {
 $('window').addEventListener('change', refresh)
 refresh()
 setInterval(refresh, REFRESH_MS)
-`
