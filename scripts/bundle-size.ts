@@ -11,8 +11,11 @@ import { startWrangler } from './processes.ts'
 
 export const GZIP_BUDGET_BYTES = 122_000
 
-/** What wrangler uploads: the modules, not the source map or the README it writes beside them. */
-const MODULE_EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.wasm'])
+/**
+ * What wrangler uploads: the bundle and the modules beside it (the pages, as text modules), not
+ * the source map or the README it writes there.
+ */
+const NOT_UPLOADED = (name: string): boolean => extname(name) === '.map' || name === 'README.md'
 
 export interface BundleSize {
   files: { name: string; bytes: number; gzipBytes: number }[]
@@ -26,7 +29,7 @@ export async function measureBundle(): Promise<BundleSize> {
   const outdir = await mkdtemp(join(tmpdir(), 'bundle-size-'))
   try {
     const output = await dryRunDeploy(outdir)
-    const names = (await readdir(outdir)).filter((name) => MODULE_EXTENSIONS.has(extname(name))).sort()
+    const names = (await readdir(outdir)).filter((name) => !NOT_UPLOADED(name)).sort()
     if (names.length === 0) throw new Error(`wrangler deploy --dry-run wrote no module to ${outdir}:\n${output}`)
     const files = await Promise.all(names.map(async (name) => {
       const content = await readFile(join(outdir, name))

@@ -19,4 +19,20 @@ export default tseslint.config(
       eqeqeq: ['error', 'smart'],
     },
   },
+  {
+    // The pages' browser scripts (src/pages/): classic scripts run by the browser as they are.
+    // Undefined names are left to TypeScript, which checks them against the DOM (src/pages/tsconfig.json).
+    basePath: fileURLToPath(new URL('..', import.meta.url)),
+    files: ['src/pages/**/*.js'],
+    extends: [tseslint.configs.recommended],
+    languageOptions: { sourceType: 'script', ecmaVersion: 2022 },
+    rules: {
+      eqeqeq: ['error', 'smart'],
+      'no-var': 'error',
+      'prefer-const': 'error',
+      'no-console': 'error',
+      // Model output and server data are only ever set as text, never parsed as markup.
+      'no-restricted-properties': ['error', ...['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'write', 'writeln'].map((property) => ({ property, message: 'Set text (textContent), never markup.' }))],
+    },
+  },
 )

@@ -1,6 +1,6 @@
-import { mkdirSync, mkdtempSync } from 'node:fs'
-import { basename, join } from 'node:path'
-import { Miniflare, convertV4MiniflareOptions } from 'miniflare'
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { Miniflare, compileModuleRules, convertV4MiniflareOptions, testRegExps } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
 import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, newKeyRecord, type KeyRecord } from '../src/auth/key-record.ts'
 import { ROOT, startChild, startWrangler, stopChild, waitForLine, type Child } from './processes.ts'
@@ -71,6 +71,32 @@ export interface ServeOptions {
   limiter?: boolean
 }
 
+interface ModuleRule {
+  type: 'ESModule' | 'CommonJS' | 'CompiledWasm' | 'Text' | 'Data' | 'PythonModule' | 'PythonRequirement'
+  globs: string[]
+  fallthrough?: boolean
+}
+
+/** An `import NAME from "./FILE"` of a module wrangler wrote beside the bundle (a page, as text). */
+const SIBLING_IMPORT = /^import \w+ from "\.\/([^"/]+)";$/gm
+
+/**
+ * The bundle and the modules it imports from beside itself (the pages: text modules by
+ * wrangler.toml's [[rules]]), typed by those rules as a deploy uploads them. Listed one by one
+ * because Miniflare 5 converts `modules: true` into the main module alone.
+ */
+function bundleModules(scriptPath: string, rules: readonly ModuleRule[]) {
+  const compiled = compileModuleRules(rules.map((rule) => ({ type: rule.type, include: rule.globs, fallthrough: rule.fallthrough ?? false })))
+  const source = readFileSync(scriptPath, 'utf8')
+  const siblings = [...source.matchAll(SIBLING_IMPORT)].map((match) => {
+    const name = match[1] as string
+    const rule = compiled.find((candidate) => testRegExps(candidate.include, name))
+    if (!rule) throw new Error(`the bundle imports ${name}, which no module rule in wrangler.toml matches`)
+    return { type: rule.type, path: join(dirname(scriptPath), name) }
+  })
+  return [{ type: 'ESModule' as const, path: scriptPath, contents: source }, ...siblings]
+}
+
 /**
  * Serves a built module Worker on 127.0.0.1 with wrangler.toml's settings and these overrides,
  * with an in-memory KEYS namespace holding the given keys.
@@ -80,8 +106,8 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
   // Miniflare 5 (the one wrangler uses) takes a new options shape; it converts the classic one.
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
-      modules: true,
-      scriptPath,
+      modules: bundleModules(scriptPath, config.rules),
+      modulesRoot: dirname(scriptPath),
       compatibilityDate: config.compatibility_date,
       compatibilityFlags: config.compatibility_flags,
       bindings: { ...(config.vars as Record<string, string>), ...vars },

@@ -12,14 +12,14 @@ import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
-import { createDashboardLink, dashboardData, dashboardScript, login, logout, openLink, showDashboard, showLogin } from './routes/dashboard.ts'
+import { createDashboardLink, dashboardData, dashboardScript, dashboardStyle, login, logout, openLink, showDashboard, showLogin } from './routes/dashboard.ts'
 import { dashboardSession } from './dashboard/auth.ts'
 import { latency } from './routes/latency.ts'
 import { metrics } from './routes/metrics.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
 import { createStreamToken } from './routes/stream-tokens.ts'
 import { cancelStream, createStream, streamEvents } from './routes/streams.ts'
-import { playgroundPage, playgroundScript, playgroundStyle } from './routes/playground/index.ts'
+import { playgroundPage, playgroundScript, playgroundStyle } from './routes/playground.ts'
 
 const app = new Hono<AppEnv>()
 const chatScope = requireKey({ scope: 'chat' })
@@ -71,7 +71,8 @@ app.all('/v1/dashboard/links', methodNotAllowed('POST'))
 // The dashboard: pages for people, signed in with a session cookie (docs/observability.md).
 app.get('/dashboard', dashboardSession('page'), showDashboard)
 app.get('/dashboard/data', dashboardSession('data'), dashboardData)
-app.get('/dashboard/app.js', dashboardScript)
+app.get('/dashboard/app.js', dashboardSession('data'), dashboardScript)
+app.get('/dashboard/style.css', dashboardStyle)
 app.get('/dashboard/login', showLogin)
 app.post('/dashboard/login', limitBody, login)
 app.get('/dashboard/link', openLink)

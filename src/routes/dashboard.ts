@@ -1,22 +1,31 @@
 import type { Context } from 'hono'
 import { deleteCookie, setCookie } from 'hono/cookie'
 import { adminBySecret, signingSecrets } from '../dashboard/auth.ts'
-import { DASHBOARD_SCRIPT } from '../dashboard/app-script.ts'
-import { dashboardPage, loginPage } from '../dashboard/pages.ts'
 import { dashboardSeries } from '../dashboard/series.ts'
 import { LINK_TTL_S, SESSION_COOKIE, SESSION_TTL_S, mintDashboardValue, readDashboardValue } from '../dashboard/session.ts'
 import type { AppEnv } from '../env.ts'
+import DASHBOARD_CSS from '../pages/dashboard/dashboard.css'
+import DASHBOARD_HTML from '../pages/dashboard/dashboard.html'
+import DASHBOARD_SCRIPT from '../pages/dashboard/dashboard.browser.js'
+import LOGIN_HTML from '../pages/dashboard/login.html'
+import { fillTemplate } from '../pages/template.ts'
 import { readWindow } from '../telemetry/buckets.ts'
 import { latencyQuery, latencyReport } from './latency.ts'
 
-// GET /dashboard and its sign-in. Pages are served with a strict Content-Security-Policy: the
-// script comes from /dashboard/app.js, data from /dashboard/data, nothing else.
+// GET /dashboard and its sign-in. The pages are files in src/pages/dashboard/, imported as text.
+// They are served with a strict Content-Security-Policy: the script comes from /dashboard/app.js,
+// the style from /dashboard/style.css, data from /dashboard/data, nothing else.
 
 const PAGE_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy': "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'cache-control': 'no-store',
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
+}
+
+/** The sign-in form, with `message` (escaped) in its alert; the alert hides itself when empty. */
+function loginPage(message: string | null): string {
+  return fillTemplate(LOGIN_HTML, { message: message ?? '' })
 }
 
 const nowS = () => Math.floor(Date.now() / 1000)
@@ -29,7 +38,7 @@ async function startSession(c: Context<AppEnv>, keyId: string): Promise<Response
 }
 
 export function showDashboard(c: Context<AppEnv>): Response | Promise<Response> {
-  return c.html(dashboardPage(), 200, PAGE_HEADERS)
+  return c.html(DASHBOARD_HTML, 200, PAGE_HEADERS)
 }
 
 export function showLogin(c: Context<AppEnv>): Response | Promise<Response> {
@@ -58,8 +67,14 @@ export function logout(c: Context<AppEnv>): Response {
   return c.redirect('/dashboard/login', 303)
 }
 
+/** GET /dashboard/app.js, behind the session like the page: only a signed-in admin gets the code. */
 export function dashboardScript(c: Context<AppEnv>): Response {
-  return c.body(DASHBOARD_SCRIPT, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' })
+  return c.body(DASHBOARD_SCRIPT, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+}
+
+/** GET /dashboard/style.css: public, since the sign-in form uses it too (it holds nothing but style). */
+export function dashboardStyle(c: Context<AppEnv>): Response {
+  return c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' })
 }
 
 /** GET /dashboard/data?window=...: the charts' series and the summary table. */

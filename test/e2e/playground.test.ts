@@ -77,6 +77,33 @@ describe('the playground', () => {
     await page.close()
   })
 
+  it('cancels a session still being created when Stop is clicked, and never reads it', async () => {
+    const page = await chromium.browser.newPage()
+    // Hold the creation until Stop has been clicked, so the order is certain.
+    let release: () => void = () => {}
+    const stopped = new Promise<void>((resolve) => (release = resolve))
+    await page.route('**/v1/streams', async (route) => {
+      await stopped
+      await route.continue()
+    })
+    const opened: string[] = []
+    page.on('request', (request) => {
+      if (request.url().includes('/events?')) opened.push(request.url())
+    })
+    await page.goto(`${worker.url}/playground#key=${CHAT_KEY}`)
+    await ask(page, '[emulator ttft_ms=2000] A question nobody waits for')
+    await page.click('#stop')
+    expect(await page.textContent('#state')).toBe('stopped')
+    const cancel = page.waitForRequest((request) => request.url().includes('/cancel?'))
+    release()
+    const answer = await (await cancel).response()
+    expect(answer?.status()).toBe(200)
+    expect(((await answer?.json()) as { cancelled: boolean }).cancelled).toBe(true)
+    expect(opened).toEqual([])
+    expect(await page.getAttribute('.turn', 'data-state')).toBe('stopped')
+    await page.close()
+  })
+
   it('shows the gateway error clearly when the key is wrong', async () => {
     const page = await chromium.browser.newPage()
     await page.goto(`${worker.url}/playground`)

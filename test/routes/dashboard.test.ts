@@ -58,12 +58,44 @@ describe('the dashboard sign-in', () => {
     expect(await page.text()).toContain('<script src="/dashboard/app.js" defer></script>')
   })
 
+  it('serves its script to a session only, and its style to anyone (the login form uses it)', async () => {
+    const anonymous = await get('/dashboard/app.js')
+    expect(anonymous.status).toBe(401)
+    expect(await anonymous.text()).not.toContain('/dashboard/data')
+    const { secret } = await adminKey()
+    const script = await get('/dashboard/app.js', sessionCookie(await loginWith(secret)))
+    expect(script.status).toBe(200)
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8')
+    expect(script.headers.get('x-content-type-options')).toBe('nosniff')
+    const source = await script.text()
+    expect(source).toContain("fetch('/dashboard/data?window='")
+    expect(source).not.toMatch(/innerHTML|insertAdjacentHTML|document\.write/)
+    const style = await get('/dashboard/style.css')
+    expect(style.status).toBe(200)
+    expect(style.headers.get('content-type')).toBe('text/css; charset=utf-8')
+    expect(await style.text()).toContain('form.login')
+  })
+
+  it('keeps its pages on their own script and style: no inline script or style allowed', async () => {
+    const form = await get('/dashboard/login')
+    const policy = form.headers.get('content-security-policy') ?? ''
+    expect(policy).toContain("script-src 'self'")
+    expect(policy).toContain("style-src 'self'")
+    expect(policy).not.toContain('unsafe-inline')
+    expect(form.headers.get('cache-control')).toBe('no-store')
+    const html = await form.text()
+    expect(html).toContain('<link rel="stylesheet" href="/dashboard/style.css" />')
+    // The alert is there, empty (it hides itself), until the server has something to say.
+    expect(html).toContain('<p class="error" role="alert"></p>')
+    expect(html).not.toMatch(/<style|<script|\{\{/)
+  })
+
   it('refuses a key without the admin scope, and a wrong key, without saying which', async () => {
     for (const key of [TEST_SECRET, randomSecret(), '']) {
       const response = await loginWith(key)
       expect(response.status).toBe(401)
       expect(response.headers.get('set-cookie')).toBeNull()
-      expect(await response.text()).toContain('That key cannot open the dashboard.')
+      expect(await response.text()).toContain('<p class="error" role="alert">That key cannot open the dashboard.</p>')
     }
   })
 

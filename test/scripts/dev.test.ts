@@ -31,7 +31,7 @@ afterAll(async () => {
 })
 
 describe('npm start', () => {
-  it('serves a streaming completion through wrangler dev and stops everything on Ctrl-C', { timeout: 90_000 }, async () => {
+  it('serves a streaming completion and the pages through wrangler dev and stops everything on Ctrl-C', { timeout: 90_000 }, async () => {
     const [workerPort, ...emulatorPorts] = await Promise.all([freePort(), freePort(), freePort()])
     stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), '--port', String(workerPort), '--emulator-ports', emulatorPorts.join(',')])
     const curl = await waitForLine(stack.process, /^(curl -N .*)$/, 60_000)
@@ -49,6 +49,12 @@ describe('npm start', () => {
     const text = await response.text()
     expect(text).toContain('"reasoning_content"')
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
+
+    // The pages are text modules beside the bundle: wrangler dev serves them too.
+    const page = await fetch(`http://127.0.0.1:${workerPort}/playground`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('<script src="/playground/app.js" defer></script>')
+    expect(await (await fetch(`http://127.0.0.1:${workerPort}/playground/app.js`)).text()).toContain('new EventSource(url)')
 
     const exited = new Promise<number | null>((resolve) => stack?.process.once('exit', (code) => resolve(code)))
     stack.process.kill('SIGINT')

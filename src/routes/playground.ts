@@ -1,10 +1,12 @@
 import type { Context } from 'hono'
-import type { AppEnv } from '../../env.ts'
-import { PLAYGROUND_JS } from './app.ts'
-import { PLAYGROUND_CSS, PLAYGROUND_HTML } from './page.ts'
+import type { AppEnv } from '../env.ts'
+import PLAYGROUND_CSS from '../pages/playground/playground.css'
+import PLAYGROUND_HTML from '../pages/playground/playground.html'
+import PLAYGROUND_JS from '../pages/playground/playground.browser.js'
 
 // GET /playground: a small chat page on the browser streaming flow (docs/streams.md). Loading it
-// needs no key; the page asks for one and calls the API with it like any other client.
+// needs no key; the page asks for one and calls the API with it like any other client. The page,
+// its script and its style are files in src/pages/playground/, imported as text.
 
 /**
  * The page may load its own script and style and talk to this Worker only: model output that

@@ -1,0 +1,227 @@
+// @ts-check
+// The dashboard page's script, served as /dashboard/app.js behind the session (a separate file, so
+// the page's Content-Security-Policy can forbid inline scripts). Plain browser JavaScript, no
+// framework, type-checked from its JSDoc (src/pages/tsconfig.json): it fetches /dashboard/data
+// every few seconds and draws SVG line charts.
+'use strict'
+
+/**
+ * What GET /dashboard/data answers (src/dashboard/series.ts and src/routes/latency.ts), as far as
+ * this page reads it.
+ * @typedef {{ p50: number | null, p90: number | null, p99: number | null }} Percentiles
+ * @typedef {{ t: number, requests: number, errors: number, aborts: number, refused: number } & Percentiles} SeriesPoint
+ * @typedef {{
+ *   requests: number,
+ *   ttft_ms: { backend: Percentiles, client: Percentiles },
+ *   decode_tokens_per_s: Percentiles,
+ *   error_rate: number,
+ *   abort_rate: number,
+ * }} Summary
+ * @typedef {{ overall: Summary, backends: Record<string, Summary> }} Report
+ * @typedef {{ bucketMs: number, series: Record<string, SeriesPoint[]>, report: Report }} DashboardData
+ * @typedef {{ name: string, color: string, values: (number | null)[] }} Line
+ */
+
+const COLORS = ['#2e90fa', '#f79009', '#12b76a', '#ee46bc', '#7a5af8', '#f04438', '#06aed4', '#667085']
+/** @param {number} i */
+const color = (i) => COLORS[i % COLORS.length] ?? 'currentColor'
+const REFRESH_MS = 5000
+const SVG = 'http://www.w3.org/2000/svg'
+
+/**
+ * The page's element with this id, of the expected kind; a missing one is a bug in the page.
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{ new (): T }} kind
+ * @returns {T}
+ */
+function byId(id, kind) {
+  const node = document.getElementById(id)
+  if (!(node instanceof kind)) throw new Error(`#${id} is missing from the page`)
+  return node
+}
+
+/** @param {string} id */
+const $ = (id) => byId(id, HTMLElement)
+
+/**
+ * @param {string} tag
+ * @param {Record<string, string | number>} attrs
+ * @param {Element} [parent]
+ * @returns {SVGElement}
+ */
+function el(tag, attrs, parent) {
+  const node = /** @type {SVGElement} */ (document.createElementNS(SVG, tag))
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value))
+  if (parent) parent.appendChild(node)
+  return node
+}
+
+/**
+ * @param {number} t
+ * @param {number} bucketMs
+ */
+function clock(t, bucketMs) {
+  const d = new Date(t)
+  return bucketMs >= 3600000 ? d.getHours() + ':00' : d.toTimeString().slice(0, 5)
+}
+
+/**
+ * The axes: three value lines and their labels, and about six time labels.
+ * @param {SVGElement} svg
+ * @param {number[]} times
+ * @param {number} bucketMs
+ * @param {{ width: number, height: number, left: number, max: number, x: (i: number) => number, y: (v: number) => number }} frame
+ */
+function axes(svg, times, bucketMs, frame) {
+  const { width, height, left, max, x, y } = frame
+  for (const frac of [0, 0.5, 1]) {
+    el('line', { x1: left, x2: width, y1: y(max * frac), y2: y(max * frac), stroke: 'currentColor', 'stroke-opacity': 0.15 }, svg)
+    el('text', { x: left - 4, y: y(max * frac) + 4, 'text-anchor': 'end', 'font-size': 10, fill: 'currentColor' }, svg).textContent = String(Math.round(max * frac))
+  }
+  const step = Math.max(1, Math.ceil(times.length / 6))
+  times.forEach((t, i) => {
+    if (i % step === 0) el('text', { x: x(i), y: height - 4, 'text-anchor': 'middle', 'font-size': 10, fill: 'currentColor' }, svg).textContent = clock(t, bucketMs)
+  })
+}
+
+/**
+ * @param {Line[]} lines
+ * @returns {HTMLDivElement}
+ */
+function legend(lines) {
+  const box = document.createElement('div')
+  box.className = 'legend'
+  for (const line of lines) {
+    const item = document.createElement('span')
+    const swatch = document.createElement('i')
+    swatch.style.background = line.color
+    item.append(swatch, line.name)
+    box.appendChild(item)
+  }
+  return box
+}
+
+/**
+ * @param {HTMLElement} container
+ * @param {number[]} times
+ * @param {Line[]} lines
+ * @param {number} bucketMs
+ */
+function lineChart(container, times, lines, bucketMs) {
+  container.textContent = ''
+  const width = 600, height = 180, left = 44, bottom = 20, top = 8
+  const svg = el('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img' }, container)
+  const all = lines.flatMap((line) => line.values).filter((v) => v !== null)
+  const max = Math.max(1, ...all) * 1.1
+  /** @param {number} i */
+  const x = (i) => left + (times.length <= 1 ? 0 : (i / (times.length - 1)) * (width - left - 4))
+  /** @param {number} v */
+  const y = (v) => top + (1 - v / max) * (height - top - bottom)
+  axes(svg, times, bucketMs, { width, height, left, max, x, y })
+  for (const line of lines) {
+    let d = ''
+    line.values.forEach((v, i) => {
+      if (v === null) return
+      d += (d === '' || line.values[i - 1] === null ? 'M' : 'L') + x(i).toFixed(1) + ' ' + y(v).toFixed(1) + ' '
+    })
+    if (d) el('path', { d, fill: 'none', stroke: line.color, 'stroke-width': 2, 'data-series': line.name }, svg)
+    // A dot per point too: a bucket with no neighbour (the first minute of traffic) has no line.
+    line.values.forEach((v, i) => {
+      if (v !== null) el('circle', { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: line.color }, svg)
+    })
+  }
+  container.appendChild(legend(lines))
+}
+
+/**
+ * @param {HTMLTableRowElement} row
+ * @param {string} text
+ */
+function cell(row, text) {
+  const td = document.createElement('td')
+  td.textContent = text
+  row.appendChild(td)
+}
+
+/**
+ * @param {number | null | undefined} value
+ * @param {number} digits
+ */
+function fmt(value, digits) {
+  return value === null || value === undefined ? '–' : Number(value).toFixed(digits)
+}
+
+/** @param {Report} report */
+function summaryTable(report) {
+  const table = document.createElement('table')
+  const head = table.createTHead().insertRow()
+  for (const title of ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'tok/s p50', 'errors', 'aborts']) {
+    const th = document.createElement('th')
+    th.textContent = title
+    head.appendChild(th)
+  }
+  const body = table.createTBody()
+  /** @type {[string, Summary][]} */
+  const rows = Object.entries(report.backends).concat([['all', report.overall]])
+  for (const [id, s] of rows) {
+    const row = body.insertRow()
+    row.dataset.backend = id
+    cell(row, id)
+    cell(row, String(s.requests))
+    cell(row, fmt(s.ttft_ms.client.p50, 0))
+    cell(row, fmt(s.ttft_ms.client.p90, 0))
+    cell(row, fmt(s.ttft_ms.client.p99, 0))
+    cell(row, fmt(s.ttft_ms.backend.p50, 0))
+    cell(row, fmt(s.decode_tokens_per_s.p50, 1))
+    cell(row, (s.error_rate * 100).toFixed(1) + '%')
+    cell(row, (s.abort_rate * 100).toFixed(1) + '%')
+  }
+  return table
+}
+
+/** @param {DashboardData} data */
+function render(data) {
+  const all = data.series.all ?? []
+  const times = all.map((p) => p.t)
+  const backends = Object.keys(data.series).filter((id) => id !== 'all' && id !== '-')
+  $('summary').textContent = ''
+  $('summary').appendChild(summaryTable(data.report))
+  lineChart($('chart-all'), times, [
+    { name: 'p50', color: color(0), values: all.map((p) => p.p50) },
+    { name: 'p90', color: color(1), values: all.map((p) => p.p90) },
+    { name: 'p99', color: color(5), values: all.map((p) => p.p99) },
+  ], data.bucketMs)
+  lineChart($('chart-backends'), times, backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })), data.bucketMs)
+  lineChart($('chart-rates'), times, [
+    { name: 'requests', color: color(0), values: all.map((p) => p.requests) },
+    { name: 'backend errors', color: color(5), values: all.map((p) => p.errors) },
+    { name: 'client aborts', color: color(1), values: all.map((p) => p.aborts) },
+    { name: 'refused', color: color(7), values: all.map((p) => p.refused) },
+  ], data.bucketMs)
+}
+
+async function refresh() {
+  const status = $('status')
+  try {
+    const response = await fetch('/dashboard/data?window=' + encodeURIComponent(byId('window', HTMLSelectElement).value), { credentials: 'same-origin' })
+    if (response.status === 401) {
+      location.href = '/dashboard/login'
+      return
+    }
+    const body = await response.json()
+    if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status)
+    const data = /** @type {DashboardData} */ (body)
+    render(data)
+    status.className = 'muted'
+    status.textContent = data.report.overall.requests + ' requests · updated ' + new Date().toLocaleTimeString()
+    document.body.dataset.loaded = 'true'
+  } catch (error) {
+    status.className = 'error'
+    status.textContent = 'Could not load data: ' + (error instanceof Error ? error.message : String(error))
+  }
+}
+
+$('window').addEventListener('change', refresh)
+refresh()
+setInterval(refresh, REFRESH_MS)
