@@ -7,7 +7,7 @@ import { dashboardSeries } from '../dashboard/series.ts'
 import { LINK_TTL_S, SESSION_COOKIE, SESSION_TTL_S, mintDashboardValue, readDashboardValue } from '../dashboard/session.ts'
 import type { AppEnv } from '../env.ts'
 import { readWindow } from '../telemetry/buckets.ts'
-import { latencyQuery, latencyReport } from './latency.ts'
+import { latencyQuery, latencyReport } from '../telemetry/latency-report.ts'
 
 // GET /dashboard and its sign-in. Pages are served with a strict Content-Security-Policy: the
 // script comes from /dashboard/app.js, data from /dashboard/data, nothing else.
