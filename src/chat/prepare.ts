@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
-import { normalizeChatRequest, resolveRules, type UpstreamChatRequest } from '../normalize/index.ts'
+import { normalizeChatRequest, rulesForKey, type UpstreamChatRequest } from '../normalize/index.ts'
 import { parseChatRequest } from '../schema/chat-request.ts'
 import { applyContextBudget } from '../schema/context-budget.ts'
 import { readJsonBody } from '../schema/read-json.ts'
@@ -33,7 +33,7 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
     throw new ApiError(404, `The model '${parsed.model}' does not exist.`, { param: 'model', code: 'model_not_found' })
   }
   const { request, applied } = normalizeChatRequest(parsed, {
-    rules: resolveRules(config.promptRules, record.rules),
+    rules: rulesForKey(config.promptRules, record.rules),
     templateAddsThink: config.templateAddsThink,
   })
   c.header('x-prompt-rules', applied.length > 0 ? applied.join(',') : 'none')
