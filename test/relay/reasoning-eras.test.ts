@@ -2,7 +2,7 @@
 // same prompt (the emulator's text is deterministic) through backends that name the field
 // differently, or send it inside `content` for want of a reasoning parser, gives clients the same
 // deltas' text and the same `stream: false` message.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { afterAll, beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetUrls, writeFleet } from '../support/fleet.ts'

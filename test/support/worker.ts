@@ -1,6 +1,6 @@
 // Helpers for tests that drive the Worker inside workerd against the emulator on loopback.
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
-import { exports } from 'cloudflare:workers'
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
+import { env, exports } from 'cloudflare:workers'
 import app from '../../src/index.ts'
 import { TEST_SECRET } from './keys.ts'
 
