@@ -70,10 +70,3 @@ export const resetEmulator = () => emulator<unknown>('/emulator/reset', { method
 export const configureEmulator = (patch: Record<string, unknown>) =>
   emulator<unknown>('/emulator/config', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(patch) })
 export const recordedRequests = () => emulator<RecordedRequest[]>('/emulator/requests')
-
-/** Parses the data events of an SSE body into JSON (leaving [DONE] and comments as text). */
-export function dataEvents(frames: string[]): unknown[] {
-  return frames
-    .filter((frame) => frame.startsWith('data: ') && frame !== 'data: [DONE]')
-    .map((frame) => JSON.parse(frame.slice('data: '.length)) as unknown)
-}
