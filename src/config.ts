@@ -6,6 +6,7 @@ import { DEFAULT_CIRCUIT, type CircuitOptions } from './fleet/circuit.ts'
 import { REASONING_PARSERS, type BackendRecord, type ReasoningParser } from './fleet/records.ts'
 import { recordsFromConfig } from './fleet/registry.ts'
 import type { RoutingPolicy, SelectionOptions } from './fleet/select.ts'
+import { parsePromptRules, type RuleSwitches } from './normalize/rules.ts'
 
 /** The deployment's settings, parsed and checked once per isolate rather than per request. */
 export interface GatewayConfig {
@@ -23,7 +24,8 @@ export interface GatewayConfig {
   keyCacheTtlMs: number
   /** HMAC secrets for stream tokens; the first signs. Empty: stream tokens are off. */
   streamTokenSecrets: readonly string[]
-  promptRules: string
+  /** PROMPT_RULES, parsed: a key's record may switch rules on top (rulesForKey). */
+  promptRules: Readonly<RuleSwitches>
   templateAddsThink: boolean
   rateLimits: RateLimitConfig
   fleet: FleetConfig
@@ -95,7 +97,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       allowedOrigins: new Set(list(env.ALLOWED_ORIGINS)),
       keyCacheTtlMs: positiveInteger('KEY_CACHE_TTL_MS', env.KEY_CACHE_TTL_MS),
       streamTokenSecrets: list(env.STREAM_TOKEN_SECRETS ?? ''),
-      promptRules: env.PROMPT_RULES,
+      promptRules: parsePromptRules(env.PROMPT_RULES),
       templateAddsThink: env.TEMPLATE_ADDS_THINK !== 'false',
       rateLimits: readRateLimits(env),
       telemetry: readTelemetryConfig(env),

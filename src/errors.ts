@@ -1,6 +1,9 @@
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import type { ErrorCode } from './error-codes.ts'
+
+export { ERROR_CODES, type ErrorCode } from './error-codes.ts'
 
 /**
  * One error type for everything a client can see. It renders as OpenAI's error body,
@@ -10,14 +13,14 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 export class ApiError extends Error {
   readonly status: ContentfulStatusCode
   readonly type: string
-  readonly code: string | null
+  readonly code: ErrorCode | null
   readonly param: string | null
   readonly headers: Record<string, string>
 
   constructor(
     status: ContentfulStatusCode,
     message: string,
-    options: { type?: string; code?: string | null; param?: string | null; headers?: Record<string, string> } = {},
+    options: { type?: string; code?: ErrorCode | null; param?: string | null; headers?: Record<string, string> } = {},
   ) {
     super(message)
     this.name = 'ApiError'
@@ -73,7 +76,12 @@ export function renderError(err: unknown, c: Context): Response {
   return c.json(errorBody(error), error.status, error.headers)
 }
 
-function toApiError(err: unknown): ApiError {
+/**
+ * The one fallback for errors that are not ApiErrors (a bug, a runtime failure): the HTTP
+ * response, a stream session's refusal and its `error` event all go through it, so an unknown
+ * failure reads the same everywhere, a 500 `internal_error` that reveals nothing about it.
+ */
+export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode

@@ -6,6 +6,7 @@ describe('configuration', () => {
     [{ KEEPALIVE_INTERVAL_MS: 'soon' }, 'KEEPALIVE_INTERVAL_MS'],
     [{ FIRST_EVENT_TIMEOUT_MS: '0' }, 'FIRST_EVENT_TIMEOUT_MS'],
     [{ BACKEND_URLS: '' }, 'BACKEND_URLS'],
+    [{ PROMPT_RULES: 'all,-maths' }, 'PROMPT_RULES'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)

@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.ts'
+import { ApiError, type ErrorCode } from '../errors.ts'
 import { base64url } from './key-record.ts'
 
 // Browser stream tokens: native EventSource cannot send an Authorization header, so a page gets
@@ -83,6 +83,6 @@ export function fromBase64url(text: string): Uint8Array | null {
   }
 }
 
-function invalid(message: string, code = 'invalid_stream_token'): ApiError {
+function invalid(message: string, code: ErrorCode = 'invalid_stream_token'): ApiError {
   return new ApiError(401, message, { code })
 }

@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.ts'
+import { ApiError, type ErrorCode } from '../errors.ts'
 import { base64url } from './key-record.ts'
 import { fromBase64url, hmacKey } from './stream-token.ts'
 
@@ -44,6 +44,6 @@ export async function verifyStreamUrl(sessionId: string, exp: string | undefined
   if (expires <= nowS) throw invalid('The stream URL has expired.', 'expired_stream_url')
 }
 
-function invalid(message: string, code = 'invalid_stream_url'): ApiError {
+function invalid(message: string, code: ErrorCode = 'invalid_stream_url'): ApiError {
   return new ApiError(401, message, { code })
 }

@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { readConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
-import { ApiError } from '../errors.ts'
+import { ApiError, toApiError, type ErrorCode } from '../errors.ts'
 import { settleLease, type LeaseRef } from '../limits/admit.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import { EventLog } from '../streams/event-log.ts'
@@ -273,10 +273,6 @@ function logFailure(error: unknown): void {
   console.error(JSON.stringify({ event: 'stream_session_failed', error: error instanceof Error ? error.name : 'unknown' }))
 }
 
-function toApiError(error: unknown): ApiError {
-  return error instanceof ApiError ? error : new ApiError(500, 'The stream session failed.', { code: 'internal_error' })
-}
-
-function refused(status: ContentfulStatusCode, message: string, code: string): SubscribeResult {
+function refused(status: ContentfulStatusCode, message: string, code: ErrorCode): SubscribeResult {
   return { kind: 'refused', refusal: toRefusal(new ApiError(status, message, { code })) }
 }

@@ -120,7 +120,7 @@ function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string
   const { limit, limitValue, used, requested, retryAfterMs } = decision
   const numbers = `Limit ${limitValue}, Used ${used}, Requested ${requested}.`
   // The OpenAI error `type` of a 429 names the limit ("requests", "tokens").
-  const options = { type: limit, code: 'rate_limit_exceeded' }
+  const options = { type: limit, code: 'rate_limit_exceeded' } as const
   if (!Number.isFinite(retryAfterMs)) {
     // Larger than the limit itself: waiting cannot help, so tell SDKs not to retry.
     return new ApiError(

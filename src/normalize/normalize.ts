@@ -18,7 +18,7 @@ import type { RuleName, RuleSwitches } from './rules.ts'
 export type UpstreamChatRequest = ChatRequest & { continue_final_message?: boolean; add_generation_prompt?: boolean }
 
 export interface NormalizeOptions {
-  rules: RuleSwitches
+  rules: Readonly<RuleSwitches>
   /** The model revision's chat template already ends the prompt with "<think>\n". */
   templateAddsThink: boolean
 }

@@ -24,31 +24,45 @@ export function isRuleName(name: string): name is RuleName {
 }
 
 /**
- * Resolves which rules run for one request.
+ * The deployment's rule set: the PROMPT_RULES setting, parsed once per isolate with the rest of
+ * the configuration (src/config.ts).
  *
- * `deployment` is the PROMPT_RULES setting: "all" when undefined or empty, "none", or a comma
- * list read left to right, where "all"/"none" switch every rule and "name"/"-name" switch one:
- * "all,-math_directive", "temperature,top_p". A list that starts with a removal starts from
- * "all", since "-math_directive" alone has no other sensible reading. An unknown entry is a
- * deployment mistake, so it fails loudly (500) instead of silently running a different rule set.
- *
- * `perKey` comes from the API key's record and wins over the deployment; names it does not know
- * are ignored, because key records may outlive a rule that was renamed or removed.
+ * The setting is "all" when undefined or empty, "none", or a comma list read left to right,
+ * where "all"/"none" switch every rule and "name"/"-name" switch one: "all,-math_directive",
+ * "temperature,top_p". A list that starts with a removal starts from "all", since
+ * "-math_directive" alone has no other sensible reading. An unknown entry is a deployment
+ * mistake, so it fails loudly (500) instead of silently running a different rule set.
  */
-export function resolveRules(deployment: string | undefined, perKey?: Record<string, boolean>): RuleSwitches {
+export function parsePromptRules(deployment: string | undefined): Readonly<RuleSwitches> {
   const entries = (deployment ?? '')
     .split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '')
   const rules = everyRule(entries[0]?.startsWith('-') ?? true)
   for (const entry of entries) applyEntry(rules, entry)
-  if (perKey) {
-    for (const name of RULE_NAMES) {
-      const value = perKey[name]
-      if (Object.hasOwn(perKey, name) && typeof value === 'boolean') rules[name] = value
-    }
+  return Object.freeze(rules)
+}
+
+/**
+ * The rules for one request: the deployment's, with the API key's record switches on top. Per
+ * request, so kept to a copy only when the key switches something. Names the key does not know
+ * are ignored, because key records may outlive a rule that was renamed or removed.
+ */
+export function rulesForKey(deployment: Readonly<RuleSwitches>, perKey?: Record<string, boolean>): Readonly<RuleSwitches> {
+  if (!perKey) return deployment
+  let rules: RuleSwitches | null = null
+  for (const name of RULE_NAMES) {
+    const value = perKey[name]
+    if (!Object.hasOwn(perKey, name) || typeof value !== 'boolean' || value === deployment[name]) continue
+    rules ??= { ...deployment }
+    rules[name] = value
   }
-  return rules
+  return rules ?? deployment
+}
+
+/** Both steps at once, for callers with no configuration at hand (tests, tools). */
+export function resolveRules(deployment: string | undefined, perKey?: Record<string, boolean>): Readonly<RuleSwitches> {
+  return rulesForKey(parsePromptRules(deployment), perKey)
 }
 
 function applyEntry(rules: RuleSwitches, entry: string): void {

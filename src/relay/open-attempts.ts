@@ -14,7 +14,7 @@ import { UpstreamAttempts, type Attempt } from './attempts.ts'
 export interface OpenAttemptsInput {
   env: WorkerEnv
   config: GatewayConfig
-  /** The body sent to vLLM (see upstreamBody in src/routes/chat.ts). */
+  /** The body sent to vLLM (see upstreamBody in src/chat/prepare.ts). */
   body: Record<string, unknown>
   prefixKey: string | null
   /** The gateway's correlation id (the client's X-Request-Id or its own): logs only, never sent upstream. */

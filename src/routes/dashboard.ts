@@ -10,7 +10,7 @@ import DASHBOARD_SCRIPT from '../pages/dashboard/dashboard.browser.js'
 import LOGIN_HTML from '../pages/dashboard/login.html'
 import { fillTemplate } from '../pages/template.ts'
 import { readWindow } from '../telemetry/buckets.ts'
-import { latencyQuery, latencyReport } from './latency.ts'
+import { latencyQuery, latencyReport } from '../telemetry/latency-report.ts'
 
 // GET /dashboard and its sign-in. The pages are files in src/pages/dashboard/, imported as text.
 // They are served with a strict Content-Security-Policy: the script comes from /dashboard/app.js,

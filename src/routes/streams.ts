@@ -11,7 +11,7 @@ import { sessionSettings } from '../streams/settings.ts'
 import { recordRequest, sendSoon } from '../telemetry/buffer.ts'
 import { finishWithError } from '../telemetry/context.ts'
 import { RequestTrace } from '../telemetry/trace.ts'
-import { prepareChatRequest, upstreamBody } from './chat.ts'
+import { prepareChatRequest, upstreamBody } from '../chat/prepare.ts'
 
 // Browser stream sessions (docs/streams.md): POST /v1/streams starts one and answers its signed
 // event URL; GET that URL is the EventSource stream, resumable with Last-Event-ID; POST to

@@ -1,5 +1,5 @@
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { ApiError } from '../errors.ts'
+import { ApiError, toApiError, type ErrorCode } from '../errors.ts'
 import type { LeaseRef } from '../limits/admit.ts'
 import type { SessionSettings } from './settings.ts'
 
@@ -28,7 +28,7 @@ export interface Refusal {
   status: number
   message: string
   type: string
-  code: string | null
+  code: ErrorCode | null
   headers: Record<string, string>
 }
 
@@ -50,7 +50,7 @@ export type SubscribeResult =
   | { kind: 'refused'; refusal: Refusal }
 
 export function toRefusal(error: unknown): Refusal {
-  const known = error instanceof ApiError ? error : new ApiError(500, 'The stream session failed.', { code: 'internal_error' })
+  const known = toApiError(error)
   return { status: known.status, message: known.message, type: known.type, code: known.code, headers: known.headers }
 }
 

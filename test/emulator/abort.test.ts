@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, eventually, events, post, readUntil, sleep } from './helpers.ts'
+import { chatBody, emulatorFor, eventually, post, sleep } from './helpers.ts'
+import { events, readUntil } from '../support/sse.ts'
 
 describe('client aborts', () => {
   it('stops generating as soon as a streaming client goes away and counts the abort', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, events, MODEL, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { events, payloads } from '../support/sse.ts'
 
 type Chunk = {
   id: string

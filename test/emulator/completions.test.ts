@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { emulatorFor, MODEL, payloads, post } from './helpers.ts'
+import { emulatorFor, MODEL, post } from './helpers.ts'
+import { payloads } from '../support/sse.ts'
 
 type TextChunk = { id: string; created: number; choices: { text: string; finish_reason: string | null }[] }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, eventually, events, post, readUntil, sleep } from './helpers.ts'
+import { chatBody, emulatorFor, eventually, post, sleep } from './helpers.ts'
+import { events, readUntil } from '../support/sse.ts'
 
 // vLLM v0.11.0 sends every exception of the stream generator as a 400 BadRequestError event
 // (serving_chat.py chat_completion_stream_generator, serving_engine.py create_streaming_error_response).

@@ -1,4 +1,5 @@
-// Shared helpers for the emulator tests: start an emulator for one test, post JSON, split SSE.
+// Shared helpers for the emulator tests: start an emulator for one test, post JSON. Reading SSE
+// is in ../support/sse.ts.
 
 import { onTestFinished } from 'vitest'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../../gpu-backend/emulator/server.ts'
@@ -42,35 +43,8 @@ export function chatBody(directive = '', extra: Record<string, unknown> = {}): R
   return { model: MODEL, messages: [{ role: 'user', content: `What is 2+2?${suffix}` }], ...extra }
 }
 
-/** SSE text split into its events, each with its terminating blank line. */
-export function events(text: string): string[] {
-  return text.split(/(?<=\n\n)/).filter((event) => event !== '')
-}
-
-/** The JSON payloads of the data events, [DONE] excluded. */
-export function payloads(text: string): Record<string, unknown>[] {
-  return events(text)
-    .filter((event) => event !== 'data: [DONE]\n\n')
-    .map((event) => JSON.parse(event.slice('data: '.length)) as Record<string, unknown>)
-}
-
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Reads from `reader` until `predicate(text so far)` holds; returns the text. */
-export async function readUntil(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  predicate: (text: string) => boolean,
-): Promise<string> {
-  const decoder = new TextDecoder()
-  let text = ''
-  while (!predicate(text)) {
-    const { value, done } = await reader.read()
-    if (done) break
-    text += decoder.decode(value, { stream: true })
-  }
-  return text
 }
 
 /** Polls `read` until it returns something `accept` likes, or fails after `timeoutMs`. */

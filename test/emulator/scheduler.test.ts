@@ -7,7 +7,8 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, eventually, events, MODEL, payloads, post, readUntil, sleep } from './helpers.ts'
+import { chatBody, emulatorFor, eventually, MODEL, post, sleep } from './helpers.ts'
+import { events, payloads, readUntil } from '../support/sse.ts'
 
 const LABELS = `{model_name="${MODEL}",engine="0"}`
 const now = () => performance.timeOrigin + performance.now()

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { pythonJsonDumps } from '../../gpu-backend/emulator/errors.ts'
 import { parseDirectives, parseFault } from '../../gpu-backend/emulator/faults.ts'
 import { chatTokenPlan } from '../../gpu-backend/emulator/text.ts'
-import { chatBody, emulatorFor, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, post } from './helpers.ts'
+import { payloads } from '../support/sse.ts'
 
 type Delta = { content?: string; reasoning_content?: string }
 

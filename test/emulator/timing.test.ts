@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, events, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, post } from './helpers.ts'
+import { frameReader, payloads } from '../support/sse.ts'
 
 const now = () => performance.timeOrigin + performance.now()
 
@@ -13,17 +14,11 @@ async function eventTimes(url: string, id: unknown): Promise<EventTimes> {
 
 /** Reads a body, noting when each SSE event arrived at the client. */
 async function arrivals(response: Response): Promise<{ event: string; at: number }[]> {
-  const reader = response.body?.pipeThrough(new TextDecoderStream()).getReader()
   const out: { event: string; at: number }[] = []
-  let buffer = ''
-  for (;;) {
-    const read = await reader?.read()
-    if (read === undefined || read.done) return out
-    buffer += read.value
-    const complete = events(buffer).filter((event) => event.endsWith('\n\n'))
-    for (const event of complete) out.push({ event, at: now() })
-    buffer = buffer.slice(complete.join('').length)
-  }
+  if (!response.body) return out
+  const reader = frameReader(response.body)
+  for (let frame = await reader.next(); frame !== null; frame = await reader.next()) out.push({ event: `${frame}\n\n`, at: now() })
+  return out
 }
 
 describe('stream timing', () => {

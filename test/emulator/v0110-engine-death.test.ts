@@ -5,7 +5,8 @@
 
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, eventually, events, MODEL, post, readUntil } from './helpers.ts'
+import { chatBody, emulatorFor, eventually, MODEL, post } from './helpers.ts'
+import { events, readUntil } from '../support/sse.ts'
 
 const DEAD_MESSAGE = 'EngineCore encountered an issue. See stack trace (above) for the root cause.'
 const DEAD_EVENT = `data: {"error": {"message": "${DEAD_MESSAGE}", "type": "BadRequestError", "param": null, "code": 400}}\n\n`

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, MODEL, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { payloads } from '../support/sse.ts'
 
 type ErrorJson = { error: { message: string; type: string; code: number; param: null } }
 type Logged = { body: unknown; vllm?: { requestId: string; samplingParams: Record<string, unknown>; ignoredFields: string[] } }

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, eventually, MODEL, payloads, post, readUntil } from './helpers.ts'
+import { chatBody, emulatorFor, eventually, MODEL, post } from './helpers.ts'
+import { payloads, readUntil } from '../support/sse.ts'
 
 const KEY = 'sk-test'
 const hold = chatBody('fault=stall_after:1', { stream: true })

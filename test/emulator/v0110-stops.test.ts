@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { THINK_END_TOKEN_ID, tokenIdOf } from '../../gpu-backend/emulator/text.ts'
-import { chatBody, emulatorFor, MODEL, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { payloads } from '../support/sse.ts'
 
 type Choice = { index: number; delta?: Record<string, string | null>; text?: string; finish_reason: string | null; stop_reason: unknown }
 type Answer = { choices: (Choice & { message: { content: string | null; reasoning_content: string | null } })[] }

@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, payloads, post } from './helpers.ts'
+import { chatBody, emulatorFor, post } from './helpers.ts'
+import { payloads } from '../support/sse.ts'
 
 type Delta = Record<string, string | null>
 type Chunk = {

@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { parseLoad, runHealthProbe } from '../../src/fleet/probe.ts'
 import { HEALTH_KEY, type HealthSnapshot } from '../../src/fleet/records.ts'

@@ -1,10 +1,10 @@
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { TEST_SECRET } from '../support/keys.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetStats, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
-import { frames, readAll } from '../support/streams.ts'
 import { chatBody } from '../support/worker.ts'
+import { frames, readAll } from '../support/sse.ts'
 
 const short = '[emulator ttft_ms=5 itl_ms=2 reasoning_tokens=3 content_tokens=3]'
 const dead = { id: 'gpu-dead', url: 'http://127.0.0.1:9', weight: 1, maxConcurrency: 64, region: null, state: 'active' as const }

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import { RATE_LIMIT_HEADERS, keyWithLimits, limiterState } from '../support/limits.ts'
-import { frames, readAll } from '../support/streams.ts'
 import { chatBody, emulatorStats, postChat, resetEmulator } from '../support/worker.ts'
+import { frames, readAll } from '../support/sse.ts'
 
 const short = '[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
 

@@ -1,4 +1,5 @@
-import { env, runInDurableObject } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import { runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it, vi } from 'vitest'
 import { FLUSH_MS, KeyLimiter } from '../../src/durable/key-limiter.ts'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'

@@ -1,5 +1,4 @@
-import { env } from 'cloudflare:test'
-import { exports } from 'cloudflare:workers'
+import { env, exports } from 'cloudflare:workers'
 import { Hono } from 'hono'
 import { requestId } from 'hono/request-id'
 import { describe, expect, it } from 'vitest'

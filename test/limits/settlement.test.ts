@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
-import { frameReader, frames, readAll } from '../support/streams.ts'
 import { chatBody, emulatorStats, postChat, resetEmulator } from '../support/worker.ts'
+import { frameReader, frames, readAll } from '../support/sse.ts'
 
 // Every ending of an admitted request must free its stream slot and charge what the backend
 // reported generating. A token already on the wire when the client leaves is generated but can

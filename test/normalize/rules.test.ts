@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { RULE_NAMES, resolveRules, type RuleName, type RuleSwitches } from '../../src/normalize/index.ts'
+import { RULE_NAMES, parsePromptRules, resolveRules, rulesForKey, type RuleName, type RuleSwitches } from '../../src/normalize/index.ts'
 
-function switchedOn(rules: RuleSwitches): RuleName[] {
+function switchedOn(rules: Readonly<RuleSwitches>): RuleName[] {
   return RULE_NAMES.filter((name) => rules[name])
 }
 
@@ -55,5 +55,22 @@ describe('resolveRules', () => {
   it('still refuses a bad deployment setting when the key record overrides every rule', () => {
     const perKey = Object.fromEntries(RULE_NAMES.map((name) => [name, true]))
     expect(() => resolveRules('bogus', perKey)).toThrow(expect.objectContaining({ status: 500 }))
+  })
+})
+
+describe('rulesForKey', () => {
+  it('hands back the deployment rule set itself when the key switches nothing', () => {
+    const deployment = parsePromptRules('all,-top_p')
+    expect(rulesForKey(deployment)).toBe(deployment)
+    expect(rulesForKey(deployment, {})).toBe(deployment)
+    expect(rulesForKey(deployment, { nfc: true, top_p: false, legacy_rule: false })).toBe(deployment)
+  })
+
+  it('leaves the deployment rule set as it was when a key switches a rule', () => {
+    const deployment = parsePromptRules('all')
+    const rules = rulesForKey(deployment, { nfc: false })
+    expect(rules.nfc).toBe(false)
+    expect(deployment.nfc).toBe(true)
+    expect(Object.isFrozen(deployment)).toBe(true)
   })
 })

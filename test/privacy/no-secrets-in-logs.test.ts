@@ -1,8 +1,8 @@
 // Keys, tokens, prompts and completions never reach a log line, on any path, errors included.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { frames } from '../support/streams.ts'
 import { TEST_SECRET, randomSecret } from '../support/keys.ts'
-import { callWorker, chatBody, chatInit, dataEvents, fetchWithEnv, postChat } from '../support/worker.ts'
+import { callWorker, chatBody, chatInit, fetchWithEnv, postChat } from '../support/worker.ts'
+import { dataEvents, frames } from '../support/sse.ts'
 
 const PROMPT = 'PROMPT-MARKER-7f3a: my bank password is hunter2'
 const UNKNOWN_KEY = `sk-${'Z'.repeat(40)}Sec`

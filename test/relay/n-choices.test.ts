@@ -1,8 +1,8 @@
 // n > 1 through the Worker: vLLM interleaves the choices' chunks (one role chunk each, then their
 // tokens, then a finish chunk each); the relay passes them on and the collector keeps them apart.
 import { describe, expect, it } from 'vitest'
-import { frames } from '../support/streams.ts'
 import { chatBody, postChat } from '../support/worker.ts'
+import { dataEvents, frames } from '../support/sse.ts'
 
 const PROMPT = '[emulator ttft_ms=5 itl_ms=1 reasoning_tokens=4 content_tokens=3] Name a prime.'
 
@@ -12,9 +12,7 @@ describe('n > 1', () => {
   it('streams every choice: a role chunk, its text and a finish chunk each, then one usage total', async () => {
     const response = await postChat(chatBody(PROMPT, { stream: true, n: 3, stream_options: { include_usage: true } }))
     expect(response.status).toBe(200)
-    const chunks = frames(await response.text())
-      .filter((frame) => frame.startsWith('data: {'))
-      .map((frame) => JSON.parse(frame.slice(6)) as { choices: Choice[]; usage?: { completion_tokens: number } })
+    const chunks = dataEvents(frames(await response.text())) as { choices: Choice[]; usage?: { completion_tokens: number } }[]
     const choices = chunks.flatMap((chunk) => chunk.choices)
     for (const index of [0, 1, 2]) {
       const mine = choices.filter((choice) => choice.index === index)

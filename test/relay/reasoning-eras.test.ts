@@ -2,13 +2,13 @@
 // same prompt (the emulator's text is deterministic) through backends that name the field
 // differently, or send it inside `content` for want of a reasoning parser, gives clients the same
 // deltas' text and the same `stream: false` message.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { afterAll, beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetUrls, writeFleet } from '../support/fleet.ts'
 import { TEST_SECRET } from '../support/keys.ts'
-import { frames } from '../support/streams.ts'
 import { chatBody } from '../support/worker.ts'
+import { dataEvents, frames } from '../support/sse.ts'
 
 const PROMPT = '[emulator ttft_ms=2 itl_ms=1 reasoning_tokens=9 content_tokens=7] Why is the sky blue?'
 
@@ -36,9 +36,8 @@ async function chat(stream: boolean) {
 
 /** The deltas a streaming client got, and their reasoning and answer text joined. */
 async function streamed() {
-  const deltas = frames(await chat(true))
-    .filter((frame) => frame.startsWith('data: {'))
-    .map((frame) => (JSON.parse(frame.slice(6)) as { choices: { delta: Record<string, unknown> }[] }).choices[0]?.delta ?? {})
+  const chunks = dataEvents(frames(await chat(true))) as { choices: { delta: Record<string, unknown> }[] }[]
+  const deltas = chunks.map((chunk) => chunk.choices[0]?.delta ?? {})
   const join = (field: string) => deltas.map((delta) => (typeof delta[field] === 'string' ? delta[field] : '')).join('')
   return { deltas, reasoning: join('reasoning_content'), content: join('content') }
 }

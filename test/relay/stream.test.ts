@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { relaySse } from '../../src/relay/stream.ts'
 import { UpstreamCall } from '../../src/relay/upstream-call.ts'
-import { frameReader, frames, manualStream, readAll, streamOf } from '../support/streams.ts'
+import { manualStream, streamOf } from '../support/streams.ts'
+import { frameReader, frames, readAll } from '../support/sse.ts'
 
 const role = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
 const token = (text: string) =>

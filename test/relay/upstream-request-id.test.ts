@@ -1,7 +1,7 @@
 // The upstream request id is the gateway's own, new for every attempt. vLLM uses X-Request-Id as
 // the engine's request id and refuses a second running request with the same one
 // (`vllm/v1/engine/output_processor.py`), so a client's id never goes upstream.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { clearFleetCache } from '../../src/fleet/registry.ts'

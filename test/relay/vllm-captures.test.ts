@@ -2,7 +2,7 @@
 // Worker. The fixture server sends each capture byte for byte, cut into pieces mid-line and
 // mid-UTF-8 character; every expectation is read from the capture itself, so what a client gets
 // is checked against what vLLM really sent, not against the emulator.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { callIn, clearFleet, type TestEnv } from '../support/fleet.ts'
 import { VLLM_FIXTURES, fixturePrompt, joined, readStream, writePlan, type FixtureName, type StreamTexts } from '../support/fixtures.ts'

@@ -1,7 +1,7 @@
 // The context budget against the backend: the gateway writes no max_tokens of its own (only a
 // key's cap), refuses no prompt on its estimate, and retries vLLM's "max_tokens too large" 400 once
 // with the room vLLM states when that max_tokens was the gateway's choice.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { clearFleetCache } from '../../src/fleet/registry.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, prepareFleet, writeFleet } from '../support/fleet.ts'

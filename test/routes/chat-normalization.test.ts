@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { MATH_DIRECTIVE } from '../../src/normalize/index.ts'
 import { randomSecret, seedKey } from '../support/keys.ts'

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { frames } from '../support/streams.ts'
 import { chatBody, chatInit, configureEmulator, fetchWithEnv, postChat } from '../support/worker.ts'
+import { frames } from '../support/sse.ts'
 
 afterEach(async () => {
   await configureEmulator({ errorFormat: 'current' })

@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { TEST_SECRET } from '../support/keys.ts'
-import { frameReader, frames } from '../support/streams.ts'
+import { dataEvents, frameReader, frames } from '../support/sse.ts'
 import {
   MODEL,
   chatBody,
   configureEmulator,
-  dataEvents,
   emulatorStats,
   postChat,
   recordedRequests,

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { LatencyReport } from '../../src/routes/latency.ts'
+import type { LatencyReport } from '../../src/telemetry/latency-report.ts'
 import { keyWithLimits } from '../support/limits.ts'
 import { adminAuth, flushLatency } from '../support/telemetry.ts'
 import { callWorker, chatBody, emulatorUrl, postChat } from '../support/worker.ts'

@@ -1,5 +1,5 @@
-import { env, runDurableObjectAlarm } from 'cloudflare:test'
-import { exports } from 'cloudflare:workers'
+import { runDurableObjectAlarm } from 'cloudflare:test'
+import { env, exports } from 'cloudflare:workers'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
 import { emulatorStats } from '../support/worker.ts'

@@ -2,6 +2,7 @@
 // URL as EventSource would, and read the named, numbered events back.
 import { exports } from 'cloudflare:workers'
 import { TEST_SECRET } from '../support/keys.ts'
+import { frameReader, frames } from '../support/sse.ts'
 import { chatBody, fetchWithEnv } from '../support/worker.ts'
 
 export interface Session {
@@ -73,8 +74,7 @@ export interface ParsedStream {
 /** Parses SSE text the way EventSource does for our frames (one line per field). */
 export function parseStream(text: string): ParsedStream {
   const parsed: ParsedStream = { retry: null, events: [], comments: [] }
-  for (const frame of text.split('\n\n')) {
-    if (frame === '') continue
+  for (const frame of frames(text)) {
     const fields = new Map<string, string>()
     for (const line of frame.split('\n')) {
       if (line.startsWith(':')) parsed.comments.push(line)
@@ -95,23 +95,15 @@ export async function readStream(response: Response): Promise<ParsedStream> {
 
 /** Reads events one at a time from an open stream, for tests that act mid-stream. */
 export function eventReader(response: Response) {
-  const reader = (response.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
-  let buffer = ''
+  const reader = frameReader(response.body as ReadableStream<Uint8Array>)
   return {
+    /** The next named event, skipping `retry:` and comments; null once the stream ended. */
     async next(): Promise<SessionEvent | null> {
-      for (;;) {
-        const end = buffer.indexOf('\n\n')
-        if (end !== -1) {
-          const frame = buffer.slice(0, end + 2)
-          buffer = buffer.slice(end + 2)
-          const [event] = parseStream(frame).events
-          if (event) return event
-          continue
-        }
-        const { done, value } = await reader.read()
-        if (done) return null
-        buffer += value
+      for (let frame = await reader.next(); frame !== null; frame = await reader.next()) {
+        const [event] = parseStream(frame).events
+        if (event) return event
       }
+      return null
     },
     cancel: () => reader.cancel().catch(() => {}),
   }

@@ -1,4 +1,5 @@
-import { env, runInDurableObject } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import { runInDurableObject } from 'cloudflare:test'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { StreamSession } from '../../src/durable/stream-session.ts'
 import { keyWithLimits, limiterState } from '../support/limits.ts'

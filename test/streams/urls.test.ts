@@ -1,4 +1,5 @@
-import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { signStreamUrl } from '../../src/auth/stream-url.ts'
 import { callWorker } from '../support/worker.ts'

@@ -2,6 +2,8 @@
 // fixture server (Node, test/setup/fixture-server.ts) and the Worker tests that replay them
 // (workerd). Nothing here touches the file system or the network, so both sides can import it.
 
+import { frames } from './sse.ts'
+
 export interface VllmFixture {
   /** File name under test/fixtures/vllm/. */
   file: string
@@ -105,9 +107,8 @@ interface Chunk {
  * states what a capture holds and checks what a client got.
  */
 export function readStream(body: string): StreamTexts {
-  const payloads = body
-    .split(/\r?\n\r?\n/)
-    .map((frame) => frame.split(/\r?\n/).find((line) => line.startsWith('data:')))
+  const payloads = frames(body)
+    .map((frame) => frame.split('\n').find((line) => line.startsWith('data:')))
     .filter((line): line is string => line !== undefined)
     .map((line) => line.slice('data:'.length).trimStart())
   const choices = new Map<number, ChoiceTexts>()

@@ -1,6 +1,7 @@
 // The three fleet emulators of the Worker tests, a fleet record in the FLEET namespace, and calls
 // with changed settings whose streams can be read before their waitUntil work is awaited.
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import app from '../../src/index.ts'
 import { FLEET_KEY, type BackendRecord } from '../../src/fleet/records.ts'
 

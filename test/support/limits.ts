@@ -1,5 +1,5 @@
 // Keys with explicit limits, and reading a key's limiter state through the admin endpoint.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import type { KeyLimits } from '../../src/auth/key-record.ts'
 import { callWorker } from './worker.ts'
 import { randomSecret, seedKey } from './keys.ts'

@@ -1,5 +1,5 @@
 // Runs before each Worker test file (storage is isolated per file): one chat-scoped key.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { beforeAll } from 'vitest'
 import { TEST_KEY_ID, TEST_SECRET, seedKey } from './keys.ts'
 

@@ -1,4 +1,5 @@
 // Byte-stream fixtures for relay tests: an upstream body whose chunk boundaries the test chooses.
+// Reading what comes out is in sse.ts.
 
 const encoder = new TextEncoder()
 
@@ -36,37 +37,5 @@ export function manualStream() {
     /** Bytes' worth of chunks queued upstream that nobody has read (negative: a backlog). */
     desiredSize: () => controller.desiredSize ?? 0,
     fail: (error: Error) => controller.error(error),
-  }
-}
-
-/** Reads a client body to the end as text. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
-  return new Response(stream).text()
-}
-
-/** Splits SSE text into its frames (each without the blank-line terminator). */
-export function frames(text: string): string[] {
-  return text.split('\n\n').filter((frame) => frame !== '')
-}
-
-/** Reads frames one at a time, for tests that care about when each one arrives. */
-export function frameReader(stream: ReadableStream<Uint8Array>) {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader()
-  let buffer = ''
-  return {
-    async next(): Promise<string | null> {
-      for (;;) {
-        const end = buffer.indexOf('\n\n')
-        if (end !== -1) {
-          const frame = buffer.slice(0, end)
-          buffer = buffer.slice(end + 2)
-          return frame
-        }
-        const { done, value } = await reader.read()
-        if (done) return null
-        buffer += value
-      }
-    },
-    cancel: () => reader.cancel(),
   }
 }

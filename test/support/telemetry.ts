@@ -1,5 +1,5 @@
 // Watching what the gateway records: the batches the telemetry aggregator receives, and an admin key.
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { vi } from 'vitest'
 import { TelemetryAggregator } from '../../src/durable/telemetry-aggregator.ts'
 import type { TelemetryBatch } from '../../src/telemetry/batch.ts'

@@ -1,6 +1,6 @@
 // Helpers for tests that drive the Worker inside workerd against the emulator on loopback.
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
-import { exports } from 'cloudflare:workers'
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
+import { env, exports } from 'cloudflare:workers'
 import app from '../../src/index.ts'
 import { TEST_SECRET } from './keys.ts'
 
@@ -70,10 +70,3 @@ export const resetEmulator = () => emulator<unknown>('/emulator/reset', { method
 export const configureEmulator = (patch: Record<string, unknown>) =>
   emulator<unknown>('/emulator/config', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(patch) })
 export const recordedRequests = () => emulator<RecordedRequest[]>('/emulator/requests')
-
-/** Parses the data events of an SSE body into JSON (leaving [DONE] and comments as text). */
-export function dataEvents(frames: string[]): unknown[] {
-  return frames
-    .filter((frame) => frame.startsWith('data: ') && frame !== 'data: [DONE]')
-    .map((frame) => JSON.parse(frame.slice('data: '.length)) as unknown)
-}

@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it } from 'vitest'
 import { bucketKey, bucketStart, MINUTE_MS, type LatencyBucket } from '../../src/telemetry/buckets.ts'
 import { clearGlobalTtftCache, loadGlobalTtft } from '../../src/telemetry/global-view.ts'

@@ -1,4 +1,5 @@
-import { env, runInDurableObject } from 'cloudflare:test'
+import { env } from 'cloudflare:workers'
+import { runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import type { TelemetryAggregator } from '../../src/durable/telemetry-aggregator.ts'
 import type { WorkerEnv } from '../../src/env.ts'

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { keyWithLimits, type LimitedKey } from '../support/limits.ts'
+import { readUntil } from '../support/sse.ts'
 import { captureRecords, recordsOf } from '../support/telemetry.ts'
 import { MODEL, chatBody, emulatorUrl, postChat } from '../support/worker.ts'
 
@@ -47,8 +48,7 @@ describe('what a chat request records', () => {
     const controller = new AbortController()
     const response = await postChat(chatBody('[emulator ttft_ms=5 itl_ms=20 reasoning_tokens=200]', { stream: true }), { secret: key.secret, signal: controller.signal })
     const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-    let seen = ''
-    while (!seen.includes('reasoning_content')) seen += new TextDecoder().decode((await reader.read()).value)
+    await readUntil(reader, (seen) => seen.includes('reasoning_content'))
     controller.abort()
     await reader.cancel().catch(() => {})
     const [record] = await recordsOf(capture, key.id)

@@ -1,0 +1,68 @@
+import type { Context } from 'hono'
+import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import { normalizeChatRequest, rulesForKey, type UpstreamChatRequest } from '../normalize/index.ts'
+import { parseChatRequest } from '../schema/chat-request.ts'
+import { applyContextBudget } from '../schema/context-budget.ts'
+import { readJsonBody } from '../schema/read-json.ts'
+
+// A chat request from the client's body to what is sent upstream: shared by the chat route and
+// the stream sessions, which differ only in what they do with the prepared request.
+
+export interface PreparedChatRequest {
+  request: UpstreamChatRequest
+  /** Tokens to reserve against the key's limit: the estimated prompt plus the most output allowed. */
+  reserveTokens: number
+  /** max_tokens is the key's cap, written by the gateway: vLLM's "too large" may be retried with the room it states. */
+  gatewayMaxTokens: boolean
+}
+
+/**
+ * Checks the body, maps the model name, applies the DeepSeek-R1 prompt rules (telling the client
+ * which ones changed its request in `x-prompt-rules`) and sizes it against the key's limits (no
+ * max_tokens is written but the key's output cap).
+ * `forceStream` (stream sessions, which always stream) reads the body as if it said `stream: true`.
+ */
+export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStream?: boolean } = {}): Promise<PreparedChatRequest> {
+  const config = c.get('config')
+  const { record } = c.get('principal')
+  const body = await readJsonBody(c)
+  const streamed = options.forceStream && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, stream: true } : body
+  const parsed = parseChatRequest(streamed)
+  if (parsed.model != null && !config.modelNames.has(parsed.model)) {
+    throw new ApiError(404, `The model '${parsed.model}' does not exist.`, { param: 'model', code: 'model_not_found' })
+  }
+  const { request, applied } = normalizeChatRequest(parsed, {
+    rules: rulesForKey(config.promptRules, record.rules),
+    templateAddsThink: config.templateAddsThink,
+  })
+  c.header('x-prompt-rules', applied.length > 0 ? applied.join(',') : 'none')
+  const salted = { ...request, cache_salt: cacheSaltFor(record.id, request.cache_salt) }
+  const budgeted = applyContextBudget(salted, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
+  return { request: budgeted.request, reserveTokens: budgeted.reserveTokens, gatewayMaxTokens: budgeted.gatewayMaxTokens }
+}
+
+/**
+ * The prefix-cache salt for a key's requests. vLLM V1 hashes the salt into a prompt's first KV
+ * block (`vllm/v1/core/kv_cache_utils.py`, generate_block_hash_extra_keys), so prompts share
+ * cached blocks only within one key: no tenant can learn from its time to first token whether
+ * another tenant sent a prompt. A client's own salt narrows its cache further; it always follows
+ * the key id (which has no ':'), so no key can name another key's salt.
+ */
+export function cacheSaltFor(keyId: string, clientSalt: string | null | undefined): string {
+  return clientSalt ? `${keyId}:${clientSalt}` : keyId
+}
+
+/**
+ * The body sent to vLLM. It always streams and always asks for usage on every chunk, so the
+ * gateway knows the tokens each request used, even one that ends early (a client that leaves, a
+ * backend that fails); the relay passes usage on only as the client asked for it.
+ */
+export function upstreamBody(request: UpstreamChatRequest, modelId: string): Record<string, unknown> {
+  return {
+    ...request,
+    model: modelId,
+    stream: true,
+    stream_options: { include_usage: true, continuous_usage_stats: true },
+  }
+}
