@@ -50,6 +50,7 @@ export class ChoiceDecoder {
   /** Code points held back while streaming, so a stop string is never half sent. */
   private readonly holdBack: number
   private produced = 0
+  /** UTF-16 offset into outputText of what has been handed on. */
   private sentUpTo = 0
   outputText = ''
   finishReason: FinishReason | null = null
@@ -109,15 +110,27 @@ export class ChoiceDecoder {
     }
   }
 
-  /** get_next_output_text(finished, delta=True): the new text, less what is held back. */
+  /**
+   * get_next_output_text(finished, delta=True): the new text, less what is held back. Works on
+   * UTF-16 offsets from the end, so a long generation costs the same per token as a short one.
+   */
   private nextText(): string {
-    const chars = Array.from(this.outputText)
-    const end = this.finished ? chars.length : Math.max(0, chars.length - this.holdBack)
+    const text = this.outputText
+    let end = text.length
+    if (!this.finished) {
+      for (let held = 0; held < this.holdBack && end > 0; held++) end -= end >= 2 && isSurrogatePair(text, end - 2) ? 2 : 1
+    }
     if (this.sentUpTo >= end) return ''
-    const text = chars.slice(this.sentUpTo, end).join('')
+    const next = text.slice(this.sentUpTo, end)
     this.sentUpTo = end
-    return text
+    return next
   }
+}
+
+function isSurrogatePair(text: string, at: number): boolean {
+  const high = text.charCodeAt(at)
+  const low = text.charCodeAt(at + 1)
+  return high >= 0xd800 && high <= 0xdbff && low >= 0xdc00 && low <= 0xdfff
 }
 
 /** RequestOutputCollector.put with DELTA outputs: a choice already pending absorbs the new output. */
