@@ -45,6 +45,7 @@ export const ERROR_CODES = [
   'upstream_connection_lost',
   'upstream_stream_truncated',
   'upstream_malformed_event',
+  'upstream_event_too_large',
   'upstream_empty',
   'client_closed_request',
   // Stream sessions

@@ -1,4 +1,16 @@
 import { createParser } from 'eventsource-parser'
+import { ApiError } from '../errors.ts'
+
+/**
+ * The most characters one upstream line or event may buffer before it ends. A vLLM chunk is a few
+ * hundred bytes (with 20 top logprobs, tens of kB); a backend line that never ends would
+ * otherwise grow in memory until the isolate dies.
+ */
+export const MAX_EVENT_CHARS = 1 << 20
+
+function eventTooLarge(): ApiError {
+  return new ApiError(502, `The backend sent an event longer than ${MAX_EVENT_CHARS} characters.`, { code: 'upstream_event_too_large' })
+}
 
 /** Return false to end the stream: nothing after it is read. */
 export type DataHandler = (data: string) => boolean
@@ -29,19 +41,28 @@ export async function pumpEvents(
   signal?.addEventListener('abort', cancel)
   const decoder = new TextDecoder()
   let ended = false
+  let overflow = false
   const parser = createParser({
     onEvent(event) {
       if (!ended && !onData(event.data)) ended = true
     },
+    onError(error) {
+      if (error.type === 'max-buffer-size-exceeded') overflow = true
+    },
+    maxBufferSize: MAX_EVENT_CHARS,
   })
+  const feed = (text: string) => {
+    parser.feed(text)
+    if (overflow) throw eventTooLarge()
+  }
   try {
     while (!ended) {
       const { done, value } = await reader.read()
       if (done) {
-        parser.feed(decoder.decode())
+        feed(decoder.decode())
         break
       }
-      parser.feed(decoder.decode(value, { stream: true }))
+      feed(decoder.decode(value, { stream: true }))
       const wait = ended ? undefined : afterRead?.()
       if (wait) await wait
     }

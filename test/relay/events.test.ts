@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { pumpEvents } from '../../src/relay/events.ts'
+import { MAX_EVENT_CHARS, pumpEvents } from '../../src/relay/events.ts'
 import { bytes, manualStream, streamOf } from '../support/streams.ts'
 
 async function collect(stream: ReadableStream<Uint8Array>) {
@@ -13,6 +13,19 @@ async function collect(stream: ReadableStream<Uint8Array>) {
 }
 
 describe('pumpEvents', () => {
+  it('stops a backend line that never ends at MAX_EVENT_CHARS, cancelling the upstream, after the events before it', async () => {
+    const upstream = manualStream()
+    const events: string[] = []
+    const pumping = pumpEvents(upstream.stream, (data) => events.push(data) > 0)
+    upstream.push('data: before\n\ndata: ')
+    const piece = 'x'.repeat(64 * 1024)
+    // Bounded: a few pieces past the limit at most, well before memory matters.
+    for (let sent = 0; sent <= MAX_EVENT_CHARS + 2 * piece.length; sent += piece.length) upstream.push(piece)
+    await expect(pumping).rejects.toMatchObject({ status: 502, code: 'upstream_event_too_large' })
+    expect(events).toEqual(['before'])
+    await upstream.cancelled
+  })
+
   it('joins an event split mid-line across reads', async () => {
     const { events } = await collect(streamOf('data: {"a"', ':1}\n', '\ndata: [DO', 'NE]\n\n'))
     expect(events).toEqual(['{"a":1}', '[DONE]'])

@@ -107,6 +107,18 @@ describe('relaySse', () => {
     ])
   })
 
+  it('ends with an error event and [DONE] when a backend line grows past the parser bound', async () => {
+    const upstream = manualStream()
+    const { readable } = relay(upstream.stream)
+    upstream.push(sse(role, token('a')) + 'data: ')
+    const piece = 'y'.repeat(256 * 1024)
+    for (let i = 0; i < 6; i++) upstream.push(piece)
+    const sent = frames(await readAll(readable))
+    expect(sent.slice(0, 2)).toEqual([`data: ${role}`, `data: ${token('a')}`])
+    expect(sent.at(-2)).toContain('"code": 502')
+    expect(sent.at(-1)).toBe('data: [DONE]')
+  })
+
   it('ends with an error event and [DONE] when the upstream dies mid-stream', async () => {
     const upstream = manualStream()
     const { readable } = relay(upstream.stream)
