@@ -17,7 +17,11 @@ export interface StreamSample {
 
 export async function timeStream(url: string, body: unknown, headers: Record<string, string>): Promise<StreamSample> {
   const sentAt = nowMs()
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  })
   if (!response.ok || !response.body) throw new Error(`HTTP ${response.status} from ${url}`)
   const reader = response.body.getReader()
   const decoder = new TextDecoder()

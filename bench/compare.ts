@@ -33,13 +33,28 @@ function figures(before: Summary, after: Summary): Figure[] {
     for (const name of TARGET_NAMES) {
       for (const field of FIELDS) {
         const row = level.targets[name]
-        list.push({ label: `c=${level.concurrency} ${name} ${field}`, before: row[field], range: row.spread[field], after: other.targets[name][field], afterRange: other.targets[name].spread[field], higherIsBetter: false })
+        list.push({
+          label: `c=${level.concurrency} ${name} ${field}`,
+          before: row[field],
+          range: row.spread[field],
+          after: other.targets[name][field],
+          afterRange: other.targets[name].spread[field],
+          higherIsBetter: false,
+        })
       }
     }
   }
   for (const [name, row] of Object.entries(before.throughput)) {
     const other = after.throughput[name]
-    if (other) list.push({ label: `throughput ${name} events/s`, before: row.events_per_s, range: row.spread.events_per_s, after: other.events_per_s, afterRange: other.spread.events_per_s, higherIsBetter: true })
+    if (other)
+      list.push({
+        label: `throughput ${name} events/s`,
+        before: row.events_per_s,
+        range: row.spread.events_per_s,
+        after: other.events_per_s,
+        afterRange: other.spread.events_per_s,
+        higherIsBetter: true,
+      })
   }
   return list
 }
@@ -55,10 +70,23 @@ function main(): void {
   const [beforeName, afterName] = process.argv.slice(2)
   if (!beforeName || !afterName) throw new Error('usage: node bench/compare.ts <before> <after> (names under bench/results/)')
   const list = figures(load(beforeName), load(afterName))
-  const lines = [`# ${beforeName} vs ${afterName}`, '', '| figure | before (median) | before range | after (median) | after range | verdict |', '|---|---|---|---|---|---|']
-  for (const figure of list) lines.push(`| ${figure.label} | ${figure.before} | ${figure.range[0]}–${figure.range[1]} | ${figure.after} | ${figure.afterRange[0]}–${figure.afterRange[1]} | ${verdict(figure)} |`)
+  const lines = [
+    `# ${beforeName} vs ${afterName}`,
+    '',
+    '| figure | before (median) | before range | after (median) | after range | verdict |',
+    '|---|---|---|---|---|---|',
+  ]
+  for (const figure of list)
+    lines.push(
+      `| ${figure.label} | ${figure.before} | ${figure.range[0]}–${figure.range[1]} | ${figure.after} | ${figure.afterRange[0]}–${figure.afterRange[1]} | ${verdict(figure)} |`,
+    )
   const worse = list.filter((figure) => verdict(figure) === 'worse')
-  lines.push('', worse.length === 0 ? 'No figure worse beyond the before run\'s spread.' : `Worse beyond the spread: ${worse.map((figure) => figure.label).join(', ')}.`)
+  lines.push(
+    '',
+    worse.length === 0
+      ? "No figure worse beyond the before run's spread."
+      : `Worse beyond the spread: ${worse.map((figure) => figure.label).join(', ')}.`,
+  )
   writeFileSync(join(ROOT, 'bench/results', `${beforeName}-vs-${afterName}.md`), `${lines.join('\n')}\n`)
   console.log(lines.join('\n'))
   if (worse.length > 0) process.exitCode = 1

@@ -2,7 +2,24 @@
 // own (a document to discuss, ~600 tokens), and every later turn repeats the whole conversation so
 // far plus a short question, as chat clients do: the shared prefix vLLM's prefix cache can reuse.
 
-const WORDS = ['gpu', 'batch', 'token', 'cache', 'latency', 'stream', 'model', 'prefix', 'queue', 'decode', 'prefill', 'router', 'edge', 'worker', 'reason', 'answer']
+const WORDS = [
+  'gpu',
+  'batch',
+  'token',
+  'cache',
+  'latency',
+  'stream',
+  'model',
+  'prefix',
+  'queue',
+  'decode',
+  'prefill',
+  'router',
+  'edge',
+  'worker',
+  'reason',
+  'answer',
+]
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 
 export interface Conversation {

@@ -25,8 +25,20 @@ const CLIENT_KEY = `sk-${'f'.repeat(43)}`
 const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
 /** The load model of each backend (see gpu-backend/emulator/README.md, "Load model"). */
 const EMULATOR_FLAGS = [
-  '--max-num-seqs', String(MAX_NUM_SEQS), '--ttft-ms', '15', '--prefill-ms-per-token', '0.1',
-  '--itl-ms', '8', '--batch-itl-ms-per-seq', '1.5', '--reasoning-tokens', '16', '--content-tokens', '8',
+  '--max-num-seqs',
+  String(MAX_NUM_SEQS),
+  '--ttft-ms',
+  '15',
+  '--prefill-ms-per-token',
+  '0.1',
+  '--itl-ms',
+  '8',
+  '--batch-itl-ms-per-seq',
+  '1.5',
+  '--reasoning-tokens',
+  '16',
+  '--content-tokens',
+  '8',
 ]
 
 interface Outcome {
@@ -43,13 +55,26 @@ function checkTime(): void {
 }
 
 async function startBackends(): Promise<RunningEmulator[]> {
-  const args = ['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, ...EMULATOR_FLAGS]
+  const args = [
+    '--served-model-name',
+    'deepseek-r1-distill-qwen-1.5b',
+    '--reasoning-parser',
+    'deepseek_r1',
+    '--api-key',
+    BACKEND_KEY,
+    ...EMULATOR_FLAGS,
+  ]
   return Promise.all(Array.from({ length: 4 }, () => spawnEmulator(args)))
 }
 
 async function emulatorLoad(backends: RunningEmulator[]): Promise<{ prefixHitRequests: number; requests: number }> {
-  const all = await Promise.all(backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as { prefixHitRequests: number; requests: number }))
-  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), { prefixHitRequests: 0, requests: 0 })
+  const all = await Promise.all(
+    backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as { prefixHitRequests: number; requests: number }),
+  )
+  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), {
+    prefixHitRequests: 0,
+    requests: 0,
+  })
 }
 
 async function resetBackends(backends: RunningEmulator[]): Promise<void> {
@@ -120,7 +145,9 @@ async function runLoad(gatewayUrl: string, rate: number, durationMs: number, dur
     )
   }
   const drained = Promise.all(pending)
-  const deadline = new Promise((_, reject) => setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS))
+  const deadline = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
+  )
   await Promise.race([drained, deadline])
   return outcomes
 }
@@ -182,7 +209,9 @@ async function main(): Promise<void> {
           await resetBackends(backends)
           const outcomes = await runLoad((gateways.get(policy) as ServedWorker).url, capacity * level, PHASE_MS)
           const { prefixHitRequests } = await emulatorLoad(backends)
-          ;((results[String(level)] ??= {} as Record<Policy, PhaseResult[]>)[policy] ??= []).push(summarizePhase(outcomes, prefixHitRequests))
+          ;((results[String(level)] ??= {} as Record<Policy, PhaseResult[]>)[policy] ??= []).push(
+            summarizePhase(outcomes, prefixHitRequests),
+          )
         }
       }
       console.error(`run ${run + 1}/${RUNS} done`)
@@ -217,7 +246,11 @@ function rotate<T>(items: readonly T[], by: number): T[] {
   return [...items.slice(start), ...items.slice(0, start)]
 }
 
-function report(capacity: number, results: Record<string, Record<Policy, PhaseResult[]>>, kill: Awaited<ReturnType<typeof killOneBackend>>): void {
+function report(
+  capacity: number,
+  results: Record<string, Record<Policy, PhaseResult[]>>,
+  kill: Awaited<ReturnType<typeof killOneBackend>>,
+): void {
   const medians = Object.fromEntries(
     Object.entries(results).map(([level, byPolicy]) => [
       level,
@@ -225,14 +258,31 @@ function report(capacity: number, results: Record<string, Record<Policy, PhaseRe
         POLICIES.map((policy) => {
           const runs = byPolicy[policy]
           const of = (key: keyof PhaseResult) => round(median(runs.map((r) => r[key])))
-          return [policy, { ttft_p50: of('ttft_p50'), ttft_p99: of('ttft_p99'), followup_prefix_hit_rate: of('followup_prefix_hit_rate'), failed: of('failed'), requests: of('requests') }]
+          return [
+            policy,
+            {
+              ttft_p50: of('ttft_p50'),
+              ttft_p99: of('ttft_p99'),
+              followup_prefix_hit_rate: of('followup_prefix_hit_rate'),
+              failed: of('failed'),
+              requests: of('requests'),
+            },
+          ]
         }),
       ),
     ]),
   ) as Record<string, Record<Policy, PhaseResult>>
   const at80 = medians['0.8']
   const ratio = at80 ? round(at80.smart.ttft_p99 / at80.weighted_random.ttft_p99) : null
-  const summary = { date: new Date().toISOString(), runs: RUNS, phase_ms: PHASE_MS, capacity_rps: round(capacity), levels: medians, p99_ttft_ratio_smart_vs_weighted_random_at_80: ratio, kill }
+  const summary = {
+    date: new Date().toISOString(),
+    runs: RUNS,
+    phase_ms: PHASE_MS,
+    capacity_rps: round(capacity),
+    levels: medians,
+    p99_ttft_ratio_smart_vs_weighted_random_at_80: ratio,
+    kill,
+  }
   const dir = join(ROOT, 'bench/results')
   writeFileSync(join(dir, 'fleet.json'), `${JSON.stringify(summary, null, 2)}\n`)
   const lines = [
@@ -247,11 +297,16 @@ function report(capacity: number, results: Record<string, Record<Policy, PhaseRe
   for (const [level, byPolicy] of Object.entries(medians)) {
     for (const policy of POLICIES) {
       const r = byPolicy[policy]
-      lines.push(`| ${Number(level) * 100}% | ${policy} | ${r.ttft_p50} | ${r.ttft_p99} | ${r.followup_prefix_hit_rate} | ${r.failed} | ${r.requests} |`)
+      lines.push(
+        `| ${Number(level) * 100}% | ${policy} | ${r.ttft_p50} | ${r.ttft_p99} | ${r.followup_prefix_hit_rate} | ${r.failed} | ${r.requests} |`,
+      )
     }
   }
   lines.push('', `p99 TTFT at 80% load, smart / weighted random: **${ratio}** (target <= 0.6).`)
-  lines.push('', `One backend killed (SIGKILL) half way through a run at 80% load: ${kill.requests} requests, ${kill.failed_before_streaming} failed before streaming (target 0), ${kill.failed_mid_stream} failed mid-stream (those the killed backend was streaming).`)
+  lines.push(
+    '',
+    `One backend killed (SIGKILL) half way through a run at 80% load: ${kill.requests} requests, ${kill.failed_before_streaming} failed before streaming (target 0), ${kill.failed_mid_stream} failed mid-stream (those the killed backend was streaming).`,
+  )
   writeFileSync(join(dir, 'fleet.md'), `${lines.join('\n')}\n`)
   console.log(lines.join('\n'))
 }

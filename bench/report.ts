@@ -51,9 +51,16 @@ function aggregate<T extends { [K in keyof T]: number }>(runs: readonly T[], dig
   return { ...(row as T), spread: spread as Spread<T> }
 }
 
-export function summarize(levels: Record<string, Record<string, LevelResult[]>>, throughput: Record<string, Throughput[]>, settings: BenchSettings) {
+export function summarize(
+  levels: Record<string, Record<string, LevelResult[]>>,
+  throughput: Record<string, Throughput[]>,
+  settings: BenchSettings,
+) {
   const byLevel = Object.entries(levels).map(([concurrency, targets]) => {
-    const rows = Object.fromEntries(Object.entries(targets).map(([name, runs]) => [name, aggregate(runs, 1)])) as Record<TargetName, LevelRow>
+    const rows = Object.fromEntries(Object.entries(targets).map(([name, runs]) => [name, aggregate(runs, 1)])) as Record<
+      TargetName,
+      LevelRow
+    >
     const added = (name: TargetName) => rows[name].ttfe_p50 - rows.direct.ttfe_p50
     return {
       concurrency: Number(concurrency),
@@ -73,7 +80,10 @@ export function summarize(levels: Record<string, Record<string, LevelResult[]>>,
       admission_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-nolimits'].ttfe_p50),
     }
   })
-  const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<string, ThroughputRow>
+  const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<
+    string,
+    ThroughputRow
+  >
   return { date: new Date().toISOString(), ...settings, levels: byLevel, throughput: relay }
 }
 
@@ -95,7 +105,7 @@ function header(summary: Summary): string[] {
     'Admission (rate limits): gateway p50 minus gateway-nolimits p50 (target <= 0.5 ms).',
     'CPU/event: CPU time (user + system, from /proc) of the workerd process serving the target, over the level, divided by the',
     'data events the client received; for direct it is the emulator (no Worker). Range: min–max over the runs.',
-    'Emulator CPU/event: the emulator\'s own CPU in the same window (the upstream\'s share, the same work for every target: a control).',
+    "Emulator CPU/event: the emulator's own CPU in the same window (the upstream's share, the same work for every target: a control).",
     'The issue-14 criterion is the concurrency-64 rows. Wall-clock figures move with other load on the machine far more than CPU/event.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 | CPU µs/event | CPU range | emulator µs/event |',
@@ -124,19 +134,34 @@ function levelLines(level: Summary['levels'][number]): string[] {
 }
 
 function spreadLines(summary: Summary): string[] {
-  const lines = ['', 'Run-to-run spread (min–max over the runs) of the wall-clock figures:', '', '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 |', '|---|---|---|---|---|---|']
+  const lines = [
+    '',
+    'Run-to-run spread (min–max over the runs) of the wall-clock figures:',
+    '',
+    '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 |',
+    '|---|---|---|---|---|---|',
+  ]
   for (const level of summary.levels) {
     for (const name of TARGET_NAMES) {
       const { spread } = level.targets[name]
-      lines.push(`| ${level.concurrency} | ${name} | ${range(spread.ttfe_p50)} | ${range(spread.ttfe_p99)} | ${range(spread.lag_p50)} | ${range(spread.lag_p99)} |`)
+      lines.push(
+        `| ${level.concurrency} | ${name} | ${range(spread.ttfe_p50)} | ${range(spread.ttfe_p99)} | ${range(spread.lag_p50)} | ${range(spread.lag_p99)} |`,
+      )
     }
   }
   return lines
 }
 
 function throughputLines(summary: Summary): string[] {
-  const lines = ['', `Relay throughput, one stream of ${summary.throughputTokens} tokens with no delay between them:`, '', '| target | events/s | range | MiB/s |', '|---|---|---|---|']
-  for (const [name, row] of Object.entries(summary.throughput)) lines.push(`| ${name} | ${Math.round(row.events_per_s)} | ${range(row.spread.events_per_s)} | ${row.mib_per_s} |`)
+  const lines = [
+    '',
+    `Relay throughput, one stream of ${summary.throughputTokens} tokens with no delay between them:`,
+    '',
+    '| target | events/s | range | MiB/s |',
+    '|---|---|---|---|',
+  ]
+  for (const [name, row] of Object.entries(summary.throughput))
+    lines.push(`| ${name} | ${Math.round(row.events_per_s)} | ${range(row.spread.events_per_s)} | ${row.mib_per_s} |`)
   return lines
 }
 

@@ -123,7 +123,12 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 }
 
 /** Serves a Worker and learns the pid of the workerd process Miniflare starts for it. */
-async function serveTracked(served: ServedWorker[], script: string, vars: Record<string, string>, options?: ServeOptions): Promise<{ url: string; pid: number }> {
+async function serveTracked(
+  served: ServedWorker[],
+  script: string,
+  vars: Record<string, string>,
+  options?: ServeOptions,
+): Promise<{ url: string; pid: number }> {
   const { value, pid } = await withNewChild('workerd', () => serveWorker(script, vars, options))
   served.push(value)
   return { url: value.url, pid }
@@ -136,7 +141,12 @@ async function serveTargets(served: ServedWorker[], script: string, bareScript: 
   const gateway = await serveTracked(served, script, backend, { keys })
   const gatewayNoLimits = await serveTracked(served, script, { ...backend, RATE_LIMITS: 'off' }, { keys })
   const passthrough = await serveTracked(served, join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: upstream.url }, { limiter: false })
-  const passthroughJs = await serveTracked(served, join(ROOT, 'bench/passthrough-js-worker.js'), { UPSTREAM: upstream.url }, { limiter: false })
+  const passthroughJs = await serveTracked(
+    served,
+    join(ROOT, 'bench/passthrough-js-worker.js'),
+    { UPSTREAM: upstream.url },
+    { limiter: false },
+  )
   const gatewayBare = await serveTracked(served, bareScript, backend)
   const target = (name: TargetName, { url, pid }: { url: string; pid: number }, key: string): Target => ({ name, url, key, cpuPids: [pid] })
   return [
@@ -175,11 +185,24 @@ async function main(): Promise<void> {
   const [[script, bareScript], emulator] = await Promise.all([
     buildBoth(),
     spawnEmulator([
-      '--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', KEY, '--record-event-times',
+      '--served-model-name',
+      MODEL,
+      '--reasoning-parser',
+      'deepseek_r1',
+      '--api-key',
+      KEY,
+      '--record-event-times',
       // Room for the throughput stream: the default 4096 would end it after ~4,000 tokens.
-      '--max-model-len', '32768',
-      '--ttft-ms', String(EMULATOR.ttftMs), '--itl-ms', String(EMULATOR.itlMs),
-      '--reasoning-tokens', String(EMULATOR.reasoningTokens), '--content-tokens', String(EMULATOR.contentTokens),
+      '--max-model-len',
+      '32768',
+      '--ttft-ms',
+      String(EMULATOR.ttftMs),
+      '--itl-ms',
+      String(EMULATOR.itlMs),
+      '--reasoning-tokens',
+      String(EMULATOR.reasoningTokens),
+      '--content-tokens',
+      String(EMULATOR.contentTokens),
     ]),
   ])
   const served: ServedWorker[] = []

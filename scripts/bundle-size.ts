@@ -31,10 +31,12 @@ export async function measureBundle(): Promise<BundleSize> {
     const output = await dryRunDeploy(outdir)
     const names = (await readdir(outdir)).filter((name) => !NOT_UPLOADED(name)).sort()
     if (names.length === 0) throw new Error(`wrangler deploy --dry-run wrote no module to ${outdir}:\n${output}`)
-    const files = await Promise.all(names.map(async (name) => {
-      const content = await readFile(join(outdir, name))
-      return { name, bytes: content.length, gzipBytes: gzipSync(content).length }
-    }))
+    const files = await Promise.all(
+      names.map(async (name) => {
+        const content = await readFile(join(outdir, name))
+        return { name, bytes: content.length, gzipBytes: gzipSync(content).length }
+      }),
+    )
     return {
       files,
       bytes: files.reduce((sum, file) => sum + file.bytes, 0),
@@ -65,7 +67,9 @@ function kilobytes(bytes: number): string {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const size = await measureBundle()
   for (const file of size.files) console.log(`${file.name}  ${file.bytes} bytes, gzip ${file.gzipBytes} bytes`)
-  console.log(`Worker bundle: ${kilobytes(size.bytes)} raw, ${kilobytes(size.gzipBytes)} gzip (budget: under ${kilobytes(GZIP_BUDGET_BYTES)} gzip)`)
+  console.log(
+    `Worker bundle: ${kilobytes(size.bytes)} raw, ${kilobytes(size.gzipBytes)} gzip (budget: under ${kilobytes(GZIP_BUDGET_BYTES)} gzip)`,
+  )
   if (size.wranglerSummary) console.log(`wrangler: ${size.wranglerSummary}`)
   if (size.gzipBytes >= GZIP_BUDGET_BYTES) {
     console.error(`The gzipped bundle is ${size.gzipBytes} bytes, over the ${GZIP_BUDGET_BYTES}-byte budget.`)

@@ -77,7 +77,13 @@ async function main(): Promise<void> {
   console.log(`API key        ${secret} (${id}, chat+admin, ${created ? 'new' : 'existing'}; DEV_API_KEY in .dev.vars)`)
 
   const wrangler = startWrangler([
-    'dev', '--ip', '127.0.0.1', '--port', String(workerPort), '--var', `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`,
+    'dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(workerPort),
+    '--var',
+    `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`,
   ])
   watch(wrangler, 'wrangler dev')
   wrangler.process.stderr?.pipe(process.stderr)

@@ -32,7 +32,13 @@ export default tseslint.config(
       'prefer-const': 'error',
       'no-console': 'error',
       // Model output and server data are only ever set as text, never parsed as markup.
-      'no-restricted-properties': ['error', ...['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'write', 'writeln'].map((property) => ({ property, message: 'Set text (textContent), never markup.' }))],
+      'no-restricted-properties': [
+        'error',
+        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'write', 'writeln'].map((property) => ({
+          property,
+          message: 'Set text (textContent), never markup.',
+        })),
+      ],
     },
   },
 )

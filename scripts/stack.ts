@@ -86,7 +86,9 @@ const SIBLING_IMPORT = /^import \w+ from "\.\/([^"/]+)";$/gm
  * because Miniflare 5 converts `modules: true` into the main module alone.
  */
 function bundleModules(scriptPath: string, rules: readonly ModuleRule[]) {
-  const compiled = compileModuleRules(rules.map((rule) => ({ type: rule.type, include: rule.globs, fallthrough: rule.fallthrough ?? false })))
+  const compiled = compileModuleRules(
+    rules.map((rule) => ({ type: rule.type, include: rule.globs, fallthrough: rule.fallthrough ?? false })),
+  )
   const source = readFileSync(scriptPath, 'utf8')
   const siblings = [...source.matchAll(SIBLING_IMPORT)].map((match) => {
     const name = match[1] as string

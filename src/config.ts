@@ -182,7 +182,8 @@ function readStreamsConfig(env: WorkerEnv): StreamsConfig {
     maxLifetimeS: positiveInteger('STREAM_MAX_LIFETIME_S', env.STREAM_MAX_LIFETIME_S),
     retryMs: positiveInteger('STREAM_RETRY_MS', env.STREAM_RETRY_MS),
   }
-  if (config.maxLifetimeS > MAX_SESSION_LIFETIME_S) throw misconfigured(`STREAM_MAX_LIFETIME_S must be at most ${MAX_SESSION_LIFETIME_S} (the rate limiter's lease lasts 15 minutes).`)
+  if (config.maxLifetimeS > MAX_SESSION_LIFETIME_S)
+    throw misconfigured(`STREAM_MAX_LIFETIME_S must be at most ${MAX_SESSION_LIFETIME_S} (the rate limiter's lease lasts 15 minutes).`)
   // A browser that waits longer than the grace period to reconnect finds its generation stopped.
   if (config.retryMs >= config.graceMs) throw misconfigured('STREAM_RETRY_MS must be shorter than STREAM_GRACE_MS.')
   return config
@@ -203,7 +204,10 @@ export function readTelemetryConfig(env: WorkerEnv): TelemetryConfig {
 }
 
 function list(value: string): string[] {
-  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
 }
 
 function positiveInteger(name: string, value: string): number {

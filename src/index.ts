@@ -12,7 +12,17 @@ import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
-import { createDashboardLink, dashboardData, dashboardScript, dashboardStyle, login, logout, openLink, showDashboard, showLogin } from './routes/dashboard.ts'
+import {
+  createDashboardLink,
+  dashboardData,
+  dashboardScript,
+  dashboardStyle,
+  login,
+  logout,
+  openLink,
+  showDashboard,
+  showLogin,
+} from './routes/dashboard.ts'
 import { dashboardSession } from './dashboard/auth.ts'
 import { latency } from './routes/latency.ts'
 import { metrics } from './routes/metrics.ts'

@@ -9,11 +9,14 @@ describe('the fallback for unknown errors', () => {
     expect(toApiError(error)).toBe(error)
   })
 
-  it.each([[new TypeError('secret prompt text')], ['a string'], [null]])('turns %j into a 500 internal_error that quotes nothing', (thrown) => {
-    const error = toApiError(thrown)
-    expect(error).toMatchObject({ status: 500, type: 'server_error', code: 'internal_error' })
-    expect(error.message).not.toContain('secret')
-  })
+  it.each([[new TypeError('secret prompt text')], ['a string'], [null]])(
+    'turns %j into a 500 internal_error that quotes nothing',
+    (thrown) => {
+      const error = toApiError(thrown)
+      expect(error).toMatchObject({ status: 500, type: 'server_error', code: 'internal_error' })
+      expect(error.message).not.toContain('secret')
+    },
+  )
 
   it('keeps the status of a framework HTTP exception', () => {
     expect(toApiError(new HTTPException(413)).status).toBe(413)

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { MODEL, callWorker as call, chatBody, postChat } from './support/worker.ts'
 
-
 async function errorOf(response: Response) {
   return ((await response.json()) as { error: { message: string; type: string; param: string | null; code: string | null } }).error
 }
@@ -40,7 +39,11 @@ describe('routes', () => {
 
 describe('chat request checks', () => {
   it('refuses a body that is not JSON with 400', async () => {
-    const response = await call('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages": [' })
+    const response = await call('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"messages": [',
+    })
     expect(response.status).toBe(400)
     const error = await errorOf(response)
     expect(error.code).toBe('invalid_json')

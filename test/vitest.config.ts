@@ -5,7 +5,13 @@ import { defineConfig } from 'vitest/config'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** Tests that run in Node: the emulator itself and the real stack driven from outside. */
-const nodeTests = ['test/emulator/**/*.test.ts', 'test/e2e/**/*.test.ts', 'test/scripts/**/*.test.ts', 'test/gpu-backend/**/*.test.ts', 'test/docs/**/*.test.ts']
+const nodeTests = [
+  'test/emulator/**/*.test.ts',
+  'test/e2e/**/*.test.ts',
+  'test/scripts/**/*.test.ts',
+  'test/gpu-backend/**/*.test.ts',
+  'test/docs/**/*.test.ts',
+]
 
 export default defineConfig({
   root,

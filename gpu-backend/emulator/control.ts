@@ -100,7 +100,8 @@ function health(state: EmulatorState, req: IncomingMessage, res: ServerResponse,
 export async function handleControl(state: EmulatorState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   // The key guards every path that starts with "/v1" (a prefix test: "/v1x" too); server.ts sends
   // "/v1" and "/v1/..." to v1.ts, so only such neighbours reach this check.
-  if (url.pathname.startsWith('/v1') && !authorized(state.options, req)) return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
+  if (url.pathname.startsWith('/v1') && !authorized(state.options, req))
+    return sendJson(res, 401, JSON.stringify({ error: 'Unauthorized' }))
   const route = ROUTES[`${req.method ?? ''} ${url.pathname}`]
   if (route !== undefined) return route(state, req, res, url)
   if (KNOWN_PATHS.has(url.pathname)) return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))

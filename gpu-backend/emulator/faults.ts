@@ -6,11 +6,7 @@
  * (reasoning or content chunks; never the role chunk), so `die_after:0` dies
  * before any data event and `die_after:2` after the second token chunk.
  */
-export type Fault =
-  | { kind: 'none' }
-  | { kind: 'refuse'; status: number }
-  | { kind: 'hang' }
-  | { kind: CountedKind; after: number }
+export type Fault = { kind: 'none' } | { kind: 'refuse'; status: number } | { kind: 'hang' } | { kind: CountedKind; after: number }
 
 /**
  * error_after: this generation alone gets the dead engine's error (400 event mid-stream, 500 for

@@ -40,7 +40,11 @@ type JsonObject = { [key: string]: Json }
  * n single-choice bodies from bodies.ts made into one: the choices in index order, each with its
  * stop_reason (chat_completion_full_generator: `for output in final_res.outputs`), the total usage.
  */
-function joinBodies(results: readonly ChoiceResult[], bodyOf: (result: ChoiceResult) => string, patch: (choice: JsonObject) => void): string {
+function joinBodies(
+  results: readonly ChoiceResult[],
+  bodyOf: (result: ChoiceResult) => string,
+  patch: (choice: JsonObject) => void,
+): string {
   const bodies = results.map((result) => JSON.parse(bodyOf(result)) as JsonObject)
   const choices = bodies.map((body, position) => {
     const choice = (body.choices as JsonObject[])[0] ?? {}

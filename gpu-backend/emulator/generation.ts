@@ -69,7 +69,10 @@ export function generationShape(
   const contentTokens = planned + Math.max(0, sampling.minTokens - beforeEos)
   const plan = chat ? chatTokenPlan : completionTokenPlan
   const choices = Array.from({ length: sampling.n }, (_, index) =>
-    plan({ seed: options.seed, requestKey: choiceKey(request.requestKey, index), reasoningTokens, contentTokens }).slice(0, request.maxTokens),
+    plan({ seed: options.seed, requestKey: choiceKey(request.requestKey, index), reasoningTokens, contentTokens }).slice(
+      0,
+      request.maxTokens,
+    ),
   )
   const mergeTokens = settings.mergeTokens ?? options.mergeTokens
   return { choices, maxTokens: request.maxTokens, sampling, mergeTokens: Math.max(1, mergeTokens), deadShutdownMs: options.deadShutdownMs }
@@ -137,7 +140,13 @@ class Choices {
   }
 
   results(): ChoiceResult[] {
-    return this.decoders.map((d) => ({ index: d.index, text: d.outputText, tokens: d.tokens, finishReason: d.finishReason ?? 'length', stopReason: d.stopReason }))
+    return this.decoders.map((d) => ({
+      index: d.index,
+      text: d.outputText,
+      tokens: d.tokens,
+      finishReason: d.finishReason ?? 'length',
+      stopReason: d.stopReason,
+    }))
   }
 
   tokenCount(): number {
@@ -297,4 +306,3 @@ export function answerGeneration(gen: Generation, res: ServerResponse): () => vo
   })
   return cancel
 }
-

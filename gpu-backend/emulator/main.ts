@@ -91,7 +91,8 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
   const { values } = parseArgs({ args: [...args], options: FLAGS, strict: true, allowPositionals: false })
   if (values.help === true) return 'help'
   const parser = values['reasoning-parser']
-  if (parser !== undefined && parser !== 'deepseek_r1') throw new UsageError(`--reasoning-parser: only deepseek_r1 is emulated, got "${parser}"`)
+  if (parser !== undefined && parser !== 'deepseek_r1')
+    throw new UsageError(`--reasoning-parser: only deepseek_r1 is emulated, got "${parser}"`)
   const options: Record<string, unknown> = {
     host: values.host,
     port: integer('port', values.port) ?? 8000,
@@ -143,7 +144,10 @@ async function main(): Promise<void> {
   })
   process.stdout.write(`vLLM emulator listening on ${emulator.url} (model ${emulator.options.servedModelName})\n`)
   const stop = () => {
-    emulator.close().then(() => process.exit(0), () => process.exit(1))
+    emulator.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
   }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)

@@ -56,9 +56,7 @@ function counter(base: string, help: string, series: [Labels, number][], created
 }
 
 function histogram(name: string, help: string, labels: Labels, data: Histogram, created: number): string {
-  const buckets = data.bounds.map((bound, index) =>
-    sample(`${name}_bucket`, [...labels, ['le', goFloat(bound)]], data.counts[index] ?? 0),
-  )
+  const buckets = data.bounds.map((bound, index) => sample(`${name}_bucket`, [...labels, ['le', goFloat(bound)]], data.counts[index] ?? 0))
   return (
     header(name, help, 'histogram') +
     buckets.join('') +

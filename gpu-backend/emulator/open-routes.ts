@@ -59,7 +59,11 @@ function tokenizeIds(body: Dict): { ids: number[] } | { errors: PydanticError[] 
     const messages = (body.messages as unknown[]).filter(isDict).map((m) => ({ role: String(m.role), content: m.content }))
     return { ids: encodeText(renderChat(messages, body.add_generation_prompt !== false).segments.join('')) }
   }
-  const missing = (member: string, field: string): PydanticError => ({ type: 'missing', loc: ['body', member, field], msg: 'Field required' })
+  const missing = (member: string, field: string): PydanticError => ({
+    type: 'missing',
+    loc: ['body', member, field],
+    msg: 'Field required',
+  })
   return { errors: [missing('TokenizeCompletionRequest', 'prompt'), missing('TokenizeChatRequest', 'messages')] }
 }
 
@@ -88,9 +92,10 @@ export async function handleDetokenize(state: EmulatorState, req: IncomingMessag
   const body = isDict(input.body) ? input.body : {}
   const tokens = body.tokens
   if (!Array.isArray(tokens) || !tokens.every((id) => Number.isInteger(id))) {
-    const error: PydanticError = tokens === undefined
-      ? { type: 'missing', loc: ['body', 'tokens'], msg: 'Field required' }
-      : { type: 'list_type', loc: ['body', 'tokens'], msg: 'Input should be a valid list of integers' }
+    const error: PydanticError =
+      tokens === undefined
+        ? { type: 'missing', loc: ['body', 'tokens'], msg: 'Field required' }
+        : { type: 'list_type', loc: ['body', 'tokens'], msg: 'Input should be a valid list of integers' }
     return sendError(res, options, { status: 400, type: 'Bad Request', message: formatErrors([error]) })
   }
   const refused = wrongModel(options, body)

@@ -110,12 +110,7 @@ export function readDict(value: unknown, loc: Loc): Read<Dict> {
 }
 
 /** Reads `body[field]` when it is present and not null (every Optional field of vLLM's models). */
-export function optional<T>(
-  body: Dict,
-  field: string,
-  read: (value: unknown, loc: Loc) => Read<T>,
-  errors: PydanticError[],
-): T | null {
+export function optional<T>(body: Dict, field: string, read: (value: unknown, loc: Loc) => Read<T>, errors: PydanticError[]): T | null {
   const value = body[field]
   if (value === undefined || value === null) return null
   const result = read(value, ['body', field])

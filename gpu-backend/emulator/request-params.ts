@@ -9,7 +9,21 @@
 
 import type { Json } from './errors.ts'
 import { readResponseFormat, type StructuredOutputs } from './response-format.ts'
-import { isDict, optional, pyFloat, pyRepr, readBool, readDict, readFloat, readInt, readString, type Dict, type Loc, type PydanticError, type Read } from './pydantic.ts'
+import {
+  isDict,
+  optional,
+  pyFloat,
+  pyRepr,
+  readBool,
+  readDict,
+  readFloat,
+  readInt,
+  readString,
+  type Dict,
+  type Loc,
+  type PydanticError,
+  type Read,
+} from './pydantic.ts'
 import { VOCAB_SIZE } from './tokenizer.ts'
 
 /**
@@ -99,8 +113,24 @@ export function readRequestFields(endpoint: 'chat' | 'completion', body: Dict, e
   const requestId = optional(body, 'request_id', readString, errors)
   const cacheSalt = optional(body, 'cache_salt', readString, errors)
   return {
-    frequencyPenalty, presencePenalty, temperature, topP, topK, minP, repetitionPenalty, seed, minTokens, ignoreEos,
-    skipSpecialTokens, logitBias, logprobs, promptLogprobs, priority, cacheSalt, requestId, chatTemplate,
+    frequencyPenalty,
+    presencePenalty,
+    temperature,
+    topP,
+    topK,
+    minP,
+    repetitionPenalty,
+    seed,
+    minTokens,
+    ignoreEos,
+    skipSpecialTokens,
+    logitBias,
+    logprobs,
+    promptLogprobs,
+    priority,
+    cacheSalt,
+    requestId,
+    chatTemplate,
     structuredOutputs: mergeStructured(structured, structuredFromFormat),
     toolChoice: body.tool_choice ?? 'none',
   }
@@ -121,7 +151,10 @@ function readSeed(value: unknown, loc: Loc): Read<number> {
 
 function readStructuredOutputs(value: unknown, loc: Loc): Read<Dict> {
   if (isDict(value)) return { ok: true, value }
-  return { ok: false, error: { type: 'dataclass_type', loc, msg: 'Input should be a dictionary or an instance of StructuredOutputsParams' } }
+  return {
+    ok: false,
+    error: { type: 'dataclass_type', loc, msg: 'Input should be a dictionary or an instance of StructuredOutputsParams' },
+  }
 }
 
 /** to_sampling_params: response_format sets its constraint on the structured_outputs given (or a new one). */
@@ -163,7 +196,8 @@ type Numbers = {
 function verify(p: Numbers): string | null {
   const f = pyFloat
   if (!(p.presence_penalty >= -2 && p.presence_penalty <= 2)) return `presence_penalty must be in [-2, 2], got ${f(p.presence_penalty)}.`
-  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2)) return `frequency_penalty must be in [-2, 2], got ${f(p.frequency_penalty)}.`
+  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
+    return `frequency_penalty must be in [-2, 2], got ${f(p.frequency_penalty)}.`
   if (p.repetition_penalty <= 0) return `repetition_penalty must be greater than zero, got ${f(p.repetition_penalty)}.`
   if (p.temperature < 0) return `temperature must be non-negative, got ${f(p.temperature)}.`
   if (!(p.top_p > 0 && p.top_p <= 1)) return `top_p must be in (0, 1], got ${f(p.top_p)}.`
@@ -224,7 +258,10 @@ export function buildSamplingParams(fields: RequestFields, maxTokens: number): B
 
 /** Processor._validate_params (logprobs, then logit_bias ids), raised once the engine takes the request. */
 export function engineError(params: SamplingParams): string | null {
-  for (const [field, label] of [['logprobs', 'sample'], ['prompt_logprobs', 'prompt']] as const) {
+  for (const [field, label] of [
+    ['logprobs', 'sample'],
+    ['prompt_logprobs', 'prompt'],
+  ] as const) {
     const value = params[field]
     if (typeof value !== 'number' || value === 0) continue
     const wanted = value === -1 ? VOCAB_SIZE : value
@@ -232,7 +269,9 @@ export function engineError(params: SamplingParams): string | null {
   }
   const bias = params.logit_bias
   if (isDict(bias)) {
-    const invalid = Object.keys(bias).map(Number).filter((id) => id < 0 || id >= VOCAB_SIZE)
+    const invalid = Object.keys(bias)
+      .map(Number)
+      .filter((id) => id < 0 || id >= VOCAB_SIZE)
     if (invalid.length > 0) {
       return `token_id(s) [${invalid.join(', ')}] in logit_bias contain out-of-vocab token ids. Vocabulary size: ${VOCAB_SIZE}`
     }

@@ -25,7 +25,8 @@ function typedField(errors: PydanticError[], value: unknown, loc: Loc, kind: 'st
 /** JsonSchemaResponseFormat: name (required), description, schema (alias of json_schema), strict. */
 function jsonSchemaErrors(value: unknown, loc: Loc): PydanticError[] {
   if (value === undefined || value === null) return []
-  if (!isDict(value)) return [{ type: 'model_type', loc, msg: 'Input should be a valid dictionary or instance of JsonSchemaResponseFormat' }]
+  if (!isDict(value))
+    return [{ type: 'model_type', loc, msg: 'Input should be a valid dictionary or instance of JsonSchemaResponseFormat' }]
   const errors: PydanticError[] = []
   if (value.name === undefined) errors.push(missing([...loc, 'name']))
   else typedField(errors, value.name, [...loc, 'name'], 'string')
@@ -50,7 +51,8 @@ function structuralTagErrors(value: Dict, loc: Loc): PydanticError[] {
   const at = [...loc, 'StructuralTagResponseFormat']
   const errors: PydanticError[] = []
   if (value.type === undefined) errors.push(missing([...at, 'type']))
-  else if (value.type !== 'structural_tag') errors.push({ type: 'literal_error', loc: [...at, 'type'], msg: "Input should be 'structural_tag'" })
+  else if (value.type !== 'structural_tag')
+    errors.push({ type: 'literal_error', loc: [...at, 'type'], msg: "Input should be 'structural_tag'" })
   for (const field of ['structures', 'triggers']) {
     if (value[field] === undefined) errors.push(missing([...at, field]))
     else if (!Array.isArray(value[field])) errors.push({ type: 'list_type', loc: [...at, field], msg: 'Input should be a valid list' })
@@ -67,7 +69,10 @@ function constraintOf(format: Dict): StructuredOutputs {
     return { kind: 'params', params: { json: schema.schema ?? null } }
   }
   if (format.type === 'structural_tag') {
-    return { kind: 'params', params: { structural_tag: JSON.stringify({ type: 'structural_tag', structures: format.structures, triggers: format.triggers }) } }
+    return {
+      kind: 'params',
+      params: { structural_tag: JSON.stringify({ type: 'structural_tag', structures: format.structures, triggers: format.triggers }) },
+    }
   }
   return { kind: 'params', params: {} } // "text": structured outputs on, with no constraint
 }

@@ -108,7 +108,12 @@ function refuseInEngine(options: EmulatorOptions, res: ServerResponse, stream: b
 }
 
 /** Validates, then hands the request to the scheduler (also used by /invocations). */
-export async function handleGeneration(state: EmulatorState, options: EmulatorOptions, endpoint: Endpoint, exchange: Exchange): Promise<void> {
+export async function handleGeneration(
+  state: EmulatorState,
+  options: EmulatorOptions,
+  endpoint: Endpoint,
+  exchange: Exchange,
+): Promise<void> {
   const { req, res, rawBody } = exchange
   const parsed = parseRequestBody(options, req, rawBody)
   if (!parsed.ok) return sendError(res, options, parsed.error)
@@ -140,7 +145,13 @@ export async function handleGeneration(state: EmulatorState, options: EmulatorOp
 }
 
 /** Accepts the request: its 200 headers for a stream, then the scheduler's queue. */
-function admit(state: EmulatorState, options: EmulatorOptions, request: GenerationRequest & { id: string }, settings: Settings, exchange: Exchange): void {
+function admit(
+  state: EmulatorState,
+  options: EmulatorOptions,
+  request: GenerationRequest & { id: string },
+  settings: Settings,
+  exchange: Exchange,
+): void {
   const { res, receivedAt } = exchange
   const { fault } = settings
   const gen = buildGeneration(state, options, request, settings, receivedAt)

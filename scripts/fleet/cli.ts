@@ -33,7 +33,12 @@ export async function runFleetCli(argv: readonly string[], deps: Partial<CliDeps
   })
 }
 
-async function execute(command: Exclude<Command, { name: 'help' | 'from-compose' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+async function execute(
+  command: Exclude<Command, { name: 'help' | 'from-compose' }>,
+  run: WranglerRunner,
+  out: Output,
+  now: number,
+): Promise<number> {
   const kv = wranglerKv(command.target, run)
   const where = `${command.target.remote ? 'remote' : 'local'} FLEET namespace`
   const pickUp = () => out.log(pickUpDelay(command.target.remote))
@@ -47,9 +52,11 @@ async function execute(command: Exclude<Command, { name: 'help' | 'from-compose'
       const outcome = await addBackend(kv, command.backend, now)
       if ('duplicate' in outcome) {
         const { id, url } = outcome.existing
-        out.error(outcome.duplicate === 'id'
-          ? `The ${where} already has a backend with id ${id} (${url}); remove it first to replace it.`
-          : `The ${where} already has ${url}, as backend ${id}.`)
+        out.error(
+          outcome.duplicate === 'id'
+            ? `The ${where} already has a backend with id ${id} (${url}); remove it first to replace it.`
+            : `The ${where} already has ${url}, as backend ${id}.`,
+        )
         return 1
       }
       out.log(`Added to the ${where}: ${describeBackend(outcome.added)}.`)
@@ -66,7 +73,8 @@ async function execute(command: Exclude<Command, { name: 'help' | 'from-compose'
       const outcome = await removeBackend(kv, command.id, now)
       if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome)
       out.log(`Removed ${outcome.removed.id} (${outcome.removed.url}) from the ${where}; ${outcome.record.backends.length} left.`)
-      if (outcome.record.backends.length === 0) out.log('The fleet record now lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml again.')
+      if (outcome.record.backends.length === 0)
+        out.log('The fleet record now lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml again.')
       pickUp()
       return 0
     }
@@ -77,7 +85,8 @@ async function execute(command: Exclude<Command, { name: 'help' | 'from-compose'
       if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome)
       const { id } = outcome.backend
       if (!outcome.changed) out.log(`${id} was already ${state}; nothing changed.`)
-      else if (state === 'draining') out.log(`${id} is now draining: it finishes what it has and gets no new requests while another backend can serve.`)
+      else if (state === 'draining')
+        out.log(`${id} is now draining: it finishes what it has and gets no new requests while another backend can serve.`)
       else out.log(`${id} is now active: it gets new requests again.`)
       pickUp()
       return 0

@@ -74,7 +74,8 @@ function dotEnv(path: string): Record<string, string> {
  * ${VAR?message} an error.
  */
 export function interpolate(value: string, env: Env): string {
-  return value.replace(/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g,
+  return value.replace(
+    /\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g,
     (whole, dollar: string, braced?: string, colon?: string, operator?: string, argument?: string, bare?: string) => {
       if (dollar === '$') return '$'
       const name = braced ?? bare ?? ''
@@ -83,7 +84,8 @@ export function interpolate(value: string, env: Env): string {
       if (operator === '-') return missing ? (argument ?? '') : (current ?? '')
       if (operator === '?' && missing) throw new ComposeError(`${name}: ${argument || 'required variable is not set'}`)
       return current ?? ''
-    })
+    },
+  )
 }
 
 function inProfile(service: Service, profile: string): boolean {
@@ -95,10 +97,10 @@ function inProfile(service: Service, profile: string): boolean {
 export function serviceEnvironment(file: ComposeFile, service: Service): Record<string, string> {
   const entries: [string, unknown][] = Array.isArray(service.environment)
     ? service.environment.map((item) => {
-      const text = String(item)
-      const equals = text.indexOf('=')
-      return equals === -1 ? [text, null] : [text.slice(0, equals), text.slice(equals + 1)]
-    })
+        const text = String(item)
+        const equals = text.indexOf('=')
+        return equals === -1 ? [text, null] : [text.slice(0, equals), text.slice(equals + 1)]
+      })
     : Object.entries((service.environment ?? {}) as Record<string, unknown>)
   const environment: Record<string, string> = {}
   for (const [name, value] of entries) {
@@ -128,11 +130,13 @@ export interface PublishedPort {
 /** Where the host publishes the service's CONTAINER_PORT, in the long or the short syntax; null when it does not. */
 export function publishedPort(file: ComposeFile, name: string, service: Service): PublishedPort | null {
   for (const entry of Array.isArray(service.ports) ? service.ports : []) {
-    const { hostIp, published, target } = typeof entry === 'object' && entry !== null
-      ? longPort(file, entry as LongPort)
-      : shortPort(name, interpolate(String(entry), file.env))
+    const { hostIp, published, target } =
+      typeof entry === 'object' && entry !== null
+        ? longPort(file, entry as LongPort)
+        : shortPort(name, interpolate(String(entry), file.env))
     if (Number(target) !== CONTAINER_PORT) continue
-    if (!/^\d+$/.test(published)) throw new ComposeError(`Service ${name}: port ${CONTAINER_PORT} needs one fixed published port, got "${published}".`)
+    if (!/^\d+$/.test(published))
+      throw new ComposeError(`Service ${name}: port ${CONTAINER_PORT} needs one fixed published port, got "${published}".`)
     return { hostIp: hostIp || '0.0.0.0', port: Number(published) }
   }
   return null
@@ -152,7 +156,7 @@ function longPort(file: ComposeFile, entry: LongPort): { hostIp: string; publish
 /** The short port syntax: [HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL], HOST_IP possibly an [IPv6] address. */
 function shortPort(name: string, text: string): { hostIp: string; published: string; target: string } {
   const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(text)
-  const parts = (bracketed ? bracketed[2] ?? '' : text).replace(/\/\w+$/, '').split(':')
+  const parts = (bracketed ? (bracketed[2] ?? '') : text).replace(/\/\w+$/, '').split(':')
   const [first = '', second = '', third = ''] = parts
   if (parts.length === 1) return { hostIp: bracketed?.[1] ?? '', published: '', target: first }
   if (parts.length === 2) return { hostIp: bracketed?.[1] ?? '', published: first, target: second }
@@ -183,7 +187,8 @@ export function fleetServices(file: ComposeFile, profile: string): FleetService[
     if (!published) continue
     const configured = serviceEnvironment(file, service).MAX_NUM_SEQS ?? flagValue(serviceCommand(file, service), '--max-num-seqs')
     const maxNumSeqs = configured === undefined || configured === '' ? DEFAULT_MAX_NUM_SEQS : Number(configured)
-    if (!Number.isInteger(maxNumSeqs) || maxNumSeqs < 1) throw new ComposeError(`Service ${name}: max-num-seqs must be a whole number above 0, got "${configured}".`)
+    if (!Number.isInteger(maxNumSeqs) || maxNumSeqs < 1)
+      throw new ComposeError(`Service ${name}: max-num-seqs must be a whole number above 0, got "${configured}".`)
     fleet.push({ name, ...published, maxNumSeqs })
   }
   return fleet

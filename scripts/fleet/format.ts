@@ -45,24 +45,27 @@ export function formatListing(listing: FleetListing, where: string, now = Date.n
   const summary = `Fleet record in the ${where}, updated ${formatTime(updated)} (${formatAge(now - updated)}): ${plural(backends.length, 'backend')}, ${draining} draining.`
   if (backends.length === 0) return `${summary}\nThe record lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml.`
   const header = ['ID', 'URL', 'WEIGHT', 'MAX CONC', 'REGION', 'STATE', 'HEALTH', 'CHECKED', 'RUNNING', 'WAITING']
-  const rows = backends.map(({ id, url, weight, maxConcurrency, region, state, health }) => [
-    id,
-    url,
-    String(weight),
-    String(maxConcurrency),
-    region ?? '-',
-    state,
-    healthStatus(health),
-    health ? formatAge(now - health.checkedAt) : '-',
-    String(health?.running ?? '-'),
-    String(health?.waiting ?? '-'),
-  ].map(printable))
+  const rows = backends.map(({ id, url, weight, maxConcurrency, region, state, health }) =>
+    [
+      id,
+      url,
+      String(weight),
+      String(maxConcurrency),
+      region ?? '-',
+      state,
+      healthStatus(health),
+      health ? formatAge(now - health.checkedAt) : '-',
+      String(health?.running ?? '-'),
+      String(health?.waiting ?? '-'),
+    ].map(printable),
+  )
   const problems = backends
     .filter(({ health }) => health !== null && !health.healthy && health.problem !== null)
     .map(({ id, health }) => `${id}: ${printable(health?.problem ?? '')}`)
-  const probe = healthAt === null
-    ? "Health: no snapshot; the Worker's cron probe writes fleet:health every minute, and it expires after 10 minutes."
-    : `Health: the cron probe of ${formatTime(healthAt)} (${formatAge(now - healthAt)}).`
+  const probe =
+    healthAt === null
+      ? "Health: no snapshot; the Worker's cron probe writes fleet:health every minute, and it expires after 10 minutes."
+      : `Health: the cron probe of ${formatTime(healthAt)} (${formatAge(now - healthAt)}).`
   const problemLines = problems.length > 0 ? ['', 'Problems:', ...problems.map((line) => `  ${line}`)] : []
   return [summary, columns([header, ...rows]), ...problemLines, '', probe].join('\n')
 }
@@ -97,5 +100,12 @@ function printable(text: string): string {
 
 function columns(rows: readonly string[][]): string {
   const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
 }

@@ -25,7 +25,9 @@ export function composeFleet(command: FromComposeCommand, env: Env): ComposeFlee
     const host = command.host ?? service.hostIp
     const usesHost = command.urlTemplate.includes('{host}')
     if (usesHost && command.host === undefined && isWildcard(host)) {
-      throw new ComposeError(`Service ${service.name} is published on every interface (${host}): pass --host with the address the Worker reaches this machine at.`)
+      throw new ComposeError(
+        `Service ${service.name} is published on every interface (${host}): pass --host with the address the Worker reaches this machine at.`,
+      )
     }
     const url = command.urlTemplate
       .replaceAll('{host}', host.includes(':') && !host.startsWith('[') ? `[${host}]` : host)

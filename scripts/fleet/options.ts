@@ -143,7 +143,10 @@ const FIELD_RULES: Record<keyof BackendRecord, string> = {
 }
 
 /** The backend `add` makes, checked against the fleet record's own schema; from-compose makes its entries with it too. */
-export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'> & Partial<Pick<Values, 'reasoning-parser'>>): BackendRecord {
+export function newBackend(
+  id: string,
+  values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'> & Partial<Pick<Values, 'reasoning-parser'>>,
+): BackendRecord {
   if (values.url === undefined) throw new UsageError(`add needs --url, the backend's vLLM base URL (such as http://10.0.0.5:8000).`)
   const url = normalizeBackendUrl(values.url.trim())
   // The Worker appends /v1/...: a URL ending in /v1 would send requests to /v1/v1/...
@@ -157,7 +160,8 @@ export function newBackend(id: string, values: Pick<Values, 'url' | 'weight' | '
     id,
     url,
     weight: values.weight === undefined ? 1 : decimal(FIELD_RULES.weight, values.weight),
-    maxConcurrency: values['max-concurrency'] === undefined ? DEFAULT_MAX_CONCURRENCY : decimal(FIELD_RULES.maxConcurrency, values['max-concurrency']),
+    maxConcurrency:
+      values['max-concurrency'] === undefined ? DEFAULT_MAX_CONCURRENCY : decimal(FIELD_RULES.maxConcurrency, values['max-concurrency']),
     region: region ?? null,
     state: 'active',
     reasoningParser: values['reasoning-parser'],

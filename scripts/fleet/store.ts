@@ -35,7 +35,8 @@ async function readRecord(kv: Kv): Promise<FleetRecord | null> {
 /** Checks the whole record again before it replaces the stored one. */
 async function writeRecord(kv: Kv, record: FleetRecord): Promise<void> {
   const checked = fleetRecordSchema.safeParse(record)
-  if (!checked.success) throw new Error(`Refusing to write an invalid fleet record: ${checked.error.issues.map((issue) => issue.message).join('; ')}`)
+  if (!checked.success)
+    throw new Error(`Refusing to write an invalid fleet record: ${checked.error.issues.map((issue) => issue.message).join('; ')}`)
   await kv.putMany([{ key: FLEET_KEY, value: JSON.stringify(checked.data) }])
 }
 
@@ -102,7 +103,9 @@ function parseRecord(json: string | null): FleetRecord | null {
   }
   const result = fleetRecordSchema.safeParse(value)
   if (!result.success) {
-    throw new Error(`The KV entry ${FLEET_KEY} is not a valid fleet record (src/fleet/records.ts); fix or delete it before using the fleet CLI.`)
+    throw new Error(
+      `The KV entry ${FLEET_KEY} is not a valid fleet record (src/fleet/records.ts); fix or delete it before using the fleet CLI.`,
+    )
   }
   return result.data
 }

@@ -26,7 +26,11 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
     execute: async (command) => {
       if (command.name === 'dashboard-link') {
         const link = await fetchDashboardLink(fetch, command.url, command.adminKey)
-        out.log(command.json ? JSON.stringify(link, null, 2) : `${link.url}\n\nValid until ${new Date(link.expires_at * 1000).toISOString()}; opening it signs this browser in for 8 hours.`)
+        out.log(
+          command.json
+            ? JSON.stringify(link, null, 2)
+            : `${link.url}\n\nValid until ${new Date(link.expires_at * 1000).toISOString()}; opening it signs this browser in for 8 hours.`,
+        )
         return 0
       }
       if (command.name !== 'usage') return execute(command, run, out, now())
@@ -39,7 +43,12 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
   })
 }
 
-async function execute(command: Exclude<Command, { name: 'help' | 'usage' | 'dashboard-link' }>, run: WranglerRunner, out: Output, now: number): Promise<number> {
+async function execute(
+  command: Exclude<Command, { name: 'help' | 'usage' | 'dashboard-link' }>,
+  run: WranglerRunner,
+  out: Output,
+  now: number,
+): Promise<number> {
   const kv = wranglerKv(command.target, run)
   const where = command.target.remote ? 'remote' : 'local'
   switch (command.name) {
@@ -69,7 +78,9 @@ async function execute(command: Exclude<Command, { name: 'help' | 'usage' | 'das
       const revoked = await revokeKey(kv, command.id)
       if (!revoked) return unknownKey(out, command.id, where)
       const { id, name } = revoked.record
-      out.log(revoked.wasDisabled ? `${id} (${name}) was already revoked.` : `Revoked ${id} (${name}); its record stays, disabled, for audit.`)
+      out.log(
+        revoked.wasDisabled ? `${id} (${name}) was already revoked.` : `Revoked ${id} (${name}); its record stays, disabled, for audit.`,
+      )
       out.log(`Workers that cached the key keep accepting it until their copy expires: ${cacheDelay(command.target.remote)}`)
       return 0
     }

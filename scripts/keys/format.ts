@@ -30,9 +30,7 @@ const LIMIT_LABELS: Record<keyof KeyLimits, string> = {
 const LIMIT_NAMES = Object.keys(LIMIT_LABELS) as (keyof KeyLimits)[]
 
 function formatLimits(limits: KeyLimits): string {
-  const set = LIMIT_NAMES
-    .filter((name) => limits[name] !== null)
-    .map((name) => `${LIMIT_LABELS[name]} ${limits[name]}`)
+  const set = LIMIT_NAMES.filter((name) => limits[name] !== null).map((name) => `${LIMIT_LABELS[name]} ${limits[name]}`)
   return set.length === 0 ? 'deployment defaults' : `${set.join(', ')} (others: deployment defaults)`
 }
 
@@ -68,7 +66,14 @@ export function formatList(records: readonly KeyRecord[], now = Date.now()): str
 
 function columns(rows: readonly string[][]): string {
   const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n')
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
 }
 
 function formatReset(ms: number): string {
@@ -86,14 +91,26 @@ const REFUSAL_LABELS: Record<string, string> = {
 export function formatUsage(answer: KeyUsage): string {
   const { limits, source, usage } = answer
   const windowRow = (label: string, value: number, from: string, window: KeyUsage['usage']['requests']) => [
-    label, String(value), from, String(Math.max(0, window.limit - window.remaining)), String(window.remaining), formatReset(window.reset_ms),
+    label,
+    String(value),
+    from,
+    String(Math.max(0, window.limit - window.remaining)),
+    String(window.remaining),
+    formatReset(window.reset_ms),
   ]
   const maxOutput = limits.max_output_tokens
   const table = columns([
     ['LIMIT', 'VALUE', 'SOURCE', 'USED', 'REMAINING', 'RESET'],
     windowRow('requests/min', limits.requests_per_minute, source.requests_per_minute, usage.requests),
     windowRow('tokens/min', limits.tokens_per_minute, source.tokens_per_minute, usage.tokens),
-    ['concurrent streams', String(limits.concurrent_streams), source.concurrent_streams, String(usage.in_flight), String(Math.max(0, limits.concurrent_streams - usage.in_flight)), '-'],
+    [
+      'concurrent streams',
+      String(limits.concurrent_streams),
+      source.concurrent_streams,
+      String(usage.in_flight),
+      String(Math.max(0, limits.concurrent_streams - usage.in_flight)),
+      '-',
+    ],
     ['streams per IP', String(limits.concurrent_streams_per_ip ?? 'off'), 'deployment', '-', '-', '-'],
     ['max output tokens', String(maxOutput ?? '-'), maxOutput === null ? 'default' : 'key', '-', '-', '-'],
   ])

@@ -42,9 +42,7 @@ const BULK_GET_MAX = 100
  * --remote changes nothing but the location flag, without network.
  */
 export function kvArgs(target: KvTarget, operation: readonly string[]): string[] {
-  const location = target.remote
-    ? ['--remote']
-    : ['--local', ...(target.persistTo === undefined ? [] : ['--persist-to', target.persistTo])]
+  const location = target.remote ? ['--remote'] : ['--local', ...(target.persistTo === undefined ? [] : ['--persist-to', target.persistTo])]
   return ['kv', ...operation, '--binding', target.binding ?? 'KEYS', '--config', target.config, ...location]
 }
 

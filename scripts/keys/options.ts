@@ -101,12 +101,17 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
 const KEY_ID = 'a key id (key_...)'
 
 /** `env` is read for GATEWAY_ADMIN_KEY, by usage only. */
-export function parseCommand(argv: readonly string[], now = Date.now(), env: Readonly<Record<string, string | undefined>> = process.env): Command {
+export function parseCommand(
+  argv: readonly string[],
+  now = Date.now(),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Command {
   const line = parseCommandLine(argv, OPTIONS, ACCEPTS)
   if (line.name === 'help') return line
   const { name: command, values, rest } = line
   const json = values.json === true
-  if (command === 'usage') return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+  if (command === 'usage')
+    return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
   if (command === 'dashboard-link') {
     noArguments(rest)
     return { name: command, json, url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
@@ -163,7 +168,10 @@ function parseName(name: string): string {
 }
 
 function commaList(value: string): string[] {
-  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
 }
 
 function parseScopes(value: string): Scope[] {
@@ -211,14 +219,16 @@ function workerUrl(command: string, value: string | undefined): string {
   if (value === undefined) throw new UsageError(`${command} needs --url, the Worker to ask (npm start serves it at http://127.0.0.1:8787).`)
   if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) throw new UsageError(`--url takes an http(s) URL, got: ${value}`)
   const url = new URL(value)
-  if (url.search !== '' || url.hash !== '') throw new UsageError(`--url takes the Worker's address without query or fragment, got: ${value}`)
+  if (url.search !== '' || url.hash !== '')
+    throw new UsageError(`--url takes the Worker's address without query or fragment, got: ${value}`)
   return url.href.replace(/\/+$/, '')
 }
 
 /** Only from the environment: a flag would show in ps and in shell history. Never echoed. */
 function adminKey(command: string, env: Readonly<Record<string, string | undefined>>): string {
   const key = env.GATEWAY_ADMIN_KEY?.trim() ?? ''
-  if (key === '') throw new UsageError(`${command} needs an API key with the admin scope in the environment variable GATEWAY_ADMIN_KEY (it is not set).`)
+  if (key === '')
+    throw new UsageError(`${command} needs an API key with the admin scope in the environment variable GATEWAY_ADMIN_KEY (it is not set).`)
   if (!isWellFormedSecret(key)) throw new UsageError('GATEWAY_ADMIN_KEY does not hold an API key (sk- and 43 more characters).')
   return key
 }

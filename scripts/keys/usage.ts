@@ -48,7 +48,13 @@ const DEV_HINT = 'Is the Worker running? npm start serves it at http://127.0.0.1
  * An admin call to the Worker: the parsed JSON answer of a 2xx, or an Error with the Worker's own
  * message. `url`: the Worker's address without a trailing slash, as parseCommand leaves it.
  */
-async function askWorker(fetcher: Fetcher, url: string, path: string, adminKey: string, method = 'GET'): Promise<{ endpoint: string; answer: unknown }> {
+async function askWorker(
+  fetcher: Fetcher,
+  url: string,
+  path: string,
+  adminKey: string,
+  method = 'GET',
+): Promise<{ endpoint: string; answer: unknown }> {
   const endpoint = `${url}${path}`
   let response: Response
   let body: string
@@ -60,13 +66,18 @@ async function askWorker(fetcher: Fetcher, url: string, path: string, adminKey: 
     })
     body = await response.text()
   } catch (error) {
-    if (error instanceof Error && error.name === 'TimeoutError') throw new Error(`No answer from ${url} within ${TIMEOUT_MS / 1000} s. ${DEV_HINT}`)
+    if (error instanceof Error && error.name === 'TimeoutError')
+      throw new Error(`No answer from ${url} within ${TIMEOUT_MS / 1000} s. ${DEV_HINT}`)
     throw new Error(`Could not reach ${url} (${reason(error)}). ${DEV_HINT}`)
   }
   const answer = parseJson(body)
   if (!response.ok) {
     const message = errorMessage(answer)
-    throw new Error(message === undefined ? `${endpoint} answered HTTP ${response.status}, without an error message.` : `${message} (HTTP ${response.status})`)
+    throw new Error(
+      message === undefined
+        ? `${endpoint} answered HTTP ${response.status}, without an error message.`
+        : `${message} (HTTP ${response.status})`,
+    )
   }
   return { endpoint, answer }
 }

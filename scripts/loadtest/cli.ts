@@ -36,7 +36,11 @@ async function execute(settings: Settings, { out, progress, fetch }: CliDeps): P
   const bar = progressBar(progress, !settings.json)
   let runs
   try {
-    runs = await runLoad(settings, () => streamChat(target, fetch), (state) => bar.update(state))
+    runs = await runLoad(
+      settings,
+      () => streamChat(target, fetch),
+      (state) => bar.update(state),
+    )
   } finally {
     bar.finish()
   }

@@ -64,7 +64,12 @@ export async function streamChat(target: ChatTarget, fetchImpl: Fetch): Promise<
   const tracker = new StreamTracker(performance.now())
   let response: Response
   try {
-    response = await fetchImpl(endpointOf(target.baseUrl, 'chat/completions'), { method: 'POST', headers: headers(target.key), body, signal })
+    response = await fetchImpl(endpointOf(target.baseUrl, 'chat/completions'), {
+      method: 'POST',
+      headers: headers(target.key),
+      body,
+      signal,
+    })
   } catch (error) {
     return thrown(error, signal, 'network', target.timeoutMs)
   }
@@ -162,7 +167,8 @@ export class StreamTracker {
       this.fail('malformed', `an event that is not JSON: ${data.slice(0, 80)}`)
       return
     }
-    if (typeof chunk !== 'object' || chunk === null) return this.fail('malformed', `an event that is not a JSON object: ${data.slice(0, 80)}`)
+    if (typeof chunk !== 'object' || chunk === null)
+      return this.fail('malformed', `an event that is not a JSON object: ${data.slice(0, 80)}`)
     if (chunk.error !== undefined || chunk.object === 'error') {
       return this.fail('stream_error', messageIn(data) ?? data.slice(0, 200))
     }
@@ -188,7 +194,8 @@ export class StreamTracker {
     if (this.failure) return this.failure
     if (!this.done) return { ok: false, kind: 'incomplete', message: 'the stream ended without data: [DONE]' }
     const [first] = this.arrivals
-    if (first === undefined || this.lastTokenAt === null) return { ok: false, kind: 'empty', message: 'the stream finished without a single token' }
+    if (first === undefined || this.lastTokenAt === null)
+      return { ok: false, kind: 'empty', message: 'the stream finished without a single token' }
     const completionTokens = this.usageTokens ?? this.arrivals.length
     const span = this.lastTokenAt - first
     return {
@@ -213,7 +220,10 @@ export async function firstModel(baseUrl: string, key: string | null, timeoutMs:
     throw new Error(`Could not list the models at ${url} (${thrown(error, signal, 'network', timeoutMs).message}). Check --url, or ${fix}.`)
   }
   if (!response.ok) {
-    const hint = response.status === 401 || response.status === 403 ? 'The endpoint refused the API key: check --key, LOADTEST_API_KEY or OPENAI_API_KEY.' : `Check --url, or ${fix}.`
+    const hint =
+      response.status === 401 || response.status === 403
+        ? 'The endpoint refused the API key: check --key, LOADTEST_API_KEY or OPENAI_API_KEY.'
+        : `Check --url, or ${fix}.`
     throw new Error(`Could not list the models at ${url}: ${await errorMessage(response)}. ${hint}`)
   }
   const listing = (await response.json().catch(() => null)) as { data?: { id?: unknown }[] } | null

@@ -52,7 +52,9 @@ Options:
   --json             one JSON document on stdout instead of tables (and no progress bar)
   -h, --help         this text
 
-Numbers are whole numbers from 1 up to: ${Object.entries(NUMBERS).map(([name, rule]) => `--${name} ${rule.max}`).join(', ')}.
+Numbers are whole numbers from 1 up to: ${Object.entries(NUMBERS)
+  .map(([name, rule]) => `--${name} ${rule.max}`)
+  .join(', ')}.
 Exit codes: 0 every request succeeded; 1 a request failed (the report is still printed) or the
 load test could not start; 2 bad command line.`
 
@@ -98,7 +100,8 @@ function wholeNumber(name: keyof typeof NUMBERS, value: string | undefined): num
   const rule = NUMBERS[name]
   if (value === undefined) return rule.default
   const parsed = /^\d+$/.test(value) ? Number(value) : Number.NaN
-  if (!(parsed >= 1 && parsed <= rule.max)) throw new UsageError(`--${name} takes a whole number from 1 to ${rule.max} (${rule.what}), got: ${value}`)
+  if (!(parsed >= 1 && parsed <= rule.max))
+    throw new UsageError(`--${name} takes a whole number from 1 to ${rule.max} (${rule.what}), got: ${value}`)
   return parsed
 }
 
@@ -107,8 +110,10 @@ export function baseUrl(value: string): string {
   const rule = `--url takes an http(s) URL without query or fragment, such as http://127.0.0.1:8787 or http://10.0.0.5:8000/v1, got: ${value}`
   if (!URL.canParse(value.trim())) throw new UsageError(rule)
   const url = new URL(value.trim())
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '' || /[?#]/.test(value)) throw new UsageError(rule)
-  if (url.username !== '' || url.password !== '') throw new UsageError('--url must not hold credentials: pass the key with --key or LOADTEST_API_KEY.')
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '' || /[?#]/.test(value))
+    throw new UsageError(rule)
+  if (url.username !== '' || url.password !== '')
+    throw new UsageError('--url must not hold credentials: pass the key with --key or LOADTEST_API_KEY.')
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '').replace(/\/v1$/, '')
 }
 

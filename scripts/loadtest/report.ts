@@ -37,7 +37,11 @@ export function buildReport(settings: Settings, model: string, runs: RunSummary[
 
 /** The JSON document: milliseconds and rates rounded to 0.001, which is below what is measurable. */
 export function formatJson(report: Report): string {
-  return JSON.stringify(report, (_key, value: unknown) => (typeof value === 'number' && !Number.isInteger(value) ? Math.round(value * 1000) / 1000 : value), 2)
+  return JSON.stringify(
+    report,
+    (_key, value: unknown) => (typeof value === 'number' && !Number.isInteger(value) ? Math.round(value * 1000) / 1000 : value),
+    2,
+  )
 }
 
 const LABELS: Record<RunMetric, string> = {
@@ -75,7 +79,11 @@ export function formatHuman(report: Report): string {
       [`across ${report.runs.length} run${report.runs.length === 1 ? '' : 's'}`, 'mean', 'sd'],
       (Object.keys(LABELS) as RunMetric[]).map((name) => {
         const spread = report.acrossRuns[name]
-        return [LABELS[name] + (spread.runs < report.runs.length ? ` (${spread.runs} of ${report.runs.length} runs)` : ''), fixed(spread.mean), fixed(spread.sd)]
+        return [
+          LABELS[name] + (spread.runs < report.runs.length ? ` (${spread.runs} of ${report.runs.length} runs)` : ''),
+          fixed(spread.mean),
+          fixed(spread.sd),
+        ]
       }),
     ),
   ]
@@ -88,12 +96,13 @@ function errorLines(report: Report): string[] {
   const requests = report.settings.requests * report.runs.length
   if (total === 0) return [`No errors in ${requests} requests.`]
   const lines = [`${total} of ${requests} requests failed:`]
-  for (const [kind, count] of Object.entries(byKind).sort((a, b) => b[1] - a[1])) lines.push(`  ${kind}  ${count}  (first: ${examples[kind] ?? '-'})`)
+  for (const [kind, count] of Object.entries(byKind).sort((a, b) => b[1] - a[1]))
+    lines.push(`  ${kind}  ${count}  (first: ${examples[kind] ?? '-'})`)
   if (byKind.http_401 !== undefined || byKind.http_403 !== undefined) {
     lines.push('The endpoint refused the API key (401/403): check --key, LOADTEST_API_KEY or OPENAI_API_KEY.')
   }
   if (byKind.http_429 !== undefined) {
-    lines.push('Rate limited (429): through this Worker, raise the key\'s limits (npm run keys -- limits ID --rpm N --tpm N --streams N).')
+    lines.push("Rate limited (429): through this Worker, raise the key's limits (npm run keys -- limits ID --rpm N --tpm N --streams N).")
   }
   if (byKind.timeout !== undefined) lines.push('Timeouts: raise --timeout-ms, lower --max-tokens or --concurrency, or check the endpoint.')
   return lines

@@ -11,7 +11,11 @@ export interface Plan {
   runs: number
 }
 
-export async function runLoad(plan: Plan, send: () => Promise<RequestOutcome>, onProgress: (state: ProgressState) => void): Promise<RunSummary[]> {
+export async function runLoad(
+  plan: Plan,
+  send: () => Promise<RequestOutcome>,
+  onProgress: (state: ProgressState) => void,
+): Promise<RunSummary[]> {
   const summaries: RunSummary[] = []
   for (let run = 1; run <= plan.runs; run++) {
     let started = 0

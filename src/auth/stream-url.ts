@@ -30,7 +30,13 @@ export async function signStreamUrl(origin: string, sessionId: string, expires: 
  * time), then the expiry. A URL whose `exp` was changed fails the signature, so it is "not valid"
  * rather than "expired". Every failure is a 401 that names no secret.
  */
-export async function verifyStreamUrl(sessionId: string, exp: string | undefined, sig: string | undefined, secrets: readonly string[], nowS: number): Promise<void> {
+export async function verifyStreamUrl(
+  sessionId: string,
+  exp: string | undefined,
+  sig: string | undefined,
+  secrets: readonly string[],
+  nowS: number,
+): Promise<void> {
   const expires = Number(exp)
   const signature = fromBase64url(sig ?? '')
   if (!/^\d{1,15}$/.test(exp ?? '') || !signature || signature.length === 0) {

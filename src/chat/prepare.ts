@@ -27,7 +27,8 @@ export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStr
   const config = c.get('config')
   const { record } = c.get('principal')
   const body = await readJsonBody(c)
-  const streamed = options.forceStream && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, stream: true } : body
+  const streamed =
+    options.forceStream && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, stream: true } : body
   const parsed = parseChatRequest(streamed)
   if (parsed.model != null && !config.modelNames.has(parsed.model)) {
     throw new ApiError(404, `The model '${parsed.model}' does not exist.`, { param: 'model', code: 'model_not_found' })

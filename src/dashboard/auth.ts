@@ -11,7 +11,9 @@ import { SESSION_COOKIE, readDashboardValue } from './session.ts'
 export function signingSecrets(c: Context<AppEnv>): readonly string[] {
   const secrets = c.get('config').streamTokenSecrets
   if (secrets.length === 0) {
-    throw new ApiError(503, 'The dashboard needs STREAM_TOKEN_SECRETS (its sessions are signed with it).', { code: 'dashboard_unavailable' })
+    throw new ApiError(503, 'The dashboard needs STREAM_TOKEN_SECRETS (its sessions are signed with it).', {
+      code: 'dashboard_unavailable',
+    })
   }
   return secrets
 }

@@ -28,7 +28,16 @@ function point(t: number, stats: LatencyStats): SeriesPoint {
     return value === null ? null : Math.round(value * 10) / 10
   }
   const { outcomes } = stats
-  return { t, requests: stats.requests, errors: outcomes.upstream_error, aborts: outcomes.client_abort, refused: outcomes.refused, p50: at(0.5), p90: at(0.9), p99: at(0.99) }
+  return {
+    t,
+    requests: stats.requests,
+    errors: outcomes.upstream_error,
+    aborts: outcomes.client_abort,
+    refused: outcomes.refused,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+  }
 }
 
 /** The dashboard's charts: per backend and for the fleet, a point per bucket of the window. */

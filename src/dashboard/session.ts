@@ -20,7 +20,12 @@ export function mintDashboardValue(purpose: SignedPurpose, keyId: string, ttlS: 
 }
 
 /** The claims of a valid, unexpired session cookie or link; null otherwise. */
-export async function readDashboardValue(purpose: SignedPurpose, token: string, secrets: readonly string[], nowS: number): Promise<DashboardClaims | null> {
+export async function readDashboardValue(
+  purpose: SignedPurpose,
+  token: string,
+  secrets: readonly string[],
+  nowS: number,
+): Promise<DashboardClaims | null> {
   const value = await verifySignedValue(purpose, token, secrets)
   if (typeof value !== 'object' || value === null) return null
   const { k, e } = value as { k?: unknown; e?: unknown }

@@ -103,7 +103,8 @@ function batchingStore(pending: Map<string, unknown>): LedgerStore {
   return {
     saveCharge: (charge) => pending.set(chargeKey(charge), charge.tokens),
     dropCharge: (charge) => pending.set(chargeKey(charge), DELETED),
-    saveLease: (id, lease) => pending.set(LEASE + id, { at: lease.at, ip: lease.ip, chargeKey: chargeKey(lease.charge) } satisfies StoredLease),
+    saveLease: (id, lease) =>
+      pending.set(LEASE + id, { at: lease.at, ip: lease.ip, chargeKey: chargeKey(lease.charge) } satisfies StoredLease),
     dropLease: (id) => pending.set(LEASE + id, DELETED),
     saveTotals: (totals) => pending.set(TOTALS, structuredClone(totals)),
   }

@@ -67,9 +67,19 @@ export class StreamSession extends DurableObject<WorkerEnv> {
 
   /** Opens the generation; answers once a backend accepted it, or with why none did. */
   async start(input: StartSession): Promise<StartResult> {
-    if (this.#meta) return { ok: false, refusal: toRefusal(new ApiError(409, 'The stream session exists already.', { code: 'stream_exists' })) }
+    if (this.#meta)
+      return { ok: false, refusal: toRefusal(new ApiError(409, 'The stream session exists already.', { code: 'stream_exists' })) }
     const config = readConfig(this.env)
-    const meta: SessionMeta = { keyId: input.keyId, lease: input.lease, origins: input.origins, settings: input.settings, createdAt: Date.now(), state: 'running', endedAt: null, settled: false }
+    const meta: SessionMeta = {
+      keyId: input.keyId,
+      lease: input.lease,
+      origins: input.origins,
+      settings: input.settings,
+      createdAt: Date.now(),
+      state: 'running',
+      endedAt: null,
+      settled: false,
+    }
     this.#meta = meta
     this.#log = new EventLog(this.ctx.storage)
     this.ctx.storage.kv.put('meta', meta)
@@ -81,7 +91,16 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     let generation: OpenedAttempts
     try {
       const { body, prefixKey, requestId, gatewayMaxTokens } = input
-      generation = await openAttempts({ env: this.env, config, body, prefixKey, requestId, gatewayMaxTokens, signal: running.listeners.signal, observer: trace })
+      generation = await openAttempts({
+        env: this.env,
+        config,
+        body,
+        prefixKey,
+        requestId,
+        gatewayMaxTokens,
+        signal: running.listeners.signal,
+        observer: trace,
+      })
     } catch (error) {
       this.#running = null
       finishWithError(trace.trace, error)
@@ -92,10 +111,17 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     trace.trace.headersReady()
     liveGauges.streamsInFlight++
     this.#armGrace()
-    const sink = { emit: (name: StreamEventName, data: string) => void this.#unsent.push(this.#eventLog().append(name, data)), flush: () => this.#flush() }
-    const ended = pumpGeneration(generation, sink, trace).catch(
-      (error: unknown): GenerationEnd => ({ outcome: 'upstream_error', error: toApiError(error), backendEvent: null, finishReason: null, used: null }),
-    )
+    const sink = {
+      emit: (name: StreamEventName, data: string) => void this.#unsent.push(this.#eventLog().append(name, data)),
+      flush: () => this.#flush(),
+    }
+    const ended = pumpGeneration(generation, sink, trace).catch((error: unknown): GenerationEnd => ({
+      outcome: 'upstream_error',
+      error: toApiError(error),
+      backendEvent: null,
+      finishReason: null,
+      used: null,
+    }))
     this.ctx.waitUntil(ended.then((end) => this.#finish(running, end)).catch(logFailure))
     return { ok: true }
   }
@@ -111,7 +137,8 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     const log = this.#eventLog()
     const finished = meta.state === 'finished'
     if (finished && input.lastEventId >= log.lastId) return { kind: 'ended' }
-    if (input.lastEventId > log.lastId) return refused(400, `Last-Event-ID ${input.lastEventId} is beyond this stream's last event.`, 'invalid_last_event_id')
+    if (input.lastEventId > log.lastId)
+      return refused(400, `Last-Event-ID ${input.lastEventId} is beyond this stream's last event.`, 'invalid_last_event_id')
     const subscriber = new Subscriber({ ...meta.settings, afterId: input.lastEventId, onGone: (gone) => this.#unsubscribe(gone) })
     subscriber.send(log.since(input.lastEventId), this.#deliveredHook())
     if (finished) {
@@ -204,7 +231,9 @@ export class StreamSession extends DurableObject<WorkerEnv> {
       await settleLease(this.env, meta.lease, used)
     } catch (error) {
       proxyCounters.rateLimiterSettleFailures++
-      console.warn(JSON.stringify({ event: 'rate_limiter_settle_failed', keyId: meta.keyId, error: error instanceof Error ? error.name : 'unknown' }))
+      console.warn(
+        JSON.stringify({ event: 'rate_limiter_settle_failed', keyId: meta.keyId, error: error instanceof Error ? error.name : 'unknown' }),
+      )
     }
   }
 
@@ -248,10 +277,14 @@ export class StreamSession extends DurableObject<WorkerEnv> {
 
   #newTrace(keyId: string, startedAt: number): RequestTrace {
     const { modelId, telemetry } = readConfig(this.env)
-    return new RequestTrace({ model: modelId, keyId }, (record) => {
-      recordRequest(record)
-      this.ctx.waitUntil(sendSoon(this.env, telemetry.batchMs))
-    }, startedAt)
+    return new RequestTrace(
+      { model: modelId, keyId },
+      (record) => {
+        recordRequest(record)
+        this.ctx.waitUntil(sendSoon(this.env, telemetry.batchMs))
+      },
+      startedAt,
+    )
   }
 
   async #erase(): Promise<void> {
@@ -263,9 +296,13 @@ export class StreamSession extends DurableObject<WorkerEnv> {
 }
 
 function stopError(cause: StopCause | null, settings: SessionSettings): ApiError | null {
-  if (cause === 'abandoned') return new ApiError(408, `Nobody listened to this stream for ${settings.graceMs} ms; the generation was stopped.`, { code: 'stream_abandoned' })
+  if (cause === 'abandoned')
+    return new ApiError(408, `Nobody listened to this stream for ${settings.graceMs} ms; the generation was stopped.`, {
+      code: 'stream_abandoned',
+    })
   if (cause === 'cancelled') return new ApiError(400, 'The stream was cancelled.', { code: 'stream_cancelled' })
-  if (cause === 'lifetime') return new ApiError(504, `The stream reached its ${settings.maxLifetimeS} s lifetime.`, { code: 'stream_lifetime_exceeded' })
+  if (cause === 'lifetime')
+    return new ApiError(504, `The stream reached its ${settings.maxLifetimeS} s lifetime.`, { code: 'stream_lifetime_exceeded' })
   return null
 }
 

@@ -42,7 +42,12 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
 
   metrics(): MetricsSnapshot {
     const { streams, isolates } = this.#aggregate.streamsInFlight(Date.now())
-    return { totals: this.#aggregate.totals, streamsInFlight: streams, isolatesReporting: isolates, lateRecords: this.#aggregate.lateRecords }
+    return {
+      totals: this.#aggregate.totals,
+      streamsInFlight: streams,
+      isolatesReporting: isolates,
+      lateRecords: this.#aggregate.lateRecords,
+    }
   }
 
   /**
@@ -58,7 +63,9 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
           await this.env.LATENCY.put(write.key, JSON.stringify(write.value), { expirationTtl: write.ttlS })
         } catch (error) {
           failed.push(write)
-          console.error(JSON.stringify({ event: 'latency_kv_write_failed', key: write.key, error: error instanceof Error ? error.name : 'unknown' }))
+          console.error(
+            JSON.stringify({ event: 'latency_kv_write_failed', key: write.key, error: error instanceof Error ? error.name : 'unknown' }),
+          )
         }
       }),
     )

@@ -9,7 +9,10 @@ export interface Backend {
 
 /** Parses BACKEND_URLS: comma-separated http(s) base URLs. The id is the URL's host:port. */
 export function parseBackends(list: string): Backend[] {
-  const urls = list.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  const urls = list
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
   if (urls.length === 0) throw misconfigured('BACKEND_URLS names no backend.')
   return urls.map((entry) => {
     let url: URL

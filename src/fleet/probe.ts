@@ -25,7 +25,14 @@ export async function saveSnapshot(kv: KVNamespace, snapshot: HealthSnapshot): P
 
 async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: number): Promise<BackendHealth> {
   const headers: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}
-  const unhealthy = (problem: string): BackendHealth => ({ healthy: false, checkedAt: now, running: null, waiting: null, kvCacheUsage: null, problem })
+  const unhealthy = (problem: string): BackendHealth => ({
+    healthy: false,
+    checkedAt: now,
+    running: null,
+    waiting: null,
+    kvCacheUsage: null,
+    problem,
+  })
   let health: Response
   try {
     health = await fetch(`${backend.url}/health`, { headers, signal: AbortSignal.timeout(options.timeoutMs) })

@@ -41,9 +41,9 @@ export const fleetRecordSchema = z.object({
   version: z.literal(1),
   /** Unix ms of the last change. */
   updated: z.int(),
-  backends: z.array(backendRecordSchema).check(
-    z.refine((list) => new Set(list.map((b) => b.id)).size === list.length, 'backend ids must be unique'),
-  ),
+  backends: z
+    .array(backendRecordSchema)
+    .check(z.refine((list) => new Set(list.map((b) => b.id)).size === list.length, 'backend ids must be unique')),
 })
 
 export type FleetRecord = z.infer<typeof fleetRecordSchema>

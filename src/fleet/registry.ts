@@ -3,7 +3,15 @@
 // fleet record exists. A change made with `npm run fleet` reaches every isolate within the cache
 // time plus KV's own propagation (up to about 60 s across locations); no deploy.
 import type { Backend } from './backends.ts'
-import { FLEET_KEY, HEALTH_KEY, parseFleetRecord, type BackendRecord, type FleetRecord, type HealthSnapshot, type ReasoningParser } from './records.ts'
+import {
+  FLEET_KEY,
+  HEALTH_KEY,
+  parseFleetRecord,
+  type BackendRecord,
+  type FleetRecord,
+  type HealthSnapshot,
+  type ReasoningParser,
+} from './records.ts'
 
 export interface FleetView {
   backends: readonly BackendRecord[]
@@ -19,8 +27,20 @@ interface Cached {
 const cache = new WeakMap<KVNamespace, Cached>()
 
 /** Backends from BACKEND_URLS, as records: active, weight 1. */
-export function recordsFromConfig(backends: readonly Backend[], maxConcurrency: number, reasoningParser: ReasoningParser = 'deepseek_r1'): BackendRecord[] {
-  return backends.map((backend) => ({ id: backend.id, url: backend.url, weight: 1, maxConcurrency, region: null, state: 'active', reasoningParser }))
+export function recordsFromConfig(
+  backends: readonly Backend[],
+  maxConcurrency: number,
+  reasoningParser: ReasoningParser = 'deepseek_r1',
+): BackendRecord[] {
+  return backends.map((backend) => ({
+    id: backend.id,
+    url: backend.url,
+    weight: 1,
+    maxConcurrency,
+    region: null,
+    state: 'active',
+    reasoningParser,
+  }))
 }
 
 export async function loadFleet(kv: KVNamespace, fallback: readonly BackendRecord[], ttlMs: number, now = Date.now()): Promise<FleetView> {

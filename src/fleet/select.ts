@@ -45,7 +45,9 @@ let roundRobinTurn = 0
  * down (the caller answers 503).
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
-  const eligible = input.backends.filter((backend) => isUsable(backend, input)).map((backend) => ({ backend, load: loadOf(backend, input) }))
+  const eligible = input.backends
+    .filter((backend) => isUsable(backend, input))
+    .map((backend) => ({ backend, load: loadOf(backend, input) }))
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
@@ -63,7 +65,10 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
   // A backend with a free sequence slot starts the request now; a full one queues it behind a
   // whole generation. Free slots first, then the lowest expected time to first token.
   const byCost = [...candidates].sort((a, b) => Number(isFull(a)) - Number(isFull(b)) || expectedTtft(a, input) - expectedTtft(b, input))
-  const preferred = input.prefixKey === null ? null : affinityChoice(candidates, input.prefixKey, input.recall?.(input.prefixKey), input.options.affinityLoadBound)
+  const preferred =
+    input.prefixKey === null
+      ? null
+      : affinityChoice(candidates, input.prefixKey, input.recall?.(input.prefixKey), input.options.affinityLoadBound)
   return preferred ? [preferred, ...byCost.filter((candidate) => candidate !== preferred)] : byCost
 }
 

@@ -177,7 +177,13 @@ export class Ledger {
     }
     if (this.#tokensInWindow + reserveTokens > limits.tokensPerMinute) {
       const freedAt = this.#tokensFreeAt(limits.tokensPerMinute - reserveTokens, now)
-      return { limit: 'tokens', limitValue: limits.tokensPerMinute, used: this.#tokensInWindow, requested: reserveTokens, retryAfterMs: freedAt - now }
+      return {
+        limit: 'tokens',
+        limitValue: limits.tokensPerMinute,
+        used: this.#tokensInWindow,
+        requested: reserveTokens,
+        retryAfterMs: freedAt - now,
+      }
     }
     return null
   }

@@ -22,9 +22,7 @@ export function foldSystem(messages: Messages): Messages {
   if (preamble === '') return rest
   const firstUser = rest.findIndex((message) => message.role === 'user')
   if (firstUser === -1) return [{ role: 'user', content: preamble }, ...rest]
-  return rest.map((message, index) =>
-    index === firstUser ? { ...message, content: `${preamble}\n\n${message.content ?? ''}` } : message,
-  )
+  return rest.map((message, index) => (index === firstUser ? { ...message, content: `${preamble}\n\n${message.content ?? ''}` } : message))
 }
 
 /** Turns of one role in a row become one turn: chat templates are written for alternating turns. */

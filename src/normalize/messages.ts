@@ -54,9 +54,7 @@ export function nfcMessages(messages: Messages): Messages {
     const content = nfcOf(message.content)
     const reasoning = nfcOf(message.reasoning_content)
     if (content === message.content && reasoning === message.reasoning_content) return message
-    return 'reasoning_content' in message
-      ? { ...message, content, reasoning_content: reasoning }
-      : { ...message, content }
+    return 'reasoning_content' in message ? { ...message, content, reasoning_content: reasoning } : { ...message, content }
   })
 }
 

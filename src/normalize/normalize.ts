@@ -1,14 +1,7 @@
 import { ApiError } from '../errors.ts'
 import type { ChatRequest } from '../schema/chat-request.ts'
 import { addMathDirective, foldSystem, mergeConsecutive } from './conversation.ts'
-import {
-  flattenMessage,
-  isThinkPrefill,
-  nfcMessages,
-  stripReasoning,
-  THINK_PREFILL,
-  type FlatMessage,
-} from './messages.ts'
+import { flattenMessage, isThinkPrefill, nfcMessages, stripReasoning, THINK_PREFILL, type FlatMessage } from './messages.ts'
 import type { RuleName, RuleSwitches } from './rules.ts'
 
 /**

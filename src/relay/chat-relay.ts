@@ -95,7 +95,12 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
   // another backend; after that, failures are error events.
   hold.streaming = true
   liveGauges.streamsInFlight++
-  const sink = new SsePassThrough({ forwardUsage: input.forwardUsage, keepAliveMs: config.keepAliveMs, observer: hold.trace, onGone: () => gone.abort('client_gone') })
+  const sink = new SsePassThrough({
+    forwardUsage: input.forwardUsage,
+    keepAliveMs: config.keepAliveMs,
+    observer: hold.trace,
+    onGone: () => gone.abort('client_gone'),
+  })
   const generation = (async (): Promise<GenerationEnd> => {
     const { first, attempts } = opened ?? (await opening)
     return runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), sink, {

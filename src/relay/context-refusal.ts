@@ -12,7 +12,8 @@ export type ContextRefusal =
 const TOO_LARGE =
   /'max_tokens' or 'max_completion_tokens' is too large: (\d+)\. This model's maximum context length is (\d+) tokens and your request has (\d+) input tokens/
 const PROMPT_TOO_LONG = /This model's maximum context length is (\d+) tokens\. However, your request has (\d+) input tokens/
-const LEGACY_BOTH = /This model's maximum context length is (\d+) tokens\. However, you requested \d+ tokens \((\d+) in the messages, (\d+) in the completion\)/
+const LEGACY_BOTH =
+  /This model's maximum context length is (\d+) tokens\. However, you requested \d+ tokens \((\d+) in the messages, (\d+) in the completion\)/
 const LEGACY_PROMPT = /This model's maximum context length is (\d+) tokens\. However, you requested (\d+) tokens in the messages/
 
 /** The refusal `message` states, or null when it is no context-length refusal. Pure. */
@@ -32,7 +33,12 @@ export function roomLeft(refusal: ContextRefusal): number {
 }
 
 function tooLarge(maxModelLen: string | undefined, promptTokens: string | undefined, maxTokens: string | undefined): ContextRefusal | null {
-  return valid({ kind: 'max_tokens_too_large', maxModelLen: Number(maxModelLen), promptTokens: Number(promptTokens), maxTokens: Number(maxTokens) })
+  return valid({
+    kind: 'max_tokens_too_large',
+    maxModelLen: Number(maxModelLen),
+    promptTokens: Number(promptTokens),
+    maxTokens: Number(maxTokens),
+  })
 }
 
 /** Numbers too long to be exact are no numbers to act on. */

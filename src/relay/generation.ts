@@ -59,9 +59,15 @@ export interface GenerationEnd {
 }
 
 /** Reads `first` to its end, failing over through `next` while the sink has not committed. */
-export async function runGeneration<S extends RelaySource>(first: S, next: NextSource<S> | null, sink: GenerationSink, options: GenerationOptions): Promise<GenerationEnd> {
+export async function runGeneration<S extends RelaySource>(
+  first: S,
+  next: NextSource<S> | null,
+  sink: GenerationSink,
+  options: GenerationOptions,
+): Promise<GenerationEnd> {
   let source = first
-  const readerFor = (attempt: S) => new ChunkReader({ keepChunkUsage: options.keepChunkUsage, reasoningInContent: attempt.reasoningInContent })
+  const readerFor = (attempt: S) =>
+    new ChunkReader({ keepChunkUsage: options.keepChunkUsage, reasoningInContent: attempt.reasoningInContent })
   let reader = readerFor(first)
   let firstTokenSeen = false
   let finishReason: string | null = null

@@ -48,7 +48,12 @@ export class SsePassThrough implements GenerationSink {
   constructor(options: { forwardUsage: boolean; keepAliveMs: number; observer: RelayObserver; onGone: () => void }) {
     this.#forwardUsage = options.forwardUsage
     this.#observer = options.observer
-    this.writer = new ClientSseWriter({ keepAliveMs: options.keepAliveMs, slowClient: 'wait', maxUntaken: MAX_UNSETTLED_WRITES, onGone: options.onGone })
+    this.writer = new ClientSseWriter({
+      keepAliveMs: options.keepAliveMs,
+      slowClient: 'wait',
+      maxUntaken: MAX_UNSETTLED_WRITES,
+      onGone: options.onGone,
+    })
   }
 
   chunk(chunk: DataChunk, firstToken: boolean): void {
@@ -112,9 +117,11 @@ export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptio
         return replacement
       }
     : null
-  void runGeneration(first, next, sink, { afterBackendError: 'read_to_done', observer, keepChunkUsage: options.forwardChunkUsage }).then((end) => {
-    sink.finish(end)
-    options.onEnd?.(end)
-  })
+  void runGeneration(first, next, sink, { afterBackendError: 'read_to_done', observer, keepChunkUsage: options.forwardChunkUsage }).then(
+    (end) => {
+      sink.finish(end)
+      options.onEnd?.(end)
+    },
+  )
   return sink.writer.body
 }

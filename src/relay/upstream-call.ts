@@ -93,7 +93,6 @@ export class UpstreamCall {
     this.used = { promptTokens: chunk.usage.prompt_tokens, completionTokens }
   }
 
-
   get sawEvent(): boolean {
     return this.#lastEventAt !== 0
   }
@@ -145,9 +144,7 @@ export class UpstreamCall {
   #watch = (): void => {
     const now = Date.now()
     const waitingForFirst = this.#lastEventAt === 0
-    const dueAt = waitingForFirst
-      ? this.#startedAt + this.#timeouts.firstEventMs
-      : this.#lastEventAt + this.#timeouts.idleMs
+    const dueAt = waitingForFirst ? this.#startedAt + this.#timeouts.firstEventMs : this.#lastEventAt + this.#timeouts.idleMs
     if (now >= dueAt) {
       this.stop(waitingForFirst ? 'first_event_timeout' : 'idle_timeout')
       return

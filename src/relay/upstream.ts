@@ -73,7 +73,7 @@ function unreachable(error: unknown): ApiError {
 async function refusal(response: Response): Promise<ApiError> {
   const message = extractMessage(await readBounded(response)) ?? `The backend refused the request (HTTP ${response.status}).`
   if (response.status === 401 || response.status === 403) {
-    return new ApiError(502, 'The backend rejected the gateway\'s credentials.', { code: 'upstream_auth_failed' })
+    return new ApiError(502, "The backend rejected the gateway's credentials.", { code: 'upstream_auth_failed' })
   }
   const status = (response.status >= 400 && response.status <= 599 ? response.status : 502) as ContentfulStatusCode
   if (status === 400 && readContextRefusal(message)) {

@@ -17,7 +17,8 @@ import { latencyQuery, latencyReport } from '../telemetry/latency-report.ts'
 // the style from /dashboard/style.css, data from /dashboard/data, nothing else.
 
 const PAGE_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'cache-control': 'no-store',
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
@@ -69,12 +70,20 @@ export function logout(c: Context<AppEnv>): Response {
 
 /** GET /dashboard/app.js, behind the session like the page: only a signed-in admin gets the code. */
 export function dashboardScript(c: Context<AppEnv>): Response {
-  return c.body(DASHBOARD_SCRIPT, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+  return c.body(DASHBOARD_SCRIPT, 200, {
+    'content-type': 'text/javascript; charset=utf-8',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  })
 }
 
 /** GET /dashboard/style.css: public, since the sign-in form uses it too (it holds nothing but style). */
 export function dashboardStyle(c: Context<AppEnv>): Response {
-  return c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' })
+  return c.body(DASHBOARD_CSS, 200, {
+    'content-type': 'text/css; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-content-type-options': 'nosniff',
+  })
 }
 
 /** GET /dashboard/data?window=...: the charts' series and the summary table. */

@@ -12,12 +12,18 @@ import PLAYGROUND_JS from '../pages/playground/playground.browser.js'
  * The page may load its own script and style and talk to this Worker only: model output that
  * tried to be markup could run nothing, and nothing could leave for another origin.
  */
-const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 const COMMON = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }
 
 export function playgroundPage(c: Context<AppEnv>): Response {
-  return c.body(PLAYGROUND_HTML, 200, { ...COMMON, 'content-type': 'text/html; charset=utf-8', 'content-security-policy': PAGE_CSP, 'referrer-policy': 'no-referrer' })
+  return c.body(PLAYGROUND_HTML, 200, {
+    ...COMMON,
+    'content-type': 'text/html; charset=utf-8',
+    'content-security-policy': PAGE_CSP,
+    'referrer-policy': 'no-referrer',
+  })
 }
 
 export function playgroundScript(c: Context<AppEnv>): Response {

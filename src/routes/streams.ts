@@ -31,7 +31,8 @@ export async function createStream(c: Context<AppEnv>): Promise<Response> {
   let handedOver = false
   try {
     const { request, reserveTokens, gatewayMaxTokens } = await prepareChatRequest(c, { forceStream: true })
-    if ((request.n ?? 1) !== 1) throw new ApiError(400, 'A stream session carries one choice: n must be 1.', { param: 'n', code: 'invalid_value' })
+    if ((request.n ?? 1) !== 1)
+      throw new ApiError(400, 'A stream session carries one choice: n must be 1.', { param: 'n', code: 'invalid_value' })
     lease = await admitLease(c, reserveTokens)
     const principal = c.get('principal')
     const origin = c.req.header('origin')
@@ -101,15 +102,21 @@ async function sessionFromUrl(c: Context<AppEnv>) {
 }
 
 function sessionsDisabled(): ApiError {
-  return new ApiError(503, 'Stream sessions are not configured on this deployment (STREAM_TOKEN_SECRETS).', { code: 'stream_sessions_disabled' })
+  return new ApiError(503, 'Stream sessions are not configured on this deployment (STREAM_TOKEN_SECRETS).', {
+    code: 'stream_sessions_disabled',
+  })
 }
 
 /** A request refused before a session took it is recorded here, as the chat route records its own. */
 function recordRefusal(c: Context<AppEnv>, startedAt: number, error: unknown): void {
   const { modelId, telemetry } = c.get('config')
-  const trace = new RequestTrace({ model: modelId, keyId: c.get('principal').keyId }, (record) => {
-    recordRequest(record)
-    c.executionCtx.waitUntil(sendSoon(c.env, telemetry.batchMs))
-  }, startedAt)
+  const trace = new RequestTrace(
+    { model: modelId, keyId: c.get('principal').keyId },
+    (record) => {
+      recordRequest(record)
+      c.executionCtx.waitUntil(sendSoon(c.env, telemetry.batchMs))
+    },
+    startedAt,
+  )
   finishWithError(trace, error)
 }

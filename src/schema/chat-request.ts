@@ -15,16 +15,20 @@ export const VOCAB_SIZE = 151_936
 const textPart = z.object({ type: z.literal('text'), text: z.string() })
 const content = z.union([z.string(), z.array(textPart)])
 
-const message = z.discriminatedUnion('role', [
-  z.object({ role: z.literal('system'), content, name: z.optional(z.string()) }),
-  z.object({ role: z.literal('user'), content, name: z.optional(z.string()) }),
-  z.object({
-    role: z.literal('assistant'),
-    content: z.optional(z.nullable(content)),
-    name: z.optional(z.string()),
-    reasoning_content: z.optional(z.nullable(z.string())),
-  }),
-], { error: "A message's role must be 'system', 'user' or 'assistant' (tool messages are not relayed)." })
+const message = z.discriminatedUnion(
+  'role',
+  [
+    z.object({ role: z.literal('system'), content, name: z.optional(z.string()) }),
+    z.object({ role: z.literal('user'), content, name: z.optional(z.string()) }),
+    z.object({
+      role: z.literal('assistant'),
+      content: z.optional(z.nullable(content)),
+      name: z.optional(z.string()),
+      reasoning_content: z.optional(z.nullable(z.string())),
+    }),
+  ],
+  { error: "A message's role must be 'system', 'user' or 'assistant' (tool messages are not relayed)." },
+)
 
 const maxTokens = (name: string) => optional(intWhere(name, (value) => value >= 1, 'must be at least 1'))
 const penalty = (name: string) => optional(numberWhere(name, (value) => value >= -2 && value <= 2, 'must be in [-2, 2]'))
@@ -40,9 +44,7 @@ export const chatRequestSchema = z
     model: optional(z.string()),
     messages: z.array(message).check(z.minLength(1, 'messages must contain at least one message.')),
     stream: optional(z.boolean()),
-    stream_options: optional(
-      z.strictObject({ include_usage: optional(z.boolean()), continuous_usage_stats: optional(z.boolean()) }),
-    ),
+    stream_options: optional(z.strictObject({ include_usage: optional(z.boolean()), continuous_usage_stats: optional(z.boolean()) })),
     temperature: optional(numberWhere('temperature', (value) => value >= 0, 'must be non-negative')),
     top_p: optional(numberWhere('top_p', (value) => value > 0 && value <= 1, 'must be in (0, 1]')),
     // vLLM: 0 and -1 both disable top-k ("quietly accept -1 as disabled, but prefer 0").
@@ -101,10 +103,13 @@ export const chatRequestSchema = z
       message: 'best_of must be greater than or equal to n.',
       path: ['best_of'],
     }),
-    z.refine((request) => request.response_format == null || request.response_format.type === 'text' || request.structured_outputs == null, {
-      message: 'Use either response_format or structured_outputs, not both.',
-      path: ['structured_outputs'],
-    }),
+    z.refine(
+      (request) => request.response_format == null || request.response_format.type === 'text' || request.structured_outputs == null,
+      {
+        message: 'Use either response_format or structured_outputs, not both.',
+        path: ['structured_outputs'],
+      },
+    ),
     z.refine((request) => toolChoiceProblem(request.tools, request.tool_choice) === null, {
       error: (issue) => toolChoiceProblem((issue.input as ChatRequest).tools, (issue.input as ChatRequest).tool_choice) ?? '',
       path: ['tool_choice'],

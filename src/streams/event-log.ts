@@ -73,7 +73,13 @@ export class EventLog {
       await this.#storage.put(key, batch, { allowUnconfirmed })
     } catch (error) {
       // The events are still in memory; only a replay after eviction would miss them.
-      console.error(JSON.stringify({ event: 'stream_events_save_failed', events: batch.length, error: error instanceof Error ? error.name : 'unknown' }))
+      console.error(
+        JSON.stringify({
+          event: 'stream_events_save_failed',
+          events: batch.length,
+          error: error instanceof Error ? error.name : 'unknown',
+        }),
+      )
     }
   }
 }

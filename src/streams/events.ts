@@ -19,7 +19,11 @@ export function textData(text: string): string {
 }
 
 export function usageData(usage: Usage): string {
-  return JSON.stringify({ prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens })
+  return JSON.stringify({
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    total_tokens: usage.total_tokens,
+  })
 }
 
 export function doneData(finishReason: string | null): string {

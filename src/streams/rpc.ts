@@ -55,5 +55,9 @@ export function toRefusal(error: unknown): Refusal {
 }
 
 export function fromRefusal(refusal: Refusal): ApiError {
-  return new ApiError(refusal.status as ContentfulStatusCode, refusal.message, { type: refusal.type, code: refusal.code, headers: refusal.headers })
+  return new ApiError(refusal.status as ContentfulStatusCode, refusal.message, {
+    type: refusal.type,
+    code: refusal.code,
+    headers: refusal.headers,
+  })
 }

@@ -70,7 +70,13 @@ async function sendPending(env: WorkerEnv): Promise<void> {
     await aggregatorOf(env).ingest(batch)
   } catch (error) {
     requeue(batch)
-    console.error(JSON.stringify({ event: 'telemetry_send_failed', records: batch.records.length, error: error instanceof Error ? error.name : 'unknown' }))
+    console.error(
+      JSON.stringify({
+        event: 'telemetry_send_failed',
+        records: batch.records.length,
+        error: error instanceof Error ? error.name : 'unknown',
+      }),
+    )
   }
 }
 

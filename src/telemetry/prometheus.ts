@@ -54,7 +54,9 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
   }
   out.metric('time_to_first_token_seconds', 'histogram', 'Time from the request to the client taking the first reasoning or content token.')
   for (const [backend, histogram] of Object.entries(totals.ttft).sort()) {
-    TTFT_BUCKETS_S.forEach((bound, i) => out.sample('time_to_first_token_seconds_bucket', histogram.buckets[i] ?? 0, { backend, le: String(bound) }))
+    TTFT_BUCKETS_S.forEach((bound, i) =>
+      out.sample('time_to_first_token_seconds_bucket', histogram.buckets[i] ?? 0, { backend, le: String(bound) }),
+    )
     out.sample('time_to_first_token_seconds_bucket', histogram.count, { backend, le: '+Inf' })
     out.sample('time_to_first_token_seconds_sum', Math.round(histogram.sumS * 1e6) / 1e6, { backend })
     out.sample('time_to_first_token_seconds_count', histogram.count, { backend })

@@ -26,13 +26,19 @@ describe('stream tokens', () => {
 
   it('are refused after they expire', async () => {
     const token = await mintStreamToken('secret-a', claims)
-    await expect(verifyStreamToken(token, ['secret-a'], claims.expires)).rejects.toMatchObject({ status: 401, code: 'expired_stream_token' })
+    await expect(verifyStreamToken(token, ['secret-a'], claims.expires)).rejects.toMatchObject({
+      status: 401,
+      code: 'expired_stream_token',
+    })
   })
 
   it('are refused when their claims are changed (a longer expiry, another key)', async () => {
     const token = await mintStreamToken('secret-a', claims)
     const [prefix, , signature] = token.split('.')
-    for (const forged of [{ ...claims, expires: now + 99_999 }, { ...claims, keyId: 'key_other' }]) {
+    for (const forged of [
+      { ...claims, expires: now + 99_999 },
+      { ...claims, keyId: 'key_other' },
+    ]) {
       const body = btoa(JSON.stringify({ k: forged.keyId, e: forged.expires, o: forged.origin })).replaceAll('=', '')
       await expect(verifyStreamToken(`${prefix}.${body}.${signature}`, ['secret-a'], now)).rejects.toMatchObject({ status: 401 })
     }
@@ -40,11 +46,21 @@ describe('stream tokens', () => {
 
   it('turn any garbage into a 401, never another error (property)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.string(), fc.string().map((s) => `st1.${s}`), fc.tuple(fc.string(), fc.string()).map(([a, b]) => `st1.${a}.${b}`)), async (garbage) => {
-        const error = await verifyStreamToken(garbage, ['secret-a'], now).then(() => null, (e: unknown) => e)
-        expect(error).toBeInstanceOf(ApiError)
-        expect(error).toMatchObject({ status: 401 })
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          fc.string(),
+          fc.string().map((s) => `st1.${s}`),
+          fc.tuple(fc.string(), fc.string()).map(([a, b]) => `st1.${a}.${b}`),
+        ),
+        async (garbage) => {
+          const error = await verifyStreamToken(garbage, ['secret-a'], now).then(
+            () => null,
+            (e: unknown) => e,
+          )
+          expect(error).toBeInstanceOf(ApiError)
+          expect(error).toMatchObject({ status: 401 })
+        },
+      ),
       { numRuns: 300 },
     )
   })

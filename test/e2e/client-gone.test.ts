@@ -24,7 +24,11 @@ beforeAll(async () => {
   emulator = started
   const limits = { requestsPerMinute: null, tokensPerMinute: null, concurrentStreams: 1, maxOutputTokens: null }
   // The default keep-alive (15 s): the bound must not depend on a short one.
-  worker = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: BACKEND_KEY }, { keys: [{ secret: ONE_SLOT_KEY, fields: { limits } }] })
+  worker = await serveWorker(
+    script,
+    { BACKEND_URLS: emulator.url, BACKEND_API_KEY: BACKEND_KEY },
+    { keys: [{ secret: ONE_SLOT_KEY, fields: { limits } }] },
+  )
 })
 
 afterAll(async () => {
@@ -74,7 +78,10 @@ async function slotFree(): Promise<boolean> {
   const response = await fetch(`${worker.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${ONE_SLOT_KEY}` },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: '[emulator ttft_ms=1 itl_ms=0 reasoning_tokens=1 content_tokens=1]' }] }),
+    body: JSON.stringify({
+      model: MODEL,
+      messages: [{ role: 'user', content: '[emulator ttft_ms=1 itl_ms=0 reasoning_tokens=1 content_tokens=1]' }],
+    }),
   })
   await response.text()
   return response.status === 200
@@ -106,7 +113,10 @@ describe('a client that hangs up', () => {
     const holder = fetch(`${emulator.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${BACKEND_KEY}` },
-      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: '[emulator ttft_ms=6000 reasoning_tokens=1 content_tokens=1]' }] }),
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: '[emulator ttft_ms=6000 reasoning_tokens=1 content_tokens=1]' }],
+      }),
     })
     await within(5_000, async () => (await stats()).running === 1)
     const before = await stats()

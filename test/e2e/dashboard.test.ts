@@ -37,7 +37,11 @@ async function waitForLatency(count: number): Promise<void> {
 
 beforeAll(async () => {
   const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--itl-ms', '2']
-  const [script, ...started] = await Promise.all([buildPrivateWorker(), spawnEmulator([...args, '--ttft-ms', '20']), spawnEmulator([...args, '--ttft-ms', '60'])])
+  const [script, ...started] = await Promise.all([
+    buildPrivateWorker(),
+    spawnEmulator([...args, '--ttft-ms', '20']),
+    spawnEmulator([...args, '--ttft-ms', '60']),
+  ])
   emulators = started
   worker = await serveWorker(
     script,
@@ -48,7 +52,12 @@ beforeAll(async () => {
       TELEMETRY_BATCH_MS: '100',
       LATENCY_FLUSH_MS: '500',
     },
-    { keys: [{ secret: ADMIN_KEY, fields: { scopes: ['admin'] } }, { secret: CHAT_KEY, fields: { scopes: ['chat'] } }] },
+    {
+      keys: [
+        { secret: ADMIN_KEY, fields: { scopes: ['admin'] } },
+        { secret: CHAT_KEY, fields: { scopes: ['chat'] } },
+      ],
+    },
   )
   // Distinct conversations, so routing spreads them over both backends.
   for (let i = 0; i < 24; i++) await chat(`conversation ${i}: what is ${i} + ${i}?`)
@@ -78,7 +87,9 @@ describe('the dashboard in Chromium', () => {
     await Promise.all([page.waitForURL(`${worker.url}/dashboard`), page.click('button[type=submit]')])
     await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 })
 
-    const rows = await page.$$eval('#summary tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)))
+    const rows = await page.$$eval('#summary tbody tr', (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)),
+    )
     const backendRows = rows.filter((cells) => cells[0] !== 'all' && cells[0] !== '-')
     expect(backendRows).toHaveLength(2)
     const all = rows.find((cells) => cells[0] === 'all') as (string | null)[]

@@ -66,17 +66,20 @@ function startProxy(target: () => string): Promise<CuttingProxy> {
     const entry = { path: req.url ?? '', lastEventId: (req.headers['last-event-id'] as string | undefined) ?? null, status: 0 }
     requests.push(entry)
     const upstreamUrl = new URL(target())
-    const upstream = forward({ host: upstreamUrl.hostname, port: upstreamUrl.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      entry.status = answer.statusCode ?? 0
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      const pair = { client: res, upstream }
-      if (String(answer.headers['content-type']).startsWith('text/event-stream')) open.add(pair)
-      res.on('close', () => {
-        open.delete(pair)
-        upstream.destroy()
-      })
-      answer.pipe(res)
-    })
+    const upstream = forward(
+      { host: upstreamUrl.hostname, port: upstreamUrl.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        entry.status = answer.statusCode ?? 0
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        const pair = { client: res, upstream }
+        if (String(answer.headers['content-type']).startsWith('text/event-stream')) open.add(pair)
+        res.on('close', () => {
+          open.delete(pair)
+          upstream.destroy()
+        })
+        answer.pipe(res)
+      },
+    )
     upstream.on('error', () => res.destroy())
     req.pipe(upstream)
   })
@@ -112,8 +115,24 @@ let chromium: RunningBrowser
 let page: Page
 
 beforeAll(async () => {
-  const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--ttft-ms', '20', '--itl-ms', '3']
-  const [script, started, browser, cutting] = await Promise.all([buildPrivateWorker(), spawnEmulator(args), launchChromium(), startProxy(() => worker.url)])
+  const args = [
+    '--served-model-name',
+    MODEL,
+    '--reasoning-parser',
+    'deepseek_r1',
+    '--api-key',
+    BACKEND_KEY,
+    '--ttft-ms',
+    '20',
+    '--itl-ms',
+    '3',
+  ]
+  const [script, started, browser, cutting] = await Promise.all([
+    buildPrivateWorker(),
+    spawnEmulator(args),
+    launchChromium(),
+    startProxy(() => worker.url),
+  ])
   emulator = started
   chromium = browser
   proxy = cutting
@@ -169,7 +188,11 @@ async function readyState(name: string): Promise<number> {
 }
 
 function textOf(events: SeenEvent[]): { reasoning: string; content: string } {
-  const join = (kind: string) => events.filter((event) => event.name === kind).map((event) => event.data.text).join('')
+  const join = (kind: string) =>
+    events
+      .filter((event) => event.name === kind)
+      .map((event) => event.data.text)
+      .join('')
   return { reasoning: join('reasoning'), content: join('content') }
 }
 
@@ -187,7 +210,12 @@ describe('native EventSource in Chromium', () => {
     await page.waitForFunction('window.streams.whole.ended', undefined, { timeout: 15_000 })
     const stream = await streamState('whole')
     expectEveryIdOnce(stream.events)
-    expect(stream.events.map((event) => event.name)).toEqual([...Array(40).fill('reasoning'), ...Array(20).fill('content'), 'usage', 'done'])
+    expect(stream.events.map((event) => event.name)).toEqual([
+      ...Array(40).fill('reasoning'),
+      ...Array(20).fill('content'),
+      'usage',
+      'done',
+    ])
     expect(textOf(stream.events)).toEqual(await referenceAnswer(text))
     expect({ opens: stream.opens, nativeErrors: stream.nativeErrors }).toEqual({ opens: 1, nativeErrors: 0 })
   })
@@ -215,7 +243,9 @@ describe('native EventSource in Chromium', () => {
     const replayed = second.filter((event) => event.at - (second[0] as SeenEvent).at < 10)
     expect(replayed.length).toBeGreaterThan(1)
     const away = Math.round((second[0] as SeenEvent).at - (stream.events[lastBeforeCut - 1] as SeenEvent).at)
-    console.log(`cut after event ${lastBeforeCut}; back ${away} ms later; ${stream.events.length} events, ${replayed.length} replayed at once, none missing or repeated`)
+    console.log(
+      `cut after event ${lastBeforeCut}; back ${away} ms later; ${stream.events.length} events, ${replayed.length} replayed at once, none missing or repeated`,
+    )
   })
 
   it('works cross-origin: a page on another origin creates the stream and reads it from the Worker', async () => {
@@ -245,9 +275,17 @@ describe('native EventSource in Chromium', () => {
     await page.evaluate(`collect('tampered', ${JSON.stringify(tampered)}, false); collect('expired', ${JSON.stringify(expired)}, false)`)
     // Longer than Chromium's default reconnection delay (3 s): a retrying EventSource would be back.
     await sleep(3_500)
-    for (const [name, address] of [['tampered', tampered], ['expired', expired]] as const) {
+    for (const [name, address] of [
+      ['tampered', tampered],
+      ['expired', expired],
+    ] as const) {
       const stream = await streamState(name)
-      expect({ name, events: stream.events.length, opens: stream.opens, nativeErrors: stream.nativeErrors }).toEqual({ name, events: 0, opens: 0, nativeErrors: 1 })
+      expect({ name, events: stream.events.length, opens: stream.opens, nativeErrors: stream.nativeErrors }).toEqual({
+        name,
+        events: 0,
+        opens: 0,
+        nativeErrors: 1,
+      })
       expect(await readyState(name)).toBe(2)
       const seen = proxy.requests.filter((request) => address.endsWith(request.path))
       expect(seen.map((request) => request.status)).toEqual([401])

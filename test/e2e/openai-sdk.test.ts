@@ -18,7 +18,18 @@ let client: OpenAI
 type ReasoningDelta = { reasoning_content?: string }
 
 beforeAll(async () => {
-  const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--ttft-ms', '20', '--itl-ms', '3']
+  const args = [
+    '--served-model-name',
+    MODEL,
+    '--reasoning-parser',
+    'deepseek_r1',
+    '--api-key',
+    BACKEND_KEY,
+    '--ttft-ms',
+    '20',
+    '--itl-ms',
+    '3',
+  ]
   const [script, ...started] = await Promise.all([buildPrivateWorker(), spawnEmulator(args), spawnEmulator(args)])
   emulators = started
   worker = await serveWorker(
@@ -27,7 +38,10 @@ beforeAll(async () => {
     {
       keys: [
         { secret: CLIENT_KEY, fields: { scopes: ['chat'] } },
-        { secret: ONE_RPM_KEY, fields: { limits: { requestsPerMinute: 1, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: null } } },
+        {
+          secret: ONE_RPM_KEY,
+          fields: { limits: { requestsPerMinute: 1, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: null } },
+        },
       ],
     },
   )
@@ -40,7 +54,9 @@ afterAll(async () => {
 })
 
 async function abortedTotal(): Promise<number> {
-  const stats = await Promise.all(emulators.map(async (e) => (await (await fetch(`${e.url}/emulator/stats`)).json()) as { aborted: number }))
+  const stats = await Promise.all(
+    emulators.map(async (e) => (await (await fetch(`${e.url}/emulator/stats`)).json()) as { aborted: number }),
+  )
   return stats.reduce((sum, s) => sum + s.aborted, 0)
 }
 
@@ -89,7 +105,11 @@ describe('the official openai SDK against the Worker', () => {
     [429, OpenAI.RateLimitError],
     [503, OpenAI.InternalServerError],
   ])('raises the typed error for a backend refusal with status %i', async (status, ErrorClass) => {
-    const attempt = client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: `[emulator fault=refuse:${status}]` }] })
+    const attempt = client.chat.completions.create({
+      model: MODEL,
+      stream: true,
+      messages: [{ role: 'user', content: `[emulator fault=refuse:${status}]` }],
+    })
     await expect(attempt).rejects.toBeInstanceOf(ErrorClass)
     await expect(attempt).rejects.toMatchObject({ status })
   })
@@ -109,7 +129,11 @@ describe('the official openai SDK against the Worker', () => {
   })
 
   it('raises an APIError inside for await when the backend dies mid-stream', async () => {
-    const stream = await client.chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: '[emulator fault=die_after:3]' }] })
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      stream: true,
+      messages: [{ role: 'user', content: '[emulator fault=die_after:3]' }],
+    })
     const consume = async () => {
       for await (const chunk of stream) void chunk
     }

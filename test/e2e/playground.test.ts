@@ -21,9 +21,13 @@ beforeAll(async () => {
   const [script, started, browser] = await Promise.all([buildPrivateWorker(), spawnEmulator(args), launchChromium()])
   emulator = started
   chromium = browser
-  worker = await serveWorker(script, { BACKEND_URLS: emulator.url, BACKEND_API_KEY: BACKEND_KEY, STREAM_TOKEN_SECRETS: 'e2e-playground-secret' }, {
-    keys: [{ secret: CHAT_KEY, fields: { scopes: ['chat'] } }],
-  })
+  worker = await serveWorker(
+    script,
+    { BACKEND_URLS: emulator.url, BACKEND_API_KEY: BACKEND_KEY, STREAM_TOKEN_SECRETS: 'e2e-playground-secret' },
+    {
+      keys: [{ secret: CHAT_KEY, fields: { scopes: ['chat'] } }],
+    },
+  )
 })
 
 afterAll(async () => {

@@ -12,7 +12,10 @@ describe('client aborts', () => {
     if (reader === undefined) throw new Error('no body')
     await readUntil(reader, (text) => events(text).length >= 4)
     controller.abort()
-    const stats = await eventually(() => emulator.stats(), (s) => s.aborted === 1)
+    const stats = await eventually(
+      () => emulator.stats(),
+      (s) => s.aborted === 1,
+    )
     expect(stats).toMatchObject({ aborted: 1, completed: 0, inFlight: 0, streamsStarted: 1 })
     expect(stats.lastAbortAt).toBeGreaterThan(Date.now() - 5000)
     expect(stats.tokensGenerated).toBeGreaterThanOrEqual(3)
@@ -28,7 +31,10 @@ describe('client aborts', () => {
     await sleep(50)
     controller.abort()
     await expect(request).rejects.toThrow()
-    const stats = await eventually(() => emulator.stats(), (s) => s.aborted === 1)
+    const stats = await eventually(
+      () => emulator.stats(),
+      (s) => s.aborted === 1,
+    )
     expect(stats).toMatchObject({ aborted: 1, completed: 0, inFlight: 0, tokensGenerated: 0 })
   })
 

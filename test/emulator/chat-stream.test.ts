@@ -31,7 +31,8 @@ describe('chat completion stream framing', () => {
     const { text, chunks } = await streamText(body)
     const [first, r0, r1, c0, c1] = chunks
     const head = `{"id":"${first?.id}","object":"chat.completion.chunk","created":${first?.created},"model":"${MODEL}"`
-    const token = (delta: string) => `data: ${head},"choices":[{"index":0,"delta":{${delta}},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n`
+    const token = (delta: string) =>
+      `data: ${head},"choices":[{"index":0,"delta":{${delta}},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n`
     const prompt = promptTokensOf(body)
     expect(text).toBe(
       `data: ${head},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null}\n\n` +
@@ -51,7 +52,8 @@ describe('chat completion stream framing', () => {
     const { text, chunks } = await streamText(chatBody(SMALL, { stream: true }), { reasoningField: 'both' })
     const [first, r0, r1, c0, c1] = chunks
     const head = `{"id":"${first?.id}","object":"chat.completion.chunk","created":${first?.created},"model":"${MODEL}"`
-    const token = (delta: string) => `data: ${head},"choices":[{"index":0,"delta":{${delta}},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n`
+    const token = (delta: string) =>
+      `data: ${head},"choices":[{"index":0,"delta":{${delta}},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n`
     const reasoning = (chunk: Chunk | undefined) => quote(chunk?.choices[0]?.delta.reasoning)
     expect(text).toBe(
       `data: ${head},"choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning_content":null},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null}\n\n` +
@@ -114,7 +116,9 @@ describe('chat completion stream framing', () => {
     expect(chunks.every((chunk) => chunk.usage !== undefined)).toBe(true)
     // role 0, reasoning 1 and 2, content 4 and 5 (</think> was token 3), finish 6, final usage 6
     expect(chunks.map((chunk) => chunk.usage?.completion_tokens)).toEqual([0, 1, 2, 4, 5, 6, 6])
-    expect(events(text)[0]).toMatch(/"finish_reason":null\}\],"usage":\{"prompt_tokens":\d+,"total_tokens":\d+,"completion_tokens":0\},"prompt_token_ids":null\}\n\n$/)
+    expect(events(text)[0]).toMatch(
+      /"finish_reason":null\}\],"usage":\{"prompt_tokens":\d+,"total_tokens":\d+,"completion_tokens":0\},"prompt_token_ids":null\}\n\n$/,
+    )
   })
 
   it('ignores continuous_usage_stats when include_usage is false, as vLLM does', async () => {

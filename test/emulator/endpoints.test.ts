@@ -40,7 +40,7 @@ describe('other vLLM endpoints', () => {
     expect((await fetch(`${emulator.url}/health`)).status).toBe(503)
   })
 
-  it('lists the served model in vLLM\'s /v1/models shape', async () => {
+  it("lists the served model in vLLM's /v1/models shape", async () => {
     const emulator = await emulatorFor({ maxModelLen: 8192 })
     const text = await (await fetch(`${emulator.url}/v1/models`)).text()
     expect(text).toMatch(
@@ -54,7 +54,7 @@ describe('other vLLM endpoints', () => {
     )
   })
 
-  it('exposes Prometheus metrics with vLLM names, labels and this process\'s counts', async () => {
+  it("exposes Prometheus metrics with vLLM names, labels and this process's counts", async () => {
     const emulator = await emulatorFor()
     await (await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2'))).text()
     const response = await fetch(`${emulator.url}/metrics`)

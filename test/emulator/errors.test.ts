@@ -33,7 +33,9 @@ describe('errors before the stream starts', () => {
     const emulator = await emulatorFor()
     const response = await post(emulator, '/v1/chat/completions', { messages: EIGHT_TOKEN_MESSAGES, max_tokens: 4096, stream: true })
     expect(response.status).toBe(400)
-    expect(await response.text()).toBe(JSON.stringify({ error: { message: CONTEXT_MESSAGE, type: 'BadRequestError', param: null, code: 400 } }))
+    expect(await response.text()).toBe(
+      JSON.stringify({ error: { message: CONTEXT_MESSAGE, type: 'BadRequestError', param: null, code: 400 } }),
+    )
   })
 
   it('rejects the context overflow in the legacy format too', async () => {

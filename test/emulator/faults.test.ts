@@ -50,11 +50,19 @@ describe('fault injection', () => {
     const emulator = await emulatorFor()
     const controller = new AbortController()
     const request = post(emulator, '/v1/chat/completions', streamWith('fault=hang'), { signal: controller.signal })
-    expect(await pendingAfter(request.catch(() => 'failed'), 200)).toBe(PENDING)
+    expect(
+      await pendingAfter(
+        request.catch(() => 'failed'),
+        200,
+      ),
+    ).toBe(PENDING)
     expect(emulator.stats().inFlight).toBe(1)
     controller.abort()
     await expect(request).rejects.toThrow()
-    const stats = await eventually(() => emulator.stats(), (s) => s.aborted === 1)
+    const stats = await eventually(
+      () => emulator.stats(),
+      (s) => s.aborted === 1,
+    )
     expect(stats).toMatchObject({ aborted: 1, inFlight: 0, streamsStarted: 0 })
   })
 
@@ -68,7 +76,10 @@ describe('fault injection', () => {
     expect(events(text)).toHaveLength(3)
     expect(await pendingAfter(reader.read(), 200)).toBe(PENDING)
     controller.abort()
-    const stats = await eventually(() => emulator.stats(), (s) => s.aborted === 1)
+    const stats = await eventually(
+      () => emulator.stats(),
+      (s) => s.aborted === 1,
+    )
     expect(stats).toMatchObject({ aborted: 1, inFlight: 0, completed: 0 })
   })
 
@@ -91,7 +102,7 @@ describe('fault injection', () => {
     expect(await collect(response)).toEqual({ text: '', broken: true })
   })
 
-  it('error_after:2 ends with vLLM\'s json.dumps 400 BadRequestError event for a dead engine and [DONE]', async () => {
+  it("error_after:2 ends with vLLM's json.dumps 400 BadRequestError event for a dead engine and [DONE]", async () => {
     const emulator = await emulatorFor()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=error_after:2'))
     const { text, broken } = await collect(response)

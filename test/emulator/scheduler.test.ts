@@ -69,7 +69,10 @@ describe('max-num-seqs', () => {
     const emulator = await emulatorFor({ maxNumSeqs: 2 })
     const held = [await stalled(emulator), await stalled(emulator)]
     const third = await openStream(emulator, chatBody('reasoning_tokens=1 content_tokens=1'))
-    await eventually(() => emulator.load(), (load) => load.running === 2 && load.waiting === 1)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.running === 2 && load.waiting === 1,
+    )
     const text = await metrics(emulator)
     expect(text).toContain(`vllm:num_requests_running${LABELS} 2.0\n`)
     expect(text).toContain(`vllm:num_requests_waiting${LABELS} 1.0\n`)
@@ -109,14 +112,23 @@ describe('max-num-seqs', () => {
     const held = await stalled(emulator)
     const controller = new AbortController()
     const waiting = post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { signal: controller.signal })
-    await eventually(() => emulator.load(), (load) => load.waiting === 1)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.waiting === 1,
+    )
     controller.abort()
     await expect(waiting).rejects.toThrow()
-    const stats = await eventually(() => emulator.stats(), (s) => s.aborted === 1)
+    const stats = await eventually(
+      () => emulator.stats(),
+      (s) => s.aborted === 1,
+    )
     expect(stats).toMatchObject({ aborted: 1, inFlight: 1, tokensGenerated: 1 })
     expect(emulator.load()).toMatchObject({ running: 1, waiting: 0 })
     held.controller.abort()
-    await eventually(() => emulator.load(), (load) => load.running === 0)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.running === 0,
+    )
     await sleep(50)
     expect(emulator.stats()).toMatchObject({ aborted: 2, inFlight: 0, completed: 0, tokensGenerated: 1 })
     // Only the stalled request was ever admitted: one queue time, one prefix lookup.
@@ -128,7 +140,10 @@ describe('max-num-seqs', () => {
     const emulator = await emulatorFor({ maxNumSeqs: 1 })
     await stalled(emulator)
     await stalled(emulator)
-    await eventually(() => emulator.load(), (load) => load.waiting === 1)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.waiting === 1,
+    )
     const changed = await post(emulator, '/emulator/config', { maxNumSeqs: 2 })
     expect(changed.status).toBe(200)
     expect(emulator.load()).toMatchObject({ running: 2, waiting: 0 })
@@ -139,12 +154,24 @@ describe('prefill and the prefix cache', () => {
   it('makes the first token wait for the uncached prompt tokens, and a repeated prefix cheap', async () => {
     const emulator = await emulatorFor({ ttftMs: 0, prefillMsPerToken: 1, reasoningTokens: 0, contentTokens: 1 })
     const short = await timeToFirstEvent(emulator, chat([{ role: 'user', content: 'hi' }]))
-    const long = await timeToFirstEvent(emulator, chat([{ role: 'system', content: LONG }, { role: 'user', content: 'first' }]))
+    const long = await timeToFirstEvent(
+      emulator,
+      chat([
+        { role: 'system', content: LONG },
+        { role: 'user', content: 'first' },
+      ]),
+    )
     expect(long).toBeGreaterThanOrEqual(LONG_TOKENS)
     expect(long).toBeGreaterThan(short + 100)
     expect(emulator.load()).toMatchObject({ prefixHitRequests: 0, prefixHitTokens: 0 })
     // Same system prompt, another question: only the new message is prefilled.
-    const again = await timeToFirstEvent(emulator, chat([{ role: 'system', content: LONG }, { role: 'user', content: 'second' }]))
+    const again = await timeToFirstEvent(
+      emulator,
+      chat([
+        { role: 'system', content: LONG },
+        { role: 'user', content: 'second' },
+      ]),
+    )
     expect(again).toBeLessThan(long / 2)
     expect(emulator.load()).toMatchObject({
       prefixHitRequests: 1,
@@ -156,7 +183,11 @@ describe('prefill and the prefix cache', () => {
 
   it('holds only the most recent prompts within prefix-cache-tokens', async () => {
     const emulator = await emulatorFor({ prefixCacheTokens: 300, reasoningTokens: 0, contentTokens: 1 })
-    const conversation = (topic: string) => chat([{ role: 'system', content: `${topic}${LONG}` }, { role: 'user', content: 'go' }])
+    const conversation = (topic: string) =>
+      chat([
+        { role: 'system', content: `${topic}${LONG}` },
+        { role: 'user', content: 'go' },
+      ])
     for (const topic of ['a', 'a', 'b', 'a']) await (await post(emulator, '/v1/chat/completions', conversation(topic))).text()
     // a, a (a hit of its whole prompt), b (evicts a: both do not fit in 300 tokens), a (a miss)
     expect(emulator.load()).toMatchObject({ prefixHitRequests: 1, prefixHitTokens: emulator.stats().promptTokens / 4 })
@@ -172,7 +203,10 @@ describe('decode under load', () => {
     const gapsOf = (times: number[]) => times.slice(2, 6).map((time, index) => time - (times[index + 1] ?? 0))
     const alone = gapsOf(await eventTimes(emulator, await (await post(emulator, '/v1/chat/completions', body)).text()))
     for (let i = 0; i < 3; i++) await stalled(emulator) // three more sequences in the batch
-    await eventually(() => emulator.load(), (load) => load.running === 3)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.running === 3,
+    )
     const batched = gapsOf(await eventTimes(emulator, await (await post(emulator, '/v1/chat/completions', body)).text()))
     // events: role, r0..r4, ...: the gaps r0→r1 .. r3→r4 are decode steps with 4 running
     expect(batched).toHaveLength(4)
@@ -182,15 +216,21 @@ describe('decode under load', () => {
 })
 
 describe('scheduler gauges', () => {
-  it('reports the running sequences\' tokens over kv-cache-tokens as vllm:kv_cache_usage_perc', async () => {
+  it("reports the running sequences' tokens over kv-cache-tokens as vllm:kv_cache_usage_perc", async () => {
     const emulator = await emulatorFor({ kvCacheTokens: 1000 })
     const held = await openStream(emulator, chat([{ role: 'user', content: `${LONG} [emulator fault=stall_after:0]` }]))
-    await eventually(() => emulator.load(), (load) => load.running === 1)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.running === 1,
+    )
     const { promptTokens } = emulator.stats()
     expect(promptTokens).toBeGreaterThan(LONG_TOKENS)
     expect(metric(await metrics(emulator), 'vllm:kv_cache_usage_perc')).toBeCloseTo(promptTokens / 1000, 6)
     held.controller.abort()
-    await eventually(() => emulator.load(), (load) => load.running === 0)
+    await eventually(
+      () => emulator.load(),
+      (load) => load.running === 0,
+    )
     // The prompt stays in the prefix cache, but cached blocks of finished requests count as free.
     expect(await metrics(emulator)).toContain(`vllm:kv_cache_usage_perc${LABELS} 0.0\n`)
   })
@@ -223,17 +263,36 @@ describe('load-model CLI flags', () => {
   }
 
   it('passes the flags to the options', async () => {
-    const child = run(['--max-num-seqs', '3', '--prefill-ms-per-token', '0.5', '--batch-itl-ms-per-seq', '2',
-      '--prefix-cache-tokens', '1000', '--kv-cache-tokens', '5000'])
+    const child = run([
+      '--max-num-seqs',
+      '3',
+      '--prefill-ms-per-token',
+      '0.5',
+      '--batch-itl-ms-per-seq',
+      '2',
+      '--prefix-cache-tokens',
+      '1000',
+      '--kv-cache-tokens',
+      '5000',
+    ])
     let stdout = ''
     while (!stdout.includes('\n')) stdout += String((await once(child.stdout, 'data'))[0])
     const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1] ?? ''
     const options = await (await fetch(`${url}/emulator/config`, { method: 'POST', body: '{}' })).json()
-    expect(options).toMatchObject({ maxNumSeqs: 3, prefillMsPerToken: 0.5, batchItlMsPerSeq: 2, prefixCacheTokens: 1000, kvCacheTokens: 5000 })
+    expect(options).toMatchObject({
+      maxNumSeqs: 3,
+      prefillMsPerToken: 0.5,
+      batchItlMsPerSeq: 2,
+      prefixCacheTokens: 1000,
+      kvCacheTokens: 5000,
+    })
   })
 
   it('refuses a bad value with exit code 2', async () => {
-    for (const args of [['--max-num-seqs', '0'], ['--prefill-ms-per-token', 'fast']]) {
+    for (const args of [
+      ['--max-num-seqs', '0'],
+      ['--prefill-ms-per-token', 'fast'],
+    ]) {
       const child = run(args)
       const [code] = (await once(child, 'exit')) as [number | null]
       expect(code).toBe(2)

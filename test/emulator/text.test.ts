@@ -10,7 +10,7 @@ type Delta = { content?: string; reasoning_content?: string }
 async function streamedDeltas(seed: number, body: Record<string, unknown>): Promise<Delta[]> {
   const emulator = await emulatorFor({ seed })
   const text = await (await post(emulator, '/v1/chat/completions', { ...body, stream: true })).text()
-  return payloads(text).map((chunk) => ((chunk.choices as { delta: Delta }[])[0]?.delta ?? {}))
+  return payloads(text).map((chunk) => (chunk.choices as { delta: Delta }[])[0]?.delta ?? {})
 }
 
 const MULTIBYTE = /[^\x00-\x7f]/
@@ -38,8 +38,14 @@ describe('generated text', () => {
   it('has a multibyte UTF-8 character within the first two tokens of both reasoning and content', () => {
     for (let seed = 0; seed < 50; seed++) {
       const plan = chatTokenPlan({ seed, requestKey: 'any', reasoningTokens: 3, contentTokens: 3 })
-      const reasoning = plan.filter((token) => token.kind === 'reasoning').slice(0, 2).map((token) => token.text)
-      const content = plan.filter((token) => token.kind === 'content').slice(0, 2).map((token) => token.text)
+      const reasoning = plan
+        .filter((token) => token.kind === 'reasoning')
+        .slice(0, 2)
+        .map((token) => token.text)
+      const content = plan
+        .filter((token) => token.kind === 'content')
+        .slice(0, 2)
+        .map((token) => token.text)
       expect(reasoning.join('')).toMatch(MULTIBYTE)
       expect(content.join('')).toMatch(MULTIBYTE)
     }
@@ -50,7 +56,10 @@ describe('generated text', () => {
 
 describe('directives and Python-compatible JSON', () => {
   it('reads every directive key, later directives winning', () => {
-    const result = parseDirectives(['[emulator ttft_ms=5 fault=die_after:3]', 'x [emulator itl_ms=2 reasoning_tokens=0 content_tokens=9 ttft_ms=7] y'])
+    const result = parseDirectives([
+      '[emulator ttft_ms=5 fault=die_after:3]',
+      'x [emulator itl_ms=2 reasoning_tokens=0 content_tokens=9 ttft_ms=7] y',
+    ])
     expect(result).toEqual({
       ok: true,
       overrides: { ttftMs: 7, itlMs: 2, reasoningTokens: 0, contentTokens: 9, fault: { kind: 'die_after', after: 3 } },

@@ -53,7 +53,11 @@ describe('stream timing', () => {
 
   it('pauses once, after the asked number of token chunks, for pause_ms on top of itl', async () => {
     const emulator = await emulatorFor({ ttftMs: 5, itlMs: 10, recordEventTimes: true })
-    const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=4 pause_after=2 pause_ms=100', { stream: true }))
+    const response = await post(
+      emulator,
+      '/v1/chat/completions',
+      chatBody('reasoning_tokens=4 pause_after=2 pause_ms=100', { stream: true }),
+    )
     const { times } = await eventTimes(emulator.url, payloads(await response.text())[0]?.id)
     const gap = (index: number) => (times[index] ?? 0) - (times[index - 1] ?? 0)
     // events: role, r0, r1, (pause) r2, r3, ...

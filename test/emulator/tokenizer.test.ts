@@ -32,7 +32,10 @@ describe('prompt token counts', () => {
   })
 
   it('joins the text parts of a content array with "\\n", as chat_utils.py does for a string-content template', () => {
-    const parts = [{ type: 'text', text: 'first' }, { type: 'text', text: 'second' }]
+    const parts = [
+      { type: 'text', text: 'first' },
+      { type: 'text', text: 'second' },
+    ]
     expect(countChatPromptTokens([user(parts)])).toBe(countChatPromptTokens([user('first\nsecond')]))
   })
 

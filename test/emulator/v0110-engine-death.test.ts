@@ -43,7 +43,9 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   it('kills the whole engine from one request with dead_after:N, failing the other streams too', async () => {
     const emulator = await emulatorFor({ deadShutdownMs: null })
     const other = await streamInFlight(emulator)
-    const killer = await (await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=8 fault=dead_after:2', { stream: true }))).text()
+    const killer = await (
+      await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=8 fault=dead_after:2', { stream: true }))
+    ).text()
     expect(events(killer)).toHaveLength(5) // role chunk, 2 token chunks, the error, [DONE]
     expect(events(killer).slice(-2)).toEqual([DEAD_EVENT, DONE])
     expect(events(await other.rest()).slice(-2)).toEqual([DEAD_EVENT, DONE])
@@ -67,7 +69,10 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   it('answers a stream: false request in flight with the 500 when the engine dies', async () => {
     const emulator = await emulatorFor({ deadShutdownMs: null })
     const pending = post(emulator, '/v1/chat/completions', chatBody('itl_ms=20 reasoning_tokens=200'))
-    await eventually(() => emulator.stats().tokensGenerated, (tokens) => tokens > 0)
+    await eventually(
+      () => emulator.stats().tokensGenerated,
+      (tokens) => tokens > 0,
+    )
     emulator.configure({ engineDead: true })
     const response = await pending
     expect([response.status, await response.text()]).toEqual([500, DEAD_BODY])
@@ -77,7 +82,10 @@ describe('a dead engine (vLLM v0.11.0)', () => {
     const emulator = await emulatorFor({ maxNumSeqs: 1, deadShutdownMs: null })
     const running = await streamInFlight(emulator)
     const waiting = await post(emulator, '/v1/chat/completions', longStream())
-    await eventually(() => emulator.load().waiting, (count) => count === 1)
+    await eventually(
+      () => emulator.load().waiting,
+      (count) => count === 1,
+    )
     emulator.configure({ engineDead: true })
     expect(await waiting.text()).toBe(DEAD_EVENT + DONE)
     expect(events(await running.rest()).slice(-2)).toEqual([DEAD_EVENT, DONE])
@@ -89,7 +97,11 @@ describe('a dead engine (vLLM v0.11.0)', () => {
     await post(emulator, '/emulator/config', { engineDead: true })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(503)
     const closed = await eventually(
-      () => fetch(`${emulator.url}/health`).then(() => 'open', () => 'closed'),
+      () =>
+        fetch(`${emulator.url}/health`).then(
+          () => 'open',
+          () => 'closed',
+        ),
       (state) => state === 'closed',
       3000,
     )

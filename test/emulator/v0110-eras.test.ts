@@ -38,7 +38,10 @@ describe('reasoning fields by vLLM era', () => {
     expect(all[1]).toMatch(/^\{"reasoning":"([^"]+)","reasoning_content":"\1"\}$/)
     expect(all[3]).toMatch(/^\{"content":"\\n\\n[^"]+","reasoning":"( [^"]+)","reasoning_content":"\1"\}$/)
     expect(all.at(-1)).toMatch(/^\{"content":"[^"]*","reasoning_content":null\}$/)
-    expect(await message({ reasoningField: 'both' })).toMatchObject({ reasoning: expect.any(String), reasoning_content: expect.any(String) })
+    expect(await message({ reasoningField: 'both' })).toMatchObject({
+      reasoning: expect.any(String),
+      reasoning_content: expect.any(String),
+    })
   })
 
   it('2026 (reasoning): reasoning only, no reasoning_content anywhere', async () => {

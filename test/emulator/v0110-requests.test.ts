@@ -68,7 +68,11 @@ describe('max_tokens and the context length (v0.11.0)', () => {
 
   it('refuses max_tokens 0 from SamplingParams, and lets max_completion_tokens 0 fall through to the default', async () => {
     const emulator = await emulatorFor()
-    expect(await errorOf(emulator, { max_tokens: 0 })).toMatchObject({ status: 400, type: 'BadRequestError', message: 'max_tokens must be at least 1, got 0.' })
+    expect(await errorOf(emulator, { max_tokens: 0 })).toMatchObject({
+      status: 400,
+      type: 'BadRequestError',
+      message: 'max_tokens must be at least 1, got 0.',
+    })
     expect((await chat(emulator, { max_completion_tokens: 0 })).status).toBe(200)
   })
 })
@@ -77,7 +81,9 @@ describe('parameters v0.11.0 refuses', () => {
   it('refuses top_logprobs without logprobs with the check_logprobs text as a 400 Bad Request', async () => {
     const error = await errorOf(await emulatorFor(), { top_logprobs: 3 })
     expect(error).toMatchObject({ status: 400, type: 'Bad Request', code: 400 })
-    expect(error.message).toBe("[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, when using `top_logprobs`, `logprobs` must be set to true.'}]")
+    expect(error.message).toBe(
+      "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, when using `top_logprobs`, `logprobs` must be set to true.'}]",
+    )
   })
 
   it('refuses top_p 0 with "top_p must be in (0, 1], got 0.0." as a BadRequestError (pydantic made it a float)', async () => {
@@ -85,7 +91,7 @@ describe('parameters v0.11.0 refuses', () => {
     expect(error).toMatchObject({ status: 400, type: 'BadRequestError', message: 'top_p must be in (0, 1], got 0.0.' })
   })
 
-  it('refuses wrong JSON types with pydantic\'s error list, every field at once', async () => {
+  it("refuses wrong JSON types with pydantic's error list, every field at once", async () => {
     const error = await errorOf(await emulatorFor(), { temperature: 'hot', max_tokens: 1.5, min_tokens: null })
     expect(error.type).toBe('Bad Request')
     expect(error.message).toBe(
@@ -95,7 +101,7 @@ describe('parameters v0.11.0 refuses', () => {
     )
   })
 
-  it('accepts numeric strings where pydantic\'s lax mode does', async () => {
+  it("accepts numeric strings where pydantic's lax mode does", async () => {
     const emulator = await emulatorFor()
     expect((await chat(emulator, { temperature: '0.5', top_k: '20' })).status).toBe(200)
     expect((await lastLogged(emulator)).vllm?.samplingParams).toMatchObject({ temperature: 0.5, top_k: 20 })
@@ -104,7 +110,11 @@ describe('parameters v0.11.0 refuses', () => {
   it('refuses tools with automatic tool choice without --enable-auto-tool-choice', async () => {
     const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }]
     const error = await errorOf(await emulatorFor(), { tools })
-    expect(error).toMatchObject({ status: 400, type: 'BadRequestError', message: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set' })
+    expect(error).toMatchObject({
+      status: 400,
+      type: 'BadRequestError',
+      message: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+    })
   })
 
   it('refuses an empty cache_salt', async () => {
@@ -114,16 +124,18 @@ describe('parameters v0.11.0 refuses', () => {
 
   it('refuses a response_format of an unknown type with the errors of both union members', async () => {
     const error = await errorOf(await emulatorFor(), { response_format: { type: 'yaml' } })
-    expect(error.message).toContain("'loc': ('body', 'response_format', 'ResponseFormat', 'type'), 'msg': \"Input should be 'text', 'json_object' or 'json_schema'\"")
+    expect(error.message).toContain(
+      "'loc': ('body', 'response_format', 'ResponseFormat', 'type'), 'msg': \"Input should be 'text', 'json_object' or 'json_schema'\"",
+    )
     expect(error.message).toContain("('body', 'response_format', 'StructuralTagResponseFormat', 'structures')")
   })
 
-  it('answers response_format json_schema without json_schema with the 500 of to_sampling_params\' failed assert', async () => {
+  it("answers response_format json_schema without json_schema with the 500 of to_sampling_params' failed assert", async () => {
     const error = await errorOf(await emulatorFor(), { response_format: { type: 'json_schema' } })
     expect(error).toMatchObject({ status: 500, type: 'Internal Server Error', message: '', code: 500 })
   })
 
-  it('refuses logprobs beyond 20 inside the stream after the 200, as the engine\'s Processor does', async () => {
+  it("refuses logprobs beyond 20 inside the stream after the 200, as the engine's Processor does", async () => {
     const { status, text } = await chat(await emulatorFor(), { stream: true, logprobs: true, top_logprobs: 21 })
     expect(status).toBe(200)
     expect(text).toBe(
@@ -134,21 +146,42 @@ describe('parameters v0.11.0 refuses', () => {
 
   it('refuses a logit_bias token id outside the vocabulary as a 400 for stream: false', async () => {
     const error = await errorOf(await emulatorFor(), { logit_bias: { '151936': 5 } })
-    expect(error).toMatchObject({ status: 400, message: 'token_id(s) [151936] in logit_bias contain out-of-vocab token ids. Vocabulary size: 151936' })
+    expect(error).toMatchObject({
+      status: 400,
+      message: 'token_id(s) [151936] in logit_bias contain out-of-vocab token ids. Vocabulary size: 151936',
+    })
   })
 })
 
 describe('parameters v0.11.0 accepts', () => {
-  it('records the SamplingParams the request makes, with the model\'s generation_config defaults', async () => {
+  it("records the SamplingParams the request makes, with the model's generation_config defaults", async () => {
     const emulator = await emulatorFor()
     const extra = {
-      top_k: 40, min_p: 0.05, repetition_penalty: 1.1, logit_bias: { '100': 150 }, min_tokens: 1, seed: 7,
-      skip_special_tokens: false, priority: 3, cache_salt: 'tenant-a', structured_outputs: { regex: '[0-9]+' },
+      top_k: 40,
+      min_p: 0.05,
+      repetition_penalty: 1.1,
+      logit_bias: { '100': 150 },
+      min_tokens: 1,
+      seed: 7,
+      skip_special_tokens: false,
+      priority: 3,
+      cache_salt: 'tenant-a',
+      structured_outputs: { regex: '[0-9]+' },
     }
     expect((await chat(emulator, extra)).status).toBe(200)
     expect((await lastLogged(emulator)).vllm?.samplingParams).toMatchObject({
-      temperature: 0.6, top_p: 0.95, top_k: 40, min_p: 0.05, repetition_penalty: 1.1, logit_bias: { '100': 100 }, min_tokens: 1,
-      seed: 7, skip_special_tokens: false, priority: 3, cache_salt: 'tenant-a', structured_outputs: { regex: '[0-9]+' },
+      temperature: 0.6,
+      top_p: 0.95,
+      top_k: 40,
+      min_p: 0.05,
+      repetition_penalty: 1.1,
+      logit_bias: { '100': 100 },
+      min_tokens: 1,
+      seed: 7,
+      skip_special_tokens: false,
+      priority: 3,
+      cache_salt: 'tenant-a',
+      structured_outputs: { regex: '[0-9]+' },
     })
   })
 
@@ -161,15 +194,17 @@ describe('parameters v0.11.0 accepts', () => {
     expect((await lastLogged(emulator)).vllm?.samplingParams.structured_outputs).toEqual({ json: schema })
   })
 
-  it('keeps prefix-cache hits apart per cache_salt, which salts the first block\'s hash', async () => {
+  it("keeps prefix-cache hits apart per cache_salt, which salts the first block's hash", async () => {
     const emulator = await emulatorFor()
     for (const salt of ['tenant-a', 'tenant-b', 'tenant-a']) expect((await chat(emulator, { cache_salt: salt })).status).toBe(200)
     expect(emulator.load().prefixHitRequests).toBe(1)
   })
 
-  it('refuses a seed outside the signed 64-bit range with pydantic\'s bound error', async () => {
+  it("refuses a seed outside the signed 64-bit range with pydantic's bound error", async () => {
     const error = await errorOf(await emulatorFor(), { seed: 2 ** 64 })
-    expect(error.message).toBe("[{'type': 'less_than_equal', 'loc': ('body', 'seed'), 'msg': 'Input should be less than or equal to 9223372036854775807'}]")
+    expect(error.message).toBe(
+      "[{'type': 'less_than_equal', 'loc': ('body', 'seed'), 'msg': 'Input should be less than or equal to 9223372036854775807'}]",
+    )
   })
 
   it('accepts unknown fields and records them as ignored, as OpenAIBaseModel logs and drops them', async () => {
@@ -193,7 +228,9 @@ describe('stream_options (v0.11.0 defaults)', () => {
   it('refuses non-empty stream_options without stream: true, and lets {} pass (Python truthiness)', async () => {
     const emulator = await emulatorFor()
     const error = await errorOf(emulator, { stream_options: { include_usage: true } })
-    expect(error.message).toBe("[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}]")
+    expect(error.message).toBe(
+      "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}]",
+    )
     expect((await chat(emulator, { stream_options: {} })).status).toBe(200)
   })
 })

@@ -26,7 +26,7 @@ describe('request ids', () => {
     expect(((await response.json()) as { id: string }).id).toBe('chatcmpl-abc-123')
   })
 
-  it('uses the body\'s request_id without the header, and 32 random hex characters without either', async () => {
+  it("uses the body's request_id without the header, and 32 random hex characters without either", async () => {
     const emulator = await emulatorFor()
     const named = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1', { request_id: 'mine' }))
     expect(((await named.json()) as { id: string }).id).toBe('chatcmpl-mine')
@@ -37,7 +37,9 @@ describe('request ids', () => {
   it('refuses a second stream whose id is already running after the 200: one 400 error event, then [DONE]', async () => {
     const emulator = await emulatorFor()
     const first = await held(emulator, { 'x-request-id': 'dup' })
-    const second = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1', { stream: true }), { headers: { 'x-request-id': 'dup' } })
+    const second = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1', { stream: true }), {
+      headers: { 'x-request-id': 'dup' },
+    })
     expect(second.status).toBe(200)
     expect(await second.text()).toBe(
       'data: {"error": {"message": "Request id chatcmpl-dup already running.", "type": "BadRequestError", "param": null, "code": 400}}\n\n' +
@@ -53,7 +55,10 @@ describe('request ids', () => {
     expect(second.status).toBe(400)
     expect(((await second.json()) as { error: { message: string } }).error.message).toBe('Request id chatcmpl-dup already running.')
     first.abort()
-    await eventually(() => emulator.stats().inFlight, (n) => n === 0)
+    await eventually(
+      () => emulator.stats().inFlight,
+      (n) => n === 0,
+    )
     const third = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { headers: { 'x-request-id': 'dup' } })
     expect(third.status).toBe(200)
   })
@@ -62,8 +67,7 @@ describe('request ids', () => {
 describe('the API key (AuthenticationMiddleware)', () => {
   it('accepts the Bearer scheme in any case, and nothing but the exact key after the first space', async () => {
     const emulator = await emulatorFor({ apiKey: KEY })
-    const status = async (authorization: string) =>
-      (await fetch(`${emulator.url}/v1/models`, { headers: { authorization } })).status
+    const status = async (authorization: string) => (await fetch(`${emulator.url}/v1/models`, { headers: { authorization } })).status
     expect(await status(`bearer ${KEY}`)).toBe(200)
     expect(await status(`BEARER ${KEY}`)).toBe(200)
     expect(await status(`Bearer  ${KEY}`)).toBe(401)
@@ -102,7 +106,10 @@ describe('routes outside /v1, open even with --api-key', () => {
     const second = await held(tracked, {})
     expect(await (await fetch(`${tracked.url}/load`)).text()).toBe('{"server_load":1}')
     second.abort()
-    await eventually(async () => (await fetch(`${tracked.url}/load`)).text(), (text) => text === '{"server_load":0}')
+    await eventually(
+      async () => (await fetch(`${tracked.url}/load`)).text(),
+      (text) => text === '{"server_load":0}',
+    )
   })
 
   it('runs a chat completion on /invocations without the API key', async () => {
@@ -123,12 +130,17 @@ describe('routes outside /v1, open even with --api-key', () => {
     )
   })
 
-  it('answers /tokenize for messages with the chat endpoint\'s count in TokenizeResponse\'s shape', async () => {
+  it("answers /tokenize for messages with the chat endpoint's count in TokenizeResponse's shape", async () => {
     const emulator = await emulatorFor({ apiKey: KEY })
     const messages = [{ role: 'user', content: 'Hi' }]
     const response = await post(emulator, '/tokenize', { model: MODEL, messages })
     expect(await response.text()).toBe(
-      JSON.stringify({ count: countChatPromptTokens(messages), max_model_len: 4096, tokens: [151646, 151644, 13048, 151645, 151648, 198], token_strs: null }),
+      JSON.stringify({
+        count: countChatPromptTokens(messages),
+        max_model_len: 4096,
+        tokens: [151646, 151644, 13048, 151645, 151648, 198],
+        token_strs: null,
+      }),
     )
   })
 

@@ -31,7 +31,11 @@ describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
     const full = (await answer(emulator, BODY)).choices[0]?.message.content ?? ''
     const stop = full.slice(full.indexOf('</think>') + 12, full.indexOf('</think>') + 16)
     const cut = await answer(emulator, { ...BODY, stop: [stop, 'never appears here'] })
-    expect(cut.choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: stop, message: { content: full.slice(0, full.indexOf(stop)) } })
+    expect(cut.choices[0]).toMatchObject({
+      finish_reason: 'stop',
+      stop_reason: stop,
+      message: { content: full.slice(0, full.indexOf(stop)) },
+    })
     const chunks = await streamed(emulator, '/v1/chat/completions', { ...BODY, stop })
     expect(chunks.map((choice) => choice.delta?.content ?? '').join('')).toBe(full.slice(0, full.indexOf(stop)))
     expect(chunks.at(-1)).toMatchObject({ finish_reason: 'stop', stop_reason: stop })

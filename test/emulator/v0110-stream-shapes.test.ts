@@ -74,7 +74,9 @@ describe('n > 1 (vLLM v0.11.0 parallel sampling)', () => {
     expect(indexes.slice(0, 4)).toEqual([0, 1, 0, 1])
     for (const index of [0, 1]) {
       const own = withChoice.filter((chunk) => chunk.choices[0]?.index === index)
-      expect(own.filter((chunk) => chunk.choices[0]?.finish_reason !== null).map((chunk) => chunk.choices[0]?.finish_reason)).toEqual(['stop'])
+      expect(own.filter((chunk) => chunk.choices[0]?.finish_reason !== null).map((chunk) => chunk.choices[0]?.finish_reason)).toEqual([
+        'stop',
+      ])
       // previous_num_tokens[i]: the choice's own tokens so far; 3 + </think> + 3 + EOS = 8.
       expect(own.map((chunk) => chunk.usage?.completion_tokens)).toEqual([0, 1, 2, 3, 5, 6, 7, 8])
     }
@@ -105,7 +107,9 @@ describe('n > 1 (vLLM v0.11.0 parallel sampling)', () => {
 describe('min_tokens (vLLM v0.11.0 MinTokensLogitsProcessor)', () => {
   it('keeps EOS away until min_tokens tokens are out', async () => {
     const emulator = await emulatorFor()
-    const answer = (await (await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2', { min_tokens: 12 }))).json()) as {
+    const answer = (await (
+      await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2', { min_tokens: 12 }))
+    ).json()) as {
       usage: { completion_tokens: number }
       choices: { finish_reason: string }[]
     }

@@ -10,7 +10,11 @@ const short = '[emulator ttft_ms=5 itl_ms=2 reasoning_tokens=3 content_tokens=3]
 const dead = { id: 'gpu-dead', url: 'http://127.0.0.1:9', weight: 1, maxConcurrency: 64, region: null, state: 'active' as const }
 
 function init(body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` }, body: JSON.stringify(body) }
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` },
+    body: JSON.stringify(body),
+  }
 }
 
 async function chat(testEnv: TestEnv, stream = false, text = short) {
@@ -146,7 +150,10 @@ describe('the fleet', () => {
     await prepareFleet()
     const testEnv = fleetEnv({ BACKEND_URLS: backendRecord(0).url, BACKEND_MAX_CONCURRENCY: '1' })
     const long = chatBody('[emulator ttft_ms=5 itl_ms=30 reasoning_tokens=10 content_tokens=5]', { stream: true })
-    const held = await Promise.all([callIn(testEnv, '/v1/chat/completions', init(long)), callIn(testEnv, '/v1/chat/completions', init(long))])
+    const held = await Promise.all([
+      callIn(testEnv, '/v1/chat/completions', init(long)),
+      callIn(testEnv, '/v1/chat/completions', init(long)),
+    ])
     const startedAt = Date.now()
     const refused = await chat(testEnv)
     expect(refused.status).toBe(503)

@@ -4,10 +4,19 @@ import type { BackendRecord, HealthSnapshot } from '../../src/fleet/records.ts'
 import { OWN_TTFT_SAMPLES_TRUSTED, prefixKeyOf, rankBackends, type RoutingPolicy, type SelectionInput } from '../../src/fleet/select.ts'
 
 const backend = (id: string, fields: Partial<BackendRecord> = {}): BackendRecord => ({
-  id, url: `http://${id}.internal:8000`, weight: 1, maxConcurrency: 8, region: null, state: 'active', ...fields,
+  id,
+  url: `http://${id}.internal:8000`,
+  weight: 1,
+  maxConcurrency: 8,
+  region: null,
+  state: 'active',
+  ...fields,
 })
 
-function input(backends: BackendRecord[], fields: Partial<SelectionInput> & { policy?: RoutingPolicy } = {}): SelectionInput & { live: LiveStats } {
+function input(
+  backends: BackendRecord[],
+  fields: Partial<SelectionInput> & { policy?: RoutingPolicy } = {},
+): SelectionInput & { live: LiveStats } {
   const live = new LiveStats({ consecutiveFailures: 2, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000 })
   return {
     backends,
@@ -29,7 +38,10 @@ describe('rankBackends', () => {
   })
 
   it('leaves out a backend whose circuit is open, and one a fresh health snapshot calls unhealthy', () => {
-    const health: HealthSnapshot = { at: 1_000_000, backends: { b: { healthy: false, checkedAt: 1_000_000, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } } }
+    const health: HealthSnapshot = {
+      at: 1_000_000,
+      backends: { b: { healthy: false, checkedAt: 1_000_000, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } },
+    }
     const setup = input([backend('a'), backend('b'), backend('c')], { health })
     setup.live.of('a').circuit.failure(999_000)
     setup.live.of('a').circuit.failure(999_001)
@@ -37,7 +49,10 @@ describe('rankBackends', () => {
   })
 
   it('ignores a health snapshot older than the allowed age', () => {
-    const stale: HealthSnapshot = { at: 0, backends: { a: { healthy: false, checkedAt: 0, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } } }
+    const stale: HealthSnapshot = {
+      at: 0,
+      backends: { a: { healthy: false, checkedAt: 0, running: null, waiting: null, kvCacheUsage: null, problem: 'down' } },
+    }
     expect(ids(rankBackends(input([backend('a')], { health: stale })))).toEqual(['a'])
   })
 
@@ -46,7 +61,10 @@ describe('rankBackends', () => {
     setup.live.of('a').inFlight = 16
     expect(ids(rankBackends(setup))).toEqual(['b'])
     setup.live.of('b').inFlight = 10
-    const health: HealthSnapshot = { at: 1_000_000, backends: { b: { healthy: true, checkedAt: 1_000_000, running: 8, waiting: 6, kvCacheUsage: 0.9, problem: null } } }
+    const health: HealthSnapshot = {
+      at: 1_000_000,
+      backends: { b: { healthy: true, checkedAt: 1_000_000, running: 8, waiting: 6, kvCacheUsage: 0.9, problem: null } },
+    }
     expect(rankBackends({ ...setup, health })).toEqual([])
   })
 

@@ -15,7 +15,13 @@ interface Attempt {
 
 const valid = () => ({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })
 const oddText = fc.string({ unit: fc.constantFrom('\u0000', '\ud800', '\udfff', '\u202e', '\ufeff', 'é', '𝕏', '"', '\\', '{', ']', 'a') })
-const notAString = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }))
+const notAString = fc.oneof(
+  fc.integer(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.integer(), { maxLength: 3 }),
+  fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }),
+)
 const notANumber = fc.oneof(fc.string(), fc.boolean(), fc.array(fc.integer(), { maxLength: 2 }), fc.constant({}))
 
 function deep(depth: number): string {
@@ -35,24 +41,74 @@ const mutation: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   fc.constantFrom('functions', 'store', 'metadata', 'frobnicate', 'guided_json', 'request_id').map((field) => ({ [field]: 1 })),
   fc.integer({ max: 0 }).map((max_tokens) => ({ max_tokens })),
   notAString.filter((value) => value !== null).map((model) => ({ model })),
-  oddText.filter((model) => model !== MODEL && !['deepseek-r1', 'deepseek-reasoner'].includes(model)).map((model) => ({ model: `x${model}` })),
+  oddText
+    .filter((model) => model !== MODEL && !['deepseek-r1', 'deepseek-reasoner'].includes(model))
+    .map((model) => ({ model: `x${model}` })),
   fc.constant({ stream: false, stream_options: { include_usage: true } }),
   fc.oneof(fc.string(), fc.integer()).map((stream) => ({ stream })),
-  fc.constantFrom('__proto__', 'constructor', 'prototype').map((key) => JSON.parse(`{"messages":[{"role":"user","content":"x","${key}":{"polluted":1}}],"${key}":{"polluted":1},"n":0}`) as Record<string, unknown>),
+  fc
+    .constantFrom('__proto__', 'constructor', 'prototype')
+    .map(
+      (key) =>
+        JSON.parse(`{"messages":[{"role":"user","content":"x","${key}":{"polluted":1}}],"${key}":{"polluted":1},"n":0}`) as Record<
+          string,
+          unknown
+        >,
+    ),
   fc.integer({ min: 50, max: 3000 }).map((depth) => ({ messages: JSON.parse(deep(depth)) as unknown })),
-  fc.integer({ min: 1, max: 200_000 }).map((length) => ({ messages: [{ role: 'user', content: 'x'.repeat(length) }], stop: ['a', 'b', 'c', 'd', 'e'] })),
+  fc
+    .integer({ min: 1, max: 200_000 })
+    .map((length) => ({ messages: [{ role: 'user', content: 'x'.repeat(length) }], stop: ['a', 'b', 'c', 'd', 'e'] })),
 )
 
 const attempt: fc.Arbitrary<Attempt> = fc.oneof(
   // Rare on purpose: about 50 bodies over the 1 MiB limit are plenty and each costs a megabyte.
   {
     weight: 1,
-    arbitrary: fc.integer({ min: 1, max: 4096 }).map((extra) => ({ method: 'POST', path: '/v1/chat/completions', contentType: 'application/json', body: JSON.stringify({ ...valid(), pad: 'x'.repeat(1024 * 1024 + extra) }) })),
+    arbitrary: fc
+      .integer({ min: 1, max: 4096 })
+      .map((extra) => ({
+        method: 'POST',
+        path: '/v1/chat/completions',
+        contentType: 'application/json',
+        body: JSON.stringify({ ...valid(), pad: 'x'.repeat(1024 * 1024 + extra) }),
+      })),
   },
-  { weight: 120, arbitrary: mutation.map((change) => ({ method: 'POST', path: '/v1/chat/completions', contentType: 'application/json', body: JSON.stringify({ ...valid(), ...change }) })) },
-  { weight: 40, arbitrary: oddText.map((text) => ({ method: 'POST', path: '/v1/chat/completions', contentType: 'application/json', body: `{"messages":[${text}` })) },
-  { weight: 20, arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data', '').map((contentType) => ({ method: 'POST', path: '/v1/chat/completions', contentType, body: JSON.stringify(valid()) })) },
-  { weight: 20, arbitrary: fc.constantFrom('PUT', 'DELETE', 'PATCH', 'GET').map((method) => ({ method, path: '/v1/chat/completions', contentType: 'application/json', body: method === 'GET' ? null : JSON.stringify(valid()) })) },
+  {
+    weight: 120,
+    arbitrary: mutation.map((change) => ({
+      method: 'POST',
+      path: '/v1/chat/completions',
+      contentType: 'application/json',
+      body: JSON.stringify({ ...valid(), ...change }),
+    })),
+  },
+  {
+    weight: 40,
+    arbitrary: oddText.map((text) => ({
+      method: 'POST',
+      path: '/v1/chat/completions',
+      contentType: 'application/json',
+      body: `{"messages":[${text}`,
+    })),
+  },
+  {
+    weight: 20,
+    arbitrary: fc
+      .constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data', '')
+      .map((contentType) => ({ method: 'POST', path: '/v1/chat/completions', contentType, body: JSON.stringify(valid()) })),
+  },
+  {
+    weight: 20,
+    arbitrary: fc
+      .constantFrom('PUT', 'DELETE', 'PATCH', 'GET')
+      .map((method) => ({
+        method,
+        path: '/v1/chat/completions',
+        contentType: 'application/json',
+        body: method === 'GET' ? null : JSON.stringify(valid()),
+      })),
+  },
   {
     weight: 20,
     arbitrary: fc

@@ -44,7 +44,10 @@ interface Service {
   command?: string[]
 }
 
-const document = parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }) as { services: Record<string, Service>; secrets: Record<string, unknown> }
+const document = parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }) as {
+  services: Record<string, Service>
+  secrets: Record<string, unknown>
+}
 const services = Object.entries(document.services)
 const gpu = services.filter(([, service]) => service.profiles?.includes('gpu'))
 const emulators = services.filter(([, service]) => service.profiles?.includes('emulator'))
@@ -82,7 +85,8 @@ describe('gpu-backend/compose.yaml', () => {
   it('publishes every backend on its own port of BIND_ADDRESS, loopback unless set', () => {
     for (const group of [gpu, emulators]) {
       const ports = group.map(([, service]) => service.ports)
-      for (const port of ports) expect(port).toEqual([{ target: 8000, published: expect.stringMatching(/^\d+$/), host_ip: '${BIND_ADDRESS:-127.0.0.1}' }])
+      for (const port of ports)
+        expect(port).toEqual([{ target: 8000, published: expect.stringMatching(/^\d+$/), host_ip: '${BIND_ADDRESS:-127.0.0.1}' }])
       expect(new Set(ports.map((port) => port?.[0]?.published)).size).toBe(ports.length)
     }
     const file = readComposeFile(COMPOSE_FILE, {})
@@ -114,13 +118,22 @@ describe('gpu-backend/compose.yaml', () => {
 
   it("the emulator's key wrapper passes the secret as VLLM_API_KEY, and refuses to start without it", async () => {
     const [, service] = emulators[0] ?? []
-    const [shell = 'sh', flagC = '-c', script = '', name = 'emulator'] = (service?.entrypoint ?? []).map((part) => part.replaceAll('$$', '$'))
-    const run = (wrapper: string, ...command: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(shell, [flagC, wrapper, name, ...command], (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }))
-    })
+    const [shell = 'sh', flagC = '-c', script = '', name = 'emulator'] = (service?.entrypoint ?? []).map((part) =>
+      part.replaceAll('$$', '$'),
+    )
+    const run = (wrapper: string, ...command: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(shell, [flagC, wrapper, name, ...command], (error, stdout, stderr) =>
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+        )
+      })
     // This machine has no /run/secrets/backend_api_key: the wrapper as written refuses.
     expect(existsSync('/run/secrets/backend_api_key')).toBe(false)
-    expect(await run(script, 'true')).toEqual({ code: 78, stdout: '', stderr: 'refusing to start without the backend API key: set BACKEND_API_KEY\n' })
+    expect(await run(script, 'true')).toEqual({
+      code: 78,
+      stdout: '',
+      stderr: 'refusing to start without the backend API key: set BACKEND_API_KEY\n',
+    })
     // With the secret file in place, the command runs with the key in its environment.
     const dir = await mkdtemp(join(tmpdir(), 'compose-secret-'))
     try {
@@ -140,19 +153,29 @@ describe("npm start's emulators, from the emulator profile", () => {
     await Promise.all(running.map((emulator) => emulator.stop()))
   })
 
-  it('are the profile\'s services, with their ports and flags less --host and --port', () => {
+  it("are the profile's services, with their ports and flags less --host and --port", () => {
     const file = readComposeFile(COMPOSE_FILE, {})
     const found = emulatorServices(file)
-    expect(found.map(({ name, port }) => ({ name, port }))).toEqual(emulators.map(([name, service]) => ({ name, port: Number(service.ports?.[0]?.published) })))
+    expect(found.map(({ name, port }) => ({ name, port }))).toEqual(
+      emulators.map(([name, service]) => ({ name, port: Number(service.ports?.[0]?.published) })),
+    )
     expect(found.map((emulator) => emulator.port)).toEqual([8001, 8002])
-    expect(found.map((emulator) => emulator.args)).toEqual(emulators.map(() => [
-      '--served-model-name', 'deepseek-r1-distill-qwen-1.5b',
-      '--max-model-len', '4096',
-      '--max-num-seqs', '256',
-      '--reasoning-parser', 'deepseek_r1',
-      '--ttft-ms', '150',
-      '--itl-ms', '20',
-    ]))
+    expect(found.map((emulator) => emulator.args)).toEqual(
+      emulators.map(() => [
+        '--served-model-name',
+        'deepseek-r1-distill-qwen-1.5b',
+        '--max-model-len',
+        '4096',
+        '--max-num-seqs',
+        '256',
+        '--reasoning-parser',
+        'deepseek_r1',
+        '--ttft-ms',
+        '150',
+        '--itl-ms',
+        '20',
+      ]),
+    )
   })
 
   it('start with those flags and serve the model as the fleet file configures it, behind the key', async () => {
@@ -160,8 +183,12 @@ describe("npm start's emulators, from the emulator profile", () => {
     const started = await spawnEmulator(emulator?.args ?? [], 0, { VLLM_API_KEY: TEST_KEY })
     running.push(started)
     expect((await fetch(`${started.url}/v1/models`)).status).toBe(401)
-    const models = await (await fetch(`${started.url}/v1/models`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json() as { data: { id: string; max_model_len: number }[] }
-    expect(models.data.map(({ id, max_model_len }) => ({ id, max_model_len }))).toEqual([{ id: 'deepseek-r1-distill-qwen-1.5b', max_model_len: 4096 }])
+    const models = (await (await fetch(`${started.url}/v1/models`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json()) as {
+      data: { id: string; max_model_len: number }[]
+    }
+    expect(models.data.map(({ id, max_model_len }) => ({ id, max_model_len }))).toEqual([
+      { id: 'deepseek-r1-distill-qwen-1.5b', max_model_len: 4096 },
+    ])
     expect((await fetch(`${started.url}/health`)).status).toBe(200)
   })
 })

@@ -55,7 +55,12 @@ const byProgram = (program: string) => commands.filter((command) => command[0] =
 
 function wranglerHelp(path: string[]): Promise<string> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...path, '--help'], { cwd: ROOT, env: { ...process.env, ...OFFLINE_WRANGLER_ENV } }, (_, stdout, stderr) => resolve(`${stdout}${stderr}`))
+    execFile(
+      process.execPath,
+      [join(ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...path, '--help'],
+      { cwd: ROOT, env: { ...process.env, ...OFFLINE_WRANGLER_ENV } },
+      (_, stdout, stderr) => resolve(`${stdout}${stderr}`),
+    )
   })
 }
 
@@ -103,7 +108,9 @@ describe('docs/deploy.md', () => {
   })
 
   it('every docker command uses the files, profiles, services and images of gpu-backend/', () => {
-    const compose = parse(readFileSync(join(ROOT, 'gpu-backend/compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, { profiles: string[] }> }
+    const compose = parse(readFileSync(join(ROOT, 'gpu-backend/compose.yaml'), 'utf8'), { merge: true }) as {
+      services: Record<string, { profiles: string[] }>
+    }
     const images = new Set(['edge-proxy-vllm', 'edge-proxy-vllm-awq', flagTable().image, 'vllm/vllm-openai:vX.Y.Z'])
     const containers = new Set<string>()
     const docker = byProgram('docker')
@@ -115,7 +122,9 @@ describe('docs/deploy.md', () => {
         expect(rest.slice(0, 2), text).toEqual(['-f', 'gpu-backend/compose.yaml'])
         const profile = rest[3] ?? ''
         expect(rest[2], text).toBe('--profile')
-        const services = Object.entries(compose.services).filter(([, service]) => service.profiles.includes(profile)).map(([name]) => name)
+        const services = Object.entries(compose.services)
+          .filter(([, service]) => service.profiles.includes(profile))
+          .map(([name]) => name)
         expect(services.length, text).toBeGreaterThan(0)
         const [subcommand, ...args] = rest.slice(4)
         expect(['up', 'ps', 'logs', 'build'], text).toContain(subcommand)
@@ -133,7 +142,8 @@ describe('docs/deploy.md', () => {
         expect(images, text).toContain(rest[i])
         const name = rest.indexOf('--name')
         if (name !== -1) containers.add(rest[name + 1] ?? '')
-        for (const mount of rest.filter((_, j) => rest[j - 1] === '-v')) expect(mount, text).toMatch(/^(hf-cache:\/models\/huggingface|"?\$PWD\/backend_api_key:\/run\/secrets\/backend_api_key:ro"?)$/)
+        for (const mount of rest.filter((_, j) => rest[j - 1] === '-v'))
+          expect(mount, text).toMatch(/^(hf-cache:\/models\/huggingface|"?\$PWD\/backend_api_key:\/run\/secrets\/backend_api_key:ro"?)$/)
       } else {
         expect(['logs', 'inspect'], text).toContain(verb)
         expect(containers, text).toContain(rest.at(-1))

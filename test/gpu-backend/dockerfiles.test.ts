@@ -7,7 +7,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Healthcheck, Keyword, type Dockerfile } from 'dockerfile-ast'
 import { describe, expect, it } from 'vitest'
-import { argvProblems, DOCKERFILES, flag, flagTable, GPU_BACKEND, imageEnv, parseDockerfile, runEntrypoint, runScript, TEST_KEY } from './support.ts'
+import {
+  argvProblems,
+  DOCKERFILES,
+  flag,
+  flagTable,
+  GPU_BACKEND,
+  imageEnv,
+  parseDockerfile,
+  runEntrypoint,
+  runScript,
+  TEST_KEY,
+} from './support.ts'
 
 const KNOWN_KEYWORDS = new Set<string>(Object.values(Keyword))
 
@@ -32,11 +43,15 @@ describe.each(DOCKERFILES)('gpu-backend/%s', (name) => {
     expect(keywords.filter((keyword) => !KNOWN_KEYWORDS.has(keyword))).toEqual([])
     // Every non-comment line belongs to an instruction: nothing is silently dropped.
     const text = readFileSync(join(GPU_BACKEND, name), 'utf8').split('\n')
-    const covered = new Set(dockerfile.getInstructions().flatMap((instruction) => {
-      const { start, end } = instruction.getRange()
-      return Array.from({ length: end.line - start.line + 1 }, (_, i) => start.line + i)
-    }))
-    const stray = text.map((line, i) => ({ line, i })).filter(({ line, i }) => line.trim() !== '' && !line.trimStart().startsWith('#') && !covered.has(i))
+    const covered = new Set(
+      dockerfile.getInstructions().flatMap((instruction) => {
+        const { start, end } = instruction.getRange()
+        return Array.from({ length: end.line - start.line + 1 }, (_, i) => start.line + i)
+      }),
+    )
+    const stray = text
+      .map((line, i) => ({ line, i }))
+      .filter(({ line, i }) => line.trim() !== '' && !line.trimStart().startsWith('#') && !covered.has(i))
     expect(stray).toEqual([])
   })
 
@@ -54,7 +69,9 @@ describe.each(DOCKERFILES)('gpu-backend/%s', (name) => {
     expect(copy.map((instruction) => instruction.getArgumentsContent())).toEqual(['entrypoint.sh /usr/local/bin/edge-proxy-vllm'])
     expect(copy[0]?.getTextContent()).toContain('--chmod=0755')
     const entrypoint = instructions(dockerfile, 'ENTRYPOINT')
-    expect(entrypoint.map((instruction) => JSON.parse(instruction.getArgumentsContent() ?? 'null'))).toEqual([['/usr/local/bin/edge-proxy-vllm']])
+    expect(entrypoint.map((instruction) => JSON.parse(instruction.getArgumentsContent() ?? 'null'))).toEqual([
+      ['/usr/local/bin/edge-proxy-vllm'],
+    ])
     // A CMD would add arguments to every vllm serve; the image leaves them to the operator.
     expect(instructions(dockerfile, 'CMD')).toEqual([])
   })
@@ -77,9 +94,13 @@ describe.each(DOCKERFILES)('gpu-backend/%s', (name) => {
   })
 
   it('bakes the weights into the image only when the BAKE_WEIGHTS build argument says so', () => {
-    const args = Object.fromEntries(instructions(dockerfile, 'ARG').map((instruction) => instruction.getArgumentsContent()?.split('=') ?? []))
+    const args = Object.fromEntries(
+      instructions(dockerfile, 'ARG').map((instruction) => instruction.getArgumentsContent()?.split('=') ?? []),
+    )
     expect(args.BAKE_WEIGHTS).toBe('false')
-    const run = instructions(dockerfile, 'RUN').map((instruction) => instruction.getArgumentsContent() ?? '').join('\n')
+    const run = instructions(dockerfile, 'RUN')
+      .map((instruction) => instruction.getArgumentsContent() ?? '')
+      .join('\n')
     expect(run).toContain('snapshot_download')
     expect(run).toContain('.baked-weights')
     expect(run).toMatch(/\*\) echo "BAKE_WEIGHTS must be true or false/)

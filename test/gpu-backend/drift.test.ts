@@ -7,7 +7,14 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { COMPOSE_FILE, emulatorServices, fleetServices, readComposeFile, serviceEnvironment, type ComposeFile } from '../../scripts/fleet/compose.ts'
+import {
+  COMPOSE_FILE,
+  emulatorServices,
+  fleetServices,
+  readComposeFile,
+  serviceEnvironment,
+  type ComposeFile,
+} from '../../scripts/fleet/compose.ts'
 import { DEFAULT_MAX_CONCURRENCY } from '../../scripts/fleet/options.ts'
 import { DOCKERFILES, flag, imageEnv, parseDockerfile, runEntrypoint, TEST_KEY, workerVars } from './support.ts'
 
@@ -77,10 +84,14 @@ function drift(settings: BackendSettings[]): string[] {
   const worker = workerVars()
   const problems: string[] = []
   for (const backend of settings) {
-    if (backend.servedModelName !== worker.modelId) problems.push(`${backend.source}: served model ${backend.servedModelName}, Worker MODEL_ID ${worker.modelId}`)
-    if (Number(backend.maxModelLen) !== worker.maxModelLen) problems.push(`${backend.source}: max-model-len ${backend.maxModelLen}, Worker MAX_MODEL_LEN ${worker.maxModelLen}`)
-    if (backend.reasoningParser !== 'deepseek_r1') problems.push(`${backend.source}: reasoning parser ${backend.reasoningParser}, the Worker expects deepseek_r1`)
-    if (Number(backend.maxNumSeqs) !== worker.maxConcurrency) problems.push(`${backend.source}: max-num-seqs ${backend.maxNumSeqs}, Worker BACKEND_MAX_CONCURRENCY ${worker.maxConcurrency}`)
+    if (backend.servedModelName !== worker.modelId)
+      problems.push(`${backend.source}: served model ${backend.servedModelName}, Worker MODEL_ID ${worker.modelId}`)
+    if (Number(backend.maxModelLen) !== worker.maxModelLen)
+      problems.push(`${backend.source}: max-model-len ${backend.maxModelLen}, Worker MAX_MODEL_LEN ${worker.maxModelLen}`)
+    if (backend.reasoningParser !== 'deepseek_r1')
+      problems.push(`${backend.source}: reasoning parser ${backend.reasoningParser}, the Worker expects deepseek_r1`)
+    if (Number(backend.maxNumSeqs) !== worker.maxConcurrency)
+      problems.push(`${backend.source}: max-num-seqs ${backend.maxNumSeqs}, Worker BACKEND_MAX_CONCURRENCY ${worker.maxConcurrency}`)
   }
   return problems
 }
@@ -110,7 +121,10 @@ describe('Worker and backend configuration', () => {
     const copy = join(dir, 'compose.yaml')
     await copyFile(COMPOSE_FILE, copy)
     const text = await readFile(copy, 'utf8')
-    await writeFile(copy, text.replace('MAX_MODEL_LEN: "4096"', 'MAX_MODEL_LEN: "8192"').replaceAll('- deepseek-r1-distill-qwen-1.5b', '- deepseek-r1'))
+    await writeFile(
+      copy,
+      text.replace('MAX_MODEL_LEN: "4096"', 'MAX_MODEL_LEN: "8192"').replaceAll('- deepseek-r1-distill-qwen-1.5b', '- deepseek-r1'),
+    )
     const problems = drift(await allBackendSettings(readComposeFile(copy, {})))
     expect(problems).toContain('compose vllm-0 (Dockerfile): max-model-len 8192, Worker MAX_MODEL_LEN 4096')
     expect(problems).toContain('compose emulator-1: served model deepseek-r1, Worker MODEL_ID deepseek-r1-distill-qwen-1.5b')

@@ -26,15 +26,24 @@ describe('entrypoint.sh', () => {
     const run = await runEntrypoint({ VLLM_API_KEY: TEST_KEY })
     expect(run.code).toBe(0)
     expect(run.argv).toEqual([
-      'serve', 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B',
-      '--host', '0.0.0.0',
-      '--port', '8000',
-      '--served-model-name', 'deepseek-r1-distill-qwen-1.5b',
-      '--dtype', 'bfloat16',
-      '--max-model-len', '4096',
-      '--gpu-memory-utilization', '0.9',
-      '--max-num-seqs', '256',
-      '--reasoning-parser', 'deepseek_r1',
+      'serve',
+      'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '8000',
+      '--served-model-name',
+      'deepseek-r1-distill-qwen-1.5b',
+      '--dtype',
+      'bfloat16',
+      '--max-model-len',
+      '4096',
+      '--gpu-memory-utilization',
+      '0.9',
+      '--max-num-seqs',
+      '256',
+      '--reasoning-parser',
+      'deepseek_r1',
       '--enable-prefix-caching',
     ])
     expect(run.env?.VLLM_API_KEY).toBe(TEST_KEY)
@@ -161,7 +170,12 @@ describe('entrypoint.sh', () => {
     const table = flagTable()
     const defaults = await runEntrypoint({ VLLM_API_KEY: TEST_KEY })
     const changed = await runEntrypoint({
-      VLLM_API_KEY: TEST_KEY, DTYPE: 'half', QUANTIZATION: 'awq', MODEL_REVISION: 'main', ENABLE_PREFIX_CACHING: 'false', MAX_NUM_SEQS: '1',
+      VLLM_API_KEY: TEST_KEY,
+      DTYPE: 'half',
+      QUANTIZATION: 'awq',
+      MODEL_REVISION: 'main',
+      ENABLE_PREFIX_CACHING: 'false',
+      MAX_NUM_SEQS: '1',
     })
     expect(argvProblems(defaults.argv ?? [], table)).toEqual([])
     expect(argvProblems(changed.argv ?? [], table)).toEqual([])

@@ -31,7 +31,9 @@ describe('shellcheck', () => {
 
   it.skipIf(!available && !inCi).each(DOCKERFILES)(`the RUN step of %s has no shellcheck finding${SKIPPED}`, async (name) => {
     if (!available) expect.fail(`${SHELLCHECK} is missing in CI`)
-    const runs = parseDockerfile(name).getInstructions().filter((instruction) => instruction.getKeyword() === 'RUN')
+    const runs = parseDockerfile(name)
+      .getInstructions()
+      .filter((instruction) => instruction.getKeyword() === 'RUN')
     expect(runs.length).toBeGreaterThan(0)
     for (const run of runs) expect(await shellcheck('-', run.getArgumentsContent() ?? '')).toEqual({ code: 0, output: '' })
   })

@@ -43,11 +43,19 @@ export async function runEntrypoint(env: Record<string, string>, args: string[] 
     await writeFile(join(dir, 'vllm'), FAKE_VLLM)
     await chmod(join(dir, 'vllm'), 0o755)
     const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile('/bin/sh', [ENTRYPOINT, ...args], { env: { PATH: `${dir}:/usr/bin:/bin`, FAKE_VLLM_OUT: dir, ...env } }, (error, stdout, stderr) => {
-        resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
-      })
+      execFile(
+        '/bin/sh',
+        [ENTRYPOINT, ...args],
+        { env: { PATH: `${dir}:/usr/bin:/bin`, FAKE_VLLM_OUT: dir, ...env } },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
+        },
+      )
     })
-    const argv = await readFile(join(dir, 'argv'), 'utf8').then((text) => text.split('\n').slice(0, -1), () => null)
+    const argv = await readFile(join(dir, 'argv'), 'utf8').then(
+      (text) => text.split('\n').slice(0, -1),
+      () => null,
+    )
     const vllmEnv = await readFile(join(dir, 'env'), 'utf8').then(parseEnv, () => null)
     return { ...result, argv, env: vllmEnv }
   } finally {
@@ -58,7 +66,9 @@ export async function runEntrypoint(env: Record<string, string>, args: string[] 
 /** A shell script (such as a Dockerfile's RUN step) run by /bin/sh with only `env`. */
 export function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('/bin/sh', ['-c', script], { env }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }))
+    execFile('/bin/sh', ['-c', script], { env }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+    )
   })
 }
 
@@ -157,7 +167,8 @@ export function parseDockerfile(name: string): Dockerfile {
 export function imageEnv(dockerfile: Dockerfile): Record<string, string> {
   const known: Record<string, string> = {}
   const env: Record<string, string> = {}
-  const resolve = (value: string) => value.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, braced?: string, bare?: string) => known[braced ?? bare ?? ''] ?? '')
+  const resolve = (value: string) =>
+    value.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, braced?: string, bare?: string) => known[braced ?? bare ?? ''] ?? '')
   for (const instruction of dockerfile.getInstructions()) {
     const keyword = instruction.getKeyword()
     if ((keyword !== 'ARG' && keyword !== 'ENV') || !(instruction instanceof PropertyInstruction)) continue
@@ -175,7 +186,9 @@ export function workerVars(): { modelId: string; aliases: string[]; maxModelLen:
   const vars = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') }).vars as Record<string, string>
   return {
     modelId: String(vars.MODEL_ID),
-    aliases: String(vars.MODEL_ALIASES).split(',').map((alias) => alias.trim()),
+    aliases: String(vars.MODEL_ALIASES)
+      .split(',')
+      .map((alias) => alias.trim()),
     maxModelLen: Number(vars.MAX_MODEL_LEN),
     maxConcurrency: Number(vars.BACKEND_MAX_CONCURRENCY),
   }

@@ -78,7 +78,9 @@ describe('rate limits on POST /v1/chat/completions', () => {
     }
     expect(first.headers.get('x-ratelimit-remaining-requests')).toBe('4')
     expect(second.headers.get('x-ratelimit-remaining-requests')).toBe('3')
-    expect(Number(second.headers.get('x-ratelimit-remaining-tokens'))).toBeLessThan(Number(first.headers.get('x-ratelimit-remaining-tokens')))
+    expect(Number(second.headers.get('x-ratelimit-remaining-tokens'))).toBeLessThan(
+      Number(first.headers.get('x-ratelimit-remaining-tokens')),
+    )
     await first.body?.cancel()
     await readAll(second.body!)
   })

@@ -9,7 +9,11 @@ import { chatBody, fetchWithEnv } from '../support/worker.ts'
 // unreachable backend, a backend that never answers, or an exception thrown inside the Worker.
 
 function chatAs(key: LimitedKey, body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key.secret}` }, body: JSON.stringify(body) }
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key.secret}` },
+    body: JSON.stringify(body),
+  }
 }
 
 async function expectSlotBack(key: LimitedKey): Promise<void> {
@@ -27,14 +31,22 @@ describe('a stream slot is given back when the request fails', () => {
 
   it('after the backend cannot be reached', async () => {
     const key = await keyWithLimits({ concurrentStreams: 1 })
-    const response = await fetchWithEnv({ BACKEND_URLS: 'http://127.0.0.1:9' }, '/v1/chat/completions', chatAs(key, chatBody('hi', { stream: true })))
+    const response = await fetchWithEnv(
+      { BACKEND_URLS: 'http://127.0.0.1:9' },
+      '/v1/chat/completions',
+      chatAs(key, chatBody('hi', { stream: true })),
+    )
     expect(response.status).toBe(502)
     await expectSlotBack(key)
   })
 
   it('after the first-event deadline passes', async () => {
     const key = await keyWithLimits({ concurrentStreams: 1 })
-    const response = await fetchWithEnv({ FIRST_EVENT_TIMEOUT_MS: '200' }, '/v1/chat/completions', chatAs(key, chatBody('[emulator fault=hang]', { stream: true })))
+    const response = await fetchWithEnv(
+      { FIRST_EVENT_TIMEOUT_MS: '200' },
+      '/v1/chat/completions',
+      chatAs(key, chatBody('[emulator fault=hang]', { stream: true })),
+    )
     expect(response.status).toBe(504)
     await expectSlotBack(key)
   })
@@ -65,7 +77,11 @@ describe('the key limiter', () => {
     await new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 100))
     const restarted = await runInDurableObject(limiter, (_instance: KeyLimiter, state) => {
       const fresh = new KeyLimiter(state, env)
-      return { status: fresh.status(limits), again: fresh.admit({ leaseId: 'next', reserveTokens: 10, limits, clientIp: null }), settled: fresh.settle('held', { promptTokens: 3, completionTokens: 4 }) }
+      return {
+        status: fresh.status(limits),
+        again: fresh.admit({ leaseId: 'next', reserveTokens: 10, limits, clientIp: null }),
+        settled: fresh.settle('held', { promptTokens: 3, completionTokens: 4 }),
+      }
     })
     expect(restarted.status).toMatchObject({ inFlight: 1, view: { requests: { remaining: 1 }, tokens: { remaining: 990 } } })
     expect(restarted.again.admitted).toBe(true)

@@ -4,7 +4,13 @@ import { LEASE_MAX_MS, Ledger, WINDOW_MS, type AdmitInput, type EffectiveLimits 
 
 const limits: EffectiveLimits = { requestsPerMinute: 10, tokensPerMinute: 1_000, concurrentStreams: 3, concurrentStreamsPerIp: null }
 let seq = 0
-const ask = (overrides: Partial<AdmitInput> = {}): AdmitInput => ({ leaseId: `lease-${seq++}`, reserveTokens: 10, limits, clientIp: null, ...overrides })
+const ask = (overrides: Partial<AdmitInput> = {}): AdmitInput => ({
+  leaseId: `lease-${seq++}`,
+  reserveTokens: 10,
+  limits,
+  clientIp: null,
+  ...overrides,
+})
 const nothing = { promptTokens: 0, completionTokens: 0 }
 
 describe('Ledger', () => {
@@ -46,7 +52,12 @@ describe('Ledger', () => {
     const roomy = { ...limits, concurrentStreams: 100, requestsPerMinute: 100 }
     const admitted = Array.from({ length: 20 }, () => ledger.admit(ask({ limits: roomy, reserveTokens: 300 }), 0)).filter((d) => d.admitted)
     expect(admitted).toHaveLength(3)
-    expect(ledger.admit(ask({ limits: roomy, reserveTokens: 300 }), 0)).toMatchObject({ admitted: false, limit: 'tokens', used: 900, requested: 300 })
+    expect(ledger.admit(ask({ limits: roomy, reserveTokens: 300 }), 0)).toMatchObject({
+      admitted: false,
+      limit: 'tokens',
+      used: 900,
+      requested: 300,
+    })
   })
 
   it('gives back the unused part of a reservation when the request settles', () => {
@@ -72,7 +83,10 @@ describe('Ledger', () => {
     const perIp = { ...limits, concurrentStreams: 10, concurrentStreamsPerIp: 2 }
     expect(ledger.admit(ask({ limits: perIp, clientIp: '198.51.100.1' }), 0).admitted).toBe(true)
     expect(ledger.admit(ask({ limits: perIp, clientIp: '198.51.100.1' }), 0).admitted).toBe(true)
-    expect(ledger.admit(ask({ limits: perIp, clientIp: '198.51.100.1' }), 0)).toMatchObject({ admitted: false, limit: 'concurrent_streams_per_ip' })
+    expect(ledger.admit(ask({ limits: perIp, clientIp: '198.51.100.1' }), 0)).toMatchObject({
+      admitted: false,
+      limit: 'concurrent_streams_per_ip',
+    })
     expect(ledger.admit(ask({ limits: perIp, clientIp: '198.51.100.2' }), 0).admitted).toBe(true)
     expect(ledger.admit(ask({ limits: perIp, clientIp: null }), 0).admitted).toBe(true)
   })

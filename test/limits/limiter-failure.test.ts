@@ -23,7 +23,9 @@ describe('when the rate limiter cannot be reached', () => {
       for (const name of RATE_LIMIT_HEADERS) expect(response.headers.get(name)).toBeNull()
       expect(proxyCounters.rateLimiterUnavailable).toBe(before + 1)
       const logged = warn.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>)
-      expect(logged).toContainEqual(expect.objectContaining({ event: 'rate_limiter_unavailable', failureMode: 'open', keyId: 'key_0000000000000001' }))
+      expect(logged).toContainEqual(
+        expect.objectContaining({ event: 'rate_limiter_unavailable', failureMode: 'open', keyId: 'key_0000000000000001' }),
+      )
     } finally {
       warn.mockRestore()
     }
@@ -32,7 +34,11 @@ describe('when the rate limiter cannot be reached', () => {
   it('refuses with 503 and Retry-After when configured to fail closed', async () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
     try {
-      const response = await fetchWithEnv({ LIMITER: failing, RATE_LIMITER_FAILURE_MODE: 'closed' }, '/v1/chat/completions', chatInit(short))
+      const response = await fetchWithEnv(
+        { LIMITER: failing, RATE_LIMITER_FAILURE_MODE: 'closed' },
+        '/v1/chat/completions',
+        chatInit(short),
+      )
       expect(response.status).toBe(503)
       expect(response.headers.get('retry-after')).toBe('1')
       expect(await response.json()).toMatchObject({ error: { code: 'rate_limiter_unavailable', type: 'server_error' } })
@@ -45,7 +51,11 @@ describe('when the rate limiter cannot be reached', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
     try {
       const startedAt = Date.now()
-      const response = await fetchWithEnv({ LIMITER: silent, RATE_LIMITER_TIMEOUT_MS: '100', RATE_LIMITER_FAILURE_MODE: 'closed' }, '/v1/chat/completions', chatInit(short))
+      const response = await fetchWithEnv(
+        { LIMITER: silent, RATE_LIMITER_TIMEOUT_MS: '100', RATE_LIMITER_FAILURE_MODE: 'closed' },
+        '/v1/chat/completions',
+        chatInit(short),
+      )
       expect(response.status).toBe(503)
       expect(Date.now() - startedAt).toBeLessThan(2_000)
       expect(warn.mock.calls.map(([line]) => String(line)).join('\n')).toContain('"error":"LimiterTimeout"')
@@ -76,7 +86,9 @@ describe('when the rate limiter cannot be reached', () => {
   it('answers 500 with the reason when the failure mode is misconfigured', async () => {
     const response = await fetchWithEnv({ RATE_LIMITER_FAILURE_MODE: 'sometimes' }, '/v1/chat/completions', chatInit(short))
     expect(response.status).toBe(500)
-    expect(await response.json()).toMatchObject({ error: { code: 'gateway_misconfigured', message: expect.stringContaining('RATE_LIMITER_FAILURE_MODE') } })
+    expect(await response.json()).toMatchObject({
+      error: { code: 'gateway_misconfigured', message: expect.stringContaining('RATE_LIMITER_FAILURE_MODE') },
+    })
   })
 
   it('skips admission entirely with RATE_LIMITS=off', async () => {

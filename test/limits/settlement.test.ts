@@ -65,26 +65,22 @@ async function settledUsage(key: LimitedKey) {
 const roomy = { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000, concurrentStreams: POOL }
 
 describe('settling admitted requests', () => {
-  it(
-    `leaves nothing in flight and charges exactly what the backend generated after ${ABORTED} client aborts and ${FAULTED} backend faults`,
-    async () => {
-      await resetEmulator()
-      const key = await keyWithLimits(roomy)
-      const tasks = [
-        ...Array.from({ length: ABORTED }, () => () => abortInPause(key)),
-        ...Array.from({ length: FAULTED }, (_, i) => () => endByFault(key, i)),
-      ].sort(() => Math.random() - 0.5)
-      await pool(tasks, POOL)
+  it(`leaves nothing in flight and charges exactly what the backend generated after ${ABORTED} client aborts and ${FAULTED} backend faults`, async () => {
+    await resetEmulator()
+    const key = await keyWithLimits(roomy)
+    const tasks = [
+      ...Array.from({ length: ABORTED }, () => () => abortInPause(key)),
+      ...Array.from({ length: FAULTED }, (_, i) => () => endByFault(key, i)),
+    ].sort(() => Math.random() - 0.5)
+    await pool(tasks, POOL)
 
-      const { stats, totals } = await settledUsage(key)
-      expect(stats.requests).toBe(ABORTED + FAULTED)
-      expect(stats.aborted).toBeGreaterThanOrEqual(ABORTED)
-      expect(totals.admitted).toBe(ABORTED + FAULTED)
-      expect(totals.completion_tokens).toBe(stats.tokensGenerated)
-      expect(totals.prompt_tokens).toBe(stats.promptTokens)
-    },
-    120_000,
-  )
+    const { stats, totals } = await settledUsage(key)
+    expect(stats.requests).toBe(ABORTED + FAULTED)
+    expect(stats.aborted).toBeGreaterThanOrEqual(ABORTED)
+    expect(totals.admitted).toBe(ABORTED + FAULTED)
+    expect(totals.completion_tokens).toBe(stats.tokensGenerated)
+    expect(totals.prompt_tokens).toBe(stats.promptTokens)
+  }, 120_000)
 
   it('charges the tokens of every choice of n > 1 when the client leaves mid-stream', async () => {
     await resetEmulator()

@@ -5,7 +5,10 @@ import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys
 import { callWorker, chatBody, chatInit, fetchWithEnv } from '../support/worker.ts'
 
 const raw = (path: string, init?: RequestInit) => exports.default.fetch(`http://gateway.test${path}`, init)
-const withKey = (secret: string, init: RequestInit = {}) => ({ ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${secret}` } })
+const withKey = (secret: string, init: RequestInit = {}) => ({
+  ...init,
+  headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${secret}` },
+})
 
 async function errorOf(response: Response) {
   return ((await response.json()) as { error: { message: string; type: string; code: string | null } }).error
@@ -66,11 +69,22 @@ describe('API keys', () => {
   })
 
   it('refuses a stream token where an API key is needed, as a header or in the query', async () => {
-    const token = await mintStreamToken('test-stream-secret-new', { keyId: TEST_KEY_ID, expires: Math.floor(Date.now() / 1000) + 60, origin: null })
-    const asHeader = await raw('/v1/chat/completions', { ...chatInit(chatBody('hi')), headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } })
+    const token = await mintStreamToken('test-stream-secret-new', {
+      keyId: TEST_KEY_ID,
+      expires: Math.floor(Date.now() / 1000) + 60,
+      origin: null,
+    })
+    const asHeader = await raw('/v1/chat/completions', {
+      ...chatInit(chatBody('hi')),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    })
     expect(asHeader.status).toBe(401)
     expect((await errorOf(asHeader)).message).toContain('browser streaming endpoints')
-    const inQuery = await raw(`/v1/chat/completions?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('hi')) })
+    const inQuery = await raw(`/v1/chat/completions?token=${token}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chatBody('hi')),
+    })
     expect(inQuery.status).toBe(401)
   })
 })
@@ -79,7 +93,11 @@ describe('browser origins and CORS', () => {
   it('answers a preflight with the origin reflected, the allowed headers and no credentials', async () => {
     const response = await raw('/v1/chat/completions', {
       method: 'OPTIONS',
-      headers: { origin: 'https://page.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      headers: {
+        origin: 'https://page.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, content-type',
+      },
     })
     expect(response.status).toBe(204)
     expect(response.headers.get('access-control-allow-origin')).toBe('https://page.example')

@@ -7,9 +7,36 @@ import type { ChatMessage, ChatRequest } from '../../src/schema/chat-request.ts'
 // the same letters, NFC singletons (Ohm, Greek question mark), a ">" that composes with U+0338,
 // math that triggers the directive, the directive itself, and the prefill text.
 const FRAGMENTS = [
-  '<think>', '</think>', '<thi', 'nk>', '<think>\n', '<think>r</think>\u0301', '\n', '\n\n', ' ', '\t',
-  'e\u0301', 'é', '\u0301', '\u0327\u0301', 'A\u030a', '\u212b', '\u2126', '\u037e', '\u1100\u1161', '가', '>\u0338',
-  '12 * 7', 'x^2', '\\frac{1}{2}', 'solve', 'how many', ' 3 ', MATH_DIRECTIVE, 'Hello', 'a',
+  '<think>',
+  '</think>',
+  '<thi',
+  'nk>',
+  '<think>\n',
+  '<think>r</think>\u0301',
+  '\n',
+  '\n\n',
+  ' ',
+  '\t',
+  'e\u0301',
+  'é',
+  '\u0301',
+  '\u0327\u0301',
+  'A\u030a',
+  '\u212b',
+  '\u2126',
+  '\u037e',
+  '\u1100\u1161',
+  '가',
+  '>\u0338',
+  '12 * 7',
+  'x^2',
+  '\\frac{1}{2}',
+  'solve',
+  'how many',
+  ' 3 ',
+  MATH_DIRECTIVE,
+  'Hello',
+  'a',
 ]
 
 const piece = fc.oneof(
@@ -22,14 +49,17 @@ export const text = fc.array(piece, { maxLength: 6 }).map((pieces) => pieces.joi
 
 const content = fc.oneof(
   { weight: 3, arbitrary: text },
-  { weight: 1, arbitrary: fc.array(text.map((part) => ({ type: 'text' as const, text: part })), { maxLength: 3 }) },
+  {
+    weight: 1,
+    arbitrary: fc.array(
+      text.map((part) => ({ type: 'text' as const, text: part })),
+      { maxLength: 3 },
+    ),
+  },
 )
 
 // Records get ordinary prototypes, as parsed JSON has, so structuredClone copies compare equal.
-const systemMessage: fc.Arbitrary<ChatMessage> = fc.record(
-  { role: fc.constant('system' as const), content },
-  { noNullPrototype: true },
-)
+const systemMessage: fc.Arbitrary<ChatMessage> = fc.record({ role: fc.constant('system' as const), content }, { noNullPrototype: true })
 const userMessage: fc.Arbitrary<ChatMessage> = fc.record(
   { role: fc.constant('user' as const), content, name: fc.constantFrom('ann', 'bob') },
   { requiredKeys: ['role', 'content'], noNullPrototype: true },
@@ -65,10 +95,7 @@ export const chatRequest: fc.Arbitrary<ChatRequest> = fc
     ...sampling,
   }))
 
-const switches = Object.fromEntries(RULE_NAMES.map((name) => [name, fc.boolean()])) as Record<
-  RuleName,
-  fc.Arbitrary<boolean>
->
+const switches = Object.fromEntries(RULE_NAMES.map((name) => [name, fc.boolean()])) as Record<RuleName, fc.Arbitrary<boolean>>
 
 export const normalizeOptions: fc.Arbitrary<NormalizeOptions> = fc.record({
   rules: fc.record(switches),

@@ -4,7 +4,12 @@ import { assistant, request, system, user, withRules } from './helpers.ts'
 
 describe('text parts', () => {
   it('are flattened to one string joined by newlines, without reporting a rule', () => {
-    const input = request([user([{ type: 'text', text: 'first' }, { type: 'text', text: 'second' }])])
+    const input = request([
+      user([
+        { type: 'text', text: 'first' },
+        { type: 'text', text: 'second' },
+      ]),
+    ])
     expect(withRules(input, [])).toEqual({ request: request([user('first\nsecond')]), applied: [] })
   })
 })
@@ -62,14 +67,7 @@ describe('strip_reasoning', () => {
 
 describe('fold_system', () => {
   it('moves system texts to the front of the first user message', () => {
-    const input = request([
-      system('Be brief.'),
-      user('Q1'),
-      assistant('A1'),
-      system('  '),
-      system('Use French.'),
-      user('Q2'),
-    ])
+    const input = request([system('Be brief.'), user('Q1'), assistant('A1'), system('  '), system('Use French.'), user('Q2')])
     const { request: out, applied } = withRules(input, ['fold_system'])
     expect(out.messages).toEqual([user('Be brief.\n\nUse French.\n\nQ1'), assistant('A1'), user('Q2')])
     expect(applied).toEqual(['fold_system'])

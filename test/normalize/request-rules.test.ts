@@ -79,13 +79,7 @@ describe('top_p', () => {
 
 describe('normalizeChatRequest', () => {
   it('reports every rule that changed something, in RULE_NAMES order', () => {
-    const input = request([
-      system('S'),
-      user('e\u0301'),
-      assistant('<think>r</think>A'),
-      user('x'),
-      user('What is 2 * 3?'),
-    ])
+    const input = request([system('S'), user('e\u0301'), assistant('<think>r</think>A'), user('x'), user('What is 2 * 3?')])
     const { applied } = normalizeChatRequest(input, { rules: resolveRules('all'), templateAddsThink: false })
     expect(applied).toEqual(RULE_NAMES)
   })
@@ -107,9 +101,7 @@ describe('normalizeChatRequest', () => {
     ['system text with folding off', request([system('Be brief.')]), ['merge_consecutive']],
     ['empty text parts', request([user([{ type: 'text', text: '' }]), user(' ')]), ['merge_consecutive']],
   ] as const)('refuses a prompt with %s as a 400 empty_prompt', (_case, input, rules) => {
-    expect(() => withRules(input, [...rules])).toThrow(
-      expect.objectContaining({ status: 400, code: 'empty_prompt', param: 'messages' }),
-    )
+    expect(() => withRules(input, [...rules])).toThrow(expect.objectContaining({ status: 400, code: 'empty_prompt', param: 'messages' }))
   })
 
   it('accepts system text alone once folding makes it a user message', () => {

@@ -34,9 +34,7 @@ describe('resolveRules', () => {
   it.each([['temprature'], ['all,-maths'], ['Temperature'], ['-all'], ['top_p;nfc']])(
     'refuses the unknown entry in %j as a misconfiguration that names it',
     (setting) => {
-      expect(() => resolveRules(setting)).toThrow(
-        expect.objectContaining({ status: 500, code: 'gateway_misconfigured' }),
-      )
+      expect(() => resolveRules(setting)).toThrow(expect.objectContaining({ status: 500, code: 'gateway_misconfigured' }))
       const entry = setting.split(',').at(-1) ?? ''
       expect(() => resolveRules(setting)).toThrow(entry)
     },

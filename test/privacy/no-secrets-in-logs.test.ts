@@ -14,7 +14,7 @@ beforeEach(() => {
   logged = []
   for (const method of METHODS) {
     vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
-      logged.push(args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg) ?? String(arg))).join(' '))
+      logged.push(args.map((arg) => (typeof arg === 'string' ? arg : (JSON.stringify(arg) ?? String(arg)))).join(' '))
     })
   }
 })
@@ -35,20 +35,39 @@ describe('logs', () => {
     await (await postChat(chatBody(`${PROMPT} [emulator fault=die_after:2]`, { stream: true }))).text()
     await (await postChat(chatBody(`${PROMPT} [emulator fault=malformed_after:1]`, { stream: true }))).text()
     await (await postChat(chatBody(PROMPT), { headers: { authorization: `Bearer ${UNKNOWN_KEY}` } })).text()
-    await (await callWorker('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"messages": "${PROMPT}` })).text()
+    await (
+      await callWorker('/v1/chat/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"messages": "${PROMPT}`,
+      })
+    ).text()
     const minted = (await (await callWorker('/v1/stream-tokens', { method: 'POST' })).json()) as { token: string }
     await (await callWorker(`/v1/chat/completions?token=${minted.token}`, { method: 'POST', headers: { authorization: '' } })).text()
     await (await fetchWithEnv({ BACKEND_API_KEY: 'wrong-backend-key' }, '/v1/chat/completions', chatInit(chatBody(PROMPT)))).text()
     // An unexpected failure inside the Worker (the KV binding is missing) is logged: by class only.
     // A key never seen before misses the isolate cache, so KV is really read.
     const freshKey = randomSecret()
-    const brokenInit = { ...chatInit(chatBody(PROMPT)), headers: { 'content-type': 'application/json', authorization: `Bearer ${freshKey}` } }
+    const brokenInit = {
+      ...chatInit(chatBody(PROMPT)),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${freshKey}` },
+    }
     const broken = await fetchWithEnv({ KEYS: undefined as unknown as string }, '/v1/chat/completions', brokenInit)
     expect(broken.status).toBe(500)
 
     expect(logged.length).toBeGreaterThan(0)
     const everything = logged.join('\n')
-    for (const secret of [TEST_SECRET, UNKNOWN_KEY, freshKey, BACKEND_KEY, 'wrong-backend-key', minted.token, 'PROMPT-MARKER-7f3a', 'hunter2', completion]) {
+    for (const secret of [
+      TEST_SECRET,
+      UNKNOWN_KEY,
+      freshKey,
+      BACKEND_KEY,
+      'wrong-backend-key',
+      minted.token,
+      'PROMPT-MARKER-7f3a',
+      'hunter2',
+      completion,
+    ]) {
       expect(everything).not.toContain(secret)
     }
   })

@@ -15,7 +15,11 @@ describe('readContextRefusal', () => {
   })
 
   it('reads the text without the trailing " None" and with another context length', () => {
-    expect(readContextRefusal(tooLarge(9000, 10, 8192).replace(/ None$/, ''))).toMatchObject({ maxModelLen: 8192, promptTokens: 10, maxTokens: 9000 })
+    expect(readContextRefusal(tooLarge(9000, 10, 8192).replace(/ None$/, ''))).toMatchObject({
+      maxModelLen: 8192,
+      promptTokens: 10,
+      maxTokens: 9000,
+    })
   })
 
   it("reads v0.11.0's prompt-too-long text", () => {
@@ -26,7 +30,8 @@ describe('readContextRefusal', () => {
     const both =
       "This model's maximum context length is 4096 tokens. However, you requested 4200 tokens (200 in the messages, 4000 in the completion). Please reduce the length of the messages or completion."
     expect(readContextRefusal(both)).toEqual({ kind: 'max_tokens_too_large', maxModelLen: 4096, promptTokens: 200, maxTokens: 4000 })
-    const prompt = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens in the messages, Please reduce the length of the messages."
+    const prompt =
+      "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens in the messages, Please reduce the length of the messages."
     expect(readContextRefusal(prompt)).toEqual({ kind: 'prompt_too_long', maxModelLen: 4096, promptTokens: 5000 })
   })
 
@@ -37,11 +42,20 @@ describe('readContextRefusal', () => {
   it.each([
     ['another 400', 'top_p must be in (0, 1], got 0.'],
     ['an empty text', ''],
-    ['the numbers missing', "'max_tokens' or 'max_completion_tokens' is too large: . This model's maximum context length is  tokens and your request has  input tokens"],
-    ['a negative count', "'max_tokens' or 'max_completion_tokens' is too large: -5. This model's maximum context length is 4096 tokens and your request has 3 input tokens"],
+    [
+      'the numbers missing',
+      "'max_tokens' or 'max_completion_tokens' is too large: . This model's maximum context length is  tokens and your request has  input tokens",
+    ],
+    [
+      'a negative count',
+      "'max_tokens' or 'max_completion_tokens' is too large: -5. This model's maximum context length is 4096 tokens and your request has 3 input tokens",
+    ],
     ['a number too long to be exact', tooLarge(4000, Number('9'.repeat(20)))],
     ['a cut-off text', "'max_tokens' or 'max_completion_tokens' is too large: 4000. This model's maximum"],
-    ['different wording', "max_tokens is too large: 4000. This model's maximum context length is 4096 tokens and your request has 3 input tokens"],
+    [
+      'different wording',
+      "max_tokens is too large: 4000. This model's maximum context length is 4096 tokens and your request has 3 input tokens",
+    ],
   ])('reads no refusal from %s', (_, text) => {
     expect(readContextRefusal(text)).toBeNull()
   })

@@ -46,9 +46,7 @@ describe('pumpEvents', () => {
     // Cut inside "é" (2 bytes) and inside "🙂" (4 bytes).
     const firstCut = whole.indexOf(0xc3) + 1
     const secondCut = whole.indexOf(0xf0) + 2
-    const { events } = await collect(
-      streamOf(whole.slice(0, firstCut), whole.slice(firstCut, secondCut), whole.slice(secondCut)),
-    )
+    const { events } = await collect(streamOf(whole.slice(0, firstCut), whole.slice(firstCut, secondCut), whole.slice(secondCut)))
     expect(events).toEqual(['{"t":"é—🙂"}'])
   })
 
@@ -109,7 +107,10 @@ describe('pumpEvents', () => {
     upstream.push('data: [DONE]\n\n')
     expect(await pumping).toBe('ended')
     upstream.close()
-    const outcome = await Promise.race([upstream.cancelled.then(() => 'cancelled'), new Promise((r) => setTimeout(() => r('not cancelled'), 50))])
+    const outcome = await Promise.race([
+      upstream.cancelled.then(() => 'cancelled'),
+      new Promise((r) => setTimeout(() => r('not cancelled'), 50)),
+    ])
     expect(outcome).toBe('not cancelled')
   })
 

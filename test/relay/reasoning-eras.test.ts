@@ -16,17 +16,29 @@ const ERAS = [
   ['reasoning_content (v0.7.2 to late 2025)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning_content' }, 'deepseek_r1'],
   ['reasoning with a reasoning_content mirror (late 2025)', { reasoningParser: 'deepseek_r1', reasoningField: 'both' }, 'deepseek_r1'],
   ['reasoning only (2026)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning' }, 'deepseek_r1'],
-  ['reasoning with "reasoning_content": null on every delta (some 2026 builds)', { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning_null' }, 'deepseek_r1'],
+  [
+    'reasoning with "reasoning_content": null on every delta (some 2026 builds)',
+    { reasoningParser: 'deepseek_r1', reasoningField: 'reasoning_null' },
+    'deepseek_r1',
+  ],
   ['no reasoning parser (reasoning and </think> inside content)', { reasoningParser: null }, 'none'],
 ] as const
 
 async function configure(options: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${fleetUrls[0]}/emulator/config`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(options) })
+  const response = await fetch(`${fleetUrls[0]}/emulator/config`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(options),
+  })
   expect(response.ok).toBe(true)
 }
 
 async function chat(stream: boolean) {
-  const init = { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` }, body: JSON.stringify(chatBody(PROMPT, { stream })) }
+  const init = {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` },
+    body: JSON.stringify(chatBody(PROMPT, { stream })),
+  }
   const { response, settled } = await callIn(fleetEnv(), '/v1/chat/completions', init)
   const body = await response.text()
   await settled()

@@ -4,10 +4,12 @@ import { UpstreamCall } from '../../src/relay/upstream-call.ts'
 import { manualStream, streamOf } from '../support/streams.ts'
 import { frameReader, frames, readAll } from '../support/sse.ts'
 
-const role = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
+const role =
+  '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
 const token = (text: string) =>
   `{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"${text}"},"logprobs":null,"finish_reason":null}]}`
-const usage = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}'
+const usage =
+  '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":3,"completion_tokens":2}}'
 const sse = (...payloads: string[]) => payloads.map((payload) => `data: ${payload}\n\n`).join('')
 
 function newCall(timeouts = { firstEventMs: 5_000, idleMs: 5_000 }) {
@@ -16,7 +18,13 @@ function newCall(timeouts = { firstEventMs: 5_000, idleMs: 5_000 }) {
 
 function relay(upstream: ReadableStream<Uint8Array>, options: { forwardUsage?: boolean; keepAliveMs?: number; call?: UpstreamCall } = {}) {
   const call = options.call ?? newCall()
-  return { call, readable: relaySse({ upstream, call }, { forwardUsage: options.forwardUsage ?? false, forwardChunkUsage: false, keepAliveMs: options.keepAliveMs ?? 10_000 }) }
+  return {
+    call,
+    readable: relaySse(
+      { upstream, call },
+      { forwardUsage: options.forwardUsage ?? false, forwardChunkUsage: false, keepAliveMs: options.keepAliveMs ?? 10_000 },
+    ),
+  }
 }
 
 describe('relaySse', () => {
@@ -100,7 +108,8 @@ describe('relaySse', () => {
   })
 
   it("relays a backend failure's error event as a server_error with its 5xx code, keeping vLLM's message", async () => {
-    const error = '{"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", "type": "BadRequestError", "param": null, "code": 400}}'
+    const error =
+      '{"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", "type": "BadRequestError", "param": null, "code": 400}}'
     expect(frames(await readAll(relay(streamOf(sse(error, '[DONE]'))).readable))).toEqual([
       'data: {"error": {"message": "EngineCore encountered an issue. See stack trace (above) for the root cause.", "type": "server_error", "param": null, "code": 502}}',
       'data: [DONE]',
@@ -156,7 +165,11 @@ describe('relaySse', () => {
   it('passes an upstream error event on once streaming has started, a backend failure as a server_error', async () => {
     const error = '{"error": {"message": "boom", "type": "InternalServerError", "param": null, "code": 500}}'
     const sent = frames(await readAll(relay(streamOf(sse(role, error, '[DONE]'))).readable))
-    expect(sent).toEqual([`data: ${role}`, 'data: {"error": {"message": "boom", "type": "server_error", "param": null, "code": 502}}', 'data: [DONE]'])
+    expect(sent).toEqual([
+      `data: ${role}`,
+      'data: {"error": {"message": "boom", "type": "server_error", "param": null, "code": 502}}',
+      'data: [DONE]',
+    ])
   })
 
   it('cancels the upstream when the client has gone away and the next event cannot be delivered', async () => {

@@ -3,7 +3,8 @@ import { readChunk } from '../../src/relay/chunk.ts'
 import { UpstreamCall } from '../../src/relay/upstream-call.ts'
 
 const head = '"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m"'
-const usage = (prompt: number, completion: number) => `"usage":{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}}`
+const usage = (prompt: number, completion: number) =>
+  `"usage":{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}}`
 const tokenChunk = (index: number, completion: number) =>
   readChunk(`{${head},"choices":[{"index":${index},"delta":{"content":"x"},"logprobs":null,"finish_reason":null}],${usage(7, completion)}}`)
 

@@ -58,7 +58,9 @@ describe('the upstream request id', () => {
     expect(response.status).toBe(200)
     await response.text()
     await settled()
-    const logs = await Promise.all(fleetUrls.slice(0, 2).map(async (url) => (await (await fetch(`${url}/emulator/requests`)).json()) as RecordedRequest[]))
+    const logs = await Promise.all(
+      fleetUrls.slice(0, 2).map(async (url) => (await (await fetch(`${url}/emulator/requests`)).json()) as RecordedRequest[]),
+    )
     const [refused, served] = logs.map((log) => withMarker(log, mark))
     expect(refused).toHaveLength(1)
     expect(served).toHaveLength(1)

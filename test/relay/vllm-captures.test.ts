@@ -42,7 +42,9 @@ function events(stream: StreamTexts): Json[] {
 }
 
 function deltas(stream: StreamTexts): Json[] {
-  return events(stream).flatMap((event) => ((event.choices as Json[] | undefined) ?? []).map((choice) => (choice.delta as Json | undefined) ?? {}))
+  return events(stream).flatMap((event) =>
+    ((event.choices as Json[] | undefined) ?? []).map((choice) => (choice.delta as Json | undefined) ?? {}),
+  )
 }
 
 const withoutThinkTags = (text: string) => text.replaceAll('<think>', '').replaceAll('</think>', '')
@@ -52,16 +54,19 @@ beforeAll(async () => {
 })
 
 describe('the fixture server', () => {
-  it.each(Object.keys(VLLM_FIXTURES) as FixtureName[])('writes %s in pieces cut inside lines, and inside a UTF-8 character when it has one', async (name) => {
-    const bytes = new Uint8Array(await (await fetch(`${fixtureServerUrl}/fixtures/${name}`)).arrayBuffer())
-    const pieces = writePlan(bytes)
-    expect(Buffer.concat(pieces)).toEqual(Buffer.from(bytes))
-    expect(pieces.length).toBeGreaterThan(3)
-    const ends = pieces.slice(0, -1).map((piece) => piece.at(-1))
-    expect(ends.some((byte) => byte !== 0x0a)).toBe(true)
-    const multiByte = bytes.some((byte) => byte >= 0xc0)
-    if (multiByte) expect(ends.some((byte) => byte !== undefined && byte >= 0xc0)).toBe(true)
-  })
+  it.each(Object.keys(VLLM_FIXTURES) as FixtureName[])(
+    'writes %s in pieces cut inside lines, and inside a UTF-8 character when it has one',
+    async (name) => {
+      const bytes = new Uint8Array(await (await fetch(`${fixtureServerUrl}/fixtures/${name}`)).arrayBuffer())
+      const pieces = writePlan(bytes)
+      expect(Buffer.concat(pieces)).toEqual(Buffer.from(bytes))
+      expect(pieces.length).toBeGreaterThan(3)
+      const ends = pieces.slice(0, -1).map((piece) => piece.at(-1))
+      expect(ends.some((byte) => byte !== 0x0a)).toBe(true)
+      const multiByte = bytes.some((byte) => byte >= 0xc0)
+      if (multiByte) expect(ends.some((byte) => byte !== undefined && byte >= 0xc0)).toBe(true)
+    },
+  )
 })
 
 describe('a reasoning_content capture with usage on every chunk (Workers AI, Qwen3-30B)', () => {
@@ -173,7 +178,8 @@ describe.each<FixtureName>(['instruct-kr-qwen3-0.6b-no-reasoning-parser', 'pycon
       const expected = readStream(await capture(name)).choices.get(0)
       const replayed = await replay(name, { stream: false }, noParserEnv)
       expect(replayed.status).toBe(200)
-      const message = (JSON.parse(replayed.body) as { choices: { message: { content: string; reasoning_content?: string } }[] }).choices[0]?.message
+      const message = (JSON.parse(replayed.body) as { choices: { message: { content: string; reasoning_content?: string } }[] }).choices[0]
+        ?.message
       expect(message?.content).toBe('')
       expect(withoutThinkTags(message?.reasoning_content ?? '')).toBe(withoutThinkTags(expected?.sequence.join('') ?? ''))
     })
@@ -188,7 +194,11 @@ describe('a capture of the 2026 `reasoning`-only field, cut by its publisher aft
     const got = readStream((await replay(name, { stream: true })).body)
     expect(joined(got.choices.get(0)).reasoning).toBe(joined(expected).reasoning)
     expect(deltas(got).filter((delta) => 'reasoning' in delta)).toEqual([])
-    expect(deltas(got).filter((delta) => typeof delta.reasoning_content === 'string').map((delta) => delta.reasoning_content)).toEqual(expected?.reasoning)
+    expect(
+      deltas(got)
+        .filter((delta) => typeof delta.reasoning_content === 'string')
+        .map((delta) => delta.reasoning_content),
+    ).toEqual(expected?.reasoning)
   })
 
   it('ends a stream that stopped before [DONE] with an OpenAI-shaped error event, then [DONE]', async () => {
@@ -208,7 +218,7 @@ describe('a capture of the 2026 `reasoning`-only field, cut by its publisher aft
 describe('a 400 that vLLM 0.24 answered before streaming (grammar error)', () => {
   const name = 'trec-rag-vllm-0.24-grammar-error-400'
 
-  it.each([true, false])('reaches the client as a 400 carrying vLLM\'s message (stream: %s)', async (stream) => {
+  it.each([true, false])("reaches the client as a 400 carrying vLLM's message (stream: %s)", async (stream) => {
     const vllm = JSON.parse(await capture(name)) as { error: { message: string } }
     const replayed = await replay(name, { stream })
     expect(replayed.status).toBe(400)

@@ -27,11 +27,21 @@ const HEX = range(0x30, 0x39).concat(range(0x61, 0x66))
 const BASE64 = range(0x41, 0x5a).concat(range(0x61, 0x7a), range(0x30, 0x39), ['+', '/'])
 const CJK = range(0x4e00, 0x4e40).concat(range(0x3041, 0x3060))
 const EMOJI = range(0x1f600, 0x1f64f)
-const CODE_LINES = ['def f(x):', '    return x * 2', '  if (a && b) { c(); }', '\tfor i in range(10):', '}', '    # note', 'const x = [1, 2, 3];']
+const CODE_LINES = [
+  'def f(x):',
+  '    return x * 2',
+  '  if (a && b) { c(); }',
+  '\tfor i in range(10):',
+  '}',
+  '    # note',
+  'const x = [1, 2, 3];',
+]
 const WORDS = ['lorem', 'ipsum', 'dolor', 'sit', 'amet,', 'consectetur', 'adipiscing', 'elit.', 'the', 'model', 'answers']
 
 const text: fc.Arbitrary<string> = fc.oneof(
-  fc.tuple(fc.integer({ min: 1, max: 99 }), fc.integer({ min: 1, max: 999 }), fc.integer({ min: 1, max: 9999 })).map(([a, b, c]) => `Solve for x: ${a}x^2 + ${b}x - ${c} = 0.`),
+  fc
+    .tuple(fc.integer({ min: 1, max: 99 }), fc.integer({ min: 1, max: 999 }), fc.integer({ min: 1, max: 9999 }))
+    .map(([a, b, c]) => `Solve for x: ${a}x^2 + ${b}x - ${c} = 0.`),
   picks(CODE_LINES, 1500, '\n'),
   picks(HEX, 12_000),
   picks(BASE64, 12_000),
@@ -56,7 +66,11 @@ interface Answer {
 
 describe('the context budget over generated prompts', () => {
   it('refuses no request the backend admits, with and without a key cap (100 cases)', { timeout: 120_000 }, async () => {
-    const keys: (LimitedKey | null)[] = [null, await keyWithLimits({ maxOutputTokens: 512 }), await keyWithLimits({ maxOutputTokens: 4090 })]
+    const keys: (LimitedKey | null)[] = [
+      null,
+      await keyWithLimits({ maxOutputTokens: 512 }),
+      await keyWithLimits({ maxOutputTokens: 4090 }),
+    ]
     const seen = { ok: 0, promptTooLong: 0, worstUndercount: 0 }
     await fc.assert(
       fc.asyncProperty(conversation, fc.constantFrom(0, 1, 2), fc.boolean(), async (messages, keyIndex, stream) => {
@@ -86,7 +100,9 @@ describe('the context budget over generated prompts', () => {
     )
     // A figure for the record: against the v0.11.0 emulator's real tokenizer it is the estimate's
     // worst undercount over these prompts (before the prompt rules' changes).
-    console.log(`context property: ${seen.ok} admitted, ${seen.promptTooLong} too long, worst undercount ${(seen.worstUndercount * 100).toFixed(1)}%`)
+    console.log(
+      `context property: ${seen.ok} admitted, ${seen.promptTooLong} too long, worst undercount ${(seen.worstUndercount * 100).toFixed(1)}%`,
+    )
     // Both outcomes occurred, so the property was not vacuous.
     expect(seen.ok).toBeGreaterThan(0)
     expect(seen.promptTooLong).toBeGreaterThan(0)

@@ -19,7 +19,9 @@ function marked(text = ''): { marker: string; text: string } {
 }
 
 async function sentWith(marker: string): Promise<RecordedRequest[]> {
-  return (await recordedRequests()).filter((entry) => entry.path.startsWith('/v1/chat/completions') && JSON.stringify(entry.body).includes(marker))
+  return (await recordedRequests()).filter(
+    (entry) => entry.path.startsWith('/v1/chat/completions') && JSON.stringify(entry.body).includes(marker),
+  )
 }
 
 interface ErrorBody {
@@ -106,7 +108,7 @@ describe("the backend's context-length refusals", () => {
     expect((sent[1]?.body as { max_tokens: number }).max_tokens).toBeLessThan(4090)
   })
 
-  it("counts neither a passed-on nor a retried context refusal as a backend failure: the circuit stays closed", async () => {
+  it('counts neither a passed-on nor a retried context refusal as a backend failure: the circuit stays closed', async () => {
     await prepareFleet()
     await writeFleet([backendRecord(0)])
     clearFleetCache(env.FLEET)

@@ -20,7 +20,10 @@ interface ErrorBody {
 }
 
 const PARAMETERS = {
-  response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { x: { type: 'integer' } } }, strict: true } },
+  response_format: {
+    type: 'json_schema',
+    json_schema: { name: 'answer', schema: { type: 'object', properties: { x: { type: 'integer' } } }, strict: true },
+  },
   top_k: 20,
   min_p: 0.05,
   repetition_penalty: 1.05,
@@ -83,7 +86,12 @@ describe('parameters on the way to the backend', () => {
 describe('parameters refused before any backend is called', () => {
   it.each([
     ['an unknown field', { frobnicate: true }, 'frobnicate', 'Unrecognized request argument supplied: frobnicate'],
-    ['tools with automatic tool choice', { tools: [{ type: 'function', function: { name: 'f' } }] }, 'tool_choice', '--enable-auto-tool-choice'],
+    [
+      'tools with automatic tool choice',
+      { tools: [{ type: 'function', function: { name: 'f' } }] },
+      'tool_choice',
+      '--enable-auto-tool-choice',
+    ],
     ['top_p 0', { top_p: 0 }, 'top_p', 'top_p must be in (0, 1], got 0.'],
     ['top_logprobs without logprobs', { top_logprobs: 2 }, 'top_logprobs', 'when using `top_logprobs`, `logprobs` must be set to true.'],
     ['a deprecated guided_* field', { guided_regex: 'a+' }, 'guided_regex', 'structured_outputs'],

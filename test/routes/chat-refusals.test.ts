@@ -46,7 +46,11 @@ describe('a backend that refuses before streaming', () => {
   })
 
   it('answers 502 when no backend can be reached', async () => {
-    const response = await fetchWithEnv({ BACKEND_URLS: 'http://127.0.0.1:1' }, '/v1/chat/completions', chatInit(chatBody('Hi', { stream: true })))
+    const response = await fetchWithEnv(
+      { BACKEND_URLS: 'http://127.0.0.1:1' },
+      '/v1/chat/completions',
+      chatInit(chatBody('Hi', { stream: true })),
+    )
     expect(response.status).toBe(502)
     expect(await response.json()).toMatchObject({ error: { code: 'upstream_unreachable', type: 'server_error' } })
   })

@@ -1,15 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { TEST_SECRET } from '../support/keys.ts'
 import { dataEvents, frameReader, frames } from '../support/sse.ts'
-import {
-  MODEL,
-  chatBody,
-  configureEmulator,
-  emulatorStats,
-  postChat,
-  recordedRequests,
-  resetEmulator,
-} from '../support/worker.ts'
+import { MODEL, chatBody, configureEmulator, emulatorStats, postChat, recordedRequests, resetEmulator } from '../support/worker.ts'
 
 interface Chunk {
   id: string
@@ -144,7 +136,11 @@ describe('POST /v1/chat/completions, stream: false', () => {
     expect(completion.model).toBe(MODEL)
     const streamed = dataEvents((await streamChat('What is 7 * 6?')).frames) as Chunk[]
     const joined = (field: string) => streamed.map((chunk) => chunk.choices[0]?.delta[field] ?? '').join('')
-    expect(completion.choices[0]?.message).toEqual({ role: 'assistant', content: joined('content'), reasoning_content: joined('reasoning_content') })
+    expect(completion.choices[0]?.message).toEqual({
+      role: 'assistant',
+      content: joined('content'),
+      reasoning_content: joined('reasoning_content'),
+    })
     expect(completion.choices[0]?.finish_reason).toBe('stop')
     expect(completion.usage.completion_tokens).toBeGreaterThan(0)
   })

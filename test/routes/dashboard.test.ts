@@ -128,7 +128,10 @@ describe('the dashboard sign-in', () => {
 
   it('signs in from a link the API makes for an admin key, once valid, never after it expired', async () => {
     const { secret, id } = await adminKey()
-    const made = await exports.default.fetch(`${BASE}/v1/dashboard/links`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } })
+    const made = await exports.default.fetch(`${BASE}/v1/dashboard/links`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}` },
+    })
     expect(made.status).toBe(201)
     const link = (await made.json()) as { object: string; url: string; expires_at: number }
     expect(link.object).toBe('dashboard.link')

@@ -15,7 +15,8 @@ async function report(query: string): Promise<LatencyReport> {
 describe('GET /v1/latency', () => {
   beforeAll(async () => {
     const key = await keyWithLimits({})
-    for (let i = 0; i < 5; i++) await (await postChat(chatBody(`[emulator ttft_ms=30 itl_ms=1] ${i}`, { stream: true }), { secret: key.secret })).text()
+    for (let i = 0; i < 5; i++)
+      await (await postChat(chatBody(`[emulator ttft_ms=30 itl_ms=1] ${i}`, { stream: true }), { secret: key.secret })).text()
     await (await postChat(chatBody('[emulator fault=error_after:2]', { stream: true }), { secret: key.secret })).text()
     await flushLatency()
   })
@@ -42,7 +43,10 @@ describe('GET /v1/latency', () => {
   })
 
   it('refuses an unknown window or a malformed backend id with a 400 naming the parameter', async () => {
-    for (const [query, param] of [['?window=7d', 'window'], ['?backend=%3Cscript%3E', 'backend']]) {
+    for (const [query, param] of [
+      ['?window=7d', 'window'],
+      ['?backend=%3Cscript%3E', 'backend'],
+    ]) {
       const response = await callWorker(`/v1/latency${query}`, { headers: await adminAuth() })
       expect(response.status).toBe(400)
       expect(((await response.json()) as { error: { param: string } }).error.param).toBe(param)

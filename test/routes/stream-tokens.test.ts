@@ -28,7 +28,9 @@ browserApp.use(async (c, next) => {
   c.set('config', readConfig(c.env))
   await next()
 })
-browserApp.get('/stream', requireKey({ scope: 'chat', acceptStreamToken: true }), (c) => c.json({ key: c.get('principal').keyId, via: c.get('principal').via }))
+browserApp.get('/stream', requireKey({ scope: 'chat', acceptStreamToken: true }), (c) =>
+  c.json({ key: c.get('principal').keyId, via: c.get('principal').via }),
+)
 browserApp.onError(renderError)
 const openStream = (token: string, origin?: string) =>
   browserApp.request(`/stream?token=${encodeURIComponent(token)}`, { headers: origin ? { origin } : {} }, env)

@@ -48,10 +48,15 @@ describe('POST /v1/streams', () => {
   it('needs a key or a stream token, and never accepts a stream token as a Bearer key', async () => {
     const anonymous = await postStream('Hi', { secret: '' })
     expect(anonymous.status).toBe(401)
-    const minted = (await (await callWorker('/v1/stream-tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()) as { token: string }
+    const minted = (await (
+      await callWorker('/v1/stream-tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    ).json()) as { token: string }
     const asBearer = await postStream('Hi', { headers: { authorization: `Bearer ${minted.token}` } })
     expect(asBearer.status).toBe(401)
-    const inQuery = await postStream('[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=1 content_tokens=1] Hi', { secret: '', query: `?token=${minted.token}` })
+    const inQuery = await postStream('[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=1 content_tokens=1] Hi', {
+      secret: '',
+      query: `?token=${minted.token}`,
+    })
     expect(inQuery.status).toBe(201)
   })
 

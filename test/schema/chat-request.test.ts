@@ -43,7 +43,10 @@ const accepted: [string, unknown][] = [
   ['response_format', { type: 'text' }],
   ['response_format', { type: 'json_object' }],
   ['response_format', { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object' }, strict: true, description: 'd' } }],
-  ['response_format', { type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }], triggers: ['<a>'] }],
+  [
+    'response_format',
+    { type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }], triggers: ['<a>'] },
+  ],
   ['structured_outputs', { regex: '[0-9]+' }],
   ['structured_outputs', { choice: ['yes', 'no'] }],
   ['structured_outputs', { json: { type: 'object' }, disable_additional_properties: true }],
@@ -119,11 +122,17 @@ describe('the chat request schema refuses what vLLM v0.11.0 refuses, naming the 
   })
 
   it("refuses top_logprobs without logprobs with vLLM's own text", () => {
-    expect(refusal({ top_logprobs: 3 })).toMatchObject({ param: 'top_logprobs', message: expect.stringContaining('when using `top_logprobs`, `logprobs` must be set to true.') })
+    expect(refusal({ top_logprobs: 3 })).toMatchObject({
+      param: 'top_logprobs',
+      message: expect.stringContaining('when using `top_logprobs`, `logprobs` must be set to true.'),
+    })
   })
 
   it('refuses min_tokens above max_tokens', () => {
-    expect(refusal({ min_tokens: 11, max_tokens: 10 })).toMatchObject({ param: 'min_tokens', message: expect.stringContaining('max_tokens=10, got 11') })
+    expect(refusal({ min_tokens: 11, max_tokens: 10 })).toMatchObject({
+      param: 'min_tokens',
+      message: expect.stringContaining('max_tokens=10, got 11'),
+    })
   })
 
   it('refuses best_of below n, and response_format together with structured_outputs', () => {

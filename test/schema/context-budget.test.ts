@@ -35,7 +35,7 @@ describe('applyContextBudget', () => {
     expect(more.request).not.toHaveProperty('max_completion_tokens')
   })
 
-  it('keeps a client max_tokens at or under the cap as the client\'s own', () => {
+  it("keeps a client max_tokens at or under the cap as the client's own", () => {
     const input = request('hello', { max_tokens: 64 })
     expect(applyContextBudget(input, { maxModelLen: 4096, maxOutputTokens: 64 })).toMatchObject({ request: input, gatewayMaxTokens: false })
   })

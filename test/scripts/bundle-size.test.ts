@@ -9,7 +9,16 @@ describe('npm run bundle-size', () => {
     expect(GZIP_BUDGET_BYTES).toBe(122_000)
     // The bundle and the pages it imports as text modules (wrangler names them by content hash).
     const names = size.files.map((file) => file.name.replace(/^[0-9a-f]{40}-/, '')).sort()
-    expect(names).toEqual(['dashboard.browser.js', 'dashboard.css', 'dashboard.html', 'index.js', 'login.html', 'playground.browser.js', 'playground.css', 'playground.html'])
+    expect(names).toEqual([
+      'dashboard.browser.js',
+      'dashboard.css',
+      'dashboard.html',
+      'index.js',
+      'login.html',
+      'playground.browser.js',
+      'playground.css',
+      'playground.html',
+    ])
     expect(size.bytes).toBeGreaterThan(size.gzipBytes)
     expect(size.gzipBytes).toBeGreaterThan(0)
     // wrangler's own figure for the same upload, which its dry run prints.

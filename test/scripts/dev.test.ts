@@ -33,7 +33,13 @@ afterAll(async () => {
 describe('npm start', () => {
   it('serves a streaming completion and the pages through wrangler dev and stops everything on Ctrl-C', { timeout: 90_000 }, async () => {
     const [workerPort, ...emulatorPorts] = await Promise.all([freePort(), freePort(), freePort()])
-    stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), '--port', String(workerPort), '--emulator-ports', emulatorPorts.join(',')])
+    stack = startChild(process.execPath, [
+      join(ROOT, 'scripts/dev.ts'),
+      '--port',
+      String(workerPort),
+      '--emulator-ports',
+      emulatorPorts.join(','),
+    ])
     const curl = await waitForLine(stack.process, /^(curl -N .*)$/, 60_000)
     expect(curl).toContain(`http://127.0.0.1:${workerPort}/v1/chat/completions`)
     const key = /-H "Authorization: Bearer (sk-[\w-]{43})"/.exec(curl)?.[1]

@@ -29,10 +29,13 @@ async function fromCompose(argv: string[], env: Record<string, string> = {}): Pr
 
 /** The printed commands, each as the argv `npm run fleet --` would pass on. */
 function addCommands(stdout: string): string[][] {
-  return stdout.split('\n').filter((line) => !line.startsWith('#')).map((line) => {
-    expect(line).toMatch(/^npm run fleet -- add /)
-    return line.replace(/^npm run fleet -- /, '').split(' ')
-  })
+  return stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('#'))
+    .map((line) => {
+      expect(line).toMatch(/^npm run fleet -- add /)
+      return line.replace(/^npm run fleet -- /, '').split(' ')
+    })
 }
 
 let dir: string
@@ -56,13 +59,23 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
   })
 
   it('prints commands the fleet CLI accepts, for the host, id prefix, region and location given', async () => {
-    const run = await fromCompose(['--host', '10.0.0.5', '--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], { MAX_NUM_SEQS: '64' })
+    const run = await fromCompose(['--host', '10.0.0.5', '--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], {
+      MAX_NUM_SEQS: '64',
+    })
     expect(run.code).toBe(0)
     expect(run.stdout).not.toContain('loopback')
     const commands = addCommands(run.stdout)
     expect(commands.map((argv) => parseCommand(argv))).toEqual([
-      { name: 'add', target: expect.objectContaining({ remote: true, binding: 'FLEET' }), backend: { id: 'gpu-a-vllm-0', url: 'http://10.0.0.5:8001', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' } },
-      { name: 'add', target: expect.objectContaining({ remote: true, binding: 'FLEET' }), backend: { id: 'gpu-a-vllm-1', url: 'http://10.0.0.5:8002', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' } },
+      {
+        name: 'add',
+        target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
+        backend: { id: 'gpu-a-vllm-0', url: 'http://10.0.0.5:8001', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' },
+      },
+      {
+        name: 'add',
+        target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
+        backend: { id: 'gpu-a-vllm-1', url: 'http://10.0.0.5:8002', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' },
+      },
     ])
   })
 
@@ -108,11 +121,16 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
     expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toEqual(JSON.parse(json.stdout))
   })
 
-  it('runs from the real entry point, with the shell environment and the compose file\'s .env', async () => {
+  it("runs from the real entry point, with the shell environment and the compose file's .env", async () => {
     const run = await new Promise<Run>((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'scripts/fleet.ts'), 'from-compose', '--host', '10.0.0.5'], { cwd: ROOT, env: { ...process.env, MAX_NUM_SEQS: '32' } }, (error, stdout, stderr) => {
-        resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
-      })
+      execFile(
+        process.execPath,
+        [join(ROOT, 'scripts/fleet.ts'), 'from-compose', '--host', '10.0.0.5'],
+        { cwd: ROOT, env: { ...process.env, MAX_NUM_SEQS: '32' } },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
+        },
+      )
     })
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(addCommands(run.stdout.trim())[0]).toEqual(['add', 'vllm-0', '--url', 'http://10.0.0.5:8001', '--max-concurrency', '32'])
@@ -128,7 +146,9 @@ describe('fleet from-compose on other compose files', () => {
   }
 
   it('reads the short port syntax, IPv6 bind addresses, .env defaults and services without profiles', async () => {
-    const file = await composeFile('short', `services:
+    const file = await composeFile(
+      'short',
+      `services:
   a:
     image: x
     environment: ["MAX_NUM_SEQS=\${SEQS:-8}"]
@@ -142,7 +162,9 @@ describe('fleet from-compose on other compose files', () => {
     profiles: [other]
   d:
     image: x
-`, '# comment\nADDR=10.1.2.3\nSEQS="16"\n')
+`,
+      '# comment\nADDR=10.1.2.3\nSEQS="16"\n',
+    )
     const run = await fromCompose(['--file', file])
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(addCommands(run.stdout)).toEqual([
@@ -157,13 +179,38 @@ describe('fleet from-compose on other compose files', () => {
   })
 
   it.each([
-    ['a service published on every interface, without --host', 'services:\n  a:\n    image: x\n    ports: ["9001:8000"]\n', [], 'published on every interface (0.0.0.0): pass --host'],
+    [
+      'a service published on every interface, without --host',
+      'services:\n  a:\n    image: x\n    ports: ["9001:8000"]\n',
+      [],
+      'published on every interface (0.0.0.0): pass --host',
+    ],
     ['no service publishing port 8000', 'services:\n  a:\n    image: x\n', [], 'has no service in profile gpu that publishes port 8000'],
     ['a port range', 'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001-9002:8000"]\n', [], 'needs one fixed published port'],
-    ['a bad MAX_NUM_SEQS', 'services:\n  a:\n    image: x\n    environment: {MAX_NUM_SEQS: "0"}\n    ports: ["127.0.0.1:9001:8000"]\n', [], 'max-num-seqs must be a whole number above 0'],
-    ['a service name that is no fleet id', 'services:\n  GPU_A:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n', [], 'Service GPU_A: ID must be 1 to 63 lowercase letters'],
-    ['a required variable that is unset', 'services:\n  a:\n    image: x\n    ports: ["${ADDR:?set ADDR}:9001:8000"]\n', [], 'ADDR: set ADDR'],
-    ['URLs the template does not tell apart', 'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n  b:\n    image: x\n    ports: ["127.0.0.2:9001:8000"]\n', ['--url-template', 'http://gpu:{port}'], 'share the URL http://gpu:9001'],
+    [
+      'a bad MAX_NUM_SEQS',
+      'services:\n  a:\n    image: x\n    environment: {MAX_NUM_SEQS: "0"}\n    ports: ["127.0.0.1:9001:8000"]\n',
+      [],
+      'max-num-seqs must be a whole number above 0',
+    ],
+    [
+      'a service name that is no fleet id',
+      'services:\n  GPU_A:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n',
+      [],
+      'Service GPU_A: ID must be 1 to 63 lowercase letters',
+    ],
+    [
+      'a required variable that is unset',
+      'services:\n  a:\n    image: x\n    ports: ["${ADDR:?set ADDR}:9001:8000"]\n',
+      [],
+      'ADDR: set ADDR',
+    ],
+    [
+      'URLs the template does not tell apart',
+      'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001:8000"]\n  b:\n    image: x\n    ports: ["127.0.0.2:9001:8000"]\n',
+      ['--url-template', 'http://gpu:{port}'],
+      'share the URL http://gpu:9001',
+    ],
     ['YAML that does not parse', 'services: [\n', [], 'is not valid YAML'],
   ])('exits 1 for %s, saying why', async (_, text, extra, message) => {
     const file = await composeFile('bad', text)

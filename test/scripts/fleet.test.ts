@@ -40,7 +40,9 @@ describe('fleet add, list, drain, undrain and remove', () => {
     const before = Date.now()
     const run = await fleet('add', 'gpu-a', '--url', 'http://10.0.0.5:8000/', '--region', 'eu-west')
     expect(run).toMatchObject({ code: 0, stderr: '' })
-    expect(run.stdout).toContain('Added to the local FLEET namespace: gpu-a: http://10.0.0.5:8000, weight 1, max concurrency 256, region eu-west, active.')
+    expect(run.stdout).toContain(
+      'Added to the local FLEET namespace: gpu-a: http://10.0.0.5:8000, weight 1, max concurrency 256, region eu-west, active.',
+    )
     expect(run.stdout).toMatch(/no fleet record, so this made one: .*instead of BACKEND_URLS/)
     expect(run.stdout).toMatch(PICK_UP)
     const record = await stored()
@@ -105,7 +107,7 @@ describe('fleet add, list, drain, undrain and remove', () => {
       backends: {
         'gpu-a': { healthy: true, checkedAt: at, running: 3, waiting: 1, kvCacheUsage: 0.42, problem: null },
         'gpu-b': { healthy: false, checkedAt: at, running: null, waiting: null, kvCacheUsage: null, problem: 'timeout' },
-        'gone': { healthy: true, checkedAt: at, running: 0, waiting: 0, kvCacheUsage: 0, problem: null },
+        gone: { healthy: true, checkedAt: at, running: 0, waiting: 0, kvCacheUsage: 0, problem: null },
       },
     }
     beforeAll(async () => {
@@ -118,13 +120,15 @@ describe('fleet add, list, drain, undrain and remove', () => {
       expect(run.stdout).toMatch(/^Fleet record in the local FLEET namespace, updated \S+Z \(\d+ s ago\): 2 backends, 1 draining\.$/m)
       expect(run.stdout).toMatch(/^ID\s+URL\s+WEIGHT\s+MAX CONC\s+REGION\s+STATE\s+HEALTH\s+CHECKED\s+RUNNING\s+WAITING$/m)
       expect(run.stdout).toMatch(/^gpu-a\s+http:\/\/10\.0\.0\.5:8000\s+1\s+256\s+eu-west\s+active\s+healthy\s+\d+ s ago\s+3\s+1$/m)
-      expect(run.stdout).toMatch(/^gpu-b\s+https:\/\/gpu-b\.internal:8443\/vllm\s+2\.5\s+128\s+-\s+draining\s+unhealthy\s+\d+ s ago\s+-\s+-$/m)
+      expect(run.stdout).toMatch(
+        /^gpu-b\s+https:\/\/gpu-b\.internal:8443\/vllm\s+2\.5\s+128\s+-\s+draining\s+unhealthy\s+\d+ s ago\s+-\s+-$/m,
+      )
       expect(run.stdout).toMatch(/^ {2}gpu-b: timeout$/m)
       expect(run.stdout).toMatch(/^Health: the cron probe of \S+Z \(\d+ s ago\)\.$/m)
       expect(run.stdout).not.toContain('gone')
     })
 
-    it('list --json gives the record\'s fields with each backend\'s health joined in', async () => {
+    it("list --json gives the record's fields with each backend's health joined in", async () => {
       const run = await fleet('list', '--json')
       expect(run.code).toBe(0)
       expect(JSON.parse(run.stdout)).toEqual({
@@ -224,11 +228,21 @@ describe('fleet command line', () => {
     const errors: string[] = []
     const out = { log: noKv, error: (text: string) => errors.push(text) }
     await runFleetCli(['add', 'GPU', '--url', 'http://10.0.0.5:8000', '--max-concurrency', '1.5'], { run: noKv, out })
-    expect(errors.join('\n')).toMatch(/^ID must be 1 to 63 lowercase letters.*, got: GPU\n--max-concurrency takes a whole number from 1 to 100000, got: 1\.5$/m)
+    expect(errors.join('\n')).toMatch(
+      /^ID must be 1 to 63 lowercase letters.*, got: GPU\n--max-concurrency takes a whole number from 1 to 100000, got: 1\.5$/m,
+    )
   })
 
   it('records a backend that runs without a reasoning parser, so the Worker splits its reasoning itself', () => {
-    expect(newBackend('gpu-a', { url: 'http://10.0.0.5:8000', weight: undefined, 'max-concurrency': undefined, region: undefined, 'reasoning-parser': 'none' })).toMatchObject({
+    expect(
+      newBackend('gpu-a', {
+        url: 'http://10.0.0.5:8000',
+        weight: undefined,
+        'max-concurrency': undefined,
+        region: undefined,
+        'reasoning-parser': 'none',
+      }),
+    ).toMatchObject({
       reasoningParser: 'none',
     })
   })
@@ -272,7 +286,9 @@ describe('fleet record with no backend', () => {
     expect(list.stdout).toMatch(/0 backends, 0 draining\.\nThe record lists no backend, so the Worker uses BACKEND_URLS/)
 
     const added = await cli(run, 'add', 'gpu-b', '--url', 'http://10.0.0.6:8000')
-    expect(added.stdout).toContain('The fleet record listed no backend until now: Workers now route to the backends it lists (1 so far) instead of BACKEND_URLS.')
+    expect(added.stdout).toContain(
+      'The fleet record listed no backend until now: Workers now route to the backends it lists (1 so far) instead of BACKEND_URLS.',
+    )
   })
 })
 
@@ -284,7 +300,12 @@ describe('fleet --remote', () => {
   it('passes the FLEET binding, and --remote changes only the location flag', () => {
     const operation = ['bulk', 'get', '/tmp/keys.json']
     expect(kvArgs(remote, operation)).toEqual(['kv', 'bulk', 'get', '/tmp/keys.json', '--binding', 'FLEET', '--config', config, '--remote'])
-    expect(kvArgs(local, operation)).toEqual([...kvArgs(remote, operation).filter((arg) => arg !== '--remote'), '--local', '--persist-to', '/state'])
+    expect(kvArgs(local, operation)).toEqual([
+      ...kvArgs(remote, operation).filter((arg) => arg !== '--remote'),
+      '--local',
+      '--persist-to',
+      '/state',
+    ])
     expect(kvArgs({ remote: true, persistTo: undefined, config }, operation)).toContain('KEYS')
   })
 

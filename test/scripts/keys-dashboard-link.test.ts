@@ -26,7 +26,9 @@ describe('keys dashboard-link', () => {
     const fake = worker(LINK)
     const result = await run(['--url', 'https://gateway.example/'], fake)
     expect(result).toMatchObject({ code: 0, stderr: '' })
-    expect(fake.calls).toEqual([{ url: 'https://gateway.example/v1/dashboard/links', method: 'POST', authorization: `Bearer ${ADMIN_KEY}` }])
+    expect(fake.calls).toEqual([
+      { url: 'https://gateway.example/v1/dashboard/links', method: 'POST', authorization: `Bearer ${ADMIN_KEY}` },
+    ])
     expect(result.stdout.split('\n')[0]).toBe(LINK.url)
     expect(result.stdout).toContain('Valid until 2027-01-15T08:00:00.000Z')
     expect(result.stdout).not.toContain(ADMIN_KEY)
@@ -38,7 +40,14 @@ describe('keys dashboard-link', () => {
   })
 
   it("passes on the Worker's refusal and exits 1", async () => {
-    const refusal = { error: { message: "This API key does not have the 'admin' scope.", type: 'permission_error', param: null, code: 'insufficient_scope' } }
+    const refusal = {
+      error: {
+        message: "This API key does not have the 'admin' scope.",
+        type: 'permission_error',
+        param: null,
+        code: 'insufficient_scope',
+      },
+    }
     const result = await run(['--url', 'http://127.0.0.1:8787'], worker(refusal, 403))
     expect(result.code).toBe(1)
     expect(result.stderr).toContain("does not have the 'admin' scope. (HTTP 403)")

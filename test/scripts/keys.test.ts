@@ -30,7 +30,21 @@ describe('keys create, list, show and revoke', () => {
 
   it('create prints the secret once, with a warning to store it, and the record', async () => {
     createdAt = Math.floor(Date.now() / 1000)
-    const run = await keys('create', '--name', 'test app', '--scopes', 'chat,admin', '--expires', '30d', '--origins', 'https://a.example,https://b.example', '--rpm', '60', '--max-output', '512')
+    const run = await keys(
+      'create',
+      '--name',
+      'test app',
+      '--scopes',
+      'chat,admin',
+      '--expires',
+      '30d',
+      '--origins',
+      'https://a.example,https://b.example',
+      '--rpm',
+      '60',
+      '--max-output',
+      '512',
+    )
     expect(run).toMatchObject({ code: 0, stderr: '' })
     secret = /sk-[\w-]{43}/.exec(run.stdout)?.[0] ?? ''
     id = /key_[0-9a-f]{16}/.exec(run.stdout)?.[0] ?? ''
@@ -46,7 +60,13 @@ describe('keys create, list, show and revoke', () => {
   it('stores the record under the SHA-256 of the secret and the id index, never the secret', async () => {
     const hash = sha256(secret)
     const record = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
-    expect(record).toMatchObject({ id, name: 'test app', scopes: ['chat', 'admin'], disabled: false, origins: ['https://a.example', 'https://b.example'] })
+    expect(record).toMatchObject({
+      id,
+      name: 'test app',
+      scopes: ['chat', 'admin'],
+      disabled: false,
+      origins: ['https://a.example', 'https://b.example'],
+    })
     expect(record.limits).toEqual({ requestsPerMinute: 60, tokensPerMinute: null, concurrentStreams: null, maxOutputTokens: 512 })
     expect(record.expires - record.created).toBe(30 * DAY)
     expect(await local.kv.get(`keyid:${id}`)).toBe(hash)
@@ -209,7 +229,13 @@ describe('keys usage', () => {
     object: 'key.limits',
     key_id: KEY_ID,
     enforced: true,
-    limits: { requests_per_minute: 60, tokens_per_minute: 250000, concurrent_streams: 8, concurrent_streams_per_ip: 4, max_output_tokens: null },
+    limits: {
+      requests_per_minute: 60,
+      tokens_per_minute: 250000,
+      concurrent_streams: 8,
+      concurrent_streams_per_ip: 4,
+      max_output_tokens: null,
+    },
     source: { requests_per_minute: 'key', tokens_per_minute: 'default', concurrent_streams: 'default' },
     usage: {
       in_flight: 1,
@@ -266,7 +292,7 @@ describe('keys usage', () => {
     expect(run.stdout).not.toContain(ADMIN_KEY)
   })
 
-  it('--json prints the Worker\'s answer unchanged', async () => {
+  it("--json prints the Worker's answer unchanged", async () => {
     const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787', '--json'], fakeWorker(ANSWER))
     expect(run.code).toBe(0)
     expect(JSON.parse(run.stdout)).toEqual(ANSWER)
@@ -315,7 +341,9 @@ describe('keys usage', () => {
       const run = await new Promise<Run>((resolve) => {
         const env = { ...process.env, GATEWAY_ADMIN_KEY: ADMIN_KEY }
         const args = [join(ROOT, 'scripts/keys.ts'), 'usage', KEY_ID, '--url', `http://127.0.0.1:${port}`, '--json']
-        execFile(process.execPath, args, { cwd: ROOT, env }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }))
+        execFile(process.execPath, args, { cwd: ROOT, env }, (error, stdout, stderr) =>
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+        )
       })
       expect(run).toMatchObject({ code: 0, stderr: '' })
       expect(JSON.parse(run.stdout)).toEqual(ANSWER)
@@ -348,7 +376,12 @@ describe('keys --remote', () => {
 
   it('changes only the location flag passed to wrangler', () => {
     const operation = ['key', 'list', '--prefix', 'key:']
-    expect(kvArgs(local, operation)).toEqual([...kvArgs(remote, operation).filter((arg) => arg !== '--remote'), '--local', '--persist-to', '/state'])
+    expect(kvArgs(local, operation)).toEqual([
+      ...kvArgs(remote, operation).filter((arg) => arg !== '--remote'),
+      '--local',
+      '--persist-to',
+      '/state',
+    ])
     expect(kvArgs(remote, operation)).toContain('--remote')
     expect(kvArgs(remote, operation)).not.toContain('--local')
   })
@@ -380,7 +413,10 @@ describe("npm start's dev key", () => {
     const first = await ensureDevKey(store, file)
     expect(first.created).toBe(true)
     expect(await readFile(file, 'utf8')).toBe(`BACKEND_API_KEY=bk-test\nDEV_API_KEY=${first.secret}\n`)
-    expect(JSON.parse((await local.kv.get(`key:${sha256(first.secret)}`)) ?? 'null')).toMatchObject({ name: 'local dev', scopes: ['chat', 'admin'] })
+    expect(JSON.parse((await local.kv.get(`key:${sha256(first.secret)}`)) ?? 'null')).toMatchObject({
+      name: 'local dev',
+      scopes: ['chat', 'admin'],
+    })
 
     expect(await ensureDevKey(store, file)).toEqual({ ...first, created: false })
 

@@ -44,8 +44,35 @@ describe('loadtest options', () => {
   })
 
   it('reads every number and flag', () => {
-    const argv = ['--url', 'http://h', '--model', 'm', '--concurrency', '64', '--requests', '1000', '--runs', '1', '--max-tokens', '32', '--prompt', 'Hi', '--timeout-ms', '500', '--json']
-    expect(settings(argv)).toMatchObject({ model: 'm', concurrency: 64, requests: 1000, runs: 1, maxTokens: 32, prompt: 'Hi', timeoutMs: 500, json: true })
+    const argv = [
+      '--url',
+      'http://h',
+      '--model',
+      'm',
+      '--concurrency',
+      '64',
+      '--requests',
+      '1000',
+      '--runs',
+      '1',
+      '--max-tokens',
+      '32',
+      '--prompt',
+      'Hi',
+      '--timeout-ms',
+      '500',
+      '--json',
+    ]
+    expect(settings(argv)).toMatchObject({
+      model: 'm',
+      concurrency: 64,
+      requests: 1000,
+      runs: 1,
+      maxTokens: 32,
+      prompt: 'Hi',
+      timeoutMs: 500,
+      json: true,
+    })
   })
 
   it.each([

@@ -5,9 +5,18 @@ import { describe, expect, it } from 'vitest'
 import { StreamTracker, type RequestOutcome } from '../../scripts/loadtest/client.ts'
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
-  JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })
+  JSON.stringify({
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  })
 const ROLE = chunk({ role: 'assistant', content: '' })
-const usage = (completion: number) => JSON.stringify({ id: 'chatcmpl-1', choices: [], usage: { prompt_tokens: 9, completion_tokens: completion, total_tokens: 9 + completion } })
+const usage = (completion: number) =>
+  JSON.stringify({
+    id: 'chatcmpl-1',
+    choices: [],
+    usage: { prompt_tokens: 9, completion_tokens: completion, total_tokens: 9 + completion },
+  })
 
 /** Feeds [data, arrival ms] pairs to a tracker whose request was sent at 100. */
 function track(events: [string, number][]): RequestOutcome {
@@ -55,15 +64,52 @@ describe('StreamTracker', () => {
   })
 
   it('gives no decode rate for a single token', () => {
-    expect(track([[chunk({ content: 'a' }), 120], [chunk({}, 'length'), 120], ['[DONE]', 121]])).toMatchObject({ ok: true, tokensPerSecond: null })
+    expect(
+      track([
+        [chunk({ content: 'a' }), 120],
+        [chunk({}, 'length'), 120],
+        ['[DONE]', 121],
+      ]),
+    ).toMatchObject({ ok: true, tokensPerSecond: null })
   })
 
   it.each<[string, [string, number][], string]>([
     ['a stream that ends without [DONE]', [[chunk({ content: 'a' }), 120]], 'incomplete'],
-    ['an {"error": ...} event, even after tokens', [[chunk({ content: 'a' }), 120], ['{"error": {"message": "EngineCore died", "code": 500}}', 130], ['[DONE]', 130]], 'stream_error'],
-    ['a legacy {"object":"error"} event', [['{"object":"error","message":"boom","code":500}', 120], ['[DONE]', 120]], 'stream_error'],
-    ['an event that is not JSON', [[chunk({ content: 'a' }), 120], ['{"id":"chatcmpl-', 121], ['[DONE]', 122]], 'malformed'],
-    ['a finished stream without any token', [[ROLE, 120], [chunk({ content: '' }, 'stop'), 121], ['[DONE]', 122]], 'empty'],
+    [
+      'an {"error": ...} event, even after tokens',
+      [
+        [chunk({ content: 'a' }), 120],
+        ['{"error": {"message": "EngineCore died", "code": 500}}', 130],
+        ['[DONE]', 130],
+      ],
+      'stream_error',
+    ],
+    [
+      'a legacy {"object":"error"} event',
+      [
+        ['{"object":"error","message":"boom","code":500}', 120],
+        ['[DONE]', 120],
+      ],
+      'stream_error',
+    ],
+    [
+      'an event that is not JSON',
+      [
+        [chunk({ content: 'a' }), 120],
+        ['{"id":"chatcmpl-', 121],
+        ['[DONE]', 122],
+      ],
+      'malformed',
+    ],
+    [
+      'a finished stream without any token',
+      [
+        [ROLE, 120],
+        [chunk({ content: '' }, 'stop'), 121],
+        ['[DONE]', 122],
+      ],
+      'empty',
+    ],
   ])('fails %s', (_name, events, kind) => {
     expect(track(events)).toMatchObject({ ok: false, kind })
   })

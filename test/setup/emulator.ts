@@ -26,7 +26,13 @@ export default async function setup(project: TestProject) {
   })
   const fleet = await Promise.all(
     ['a', 'b', 'c'].map(() =>
-      startEmulator({ apiKey: API_KEY, servedModelName: 'deepseek-r1-distill-qwen-1.5b', reasoningParser: 'deepseek_r1', ttftMs: 5, itlMs: 2 }),
+      startEmulator({
+        apiKey: API_KEY,
+        servedModelName: 'deepseek-r1-distill-qwen-1.5b',
+        reasoningParser: 'deepseek_r1',
+        ttftMs: 5,
+        itlMs: 2,
+      }),
     ),
   )
   const fixtureServer = await startFixtureServer()

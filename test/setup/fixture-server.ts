@@ -24,7 +24,9 @@ export interface FixtureServer {
 
 async function loadFixtures(): Promise<Map<FixtureName, Uint8Array>> {
   const entries = await Promise.all(
-    (Object.keys(VLLM_FIXTURES) as FixtureName[]).map(async (name) => [name, await readFile(FIXTURE_DIR + VLLM_FIXTURES[name].file)] as const),
+    (Object.keys(VLLM_FIXTURES) as FixtureName[]).map(
+      async (name) => [name, await readFile(FIXTURE_DIR + VLLM_FIXTURES[name].file)] as const,
+    ),
   )
   return new Map(entries)
 }

@@ -62,7 +62,9 @@ describe('a session nobody listens to', () => {
 
   it('keeps generating for a browser that reconnects within the grace period', async () => {
     const before = await emulatorStats()
-    const session = await createSession('[emulator ttft_ms=5 itl_ms=10 reasoning_tokens=40 content_tokens=10] Hi', { env: { STREAM_GRACE_MS: '1000', STREAM_RETRY_MS: '100' } })
+    const session = await createSession('[emulator ttft_ms=5 itl_ms=10 reasoning_tokens=40 content_tokens=10] Hi', {
+      env: { STREAM_GRACE_MS: '1000', STREAM_RETRY_MS: '100' },
+    })
     const reader = eventReader(await openEvents(session.url))
     for (let i = 0; i < 3; i++) await reader.next()
     await reader.cancel()

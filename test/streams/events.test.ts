@@ -1,7 +1,17 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { TEST_SECRET } from '../support/keys.ts'
 import { MODEL, emulatorUrl } from '../support/worker.ts'
-import { createSession, endSessions, eventReader, openEvents, parseStream, postStream, readStream, textOf, type SessionEvent } from './helpers.ts'
+import {
+  createSession,
+  endSessions,
+  eventReader,
+  openEvents,
+  parseStream,
+  postStream,
+  readStream,
+  textOf,
+  type SessionEvent,
+} from './helpers.ts'
 
 // A session's events as EventSource reads them: named, numbered, in order, and resumable from any
 // id, whether the generation is still running or over.
@@ -32,7 +42,9 @@ describe('a stream session', () => {
   it('is created with a signed event URL that expires', async () => {
     const session = await createSession(SHORT)
     expect(session.object).toBe('stream_session')
-    expect(session.url).toMatch(new RegExp(`^http://gateway\\.test/v1/streams/${session.id}/events\\?exp=${session.expires_at}&sig=[A-Za-z0-9_-]{43}$`))
+    expect(session.url).toMatch(
+      new RegExp(`^http://gateway\\.test/v1/streams/${session.id}/events\\?exp=${session.expires_at}&sig=[A-Za-z0-9_-]{43}$`),
+    )
     expect(session.expires_at - Date.now() / 1000).toBeGreaterThan(890)
   })
 

@@ -59,7 +59,10 @@ export async function createSession(body: string | Record<string, unknown>, opti
 }
 
 /** GET the event URL as EventSource does, with the Last-Event-ID a reconnect would send. */
-export function openEvents(url: string, init: { lastEventId?: number; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+export function openEvents(
+  url: string,
+  init: { lastEventId?: number; headers?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<Response> {
   const headers: Record<string, string> = { accept: 'text/event-stream', ...init.headers }
   if (init.lastEventId !== undefined) headers['last-event-id'] = String(init.lastEventId)
   return exports.default.fetch(url, { headers, signal: init.signal })
@@ -83,7 +86,11 @@ export function parseStream(text: string): ParsedStream {
     }
     if (fields.has('retry')) parsed.retry = Number(fields.get('retry'))
     if (fields.has('event')) {
-      parsed.events.push({ id: Number(fields.get('id')), event: fields.get('event') as string, data: JSON.parse(fields.get('data') ?? 'null') as Record<string, unknown> })
+      parsed.events.push({
+        id: Number(fields.get('id')),
+        event: fields.get('event') as string,
+        data: JSON.parse(fields.get('data') ?? 'null') as Record<string, unknown>,
+      })
     }
   }
   return parsed
@@ -111,6 +118,10 @@ export function eventReader(response: Response) {
 
 /** The reasoning and answer text of a list of events. */
 export function textOf(events: SessionEvent[]): { reasoning: string; content: string } {
-  const join = (name: string) => events.filter((e) => e.event === name).map((e) => e.data.text as string).join('')
+  const join = (name: string) =>
+    events
+      .filter((e) => e.event === name)
+      .map((e) => e.data.text as string)
+      .join('')
   return { reasoning: join('reasoning'), content: join('content') }
 }

@@ -35,7 +35,11 @@ describe('admission of stream sessions', () => {
     const { events } = await readStream(await openEvents(session.url))
     const usage = events.find((event) => event.event === 'usage')?.data as { prompt_tokens: number; completion_tokens: number }
     await vi.waitFor(async () => expect((await limiterState(key.id)).usage.in_flight).toBe(0), { timeout: 2_000, interval: 20 })
-    expect((await limiterState(key.id)).usage.totals).toMatchObject({ admitted: 1, prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens })
+    expect((await limiterState(key.id)).usage.totals).toMatchObject({
+      admitted: 1,
+      prompt_tokens: usage.prompt_tokens,
+      completion_tokens: usage.completion_tokens,
+    })
   })
 
   it('refuses a key over its requests per minute with 429 requests', async () => {
@@ -50,7 +54,13 @@ describe('admission of stream sessions', () => {
   it('takes a stream token in the query, counts it against its key and each client IP on its own', async () => {
     const key = await keyWithLimits({ concurrentStreams: 5 })
     const token = await mintToken(key)
-    const from = (ip: string) => postStream(LONG, { secret: '', query: `?token=${token}`, headers: { 'cf-connecting-ip': ip }, env: { CONCURRENT_STREAMS_PER_IP: '1' } })
+    const from = (ip: string) =>
+      postStream(LONG, {
+        secret: '',
+        query: `?token=${token}`,
+        headers: { 'cf-connecting-ip': ip },
+        env: { CONCURRENT_STREAMS_PER_IP: '1' },
+      })
     const first = await from('203.0.113.7')
     expect(first.status).toBe(201)
     const sameIp = await from('203.0.113.7')

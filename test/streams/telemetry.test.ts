@@ -26,7 +26,15 @@ describe('what a stream session records', () => {
     const { events } = await readStream(await openEvents(session.url))
     expect(events.at(-1)?.event).toBe('done')
     const [record] = await recordsOf(capture, key.id)
-    expect(record).toMatchObject({ model: MODEL, keyId: key.id, backend: backendId, outcome: 'ok', status: 200, attempts: 1, completionTokens: 32 })
+    expect(record).toMatchObject({
+      model: MODEL,
+      keyId: key.id,
+      backend: backendId,
+      outcome: 'ok',
+      status: 200,
+      attempts: 1,
+      completionTokens: 32,
+    })
     const { headersMs, ttftBackendMs, ttftClientMs, decodeTokensPerS } = record as Required<NonNullable<typeof record>>
     expect(ttftBackendMs).toBeGreaterThanOrEqual(80)
     expect(headersMs).toBeLessThan(ttftBackendMs as number)
@@ -48,7 +56,10 @@ describe('what a stream session records', () => {
   })
 
   it('records a session nobody listened to as client_abort', async () => {
-    const session = await createSession('[emulator ttft_ms=5 itl_ms=20 reasoning_tokens=300] Hi', { secret: key.secret, env: { STREAM_GRACE_MS: '200', STREAM_RETRY_MS: '100' } })
+    const session = await createSession('[emulator ttft_ms=5 itl_ms=20 reasoning_tokens=300] Hi', {
+      secret: key.secret,
+      env: { STREAM_GRACE_MS: '200', STREAM_RETRY_MS: '100' },
+    })
     const reader = eventReader(await openEvents(session.url))
     await reader.next()
     await reader.cancel()
@@ -60,10 +71,17 @@ describe('what a stream session records', () => {
 
   it('records a refused session as refused, with its status', async () => {
     const limited = await keyWithLimits({ requestsPerMinute: 1 })
-    await readStream(await openEvents((await createSession('[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=1 content_tokens=1] Hi', { secret: limited.secret })).url))
+    await readStream(
+      await openEvents(
+        (await createSession('[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=1 content_tokens=1] Hi', { secret: limited.secret })).url,
+      ),
+    )
     expect((await postStream('Hi', { secret: limited.secret })).status).toBe(429)
     const records = await recordsOf(capture, limited.id, 2)
-    expect(records.map((record) => [record.outcome, record.status]).sort()).toEqual([['ok', 200], ['refused', 429]])
+    expect(records.map((record) => [record.outcome, record.status]).sort()).toEqual([
+      ['ok', 200],
+      ['refused', 429],
+    ])
   })
 
   it('counts a running generation in streamsInFlight', async () => {

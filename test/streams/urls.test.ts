@@ -30,8 +30,15 @@ describe('the signed event URL', () => {
     const { url, expires_at } = await createSession(SHORT)
     const sig = new URL(url).searchParams.get('sig') as string
     const flipped = `${sig.slice(0, -2)}${sig.at(-2) === 'A' ? 'B' : 'A'}${sig.at(-1)}`
-    expect(await errorOf(await openEvents(withParam(url, 'sig', flipped)))).toEqual({ status: 401, code: 'invalid_stream_url', type: 'authentication_error' })
-    expect(await errorOf(await openEvents(withParam(url, 'exp', String(expires_at + 3600))))).toMatchObject({ status: 401, code: 'invalid_stream_url' })
+    expect(await errorOf(await openEvents(withParam(url, 'sig', flipped)))).toEqual({
+      status: 401,
+      code: 'invalid_stream_url',
+      type: 'authentication_error',
+    })
+    expect(await errorOf(await openEvents(withParam(url, 'exp', String(expires_at + 3600))))).toMatchObject({
+      status: 401,
+      code: 'invalid_stream_url',
+    })
     const bare = new URL(url)
     bare.search = ''
     expect(await errorOf(await openEvents(bare.toString()))).toMatchObject({ status: 401, code: 'invalid_stream_url' })
@@ -52,7 +59,9 @@ describe('the signed event URL', () => {
 
   it('never takes a stream token signature as a URL signature', async () => {
     const { id } = await createSession(SHORT)
-    const minted = (await (await callWorker('/v1/stream-tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()) as { token: string; expires_at: number }
+    const minted = (await (
+      await callWorker('/v1/stream-tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    ).json()) as { token: string; expires_at: number }
     const [, , tokenSig] = minted.token.split('.')
     const url = `http://gateway.test/v1/streams/${id}/events?exp=${minted.expires_at}&sig=${tokenSig}`
     expect(await errorOf(await openEvents(url))).toMatchObject({ status: 401, code: 'invalid_stream_url' })
@@ -96,7 +105,7 @@ describe('a finished session', () => {
 })
 
 describe('browser origins', () => {
-  it("lets the page that created the stream read it cross-origin, and no other origin", async () => {
+  it('lets the page that created the stream read it cross-origin, and no other origin', async () => {
     const session = await createSession(SHORT, { headers: { origin: 'https://allowed.example' } })
     const own = await openEvents(session.url, { headers: { origin: 'https://allowed.example' } })
     expect(own.status).toBe(200)
@@ -106,7 +115,7 @@ describe('browser origins', () => {
     expect(await errorOf(other)).toMatchObject({ status: 403, code: 'origin_not_allowed' })
   })
 
-  it("lets a stream a server created be read from the origins its key allows", async () => {
+  it('lets a stream a server created be read from the origins its key allows', async () => {
     const session = await createSession(SHORT)
     const allowed = await openEvents(session.url, { headers: { origin: 'https://allowed.example' } })
     expect(allowed.status).toBe(200)

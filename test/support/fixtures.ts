@@ -22,7 +22,11 @@ export const VLLM_FIXTURES = {
   'pycon-kr-qwen3-0.6b-no-reasoning-parser': { file: 'pycon-kr-qwen3-0.6b-no-reasoning-parser.sse', status: 200, contentType: SSE },
   'qwen3-235b-reasoning-only-first-5-events': { file: 'qwen3-235b-reasoning-only-first-5-events.sse', status: 200, contentType: SSE },
   'trec-rag-vllm-0.24-grammar-error-400': { file: 'trec-rag-vllm-0.24-grammar-error-400.json', status: 400, contentType: JSON_TYPE },
-  'vastai-deepseek-v3.1-thinking-in-content': { file: 'vastai-deepseek-v3.1-thinking-in-content.json', status: 200, contentType: JSON_TYPE },
+  'vastai-deepseek-v3.1-thinking-in-content': {
+    file: 'vastai-deepseek-v3.1-thinking-in-content.json',
+    status: 200,
+    contentType: JSON_TYPE,
+  },
 } as const satisfies Record<string, VllmFixture>
 
 export type FixtureName = keyof typeof VLLM_FIXTURES

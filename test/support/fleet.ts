@@ -8,7 +8,11 @@ import { FLEET_KEY, type BackendRecord } from '../../src/fleet/records.ts'
 export const fleetUrls = (env as unknown as { FLEET_EMULATOR_URLS: string }).FLEET_EMULATOR_URLS.split(',') as [string, string, string]
 
 async function post(url: string, path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) })
+  const response = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body ?? {}),
+  })
   if (!response.ok) throw new Error(`emulator ${path}: ${response.status}`)
   return response.json()
 }
@@ -24,7 +28,17 @@ export async function prepareFleet(faults: Partial<Record<0 | 1 | 2, string>> = 
 }
 
 export async function fleetStats(): Promise<{ requests: number; completed: number; inFlight: number; maxInFlight: number }[]> {
-  return Promise.all(fleetUrls.map(async (url) => (await (await fetch(`${url}/emulator/stats`)).json()) as { requests: number; completed: number; inFlight: number; maxInFlight: number }))
+  return Promise.all(
+    fleetUrls.map(
+      async (url) =>
+        (await (await fetch(`${url}/emulator/stats`)).json()) as {
+          requests: number
+          completed: number
+          inFlight: number
+          maxInFlight: number
+        },
+    ),
+  )
 }
 
 export function backendRecord(index: 0 | 1 | 2, fields: Partial<BackendRecord> = {}): BackendRecord {

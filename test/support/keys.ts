@@ -15,5 +15,9 @@ export async function seedKey(kv: KVNamespace, secret: string, fields: Partial<K
 
 /** A fresh random well-formed secret, for tests that need a key of their own. */
 export function randomSecret(): string {
-  return `sk-${[...crypto.getRandomValues(new Uint8Array(32))].map((b) => (b % 36).toString(36)).join('').padEnd(43, 'x').slice(0, 43)}`
+  return `sk-${[...crypto.getRandomValues(new Uint8Array(32))]
+    .map((b) => (b % 36).toString(36))
+    .join('')
+    .padEnd(43, 'x')
+    .slice(0, 43)}`
 }

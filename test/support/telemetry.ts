@@ -23,9 +23,12 @@ export function captureRecords(): { of(keyId: string): RequestRecord[]; batches:
 
 /** Waits until the aggregator has received exactly `count` records of the key, and returns them. */
 export async function recordsOf(capture: ReturnType<typeof captureRecords>, keyId: string, count = 1): Promise<RequestRecord[]> {
-  await vi.waitFor(() => {
-    if (capture.of(keyId).length < count) throw new Error(`${capture.of(keyId).length} of ${count} records so far`)
-  }, { timeout: 5000, interval: 20 })
+  await vi.waitFor(
+    () => {
+      if (capture.of(keyId).length < count) throw new Error(`${capture.of(keyId).length} of ${count} records so far`)
+    },
+    { timeout: 5000, interval: 20 },
+  )
   return capture.of(keyId)
 }
 

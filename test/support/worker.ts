@@ -49,7 +49,11 @@ export async function fetchWithEnv(overrides: Record<string, unknown>, path: str
 }
 
 export function chatInit(body: unknown): RequestInit {
-  return { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` }, body: JSON.stringify(body) }
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` },
+    body: JSON.stringify(body),
+  }
 }
 
 /** Any call to the Worker with the test key. */

@@ -14,7 +14,8 @@ function memoryStore(): AggregateStore & { data: Map<string, unknown> } {
     get: <T>(key: string) => structuredClone(data.get(key)) as T | undefined,
     put: (key, value) => void data.set(key, structuredClone(value)),
     delete: (key) => void data.delete(key),
-    list: <T>(prefix: string) => [...data].filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key, structuredClone(value)] as [string, T]),
+    list: <T>(prefix: string) =>
+      [...data].filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key, structuredClone(value)] as [string, T]),
   }
 }
 
@@ -91,7 +92,14 @@ describe('telemetry aggregate', () => {
 
   it('puts each record in the minute and hour it ended in, by backend, refused ones apart', () => {
     const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
-    aggregate.ingest(batch([record(T0), record(T0 + MINUTE_MS, { backend: 'b2' }), record(T0, { backend: null, outcome: 'refused', ttftBackendMs: null, ttftClientMs: null })]), T0 + MINUTE_MS)
+    aggregate.ingest(
+      batch([
+        record(T0),
+        record(T0 + MINUTE_MS, { backend: 'b2' }),
+        record(T0, { backend: null, outcome: 'refused', ttftBackendMs: null, ttftClientMs: null }),
+      ]),
+      T0 + MINUTE_MS,
+    )
     const due = aggregate.takeDue(T0 + MINUTE_MS)
     const byKey = Object.fromEntries(due.map((write) => [write.key, write.value]))
     expect(Object.keys(byKey).sort()).toEqual(['lat:h:2026-11-22T10', 'lat:m:2026-11-22T10:00', 'lat:m:2026-11-22T10:01'])

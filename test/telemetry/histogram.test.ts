@@ -10,13 +10,17 @@ function nearestRank(values: number[], q: number): number {
 describe('latency histogram', () => {
   it('gives each percentile within 5% of the exact nearest-rank value', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: 1, max: 600_000, noNaN: true }), { minLength: 1, maxLength: 400 }), fc.constantFrom(0.5, 0.9, 0.99), (values, q) => {
-        const histogram: Histogram = {}
-        for (const value of values) observe(histogram, value)
-        const exact = nearestRank(values, q)
-        const estimate = quantile(histogram, q) as number
-        expect(Math.abs(estimate - exact) / exact).toBeLessThanOrEqual(0.05)
-      }),
+      fc.property(
+        fc.array(fc.double({ min: 1, max: 600_000, noNaN: true }), { minLength: 1, maxLength: 400 }),
+        fc.constantFrom(0.5, 0.9, 0.99),
+        (values, q) => {
+          const histogram: Histogram = {}
+          for (const value of values) observe(histogram, value)
+          const exact = nearestRank(values, q)
+          const estimate = quantile(histogram, q) as number
+          expect(Math.abs(estimate - exact) / exact).toBeLessThanOrEqual(0.05)
+        },
+      ),
       { numRuns: 300 },
     )
   })

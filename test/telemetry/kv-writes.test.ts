@@ -66,7 +66,9 @@ describe('writes to the LATENCY namespace', () => {
       })()
       const statuses: number[] = []
       for (let wave = 0; wave < 10; wave++) {
-        const responses = await Promise.all(Array.from({ length: 30 }, () => postChat(chatBody('[emulator ttft_ms=5 itl_ms=1]', { stream: true }), { secret: key.secret })))
+        const responses = await Promise.all(
+          Array.from({ length: 30 }, () => postChat(chatBody('[emulator ttft_ms=5 itl_ms=1]', { stream: true }), { secret: key.secret })),
+        )
         for (const response of responses) {
           await response.text()
           statuses.push(response.status)

@@ -19,11 +19,21 @@ afterEach(() => capture.stop())
 
 describe('what a chat request records', () => {
   it('times a streamed answer: headers, first token from the backend, first token taken by the client, decode speed', async () => {
-    const response = await postChat(chatBody('[emulator ttft_ms=80 itl_ms=10 reasoning_tokens=20 content_tokens=10]', { stream: true }), { secret: key.secret })
+    const response = await postChat(chatBody('[emulator ttft_ms=80 itl_ms=10 reasoning_tokens=20 content_tokens=10]', { stream: true }), {
+      secret: key.secret,
+    })
     const text = await response.text()
     expect(text).toContain('data: [DONE]')
     const [record] = await recordsOf(capture, key.id)
-    expect(record).toMatchObject({ model: MODEL, keyId: key.id, backend: backendId, outcome: 'ok', status: 200, attempts: 1, completionTokens: 32 })
+    expect(record).toMatchObject({
+      model: MODEL,
+      keyId: key.id,
+      backend: backendId,
+      outcome: 'ok',
+      status: 200,
+      attempts: 1,
+      completionTokens: 32,
+    })
     const { headersMs, ttftBackendMs, ttftClientMs, totalMs, decodeTokensPerS } = record as Required<NonNullable<typeof record>>
     // The emulator waits 80 ms before the first token; headers go out when the backend accepts.
     expect(ttftBackendMs).toBeGreaterThanOrEqual(80)
@@ -46,7 +56,10 @@ describe('what a chat request records', () => {
 
   it('records a client that leaves mid-stream as client_abort, after the stream ended', async () => {
     const controller = new AbortController()
-    const response = await postChat(chatBody('[emulator ttft_ms=5 itl_ms=20 reasoning_tokens=200]', { stream: true }), { secret: key.secret, signal: controller.signal })
+    const response = await postChat(chatBody('[emulator ttft_ms=5 itl_ms=20 reasoning_tokens=200]', { stream: true }), {
+      secret: key.secret,
+      signal: controller.signal,
+    })
     const reader = (response.body as ReadableStream<Uint8Array>).getReader()
     await readUntil(reader, (seen) => seen.includes('reasoning_content'))
     controller.abort()

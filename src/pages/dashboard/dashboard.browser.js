@@ -77,11 +77,16 @@ function axes(svg, times, bucketMs, frame) {
   const { width, height, left, max, x, y } = frame
   for (const frac of [0, 0.5, 1]) {
     el('line', { x1: left, x2: width, y1: y(max * frac), y2: y(max * frac), stroke: 'currentColor', 'stroke-opacity': 0.15 }, svg)
-    el('text', { x: left - 4, y: y(max * frac) + 4, 'text-anchor': 'end', 'font-size': 10, fill: 'currentColor' }, svg).textContent = String(Math.round(max * frac))
+    el('text', { x: left - 4, y: y(max * frac) + 4, 'text-anchor': 'end', 'font-size': 10, fill: 'currentColor' }, svg).textContent =
+      String(Math.round(max * frac))
   }
   const step = Math.max(1, Math.ceil(times.length / 6))
   times.forEach((t, i) => {
-    if (i % step === 0) el('text', { x: x(i), y: height - 4, 'text-anchor': 'middle', 'font-size': 10, fill: 'currentColor' }, svg).textContent = clock(t, bucketMs)
+    if (i % step === 0)
+      el('text', { x: x(i), y: height - 4, 'text-anchor': 'middle', 'font-size': 10, fill: 'currentColor' }, svg).textContent = clock(
+        t,
+        bucketMs,
+      )
   })
 }
 
@@ -110,7 +115,11 @@ function legend(lines) {
  */
 function lineChart(container, times, lines, bucketMs) {
   container.textContent = ''
-  const width = 600, height = 180, left = 44, bottom = 20, top = 8
+  const width = 600,
+    height = 180,
+    left = 44,
+    bottom = 20,
+    top = 8
   const svg = el('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img' }, container)
   const all = lines.flatMap((line) => line.values).filter((v) => v !== null)
   const max = Math.max(1, ...all) * 1.1
@@ -187,24 +196,41 @@ function render(data) {
   const backends = Object.keys(data.series).filter((id) => id !== 'all' && id !== '-')
   $('summary').textContent = ''
   $('summary').appendChild(summaryTable(data.report))
-  lineChart($('chart-all'), times, [
-    { name: 'p50', color: color(0), values: all.map((p) => p.p50) },
-    { name: 'p90', color: color(1), values: all.map((p) => p.p90) },
-    { name: 'p99', color: color(5), values: all.map((p) => p.p99) },
-  ], data.bucketMs)
-  lineChart($('chart-backends'), times, backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })), data.bucketMs)
-  lineChart($('chart-rates'), times, [
-    { name: 'requests', color: color(0), values: all.map((p) => p.requests) },
-    { name: 'backend errors', color: color(5), values: all.map((p) => p.errors) },
-    { name: 'client aborts', color: color(1), values: all.map((p) => p.aborts) },
-    { name: 'refused', color: color(7), values: all.map((p) => p.refused) },
-  ], data.bucketMs)
+  lineChart(
+    $('chart-all'),
+    times,
+    [
+      { name: 'p50', color: color(0), values: all.map((p) => p.p50) },
+      { name: 'p90', color: color(1), values: all.map((p) => p.p90) },
+      { name: 'p99', color: color(5), values: all.map((p) => p.p99) },
+    ],
+    data.bucketMs,
+  )
+  lineChart(
+    $('chart-backends'),
+    times,
+    backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })),
+    data.bucketMs,
+  )
+  lineChart(
+    $('chart-rates'),
+    times,
+    [
+      { name: 'requests', color: color(0), values: all.map((p) => p.requests) },
+      { name: 'backend errors', color: color(5), values: all.map((p) => p.errors) },
+      { name: 'client aborts', color: color(1), values: all.map((p) => p.aborts) },
+      { name: 'refused', color: color(7), values: all.map((p) => p.refused) },
+    ],
+    data.bucketMs,
+  )
 }
 
 async function refresh() {
   const status = $('status')
   try {
-    const response = await fetch('/dashboard/data?window=' + encodeURIComponent(byId('window', HTMLSelectElement).value), { credentials: 'same-origin' })
+    const response = await fetch('/dashboard/data?window=' + encodeURIComponent(byId('window', HTMLSelectElement).value), {
+      credentials: 'same-origin',
+    })
     if (response.status === 401) {
       location.href = '/dashboard/login'
       return

@@ -95,14 +95,16 @@ function send() {
     // A bound on the answer leaves room for the conversation: without one the gateway gives the
     // answer all the context left, which a prompt estimated a token short fills over the limit.
     body: JSON.stringify({ messages, max_tokens: MAX_TOKENS }),
-  }).then(async (response) => {
-    /** @type {{ url: string } & ErrorBody | null} */
-    const body = await response.json().catch(() => null)
-    if (!response.ok || !body) throw new Error(describe(response.status, body))
-    follow(turn, body.url, startedAt)
-  }).catch((error) => {
-    fail(turn, error instanceof TypeError ? 'The gateway could not be reached.' : error instanceof Error ? error.message : String(error))
   })
+    .then(async (response) => {
+      /** @type {{ url: string } & ErrorBody | null} */
+      const body = await response.json().catch(() => null)
+      if (!response.ok || !body) throw new Error(describe(response.status, body))
+      follow(turn, body.url, startedAt)
+    })
+    .catch((error) => {
+      fail(turn, error instanceof TypeError ? 'The gateway could not be reached.' : error instanceof Error ? error.message : String(error))
+    })
 }
 
 /**
@@ -115,7 +117,7 @@ function meter(startedAt) {
   let tokens = 0
   /** @param {number} count @param {number} now */
   const showRate = (count, now) => {
-    if (firstAt !== null && count > 1 && now > firstAt) $('tps').textContent = ((count - 1) * 1000 / (now - firstAt)).toFixed(1)
+    if (firstAt !== null && count > 1 && now > firstAt) $('tps').textContent = (((count - 1) * 1000) / (now - firstAt)).toFixed(1)
   }
   return {
     /** A text event: true for the first one. */
