@@ -65,14 +65,12 @@ const attempt: fc.Arbitrary<Attempt> = fc.oneof(
   // Rare on purpose: about 50 bodies over the 1 MiB limit are plenty and each costs a megabyte.
   {
     weight: 1,
-    arbitrary: fc
-      .integer({ min: 1, max: 4096 })
-      .map((extra) => ({
-        method: 'POST',
-        path: '/v1/chat/completions',
-        contentType: 'application/json',
-        body: JSON.stringify({ ...valid(), pad: 'x'.repeat(1024 * 1024 + extra) }),
-      })),
+    arbitrary: fc.integer({ min: 1, max: 4096 }).map((extra) => ({
+      method: 'POST',
+      path: '/v1/chat/completions',
+      contentType: 'application/json',
+      body: JSON.stringify({ ...valid(), pad: 'x'.repeat(1024 * 1024 + extra) }),
+    })),
   },
   {
     weight: 120,
@@ -100,14 +98,12 @@ const attempt: fc.Arbitrary<Attempt> = fc.oneof(
   },
   {
     weight: 20,
-    arbitrary: fc
-      .constantFrom('PUT', 'DELETE', 'PATCH', 'GET')
-      .map((method) => ({
-        method,
-        path: '/v1/chat/completions',
-        contentType: 'application/json',
-        body: method === 'GET' ? null : JSON.stringify(valid()),
-      })),
+    arbitrary: fc.constantFrom('PUT', 'DELETE', 'PATCH', 'GET').map((method) => ({
+      method,
+      path: '/v1/chat/completions',
+      contentType: 'application/json',
+      body: method === 'GET' ? null : JSON.stringify(valid()),
+    })),
   },
   {
     weight: 20,
