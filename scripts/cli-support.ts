@@ -99,3 +99,16 @@ export async function runCli<Command extends { name: string }>({ parse, execute,
     return 1
   }
 }
+
+/** Rows as aligned columns, two spaces apart, no trailing spaces (the CLIs' tables). */
+export function columns(rows: readonly string[][]): string {
+  const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+}

@@ -1,6 +1,7 @@
 // How the fleet reads in a terminal and in list --json: each backend beside its last health.
 import type { BackendHealth, BackendRecord } from '../../src/fleet/records.ts'
 import { healthOf, type Fleet } from './store.ts'
+import { columns } from '../cli-support.ts'
 
 export type HealthStatus = 'healthy' | 'unhealthy' | 'unknown'
 
@@ -96,16 +97,4 @@ function plural(count: number, noun: string): string {
 /** Text from KV never reaches the terminal as control characters (escape sequences, fake lines). */
 function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f]/g, '?')
-}
-
-function columns(rows: readonly string[][]): string {
-  const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')
 }

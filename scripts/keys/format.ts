@@ -2,6 +2,7 @@
 // secret itself, once.
 import type { KeyLimits, KeyRecord } from '../../src/auth/key-record.ts'
 import type { KeyUsage } from './usage.ts'
+import { columns } from '../cli-support.ts'
 
 export type KeyStatus = 'active' | 'disabled' | 'expired'
 
@@ -62,18 +63,6 @@ export function formatList(records: readonly KeyRecord[], now = Date.now()): str
   const header = ['ID', 'NAME', 'SCOPES', 'STATUS', 'EXPIRES']
   const rows = records.map((record) => [record.id, record.name, record.scopes.join(','), keyStatus(record, now), formatExpiry(record)])
   return columns([header, ...rows])
-}
-
-function columns(rows: readonly string[][]): string {
-  const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)))
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')
 }
 
 function formatReset(ms: number): string {
