@@ -10,6 +10,13 @@ import type { GatewayConfig } from './config.ts'
 export interface Secrets {
   /** The backends' shared vLLM `--api-key`; sent upstream only, never to clients or logs. */
   BACKEND_API_KEY?: string
+  /**
+   * The default Cloudflare Access service token sent to every backend whose fleet entry names no
+   * `accessSecret` (set both or neither). Named pairs, ACCESS_CLIENT_ID_<NAME> and
+   * ACCESS_CLIENT_SECRET_<NAME>, are read through secretOf (src/fleet/access.ts).
+   */
+  ACCESS_CLIENT_ID?: string
+  ACCESS_CLIENT_SECRET?: string
   /** Comma-separated HMAC secrets for browser stream tokens; the first signs, all verify. */
   STREAM_TOKEN_SECRETS?: string
 }

@@ -39,6 +39,7 @@ export const ERROR_CODES = [
   'no_backend_available',
   'upstream_unreachable',
   'upstream_auth_failed',
+  'upstream_credentials_missing',
   'upstream_bad_response',
   'upstream_error',
   'upstream_timeout',

@@ -45,8 +45,8 @@ export function formatListing(listing: FleetListing, where: string, now = Date.n
   const draining = backends.filter((backend) => backend.state === 'draining').length
   const summary = `Fleet record in the ${where}, updated ${formatTime(updated)} (${formatAge(now - updated)}): ${plural(backends.length, 'backend')}, ${draining} draining.`
   if (backends.length === 0) return `${summary}\nThe record lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml.`
-  const header = ['ID', 'URL', 'WEIGHT', 'MAX CONC', 'REGION', 'STATE', 'HEALTH', 'CHECKED', 'RUNNING', 'WAITING']
-  const rows = backends.map(({ id, url, weight, maxConcurrency, region, state, health }) =>
+  const header = ['ID', 'URL', 'WEIGHT', 'MAX CONC', 'REGION', 'STATE', 'ACCESS', 'HEALTH', 'CHECKED', 'RUNNING', 'WAITING']
+  const rows = backends.map(({ id, url, weight, maxConcurrency, region, state, accessSecret, health }) =>
     [
       id,
       url,
@@ -54,6 +54,7 @@ export function formatListing(listing: FleetListing, where: string, now = Date.n
       String(maxConcurrency),
       region ?? '-',
       state,
+      accessSecret ?? '-',
       healthStatus(health),
       health ? formatAge(now - health.checkedAt) : '-',
       String(health?.running ?? '-'),
@@ -74,7 +75,8 @@ export function formatListing(listing: FleetListing, where: string, now = Date.n
 /** One backend on one line, for add. */
 export function describeBackend(backend: BackendRecord): string {
   const region = backend.region === null ? 'no region' : `region ${backend.region}`
-  return `${backend.id}: ${backend.url}, weight ${backend.weight}, max concurrency ${backend.maxConcurrency}, ${printable(region)}, ${backend.state}`
+  const access = backend.accessSecret === undefined ? '' : `, Access token ${backend.accessSecret}`
+  return `${backend.id}: ${backend.url}, weight ${backend.weight}, max concurrency ${backend.maxConcurrency}, ${printable(region)}, ${backend.state}${access}`
 }
 
 function formatTime(unixMs: number): string {

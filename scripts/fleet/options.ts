@@ -44,10 +44,14 @@ Commands:
   list [--json]  Every backend: url, weight, max concurrency, region, state, and its health as
                  the Worker's cron probe last saw it.
   add ID --url URL [--weight N] [--max-concurrency N] [--region R] [--reasoning-parser P]
+         [--access-secret NAME]
                  Add an active backend. URL: its vLLM base URL without /v1. --weight: its
                  relative share of traffic (default 1, at most 1000). --max-concurrency: its
                  vLLM --max-num-seqs (default ${DEFAULT_MAX_CONCURRENCY}). --reasoning-parser: its
-                 vLLM --reasoning-parser, deepseek_r1 (default) or none.
+                 vLLM --reasoning-parser, deepseek_r1 (default) or none. --access-secret: the
+                 Cloudflare Access token of its tunnel, as the Worker secrets
+                 ACCESS_CLIENT_ID_NAME and ACCESS_CLIENT_SECRET_NAME (default: the pair
+                 ACCESS_CLIENT_ID / ACCESS_CLIENT_SECRET, if set). A name, never the secret.
   remove ID      Take a backend out of the fleet.
   drain ID       Send a backend no new requests while another can serve; it finishes what it has.
   undrain ID     Make a draining backend active again.
@@ -75,6 +79,7 @@ const OPTIONS = {
   'max-concurrency': { type: 'string' },
   region: { type: 'string' },
   'reasoning-parser': { type: 'string' },
+  'access-secret': { type: 'string' },
   file: { type: 'string' },
   profile: { type: 'string' },
   host: { type: 'string' },
@@ -87,7 +92,7 @@ type Values = OptionValues<typeof OPTIONS>
 
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   list: [...KV_OPTION_NAMES, 'json'],
-  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region', 'reasoning-parser'],
+  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region', 'reasoning-parser', 'access-secret'],
   remove: [...KV_OPTION_NAMES],
   drain: [...KV_OPTION_NAMES],
   undrain: [...KV_OPTION_NAMES],
@@ -140,12 +145,14 @@ const FIELD_RULES: Record<keyof BackendRecord, string> = {
   region: '--region takes 1 to 64 printable characters',
   state: 'state must be active or draining',
   reasoningParser: '--reasoning-parser takes deepseek_r1 or none',
+  accessSecret:
+    '--access-secret takes a NAME of 1 to 32 of A-Z, 0-9 and "_" (the Worker secrets ACCESS_CLIENT_ID_NAME and ACCESS_CLIENT_SECRET_NAME)',
 }
 
 /** The backend `add` makes, checked against the fleet record's own schema; from-compose makes its entries with it too. */
 export function newBackend(
   id: string,
-  values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'> & Partial<Pick<Values, 'reasoning-parser'>>,
+  values: Pick<Values, 'url' | 'weight' | 'max-concurrency' | 'region'> & Partial<Pick<Values, 'reasoning-parser' | 'access-secret'>>,
 ): BackendRecord {
   if (values.url === undefined) throw new UsageError(`add needs --url, the backend's vLLM base URL (such as http://10.0.0.5:8000).`)
   const url = normalizeBackendUrl(values.url.trim())
@@ -165,6 +172,7 @@ export function newBackend(
     region: region ?? null,
     state: 'active',
     reasoningParser: values['reasoning-parser'],
+    accessSecret: values['access-secret'],
   } satisfies Record<keyof BackendRecord, unknown>
   const result = backendRecordSchema.safeParse(candidate)
   if (result.success) return result.data

@@ -3,11 +3,13 @@
 // is written once a minute: far inside KV's one write per second per key.
 import { readConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
+import { backendHeaders, credentialsFrom, type BackendCredentials } from './access.ts'
 import { HEALTH_KEY, type BackendHealth, type BackendRecord, type HealthSnapshot } from './records.ts'
 import { clearFleetCache, loadFleet } from './registry.ts'
 
 export interface ProbeOptions {
-  apiKey: string | undefined
+  credentials: BackendCredentials
   timeoutMs: number
 }
 
@@ -24,7 +26,6 @@ export async function saveSnapshot(kv: KVNamespace, snapshot: HealthSnapshot): P
 }
 
 async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: number): Promise<BackendHealth> {
-  const headers: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}
   const unhealthy = (problem: string): BackendHealth => ({
     healthy: false,
     checkedAt: now,
@@ -33,6 +34,13 @@ async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: 
     kvCacheUsage: null,
     problem,
   })
+  let headers: Record<string, string>
+  try {
+    headers = backendHeaders(backend, options.credentials)
+  } catch (error) {
+    // The message names the missing secret, never a value: safe in the snapshot.
+    return unhealthy(error instanceof ApiError ? error.message : 'credentials')
+  }
   let health: Response
   try {
     health = await fetch(`${backend.url}/health`, { headers, signal: AbortSignal.timeout(options.timeoutMs) })
@@ -83,7 +91,10 @@ export function parseLoad(text: string): { running: number | null; waiting: numb
 export async function runHealthProbe(env: WorkerEnv): Promise<HealthSnapshot> {
   const config = readConfig(env)
   const fleet = await loadFleet(env.FLEET, config.fleet.fallback, 0)
-  const snapshot = await probeFleet(fleet.backends, { apiKey: config.backendApiKey, timeoutMs: PROBE_TIMEOUT_MS })
+  const snapshot = await probeFleet(fleet.backends, {
+    credentials: credentialsFrom(env, config.backendApiKey),
+    timeoutMs: PROBE_TIMEOUT_MS,
+  })
   await saveSnapshot(env.FLEET, snapshot)
   clearFleetCache(env.FLEET)
   return snapshot

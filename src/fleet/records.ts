@@ -15,6 +15,7 @@ export const REASONING_PARSERS = ['deepseek_r1', 'none'] as const
 export type ReasoningParser = (typeof REASONING_PARSERS)[number]
 
 const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
+export const ACCESS_SECRET_PATTERN = /^[A-Z0-9_]{1,32}$/
 
 export const backendRecordSchema = z.object({
   /** Stable name, safe to log: lowercase letters, digits, '.', '_' and '-'. */
@@ -33,6 +34,12 @@ export const backendRecordSchema = z.object({
    * inside `content` and the gateway splits it at `</think>`. Absent means deepseek_r1.
    */
   reasoningParser: z.optional(z.enum(REASONING_PARSERS)),
+  /**
+   * The Cloudflare Access service token of this backend's tunnel: NAME selects the Worker secrets
+   * ACCESS_CLIENT_ID_<NAME> and ACCESS_CLIENT_SECRET_<NAME>. Absent: the default pair
+   * ACCESS_CLIENT_ID / ACCESS_CLIENT_SECRET, if set. A name, never the secret itself.
+   */
+  accessSecret: z.optional(z.string().check(z.regex(ACCESS_SECRET_PATTERN, 'accessSecret must be 1 to 32 of A-Z, 0-9 and "_"'))),
 })
 
 export type BackendRecord = z.infer<typeof backendRecordSchema>

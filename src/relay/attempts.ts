@@ -1,4 +1,5 @@
 import { ApiError } from '../errors.ts'
+import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
@@ -20,7 +21,8 @@ export interface AttemptOptions {
   clientSignal: AbortSignal
   timeouts: UpstreamTimeouts
   body: Record<string, unknown>
-  apiKey: string | undefined
+  /** The vLLM key and the Access secrets every backend call carries. */
+  credentials: BackendCredentials
   /** The body's max_tokens is the gateway's choice (the key's cap), not the client's. */
   gatewayMaxTokens: boolean
   /** Backends tried at most, the first included. */
@@ -99,7 +101,7 @@ export class UpstreamAttempts {
     for (;;) {
       const call = this.#callFor(backend)
       try {
-        const request = { backend, body: this.#body, apiKey: this.#options.apiKey, requestId: newUpstreamRequestId() }
+        const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
         return { backend, call, upstream: await openUpstream(request, call), reasoningInContent: backend.reasoningParser === 'none' }
       } catch (error) {
         call.end()

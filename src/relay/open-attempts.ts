@@ -1,6 +1,7 @@
 import type { GatewayConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
+import { credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
 import { loadFleet } from '../fleet/registry.ts'
 import { rankBackends } from '../fleet/select.ts'
@@ -55,7 +56,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     clientSignal: input.signal,
     timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
     body: input.body,
-    apiKey: config.backendApiKey,
+    credentials: credentialsFrom(env, config.backendApiKey),
     gatewayMaxTokens: input.gatewayMaxTokens ?? false,
     maxAttempts: config.fleet.failoverAttempts,
     live,

@@ -1,6 +1,7 @@
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { ApiError } from '../errors.ts'
-import type { Backend } from '../fleet/backends.ts'
+import { backendHeaders, type BackendCredentials } from '../fleet/access.ts'
+import type { BackendRecord } from '../fleet/records.ts'
 import { readContextRefusal } from './context-refusal.ts'
 import type { UpstreamCall } from './upstream-call.ts'
 
@@ -8,9 +9,9 @@ import type { UpstreamCall } from './upstream-call.ts'
 const MAX_ERROR_BODY_BYTES = 16 * 1024
 
 export interface UpstreamRequest {
-  backend: Backend
+  backend: BackendRecord
   body: Record<string, unknown>
-  apiKey: string | undefined
+  credentials: BackendCredentials
   /** This attempt's own id (newUpstreamRequestId), never the client's X-Request-Id. */
   requestId: string
 }
@@ -28,15 +29,16 @@ export function newUpstreamRequestId(): string {
 /**
  * Sends the chat request to a backend and returns its event stream. The headers are built here
  * from nothing: no client header (Authorization, hop-by-hop, cookies) is ever forwarded, and the
- * backend's own key is added. Any refusal becomes an ApiError with the status the client gets.
+ * backend's own credentials are added (vLLM key, Cloudflare Access token). Any refusal becomes an
+ * ApiError with the status the client gets.
  */
 export async function openUpstream(request: UpstreamRequest, call: UpstreamCall): Promise<ReadableStream<Uint8Array>> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: 'text/event-stream',
     'x-request-id': request.requestId,
+    ...backendHeaders(request.backend, request.credentials),
   }
-  if (request.apiKey) headers.authorization = `Bearer ${request.apiKey}`
 
   let response: Response
   try {

@@ -19,7 +19,15 @@ async function stored(): Promise<FleetRecord | null> {
 }
 
 const GPU_A = { id: 'gpu-a', url: 'http://10.0.0.5:8000', weight: 1, maxConcurrency: 256, region: 'eu-west', state: 'active' }
-const GPU_B = { id: 'gpu-b', url: 'https://gpu-b.internal:8443/vllm', weight: 2.5, maxConcurrency: 128, region: null, state: 'active' }
+const GPU_B = {
+  id: 'gpu-b',
+  url: 'https://gpu-b.internal:8443/vllm',
+  weight: 2.5,
+  maxConcurrency: 128,
+  region: null,
+  state: 'active',
+  accessSecret: 'TUNNEL_B',
+}
 const PICK_UP = /FLEET_CACHE_TTL_MS \(10 s by default\); no deploy is needed\./
 
 describe('fleet add, list, drain, undrain and remove', () => {
@@ -53,8 +61,10 @@ describe('fleet add, list, drain, undrain and remove', () => {
 
   it('add appends to the record and keeps the backends it has', async () => {
     const previous = await stored()
-    const run = await fleet('add', 'gpu-b', '--url', 'https://gpu-b.internal:8443/vllm', '--weight', '2.5', '--max-concurrency', '128')
+    const args = ['--weight', '2.5', '--max-concurrency', '128', '--access-secret', 'TUNNEL_B']
+    const run = await fleet('add', 'gpu-b', '--url', 'https://gpu-b.internal:8443/vllm', ...args)
     expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toContain(', active, Access token TUNNEL_B.')
     expect(run.stdout).not.toContain('made one')
     const record = await stored()
     expect(record?.backends).toEqual([GPU_A, GPU_B])
@@ -118,10 +128,10 @@ describe('fleet add, list, drain, undrain and remove', () => {
       const run = await fleet('list')
       expect(run).toMatchObject({ code: 0, stderr: '' })
       expect(run.stdout).toMatch(/^Fleet record in the local FLEET namespace, updated \S+Z \(\d+ s ago\): 2 backends, 1 draining\.$/m)
-      expect(run.stdout).toMatch(/^ID\s+URL\s+WEIGHT\s+MAX CONC\s+REGION\s+STATE\s+HEALTH\s+CHECKED\s+RUNNING\s+WAITING$/m)
-      expect(run.stdout).toMatch(/^gpu-a\s+http:\/\/10\.0\.0\.5:8000\s+1\s+256\s+eu-west\s+active\s+healthy\s+\d+ s ago\s+3\s+1$/m)
+      expect(run.stdout).toMatch(/^ID\s+URL\s+WEIGHT\s+MAX CONC\s+REGION\s+STATE\s+ACCESS\s+HEALTH\s+CHECKED\s+RUNNING\s+WAITING$/m)
+      expect(run.stdout).toMatch(/^gpu-a\s+http:\/\/10\.0\.0\.5:8000\s+1\s+256\s+eu-west\s+active\s+-\s+healthy\s+\d+ s ago\s+3\s+1$/m)
       expect(run.stdout).toMatch(
-        /^gpu-b\s+https:\/\/gpu-b\.internal:8443\/vllm\s+2\.5\s+128\s+-\s+draining\s+unhealthy\s+\d+ s ago\s+-\s+-$/m,
+        /^gpu-b\s+https:\/\/gpu-b\.internal:8443\/vllm\s+2\.5\s+128\s+-\s+draining\s+TUNNEL_B\s+unhealthy\s+\d+ s ago\s+-\s+-$/m,
       )
       expect(run.stdout).toMatch(/^ {2}gpu-b: timeout$/m)
       expect(run.stdout).toMatch(/^Health: the cron probe of \S+Z \(\d+ s ago\)\.$/m)
@@ -145,7 +155,7 @@ describe('fleet add, list, drain, undrain and remove', () => {
     it('a backend the probe has not seen yet is unknown', async () => {
       expect((await fleet('add', 'gpu-c', '--url', 'http://10.0.0.7:8000')).code).toBe(0)
       const run = await fleet('list')
-      expect(run.stdout).toMatch(/^gpu-c\s+http:\/\/10\.0\.0\.7:8000\s+1\s+256\s+-\s+active\s+unknown\s+-\s+-\s+-$/m)
+      expect(run.stdout).toMatch(/^gpu-c\s+http:\/\/10\.0\.0\.7:8000\s+1\s+256\s+-\s+active\s+-\s+unknown\s+-\s+-\s+-$/m)
     })
   })
 
@@ -213,6 +223,9 @@ describe('fleet command line', () => {
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--region', 'eu\u001b[2J']],
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--json']],
     [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--reasoning-parser', 'qwen3']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--access-secret', 'gpu-b']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--access-secret', '']],
+    [['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--access-secret', 'X'.repeat(33)]],
     [['remove']],
     [['drain', 'gpu-a', '--weight', '2']],
     [['undrain', 'gpu-a', 'gpu-b']],
@@ -245,6 +258,20 @@ describe('fleet command line', () => {
     ).toMatchObject({
       reasoningParser: 'none',
     })
+  })
+
+  it("records the name of the backend's Cloudflare Access secret pair, and says which secrets it means when the name is bad", async () => {
+    const values = { url: 'http://10.0.0.5:8000', weight: undefined, 'max-concurrency': undefined, region: undefined }
+    expect(newBackend('gpu-a', { ...values, 'access-secret': 'TUNNEL_B' })).toMatchObject({ accessSecret: 'TUNNEL_B' })
+    expect(newBackend('gpu-a', values).accessSecret).toBeUndefined()
+    const errors: string[] = []
+    await runFleetCli(['add', 'gpu-a', '--url', 'http://10.0.0.5:8000', '--access-secret', 'tunnel-b'], {
+      run: noKv,
+      out: { log: noKv, error: (text) => errors.push(text) },
+    })
+    expect(errors.join('\n')).toContain(
+      '--access-secret takes a NAME of 1 to 32 of A-Z, 0-9 and "_" (the Worker secrets ACCESS_CLIENT_ID_NAME',
+    )
   })
 
   it('prints usage and exits 0 for --help', async () => {
