@@ -7,6 +7,7 @@ import { dataEvents, frames } from '../support/sse.ts'
 const PROMPT = 'PROMPT-MARKER-7f3a: my bank password is hunter2'
 const UNKNOWN_KEY = `sk-${'Z'.repeat(40)}Sec`
 const BACKEND_KEY = 'test-backend-key'
+const ACCESS_PAIR = { ACCESS_CLIENT_ID: 'access-id-4b1e.access', ACCESS_CLIENT_SECRET: 'access-secret-c9d2e7' }
 const METHODS = ['log', 'info', 'warn', 'error', 'debug'] as const
 
 let logged: string[] = []
@@ -45,6 +46,18 @@ describe('logs', () => {
     const minted = (await (await callWorker('/v1/stream-tokens', { method: 'POST' })).json()) as { token: string }
     await (await callWorker(`/v1/chat/completions?token=${minted.token}`, { method: 'POST', headers: { authorization: '' } })).text()
     await (await fetchWithEnv({ BACKEND_API_KEY: 'wrong-backend-key' }, '/v1/chat/completions', chatInit(chatBody(PROMPT)))).text()
+    // The Cloudflare Access token on a good request, a failing one, and half a pair (the deployment's fault).
+    const answers = [
+      await fetchWithEnv(ACCESS_PAIR, '/v1/chat/completions', chatInit(chatBody(PROMPT))),
+      await fetchWithEnv(ACCESS_PAIR, '/v1/chat/completions', chatInit(chatBody(`${PROMPT} [emulator fault=refuse:500]`))),
+      await fetchWithEnv({ ACCESS_CLIENT_ID: ACCESS_PAIR.ACCESS_CLIENT_ID }, '/v1/chat/completions', chatInit(chatBody(PROMPT))),
+    ]
+    const accessBodies = await Promise.all(answers.map((answer) => answer.text()))
+    expect(answers.map((answer) => answer.status)).toEqual([200, 500, 502])
+    for (const value of Object.values(ACCESS_PAIR)) {
+      expect(accessBodies.join('\n')).not.toContain(value)
+      for (const answer of answers) expect([...answer.headers.values()].join('\n')).not.toContain(value)
+    }
     // An unexpected failure inside the Worker (the KV binding is missing) is logged: by class only.
     // A key never seen before misses the isolate cache, so KV is really read.
     const freshKey = randomSecret()
@@ -63,6 +76,7 @@ describe('logs', () => {
       freshKey,
       BACKEND_KEY,
       'wrong-backend-key',
+      ...Object.values(ACCESS_PAIR),
       minted.token,
       'PROMPT-MARKER-7f3a',
       'hunter2',
