@@ -35,7 +35,8 @@ export function composeFleet(command: FromComposeCommand, env: Env): ComposeFlee
       .replaceAll('{service}', service.name)
       .replaceAll('{id}', id)
     try {
-      return newBackend(id, { url, 'max-concurrency': String(service.maxNumSeqs), region: command.region, weight: undefined })
+      const values = { url, 'max-concurrency': String(service.maxNumSeqs), region: command.region, weight: undefined }
+      return newBackend(id, { ...values, 'access-secret': command.accessSecret })
     } catch (error) {
       // A value taken from the file, not typed on the command line: exit 1 and name the service.
       if (error instanceof UsageError) throw new ComposeError(`Service ${service.name}: ${error.message}`)
@@ -65,6 +66,7 @@ export function formatComposeFleet(command: FromComposeCommand, fleet: ComposeFl
   for (const backend of fleet.backends) {
     const args = ['add', backend.id, '--url', backend.url, '--max-concurrency', String(backend.maxConcurrency)]
     if (backend.region !== null) args.push('--region', backend.region)
+    if (backend.accessSecret !== undefined) args.push('--access-secret', backend.accessSecret)
     if (command.remote) args.push('--remote')
     lines.push(['npm', 'run', 'fleet', '--', ...args].map(shellQuote).join(' '))
   }

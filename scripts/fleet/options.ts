@@ -2,7 +2,7 @@
 // UsageError (exit 2) and never a half-written fleet record. Shares the key CLI's KV location
 // options.
 import { resolve } from 'node:path'
-import { backendRecordSchema, normalizeBackendUrl, type BackendRecord } from '../../src/fleet/records.ts'
+import { ACCESS_SECRET_PATTERN, backendRecordSchema, normalizeBackendUrl, type BackendRecord } from '../../src/fleet/records.ts'
 import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import type { KvTarget } from '../keys/kv.ts'
 import { KV_OPTION_NAMES, KV_OPTIONS, KV_OPTIONS_USAGE, kvTarget } from '../keys/options.ts'
@@ -31,6 +31,8 @@ export interface FromComposeCommand {
   urlTemplate: string
   idPrefix: string
   region: string | undefined
+  /** Every backend's accessSecret: the Access token of the host's tunnel. */
+  accessSecret: string | undefined
   json: boolean
   /** The printed add commands get --remote. */
   remote: boolean
@@ -56,13 +58,14 @@ Commands:
   drain ID       Send a backend no new requests while another can serve; it finishes what it has.
   undrain ID     Make a draining backend active again.
   from-compose [--file PATH] [--profile gpu|emulator] [--host HOST] [--url-template T]
-               [--id-prefix P] [--region R] [--remote] [--json]
+               [--id-prefix P] [--region R] [--access-secret NAME] [--remote] [--json]
                  Print the add commands for the backends of a GPU fleet file (default
                  gpu-backend/compose.yaml, profile gpu): one per service publishing port 8000,
                  id P + service name, --max-concurrency its MAX_NUM_SEQS. HOST: the address the
                  Worker reaches that machine at (default: each service's bind address). T: the
                  URL, from {host}, {port}, {service} and {id} (default ${DEFAULT_URL_TEMPLATE}), such
-                 as https://{service}.gpu-a.example.com behind a tunnel. --json prints the fleet
+                 as https://{service}.gpu-a.example.com behind a tunnel; --access-secret: its
+                 Access token, as for add. --json prints the fleet
                  record instead. Reads no KV and changes nothing.
 
 Workers pick up every change within FLEET_CACHE_TTL_MS (10 s by default); no deploy is needed.
@@ -96,7 +99,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   remove: [...KV_OPTION_NAMES],
   drain: [...KV_OPTION_NAMES],
   undrain: [...KV_OPTION_NAMES],
-  'from-compose': ['file', 'profile', 'host', 'url-template', 'id-prefix', 'region', 'remote', 'json'],
+  'from-compose': ['file', 'profile', 'host', 'url-template', 'id-prefix', 'region', 'access-secret', 'remote', 'json'],
 }
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -123,6 +126,11 @@ function fromCompose(values: Values): FromComposeCommand {
   }
   const profile = values.profile ?? 'gpu'
   if (profile === '') throw new UsageError('--profile takes a Compose profile, such as gpu or emulator.')
+  const accessSecret = values['access-secret']
+  // Checked here: a bad name is the command line's fault (exit 2), not the compose file's.
+  if (accessSecret !== undefined && !ACCESS_SECRET_PATTERN.test(accessSecret)) {
+    throw new UsageError(`${FIELD_RULES.accessSecret}, got: ${accessSecret}`)
+  }
   return {
     name: 'from-compose',
     file: values.file === undefined ? COMPOSE_FILE : resolve(process.env.INIT_CWD ?? process.cwd(), values.file),
@@ -131,6 +139,7 @@ function fromCompose(values: Values): FromComposeCommand {
     urlTemplate,
     idPrefix: values['id-prefix'] ?? '',
     region: values.region,
+    accessSecret,
     json: values.json === true,
     remote: values.remote === true,
   }

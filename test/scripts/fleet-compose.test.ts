@@ -84,6 +84,23 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
     expect(addCommands(run.stdout).map((argv) => argv[3])).toEqual(['https://vllm-0.gpu-a.example.com', 'https://vllm-1.gpu-a.example.com'])
   })
 
+  it("passes the tunnel's Access secret name on to every add command, and refuses a bad name with usage", async () => {
+    const run = await fromCompose(['--url-template', 'https://{service}.gpu-a.example.com', '--access-secret', 'GPU_A'])
+    expect(run.code).toBe(0)
+    const commands = addCommands(run.stdout)
+    expect(commands.map((argv) => argv.slice(-2))).toEqual([
+      ['--access-secret', 'GPU_A'],
+      ['--access-secret', 'GPU_A'],
+    ])
+    expect(commands.map((argv) => parseCommand(argv))).toMatchObject([
+      { backend: { accessSecret: 'GPU_A' } },
+      { backend: { accessSecret: 'GPU_A' } },
+    ])
+    const bad = await fromCompose(['--access-secret', 'gpu-a'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--access-secret takes a NAME of 1 to 32')
+  })
+
   it('reads the emulator profile the same way', async () => {
     const run = await fromCompose(['--profile', 'emulator', '--host', 'localhost'])
     expect(addCommands(run.stdout)).toEqual([
