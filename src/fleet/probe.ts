@@ -43,7 +43,8 @@ async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: 
   }
   let health: Response
   try {
-    health = await fetch(`${backend.url}/health`, { headers, signal: AbortSignal.timeout(options.timeoutMs) })
+    // Not following redirects: Access sends a refused token to its login page, which answers 200.
+    health = await fetch(`${backend.url}/health`, { headers, redirect: 'manual', signal: AbortSignal.timeout(options.timeoutMs) })
     await health.body?.cancel()
   } catch (error) {
     return unhealthy(error instanceof Error ? error.name : 'unreachable')
@@ -56,7 +57,7 @@ async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: 
 /** Running and waiting requests and KV-cache usage from vLLM's Prometheus text; nulls if absent. */
 async function readLoad(backend: BackendRecord, headers: Record<string, string>, timeoutMs: number) {
   try {
-    const response = await fetch(`${backend.url}/metrics`, { headers, signal: AbortSignal.timeout(timeoutMs) })
+    const response = await fetch(`${backend.url}/metrics`, { headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) })
     if (!response.ok) {
       await response.body?.cancel()
       return { running: null, waiting: null, kvCacheUsage: null }

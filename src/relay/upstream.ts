@@ -47,6 +47,9 @@ export async function openUpstream(request: UpstreamRequest, call: UpstreamCall)
       headers,
       body: JSON.stringify(request.body),
       signal: call.signal,
+      // vLLM never redirects; Cloudflare Access answers a missing or refused token with a redirect
+      // to its login page, which must not be followed (and its HTML taken for the backend's answer).
+      redirect: 'manual',
     })
   } catch (error) {
     throw call.stopError() ?? unreachable(error)
@@ -70,11 +73,12 @@ function unreachable(error: unknown): ApiError {
 /**
  * vLLM's error bodies come in two eras: `{"error":{"message",...}}` (v0.10.1 and later) and
  * `{"object":"error","message",...}` (earlier). Both keep their message and status. A 401/403
- * means the gateway's backend key is wrong, which is our fault, not the caller's: 502.
+ * means the gateway's backend key is wrong, and a redirect that Cloudflare Access refused its
+ * service token: our fault, not the caller's, so 502.
  */
 async function refusal(response: Response): Promise<ApiError> {
   const message = extractMessage(await readBounded(response)) ?? `The backend refused the request (HTTP ${response.status}).`
-  if (response.status === 401 || response.status === 403) {
+  if (response.status === 401 || response.status === 403 || (response.status >= 300 && response.status < 400)) {
     return new ApiError(502, "The backend rejected the gateway's credentials.", { code: 'upstream_auth_failed' })
   }
   const status = (response.status >= 400 && response.status <= 599 ? response.status : 502) as ContentfulStatusCode

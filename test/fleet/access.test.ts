@@ -143,3 +143,31 @@ describe('the cron probe', () => {
     for (const value of Object.values(PAIRS)) expect(stored).not.toContain(value)
   })
 })
+
+describe('a token Cloudflare Access refuses', () => {
+  // Access answers with a redirect to its login page, whose 200 must not pass for the backend's.
+  const login = () => new Response(null, { status: 302, headers: { location: 'https://team.cloudflareaccess.com/cdn-cgi/access/login' } })
+  let redirects: (string | undefined)[] = []
+  beforeEach(() => {
+    redirects = []
+    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input, init) => {
+      redirects.push(init?.redirect)
+      return login()
+    })
+  })
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
+  it('makes the probe call the backend unhealthy, and a chat request 502 upstream_auth_failed, never following the redirect', async () => {
+    await writeFleet([backendRecord(0)])
+    const snapshot = await runHealthProbe(fleetEnv(PAIRS))
+    expect(snapshot.backends['gpu-a']).toMatchObject({ healthy: false, problem: 'health status 302' })
+    await env.FLEET.delete(HEALTH_KEY)
+    const answer = await chat(fleetEnv(PAIRS))
+    expect(answer.status).toBe(502)
+    expect((JSON.parse(answer.body) as { error: { code: string } }).error.code).toBe('upstream_auth_failed')
+    expect(redirects.length).toBeGreaterThanOrEqual(2)
+    expect(redirects.every((mode) => mode === 'manual')).toBe(true)
+  })
+})
