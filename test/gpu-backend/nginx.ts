@@ -42,13 +42,20 @@ export function allowList(): Route[] {
 }
 
 /**
- * vLLM v0.11.0's routes: gpu-backend/tunnel/vllm-v0.11.0-routes.json when it exists; until then
- * the routes read here from api_server.py at 8d7da92fd (its @router decorators and the /metrics
+ * vLLM v0.11.0's routes, each with a concrete path to send (its `sample` where the path has a
+ * {parameter}): gpu-backend/tunnel/vllm-v0.11.0-routes.json when it exists; until then the
+ * routes read here from api_server.py at 8d7da92fd (its @router decorators and the /metrics
  * mount), development-mode routes included.
  */
 export function vllmRoutes(): { source: string; routes: Route[] } {
   const file = join(GPU_BACKEND, 'tunnel/vllm-v0.11.0-routes.json')
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as { source: string; routes: Route[] }
+  if (existsSync(file)) {
+    const listed = JSON.parse(readFileSync(file, 'utf8')) as { routes: (Route & { sample?: string })[] }
+    return {
+      source: 'gpu-backend/tunnel/vllm-v0.11.0-routes.json',
+      routes: listed.routes.map(({ method, path, sample }) => ({ method, path: sample ?? path })),
+    }
+  }
   const post = (path: string): Route => ({ method: 'POST', path })
   const get = (path: string): Route => ({ method: 'GET', path })
   return {
