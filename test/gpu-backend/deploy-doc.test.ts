@@ -1,7 +1,9 @@
 // docs/deploy.md only gives commands that exist in this project: every npm script it runs is in
 // package.json and its fleet and key command lines parse; every wrangler command is one the
 // installed wrangler has, with the options it lists; every docker command names files, profiles,
-// services and images of gpu-backend/. Nothing else is run as a command there.
+// services and images of gpu-backend/; every cloudflared command is one of the tunnel set-up's,
+// on the tunnel files of gpu-backend/tunnel/; the nginx example is filled in with exactly its
+// template's variables. Nothing else is run as a command there.
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,7 +17,9 @@ import { flagTable } from './support.ts'
 const DOC = readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8')
 const SHELL_BUILTINS = new Set(['umask', 'printf'])
 /** Programs the guide may run besides the project's own; each is checked below or harmless. */
-const PROGRAMS = new Set(['npm', 'npx', 'docker', 'node', 'curl'])
+const PROGRAMS = new Set(['npm', 'npx', 'docker', 'node', 'curl', 'cloudflared', 'envsubst', 'nginx', 'chown', 'chmod', 'mkdir', 'rm'])
+const NGINX_TEMPLATE = 'gpu-backend/tunnel/nginx.conf'
+const TUNNEL_CONFIG = 'gpu-backend/tunnel/config.yml'
 
 /** Shell words of one command line: quotes removed, no expansion. */
 function words(line: string): string[] {
@@ -46,8 +50,14 @@ function guideCommands(): string[][] {
   }
   return commands
     .flatMap((line) => line.replace(/\s+#\s.*$/, '').split(/\s*&&\s*/))
-    .map((line) => words(line.replace(/\s*>\s*\S+$/, '')))
+    .map((line) => withoutAssignments(words(line.replace(/\s*>\s*\S+$/, ''))))
     .filter((command) => command.length > 0)
+}
+
+/** A command without its leading NAME=value words (the environment it runs with). */
+function withoutAssignments(command: string[]): string[] {
+  const first = command.findIndex((word) => !/^[A-Z_][A-Z0-9_]*=/.test(word))
+  return first === -1 ? [] : command.slice(first)
 }
 
 const commands = guideCommands()
@@ -65,7 +75,7 @@ function wranglerHelp(path: string[]): Promise<string> {
 }
 
 describe('docs/deploy.md', () => {
-  it('runs nothing but npm, npx wrangler, docker, node, curl and two shell builtins', () => {
+  it('runs nothing but npm, npx wrangler, docker, node, curl, cloudflared, the nginx example and file commands', () => {
     expect(commands.length).toBeGreaterThan(25)
     expect(commands.filter(([program]) => !PROGRAMS.has(program ?? '') && !SHELL_BUILTINS.has(program ?? ''))).toEqual([])
     expect(byProgram('npx').filter((command) => command[1] !== 'wrangler')).toEqual([])
@@ -148,6 +158,55 @@ describe('docs/deploy.md', () => {
         expect(['logs', 'inspect'], text).toContain(verb)
         expect(containers, text).toContain(rest.at(-1))
       }
+    }
+  })
+
+  it('every cloudflared command is a step of the tunnel set-up, on one tunnel and its ingress file', () => {
+    const cloudflared = byProgram('cloudflared').map((command) => command.slice(1))
+    expect(cloudflared.map((command) => command.slice(0, 2).join(' '))).toEqual(
+      expect.arrayContaining(['tunnel login', 'tunnel create', 'tunnel route']),
+    )
+    const created = cloudflared.filter(([, verb]) => verb === 'create').map((command) => command[2])
+    expect(created).toHaveLength(1)
+    for (const command of cloudflared) {
+      const text = command.join(' ')
+      if (command[1] === '--config') {
+        // cloudflared tunnel --config FILE ingress validate | ingress rule URL
+        expect(command[2], text).toBe(TUNNEL_CONFIG)
+        expect(['ingress validate', 'ingress rule'], text).toContain(command.slice(3, 5).join(' '))
+        if (command[4] === 'rule') expect(command[5], text).toMatch(/^https:\/\/[\w.-]+\/\S*$/)
+        continue
+      }
+      const [, verb, ...rest] = command
+      if (verb === 'login') expect(rest, text).toEqual([])
+      else if (verb === 'create') expect(rest, text).toHaveLength(1)
+      else if (verb === 'route') {
+        expect(rest.slice(0, 2), text).toEqual(['dns', created[0]])
+        expect(rest[2], text).toMatch(/^[\w-]+(\.[\w-]+)+$/)
+        expect(rest, text).toHaveLength(3)
+      } else expect.fail(`not a step of the tunnel set-up: cloudflared ${text}`)
+    }
+  })
+
+  it('fills the nginx example with exactly its template variables and runs nginx on the result', () => {
+    const template = readFileSync(join(ROOT, NGINX_TEMPLATE), 'utf8')
+    const variables = [...new Set([...template.matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]))].sort()
+    const envsubst = byProgram('envsubst')
+    expect(envsubst).toHaveLength(1)
+    const [, format, redirect, input] = envsubst[0] ?? []
+    expect([...(format ?? '').matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]).sort()).toEqual(variables)
+    expect([redirect, input]).toEqual(['<', NGINX_TEMPLATE])
+    const assigned = DOC.split('\n').find((line) => /^[A-Z_]+=.* envsubst /.test(line)) ?? ''
+    for (const name of variables) expect(assigned).toContain(`${name}=`)
+    const nginx = byProgram('nginx')
+    expect(nginx.length).toBeGreaterThan(0)
+    for (const command of nginx) {
+      // -t, then -p PREFIX and -c FILE (the filled-in copy, never the template itself).
+      const options = command.slice(1).filter((word) => word !== '-t')
+      for (const [i, word] of options.entries()) {
+        if (i % 2 === 0) expect(['-p', '-c'], command.join(' ')).toContain(word)
+      }
+      expect(options[options.indexOf('-c') + 1], command.join(' ')).not.toBe(NGINX_TEMPLATE)
     }
   })
 })
