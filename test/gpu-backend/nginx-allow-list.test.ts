@@ -25,7 +25,8 @@ function raw(
 ): Promise<{ status: number; headers: Record<string, string>; body: string }> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...AUTH, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }
-    const req = request(`${base}${path}`, { method, headers, path }, (res) => {
+    // A connection of its own: nginx closes one after refusing a request whose body it did not read.
+    const req = request(`${base}${path}`, { method, headers, path, agent: false }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => (text += chunk))
