@@ -69,6 +69,8 @@ export interface ServeOptions {
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
   /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession; default true); false for scripts that do not export them. */
   limiter?: boolean
+  /** Serve Miniflare's /cdn-cgi/local/scheduled, which runs the Worker's cron handler (default false). */
+  triggerHandlers?: boolean
 }
 
 interface ModuleRule {
@@ -123,6 +125,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
               STREAMS: { className: 'StreamSession', useSQLite: true },
             },
           }),
+      unsafeTriggerHandlers: options.triggerHandlers === true,
       host: '127.0.0.1',
       port: 0,
     }),

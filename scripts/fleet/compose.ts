@@ -1,12 +1,13 @@
 // Reading the GPU fleet file (gpu-backend/compose.yaml) the way Docker Compose does, for the parts
 // this project needs: which services form the fleet, on which host address and port each one is
-// published, and with what --max-num-seqs; and the emulator services' flags for `npm start`.
+// published or at which tunnel hostname it is reached (tunnel.ts), and with what --max-num-seqs; and the emulator services' flags for `npm start`.
 // Values go through Compose's variable interpolation with the shell's environment over the
 // compose file's .env, as `docker compose` would see them.
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { parse } from 'yaml'
 import { ROOT } from '../processes.ts'
+import { tunnelConfigs, tunnelHostnames } from './tunnel.ts'
 
 export const COMPOSE_FILE = join(ROOT, 'gpu-backend/compose.yaml')
 
@@ -25,6 +26,8 @@ export type Env = Readonly<Record<string, string | undefined>>
 
 interface Service {
   profiles?: unknown
+  image?: unknown
+  volumes?: unknown
   environment?: unknown
   command?: unknown
   ports?: unknown
@@ -170,26 +173,45 @@ export function flagValue(args: readonly string[], flag: string): string | undef
   return index === -1 ? undefined : args[index + 1]
 }
 
+/** How the Worker reaches a backend: a port the host publishes, or a tunnel hostname. */
+export type FleetReach = ({ kind: 'published' } & PublishedPort) | { kind: 'tunnel'; hostname: string; config: string }
+
 export interface FleetService {
   name: string
-  hostIp: string
-  port: number
+  reach: FleetReach
   /** What the backend runs with: MAX_NUM_SEQS for the vLLM entrypoint, --max-num-seqs for the emulator. */
   maxNumSeqs: number
 }
 
-/** The services of `profile` that publish the backend port, in file order: the fleet of this host. */
+/**
+ * The services of `profile` that publish the backend port or that a cloudflared service of the
+ * profile routes a hostname to (tunnel.ts), in file order: the fleet of this host. A service
+ * with both is refused: its published port would bypass the tunnel's allow-list.
+ */
 export function fleetServices(file: ComposeFile, profile: string): FleetService[] {
+  const members = Object.entries(file.services).filter(([, service]) => inProfile(service, profile))
+  const configs = tunnelConfigs(file, (service) => inProfile(service as Service, profile))
+  const hostnames = tunnelHostnames(configs, new Set(members.map(([name]) => name)))
   const fleet: FleetService[] = []
-  for (const [name, service] of Object.entries(file.services)) {
-    if (!inProfile(service, profile)) continue
+  for (const [name, service] of members) {
     const published = publishedPort(file, name, service)
-    if (!published) continue
+    const hostname = hostnames.get(name)
+    if (published && hostname !== undefined)
+      throw new ComposeError(
+        `Service ${name} is reached through the tunnel (${hostname}) but also publishes port ${CONTAINER_PORT}, which bypasses the tunnel's allow-list.`,
+      )
+    const config = configs.find((candidate) => candidate.ingress.some((rule) => rule.hostname === hostname))?.path ?? ''
+    const reach: FleetReach | null = published
+      ? { kind: 'published', ...published }
+      : hostname === undefined
+        ? null
+        : { kind: 'tunnel', hostname, config }
+    if (!reach) continue
     const configured = serviceEnvironment(file, service).MAX_NUM_SEQS ?? flagValue(serviceCommand(file, service), '--max-num-seqs')
     const maxNumSeqs = configured === undefined || configured === '' ? DEFAULT_MAX_NUM_SEQS : Number(configured)
     if (!Number.isInteger(maxNumSeqs) || maxNumSeqs < 1)
       throw new ComposeError(`Service ${name}: max-num-seqs must be a whole number above 0, got "${configured}".`)
-    fleet.push({ name, ...published, maxNumSeqs })
+    fleet.push({ name, reach, maxNumSeqs })
   }
   return fleet
 }

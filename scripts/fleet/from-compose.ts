@@ -1,12 +1,13 @@
 // npm run fleet -- from-compose: the fleet entries of a GPU host's compose file, printed as the add
-// commands that register them (or as the fleet record, with --json). It reads the file as Compose
+// commands that register them (or as the fleet record, with --json): https://HOSTNAME for a
+// backend behind the file's Cloudflare Tunnel, http://HOST:PORT for one on a published port. It reads the file as Compose
 // would and changes nothing, so its output can be read first and then run.
 import { relative } from 'node:path'
 import { fleetRecordSchema, type BackendRecord, type FleetRecord } from '../../src/fleet/records.ts'
 import { UsageError } from '../cli-support.ts'
 import { ROOT } from '../processes.ts'
-import { ComposeError, fleetServices, readComposeFile, type Env } from './compose.ts'
-import { newBackend, type FromComposeCommand } from './options.ts'
+import { ComposeError, fleetServices, readComposeFile, type Env, type FleetService } from './compose.ts'
+import { DEFAULT_TUNNEL_URL_TEMPLATE, DEFAULT_URL_TEMPLATE, newBackend, type FromComposeCommand } from './options.ts'
 
 export interface ComposeFleet {
   backends: BackendRecord[]
@@ -18,22 +19,13 @@ export function composeFleet(command: FromComposeCommand, env: Env): ComposeFlee
   const file = readComposeFile(command.file, env)
   const services = fleetServices(file, command.profile)
   if (services.length === 0) {
-    throw new ComposeError(`${command.file} has no service in profile ${command.profile} that publishes port 8000.`)
+    throw new ComposeError(
+      `${command.file} has no service in profile ${command.profile} that publishes port 8000 or that a cloudflared tunnel reaches.`,
+    )
   }
   const backends = services.map((service) => {
     const id = `${command.idPrefix}${service.name}`
-    const host = command.host ?? service.hostIp
-    const usesHost = command.urlTemplate.includes('{host}')
-    if (usesHost && command.host === undefined && isWildcard(host)) {
-      throw new ComposeError(
-        `Service ${service.name} is published on every interface (${host}): pass --host with the address the Worker reaches this machine at.`,
-      )
-    }
-    const url = command.urlTemplate
-      .replaceAll('{host}', host.includes(':') && !host.startsWith('[') ? `[${host}]` : host)
-      .replaceAll('{port}', String(service.port))
-      .replaceAll('{service}', service.name)
-      .replaceAll('{id}', id)
+    const url = backendUrl(command, service, id)
     try {
       const values = { url, 'max-concurrency': String(service.maxNumSeqs), region: command.region, weight: undefined }
       return newBackend(id, { ...values, 'access-secret': command.accessSecret })
@@ -47,6 +39,34 @@ export function composeFleet(command: FromComposeCommand, env: Env): ComposeFlee
   if (duplicate) throw new ComposeError(`Two services would share the URL ${duplicate.url}; the URL template must tell them apart.`)
   const loopback = backends.filter((backend) => isLoopback(new URL(backend.url).hostname)).map((backend) => backend.id)
   return { backends, loopback }
+}
+
+/**
+ * The URL template filled for one service. {host} and {port} exist for a published port only,
+ * {hostname} behind a tunnel only: a template naming the other kind's fields is an error, as is
+ * --host for a backend that only the tunnel reaches.
+ */
+function backendUrl(command: FromComposeCommand, service: FleetService, id: string): string {
+  const { reach } = service
+  const template = command.urlTemplate ?? (reach.kind === 'tunnel' ? DEFAULT_TUNNEL_URL_TEMPLATE : DEFAULT_URL_TEMPLATE)
+  const fill = (text: string) => text.replaceAll('{service}', service.name).replaceAll('{id}', id)
+  if (reach.kind === 'tunnel') {
+    if (command.host !== undefined || /\{(host|port)\}/.test(template)) {
+      throw new ComposeError(
+        `Service ${service.name} publishes no port: it is reached through the tunnel at ${reach.hostname} (${displayPath(reach.config)}); drop --host, or use {hostname} in --url-template.`,
+      )
+    }
+    return fill(template.replaceAll('{hostname}', reach.hostname))
+  }
+  if (template.includes('{hostname}')) throw new ComposeError(`Service ${service.name} is not behind a tunnel: {hostname} has no value.`)
+  const host = command.host ?? reach.hostIp
+  if (template.includes('{host}') && command.host === undefined && isWildcard(host)) {
+    throw new ComposeError(
+      `Service ${service.name} is published on every interface (${host}): pass --host with the address the Worker reaches this machine at.`,
+    )
+  }
+  const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+  return fill(template.replaceAll('{host}', bracketed).replaceAll('{port}', String(reach.port)))
 }
 
 /** The output: add commands (comments start with #, so it can be piped to a shell), or the record. */

@@ -27,8 +27,8 @@ export interface FromComposeCommand {
   profile: string
   /** The address the Worker reaches the host at; undefined: each service's published host_ip. */
   host: string | undefined
-  /** The backend URL, with {host}, {port}, {service} and {id} filled in. */
-  urlTemplate: string
+  /** The backend URL, with {host}, {port}, {hostname}, {service} and {id} filled in; undefined: by how it is reached. */
+  urlTemplate: string | undefined
   idPrefix: string
   region: string | undefined
   /** Every backend's accessSecret: the Access token of the host's tunnel. */
@@ -38,7 +38,9 @@ export interface FromComposeCommand {
   remote: boolean
 }
 
+/** The URL of a backend on a published port, and of one behind a tunnel hostname. */
 export const DEFAULT_URL_TEMPLATE = 'http://{host}:{port}'
+export const DEFAULT_TUNNEL_URL_TEMPLATE = 'https://{hostname}'
 
 export const USAGE = `Usage: npm run fleet -- <command> [options]
 
@@ -60,13 +62,15 @@ Commands:
   from-compose [--file PATH] [--profile gpu|emulator] [--host HOST] [--url-template T]
                [--id-prefix P] [--region R] [--access-secret NAME] [--remote] [--json]
                  Print the add commands for the backends of a GPU fleet file (default
-                 gpu-backend/compose.yaml, profile gpu): one per service publishing port 8000,
-                 id P + service name, --max-concurrency its MAX_NUM_SEQS. HOST: the address the
-                 Worker reaches that machine at (default: each service's bind address). T: the
-                 URL, from {host}, {port}, {service} and {id} (default ${DEFAULT_URL_TEMPLATE}), such
-                 as https://{service}.gpu-a.example.com behind a tunnel; --access-secret: its
-                 Access token, as for add. --json prints the fleet
-                 record instead. Reads no KV and changes nothing.
+                 gpu-backend/compose.yaml, profile gpu): one per service publishing port 8000 or
+                 reached through the file's cloudflared tunnel, id P + service name,
+                 --max-concurrency its MAX_NUM_SEQS. Behind the tunnel the URL is
+                 ${DEFAULT_TUNNEL_URL_TEMPLATE}, from the hostname its ingress rules (config.yml) give
+                 the service. HOST: the address the Worker reaches a published port at (default:
+                 each service's bind address). T: the URL, from {host}, {port}, {hostname},
+                 {service} and {id} (default ${DEFAULT_URL_TEMPLATE} for a published port).
+                 --access-secret: every backend's Access token, as for add. --json prints the
+                 fleet record instead. Reads no KV and changes nothing.
 
 Workers pick up every change within FLEET_CACHE_TTL_MS (10 s by default); no deploy is needed.
 
@@ -120,9 +124,9 @@ export function parseCommand(argv: readonly string[]): Command {
 }
 
 function fromCompose(values: Values): FromComposeCommand {
-  const urlTemplate = values['url-template'] ?? DEFAULT_URL_TEMPLATE
-  if (!/\{(port|service|id)\}/.test(urlTemplate)) {
-    throw new UsageError('--url-template needs {port}, {service} or {id}: every backend of the file needs its own URL.')
+  const urlTemplate = values['url-template']
+  if (urlTemplate !== undefined && !/\{(port|hostname|service|id)\}/.test(urlTemplate)) {
+    throw new UsageError('--url-template needs {port}, {hostname}, {service} or {id}: every backend of the file needs its own URL.')
   }
   const profile = values.profile ?? 'gpu'
   if (profile === '') throw new UsageError('--profile takes a Compose profile, such as gpu or emulator.')

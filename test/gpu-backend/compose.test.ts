@@ -1,6 +1,7 @@
 // gpu-backend/compose.yaml, checked without Docker: it validates against the Compose
-// Specification's JSON schema, the GPU services take one GPU each behind the backend key, and the
-// emulator profile has the same shape, which `npm start` really runs.
+// Specification's JSON schema, the GPU services take one GPU each behind the backend key on a
+// private network that only the Cloudflare Tunnel reaches, and the emulator profile, which
+// `npm start` really runs, serves the same model behind the same key on loopback ports.
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -42,14 +43,17 @@ interface Service {
   deploy?: { resources: { reservations: { devices: { driver: string; device_ids: string[]; capabilities: string[] }[] } } }
   entrypoint?: string[]
   command?: string[]
+  networks?: string[]
 }
 
 const document = parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }) as {
   services: Record<string, Service>
   secrets: Record<string, unknown>
+  networks: Record<string, unknown>
 }
 const services = Object.entries(document.services)
-const gpu = services.filter(([, service]) => service.profiles?.includes('gpu'))
+const gpu = services.filter(([, service]) => service.profiles?.includes('gpu') && service.build !== undefined)
+const tunnels = services.filter(([, service]) => service.image?.startsWith('cloudflare/cloudflared:'))
 const emulators = services.filter(([, service]) => service.profiles?.includes('emulator'))
 
 describe('gpu-backend/compose.yaml', () => {
@@ -82,19 +86,55 @@ describe('gpu-backend/compose.yaml', () => {
     for (const name of ['Dockerfile', 'Dockerfile.awq']) expect(existsSync(join(ROOT, 'gpu-backend', name))).toBe(true)
   })
 
-  it('publishes every backend on its own port of BIND_ADDRESS, loopback unless set', () => {
-    for (const group of [gpu, emulators]) {
-      const ports = group.map(([, service]) => service.ports)
-      for (const port of ports)
-        expect(port).toEqual([{ target: 8000, published: expect.stringMatching(/^\d+$/), host_ip: '${BIND_ADDRESS:-127.0.0.1}' }])
-      expect(new Set(ports.map((port) => port?.[0]?.published)).size).toBe(ports.length)
+  it('publishes no vLLM port: vLLM is on the private network only, beside the tunnel', () => {
+    for (const [, service] of gpu) {
+      expect(service.ports).toBeUndefined()
+      expect(service.networks).toEqual(['gpu-private'])
     }
+    expect(tunnels.map(([name, service]) => [name, service.profiles, service.networks, service.ports])).toEqual([
+      ['cloudflared', ['gpu'], ['gpu-private'], undefined],
+    ])
+    // Nothing else joins that network, and nothing in the gpu profile publishes a port.
+    const onPrivate = services.filter(([, service]) => service.networks?.includes('gpu-private')).map(([name]) => name)
+    expect(onPrivate).toEqual([...gpu.map(([name]) => name), 'cloudflared'])
+    for (const [, service] of services.filter(([, s]) => s.profiles?.includes('gpu'))) expect(service.ports).toBeUndefined()
+    expect(document.networks).toEqual({ 'gpu-private': null })
     const file = readComposeFile(COMPOSE_FILE, {})
-    expect(fleetServices(file, 'gpu').map((service) => service.hostIp)).toEqual(gpu.map(() => '127.0.0.1'))
+    expect(fleetServices(file, 'gpu').map((service) => service.reach.kind)).toEqual(gpu.map(() => 'tunnel'))
   })
 
-  it('gives the emulator profile the same shape: the same ports, the same key, a /health check', () => {
-    expect(emulators.map(([, service]) => service.ports)).toEqual(gpu.map(([, service]) => service.ports))
+  it('runs a pinned cloudflared with its config and credentials from files, none in the environment', () => {
+    const [[, tunnel] = ['', {} as Service]] = tunnels
+    expect(tunnel.image).toMatch(/^cloudflare\/cloudflared:\d{4}\.\d{1,2}\.\d+$/)
+    expect(tunnel.command).toEqual(['tunnel', '--no-autoupdate', '--config', '/etc/cloudflared/config.yml', 'run'])
+    expect(tunnel.volumes).toEqual(['./tunnel/config.yml:/etc/cloudflared/config.yml:ro'])
+    expect(tunnel.environment).toBeUndefined()
+    expect(tunnel.secrets).toEqual(['tunnel_credentials'])
+    expect(document.secrets.tunnel_credentials).toEqual({ file: '${TUNNEL_CREDENTIALS:-./tunnel/credentials.json}' })
+    // config.yml reads the credentials where Compose mounts the secret; the file itself is ignored by git.
+    const config = parse(readFileSync(join(ROOT, 'gpu-backend/tunnel/config.yml'), 'utf8')) as {
+      'credentials-file': string
+      metrics: string
+    }
+    expect(config['credentials-file']).toBe('/run/secrets/tunnel_credentials')
+    expect(readFileSync(join(ROOT, '.gitignore'), 'utf8').split('\n')).toContain('gpu-backend/tunnel/credentials.json')
+    // The health check asks the metrics server config.yml opens.
+    expect(tunnel.healthcheck?.test).toEqual(['CMD', 'cloudflared', 'tunnel', '--metrics', config.metrics, 'ready'])
+  })
+
+  it('publishes every emulator on its own port of BIND_ADDRESS, loopback unless set', () => {
+    const ports = emulators.map(([, service]) => service.ports)
+    for (const port of ports)
+      expect(port).toEqual([{ target: 8000, published: expect.stringMatching(/^\d+$/), host_ip: '${BIND_ADDRESS:-127.0.0.1}' }])
+    expect(new Set(ports.map((port) => port?.[0]?.published)).size).toBe(ports.length)
+    expect(emulators.length).toBe(gpu.length)
+    const file = readComposeFile(COMPOSE_FILE, {})
+    expect(fleetServices(file, 'emulator').map((service) => service.reach)).toEqual(
+      ports.map((port) => ({ kind: 'published', hostIp: '127.0.0.1', port: Number(port?.[0]?.published) })),
+    )
+  })
+
+  it('gives the emulator profile the same key and /health check as vLLM', () => {
     for (const [, service] of [...gpu, ...emulators]) {
       expect(service.secrets).toEqual(['backend_api_key'])
       expect(service.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:8000/health')
@@ -104,7 +144,7 @@ describe('gpu-backend/compose.yaml', () => {
     for (const [, service] of gpu) expect(service.healthcheck?.start_period).toBe('600s')
     // The key is a Compose secret from BACKEND_API_KEY, the Worker's secret of the same name:
     // a file in the container, never an environment value that docker inspect would show.
-    expect(document.secrets).toEqual({ backend_api_key: { environment: 'BACKEND_API_KEY' } })
+    expect(document.secrets.backend_api_key).toEqual({ environment: 'BACKEND_API_KEY' })
     for (const [, service] of gpu) expect(service.environment?.VLLM_API_KEY_FILE).toBe('/run/secrets/backend_api_key')
   })
 

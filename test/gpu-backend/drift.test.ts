@@ -60,7 +60,8 @@ async function allBackendSettings(compose: ComposeFile): Promise<BackendSettings
   const images = Object.fromEntries(DOCKERFILES.map((name) => [name, imageEnv(parseDockerfile(name))]))
   for (const name of DOCKERFILES) settings.push(await fromEntrypoint(name, images[name] ?? {}))
   for (const [service, definition] of Object.entries(compose.services)) {
-    if (!(definition.profiles as string[] | undefined)?.includes('gpu')) continue
+    // The vLLM services: the gpu profile's services built from the Dockerfiles (not cloudflared).
+    if (!(definition.profiles as string[] | undefined)?.includes('gpu') || !('build' in definition)) continue
     // Either image may be under the service (VLLM_DOCKERFILE); the service's environment wins.
     for (const name of DOCKERFILES) {
       settings.push(await fromEntrypoint(`compose ${service} (${name})`, { ...images[name], ...serviceEnvironment(compose, definition) }))

@@ -1,6 +1,7 @@
 // `npm run fleet -- from-compose`: a GPU host's compose file turned into the fleet entries that
 // register it, printed as add commands the fleet CLI itself accepts (or as the record), with the
-// address the Worker reaches the host at and the --max-num-seqs the backends run with.
+// tunnel hostname (or the published address) the Worker reaches each backend at and the
+// --max-num-seqs the backends run with.
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -47,19 +48,30 @@ afterAll(async () => {
 })
 
 describe('fleet from-compose on gpu-backend/compose.yaml', () => {
-  it('prints one add command per GPU service, with its published port and MAX_NUM_SEQS, and warns about loopback', async () => {
+  it("prints one add command per GPU service, at its tunnel hostname from config.yml's ingress, with MAX_NUM_SEQS", async () => {
     const run = await fromCompose([])
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(run.stdout).toContain('# 2 backends of gpu-backend/compose.yaml (profile gpu), for the local FLEET namespace')
-    expect(run.stdout).toContain('# vllm-0, vllm-1: a loopback address reaches this machine only (wrangler dev here), never a')
+    expect(run.stdout).not.toContain('loopback')
     expect(addCommands(run.stdout)).toEqual([
-      ['add', 'vllm-0', '--url', 'http://127.0.0.1:8001', '--max-concurrency', '256'],
-      ['add', 'vllm-1', '--url', 'http://127.0.0.1:8002', '--max-concurrency', '256'],
+      ['add', 'vllm-0', '--url', 'https://vllm-0.gpu-host.example.com', '--max-concurrency', '256'],
+      ['add', 'vllm-1', '--url', 'https://vllm-1.gpu-host.example.com', '--max-concurrency', '256'],
     ])
   })
 
-  it('prints commands the fleet CLI accepts, for the host, id prefix, region and location given', async () => {
-    const run = await fromCompose(['--host', '10.0.0.5', '--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], {
+  it('refuses --host for backends only the tunnel reaches, naming the hostname', async () => {
+    for (const argv of [
+      ['--host', '10.0.0.5'],
+      ['--url-template', 'http://{host}:{port}'],
+    ]) {
+      const run = await fromCompose(argv)
+      expect(run).toMatchObject({ code: 1, stdout: '' })
+      expect(run.stderr).toContain('Service vllm-0 publishes no port: it is reached through the tunnel at vllm-0.gpu-host.example.com')
+    }
+  })
+
+  it('prints commands the fleet CLI accepts, for the id prefix, region and location given', async () => {
+    const run = await fromCompose(['--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], {
       MAX_NUM_SEQS: '64',
     })
     expect(run.code).toBe(0)
@@ -69,12 +81,26 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       {
         name: 'add',
         target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
-        backend: { id: 'gpu-a-vllm-0', url: 'http://10.0.0.5:8001', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' },
+        backend: {
+          id: 'gpu-a-vllm-0',
+          url: 'https://vllm-0.gpu-host.example.com',
+          weight: 1,
+          maxConcurrency: 64,
+          region: 'eu-west',
+          state: 'active',
+        },
       },
       {
         name: 'add',
         target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
-        backend: { id: 'gpu-a-vllm-1', url: 'http://10.0.0.5:8002', weight: 1, maxConcurrency: 64, region: 'eu-west', state: 'active' },
+        backend: {
+          id: 'gpu-a-vllm-1',
+          url: 'https://vllm-1.gpu-host.example.com',
+          weight: 1,
+          maxConcurrency: 64,
+          region: 'eu-west',
+          state: 'active',
+        },
       },
     ])
   })
@@ -110,15 +136,15 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
   })
 
   it('--json prints the fleet record the commands would make', async () => {
-    const run = await fromCompose(['--json', '--host', 'gpu-a.internal'])
+    const run = await fromCompose(['--json'])
     expect(run.code).toBe(0)
     const record = fleetRecordSchema.parse(JSON.parse(run.stdout))
     expect(record).toEqual({
       version: 1,
       updated: NOW,
       backends: [
-        { id: 'vllm-0', url: 'http://gpu-a.internal:8001', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
-        { id: 'vllm-1', url: 'http://gpu-a.internal:8002', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+        { id: 'vllm-0', url: 'https://vllm-0.gpu-host.example.com', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+        { id: 'vllm-1', url: 'https://vllm-1.gpu-host.example.com', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
       ],
     })
   })
@@ -132,9 +158,9 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       return 'Success!'
     }
     const out = { log: () => {}, error: () => {} }
-    const printed = await fromCompose(['--host', 'gpu-a.internal'])
+    const printed = await fromCompose([])
     for (const argv of addCommands(printed.stdout)) expect(await runFleetCli(argv, { run: memoryWrangler, out, now: () => NOW })).toBe(0)
-    const json = await fromCompose(['--host', 'gpu-a.internal', '--json'])
+    const json = await fromCompose(['--json'])
     expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toEqual(JSON.parse(json.stdout))
   })
 
@@ -142,7 +168,7 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
     const run = await new Promise<Run>((resolve) => {
       execFile(
         process.execPath,
-        [join(ROOT, 'scripts/fleet.ts'), 'from-compose', '--host', '10.0.0.5'],
+        [join(ROOT, 'scripts/fleet.ts'), 'from-compose'],
         { cwd: ROOT, env: { ...process.env, MAX_NUM_SEQS: '32' } },
         (error, stdout, stderr) => {
           resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
@@ -150,17 +176,91 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       )
     })
     expect(run).toMatchObject({ code: 0, stderr: '' })
-    expect(addCommands(run.stdout.trim())[0]).toEqual(['add', 'vllm-0', '--url', 'http://10.0.0.5:8001', '--max-concurrency', '32'])
+    expect(addCommands(run.stdout.trim())[0]).toEqual([
+      'add',
+      'vllm-0',
+      '--url',
+      'https://vllm-0.gpu-host.example.com',
+      '--max-concurrency',
+      '32',
+    ])
   })
 })
 
 describe('fleet from-compose on other compose files', () => {
-  async function composeFile(name: string, text: string, dotEnv?: string): Promise<string> {
+  async function composeFile(name: string, text: string, dotEnv?: string, tunnelConfig?: string): Promise<string> {
     const sub = await mkdtemp(join(dir, `${name}-`))
     await writeFile(join(sub, 'compose.yaml'), text)
     if (dotEnv !== undefined) await writeFile(join(sub, '.env'), dotEnv)
+    if (tunnelConfig !== undefined) await writeFile(join(sub, 'tunnel.yml'), tunnelConfig)
     return join(sub, 'compose.yaml')
   }
+
+  const TUNNELLED = `services:
+  a:
+    image: x
+  b:
+    image: x
+    environment: {MAX_NUM_SEQS: "8"}
+  c:
+    image: x
+    ports: ["127.0.0.1:9003:8000"]
+  tunnel:
+    image: cloudflare/cloudflared:2026.8.2
+    volumes: ["\${TUNNEL_CONFIG:-./tunnel.yml}:/etc/cloudflared/config.yml:ro"]
+`
+
+  it("takes each tunnelled service's hostname from the config the cloudflared service mounts, beside published ones", async () => {
+    const config = `ingress:
+  - { hostname: a.gpu.example.net, path: ^/health$, service: http://a:8000 }
+  - { hostname: a.gpu.example.net, path: ^/metrics$, service: http://a:8000 }
+  - { hostname: b.gpu.example.net, service: "http://b:8000" }
+  - { hostname: other.example.net, service: "http://elsewhere:8000" }
+  - service: http_status:404
+`
+    const file = await composeFile('tunnel', TUNNELLED, undefined, config)
+    const run = await fromCompose(['--file', file])
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(addCommands(run.stdout)).toEqual([
+      ['add', 'a', '--url', 'https://a.gpu.example.net', '--max-concurrency', '256'],
+      ['add', 'b', '--url', 'https://b.gpu.example.net', '--max-concurrency', '8'],
+      ['add', 'c', '--url', 'http://127.0.0.1:9003', '--max-concurrency', '256'],
+    ])
+    const templated = await fromCompose(['--file', file, '--url-template', 'https://{hostname}/{id}', '--id-prefix', 'h-'])
+    expect(templated).toMatchObject({ code: 1 })
+    expect(templated.stderr).toContain('Service c is not behind a tunnel: {hostname} has no value.')
+  })
+
+  it.each([
+    [
+      'a tunnelled service that also publishes its port',
+      `ingress:\n  - { hostname: c.gpu.example.net, service: "http://c:8000" }\n  - service: http_status:404\n`,
+      'Service c is reached through the tunnel (c.gpu.example.net) but also publishes port 8000, which bypasses',
+    ],
+    [
+      'a hostname reaching two services',
+      `ingress:\n  - { hostname: x.example.net, path: ^/a$, service: "http://a:8000" }\n  - { hostname: x.example.net, service: "http://b:8000" }\n  - service: http_status:404\n`,
+      'x.example.net reaches both a and b; one hostname per backend',
+    ],
+    [
+      'a service at two hostnames',
+      `ingress:\n  - { hostname: x.example.net, service: "http://a:8000" }\n  - { hostname: y.example.net, service: "http://a:8000" }\n  - service: http_status:404\n`,
+      'Service a is reached at two tunnel hostnames, x.example.net and y.example.net',
+    ],
+    ['a config without ingress rules', 'tunnel: x\n', 'has no ingress rules, each with a service'],
+  ])('exits 1 for %s, saying why', async (_, config, message) => {
+    const file = await composeFile('tunnel-bad', TUNNELLED, undefined, config)
+    const run = await fromCompose(['--file', file])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain(message)
+  })
+
+  it('exits 1 for a cloudflared service without a mounted config', async () => {
+    const file = await composeFile('tunnel-none', TUNNELLED.replace(/ {4}volumes: .*\n/, ''))
+    const run = await fromCompose(['--file', file])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain('Service tunnel runs cloudflared without a configuration mounted at /etc/cloudflared/config.yml.')
+  })
 
   it('reads the short port syntax, IPv6 bind addresses, .env defaults and services without profiles', async () => {
     const file = await composeFile(
@@ -202,7 +302,12 @@ describe('fleet from-compose on other compose files', () => {
       [],
       'published on every interface (0.0.0.0): pass --host',
     ],
-    ['no service publishing port 8000', 'services:\n  a:\n    image: x\n', [], 'has no service in profile gpu that publishes port 8000'],
+    [
+      'no service publishing port 8000',
+      'services:\n  a:\n    image: x\n',
+      [],
+      'has no service in profile gpu that publishes port 8000 or that a cloudflared tunnel reaches',
+    ],
     ['a port range', 'services:\n  a:\n    image: x\n    ports: ["127.0.0.1:9001-9002:8000"]\n', [], 'needs one fixed published port'],
     [
       'a bad MAX_NUM_SEQS',
