@@ -196,33 +196,21 @@ function render(data) {
   const backends = Object.keys(data.series).filter((id) => id !== 'all' && id !== '-')
   $('summary').textContent = ''
   $('summary').appendChild(summaryTable(data.report))
-  lineChart(
-    $('chart-all'),
-    times,
-    [
+  const charts = {
+    'chart-all': [
       { name: 'p50', color: color(0), values: all.map((p) => p.p50) },
       { name: 'p90', color: color(1), values: all.map((p) => p.p90) },
       { name: 'p99', color: color(5), values: all.map((p) => p.p99) },
     ],
-    data.bucketMs,
-  )
-  lineChart(
-    $('chart-backends'),
-    times,
-    backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })),
-    data.bucketMs,
-  )
-  lineChart(
-    $('chart-rates'),
-    times,
-    [
+    'chart-backends': backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })),
+    'chart-rates': [
       { name: 'requests', color: color(0), values: all.map((p) => p.requests) },
       { name: 'backend errors', color: color(5), values: all.map((p) => p.errors) },
       { name: 'client aborts', color: color(1), values: all.map((p) => p.aborts) },
       { name: 'refused', color: color(7), values: all.map((p) => p.refused) },
     ],
-    data.bucketMs,
-  )
+  }
+  for (const [id, series] of Object.entries(charts)) lineChart($(id), times, series, data.bucketMs)
 }
 
 async function refresh() {
