@@ -7,8 +7,7 @@ import { loadConfig } from '../src/config.ts'
 import type { AppEnv } from '../src/env.ts'
 import { renderError } from '../src/errors.ts'
 import { newChatRequestHold, relayChat } from '../src/relay/chat-relay.ts'
-import { upstreamBody } from '../src/chat/prepare.ts'
-import { prefixKeyOf } from '../src/fleet/select.ts'
+import { relayInputOf } from '../src/chat/prepare.ts'
 import type { UpstreamChatRequest } from '../src/normalize/index.ts'
 import { RequestTrace } from '../src/telemetry/trace.ts'
 
@@ -19,14 +18,7 @@ app.use(loadConfig)
 app.post('/v1/chat/completions', async (c) => {
   const trace = new RequestTrace({ model: c.get('config').modelId, keyId: null }, () => {})
   const request = (await c.req.json()) as UpstreamChatRequest
-  const input = {
-    body: upstreamBody(request, c.get('config').modelId),
-    prefixKey: prefixKeyOf(request.messages),
-    gatewayMaxTokens: false,
-    stream: request.stream === true,
-    forwardUsage: request.stream_options?.include_usage === true,
-    forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,
-  }
+  const input = relayInputOf(request, c.get('config').modelId, false)
   return relayChat(c, input, newChatRequestHold(trace))
 })
 app.onError(renderError)

@@ -5,6 +5,8 @@ import { normalizeChatRequest, rulesForKey, type UpstreamChatRequest } from '../
 import { parseChatRequest } from '../schema/chat-request.ts'
 import { applyContextBudget } from '../schema/context-budget.ts'
 import { readJsonBody } from '../schema/read-json.ts'
+import { prefixKeyOf } from '../fleet/select.ts'
+import type { ChatRelayInput } from '../relay/chat-relay.ts'
 
 // A chat request from the client's body to what is sent upstream: shared by the chat route and
 // the stream sessions, which differ only in what they do with the prepared request.
@@ -65,5 +67,17 @@ export function upstreamBody(request: UpstreamChatRequest, modelId: string): Rec
     model: modelId,
     stream: true,
     stream_options: { include_usage: true, continuous_usage_stats: true },
+  }
+}
+
+/** What the relay needs of a prepared request: its upstream body, prefix key and what the client asked to get. */
+export function relayInputOf(request: UpstreamChatRequest, modelId: string, gatewayMaxTokens: boolean): ChatRelayInput {
+  return {
+    body: upstreamBody(request, modelId),
+    prefixKey: prefixKeyOf(request.messages),
+    gatewayMaxTokens,
+    stream: request.stream === true,
+    forwardUsage: request.stream_options?.include_usage === true,
+    forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,
   }
 }

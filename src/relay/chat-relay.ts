@@ -11,7 +11,7 @@ import { CompletionCollector } from './collect.ts'
 import { runGeneration, type GenerationEnd } from './generation.ts'
 import { openAttempts, type OpenAttemptsInput, type OpenedAttempts } from './open-attempts.ts'
 import { SSE_HEADERS } from './sse.ts'
-import { SsePassThrough } from './stream.ts'
+import { relaySse } from './stream.ts'
 
 /**
  * How long a streaming request waits for a backend to accept it before its 200 is committed
@@ -89,32 +89,37 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
   } satisfies OpenAttemptsInput)
   if (!input.stream) return collectChat(c, await opening, hold)
 
-  const opened = await Promise.race([opening, new Promise<null>((resolve) => setTimeout(resolve, COMMIT_WITHIN_MS, null))])
+  const opened = await withinCommitDeadline(opening)
   // From here the 200 is committed, as vLLM itself does once it accepts, so the client's headers are
   // not on the first token's critical path. Until a data event is sent the relay can still move to
   // another backend; after that, failures are error events.
   hold.streaming = true
   liveGauges.streamsInFlight++
-  const sink = new SsePassThrough({
-    forwardUsage: input.forwardUsage,
-    keepAliveMs: config.keepAliveMs,
+  const start = (opened ? Promise.resolve(opened) : opening).then(({ first, attempts }) => ({
+    first,
+    next: (attempt: Attempt, error: unknown) => attempts.next(attempt, error),
+  }))
+  const body = relaySse(start, {
+    onEnd: (end) => endChatRequest(hold, { outcome: end.outcome, status: 200, end }),
+    onClientGone: () => gone.abort('client_gone'),
     observer: hold.trace,
-    onGone: () => gone.abort('client_gone'),
-  })
-  const generation = (async (): Promise<GenerationEnd> => {
-    const { first, attempts } = opened ?? (await opening)
-    return runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), sink, {
-      afterBackendError: 'read_to_done',
-      observer: hold.trace,
-      keepChunkUsage: input.forwardChunkUsage,
-    })
-  })().catch((error: unknown) => failedBeforeStart(error, gone.signal.aborted))
-  void generation.then((end) => {
-    sink.finish(end)
-    endChatRequest(hold, { outcome: end.outcome, status: 200, end })
+    forwardUsage: input.forwardUsage,
+    forwardChunkUsage: input.forwardChunkUsage,
+    keepAliveMs: config.keepAliveMs,
   })
   hold.trace.headersReady()
-  return c.body(sink.writer.body, 200, SSE_HEADERS)
+  return c.body(body, 200, SSE_HEADERS)
+}
+
+/** The accepted attempts, or null when none came within COMMIT_WITHIN_MS; a refusal before then is thrown. */
+async function withinCommitDeadline(opening: Promise<OpenedAttempts>): Promise<OpenedAttempts | null> {
+  const { promise: deadline, resolve } = Promise.withResolvers<null>()
+  const timer = setTimeout(resolve, COMMIT_WITHIN_MS, null)
+  try {
+    return await Promise.race([opening, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
@@ -134,10 +139,4 @@ async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: Cha
   hold.trace.firstTokenDelivered()
   endChatRequest(hold, { outcome: 'ok', status: 200, end })
   return c.json(completion)
-}
-
-/** A streaming request whose backend refused or failed after its 200 was committed. */
-function failedBeforeStart(error: unknown, clientGone: boolean): GenerationEnd {
-  const apiError = error instanceof ApiError ? error : new ApiError(502, 'No backend could take the request.', { code: 'upstream_error' })
-  return { outcome: clientGone ? 'client_abort' : 'upstream_error', error: apiError, backendEvent: null, finishReason: null, used: null }
 }

@@ -111,14 +111,6 @@ export class ChunkReader {
   }
 }
 
-const statelessReader = new ChunkReader()
-const usageStrippingReader = new ChunkReader({ keepChunkUsage: false })
-
-/** Reads one payload of a backend with a reasoning parser (see ChunkReader). */
-export function readChunk(data: string, keepChunkUsage = true): UpstreamChunk {
-  return (keepChunkUsage ? statelessReader : usageStrippingReader).read(data)
-}
-
 const USAGE_FIELD = ',"usage":{'
 
 /**

@@ -2,13 +2,11 @@ import type { RelayObserver } from '../telemetry/trace.ts'
 import { ClientSseWriter } from './client-writer.ts'
 import { runGeneration, type DataChunk, type GenerationEnd, type GenerationSink, type NextSource, type RelaySource } from './generation.ts'
 import { DONE_FRAME, backendErrorFrame, dataFrame, streamErrorFrame } from './sse.ts'
-import type { ApiError } from '../errors.ts'
+import { ApiError } from '../errors.ts'
 
 export type { RelaySource } from './generation.ts'
 
-export interface SseRelayOptions<S extends RelaySource> {
-  /** Failover while no data event reached the client. */
-  next?: NextSource<S>
+export interface SseRelayOptions {
   /** Runs once when the stream is over, with how it ended. */
   onEnd?: (end: GenerationEnd) => void
   /** Told when the first token arrives and when the client has taken it. */
@@ -18,7 +16,7 @@ export interface SseRelayOptions<S extends RelaySource> {
   /** Whether the client asked for usage on every chunk (stream_options.continuous_usage_stats). */
   forwardChunkUsage: boolean
   keepAliveMs: number
-  /** Runs when the client has gone (the relay stops the upstream call itself). */
+  /** Runs when the client has gone (the relay stops the running upstream call itself). */
   onClientGone?: () => void
 }
 
@@ -94,34 +92,56 @@ export class SsePassThrough implements GenerationSink {
   }
 }
 
+/** How a relay starts: the accepted first source, and failover from it (null: none). */
+export interface RelayStart<S extends RelaySource> {
+  first: S
+  next: NextSource<S> | null
+}
+
 /**
- * Relays an accepted upstream vLLM stream to the client, event by event, as each is parsed, and
- * returns the client's response body. A client that goes away stops the upstream at once.
+ * Relays an upstream vLLM stream to the client, event by event, as each is parsed, and returns
+ * the client's response body at once. `start` may still be pending (the 200 is committed before a
+ * backend accepted); if it fails, the stream ends with its error event. A client that goes away
+ * stops the upstream at once.
  */
-export function relaySse<S extends RelaySource>(first: S, options: SseRelayOptions<S>): ReadableStream<Uint8Array> {
-  let current = first
+export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, options: SseRelayOptions): ReadableStream<Uint8Array> {
+  let current: S | null = null
+  let clientGone = false
   const observer = options.observer ?? NO_OBSERVER
   const sink = new SsePassThrough({
     forwardUsage: options.forwardUsage,
     keepAliveMs: options.keepAliveMs,
     observer,
     onGone: () => {
-      current.call.stop('client_gone')
+      clientGone = true
+      current?.call.stop('client_gone')
       options.onClientGone?.()
     },
   })
-  const next: NextSource<S> | null = options.next
-    ? async (source, error) => {
-        const replacement = await (options.next as NextSource<S>)(source, error)
-        if (replacement) current = replacement
-        return replacement
-      }
-    : null
-  void runGeneration(first, next, sink, { afterBackendError: 'read_to_done', observer, keepChunkUsage: options.forwardChunkUsage }).then(
-    (end) => {
+  const generate = ({ first, next }: RelayStart<S>): Promise<GenerationEnd> => {
+    current = first
+    // The relay follows failover, so a client that leaves stops whichever attempt is running.
+    const followed: NextSource<S> | null = next
+      ? async (source, error) => {
+          const replacement = await next(source, error)
+          if (replacement) current = replacement
+          return replacement
+        }
+      : null
+    return runGeneration(first, followed, sink, { afterBackendError: 'read_to_done', observer, keepChunkUsage: options.forwardChunkUsage })
+  }
+  void start
+    .then(generate)
+    .catch((error: unknown) => failedBeforeStart(error, clientGone))
+    .then((end) => {
       sink.finish(end)
       options.onEnd?.(end)
-    },
-  )
+    })
   return sink.writer.body
+}
+
+/** A relay whose start failed after the 200 was committed: no backend took the request. */
+function failedBeforeStart(error: unknown, clientGone: boolean): GenerationEnd {
+  const apiError = error instanceof ApiError ? error : new ApiError(502, 'No backend could take the request.', { code: 'upstream_error' })
+  return { outcome: clientGone ? 'client_abort' : 'upstream_error', error: apiError, backendEvent: null, finishReason: null, used: null }
 }

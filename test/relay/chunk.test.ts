@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { ApiError } from '../../src/errors.ts'
-import { ChunkReader, isBackendFault, readChunk } from '../../src/relay/chunk.ts'
+import { ChunkReader, isBackendFault } from '../../src/relay/chunk.ts'
+
+/** One payload of a backend with a reasoning parser, read on its own. */
+const readChunk = (data: string) => new ChunkReader().read(data)
 
 const head = '"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m"'
 const chunkWith = (delta: string) => `{${head},"choices":[{"index":0,"delta":${delta},"logprobs":null,"finish_reason":null}]}`

@@ -20,10 +20,11 @@ function relay(upstream: ReadableStream<Uint8Array>, options: { forwardUsage?: b
   const call = options.call ?? newCall()
   return {
     call,
-    readable: relaySse(
-      { upstream, call },
-      { forwardUsage: options.forwardUsage ?? false, forwardChunkUsage: false, keepAliveMs: options.keepAliveMs ?? 10_000 },
-    ),
+    readable: relaySse(Promise.resolve({ first: { upstream, call }, next: null }), {
+      forwardUsage: options.forwardUsage ?? false,
+      forwardChunkUsage: false,
+      keepAliveMs: options.keepAliveMs ?? 10_000,
+    }),
   }
 }
 

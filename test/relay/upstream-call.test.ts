@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { readChunk } from '../../src/relay/chunk.ts'
+import { ChunkReader } from '../../src/relay/chunk.ts'
 import { UpstreamCall } from '../../src/relay/upstream-call.ts'
 
+const readChunk = (data: string) => new ChunkReader().read(data)
 const head = '"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m"'
 const usage = (prompt: number, completion: number) =>
   `"usage":{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}}`
