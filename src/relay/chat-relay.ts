@@ -136,7 +136,7 @@ async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: Cha
     throw end.error
   }
   const completion = collector.completion()
-  hold.trace.firstTokenDelivered()
+  hold.trace.firstTokenDeliveredAtEnd()
   endChatRequest(hold, { outcome: 'ok', status: 200, end })
   return c.json(completion)
 }

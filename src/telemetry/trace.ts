@@ -31,6 +31,7 @@ export class RequestTrace implements RelayObserver {
   #headersAt: number | null = null
   #firstTokenAt: number | null = null
   #deliveredAt: number | null = null
+  #deliveredAtEnd = false
   #completionTokens = 0
   #record: RequestRecord | null = null
   #onFinish: (record: RequestRecord) => void
@@ -54,6 +55,14 @@ export class RequestTrace implements RelayObserver {
     if (this.#firstTokenAt !== null) this.#deliveredAt ??= Date.now()
   }
 
+  /**
+   * A non-streamed answer: its first token reaches the client with the whole response, so it is
+   * timed by the same clock reading as the end (two readings could differ by a millisecond).
+   */
+  firstTokenDeliveredAtEnd(): void {
+    if (this.#firstTokenAt !== null) this.#deliveredAtEnd = true
+  }
+
   /** Whether any backend was asked: a request that failed before that was refused. */
   get askedBackend(): boolean {
     return this.#attempts > 0
@@ -71,6 +80,7 @@ export class RequestTrace implements RelayObserver {
   finish(outcome: Outcome, status: number, now = Date.now()): RequestRecord {
     if (this.#record) return this.#record
     this.#headersAt ??= now
+    if (this.#deliveredAtEnd) this.#deliveredAt ??= now
     const since = (at: number | null) => (at === null ? null : at - this.startedAt)
     const tokens = this.#completionTokens
     const decodeMs = this.#firstTokenAt === null ? 0 : now - this.#firstTokenAt
