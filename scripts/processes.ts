@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -82,4 +83,14 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: num
     for (const reader of readers) reader.on('line', onLine)
     child.once('exit', onExit)
   })
+}
+
+/** A port free on 127.0.0.1 right now (the OS picks it); for a server that must know its URL before it starts. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  if (typeof address !== 'object' || address === null) throw new Error('no free port')
+  return address.port
 }

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path'
 import { Miniflare, compileModuleRules, convertV4MiniflareOptions, testRegExps } from 'miniflare'
 import { unstable_readConfig } from 'wrangler'
 import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, newKeyRecord, type KeyRecord } from '../src/auth/key-record.ts'
-import { ROOT, startChild, startWrangler, stopChild, waitForLine, type Child } from './processes.ts'
+import { ROOT, freePort, startChild, startWrangler, stopChild, waitForLine, type Child } from './processes.ts'
 
 // The local stack without wrangler's dev proxy: vLLM emulators as child processes and the built
 // Worker bundle served by Miniflare (workerd) directly. Used by the end-to-end tests and the
@@ -107,6 +107,8 @@ function bundleModules(scriptPath: string, rules: readonly ModuleRule[]) {
  */
 export async function serveWorker(scriptPath: string, vars: Record<string, string>, options: ServeOptions = {}): Promise<ServedWorker> {
   const config = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') })
+  // The Worker's own origin is a setting (PUBLIC_ORIGINS), so the port is chosen before it starts.
+  const port = await freePort()
   // Miniflare 5 (the one wrangler uses) takes a new options shape; it converts the classic one.
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
@@ -114,7 +116,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       modulesRoot: dirname(scriptPath),
       compatibilityDate: config.compatibility_date,
       compatibilityFlags: config.compatibility_flags,
-      bindings: { ...(config.vars as Record<string, string>), ...vars },
+      bindings: { ...(config.vars as Record<string, string>), PUBLIC_ORIGINS: `http://127.0.0.1:${port}`, ...vars },
       kvNamespaces: ['KEYS', 'FLEET', 'LATENCY'],
       ...(options.limiter === false
         ? {}
@@ -123,11 +125,12 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
               LIMITER: { className: 'KeyLimiter', useSQLite: true },
               TELEMETRY: { className: 'TelemetryAggregator', useSQLite: true },
               STREAMS: { className: 'StreamSession', useSQLite: true },
+              DASHBOARD_LINKS: { className: 'DashboardLink', useSQLite: true },
             },
           }),
       unsafeTriggerHandlers: options.triggerHandlers === true,
       host: '127.0.0.1',
-      port: 0,
+      port,
     }),
   )
   const url = await miniflare.ready

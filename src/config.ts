@@ -21,6 +21,8 @@ export interface GatewayConfig {
   firstEventTimeoutMs: number
   eventIdleTimeoutMs: number
   allowedOrigins: ReadonlySet<string>
+  /** PUBLIC_ORIGINS: the origins this Worker is served from (its own pages), never taken from Host. */
+  publicOrigins: ReadonlySet<string>
   keyCacheTtlMs: number
   /** HMAC secrets for stream tokens; the first signs. Empty: stream tokens are off. */
   streamTokenSecrets: readonly string[]
@@ -95,6 +97,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       firstEventTimeoutMs: positiveInteger('FIRST_EVENT_TIMEOUT_MS', env.FIRST_EVENT_TIMEOUT_MS),
       eventIdleTimeoutMs: positiveInteger('EVENT_IDLE_TIMEOUT_MS', env.EVENT_IDLE_TIMEOUT_MS),
       allowedOrigins: new Set(list(env.ALLOWED_ORIGINS)),
+      publicOrigins: readPublicOrigins(env.PUBLIC_ORIGINS),
       keyCacheTtlMs: positiveInteger('KEY_CACHE_TTL_MS', env.KEY_CACHE_TTL_MS),
       streamTokenSecrets: list(env.STREAM_TOKEN_SECRETS ?? ''),
       promptRules: parsePromptRules(env.PROMPT_RULES),
@@ -201,6 +204,18 @@ export function readTelemetryConfig(env: WorkerEnv): TelemetryConfig {
   if (config.minuteTtlS < 3900) throw misconfigured('LATENCY_MINUTE_TTL_S must be at least 3900 (the 1h window and its current minute).')
   if (config.hourTtlS < 90_000) throw misconfigured('LATENCY_HOUR_TTL_S must be at least 90000 (the 24h window and its current hour).')
   return config
+}
+
+/** PUBLIC_ORIGINS: each entry exactly an origin (scheme://host[:port], no path), as browsers send it. */
+function readPublicOrigins(value: string | undefined): ReadonlySet<string> {
+  const origins = list(value ?? '')
+  for (const origin of origins) {
+    const parsed = URL.canParse(origin) ? new URL(origin) : null
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+      throw misconfigured('PUBLIC_ORIGINS must list origins such as https://gateway.example.com (scheme, host, optional port; no path).')
+    }
+  }
+  return new Set(origins)
 }
 
 function list(value: string): string[] {

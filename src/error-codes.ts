@@ -31,6 +31,7 @@ export const ERROR_CODES = [
   'stream_tokens_disabled',
   'dashboard_session_required',
   'dashboard_unavailable',
+  'cross_site_request',
   // Limits
   'rate_limit_exceeded',
   'rate_limiter_unavailable',

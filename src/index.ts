@@ -7,6 +7,7 @@ import { renderError } from './errors.ts'
 import { requireKey } from './middleware/auth.ts'
 import { limitBody } from './middleware/body-limit.ts'
 import { apiCors } from './middleware/cors.ts'
+import { sameOriginOnly } from './middleware/same-origin.ts'
 import { responseMetrics } from './middleware/response-metrics.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
@@ -84,9 +85,9 @@ app.get('/dashboard/data', dashboardSession('data'), dashboardData)
 app.get('/dashboard/app.js', dashboardSession('data'), dashboardScript)
 app.get('/dashboard/style.css', dashboardStyle)
 app.get('/dashboard/login', showLogin)
-app.post('/dashboard/login', limitBody, login)
+app.post('/dashboard/login', sameOriginOnly, limitBody, login)
 app.get('/dashboard/link', openLink)
-app.post('/dashboard/logout', logout)
+app.post('/dashboard/logout', sameOriginOnly, logout)
 
 app.notFound(notFound)
 app.onError(renderError)
@@ -94,6 +95,7 @@ app.onError(renderError)
 export { KeyLimiter } from './durable/key-limiter.ts'
 export { TelemetryAggregator } from './durable/telemetry-aggregator.ts'
 export { StreamSession } from './durable/stream-session.ts'
+export { DashboardLink } from './durable/dashboard-link.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.

@@ -7,6 +7,8 @@ describe('configuration', () => {
     [{ FIRST_EVENT_TIMEOUT_MS: '0' }, 'FIRST_EVENT_TIMEOUT_MS'],
     [{ BACKEND_URLS: '' }, 'BACKEND_URLS'],
     [{ PROMPT_RULES: 'all,-maths' }, 'PROMPT_RULES'],
+    [{ PUBLIC_ORIGINS: 'https://gateway.example.com/dashboard' }, 'PUBLIC_ORIGINS'],
+    [{ PUBLIC_ORIGINS: 'gateway.example.com' }, 'PUBLIC_ORIGINS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)

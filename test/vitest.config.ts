@@ -32,6 +32,8 @@ export default defineConfig({
                 EVENT_IDLE_TIMEOUT_MS: '5000',
                 STREAM_TOKEN_SECRETS: 'test-stream-secret-new,test-stream-secret-old',
                 ALLOWED_ORIGINS: 'https://allowed.example',
+                // The tests call the Worker as http://gateway.test: its own origin.
+                PUBLIC_ORIGINS: 'http://gateway.test',
                 // Other files send thousands of requests with the default key; the limits' own
                 // tests give their keys explicit limits.
                 DEFAULT_REQUESTS_PER_MINUTE: '1000000',

@@ -13,10 +13,20 @@ export interface DashboardClaims {
   keyId: string
   /** Unix seconds. */
   expires: number
+  /** A link's own id (the name of its DashboardLink object, which lets it sign in once); null for a session. */
+  linkId: string | null
 }
 
-export function mintDashboardValue(purpose: SignedPurpose, keyId: string, ttlS: number, secret: string, nowS: number): Promise<string> {
-  return signValue(purpose, { k: keyId, e: nowS + ttlS }, secret)
+/** A link gets a random id of its own (`linkId`): the one-use mark is kept under it. */
+export function mintDashboardValue(
+  purpose: SignedPurpose,
+  keyId: string,
+  ttlS: number,
+  secret: string,
+  nowS: number,
+  linkId?: string,
+): Promise<string> {
+  return signValue(purpose, { k: keyId, e: nowS + ttlS, ...(linkId === undefined ? {} : { j: linkId }) }, secret)
 }
 
 /** The claims of a valid, unexpired session cookie or link; null otherwise. */
@@ -28,7 +38,7 @@ export async function readDashboardValue(
 ): Promise<DashboardClaims | null> {
   const value = await verifySignedValue(purpose, token, secrets)
   if (typeof value !== 'object' || value === null) return null
-  const { k, e } = value as { k?: unknown; e?: unknown }
+  const { k, e, j } = value as { k?: unknown; e?: unknown; j?: unknown }
   if (typeof k !== 'string' || typeof e !== 'number' || e <= nowS) return null
-  return { keyId: k, expires: e }
+  return { keyId: k, expires: e, linkId: typeof j === 'string' && j !== '' ? j : null }
 }

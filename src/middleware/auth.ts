@@ -5,6 +5,7 @@ import type { KeyRecord, Scope } from '../auth/key-record.ts'
 import { findKeyById, findKeyBySecret, keyProblem } from '../auth/key-store.ts'
 import type { Principal } from '../auth/principal.ts'
 import { looksLikeStreamToken, verifyStreamToken } from '../auth/stream-token.ts'
+import { isPublicOrigin } from './same-origin.ts'
 
 export interface RequireKeyOptions {
   /** The scope the route needs; a key without it gets 403. */
@@ -77,8 +78,10 @@ function checkOrigin(c: Context<AppEnv>, record: KeyRecord): void {
   throw new ApiError(403, `Requests from the origin ${origin} are not allowed for this API key.`, { code: 'origin_not_allowed' })
 }
 
+/** This Worker's own pages are its PUBLIC_ORIGINS, not whatever the request's Host names (DNS rebinding). */
 export function isOriginAllowed(c: Context<AppEnv>, record: KeyRecord, origin: string): boolean {
-  return origin === new URL(c.req.url).origin || c.get('config').allowedOrigins.has(origin) || record.origins.includes(origin)
+  const config = c.get('config')
+  return isPublicOrigin(config, origin) || config.allowedOrigins.has(origin) || record.origins.includes(origin)
 }
 
 function invalidKey(message: string): ApiError {

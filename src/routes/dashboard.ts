@@ -4,6 +4,7 @@ import { adminBySecret, signingSecrets } from '../dashboard/auth.ts'
 import { dashboardSeries } from '../dashboard/series.ts'
 import { LINK_TTL_S, SESSION_COOKIE, SESSION_TTL_S, mintDashboardValue, readDashboardValue } from '../dashboard/session.ts'
 import type { AppEnv } from '../env.ts'
+import { ApiError } from '../errors.ts'
 import DASHBOARD_CSS from '../pages/dashboard/dashboard.css'
 import DASHBOARD_HTML from '../pages/dashboard/dashboard.html'
 import DASHBOARD_SCRIPT from '../pages/dashboard/dashboard.browser.js'
@@ -60,7 +61,22 @@ export async function login(c: Context<AppEnv>): Promise<Response> {
 export async function openLink(c: Context<AppEnv>): Promise<Response> {
   const claims = await readDashboardValue('dashboard-link', c.req.query('token') ?? '', signingSecrets(c), nowS())
   if (!claims) return c.html(loginPage('That dashboard link is invalid or has expired.'), 401, PAGE_HEADERS)
+  // A link without an id was made before links became single-use: refused like a used one.
+  if (claims.linkId === null || !(await firstUseOf(c, claims.linkId, claims.expires))) {
+    return c.html(loginPage('That dashboard link has already been used. Ask for a new one.'), 401, PAGE_HEADERS)
+  }
   return startSession(c, claims.keyId)
+}
+
+/** Marks the link used in its own Durable Object; true only the first time, wherever it is opened. */
+async function firstUseOf(c: Context<AppEnv>, linkId: string, expiresS: number): Promise<boolean> {
+  const links = c.env.DASHBOARD_LINKS
+  try {
+    return await links.get(links.idFromName(linkId)).consume(expiresS * 1000)
+  } catch {
+    // Unknown whether it was used: refuse (fail closed), the admin can sign in with the key instead.
+    throw new ApiError(503, 'Sign-in links cannot be checked right now; try again or sign in with the key.', { code: 'dashboard_unavailable' })
+  }
 }
 
 export function logout(c: Context<AppEnv>): Response {
@@ -95,11 +111,11 @@ export async function dashboardData(c: Context<AppEnv>): Promise<Response> {
   return c.json({ ...dashboardSeries(buckets, window, now), report: latencyReport(buckets, window, now, null) })
 }
 
-/** POST /v1/dashboard/links (admin API key): a sign-in link valid for LINK_TTL_S, for the CLI. */
+/** POST /v1/dashboard/links (admin API key): a sign-in link valid for LINK_TTL_S and one use, for the CLI. */
 export async function createDashboardLink(c: Context<AppEnv>): Promise<Response> {
   const secrets = signingSecrets(c)
   const { keyId } = c.get('principal')
-  const token = await mintDashboardValue('dashboard-link', keyId, LINK_TTL_S, secrets[0] as string, nowS())
+  const token = await mintDashboardValue('dashboard-link', keyId, LINK_TTL_S, secrets[0] as string, nowS(), crypto.randomUUID())
   const url = new URL('/dashboard/link', c.req.url)
   url.searchParams.set('token', token)
   return c.json({ object: 'dashboard.link', url: url.toString(), expires_at: nowS() + LINK_TTL_S }, 201)

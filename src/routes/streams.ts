@@ -2,6 +2,7 @@ import type { Context } from 'hono'
 import { signStreamUrl, verifyStreamUrl } from '../auth/stream-url.ts'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
+import { isPublicOrigin } from '../middleware/same-origin.ts'
 import { prefixKeyOf } from '../fleet/select.ts'
 import { admitLease, settleLease, type LeaseRef } from '../limits/admit.ts'
 import { SSE_HEADERS } from '../relay/sse.ts'
@@ -70,7 +71,10 @@ export async function streamEvents(c: Context<AppEnv>): Promise<Response> {
   const session = await sessionFromUrl(c)
   const lastEventId = parseLastEventId(c.req.header('last-event-id'), c.req.query('last_event_id'))
   if (lastEventId === null) throw new ApiError(400, 'Last-Event-ID must be an event id of this stream.', { code: 'invalid_last_event_id' })
-  const result = await session.subscribe({ lastEventId, origin: c.req.header('origin') ?? null, selfOrigin: new URL(c.req.url).origin })
+  const origin = c.req.header('origin') ?? null
+  // The Worker's own pages are its PUBLIC_ORIGINS, not the request's Host (a rebound DNS name sends its own).
+  const selfOrigin = isPublicOrigin(c.get('config'), origin) ? origin : ''
+  const result = await session.subscribe({ lastEventId, origin, selfOrigin })
   if (result.kind === 'refused') throw fromRefusal(result.refusal)
   // 204 is how a server tells EventSource to stop reconnecting: the stream is over.
   if (result.kind === 'ended') return c.body(null, 204)

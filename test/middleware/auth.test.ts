@@ -122,6 +122,28 @@ describe('browser origins and CORS', () => {
     expect((await errorOf(response)).code).toBe('origin_not_allowed')
   })
 
+  it("refuses a key with no origins from a name that only claims to be the Worker's own (DNS rebinding)", async () => {
+    const secret = randomSecret()
+    await seedKey(env.KEYS, secret, { origins: [] })
+    // A rebound name reaches the Worker with its own Host, so the request URL, Host and Origin agree.
+    const headers = { host: 'evil.example', origin: 'http://evil.example' }
+    const rebound = await exports.default.fetch('http://evil.example/v1/models', withKey(secret, { headers }))
+    expect(rebound.status).toBe(403)
+    expect((await errorOf(rebound)).code).toBe('origin_not_allowed')
+    // The configured public origin is the Worker's own, whatever Host the request names.
+    const own = await exports.default.fetch('http://evil.example/v1/models', withKey(secret, { headers: { origin: 'http://gateway.test' } }))
+    expect(own.status).toBe(200)
+  })
+
+  it('takes its own origins from PUBLIC_ORIGINS: a deployment on another name trusts that name only', async () => {
+    const secret = randomSecret()
+    await seedKey(env.KEYS, secret, { origins: [] })
+    const overrides = { PUBLIC_ORIGINS: 'https://gateway.example.com' }
+    const from = (origin: string) => fetchWithEnv(overrides, '/v1/models', withKey(secret, { headers: { origin } }))
+    expect((await from('https://gateway.example.com')).status).toBe(200)
+    expect((await from('http://gateway.test')).status).toBe(403)
+  })
+
   it('lets programs without an Origin header through (SDKs, curl)', async () => {
     expect((await callWorker('/v1/models', { headers: { authorization: `Bearer ${TEST_SECRET}` } })).status).toBe(200)
   })

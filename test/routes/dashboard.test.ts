@@ -10,10 +10,10 @@ function get(path: string, cookie?: string): Promise<Response> {
   return exports.default.fetch(`${BASE}${path}`, { headers: cookie ? { cookie } : {}, redirect: 'manual' })
 }
 
-function loginWith(key: string): Promise<Response> {
+function loginWith(key: string, headers: Record<string, string> = {}): Promise<Response> {
   return exports.default.fetch(`${BASE}/dashboard/login`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams({ key }).toString(),
     redirect: 'manual',
   })
@@ -135,12 +135,64 @@ describe('the dashboard sign-in', () => {
     expect(made.status).toBe(201)
     const link = (await made.json()) as { object: string; url: string; expires_at: number }
     expect(link.object).toBe('dashboard.link')
-    const opened = await get(new URL(link.url).pathname + new URL(link.url).search)
+    const path = new URL(link.url).pathname + new URL(link.url).search
+    const opened = await get(path)
     expect(opened.status).toBe(303)
     expect((await get('/dashboard', sessionCookie(opened))).status).toBe(200)
+    // Once: the same link again, within its 10 minutes, starts nothing.
+    const again = await get(path)
+    expect(again.status).toBe(401)
+    expect(again.headers.get('set-cookie')).toBeNull()
+    expect(await again.text()).toContain('already been used')
     const expired = await mintDashboardValue('dashboard-link', id, -1, SIGNING_SECRET, Math.floor(Date.now() / 1000))
     const late = await get(`/dashboard/link?token=${expired}`)
     expect(late.status).toBe(401)
     expect(await late.text()).toContain('invalid or has expired')
+  })
+
+  it('lets one of two browsers opening the same link at once in, never both', async () => {
+    const { id } = await adminKey()
+    const token = await mintDashboardValue('dashboard-link', id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000), crypto.randomUUID())
+    const answers = await Promise.all(Array.from({ length: 5 }, () => get(`/dashboard/link?token=${token}`)))
+    expect(answers.map((answer) => answer.status).sort()).toEqual([303, 401, 401, 401, 401])
+  })
+
+  it('refuses a link made without a link id (before links were single-use)', async () => {
+    const { id } = await adminKey()
+    const token = await mintDashboardValue('dashboard-link', id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000))
+    expect((await get(`/dashboard/link?token=${token}`)).status).toBe(401)
+  })
+})
+
+describe('the dashboard sign-in and sign-out from other sites', () => {
+  const crossSite = [
+    ['a cross-site form (another Origin)', { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }],
+    ['an opaque origin (sandboxed frame, data: URL)', { origin: 'null' }],
+    ['a same-site sibling (Sec-Fetch-Site: same-site)', { origin: 'http://gateway.test', 'sec-fetch-site': 'same-site' }],
+    ['a rebound DNS name (Host and Origin agree, neither is the Worker)', { origin: 'http://evil.example', 'sec-fetch-site': 'same-origin' }],
+  ] as const
+
+  it.each(crossSite)('refuses sign-in from %s with 403 and no session', async (_name, headers) => {
+    const { secret } = await adminKey()
+    const response = await loginWith(secret, headers)
+    expect(response.status).toBe(403)
+    expect(response.headers.get('set-cookie')).toBeNull()
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('cross_site_request')
+  })
+
+  it.each(crossSite)('refuses sign-out from %s with 403, keeping the session', async (_name, headers) => {
+    const response = await exports.default.fetch(`${BASE}/dashboard/logout`, { method: 'POST', headers, redirect: 'manual' })
+    expect(response.status).toBe(403)
+    expect(response.headers.get('set-cookie')).toBeNull()
+  })
+
+  it("accepts the dashboard's own form (its Origin, same-origin) and a client that sends neither header", async () => {
+    const { secret } = await adminKey()
+    const own = { origin: 'http://gateway.test', 'sec-fetch-site': 'same-origin' }
+    expect((await loginWith(secret, own)).status).toBe(303)
+    expect((await loginWith(secret)).status).toBe(303)
+    const out = await exports.default.fetch(`${BASE}/dashboard/logout`, { method: 'POST', headers: own, redirect: 'manual' })
+    expect(out.status).toBe(303)
+    expect(out.headers.get('set-cookie')).toMatch(/^__Host-dashboard=;/)
   })
 })
