@@ -3,6 +3,8 @@
 // their flags) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
 // Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B.
 // It also makes sure local KV holds an API key for the Worker (DEV_API_KEY in .dev.vars).
+// An emulator that dies is reported and restarted on its port (scripts/supervise.ts): the Worker
+// fails over to the other meanwhile, as it does for a GPU host. wrangler dev dying stops it all.
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -12,6 +14,7 @@ import { ensureDevKey } from './keys/dev-key.ts'
 import { wranglerKv } from './keys/kv.ts'
 import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
 import { spawnEmulator } from './stack.ts'
+import { supervise, type Supervised } from './supervise.ts'
 
 const { values } = parseArgs({
   options: {
@@ -28,11 +31,12 @@ const emulatorArgs = (index: number): string[] => (emulators[index] ?? emulators
 const MODEL = flagValue(emulatorArgs(0), '--served-model-name') ?? 'deepseek-r1-distill-qwen-1.5b'
 
 const children: Child[] = []
+const supervised: Supervised<Child>[] = []
 let stopping = false
 
 async function stopAll(code: number): Promise<never> {
   stopping = true
-  await Promise.all(children.map((child) => child.stop()))
+  await Promise.all([...supervised.map((emulator) => emulator.stop()), ...children.map((child) => child.stop())])
   process.exit(code)
 }
 process.on('SIGINT', () => void stopAll(0))
@@ -52,6 +56,22 @@ function devSecret(name: string, make: () => string): string {
 /** The backends' shared API key. */
 const backendApiKey = () => devSecret('BACKEND_API_KEY', () => `bk-${randomBytes(24).toString('hex')}`)
 
+/** Emulator `i` on its port, kept running: a restart comes back on the same URL, the one the Worker knows. */
+async function superviseEmulator(port: number, i: number, env: Record<string, string>): Promise<string> {
+  let url = ''
+  const emulator = await supervise({
+    name: `emulator ${i + 1}`,
+    start: () => spawnEmulator(emulatorArgs(i), port, env),
+    log: (line) => console.error(line),
+    onStart: (started) => {
+      url = started.url
+    },
+  })
+  supervised.push(emulator)
+  console.log(`vLLM emulator  ${url} (pid ${emulator.current()?.process.pid})`)
+  return url
+}
+
 function watch(child: Child, name: string): void {
   children.push(child)
   child.process.once('exit', (code) => {
@@ -70,9 +90,7 @@ async function main(): Promise<void> {
   const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo: undefined, config: join(ROOT, 'wrangler.toml') }))
   // A failure is reported at the await below, once the emulators are watched and can be stopped.
   devKey.catch(() => {})
-  const backends = await Promise.all(emulatorPorts.map((port, i) => spawnEmulator(emulatorArgs(i), port, { VLLM_API_KEY: apiKey })))
-  backends.forEach((backend, i) => watch(backend, `emulator ${i + 1}`))
-  for (const backend of backends) console.log(`vLLM emulator  ${backend.url}`)
+  const backends = await Promise.all(emulatorPorts.map((port, i) => superviseEmulator(port, i, { VLLM_API_KEY: apiKey })))
   const { secret, id, created } = await devKey
   console.log(`API key        ${secret} (${id}, chat+admin, ${created ? 'new' : 'existing'}; DEV_API_KEY in .dev.vars)`)
 
@@ -83,12 +101,15 @@ async function main(): Promise<void> {
     '--port',
     String(workerPort),
     '--var',
-    `BACKEND_URLS:${backends.map((b) => b.url).join(',')}`,
+    `BACKEND_URLS:${backends.join(',')}`,
+    // The Worker's own origin is a setting, not the request's Host (docs/api.md).
+    '--var',
+    `PUBLIC_ORIGINS:http://127.0.0.1:${workerPort},http://localhost:${workerPort}`,
   ])
   watch(wrangler, 'wrangler dev')
   wrangler.process.stderr?.pipe(process.stderr)
   const url = await waitForLine(wrangler.process, /Ready on (http:\/\/\S+)/, 60_000)
-  console.log(`Worker         ${url}`)
+  console.log(`Worker         ${url} (wrangler pid ${wrangler.process.pid})`)
   console.log('\nStream a completion:\n')
   console.log(
     `curl -N ${url}/v1/chat/completions -H "Authorization: Bearer ${secret}" -H 'content-type: application/json' ` +
