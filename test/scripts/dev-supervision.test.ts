@@ -1,0 +1,120 @@
+// `npm start` when one of its emulators dies: the death is reported and the emulator restarted,
+// a stream on the other backend runs to [DONE], new requests keep succeeding through the Worker's
+// failover, and Ctrl-C (SIGINT) still leaves no process and no port behind.
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { afterAll, describe, expect, it } from 'vitest'
+import { ROOT, freePort, startChild, stopChild, type Child } from '../../scripts/processes.ts'
+
+/** Every stdout and stderr line of the stack, and a bounded wait for one matching a pattern. */
+function collectLines(child: Child) {
+  const lines: string[] = []
+  for (const stream of [child.process.stdout, child.process.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (line) => lines.push(line))
+  }
+  const waitFor = async (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      for (const line of lines.slice(from)) {
+        const match = pattern.exec(line)
+        if (match) return match
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    throw new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${lines.join('\n')}`)
+  }
+  return { lines, waitFor }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function isListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+async function runningOn(emulatorUrl: string): Promise<number> {
+  const stats = (await (await fetch(`${emulatorUrl}/emulator/stats`)).json()) as { running: number }
+  return stats.running
+}
+
+let stack: Child | undefined
+afterAll(async () => {
+  if (stack) await stopChild(stack.process)
+})
+
+describe('npm start with an emulator that dies', () => {
+  it('reports and restarts it, keeps the other backend streaming, and still stops everything on Ctrl-C', { timeout: 120_000 }, async () => {
+    const [workerPort, ...emulatorPorts] = await Promise.all([freePort(), freePort(), freePort()])
+    stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), '--port', String(workerPort), '--emulator-ports', emulatorPorts.join(',')])
+    const { lines, waitFor } = collectLines(stack)
+    const key = (await waitFor(/-H "Authorization: Bearer (sk-[\w-]{43})"/, 90_000))[1] as string
+    const wranglerPid = Number((await waitFor(/^Worker .*\(wrangler pid (\d+)\)$/, 1_000))[1])
+    const emulators = await Promise.all(
+      emulatorPorts.map(async (port) => {
+        const [, url, pid] = await waitFor(new RegExp(`^vLLM emulator  (http://127\\.0\\.0\\.1:${port}) \\(pid (\\d+)\\)$`), 1_000)
+        return { url: url as string, pid: Number(pid) }
+      }),
+    )
+    // Slow tokens (40 reasoning + content tokens, 200 ms apart): the stream outlives the kill and the restart.
+    for (const { url } of emulators) {
+      await fetch(`${url}/emulator/config`, { method: 'POST', body: JSON.stringify({ itlMs: 200, ttftMs: 20 }) })
+    }
+    const chat = (stream: boolean) =>
+      fetch(`http://127.0.0.1:${workerPort}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: 'deepseek-r1', stream, max_tokens: stream ? undefined : 4, messages: [{ role: 'user', content: 'What is 7 * 6?' }] }),
+      })
+
+    const streaming = await chat(true)
+    expect(streaming.status).toBe(200)
+    const reader = (streaming.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
+    let text = (await reader.read()).value ?? ''
+    const running = await Promise.all(emulators.map(({ url }) => runningOn(url)))
+    const serving = running.indexOf(1)
+    expect(running.sort()).toEqual([0, 1])
+    const victim = emulators[1 - serving] as { url: string; pid: number }
+    const victimName = `emulator ${2 - serving}`
+
+    const before = lines.length
+    process.kill(victim.pid, 'SIGKILL')
+    const reported = await waitFor(new RegExp(`^${victimName} \\(pid ${victim.pid}\\) exited \\(signal SIGKILL\\); restarting it in \\d+ ms`), 10_000, before)
+    expect(reported[0]).not.toContain(key)
+    // Meanwhile (the victim is down or just back): new requests are answered, through failover if need be.
+    for (let i = 0; i < 4; i++) expect((await chat(false)).status).toBe(200)
+    const restartedPid = Number((await waitFor(new RegExp(`^${victimName} restarted \\(pid (\\d+)\\)\\.$`), 15_000, before))[1])
+    expect(restartedPid).not.toBe(victim.pid)
+    expect((await fetch(`${victim.url}/health`)).status).toBe(200)
+
+    // The stream on the other backend was never cut: it ends normally, with no error event.
+    for (let i = 0; i < 1_000; i++) {
+      const { value, done } = await reader.read()
+      if (done) break
+      text += value
+    }
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
+    expect(text).not.toContain('"error"')
+    expect(text).toContain('"finish_reason":"stop"')
+
+    const exited = new Promise<number | null>((resolve) => stack?.process.once('exit', (code) => resolve(code)))
+    stack.process.kill('SIGINT')
+    expect(await exited).toBe(0)
+    for (const pid of [emulators[serving]?.pid as number, restartedPid, wranglerPid]) expect(isAlive(pid)).toBe(false)
+    for (const port of [workerPort, ...emulatorPorts]) expect(await isListening(port as number)).toBe(false)
+  })
+})
