@@ -16,12 +16,15 @@ import { latencyQuery, latencyReport } from '../telemetry/latency-report.ts'
 // GET /dashboard and its sign-in. The pages are files in src/pages/dashboard/, imported as text.
 // They are served with a strict Content-Security-Policy: the script comes from /dashboard/app.js,
 // the style from /dashboard/style.css, data from /dashboard/data, nothing else.
+// Referrer-Policy same-origin, not no-referrer: under no-referrer a browser sends `Origin: null`
+// with the page's own form POST, which the same-origin check of sign-in then cannot tell from a
+// sandboxed cross-site frame. No other site ever gets a Referer from these pages either way.
 
 const PAGE_HEADERS = {
   'content-security-policy':
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'cache-control': 'no-store',
-  'referrer-policy': 'no-referrer',
+  'referrer-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
 }
 

@@ -118,4 +118,42 @@ describe('the dashboard in Chromium', () => {
     expect((await context.cookies()).map((cookie) => cookie.name)).not.toContain('__Host-dashboard')
     await context.close()
   })
+
+  it("refuses another site's form that posts an admin key to the sign-in (login CSRF), setting no cookie", async () => {
+    const context = await chromium.browser.newContext()
+    // A page on a site of its own, served by the browser's router: nothing leaves the machine.
+    await context.route('http://evil.example/**', (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body: `<form method="post" action="${worker.url}/dashboard/login"><input name="key" value="${ADMIN_KEY}"></form><script>document.forms[0].submit()</script>`,
+      }),
+    )
+    const page = await context.newPage()
+    const [answer] = await Promise.all([
+      page.waitForResponse((response) => response.url() === `${worker.url}/dashboard/login`),
+      page.goto('http://evil.example/'),
+    ])
+    expect(answer.status()).toBe(403)
+    expect(await answer.text()).toContain('cross_site_request')
+    expect((await context.cookies()).map((cookie) => cookie.name)).not.toContain('__Host-dashboard')
+    await context.close()
+  })
+
+  it('signs in once with a link from the API: the same link in another browser is refused', async () => {
+    const made = await fetch(`${worker.url}/v1/dashboard/links`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+    const { url } = (await made.json()) as { url: string }
+    const first = await chromium.browser.newContext()
+    const page = await first.newPage()
+    await page.goto(url)
+    expect(new URL(page.url()).pathname).toBe('/dashboard')
+    await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 })
+    await first.close()
+
+    const second = await chromium.browser.newContext()
+    const replay = await second.newPage()
+    await replay.goto(url)
+    await expect(replay.locator('[role=alert]').textContent()).resolves.toContain('already been used')
+    expect((await second.cookies()).map((cookie) => cookie.name)).not.toContain('__Host-dashboard')
+    await second.close()
+  })
 })

@@ -55,6 +55,8 @@ describe('the dashboard sign-in', () => {
     const page = await get('/dashboard', sessionCookie(response))
     expect(page.status).toBe(200)
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'")
+    // Not no-referrer: with it, the browser sends the form's POST with `Origin: null`, refused as cross-site.
+    expect(page.headers.get('referrer-policy')).toBe('same-origin')
     expect(await page.text()).toContain('<script src="/dashboard/app.js" defer></script>')
   })
 
