@@ -78,7 +78,9 @@ async function firstUseOf(c: Context<AppEnv>, linkId: string, expiresS: number):
     return await links.get(links.idFromName(linkId)).consume(expiresS * 1000)
   } catch {
     // Unknown whether it was used: refuse (fail closed), the admin can sign in with the key instead.
-    throw new ApiError(503, 'Sign-in links cannot be checked right now; try again or sign in with the key.', { code: 'dashboard_unavailable' })
+    throw new ApiError(503, 'Sign-in links cannot be checked right now; try again or sign in with the key.', {
+      code: 'dashboard_unavailable',
+    })
   }
 }
 

@@ -131,7 +131,10 @@ describe('browser origins and CORS', () => {
     expect(rebound.status).toBe(403)
     expect((await errorOf(rebound)).code).toBe('origin_not_allowed')
     // The configured public origin is the Worker's own, whatever Host the request names.
-    const own = await exports.default.fetch('http://evil.example/v1/models', withKey(secret, { headers: { origin: 'http://gateway.test' } }))
+    const own = await exports.default.fetch(
+      'http://evil.example/v1/models',
+      withKey(secret, { headers: { origin: 'http://gateway.test' } }),
+    )
     expect(own.status).toBe(200)
   })
 

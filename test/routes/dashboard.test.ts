@@ -171,7 +171,10 @@ describe('the dashboard sign-in and sign-out from other sites', () => {
     ['a cross-site form (another Origin)', { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }],
     ['an opaque origin (sandboxed frame, data: URL)', { origin: 'null' }],
     ['a same-site sibling (Sec-Fetch-Site: same-site)', { origin: 'http://gateway.test', 'sec-fetch-site': 'same-site' }],
-    ['a rebound DNS name (Host and Origin agree, neither is the Worker)', { origin: 'http://evil.example', 'sec-fetch-site': 'same-origin' }],
+    [
+      'a rebound DNS name (Host and Origin agree, neither is the Worker)',
+      { origin: 'http://evil.example', 'sec-fetch-site': 'same-origin' },
+    ],
   ] as const
 
   it.each(crossSite)('refuses sign-in from %s with 403 and no session', async (_name, headers) => {

@@ -60,7 +60,13 @@ afterAll(async () => {
 describe('npm start with an emulator that dies', () => {
   it('reports and restarts it, keeps the other backend streaming, and still stops everything on Ctrl-C', { timeout: 120_000 }, async () => {
     const [workerPort, ...emulatorPorts] = await Promise.all([freePort(), freePort(), freePort()])
-    stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), '--port', String(workerPort), '--emulator-ports', emulatorPorts.join(',')])
+    stack = startChild(process.execPath, [
+      join(ROOT, 'scripts/dev.ts'),
+      '--port',
+      String(workerPort),
+      '--emulator-ports',
+      emulatorPorts.join(','),
+    ])
     const { lines, waitFor } = collectLines(stack)
     const key = (await waitFor(/-H "Authorization: Bearer (sk-[\w-]{43})"/, 90_000))[1] as string
     const wranglerPid = Number((await waitFor(/^Worker .*\(wrangler pid (\d+)\)$/, 1_000))[1])
@@ -78,7 +84,12 @@ describe('npm start with an emulator that dies', () => {
       fetch(`http://127.0.0.1:${workerPort}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-        body: JSON.stringify({ model: 'deepseek-r1', stream, max_tokens: stream ? undefined : 4, messages: [{ role: 'user', content: 'What is 7 * 6?' }] }),
+        body: JSON.stringify({
+          model: 'deepseek-r1',
+          stream,
+          max_tokens: stream ? undefined : 4,
+          messages: [{ role: 'user', content: 'What is 7 * 6?' }],
+        }),
       })
 
     const streaming = await chat(true)
@@ -93,7 +104,11 @@ describe('npm start with an emulator that dies', () => {
 
     const before = lines.length
     process.kill(victim.pid, 'SIGKILL')
-    const reported = await waitFor(new RegExp(`^${victimName} \\(pid ${victim.pid}\\) exited \\(signal SIGKILL\\); restarting it in \\d+ ms`), 10_000, before)
+    const reported = await waitFor(
+      new RegExp(`^${victimName} \\(pid ${victim.pid}\\) exited \\(signal SIGKILL\\); restarting it in \\d+ ms`),
+      10_000,
+      before,
+    )
     expect(reported[0]).not.toContain(key)
     // Meanwhile (the victim is down or just back): new requests are answered, through failover if need be.
     for (let i = 0; i < 4; i++) expect((await chat(false)).status).toBe(200)

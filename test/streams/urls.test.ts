@@ -122,4 +122,15 @@ describe('browser origins', () => {
     await allowed.text()
     expect((await openEvents(session.url, { headers: { origin: 'https://evil.example' } })).status).toBe(403)
   })
+
+  it("lets the Worker's own origin (PUBLIC_ORIGINS) read it, and not a rebound name that only claims to be the Worker", async () => {
+    const session = await createSession(SHORT)
+    const own = await openEvents(session.url, { headers: { origin: 'http://gateway.test' } })
+    expect(own.status).toBe(200)
+    await own.text()
+    const rebound = new URL(session.url)
+    rebound.host = 'evil.example'
+    const refused = await openEvents(rebound.toString(), { headers: { origin: 'http://evil.example' } })
+    expect(await errorOf(refused)).toMatchObject({ status: 403, code: 'origin_not_allowed' })
+  })
 })
