@@ -1,28 +1,31 @@
 // npm start: the local stack. The vLLM emulators of the GPU fleet file's emulator profile
 // (gpu-backend/compose.yaml: ports 8001 and 8002, as wrangler.toml's BACKEND_URLS expects, and
 // their flags) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
-// Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B.
+// Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B, --persist-to DIR
+// (local KV and Durable Object state; default .wrangler/state, tests use a fresh one).
 // It also makes sure local KV holds an API key for the Worker (DEV_API_KEY in .dev.vars).
 // An emulator that dies is reported and restarted on its port (scripts/supervise.ts): the Worker
 // fails over to the other meanwhile, as it does for a GPU host. wrangler dev dying stops it all.
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { COMPOSE_FILE, emulatorServices, flagValue, readComposeFile } from './fleet/compose.ts'
 import { ensureDevKey } from './keys/dev-key.ts'
 import { wranglerKv } from './keys/kv.ts'
 import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
-import { spawnEmulator } from './stack.ts'
+import { spawnEmulator, type RunningEmulator } from './stack.ts'
 import { supervise, type Supervised } from './supervise.ts'
 
 const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '8787' },
     'emulator-ports': { type: 'string' },
+    'persist-to': { type: 'string' },
   },
 })
 const workerPort = Number(values.port)
+const persistTo = values['persist-to'] === undefined ? undefined : resolve(values['persist-to'])
 // One shape for the local fleet and the GPU one: the emulators run as the fleet file describes them.
 const emulators = emulatorServices(readComposeFile(COMPOSE_FILE))
 const emulatorPorts = values['emulator-ports']?.split(',').map(Number) ?? emulators.map((emulator) => emulator.port)
@@ -58,18 +61,15 @@ const backendApiKey = () => devSecret('BACKEND_API_KEY', () => `bk-${randomBytes
 
 /** Emulator `i` on its port, kept running: a restart comes back on the same URL, the one the Worker knows. */
 async function superviseEmulator(port: number, i: number, env: Record<string, string>): Promise<string> {
-  let url = ''
-  const emulator = await supervise({
+  const emulator = await supervise<RunningEmulator>({
     name: `emulator ${i + 1}`,
     start: () => spawnEmulator(emulatorArgs(i), port, env),
     log: (line) => console.error(line),
-    onStart: (started) => {
-      url = started.url
-    },
   })
   supervised.push(emulator)
-  console.log(`vLLM emulator  ${url} (pid ${emulator.current()?.process.pid})`)
-  return url
+  const first = emulator.current() as RunningEmulator
+  console.log(`vLLM emulator  ${first.url} (pid ${first.process.pid})`)
+  return first.url
 }
 
 function watch(child: Child, name: string): void {
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   devSecret('STREAM_TOKEN_SECRETS', () => randomBytes(32).toString('base64url'))
   // The default local state (.wrangler/state beside wrangler.toml) is the one wrangler dev reads.
   // Made before wrangler dev starts, alongside the emulators, so the Worker never runs without it.
-  const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo: undefined, config: join(ROOT, 'wrangler.toml') }))
+  const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo, config: join(ROOT, 'wrangler.toml') }))
   // A failure is reported at the await below, once the emulators are watched and can be stopped.
   devKey.catch(() => {})
   const backends = await Promise.all(emulatorPorts.map((port, i) => superviseEmulator(port, i, { VLLM_API_KEY: apiKey })))
@@ -105,6 +105,7 @@ async function main(): Promise<void> {
     // The Worker's own origin is a setting, not the request's Host (docs/api.md).
     '--var',
     `PUBLIC_ORIGINS:http://127.0.0.1:${workerPort},http://localhost:${workerPort}`,
+    ...(persistTo === undefined ? [] : ['--persist-to', persistTo]),
   ])
   watch(wrangler, 'wrangler dev')
   wrangler.process.stderr?.pipe(process.stderr)

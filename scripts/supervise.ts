@@ -7,14 +7,12 @@ import type { Child } from './processes.ts'
 // GPU host that goes away.
 
 export interface SuperviseOptions<T extends Child> {
-  /** How the child is named in the log lines, e.g. "emulator 2 (http://127.0.0.1:8002)". */
+  /** How the child is named in the log lines, e.g. "emulator 2". */
   name: string
   /** Starts the child; resolves once it is ready (rejects if it cannot start). */
   start: () => Promise<T>
   /** Where the lines go; they hold the name, the pid and the exit status, never a secret. */
   log: (line: string) => void
-  /** Called with each child once it is ready, the first one included. */
-  onStart?: (child: T) => void
   /** Restarts allowed within any 60 s; one more and the child is left down (default 5). */
   maxRestartsPerMinute?: number
   /** Delay before the first restart, doubled after each quick death (default 250 ms). */
@@ -40,70 +38,86 @@ function exitStatus(code: number | null, signal: NodeJS.Signals | null): string 
 
 /** Starts the child and keeps it running; rejects only if the very first start fails. */
 export async function supervise<T extends Child>(options: SuperviseOptions<T>): Promise<Supervised<T>> {
-  const { name, start, log, onStart } = options
-  const maxRestarts = options.maxRestartsPerMinute ?? 5
-  const initialDelay = options.initialDelayMs ?? 250
-  const maxDelay = options.maxDelayMs ?? 8_000
-  const stableAfter = options.stableAfterMs ?? 30_000
-  const restarts: number[] = []
-  let child: T | null = null
-  let starting: Promise<T | null> | null = null
-  let timer: ReturnType<typeof setTimeout> | null = null
-  let stopped = false
-  let delay = initialDelay
+  const supervisor = new Supervisor(options)
+  supervisor.watch(await options.start())
+  return supervisor
+}
 
-  const watch = (running: T): void => {
-    child = running
-    onStart?.(running)
+class Supervisor<T extends Child> implements Supervised<T> {
+  readonly #options: SuperviseOptions<T>
+  readonly #maxRestarts: number
+  readonly #initialDelay: number
+  /** When each restart of the last minute was scheduled. */
+  readonly #restarts: number[] = []
+  #delay: number
+  #child: T | null = null
+  #starting: Promise<T | null> | null = null
+  #timer: ReturnType<typeof setTimeout> | null = null
+  #stopped = false
+
+  constructor(options: SuperviseOptions<T>) {
+    this.#options = options
+    this.#maxRestarts = options.maxRestartsPerMinute ?? 5
+    this.#initialDelay = options.initialDelayMs ?? 250
+    this.#delay = this.#initialDelay
+  }
+
+  current(): T | null {
+    return this.#child
+  }
+
+  watch(child: T): void {
+    this.#child = child
     const startedAt = Date.now()
-    running.process.once('exit', (code, signal) => {
-      child = null
-      if (stopped) return
-      if (Date.now() - startedAt >= stableAfter) delay = initialDelay
-      scheduleRestart(`${name} (pid ${running.process.pid}) exited (${exitStatus(code, signal)})`)
+    child.process.once('exit', (code, signal) => {
+      this.#child = null
+      if (this.#stopped) return
+      if (Date.now() - startedAt >= (this.#options.stableAfterMs ?? 30_000)) this.#delay = this.#initialDelay
+      this.#scheduleRestart(`${this.#options.name} (pid ${child.process.pid}) exited (${exitStatus(code, signal)})`)
     })
   }
 
-  const scheduleRestart = (what: string): void => {
+  #scheduleRestart(what: string): void {
     const now = Date.now()
-    while (restarts.length > 0 && (restarts[0] as number) <= now - MINUTE_MS) restarts.shift()
-    if (restarts.length >= maxRestarts) {
-      log(`${what}; not restarting it: ${restarts.length} restarts within a minute already. The Worker routes around it.`)
+    while (this.#restarts.length > 0 && (this.#restarts[0] as number) <= now - MINUTE_MS) this.#restarts.shift()
+    if (this.#restarts.length >= this.#maxRestarts) {
+      this.#options.log(
+        `${what}; not restarting it: ${this.#restarts.length} restarts within a minute already. The Worker routes around it.`,
+      )
       return
     }
-    restarts.push(now)
-    log(`${what}; restarting it in ${delay} ms (restart ${restarts.length} of at most ${maxRestarts} a minute).`)
-    timer = setTimeout(() => void restart(), delay)
-    delay = Math.min(maxDelay, delay * 2)
+    this.#restarts.push(now)
+    this.#options.log(
+      `${what}; restarting it in ${this.#delay} ms (restart ${this.#restarts.length} of at most ${this.#maxRestarts} a minute).`,
+    )
+    this.#timer = setTimeout(() => void this.#restart(), this.#delay)
+    this.#delay = Math.min(this.#options.maxDelayMs ?? 8_000, this.#delay * 2)
   }
 
-  const restart = async (): Promise<void> => {
-    timer = null
-    if (stopped) return
-    starting = start().catch((error: unknown) => {
+  async #restart(): Promise<void> {
+    this.#timer = null
+    if (this.#stopped) return
+    this.#starting = this.#options.start().catch((error: unknown) => {
+      // The first line only: a start error may quote the child's whole output.
       const reason = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error)
-      if (!stopped) scheduleRestart(`${name} did not start (${reason})`)
+      if (!this.#stopped) this.#scheduleRestart(`${this.#options.name} did not start (${reason})`)
       return null
     })
-    const running = await starting
-    starting = null
+    const running = await this.#starting
+    this.#starting = null
     if (!running) return
-    if (stopped) {
+    if (this.#stopped) {
       await running.stop()
       return
     }
-    log(`${name} restarted (pid ${running.process.pid}).`)
-    watch(running)
+    this.#options.log(`${this.#options.name} restarted (pid ${running.process.pid}).`)
+    this.watch(running)
   }
 
-  watch(await start())
-  return {
-    current: () => child,
-    async stop() {
-      stopped = true
-      if (timer) clearTimeout(timer)
-      const late = await starting
-      await Promise.all([child?.stop(), late?.stop()])
-    },
+  async stop(): Promise<void> {
+    this.#stopped = true
+    if (this.#timer) clearTimeout(this.#timer)
+    const late = await this.#starting
+    await Promise.all([this.#child?.stop(), late?.stop()])
   }
 }

@@ -1,18 +1,15 @@
 // `npm start` as a developer uses it: the stack comes up offline, a completion streams through
-// wrangler dev, and Ctrl-C (SIGINT) leaves nothing running.
-import { connect, createServer } from 'node:net'
+// wrangler dev, and Ctrl-C (SIGINT) leaves nothing running. And when one of its emulators dies:
+// the death is reported and the emulator restarted, a stream on the other backend runs to [DONE],
+// new requests keep succeeding through the Worker's failover, and Ctrl-C still stops everything.
+// One file, so the two stacks run one after the other (they share .dev.vars).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
-import { ROOT, startChild, stopChild, waitForLine, type Child } from '../../scripts/processes.ts'
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (typeof address !== 'object' || address === null) throw new Error('no port')
-  return address.port
-}
+import { createInterface } from 'node:readline'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ROOT, freePort, startChild, stopChild, waitForLine, type Child } from '../../scripts/processes.ts'
 
 function isListening(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -25,9 +22,46 @@ function isListening(port: number): Promise<boolean> {
   })
 }
 
+/** Every stdout and stderr line of the stack, and a bounded wait for one matching a pattern. */
+function collectLines(child: Child) {
+  const lines: string[] = []
+  for (const stream of [child.process.stdout, child.process.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (line) => lines.push(line))
+  }
+  const waitFor = async (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      for (const line of lines.slice(from)) {
+        const match = pattern.exec(line)
+        if (match) return match
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    throw new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${lines.join('\n')}`)
+  }
+  return { lines, waitFor }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function runningOn(emulatorUrl: string): Promise<number> {
+  const stats = (await (await fetch(`${emulatorUrl}/emulator/stats`)).json()) as { running: number }
+  return stats.running
+}
+
 let stack: Child | undefined
-afterAll(async () => {
+const stateDirs: string[] = []
+afterEach(async () => {
   if (stack) await stopChild(stack.process)
+  stack = undefined
+  for (const dir of stateDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
 describe('npm start', () => {
@@ -67,4 +101,99 @@ describe('npm start', () => {
     expect(await exited).toBe(0)
     for (const port of [workerPort, ...emulatorPorts]) expect(await isListening(port as number)).toBe(false)
   })
+
+  it(
+    'reports an emulator that dies and restarts it, keeps the other backend streaming, and still stops everything on Ctrl-C',
+    { timeout: 120_000 },
+    async () => {
+      const [workerPort, ...emulatorPorts] = await Promise.all([freePort(), freePort(), freePort()])
+      // Local state of its own (--persist-to): no limiter leases or keys left by another run.
+      const stateDir = mkdtempSync(join(tmpdir(), 'npm-start-state-'))
+      stateDirs.push(stateDir)
+      const args = ['--port', String(workerPort), '--emulator-ports', emulatorPorts.join(','), '--persist-to', stateDir]
+      // Its own process group, so that Ctrl-C can be sent as a terminal sends it: to the whole group.
+      stack = startChild(process.execPath, [join(ROOT, 'scripts/dev.ts'), ...args], { detached: true })
+      const { lines, waitFor } = collectLines(stack)
+      const key = (await waitFor(/-H "Authorization: Bearer (sk-[\w-]{43})"/, 90_000))[1] as string
+      const wranglerPid = Number((await waitFor(/^Worker .*\(wrangler pid (\d+)\)$/, 1_000))[1])
+      const emulators = await Promise.all(
+        emulatorPorts.map(async (port) => {
+          const [, url, pid] = await waitFor(new RegExp(`^vLLM emulator  (http://127\\.0\\.0\\.1:${port}) \\(pid (\\d+)\\)$`), 1_000)
+          return { url: url as string, pid: Number(pid) }
+        }),
+      )
+      // Slow tokens (40 reasoning + content tokens, 200 ms apart): the stream outlives the kill and the restart.
+      for (const { url } of emulators) {
+        await fetch(`${url}/emulator/config`, { method: 'POST', body: JSON.stringify({ itlMs: 200, ttftMs: 20 }) })
+      }
+      const chat = (stream: boolean, content: string) =>
+        fetch(`http://127.0.0.1:${workerPort}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({
+            model: 'deepseek-r1',
+            stream,
+            max_tokens: stream ? undefined : 4,
+            messages: [{ role: 'user', content }],
+          }),
+        })
+
+      // Streams until each emulator runs one (routing decides where; bounded attempts).
+      const open: { emulator: number; reader: ReadableStreamDefaultReader<string>; text: string }[] = []
+      for (let i = 0; i < 8 && new Set(open.map((stream) => stream.emulator)).size < 2; i++) {
+        const before = await Promise.all(emulators.map(({ url }) => runningOn(url)))
+        const response = await chat(true, `Conversation ${i}: what is ${i} * 6?`)
+        if (response.status !== 200) throw new Error(`stream ${i}: ${response.status} ${await response.text()}`)
+        const reader = (response.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
+        const text = (await reader.read()).value ?? ''
+        const after = await Promise.all(emulators.map(({ url }) => runningOn(url)))
+        open.push({ emulator: after.findIndex((count, e) => count > (before[e] as number)), reader, text })
+      }
+      const onVictim = open.filter((stream) => stream.emulator === 1)
+      const onOther = open.filter((stream) => stream.emulator === 0)
+      expect(onVictim.length).toBeGreaterThan(0)
+      expect(onOther.length).toBeGreaterThan(0)
+      const victim = emulators[1] as { url: string; pid: number }
+
+      const before = lines.length
+      process.kill(victim.pid, 'SIGKILL')
+      const reported = await waitFor(
+        new RegExp(`^emulator 2 \\(pid ${victim.pid}\\) exited \\(signal SIGKILL\\); restarting it in \\d+ ms`),
+        10_000,
+        before,
+      )
+      expect(reported[0]).not.toContain(key)
+      // Meanwhile (the victim is down or just back): new requests are answered, through failover if need be.
+      for (let i = 0; i < 4; i++) expect((await chat(false, `Question ${i}`)).status).toBe(200)
+      const restartedPid = Number((await waitFor(/^emulator 2 restarted \(pid (\d+)\)\.$/, 15_000, before))[1])
+      expect(restartedPid).not.toBe(victim.pid)
+      expect((await fetch(`${victim.url}/health`)).status).toBe(200)
+
+      for (const stream of open) {
+        for (let i = 0; i < 1_000; i++) {
+          const { value, done } = await stream.reader.read()
+          if (done) break
+          stream.text += value
+        }
+        expect(stream.text.endsWith('data: [DONE]\n\n')).toBe(true)
+      }
+      // The streams on the other backend were never cut: they end normally, with no error event.
+      for (const { text } of onOther) {
+        expect(text).not.toContain('"error"')
+        expect(text).toContain('"finish_reason":"stop"')
+      }
+      // Those on the killed one end with an error event, as in production.
+      for (const { text } of onVictim) expect(text).toContain('"error"')
+
+      // Ctrl-C in a terminal signals the whole process group, the children included.
+      const exited = new Promise<number | null>((resolve) => stack?.process.once('exit', (code) => resolve(code)))
+      const beforeStop = lines.length
+      process.kill(-(stack.process.pid as number), 'SIGINT')
+      expect(await exited).toBe(0)
+      for (const pid of [emulators[0]?.pid as number, restartedPid, wranglerPid]) expect(isAlive(pid)).toBe(false)
+      // Children that exit on the same Ctrl-C are not taken for deaths.
+      expect(lines.slice(beforeStop).filter((line) => line.includes('restarting'))).toEqual([])
+      for (const port of [workerPort, ...emulatorPorts]) expect(await isListening(port as number)).toBe(false)
+    },
+  )
 })
