@@ -6,6 +6,8 @@ import { signValue, verifySignedValue } from '../auth/signed-value.ts'
 export const SESSION_COOKIE = '__Host-dashboard'
 export const SESSION_TTL_S = 8 * 60 * 60
 export const LINK_TTL_S = 10 * 60
+/** How long opening a link waits for its one-use check before refusing with 503. */
+export const LINK_CHECK_TIMEOUT_MS = 5_000
 
 export type SignedPurpose = 'dashboard-session' | 'dashboard-link'
 

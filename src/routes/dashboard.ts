@@ -2,7 +2,14 @@ import type { Context } from 'hono'
 import { deleteCookie, setCookie } from 'hono/cookie'
 import { adminBySecret, signingSecrets } from '../dashboard/auth.ts'
 import { dashboardSeries } from '../dashboard/series.ts'
-import { LINK_TTL_S, SESSION_COOKIE, SESSION_TTL_S, mintDashboardValue, readDashboardValue } from '../dashboard/session.ts'
+import {
+  LINK_CHECK_TIMEOUT_MS,
+  LINK_TTL_S,
+  SESSION_COOKIE,
+  SESSION_TTL_S,
+  mintDashboardValue,
+  readDashboardValue,
+} from '../dashboard/session.ts'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import DASHBOARD_CSS from '../pages/dashboard/dashboard.css'
@@ -74,13 +81,20 @@ export async function openLink(c: Context<AppEnv>): Promise<Response> {
 /** Marks the link used in its own Durable Object; true only the first time, wherever it is opened. */
 async function firstUseOf(c: Context<AppEnv>, linkId: string, expiresS: number): Promise<boolean> {
   const links = c.env.DASHBOARD_LINKS
+  let timer: ReturnType<typeof setTimeout> | null = null
+  // An object that never answers must not hold the browser: no answer in time is a refusal too.
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no answer')), LINK_CHECK_TIMEOUT_MS)
+  })
   try {
-    return await links.get(links.idFromName(linkId)).consume(expiresS * 1000)
+    return await Promise.race([links.get(links.idFromName(linkId)).consume(expiresS * 1000), late])
   } catch {
     // Unknown whether it was used: refuse (fail closed), the admin can sign in with the key instead.
     throw new ApiError(503, 'Sign-in links cannot be checked right now; try again or sign in with the key.', {
       code: 'dashboard_unavailable',
     })
+  } finally {
+    if (timer !== null) clearTimeout(timer)
   }
 }
 

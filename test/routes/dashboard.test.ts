@@ -1,6 +1,7 @@
 import { env, exports } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { mintDashboardValue } from '../../src/dashboard/session.ts'
+import { fetchWithEnv } from '../support/worker.ts'
 import { TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 
 const BASE = 'http://gateway.test'
@@ -157,6 +158,22 @@ describe('the dashboard sign-in', () => {
     const token = await mintDashboardValue('dashboard-link', id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000), crypto.randomUUID())
     const answers = await Promise.all(Array.from({ length: 5 }, () => get(`/dashboard/link?token=${token}`)))
     expect(answers.map((answer) => answer.status).sort()).toEqual([303, 401, 401, 401, 401])
+  })
+
+  it('refuses a link with 503, and no session, when its one-use check fails or never answers', { timeout: 30_000 }, async () => {
+    const { id } = await adminKey()
+    const broken = (consume: () => Promise<never>) => ({
+      DASHBOARD_LINKS: { idFromName: (name: string) => ({ name }), get: () => ({ consume }) },
+    })
+    const cases = [broken(() => Promise.reject(new Error('Durable Object is overloaded'))), broken(() => new Promise<never>(() => {}))]
+    // The silent one is answered after LINK_CHECK_TIMEOUT_MS: the browser is not held longer.
+    for (const links of cases) {
+      const token = await mintDashboardValue('dashboard-link', id, 600, SIGNING_SECRET, Math.floor(Date.now() / 1000), crypto.randomUUID())
+      const response = await fetchWithEnv(links, `/dashboard/link?token=${token}`, { redirect: 'manual' })
+      expect(response.status).toBe(503)
+      expect(response.headers.get('set-cookie')).toBeNull()
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('dashboard_unavailable')
+    }
   })
 
   it('refuses a link made without a link id (before links were single-use)', async () => {
