@@ -55,7 +55,8 @@ Commands:
                  variable GATEWAY_ADMIN_KEY (no flag, to keep it out of ps and shell history).
   dashboard-link --url URL [--json]
                  A sign-in link to the Worker's dashboard (URL/dashboard), valid for 10
-                 minutes; opening it starts an 8-hour session. Also reads GATEWAY_ADMIN_KEY.
+                 minutes and one use; opening it starts an 8-hour session. Also reads
+                 GATEWAY_ADMIN_KEY.
 
 Options for every command but usage and dashboard-link:
 ${KV_OPTIONS_USAGE}`
