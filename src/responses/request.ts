@@ -58,6 +58,15 @@ export const responsesRequestSchema = z.strictObject({
   tool_choice: optional(z.unknown()),
   parallel_tool_calls: optional(z.boolean()),
   reasoning: optional(z.strictObject({ summary: optional(z.enum(['auto', 'concise', 'detailed'])), effort: optional(z.string()) })),
+  // The AI SDK asks for encrypted reasoning when store is false: the reasoning here is plain text
+  // in the response already, and earlier reasoning is not sent back to the model anyway.
+  include: optional(
+    z.array(
+      z.literal('reasoning.encrypted_content', {
+        error: "The only include value available is 'reasoning.encrypted_content' (the reasoning is sent as plain text).",
+      }),
+    ),
+  ),
 })
 
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>
@@ -99,6 +108,7 @@ const RESPONSES_REFUSALS: ReadonlyArray<{ param: string; asks: (request: Respons
 
 /** Checks a parsed JSON body; the first problem becomes a 400 whose `param` names the field. */
 export function parseResponsesRequest(body: unknown): ResponsesRequest {
+  refuseInputItems(body)
   const request = parseWith(responsesRequestSchema, body)
   for (const refusal of RESPONSES_REFUSALS) {
     if (refusal.asks(request)) {
@@ -106,6 +116,24 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
     }
   }
   return request
+}
+
+const ITEM_REASONS: Readonly<Record<string, string>> = {
+  item_reference: 'needs stored responses, which this gateway does not keep: send the item itself (the AI SDK does with providerOptions.openai.store = false).',
+}
+
+/** An input item that is neither a message nor reasoning, named by its place: a clearer 400 than the schema's. */
+function refuseInputItems(body: unknown): void {
+  const input = typeof body === 'object' && body !== null && 'input' in body ? body.input : null
+  if (!Array.isArray(input)) return
+  input.forEach((item: unknown, index) => {
+    const type = typeof item === 'object' && item !== null && 'type' in item ? item.type : undefined
+    if (type === undefined || type === 'message' || type === 'reasoning') return
+    const param = `input[${index}]`
+    const key = String(type)
+    const reason = Object.hasOwn(ITEM_REASONS, key) ? ITEM_REASONS[key] : 'is not available: only message and reasoning items are (this model cannot call tools).'
+    throw new ApiError(400, `Input items of type ${JSON.stringify(type)} ${reason}`, { param, code: 'unsupported_parameter' })
+  })
 }
 
 type ChatMessageBody = { role: 'system' | 'user' | 'assistant'; content: string | { type: 'text'; text: string }[] }

@@ -138,6 +138,18 @@ describe('the Vercel AI SDK default OpenAI provider on /v1/responses', () => {
     expect(await result.finishReason).toBe('stop')
   })
 
+  it('carries a conversation on with the earlier turns sent back (store: false, as this gateway keeps nothing)', async () => {
+    const options = { openai: { ...withReasoning.openai, store: false } }
+    const model = provider()(MODEL)
+    const first = await generateText({ model, prompt: 'Pick a number.', providerOptions: options })
+    const second = await generateText({
+      model,
+      providerOptions: options,
+      messages: [{ role: 'user', content: 'Pick a number.' }, ...first.response.messages, { role: 'user', content: 'Double it.' }],
+    })
+    expect(second.text).toMatch(/\S/)
+  })
+
   it('streamText reports a length cut as finish reason length', async () => {
     const result = streamText({ model: provider()(MODEL), prompt: 'Tell a long story.', maxOutputTokens: 3 })
     await result.consumeStream()

@@ -230,6 +230,21 @@ describe('POST /v1/responses refusals', () => {
     expect(((await response.json()) as { error: { param: string } }).error.param).toMatch(/^input/)
   })
 
+  it('refuses an item reference, which needs stored responses, naming its place', async () => {
+    const response = await postResponses({ input: [{ role: 'user', content: 'Hi' }, { type: 'item_reference', id: 'msg_1' }] })
+    expect(response.status).toBe(400)
+    const { error } = (await response.json()) as { error: { param: string; message: string } }
+    expect(error.param).toBe('input[1]')
+    expect(error.message).toContain('store')
+  })
+
+  it('accepts include reasoning.encrypted_content (the reasoning is plain text) and refuses other include values', async () => {
+    expect((await postResponses({ input: 'Hi', include: ['reasoning.encrypted_content'] })).status).toBe(200)
+    const refused = await postResponses({ input: 'Hi', include: ['message.output_text.logprobs'] })
+    expect(refused.status).toBe(400)
+    expect(await refused.json()).toMatchObject({ error: { param: 'include[0]' } })
+  })
+
   it('needs a key with the chat scope', async () => {
     const response = await callWorker('/v1/responses', {
       method: 'POST',
