@@ -95,6 +95,29 @@ describe('the official openai SDK on /v1/responses', () => {
     await expect(refused).rejects.toMatchObject({ param: 'previous_response_id' })
   })
 
+  it('stops the backend generating when the client aborts a stream', async () => {
+    const aborted = async () => ((await (await fetch(`${emulator.url}/emulator/stats`)).json()) as { aborted: number }).aborted
+    const before = await aborted()
+    const controller = new AbortController()
+    const stream = await client.responses.create(
+      { model: MODEL, input: '[emulator itl_ms=50 reasoning_tokens=500] Hi', stream: true },
+      { signal: controller.signal },
+    )
+    let deltas = 0
+    try {
+      for await (const event of stream) {
+        if (event.type === 'response.reasoning_text.delta' && ++deltas === 3) controller.abort()
+      }
+    } catch (error) {
+      // Depending on timing the SDK ends the loop or throws its user-abort error.
+      expect(error).toBeInstanceOf(OpenAI.APIUserAbortError)
+    }
+    expect(deltas).toBe(3)
+    // Bounded wait: the emulator counts the abort once the Worker's upstream fetch is cancelled.
+    for (let i = 0; i < 100 && (await aborted()) === before; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await aborted()).toBe(before + 1)
+  })
+
   it('raises an APIError from finalResponse() when the backend dies mid-stream', async () => {
     const stream = client.responses.stream({ model: MODEL, input: '[emulator fault=die_after:3] Hi' })
     await expect(stream.finalResponse()).rejects.toBeInstanceOf(OpenAI.APIError)

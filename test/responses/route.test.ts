@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MODEL, callWorker, recordedRequests, resetEmulator } from '../support/worker.ts'
+import { MODEL, callWorker, chatInit, fetchWithEnv, recordedRequests, resetEmulator } from '../support/worker.ts'
 
 // POST /v1/responses in workerd against the emulator: the translation onto the chat path, the
 // response object, the event sequence, and the refusals.
@@ -187,6 +187,20 @@ describe('POST /v1/responses, stream: true', () => {
     expect(events.at(-2)?.code).toMatch(/^upstream_/)
     expect(events.at(-1)?.response?.status).toBe('failed')
     expect(types).not.toContain('response.completed')
+  })
+
+  it('keeps a waiting stream alive with comments, then ends it with error and response.failed', async () => {
+    const response = await fetchWithEnv(
+      { FIRST_EVENT_TIMEOUT_MS: '700', KEEPALIVE_INTERVAL_MS: '200' },
+      '/v1/responses',
+      chatInit({ input: '[emulator ttft_ms=5000] Hi', stream: true }),
+    )
+    expect(response.status).toBe(200)
+    const text = await response.text()
+    expect(text.split('\n\n').filter((frame) => frame === ': keep-alive').length).toBeGreaterThanOrEqual(2)
+    const events = responseEvents(text)
+    expect(events.map((event) => event.type)).toEqual(['response.created', 'response.in_progress', 'error', 'response.failed'])
+    expect(events[2]).toMatchObject({ code: 'upstream_timeout' })
   })
 
   it('is response.incomplete when cut by length', async () => {
