@@ -5,7 +5,15 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { median, round } from './stats.ts'
 
-export const TARGET_NAMES = ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway-nolimits', 'gateway'] as const
+export const TARGET_NAMES = [
+  'direct',
+  'passthrough',
+  'passthrough-js',
+  'gateway-bare',
+  'gateway-nolimits',
+  'gateway',
+  'gateway-responses',
+] as const
 export type TargetName = (typeof TARGET_NAMES)[number]
 
 /** One target at one concurrency in one run. */
@@ -71,6 +79,7 @@ export function summarize(
         'gateway-bare': round(added('gateway-bare')),
         'gateway-nolimits': round(added('gateway-nolimits')),
         gateway: round(added('gateway')),
+        'gateway-responses': round(added('gateway-responses')),
       },
       added_ttfe_ratio: round(added('gateway') / added('passthrough')),
       added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
@@ -78,6 +87,10 @@ export function summarize(
       request_checks_ttfe_p50_ms: round(rows['gateway-nolimits'].ttfe_p50 - rows['gateway-bare'].ttfe_p50),
       /** What rate-limit admission (a Durable Object call) adds to the p50 TTFE (issue 4: <= 0.5 ms). */
       admission_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-nolimits'].ttfe_p50),
+      /** What the Responses translation adds to the time to the first token event, beside chat (issue 17). */
+      responses_ttfe_p50_ms: round(rows['gateway-responses'].ttfe_p50 - rows.gateway.ttfe_p50),
+      /** Responses CPU per token event over chat's CPU per data event, the same process in the same run. */
+      responses_cpu_ratio: round(rows['gateway-responses'].cpu_us_per_event / rows.gateway.cpu_us_per_event),
     }
   })
   const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<
@@ -96,7 +109,7 @@ function header(summary: Summary): string[] {
   return [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all six targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all seven targets measured side by side in each run against one emulator`,
     `(TTFT ${emulator.ttftMs} ms, ${emulator.itlMs} ms between tokens, ${emulator.reasoningTokens + emulator.contentTokens} tokens).`,
     `Load average (1, 5, 15 min) at the start: ${summary.load.before.join(', ')}; at the end: ${summary.load.after.join(', ')} (2 cores, shared).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
@@ -106,6 +119,9 @@ function header(summary: Summary): string[] {
     'CPU/event: CPU time (user + system, from /proc) of the workerd process serving the target, over the level, divided by the',
     'data events the client received; for direct it is the emulator (no Worker). Range: min–max over the runs.',
     "Emulator CPU/event: the emulator's own CPU in the same window (the upstream's share, the same work for every target: a control).",
+    'gateway-responses: the gateway target on POST /v1/responses (stream: true); its TTFE is to the first token event (a reasoning_text',
+    'delta), its CPU/event per token event (reasoning_text or output_text delta), and it has no lag figures (no chatcmpl id to match).',
+    'Responses added: its TTFE p50 minus the gateway p50; Responses CPU ratio: its CPU/event over the gateway CPU/event.',
     'The issue-14 criterion is the concurrency-64 rows. Wall-clock figures move with other load on the machine far more than CPU/event.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 | CPU µs/event | CPU range | emulator µs/event |',
@@ -128,6 +144,8 @@ function levelLines(level: Summary['levels'][number]): string[] {
     ['ratio vs JS floor', level.added_ttfe_ratio_vs_js],
     ['auth + validation + normalization', level.request_checks_ttfe_p50_ms],
     ['admission (rate limits)', level.admission_ttfe_p50_ms],
+    ['Responses added (vs gateway)', level.responses_ttfe_p50_ms],
+    ['Responses CPU ratio (vs gateway)', level.responses_cpu_ratio],
   ]
   for (const [label, value] of derived) lines.push(`| ${level.concurrency} | **${label}** | | | | | **${value}** | | | |`)
   return lines

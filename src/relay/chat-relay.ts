@@ -143,7 +143,12 @@ async function withinCommitDeadline(opening: Promise<OpenedAttempts>): Promise<O
 }
 
 /** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
-async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: ChatRequestHold, collector: CollectingSink): Promise<Response> {
+async function collectChat(
+  c: Context<AppEnv>,
+  opened: OpenedAttempts,
+  hold: ChatRequestHold,
+  collector: CollectingSink,
+): Promise<Response> {
   const { first, attempts } = opened
   const end = await runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), collector, {
     afterBackendError: 'stop',

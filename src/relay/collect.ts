@@ -64,7 +64,8 @@ export class CompletionCollector implements CollectingSink {
     this.#choices.clear()
   }
 
-  answer(_end: GenerationEnd): ChatCompletion {
+  /** The chat completion does not depend on how the generation ended (its finish_reason says). */
+  answer(): ChatCompletion {
     return this.completion()
   }
 

@@ -9,7 +9,6 @@ import { parseWith } from '../schema/parse.ts'
 // request's: a field not named here is a 400, never dropped. What needs state the gateway does not
 // keep, or tools the model cannot call, is refused by name (RESPONSES_REFUSALS).
 
-const text = z.object({ type: z.enum(['input_text', 'output_text']), text: z.string() })
 const part = z.object({
   type: z.enum(['input_text', 'output_text']),
   text: z.string(),
@@ -70,7 +69,6 @@ export const responsesRequestSchema = z.strictObject({
 })
 
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>
-export type InputText = z.infer<typeof text>
 
 /** Each field that asks for what a stateless gateway in front of a tool-less model cannot do, with why. */
 const RESPONSES_REFUSALS: ReadonlyArray<{ param: string; asks: (request: ResponsesRequest) => boolean; reason: string }> = [
@@ -119,7 +117,8 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
 }
 
 const ITEM_REASONS: Readonly<Record<string, string>> = {
-  item_reference: 'needs stored responses, which this gateway does not keep: send the item itself (the AI SDK does with providerOptions.openai.store = false).',
+  item_reference:
+    'needs stored responses, which this gateway does not keep: send the item itself (the AI SDK does with providerOptions.openai.store = false).',
 }
 
 /** An input item that is neither a message nor reasoning, named by its place: a clearer 400 than the schema's. */
@@ -131,7 +130,9 @@ function refuseInputItems(body: unknown): void {
     if (type === undefined || type === 'message' || type === 'reasoning') return
     const param = `input[${index}]`
     const key = String(type)
-    const reason = Object.hasOwn(ITEM_REASONS, key) ? ITEM_REASONS[key] : 'is not available: only message and reasoning items are (this model cannot call tools).'
+    const reason = Object.hasOwn(ITEM_REASONS, key)
+      ? ITEM_REASONS[key]
+      : 'is not available: only message and reasoning items are (this model cannot call tools).'
     throw new ApiError(400, `Input items of type ${JSON.stringify(type)} ${reason}`, { param, code: 'unsupported_parameter' })
   })
 }
@@ -170,8 +171,11 @@ function chatResponseFormat(request: ResponsesRequest): Record<string, unknown> 
   const asked = request.text?.format
   if (!asked || asked.type === 'text') return null
   if (asked.type === 'json_object') return { type: 'json_object' }
-  const { type: _type, ...jsonSchema } = asked
-  return { type: 'json_schema', json_schema: jsonSchema }
+  const { name, schema, description, strict } = asked
+  return {
+    type: 'json_schema',
+    json_schema: { name, schema, ...(description != null ? { description } : {}), ...(strict != null ? { strict } : {}) },
+  }
 }
 
 /** Chat field names in a refusal of the translated body, as the Responses request names them. */

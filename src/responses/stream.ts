@@ -131,11 +131,19 @@ export class ResponseEventStream implements StreamSink {
     this.#open = item
     const at = { item_id: item.id, output_index: item.index }
     if (kind === 'message') {
-      this.#emit({ type: 'response.output_item.added', output_index: item.index, item: { ...messageItem(item.id, '', 'in_progress'), content: [] } })
+      this.#emit({
+        type: 'response.output_item.added',
+        output_index: item.index,
+        item: { ...messageItem(item.id, '', 'in_progress'), content: [] },
+      })
       this.#emit({ type: 'response.content_part.added', ...at, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } })
       return
     }
-    this.#emit({ type: 'response.output_item.added', output_index: item.index, item: reasoningItem(this.#settings, item.id, '', 'in_progress') })
+    this.#emit({
+      type: 'response.output_item.added',
+      output_index: item.index,
+      item: reasoningItem(this.#settings, item.id, '', 'in_progress'),
+    })
     this.#emit({ type: 'response.content_part.added', ...at, content_index: 0, part: { type: 'reasoning_text', text: '' } })
     if (this.#settings.summary) {
       this.#emit({ type: 'response.reasoning_summary_part.added', ...at, summary_index: 0, part: { type: 'summary_text', text: '' } })

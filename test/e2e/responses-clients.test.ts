@@ -17,7 +17,18 @@ let worker: ServedWorker
 let client: OpenAI
 
 beforeAll(async () => {
-  const args = ['--served-model-name', MODEL, '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, '--ttft-ms', '20', '--itl-ms', '2']
+  const args = [
+    '--served-model-name',
+    MODEL,
+    '--reasoning-parser',
+    'deepseek_r1',
+    '--api-key',
+    BACKEND_KEY,
+    '--ttft-ms',
+    '20',
+    '--itl-ms',
+    '2',
+  ]
   const [script, started] = await Promise.all([buildPrivateWorker(), spawnEmulator(args)])
   emulator = started
   worker = await serveWorker(
@@ -81,10 +92,13 @@ describe('the official openai SDK on /v1/responses', () => {
 
   it('takes an earlier response output back as input (stateless multi-turn)', async () => {
     const first = await client.responses.create({ model: MODEL, input: 'Pick a number.', store: false })
+    // The output items (a reasoning item and a message) are valid input items; the SDK's output
+    // union also holds tool-call items, whose types are not.
+    const earlier = first.output as OpenAI.Responses.ResponseInputItem[]
     const second = await client.responses.create({
       model: MODEL,
       store: false,
-      input: [{ role: 'user', content: 'Pick a number.' }, ...first.output, { role: 'user', content: 'Double it.' }],
+      input: [{ role: 'user', content: 'Pick a number.' }, ...earlier, { role: 'user', content: 'Double it.' }],
     })
     expect(second.output_text).toMatch(/\S/)
   })

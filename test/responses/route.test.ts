@@ -106,7 +106,13 @@ describe('POST /v1/responses, stream: false', () => {
         { role: 'developer', content: 'Use plain words.' },
         { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello' }] },
         { type: 'reasoning', id: 'rs_1', summary: [] },
-        { type: 'message', role: 'assistant', id: 'msg_1', status: 'completed', content: [{ type: 'output_text', text: 'Hi.', annotations: [] }] },
+        {
+          type: 'message',
+          role: 'assistant',
+          id: 'msg_1',
+          status: 'completed',
+          content: [{ type: 'output_text', text: 'Hi.', annotations: [] }],
+        },
         { role: 'user', content: 'How are you?' },
       ],
       max_output_tokens: 50,
@@ -131,9 +137,15 @@ describe('POST /v1/responses, stream: false', () => {
 
   it('maps text.format json_schema to the chat response_format', async () => {
     const schema = { type: 'object', properties: { answer: { type: 'integer' } }, required: ['answer'] }
-    const response = await postResponses({ input: 'What is 7 * 6?', text: { format: { type: 'json_schema', name: 'answer', schema, strict: true } } })
+    const response = await postResponses({
+      input: 'What is 7 * 6?',
+      text: { format: { type: 'json_schema', name: 'answer', schema, strict: true } },
+    })
     expect(response.status).toBe(200)
-    expect((await lastUpstreamBody()).response_format).toEqual({ type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } })
+    expect((await lastUpstreamBody()).response_format).toEqual({
+      type: 'json_schema',
+      json_schema: { name: 'answer', schema, strict: true },
+    })
   })
 })
 
@@ -164,7 +176,10 @@ describe('POST /v1/responses, stream: true', () => {
       'response.completed',
     ])
     const completed = events.at(-1)?.response as ResponseBody
-    const streamedText = events.filter((event) => event.type === 'response.output_text.delta').map((event) => event.delta).join('')
+    const streamedText = events
+      .filter((event) => event.type === 'response.output_text.delta')
+      .map((event) => event.delta)
+      .join('')
     expect(completed.output[1]?.content[0]?.text).toBe(streamedText)
     expect(completed.id).toBe(events[0]?.response?.id)
     expect(completed.usage.output_tokens_details.reasoning_tokens).toBeGreaterThan(0)
@@ -245,7 +260,12 @@ describe('POST /v1/responses refusals', () => {
   })
 
   it('refuses an item reference, which needs stored responses, naming its place', async () => {
-    const response = await postResponses({ input: [{ role: 'user', content: 'Hi' }, { type: 'item_reference', id: 'msg_1' }] })
+    const response = await postResponses({
+      input: [
+        { role: 'user', content: 'Hi' },
+        { type: 'item_reference', id: 'msg_1' },
+      ],
+    })
     expect(response.status).toBe(400)
     const { error } = (await response.json()) as { error: { param: string; message: string } }
     expect(error.param).toBe('input[1]')
