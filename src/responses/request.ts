@@ -47,7 +47,15 @@ export const responsesRequestSchema = z.strictObject({
   top_p: optional(numberWhere('top_p', (value) => value > 0 && value <= 1, 'must be in (0, 1]')),
   text: optional(z.strictObject({ format: optional(format) })),
   stream: optional(z.boolean()),
-  metadata: optional(z.record(z.string(), z.string())),
+  // OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
+  metadata: optional(
+    z
+      .record(
+        z.string().check(z.maxLength(64, 'metadata keys take at most 64 characters.')),
+        z.string().check(z.maxLength(512, 'metadata values take at most 512 characters.')),
+      )
+      .check(z.refine((pairs) => Object.keys(pairs).length <= 16, 'metadata takes at most 16 pairs.')),
+  ),
   user: optional(z.string()),
   // Refused unless they ask for nothing (see RESPONSES_REFUSALS).
   store: optional(z.boolean()),

@@ -124,6 +124,8 @@ describe('POST /v1/responses, stream: false', () => {
     })
     expect(response.status).toBe(200)
     expect(response.headers.get('x-prompt-rules')).toContain('fold_system')
+    // Upstream it is a chat request only: vLLM's own /v1/responses is never called (the tunnel allow-list stays).
+    expect((await recordedRequests()).map((request) => `${request.method} ${request.path}`)).toEqual(['POST /v1/chat/completions'])
     const upstream = await lastUpstreamBody()
     const messages = upstream.messages as { role: string; content: unknown }[]
     expect(messages.map((message) => message.role)).toEqual(['user', 'assistant', 'user'])
@@ -251,6 +253,21 @@ describe('POST /v1/responses refusals', () => {
     const response = await postResponses({ input: 'Hi', max_output_tokens: 0 })
     expect(response.status).toBe(400)
     expect(await response.json()).toMatchObject({ error: { param: 'max_output_tokens', code: 'invalid_value' } })
+  })
+
+  it.each([
+    [{ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
+    [{ metadata: { k: 'v'.repeat(513) } }, 'metadata.k'],
+  ])('refuses metadata over OpenAI limits (%#)', async (extra, param) => {
+    const response = await postResponses({ input: 'Hi', ...extra })
+    expect(response.status).toBe(400)
+    expect(await response.json()).toMatchObject({ error: { param, code: 'invalid_value' } })
+  })
+
+  it('names input when the prompt rules find no user text', async () => {
+    const response = await postResponses({ input: '   ' })
+    expect(response.status).toBe(400)
+    expect(await response.json()).toMatchObject({ error: { param: 'input', code: 'empty_prompt' } })
   })
 
   it('refuses an input item it cannot relay, naming it', async () => {
