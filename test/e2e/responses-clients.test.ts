@@ -94,6 +94,13 @@ describe('the official openai SDK on /v1/responses', () => {
     expect(final.output.map((item) => item.type)).toEqual(['reasoning', 'message'])
   })
 
+  it('accumulates the reasoning as its summary too when asked for one', async () => {
+    const final = await client.responses.stream({ model: MODEL, input: 'Say hello.', reasoning: { summary: 'auto' } }).finalResponse()
+    const reasoning = final.output.find((item) => item.type === 'reasoning')
+    expect(reasoning?.type === 'reasoning' ? reasoning.summary.map((part) => part.text).join('') : null).toBe(reasoningOf(final))
+    expect(reasoningOf(final)).toMatch(/\S/)
+  })
+
   it('takes an earlier response output back as input (stateless multi-turn)', async () => {
     const first = await client.responses.create({ model: MODEL, input: 'Pick a number.', store: false })
     // The output items (a reasoning item and a message) are valid input items; the SDK's output
