@@ -10,12 +10,31 @@ export interface StreamSample {
   /** chatcmpl id of the response, to look up the emulator's send times. */
   id: string
   sentAt: number
-  /** Arrival time of each data event, [DONE] excluded. */
+  /** Arrival time of each relayed event (see EventKind). */
   arrivals: number[]
   bytes: number
 }
 
-export async function timeStream(url: string, body: unknown, headers: Record<string, string>): Promise<StreamSample> {
+/**
+ * Which frames count as relayed events: chat's `data:` events ([DONE] excluded), or, for the
+ * Responses API, its token events (one reasoning_text or output_text delta per upstream token
+ * chunk; its lifecycle events carry no generation).
+ */
+export type EventKind = 'chat' | 'responses'
+
+const RESPONSES_TOKEN_EVENT = /^event: response\.(reasoning_text|output_text)\.delta\n/
+
+function countsAsEvent(frame: string, kind: EventKind): boolean {
+  if (kind === 'responses') return RESPONSES_TOKEN_EVENT.test(frame)
+  return frame.startsWith('data: ') && frame !== 'data: [DONE]'
+}
+
+export async function timeStream(
+  url: string,
+  body: unknown,
+  headers: Record<string, string>,
+  kind: EventKind = 'chat',
+): Promise<StreamSample> {
   const sentAt = nowMs()
   const response = await fetch(url, {
     method: 'POST',
@@ -39,9 +58,10 @@ export async function timeStream(url: string, body: unknown, headers: Record<str
     while (end !== -1) {
       const frame = buffer.slice(0, end)
       buffer = buffer.slice(end + 2)
-      if (frame.startsWith('data: ') && frame !== 'data: [DONE]') {
+      if (countsAsEvent(frame, kind)) {
         arrivals.push(at)
-        if (!id) id = (JSON.parse(frame.slice(6)) as { id: string }).id
+        // Responses events carry no chatcmpl id: no emulator send times to match (no lag figures).
+        if (!id && kind === 'chat') id = (JSON.parse(frame.slice(6)) as { id: string }).id
       }
       end = buffer.indexOf('\n\n')
     }

@@ -5,7 +5,15 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { median, round } from './stats.ts'
 
-export const TARGET_NAMES = ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway-nolimits', 'gateway'] as const
+export const TARGET_NAMES = [
+  'direct',
+  'passthrough',
+  'passthrough-js',
+  'gateway-bare',
+  'gateway-nolimits',
+  'gateway',
+  'gateway-responses',
+] as const
 export type TargetName = (typeof TARGET_NAMES)[number]
 
 /** One target at one concurrency in one run. */
@@ -51,6 +59,8 @@ function aggregate<T extends { [K in keyof T]: number }>(runs: readonly T[], dig
   return { ...(row as T), spread: spread as Spread<T> }
 }
 
+const cpuPerRequest = (row: LevelRow) => row.cpu_us_per_event * row.events
+
 export function summarize(
   levels: Record<string, Record<string, LevelResult[]>>,
   throughput: Record<string, Throughput[]>,
@@ -71,6 +81,7 @@ export function summarize(
         'gateway-bare': round(added('gateway-bare')),
         'gateway-nolimits': round(added('gateway-nolimits')),
         gateway: round(added('gateway')),
+        'gateway-responses': round(added('gateway-responses')),
       },
       added_ttfe_ratio: round(added('gateway') / added('passthrough')),
       added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
@@ -78,6 +89,13 @@ export function summarize(
       request_checks_ttfe_p50_ms: round(rows['gateway-nolimits'].ttfe_p50 - rows['gateway-bare'].ttfe_p50),
       /** What rate-limit admission (a Durable Object call) adds to the p50 TTFE (issue 4: <= 0.5 ms). */
       admission_ttfe_p50_ms: round(rows.gateway.ttfe_p50 - rows['gateway-nolimits'].ttfe_p50),
+      /** What the Responses translation adds to the time to the first token event, beside chat (issue 17). */
+      responses_ttfe_p50_ms: round(rows['gateway-responses'].ttfe_p50 - rows.gateway.ttfe_p50),
+      /**
+       * Responses CPU per request over chat's, the same process on the same upstream stream: per
+       * request, since the two APIs send a different number of events for the same chunks.
+       */
+      responses_cpu_ratio: round(cpuPerRequest(rows['gateway-responses']) / cpuPerRequest(rows.gateway)),
     }
   })
   const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<
@@ -89,14 +107,16 @@ export function summarize(
 
 export type Summary = ReturnType<typeof summarize>
 
-const range = ([min, max]: [number, number]) => `${min}–${max}`
+/** A figure as printed: '–' for one a target does not have (gateway-responses' lag; null once read back from JSON). */
+const shown = (value: number | null) => (value === null || Number.isNaN(value) ? '–' : String(value))
+const range = ([min, max]: [number, number]) => (shown(min) === '–' ? '–' : `${min}–${max}`)
 
 function header(summary: Summary): string[] {
   const { emulator } = summary
   return [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all six targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all seven targets measured side by side in each run against one emulator`,
     `(TTFT ${emulator.ttftMs} ms, ${emulator.itlMs} ms between tokens, ${emulator.reasoningTokens + emulator.contentTokens} tokens).`,
     `Load average (1, 5, 15 min) at the start: ${summary.load.before.join(', ')}; at the end: ${summary.load.after.join(', ')} (2 cores, shared).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
@@ -106,6 +126,10 @@ function header(summary: Summary): string[] {
     'CPU/event: CPU time (user + system, from /proc) of the workerd process serving the target, over the level, divided by the',
     'data events the client received; for direct it is the emulator (no Worker). Range: min–max over the runs.',
     "Emulator CPU/event: the emulator's own CPU in the same window (the upstream's share, the same work for every target: a control).",
+    'gateway-responses: the gateway target on POST /v1/responses (stream: true); its TTFE is to the first token event (a reasoning_text',
+    'delta), its CPU/event per token event (reasoning_text or output_text delta), and it has no lag figures (no chatcmpl id to match).',
+    'Responses added: its TTFE p50 minus the gateway p50. Responses CPU ratio: its CPU per request over the gateway CPU per request',
+    '(CPU/event times events; the same upstream chunks, which chat relays as 43 data events and Responses as 40 token events and more).',
     'The issue-14 criterion is the concurrency-64 rows. Wall-clock figures move with other load on the machine far more than CPU/event.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 | CPU µs/event | CPU range | emulator µs/event |',
@@ -120,7 +144,7 @@ function levelLines(level: Summary['levels'][number]): string[] {
     const added = name === 'direct' ? '' : String(level.added_ttfe_p50_ms[name])
     const cpu = name === 'direct' ? `${row.cpu_us_per_event} (emulator)` : String(row.cpu_us_per_event)
     lines.push(
-      `| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${row.lag_p50} | ${row.lag_p99} | ${added} | ${cpu} | ${range(row.spread.cpu_us_per_event)} | ${row.emulator_cpu_us_per_event} |`,
+      `| ${level.concurrency} | ${name} | ${row.ttfe_p50} | ${row.ttfe_p99} | ${shown(row.lag_p50)} | ${shown(row.lag_p99)} | ${added} | ${cpu} | ${range(row.spread.cpu_us_per_event)} | ${row.emulator_cpu_us_per_event} |`,
     )
   }
   const derived: [string, number][] = [
@@ -128,6 +152,8 @@ function levelLines(level: Summary['levels'][number]): string[] {
     ['ratio vs JS floor', level.added_ttfe_ratio_vs_js],
     ['auth + validation + normalization', level.request_checks_ttfe_p50_ms],
     ['admission (rate limits)', level.admission_ttfe_p50_ms],
+    ['Responses added (vs gateway)', level.responses_ttfe_p50_ms],
+    ['Responses CPU per request ratio (vs gateway)', level.responses_cpu_ratio],
   ]
   for (const [label, value] of derived) lines.push(`| ${level.concurrency} | **${label}** | | | | | **${value}** | | | |`)
   return lines

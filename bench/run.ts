@@ -6,6 +6,7 @@
 //   gateway-bare    this Worker's relay without auth, validation and prompt normalization
 //   gateway-nolimits this Worker with RATE_LIMITS=off (no admission)
 //   gateway         this Worker
+//   gateway-responses this Worker (the same process) on POST /v1/responses: the Responses sink
 // Every Worker is a built bundle served by its own workerd process through Miniflare, never through
 // wrangler dev; that process's CPU time per relayed event is measured next to the latencies.
 // Writes bench/results/<BENCH_OUT>.json and .md (default baseline). Bounded in count and time.
@@ -14,7 +15,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ROOT } from '../scripts/processes.ts'
 import { buildWorker, serveWorker, spawnEmulator, type ServeOptions, type ServedWorker } from '../scripts/stack.ts'
-import { runPool, timeStream, type StreamSample } from './client.ts'
+import { runPool, timeStream, type EventKind, type StreamSample } from './client.ts'
 import { treeCpuSeconds, withNewChild } from './cpu.ts'
 import { report, summarize, type LevelResult, type TargetName, type Throughput } from './report.ts'
 import { percentile, round } from './stats.ts'
@@ -57,6 +58,8 @@ interface Target {
   key: string
   /** The processes whose CPU is this target's: its workerd, or the emulator for direct. */
   cpuPids: number[]
+  /** The API it is called on: chat completions, or the Responses API (gateway-responses). */
+  api?: EventKind
 }
 
 const startedAt = Date.now()
@@ -66,6 +69,20 @@ function checkTime(): void {
 
 function chatRequest(prompt: string) {
   return { model: MODEL, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: prompt }] }
+}
+
+/** One streamed request to a target, on its API: the same prompt and output cap either way. */
+function timeTarget(target: Target, prompt: string, maxTokens?: number): Promise<StreamSample> {
+  const headers = { authorization: `Bearer ${target.key}` }
+  if (target.api === 'responses') {
+    const body = { model: MODEL, stream: true, input: prompt, ...(maxTokens ? { max_output_tokens: maxTokens } : {}) }
+    return timeStream(`${target.url}/v1/responses`, body, headers, 'responses')
+  }
+  return timeStream(
+    `${target.url}/v1/chat/completions`,
+    { ...chatRequest(prompt), ...(maxTokens ? { max_tokens: maxTokens } : {}) },
+    headers,
+  )
 }
 
 async function eventTimes(emulatorUrl: string, id: string): Promise<number[]> {
@@ -81,18 +98,15 @@ interface Upstream {
 }
 
 async function measureLevel(target: Target, upstream: Upstream, concurrency: number, requests: number): Promise<LevelResult> {
-  const url = `${target.url}/v1/chat/completions`
   const cpuAtStart = { target: treeCpuSeconds(target.cpuPids), emulator: treeCpuSeconds([upstream.pid]) }
-  const samples: StreamSample[] = await runPool(requests, concurrency, () =>
-    timeStream(url, chatRequest('Benchmark prompt: what is 7 * 6?'), { authorization: `Bearer ${target.key}` }),
-  )
+  const samples: StreamSample[] = await runPool(requests, concurrency, () => timeTarget(target, 'Benchmark prompt: what is 7 * 6?'))
   await sleep(CPU_SETTLE_MS)
   // Read before the event-times lookups below, which would charge the emulator for bookkeeping.
   const cpu = { target: treeCpuSeconds(target.cpuPids) - cpuAtStart.target, emulator: treeCpuSeconds([upstream.pid]) - cpuAtStart.emulator }
   const events = samples.reduce((sum, sample) => sum + sample.arrivals.length, 0)
   const ttfe = samples.map((sample) => (sample.arrivals[0] ?? Number.NaN) - sample.sentAt)
   const lags: number[] = []
-  for (const sample of samples) {
+  for (const sample of samples.filter((s) => s.id !== '')) {
     const sent = await eventTimes(upstream.url, sample.id)
     sample.arrivals.forEach((arrival, i) => {
       const sendTime = sent[i]
@@ -112,8 +126,7 @@ async function measureLevel(target: Target, upstream: Upstream, concurrency: num
 
 async function measureThroughput(target: Target): Promise<Throughput> {
   const prompt = `[emulator itl_ms=0 ttft_ms=0 reasoning_tokens=${THROUGHPUT_TOKENS} content_tokens=16]`
-  const request = { ...chatRequest(prompt), max_tokens: THROUGHPUT_MAX_TOKENS }
-  const sample = await timeStream(`${target.url}/v1/chat/completions`, request, { authorization: `Bearer ${target.key}` })
+  const sample = await timeTarget(target, prompt, THROUGHPUT_MAX_TOKENS)
   const seconds = ((sample.arrivals.at(-1) ?? 0) - sample.sentAt) / 1000
   return { events_per_s: sample.arrivals.length / seconds, mib_per_s: sample.bytes / 1024 / 1024 / seconds }
 }
@@ -156,6 +169,7 @@ async function serveTargets(served: ServedWorker[], script: string, bareScript: 
     target('gateway-bare', gatewayBare, KEY),
     target('gateway-nolimits', gatewayNoLimits, CLIENT_KEY),
     target('gateway', gateway, CLIENT_KEY),
+    { ...target('gateway-responses', gateway, CLIENT_KEY), api: 'responses' },
   ]
 }
 

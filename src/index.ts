@@ -10,6 +10,7 @@ import { apiCors } from './middleware/cors.ts'
 import { sameOriginOnly } from './middleware/same-origin.ts'
 import { responseMetrics } from './middleware/response-metrics.ts'
 import { chatCompletions } from './routes/chat.ts'
+import { responses } from './routes/responses.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
@@ -51,6 +52,9 @@ app.all('/v1/models/:model', methodNotAllowed('GET'))
 
 app.post('/v1/chat/completions', chatScope, limitBody, chatCompletions)
 app.all('/v1/chat/completions', methodNotAllowed('POST'))
+// The OpenAI Responses API, stateless, translated onto the chat path (docs/api.md).
+app.post('/v1/responses', chatScope, limitBody, responses)
+app.all('/v1/responses', methodNotAllowed('POST'))
 
 app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
 app.all('/v1/stream-tokens', methodNotAllowed('POST'))

@@ -24,11 +24,15 @@ export interface PreparedChatRequest {
  * which ones changed its request in `x-prompt-rules`) and sizes it against the key's limits (no
  * max_tokens is written but the key's output cap).
  * `forceStream` (stream sessions, which always stream) reads the body as if it said `stream: true`.
+ * `body` is a chat body already read and made by the caller (the Responses API's translation).
  */
-export async function prepareChatRequest(c: Context<AppEnv>, options: { forceStream?: boolean } = {}): Promise<PreparedChatRequest> {
+export async function prepareChatRequest(
+  c: Context<AppEnv>,
+  options: { forceStream?: boolean; body?: Record<string, unknown> } = {},
+): Promise<PreparedChatRequest> {
   const config = c.get('config')
   const { record } = c.get('principal')
-  const body = await readJsonBody(c)
+  const body = options.body ?? (await readJsonBody(c))
   const streamed =
     options.forceStream && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, stream: true } : body
   const parsed = parseChatRequest(streamed)

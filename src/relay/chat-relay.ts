@@ -7,11 +7,11 @@ import { errorOutcome } from '../telemetry/context.ts'
 import { liveGauges } from '../telemetry/counters.ts'
 import type { RequestTrace } from '../telemetry/trace.ts'
 import type { Attempt } from './attempts.ts'
-import { CompletionCollector } from './collect.ts'
+import { CompletionCollector, type CollectingSink } from './collect.ts'
 import { runGeneration, type GenerationEnd } from './generation.ts'
 import { openAttempts, type OpenAttemptsInput, type OpenedAttempts } from './open-attempts.ts'
 import { SSE_HEADERS } from './sse.ts'
-import { relaySse } from './stream.ts'
+import { relaySse, SsePassThrough, type StreamSink, type StreamSinkOptions } from './stream.ts'
 
 /**
  * How long a streaming request waits for a backend to accept it before its 200 is committed
@@ -54,6 +54,20 @@ export function endChatRequestWithError(hold: ChatRequestHold, error: unknown): 
   endChatRequest(hold, { outcome: errorOutcome(hold.trace, error), status: error instanceof ApiError ? error.status : 500, end: null })
 }
 
+/**
+ * What the client gets of the one generation: the sink that collects a stream: false answer and
+ * the sink that streams one. The chat completions format unless a route (the Responses API) says.
+ */
+export interface AnswerFormat {
+  collector(): CollectingSink
+  streamer(options: StreamSinkOptions): StreamSink
+}
+
+export const CHAT_FORMAT: AnswerFormat = {
+  collector: () => new CompletionCollector(),
+  streamer: (options) => new SsePassThrough(options),
+}
+
 export interface ChatRelayInput {
   body: Record<string, unknown>
   prefixKey: string | null
@@ -69,7 +83,12 @@ export interface ChatRelayInput {
  * client. Ends the request (endChatRequest) when the answer is over; a failure before a response
  * exists is thrown, and the caller ends the request with it.
  */
-export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold: ChatRequestHold): Promise<Response> {
+export async function relayChat(
+  c: Context<AppEnv>,
+  input: ChatRelayInput,
+  hold: ChatRequestHold,
+  format: AnswerFormat = CHAT_FORMAT,
+): Promise<Response> {
   const config = c.get('config')
   // Aborts every upstream call of this request: the client left (request.signal before the
   // response exists, a failed write after), or the answer no longer needs the backend.
@@ -87,7 +106,7 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
     signal: gone.signal,
     observer: hold.trace,
   } satisfies OpenAttemptsInput)
-  if (!input.stream) return collectChat(c, await opening, hold)
+  if (!input.stream) return collectChat(c, await opening, hold, format.collector())
 
   const opened = await withinCommitDeadline(opening)
   // From here the 200 is committed, as vLLM itself does once it accepts, so the client's headers are
@@ -106,6 +125,7 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
     forwardUsage: input.forwardUsage,
     forwardChunkUsage: input.forwardChunkUsage,
     keepAliveMs: config.keepAliveMs,
+    sink: (options) => format.streamer(options),
   })
   hold.trace.headersReady()
   return c.body(body, 200, SSE_HEADERS)
@@ -123,8 +143,12 @@ async function withinCommitDeadline(opening: Promise<OpenedAttempts>): Promise<O
 }
 
 /** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
-async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: ChatRequestHold): Promise<Response> {
-  const collector = new CompletionCollector()
+async function collectChat(
+  c: Context<AppEnv>,
+  opened: OpenedAttempts,
+  hold: ChatRequestHold,
+  collector: CollectingSink,
+): Promise<Response> {
   const { first, attempts } = opened
   const end = await runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), collector, {
     afterBackendError: 'stop',
@@ -135,8 +159,8 @@ async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: Cha
     endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })
     throw end.error
   }
-  const completion = collector.completion()
+  const answer = collector.answer(end)
   hold.trace.firstTokenDeliveredAtEnd()
   endChatRequest(hold, { outcome: 'ok', status: 200, end })
-  return c.json(completion)
+  return c.json(answer)
 }

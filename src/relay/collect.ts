@@ -1,6 +1,6 @@
 import { ApiError } from '../errors.ts'
 import type { CompletionChunk, Usage } from './chunk.ts'
-import type { DataChunk, GenerationSink } from './generation.ts'
+import type { DataChunk, GenerationEnd, GenerationSink } from './generation.ts'
 
 // A `stream: false` request is still streamed from the backend (one upstream path, the same
 // deadlines, and a first-token time for every request) and collected here into one
@@ -30,7 +30,12 @@ interface ChoiceParts {
   finishReason: string | null
 }
 
-export class CompletionCollector implements GenerationSink {
+/** A sink that collects the whole answer (stream: false); `answer` is the client's JSON body. */
+export interface CollectingSink extends GenerationSink {
+  answer(end: GenerationEnd): unknown
+}
+
+export class CompletionCollector implements CollectingSink {
   readonly committed = false
   #head: CompletionChunk | null = null
   #usage: Usage | null = null
@@ -57,6 +62,11 @@ export class CompletionCollector implements GenerationSink {
     this.#head = null
     this.#usage = null
     this.#choices.clear()
+  }
+
+  /** The chat completion does not depend on how the generation ended (its finish_reason says). */
+  answer(): ChatCompletion {
+    return this.completion()
   }
 
   /** The collected answer; a backend that finished without a single chunk is a 502. */

@@ -18,13 +18,28 @@ export interface SseRelayOptions {
   keepAliveMs: number
   /** Runs when the client has gone (the relay stops the running upstream call itself). */
   onClientGone?: () => void
+  /** The client's event format; the OpenAI chat pass-through (SsePassThrough) when unset. */
+  sink?: (options: StreamSinkOptions) => StreamSink
+}
+
+export interface StreamSinkOptions {
+  forwardUsage: boolean
+  keepAliveMs: number
+  observer: RelayObserver
+  onGone: () => void
+}
+
+/** A sink that streams to the client: its writer's body is the response, `finish` ends it. */
+export interface StreamSink extends GenerationSink {
+  readonly writer: ClientSseWriter
+  finish(end: GenerationEnd): void
 }
 
 /**
  * Writes the client has not taken yet before the relay stops reading upstream. A client that
  * keeps up never makes the relay wait; a slow one holds at most this many chunks in memory.
  */
-const MAX_UNSETTLED_WRITES = 8
+export const MAX_UNSETTLED_WRITES = 8
 
 const NO_OBSERVER: RelayObserver = { attemptStarted() {}, firstTokenArrived() {}, firstTokenDelivered() {} }
 
@@ -34,7 +49,7 @@ const NO_OBSERVER: RelayObserver = { attemptStarted() {}, firstTokenArrived() {}
  * instead of one per event). Whatever goes wrong once committed ends the stream with an error
  * event and `data: [DONE]`.
  */
-export class SsePassThrough implements GenerationSink {
+export class SsePassThrough implements StreamSink {
   readonly writer: ClientSseWriter
   committed = false
   #forwardUsage: boolean
@@ -43,7 +58,7 @@ export class SsePassThrough implements GenerationSink {
   #firstTokenPending = false
   #sentBackendError = false
 
-  constructor(options: { forwardUsage: boolean; keepAliveMs: number; observer: RelayObserver; onGone: () => void }) {
+  constructor(options: StreamSinkOptions) {
     this.#forwardUsage = options.forwardUsage
     this.#observer = options.observer
     this.writer = new ClientSseWriter({
@@ -108,7 +123,8 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
   let current: S | null = null
   let clientGone = false
   const observer = options.observer ?? NO_OBSERVER
-  const sink = new SsePassThrough({
+  const makeSink = options.sink ?? ((sinkOptions: StreamSinkOptions) => new SsePassThrough(sinkOptions))
+  const sink = makeSink({
     forwardUsage: options.forwardUsage,
     keepAliveMs: options.keepAliveMs,
     observer,

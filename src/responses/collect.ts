@@ -1,0 +1,57 @@
+import { ApiError } from '../errors.ts'
+import type { CollectingSink } from '../relay/collect.ts'
+import type { DataChunk, GenerationEnd } from '../relay/generation.ts'
+import { messageItem, newResponseId, ReasoningTokens, reasoningItem, responseObject, textsOf, type ResponseSettings } from './output.ts'
+
+/**
+ * stream: false on the Responses API: the generation collected into one `response` object, a
+ * reasoning item and a message item. Like the chat collector it never commits, so any failure can
+ * fail over.
+ */
+export class ResponseCollector implements CollectingSink {
+  readonly committed = false
+  #settings: ResponseSettings
+  #reasoning = ''
+  #content = ''
+  #chunks = 0
+  #tokens = new ReasoningTokens()
+
+  constructor(settings: ResponseSettings) {
+    this.#settings = settings
+  }
+
+  chunk(chunk: DataChunk): void {
+    this.#tokens.read(chunk)
+    if (chunk.kind !== 'delta') return
+    this.#chunks++
+    const { reasoning, content } = textsOf(chunk)
+    this.#reasoning += reasoning
+    this.#content += content
+  }
+
+  backendError(): void {
+    // Never called: an uncommitted sink's error events fail over or end the generation.
+  }
+
+  afterRead(): undefined {
+    return undefined
+  }
+
+  restart(): void {
+    this.#reasoning = ''
+    this.#content = ''
+    this.#chunks = 0
+    this.#tokens = new ReasoningTokens()
+  }
+
+  /** The response; a backend that finished without a single chunk is a 502, as on the chat route. */
+  answer(end: GenerationEnd): Record<string, unknown> {
+    if (this.#chunks === 0) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
+    const status = end.finishReason === 'length' ? 'incomplete' : 'completed'
+    const output = [
+      ...(this.#reasoning !== '' ? [reasoningItem(this.#settings, newResponseId('rs'), this.#reasoning, 'completed')] : []),
+      messageItem(newResponseId('msg'), this.#content, status),
+    ]
+    return responseObject(this.#settings, { status, output, usage: this.#tokens.responseUsage() })
+  }
+}

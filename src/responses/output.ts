@@ -1,0 +1,147 @@
+import type { ApiError } from '../errors.ts'
+import type { DataChunk } from '../relay/generation.ts'
+import type { Usage } from '../relay/chunk.ts'
+import type { ResponsesRequest } from './request.ts'
+
+// The Responses API objects the gateway answers with (the shapes of the openai SDK's
+// resources/responses/responses.d.ts: Response, ResponseReasoningItem, ResponseOutputMessage,
+// ResponseUsage), shared by the stream: false collector and the event stream.
+
+export type ItemStatus = 'in_progress' | 'completed' | 'incomplete'
+
+export interface ReasoningItem {
+  type: 'reasoning'
+  id: string
+  status: ItemStatus
+  summary: { type: 'summary_text'; text: string }[]
+  content: { type: 'reasoning_text'; text: string }[]
+}
+
+export interface MessageItem {
+  type: 'message'
+  id: string
+  role: 'assistant'
+  status: ItemStatus
+  content: { type: 'output_text'; text: string; annotations: [] }[]
+}
+
+export type OutputItem = ReasoningItem | MessageItem
+
+export interface ResponseUsage {
+  input_tokens: number
+  input_tokens_details: { cached_tokens: number }
+  output_tokens: number
+  output_tokens_details: { reasoning_tokens: number }
+  total_tokens: number
+}
+
+export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed'
+
+/** What a response echoes of its request, as the upstream request went (after the prompt rules). */
+export interface ResponseSettings {
+  id: string
+  createdAt: number
+  model: string
+  request: ResponsesRequest
+  temperature: number | null
+  topP: number | null
+  maxOutputTokens: number | null
+  /** The client asked for a reasoning summary: the gateway has no summarizer, so it is the reasoning itself. */
+  summary: boolean
+}
+
+/** A response id: `resp_` and 32 hex digits, like the item ids' `rs_` and `msg_`. */
+export function newResponseId(prefix: 'resp' | 'rs' | 'msg'): string {
+  return `${prefix}_${crypto.randomUUID().replaceAll('-', '')}`
+}
+
+export function reasoningItem(settings: ResponseSettings, id: string, text: string, status: ItemStatus): ReasoningItem {
+  return {
+    type: 'reasoning',
+    id,
+    status,
+    summary: settings.summary && text !== '' ? [{ type: 'summary_text', text }] : [],
+    content: text === '' && status === 'in_progress' ? [] : [{ type: 'reasoning_text', text }],
+  }
+}
+
+export function messageItem(id: string, text: string, status: ItemStatus): MessageItem {
+  return { type: 'message', id, role: 'assistant', status, content: [{ type: 'output_text', text, annotations: [] }] }
+}
+
+/** The whole response object at one moment of its life. */
+export function responseObject(
+  settings: ResponseSettings,
+  state: { status: ResponseStatus; output: OutputItem[]; usage: ResponseUsage | null; error?: ApiError | null },
+): Record<string, unknown> {
+  const { request } = settings
+  return {
+    id: settings.id,
+    object: 'response',
+    created_at: settings.createdAt,
+    status: state.status,
+    background: false,
+    error: state.error ? { code: state.error.code ?? 'server_error', message: state.error.message } : null,
+    incomplete_details: state.status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+    instructions: request.instructions ?? null,
+    max_output_tokens: settings.maxOutputTokens,
+    metadata: request.metadata ?? {},
+    model: settings.model,
+    output: state.output,
+    parallel_tool_calls: false,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: request.reasoning?.summary ?? null },
+    store: false,
+    temperature: settings.temperature,
+    text: { format: request.text?.format ?? { type: 'text' } },
+    tool_choice: 'none',
+    tools: [],
+    top_p: settings.topP,
+    truncation: 'disabled',
+    usage: state.usage,
+    user: request.user ?? null,
+  }
+}
+
+/**
+ * Counts reasoning tokens, which vLLM's usage does not report: the gateway asks vLLM for the
+ * running usage on every chunk (continuous_usage_stats), so the completion tokens counted when
+ * the last reasoning text arrived are the reasoning's tokens (a chunk that also starts the answer
+ * counts one token less, for the answer's first token).
+ */
+export class ReasoningTokens {
+  count = 0
+  #usage: Usage | null = null
+
+  read(chunk: DataChunk): void {
+    if (chunk.usage) this.#usage = chunk.usage
+    if (chunk.kind !== 'delta') return
+    const delta = chunk.chunk.choices.find((choice) => choice.index === 0)?.delta
+    if (!delta?.reasoning_content || !chunk.usage) return
+    this.count = Math.max(0, chunk.usage.completion_tokens - (delta.content ? 1 : 0))
+  }
+
+  /** The last usage the backend reported: the final one once the generation is over. */
+  get usage(): Usage | null {
+    return this.#usage
+  }
+
+  responseUsage(): ResponseUsage | null {
+    const usage = this.#usage
+    if (!usage) return null
+    return {
+      input_tokens: usage.prompt_tokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: usage.completion_tokens,
+      output_tokens_details: { reasoning_tokens: Math.min(this.count, usage.completion_tokens) },
+      total_tokens: usage.total_tokens,
+    }
+  }
+}
+
+/** The first choice's reasoning and answer text of a chunk. */
+export function textsOf(chunk: DataChunk): { reasoning: string; content: string } {
+  if (chunk.kind !== 'delta') return { reasoning: '', content: '' }
+  const delta = chunk.chunk.choices.find((choice) => choice.index === 0)?.delta
+  return { reasoning: delta?.reasoning_content ?? '', content: delta?.content ?? '' }
+}

@@ -1,0 +1,48 @@
+import type { Context } from 'hono'
+import type { AppEnv } from '../env.ts'
+import { admitRequest } from '../limits/admit.ts'
+import { prepareChatRequest, relayInputOf } from '../chat/prepare.ts'
+import { endChatRequestWithError, newChatRequestHold, relayChat, type AnswerFormat } from '../relay/chat-relay.ts'
+import { ResponseCollector } from '../responses/collect.ts'
+import { newResponseId, type ResponseSettings } from '../responses/output.ts'
+import { asResponsesError, parseResponsesRequest, toChatBody } from '../responses/request.ts'
+import { ResponseEventStream } from '../responses/stream.ts'
+import { readJsonBody } from '../schema/read-json.ts'
+import { startRequestTrace } from '../telemetry/context.ts'
+
+/**
+ * POST /v1/responses: the Responses request translated into a chat request, then the chat
+ * route's own path (checks, prompt rules, limits, routing, failover, the one generation engine,
+ * telemetry); only the client's format differs (src/responses/).
+ */
+export async function responses(c: Context<AppEnv>): Promise<Response> {
+  const hold = newChatRequestHold(startRequestTrace(c))
+  try {
+    const request = parseResponsesRequest(await readJsonBody(c))
+    const prepared = await prepareChatRequest(c, { body: toChatBody(request) }).catch((error: unknown) => {
+      throw asResponsesError(error)
+    })
+    hold.admission = await admitRequest(c, prepared.reserveTokens)
+    const config = c.get('config')
+    const upstream = prepared.request
+    const settings: ResponseSettings = {
+      id: newResponseId('resp'),
+      createdAt: Math.floor(Date.now() / 1000),
+      model: config.modelId,
+      request,
+      temperature: upstream.temperature ?? null,
+      topP: upstream.top_p ?? null,
+      maxOutputTokens: request.max_output_tokens ?? null,
+      summary: request.reasoning?.summary != null,
+    }
+    const format: AnswerFormat = {
+      collector: () => new ResponseCollector(settings),
+      streamer: (options) => new ResponseEventStream(settings, options),
+    }
+    return await relayChat(c, relayInputOf(upstream, config.modelId, prepared.gatewayMaxTokens), hold, format)
+  } catch (error) {
+    // A request whose relay already ended it is not ended again.
+    endChatRequestWithError(hold, error)
+    throw error
+  }
+}
