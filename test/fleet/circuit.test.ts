@@ -63,4 +63,43 @@ describe('CircuitBreaker', () => {
     circuit.released()
     expect(circuit.allows(1_001)).toBe(true)
   })
+
+  it('opens after fewer missed deadlines than plain failures: each cost its request seconds', () => {
+    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
+    circuit.failure(0, true)
+    expect(circuit.state(1)).toBe('closed')
+    circuit.failure(1, true)
+    expect(circuit.state(2)).toBe('open')
+  })
+
+  it('counts only consecutive missed deadlines: a fast failure or a success between them resets the count', () => {
+    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
+    circuit.failure(0, true)
+    circuit.success(1)
+    circuit.failure(2, true)
+    circuit.failure(3, false)
+    circuit.failure(4, true)
+    expect(circuit.state(5)).toBe('closed')
+  })
+
+  it('calls a backend stalled while a request sent there has waited stallMs for headers, and not once it was answered', () => {
+    const circuit = new CircuitBreaker(options)
+    const answered = circuit.attempt(0)
+    expect(circuit.stalled(999)).toBe(false)
+    expect(circuit.stalled(1_000)).toBe(true)
+    // Stalled is a ranking hint, not a verdict: the circuit stays closed.
+    expect(circuit.allows(1_000)).toBe(true)
+    answered()
+    answered()
+    expect(circuit.stalled(5_000)).toBe(false)
+  })
+
+  it('judges a stall by the oldest unanswered request', () => {
+    const circuit = new CircuitBreaker(options)
+    const first = circuit.attempt(0)
+    circuit.attempt(900)
+    first()
+    expect(circuit.stalled(1_500)).toBe(false)
+    expect(circuit.stalled(1_900)).toBe(true)
+  })
 })
