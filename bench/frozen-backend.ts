@@ -7,6 +7,7 @@
 // deadline per request, RUNS runs (BENCH_RUNS, default 3).
 import { writeFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
 import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator } from '../scripts/stack.ts'
@@ -15,11 +16,23 @@ import { median, percentile, round } from './stats.ts'
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const RATE = Number(process.env.BENCH_RATE ?? 8)
 const WARMUP_MS = 3_000
-/** Long enough for the circuit's cool-down (10 s) and one probe after it. */
-const FROZEN_MS = Number(process.env.BENCH_FROZEN_MS ?? 16_000)
+/** Long enough for several cool-downs (10 s) and probes, and past the 30 s first-event deadline. */
+const FROZEN_MS = Number(process.env.BENCH_FROZEN_MS ?? 45_000)
 const REQUEST_LIMIT_MS = 40_000
 /** wrangler.toml's UPSTREAM_HEADERS_TIMEOUT_MS: the bound measured against. */
 const HEADERS_MS = 3_000
+/**
+ * Side by side in each run: the defaults; the defaults with round-robin routing (which, unlike
+ * "smart", would keep sending the frozen backend half the traffic if nothing found it out); and
+ * the first-event deadline alone (a headers deadline equal to it never fires first, and the stall
+ * threshold becomes 10 s), close to the behaviour before issue 18.
+ */
+const VARIANTS = {
+  'headers-deadline': {},
+  'headers-deadline, round robin': { ROUTING_POLICY: 'round_robin' },
+  'first-event-only': { UPSTREAM_HEADERS_TIMEOUT_MS: '30000' },
+} as const
+type Variant = keyof typeof VARIANTS
 /** "The first few": requests sent within this long after the freeze may wait the full deadline. */
 const FIRST_FEW_MS = HEADERS_MS
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
@@ -92,12 +105,12 @@ interface RunResult {
   boundMs: number
 }
 
-async function oneRun(script: string): Promise<RunResult> {
+async function oneRun(script: string, variant: Variant): Promise<RunResult> {
   const emulators: RunningEmulator[] = await Promise.all([spawnEmulator(EMULATOR_ARGS), spawnEmulator(EMULATOR_ARGS)])
   const proxies = await Promise.all(emulators.map((emulator) => countingProxy(emulator.url)))
   const worker = await serveWorker(
     script,
-    { BACKEND_URLS: proxies.map((proxy) => proxy.url).join(','), TELEMETRY_BATCH_MS: '1000' },
+    { BACKEND_URLS: proxies.map((proxy) => proxy.url).join(','), ...VARIANTS[variant] },
     { keys: [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }] },
   )
   const frozen = emulators[0] as RunningEmulator
@@ -118,7 +131,10 @@ async function oneRun(script: string): Promise<RunResult> {
       samples.push(timeToFirstData(worker.url).then((ttftMs) => ({ sentAfterMs: sentAt - frozenAt, ttftMs })))
     }
     const done = await Promise.all(samples)
-    return summarizeRun(done, (proxies[0]?.arrivals ?? []).map((at) => at - frozenAt))
+    return summarizeRun(
+      done,
+      (proxies[0]?.arrivals ?? []).map((at) => at - frozenAt),
+    )
   } finally {
     frozen.process.kill('SIGCONT')
     await worker.dispose()
@@ -162,20 +178,30 @@ function spreadOf(values: number[]): string {
   return `${round(median(values))} (${round(Math.min(...values))}-${round(Math.max(...values))})`
 }
 
-function markdown(runs: RunResult[]): string {
+function markdown(results: Record<Variant, RunResult[]>): string {
+  const variants = Object.keys(VARIANTS) as Variant[]
   const row = (name: string, pick: (run: RunResult) => number | null) =>
-    `| ${name} | ${spreadOf(runs.map((run) => pick(run) ?? Number.NaN))} | ${runs.map((run) => pick(run)).join(', ')} |`
+    `| ${name} | ${variants
+      .map((variant) => {
+        const runs = results[variant]
+        return `${spreadOf(runs.map((run) => pick(run) ?? Number.NaN))} [${runs.map((run) => pick(run)).join(', ')}]`
+      })
+      .join(' | ')} |`
   return [
     '# Frozen backend (npm run bench:frozen)',
     '',
     `Two emulators, one stopped with SIGSTOP after ${WARMUP_MS} ms of steady load at ${RATE} requests/s, then ${FROZEN_MS} ms`,
-    `more. Default settings (UPSTREAM_HEADERS_TIMEOUT_MS ${HEADERS_MS}, FIRST_EVENT_TIMEOUT_MS 30000, circuit cool-down 10 s).`,
-    `"After the first few": requests sent ${FIRST_FEW_MS} ms or more after the freeze; the bound is the headers`,
-    'deadline plus the p99 TTFT before the freeze. Figures: median of the runs (min-max), then each run.',
-    `Measured ${new Date().toISOString()} on a shared 2-core machine (load average ${process.env.BENCH_LOAD ?? 'not recorded'}).`,
+    `more. \`headers-deadline\`: the defaults (UPSTREAM_HEADERS_TIMEOUT_MS ${HEADERS_MS}, FIRST_EVENT_TIMEOUT_MS 30000, circuit`,
+    'cool-down 10 s, smart routing); the same with round-robin routing; `first-event-only`: UPSTREAM_HEADERS_TIMEOUT_MS',
+    '30000, i.e. no headers deadline and a 10 s stall threshold (close to before issue 18). Run side by side.',
+    `"After the first few": requests sent ${FIRST_FEW_MS} ms or more after the freeze; the bound is the`,
+    'headers deadline plus the p99 TTFT before the freeze. Figures: median of the runs (min-max) [each run].',
+    `Measured ${new Date().toISOString()} on a shared 2-core machine (load average ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')} at the end).`,
     '',
-    '| figure | median (min-max) | runs |',
-    '|---|---|---|',
+    `| figure | ${variants.join(' | ')} |`,
+    `|---|${variants.map(() => '---').join('|')}|`,
     row('TTFT p99 before the freeze (ms)', (r) => r.normalTtftP99Ms),
     row('requests sent after the freeze', (r) => r.afterFreeze.count),
     row('of them with no data (failed)', (r) => r.afterFreeze.failed),
@@ -188,21 +214,25 @@ function markdown(runs: RunResult[]): string {
     row('requests that reached the frozen backend', (r) => r.reachedFrozen),
     row('... in the first 5 s', (r) => r.reachedFrozenFirst5s),
     row('... last of those, ms after the freeze', (r) => r.lastEarlyArrivalMs),
+    row('... after the first 5 s (probes)', (r) => r.reachedFrozen - r.reachedFrozenFirst5s),
     '',
   ].join('\n')
 }
 
 async function main(): Promise<void> {
   const script = await buildWorker()
-  const runs: RunResult[] = []
+  const variants = Object.keys(VARIANTS) as Variant[]
+  const results = Object.fromEntries(variants.map((variant) => [variant, [] as RunResult[]])) as Record<Variant, RunResult[]>
   for (let i = 0; i < RUNS; i++) {
-    runs.push(await oneRun(script))
-    console.log(`run ${i + 1}/${RUNS}: ${JSON.stringify(runs.at(-1))}`)
+    for (const variant of variants) {
+      results[variant].push(await oneRun(script, variant))
+      console.log(`run ${i + 1}/${RUNS} ${variant}: ${JSON.stringify(results[variant].at(-1))}`)
+    }
   }
   const out = join(ROOT, 'bench/results', process.env.BENCH_OUT ?? 'frozen-backend')
-  writeFileSync(`${out}.json`, `${JSON.stringify({ rate: RATE, warmupMs: WARMUP_MS, frozenMs: FROZEN_MS, runs }, null, 2)}\n`)
-  writeFileSync(`${out}.md`, markdown(runs))
-  console.log(markdown(runs))
+  writeFileSync(`${out}.json`, `${JSON.stringify({ rate: RATE, warmupMs: WARMUP_MS, frozenMs: FROZEN_MS, results }, null, 2)}\n`)
+  writeFileSync(`${out}.md`, markdown(results))
+  console.log(markdown(results))
 }
 
 await main()

@@ -28,7 +28,7 @@ export interface UpstreamCallOptions extends UpstreamTimeouts {
 
 /**
  * The life of one upstream request: the AbortSignal given to fetch, why it was stopped, and the
- * watchdog for the first-event deadline and mid-stream silence. A client that goes away stops it
+ * watchdog for the response-headers and first-event deadlines and mid-stream silence. A client that goes away stops it
  * at once, which makes vLLM abort the generation. The watchdog is one lazily re-armed timer, so a
  * token costs a clock read, not a timer.
  */

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest'
 import { CircuitBreaker } from '../../src/fleet/circuit.ts'
 
-const options = { consecutiveFailures: 3, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000, consecutiveTimeouts: 3, stallMs: 1_000 }
+const options = {
+  consecutiveFailures: 3,
+  failureRate: 0.5,
+  minOutcomes: 10,
+  windowMs: 30_000,
+  cooldownMs: 1_000,
+  consecutiveTimeouts: 3,
+  stallMs: 1_000,
+}
 
 describe('CircuitBreaker', () => {
   it('opens after the consecutive-failure limit and refuses requests during the cool-down', () => {

@@ -17,7 +17,15 @@ function input(
   backends: BackendRecord[],
   fields: Partial<SelectionInput> & { policy?: RoutingPolicy } = {},
 ): SelectionInput & { live: LiveStats } {
-  const live = new LiveStats({ consecutiveFailures: 2, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000, consecutiveTimeouts: 2, stallMs: 1_000 })
+  const live = new LiveStats({
+    consecutiveFailures: 2,
+    failureRate: 0.5,
+    minOutcomes: 10,
+    windowMs: 30_000,
+    cooldownMs: 1_000,
+    consecutiveTimeouts: 2,
+    stallMs: 1_000,
+  })
   return {
     backends,
     health: null,

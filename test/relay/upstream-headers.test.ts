@@ -45,7 +45,11 @@ describe('UpstreamCall headers deadline', () => {
     await new Promise((resolve) => call.signal.addEventListener('abort', resolve))
     expect(call.stopReason).toBe('headers_timeout')
     expect(call.missedDeadline).toBe(true)
-    expect(call.stopError()).toMatchObject({ status: 504, code: 'upstream_timeout', message: 'The backend sent no response headers within 20 ms.' })
+    expect(call.stopError()).toMatchObject({
+      status: 504,
+      code: 'upstream_timeout',
+      message: 'The backend sent no response headers within 20 ms.',
+    })
   })
 
   it('leaves only the first-event deadline once the headers arrived', async () => {
