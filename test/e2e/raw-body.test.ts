@@ -7,8 +7,8 @@ import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, t
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = `sk-${'r'.repeat(43)}`
-const IDLE_MS = 1_000
-const TOTAL_MS = 2_500
+const IDLE_MS = 1_500
+const TOTAL_MS = 3_000
 /** Longest any exchange may take: the whole-body bound plus generous slack for a loaded machine. */
 const EXCHANGE_BOUND_MS = TOTAL_MS + 8_000
 
