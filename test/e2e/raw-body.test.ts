@@ -17,7 +17,7 @@ let worker: ServedWorker
 /** What this process printed (Miniflare forwards the Worker's console to it), to look for unhandled_error. */
 const printed: string[] = []
 
-const consoleMethods = ['log', 'info', 'warn', 'error'] as const
+const consoleMethods = ['log', 'warn', 'error'] as const
 const originals = Object.fromEntries(consoleMethods.map((name) => [name, console[name]])) as Record<
   (typeof consoleMethods)[number],
   typeof console.log
