@@ -45,6 +45,13 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(input([backend('a', { state: 'draining' }), backend('b'), backend('c')])))).toEqual(['b', 'c', 'a'])
   })
 
+  it('puts a stalled backend (a request unanswered past stallMs) after every other one, draining ones included, but keeps it', () => {
+    const setup = input([backend('a'), backend('b', { state: 'draining' }), backend('c')], { policy: 'round_robin' })
+    setup.live.of('a').circuit.attempt(1_000_000 - 1_000)
+    expect(ids(rankBackends(setup)).at(-1)).toBe('a')
+    expect(ids(rankBackends(setup))).toHaveLength(3)
+  })
+
   it('leaves out a backend whose circuit is open, and one a fresh health snapshot calls unhealthy', () => {
     const health: HealthSnapshot = {
       at: 1_000_000,
