@@ -15,11 +15,17 @@ export interface GatewayConfig {
   modelNames: ReadonlySet<string>
   maxModelLen: number
   maxBodyBytes: number
+  /** Longest wait for the next bytes of a request body (BODY_IDLE_TIMEOUT_MS). */
+  bodyIdleTimeoutMs: number
+  /** Bound on reading a whole request body (BODY_TIMEOUT_MS). */
+  bodyTimeoutMs: number
   backends: readonly Backend[]
   backendApiKey: string | undefined
   keepAliveMs: number
   firstEventTimeoutMs: number
   eventIdleTimeoutMs: number
+  /** A backend's response headers must arrive within this (UPSTREAM_HEADERS_TIMEOUT_MS). */
+  upstreamHeadersTimeoutMs: number
   allowedOrigins: ReadonlySet<string>
   /** PUBLIC_ORIGINS: the origins this Worker is served from (its own pages), never taken from Host. */
   publicOrigins: ReadonlySet<string>
@@ -91,11 +97,14 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       modelNames: new Set([env.MODEL_ID, ...list(env.MODEL_ALIASES)]),
       maxModelLen: positiveInteger('MAX_MODEL_LEN', env.MAX_MODEL_LEN),
       maxBodyBytes: positiveInteger('MAX_BODY_BYTES', env.MAX_BODY_BYTES),
+      bodyIdleTimeoutMs: positiveInteger('BODY_IDLE_TIMEOUT_MS', env.BODY_IDLE_TIMEOUT_MS),
+      bodyTimeoutMs: positiveInteger('BODY_TIMEOUT_MS', env.BODY_TIMEOUT_MS),
       backends: parseBackends(env.BACKEND_URLS),
       backendApiKey: env.BACKEND_API_KEY || undefined,
       keepAliveMs: positiveInteger('KEEPALIVE_INTERVAL_MS', env.KEEPALIVE_INTERVAL_MS),
       firstEventTimeoutMs: positiveInteger('FIRST_EVENT_TIMEOUT_MS', env.FIRST_EVENT_TIMEOUT_MS),
       eventIdleTimeoutMs: positiveInteger('EVENT_IDLE_TIMEOUT_MS', env.EVENT_IDLE_TIMEOUT_MS),
+      upstreamHeadersTimeoutMs: positiveInteger('UPSTREAM_HEADERS_TIMEOUT_MS', env.UPSTREAM_HEADERS_TIMEOUT_MS),
       allowedOrigins: new Set(list(env.ALLOWED_ORIGINS)),
       publicOrigins: readPublicOrigins(env.PUBLIC_ORIGINS),
       keyCacheTtlMs: positiveInteger('KEY_CACHE_TTL_MS', env.KEY_CACHE_TTL_MS),
@@ -152,6 +161,8 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       consecutiveFailures: positiveInteger('CIRCUIT_CONSECUTIVE_FAILURES', env.CIRCUIT_CONSECUTIVE_FAILURES),
       failureRate,
       cooldownMs: positiveInteger('CIRCUIT_COOLDOWN_MS', env.CIRCUIT_COOLDOWN_MS),
+      // A third of the headers deadline: far above vLLM's milliseconds, well before the deadline.
+      stallMs: Math.ceil(positiveInteger('UPSTREAM_HEADERS_TIMEOUT_MS', env.UPSTREAM_HEADERS_TIMEOUT_MS) / 3),
     },
   }
 }

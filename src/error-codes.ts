@@ -14,6 +14,8 @@ export const ERROR_CODES = [
   'unsupported_parameter',
   'unsupported_media_type',
   'request_too_large',
+  'incomplete_body',
+  'request_body_timeout',
   'empty_prompt',
   'context_length_exceeded',
   'model_not_found',

@@ -9,6 +9,9 @@ describe('configuration', () => {
     [{ PROMPT_RULES: 'all,-maths' }, 'PROMPT_RULES'],
     [{ PUBLIC_ORIGINS: 'https://gateway.example.com/dashboard' }, 'PUBLIC_ORIGINS'],
     [{ PUBLIC_ORIGINS: 'gateway.example.com' }, 'PUBLIC_ORIGINS'],
+    [{ BODY_IDLE_TIMEOUT_MS: '0' }, 'BODY_IDLE_TIMEOUT_MS'],
+    [{ BODY_TIMEOUT_MS: 'never' }, 'BODY_TIMEOUT_MS'],
+    [{ UPSTREAM_HEADERS_TIMEOUT_MS: '-1' }, 'UPSTREAM_HEADERS_TIMEOUT_MS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)

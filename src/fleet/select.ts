@@ -51,7 +51,10 @@ export function rankBackends(input: SelectionInput): Candidate[] {
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
-  return [...order(active, input), ...order(draining, input)]
+  // A stalled backend (a request unanswered past its circuit's stallMs) goes after all the others.
+  const stalled = (candidate: Candidate) => input.stats(candidate.backend.id).circuit.stalled(input.now)
+  const ranked = [...order(active, input), ...order(draining, input)]
+  return [...ranked.filter((candidate) => !stalled(candidate)), ...ranked.filter(stalled)]
 }
 
 function order(candidates: Candidate[], input: SelectionInput): Candidate[] {

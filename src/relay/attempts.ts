@@ -66,7 +66,7 @@ export class UpstreamAttempts {
   async next(attempt: Attempt, error: unknown): Promise<Attempt | null> {
     const failure = attempt.call.failure(error)
     if (!this.#isBackendFailure(attempt.call, failure)) return null
-    this.#options.live.of(attempt.backend.id).circuit.failure(Date.now())
+    this.#options.live.of(attempt.backend.id).circuit.failure(Date.now(), attempt.call.missedDeadline)
     attempt.call.stop('relay_failed')
     if (!this.#hasMore()) return null
     try {
@@ -107,7 +107,7 @@ export class UpstreamAttempts {
         call.end()
         const failure = call.failure(error)
         if (this.#isBackendFailure(call, failure)) {
-          this.#options.live.of(backend.id).circuit.failure(Date.now())
+          this.#options.live.of(backend.id).circuit.failure(Date.now(), call.missedDeadline)
           return { failure }
         }
         // The backend answered; the request (or the client) is what failed. Not a backend failure.
@@ -134,9 +134,10 @@ export class UpstreamAttempts {
     const stats = this.#options.live.of(backend.id)
     this.#options.observer?.attemptStarted(backend.id)
     stats.inFlight++
-    stats.circuit.attempt(Date.now())
+    const answered = stats.circuit.attempt(Date.now())
     return new UpstreamCall(this.#options.clientSignal, {
       ...this.#options.timeouts,
+      onHeaders: answered,
       onFirstEvent: (ms) => {
         const now = Date.now()
         stats.observeTtft(ms, now)
@@ -145,6 +146,7 @@ export class UpstreamAttempts {
       },
       onEnd: () => {
         stats.inFlight--
+        answered()
         // A probe that ended without an answer either way (the client left) frees the half-open slot.
         stats.circuit.released()
       },

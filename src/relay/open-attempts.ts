@@ -54,7 +54,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
   if (candidates.length === 0) throw fleetUnavailable()
   const attempts = new UpstreamAttempts(candidates, {
     clientSignal: input.signal,
-    timeouts: { firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
+    timeouts: { headersMs: config.upstreamHeadersTimeoutMs, firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
     body: input.body,
     credentials: credentialsFrom(env, config.backendApiKey),
     gatewayMaxTokens: input.gatewayMaxTokens ?? false,

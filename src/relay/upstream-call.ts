@@ -2,9 +2,15 @@ import { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import type { UpstreamChunk } from './chunk.ts'
 
-export type StopReason = 'client_gone' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
+export type StopReason = 'client_gone' | 'headers_timeout' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
 
 export interface UpstreamTimeouts {
+  /**
+   * From sending the request until the backend's response headers. vLLM sends them at once
+   * (before the engine has scheduled the request), so a short bound finds a frozen backend (its
+   * socket open, its process stopped) in seconds. Unset: only the first-event deadline applies.
+   */
+  headersMs?: number
   /** From sending the request until the first data event. */
   firstEventMs: number
   /** Longest silence between two data events once the stream is running. */
@@ -14,13 +20,15 @@ export interface UpstreamTimeouts {
 export interface UpstreamCallOptions extends UpstreamTimeouts {
   /** Runs once, at the first data event, with the time it took since the request was sent. */
   onFirstEvent?: (ms: number) => void
+  /** Runs once, when the backend's response headers arrive. */
+  onHeaders?: () => void
   /** Runs once when the call is over, however it ended. */
   onEnd?: () => void
 }
 
 /**
  * The life of one upstream request: the AbortSignal given to fetch, why it was stopped, and the
- * watchdog for the first-event deadline and mid-stream silence. A client that goes away stops it
+ * watchdog for the response-headers and first-event deadlines and mid-stream silence. A client that goes away stops it
  * at once, which makes vLLM abort the generation. The watchdog is one lazily re-armed timer, so a
  * token costs a clock read, not a timer.
  */
@@ -35,9 +43,11 @@ export class UpstreamCall {
   #timeouts: UpstreamTimeouts
   #onFirstEvent: ((ms: number) => void) | undefined
   #onEnd: (() => void) | undefined
+  #onHeaders: (() => void) | undefined
   #ended = false
   #startedAt = Date.now()
   #lastEventAt = 0
+  #headersAt = 0
   #timer: ReturnType<typeof setTimeout>
   #clientSignal: AbortSignal | undefined
   #onClientAbort = () => this.stop('client_gone')
@@ -47,10 +57,23 @@ export class UpstreamCall {
     this.#timeouts = options
     this.#onFirstEvent = options.onFirstEvent
     this.#onEnd = options.onEnd
+    this.#onHeaders = options.onHeaders
     this.#clientSignal = clientSignal
-    this.#timer = setTimeout(this.#watch, options.firstEventMs)
+    this.#timer = setTimeout(this.#watch, Math.min(options.headersMs ?? Infinity, options.firstEventMs))
     clientSignal?.addEventListener('abort', this.#onClientAbort)
     if (clientSignal?.aborted) this.stop('client_gone')
+  }
+
+  /** The backend's response headers arrived: from now on the first-event deadline is what counts. */
+  headersArrived(): void {
+    if (this.#headersAt !== 0) return
+    this.#headersAt = Date.now()
+    this.#onHeaders?.()
+  }
+
+  /** Whether the call was stopped for a missed deadline (no headers or no first event in time). */
+  get missedDeadline(): boolean {
+    return this.stopReason === 'headers_timeout' || this.stopReason === 'first_event_timeout'
   }
 
   /** A data event arrived (see chunkArrived). */
@@ -120,6 +143,11 @@ export class UpstreamCall {
       // Nobody reads it: it only ends the handler's await quietly.
       return new ApiError(400, 'The client closed the request.', { code: 'client_closed_request' })
     }
+    if (this.stopReason === 'headers_timeout') {
+      return new ApiError(504, `The backend sent no response headers within ${this.#timeouts.headersMs} ms.`, {
+        code: 'upstream_timeout',
+      })
+    }
     if (this.stopReason === 'first_event_timeout') {
       return new ApiError(504, `The backend sent no first event within ${this.#timeouts.firstEventMs} ms.`, {
         code: 'upstream_timeout',
@@ -143,13 +171,23 @@ export class UpstreamCall {
 
   #watch = (): void => {
     const now = Date.now()
-    const waitingForFirst = this.#lastEventAt === 0
-    const dueAt = waitingForFirst ? this.#startedAt + this.#timeouts.firstEventMs : this.#lastEventAt + this.#timeouts.idleMs
+    const [reason, dueAt] = this.#nextDeadline()
     if (now >= dueAt) {
-      this.stop(waitingForFirst ? 'first_event_timeout' : 'idle_timeout')
+      this.stop(reason)
       return
     }
     this.#timer = setTimeout(this.#watch, dueAt - now)
+  }
+
+  /** The deadline that applies now: headers, then the first event (both from the start), then silence. */
+  #nextDeadline(): [StopReason, number] {
+    const { headersMs, firstEventMs, idleMs } = this.#timeouts
+    if (this.#lastEventAt !== 0) return ['idle_timeout', this.#lastEventAt + idleMs]
+    const firstEventDue = this.#startedAt + firstEventMs
+    if (this.#headersAt === 0 && headersMs !== undefined && headersMs < firstEventMs) {
+      return ['headers_timeout', this.#startedAt + headersMs]
+    }
+    return ['first_event_timeout', firstEventDue]
   }
 }
 

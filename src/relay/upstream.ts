@@ -54,6 +54,7 @@ export async function openUpstream(request: UpstreamRequest, call: UpstreamCall)
   } catch (error) {
     throw call.stopError() ?? unreachable(error)
   }
+  call.headersArrived()
   if (!response.ok) throw await refusal(response)
   const type = response.headers.get('content-type') ?? ''
   if (!type.startsWith('text/event-stream') || !response.body) {

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest'
 import { CircuitBreaker } from '../../src/fleet/circuit.ts'
 
-const options = { consecutiveFailures: 3, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000 }
+const options = {
+  consecutiveFailures: 3,
+  failureRate: 0.5,
+  minOutcomes: 10,
+  windowMs: 30_000,
+  cooldownMs: 1_000,
+  consecutiveTimeouts: 3,
+  stallMs: 1_000,
+}
 
 describe('CircuitBreaker', () => {
   it('opens after the consecutive-failure limit and refuses requests during the cool-down', () => {
@@ -62,5 +70,44 @@ describe('CircuitBreaker', () => {
     circuit.attempt(1_000)
     circuit.released()
     expect(circuit.allows(1_001)).toBe(true)
+  })
+
+  it('opens after fewer missed deadlines than plain failures: each cost its request seconds', () => {
+    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
+    circuit.failure(0, true)
+    expect(circuit.state(1)).toBe('closed')
+    circuit.failure(1, true)
+    expect(circuit.state(2)).toBe('open')
+  })
+
+  it('counts only consecutive missed deadlines: a fast failure or a success between them resets the count', () => {
+    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
+    circuit.failure(0, true)
+    circuit.success(1)
+    circuit.failure(2, true)
+    circuit.failure(3, false)
+    circuit.failure(4, true)
+    expect(circuit.state(5)).toBe('closed')
+  })
+
+  it('calls a backend stalled while a request sent there has waited stallMs for headers, and not once it was answered', () => {
+    const circuit = new CircuitBreaker(options)
+    const answered = circuit.attempt(0)
+    expect(circuit.stalled(999)).toBe(false)
+    expect(circuit.stalled(1_000)).toBe(true)
+    // Stalled is a ranking hint, not a verdict: the circuit stays closed.
+    expect(circuit.allows(1_000)).toBe(true)
+    answered()
+    answered()
+    expect(circuit.stalled(5_000)).toBe(false)
+  })
+
+  it('judges a stall by the oldest unanswered request', () => {
+    const circuit = new CircuitBreaker(options)
+    const first = circuit.attempt(0)
+    circuit.attempt(900)
+    first()
+    expect(circuit.stalled(1_500)).toBe(false)
+    expect(circuit.stalled(1_900)).toBe(true)
   })
 })

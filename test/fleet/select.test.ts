@@ -17,7 +17,15 @@ function input(
   backends: BackendRecord[],
   fields: Partial<SelectionInput> & { policy?: RoutingPolicy } = {},
 ): SelectionInput & { live: LiveStats } {
-  const live = new LiveStats({ consecutiveFailures: 2, failureRate: 0.5, minOutcomes: 10, windowMs: 30_000, cooldownMs: 1_000 })
+  const live = new LiveStats({
+    consecutiveFailures: 2,
+    failureRate: 0.5,
+    minOutcomes: 10,
+    windowMs: 30_000,
+    cooldownMs: 1_000,
+    consecutiveTimeouts: 2,
+    stallMs: 1_000,
+  })
   return {
     backends,
     health: null,
@@ -35,6 +43,13 @@ const ids = (ranked: { backend: BackendRecord }[]) => ranked.map((c) => c.backen
 describe('rankBackends', () => {
   it('puts draining backends after every active one', () => {
     expect(ids(rankBackends(input([backend('a', { state: 'draining' }), backend('b'), backend('c')])))).toEqual(['b', 'c', 'a'])
+  })
+
+  it('puts a stalled backend (a request unanswered past stallMs) after every other one, draining ones included, but keeps it', () => {
+    const setup = input([backend('a'), backend('b', { state: 'draining' }), backend('c')], { policy: 'round_robin' })
+    setup.live.of('a').circuit.attempt(1_000_000 - 1_000)
+    expect(ids(rankBackends(setup)).at(-1)).toBe('a')
+    expect(ids(rankBackends(setup))).toHaveLength(3)
   })
 
   it('leaves out a backend whose circuit is open, and one a fresh health snapshot calls unhealthy', () => {
