@@ -12,6 +12,7 @@ import { chatCompletions } from './routes/chat.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
+import { revokeKeyNow } from './routes/key-revocation.ts'
 import {
   createDashboardLink,
   dashboardData,
@@ -70,6 +71,8 @@ app.get('/playground/style.css', playgroundStyle)
 
 app.get('/v1/keys/:id/limits', adminScope, keyLimits)
 app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
+app.post('/v1/keys/:id/revoke', adminScope, revokeKeyNow)
+app.all('/v1/keys/:id/revoke', methodNotAllowed('POST'))
 
 app.get('/v1/latency', adminScope, latency)
 app.all('/v1/latency', methodNotAllowed('GET'))
