@@ -8,6 +8,7 @@
 //   gateway         this Worker
 //   gateway-distant this Worker as a caller far from its Durable Objects and KV sees it: every DO
 //                   call and KV operation takes BENCH_RTT_MS (default 30) more (bench/distance-worker.ts)
+//   gateway-distant-wait  the same with SPECULATIVE_ADMISSION=off: every request waits for its admission
 // Every Worker is a built bundle served by its own workerd process through Miniflare, never through
 // wrangler dev; that process's CPU time per relayed event is measured next to the latencies.
 // Writes bench/results/<BENCH_OUT>.json and .md (default baseline). Bounded in count and time.
@@ -161,6 +162,8 @@ async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: 
   const gatewayNoLimits = await serveTracked(served, scripts.gateway, { ...backend, RATE_LIMITS: 'off' }, { keys })
   const distance = { BENCH_DO_RTT_MS: String(RTT_MS), BENCH_KV_RTT_MS: String(RTT_MS) }
   const gatewayDistant = await serveTracked(served, scripts.distant, { ...backend, ...distance }, { keys })
+  const waiting = { ...backend, ...distance, SPECULATIVE_ADMISSION: 'off' }
+  const gatewayDistantWait = await serveTracked(served, scripts.distant, waiting, { keys })
   const passthrough = await serveTracked(served, join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: upstream.url }, { limiter: false })
   const passthroughJs = await serveTracked(
     served,
@@ -178,6 +181,7 @@ async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: 
     target('gateway-nolimits', gatewayNoLimits, CLIENT_KEY),
     target('gateway', gateway, CLIENT_KEY),
     target('gateway-distant', gatewayDistant, CLIENT_KEY),
+    target('gateway-distant-wait', gatewayDistantWait, CLIENT_KEY),
   ]
 }
 

@@ -47,8 +47,8 @@ export interface PendingAdmission {
  */
 export function beginAdmission(c: Context<AppEnv>, reserveTokens: number): PendingAdmission {
   const principal = c.get('principal')
-  const claim =
-    c.get('config').rateLimits.enabled && principal.via === 'api_key' ? claimHeadroom(principal.keyId, reserveTokens) : null
+  const { enabled, speculative } = c.get('config').rateLimits
+  const claim = enabled && speculative && principal.via === 'api_key' ? claimHeadroom(principal.keyId, reserveTokens) : null
   const decided = admitRequest(c, reserveTokens)
   if (claim) decided.then(claim.release, claim.release)
   return { speculative: claim !== null, decided }

@@ -115,6 +115,19 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     await release()
   })
 
+  it('waits for every answer with SPECULATIVE_ADMISSION=off, and refuses to start with a value other than on or off', async () => {
+    await resetEmulator()
+    const key = await keyWithLimits({ concurrentStreams: 8 })
+    expect((await fetchWithEnv({}, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
+    const { namespace, observed } = distantLimiter((await emulatorStats()).requests, 300)
+    const off = { LIMITER: namespace, SPECULATIVE_ADMISSION: 'off' }
+    expect((await fetchWithEnv(off, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
+    expect(observed).toEqual([false])
+    const bad = await fetchWithEnv({ SPECULATIVE_ADMISSION: 'maybe' }, '/v1/chat/completions', chatAs(key, chatBody(short)))
+    expect(bad.status).toBe(500)
+    expect(await bad.json()).toMatchObject({ error: { code: 'gateway_misconfigured', message: expect.stringContaining('SPECULATIVE_ADMISSION') } })
+  })
+
   it('keeps the limit exact when a burst speculates on a stale answer: N admitted of M, every slot given back', async () => {
     await resetEmulator()
     const key = await keyWithLimits({ requestsPerMinute: 12 })
