@@ -71,7 +71,8 @@ function distantEnv(env: WorkerEnv): WorkerEnv {
   const kvMs = rtt(vars.BENCH_KV_RTT_MS)
   backendRttMs = rtt(vars.BENCH_BACKEND_RTT_MS)
   const wrapped: WorkerEnv = { ...env }
-  for (const name of DO_BINDINGS) Object.assign(wrapped, { [name]: distantNamespace(env[name] as unknown as DurableObjectNamespace<undefined>, doMs) })
+  for (const name of DO_BINDINGS)
+    Object.assign(wrapped, { [name]: distantNamespace(env[name] as unknown as DurableObjectNamespace<undefined>, doMs) })
   for (const name of KV_BINDINGS) Object.assign(wrapped, { [name]: delayedMethods(env[name], kvMs) })
   distantEnvs.set(env, wrapped)
   return wrapped

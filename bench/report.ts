@@ -5,7 +5,16 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { median, round } from './stats.ts'
 
-export const TARGET_NAMES = ['direct', 'passthrough', 'passthrough-js', 'gateway-bare', 'gateway-nolimits', 'gateway', 'gateway-distant', 'gateway-distant-wait'] as const
+export const TARGET_NAMES = [
+  'direct',
+  'passthrough',
+  'passthrough-js',
+  'gateway-bare',
+  'gateway-nolimits',
+  'gateway',
+  'gateway-distant',
+  'gateway-distant-wait',
+] as const
 export type TargetName = (typeof TARGET_NAMES)[number]
 
 /** One target at one concurrency in one run. */

@@ -41,7 +41,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
             ? `${revoked.key_id} (${revoked.name}) was already revoked.`
             : `Revoked ${revoked.key_id} (${revoked.name}) through ${url}; its record stays, disabled, for audit.`,
         )
-        out.log("Its limiter refuses every new request of the key from now on: it stops within seconds. Streams already running finish.")
+        out.log('Its limiter refuses every new request of the key from now on: it stops within seconds. Streams already running finish.')
         return 0
       }
       if (command.name !== 'usage') return execute(command, run, out, now())

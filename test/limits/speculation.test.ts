@@ -125,7 +125,9 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     expect(observed).toEqual([false])
     const bad = await fetchWithEnv({ SPECULATIVE_ADMISSION: 'maybe' }, '/v1/chat/completions', chatAs(key, chatBody(short)))
     expect(bad.status).toBe(500)
-    expect(await bad.json()).toMatchObject({ error: { code: 'gateway_misconfigured', message: expect.stringContaining('SPECULATIVE_ADMISSION') } })
+    expect(await bad.json()).toMatchObject({
+      error: { code: 'gateway_misconfigured', message: expect.stringContaining('SPECULATIVE_ADMISSION') },
+    })
   })
 
   it('keeps the limit exact when a burst speculates on a stale answer: N admitted of M, every slot given back', async () => {

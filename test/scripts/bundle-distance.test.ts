@@ -28,7 +28,11 @@ describe('the benchmark distance entry', () => {
 
     const emulator = await spawnEmulator(['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--ttft-ms', '1', '--itl-ms', '1'])
     const secret = `sk-${'d'.repeat(43)}`
-    const worker = await serveWorker(distant, { BACKEND_URLS: emulator.url, BENCH_DO_RTT_MS: '5', BENCH_KV_RTT_MS: '5' }, { keys: [{ secret }] })
+    const worker = await serveWorker(
+      distant,
+      { BACKEND_URLS: emulator.url, BENCH_DO_RTT_MS: '5', BENCH_KV_RTT_MS: '5' },
+      { keys: [{ secret }] },
+    )
     try {
       const response = await fetch(`${worker.url}/v1/chat/completions`, {
         method: 'POST',

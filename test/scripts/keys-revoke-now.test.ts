@@ -22,7 +22,12 @@ beforeAll(async () => {
   worker = await serveWorker(
     script,
     { BACKEND_URLS: emulator.url, BACKEND_API_KEY: BACKEND_KEY },
-    { keys: [{ secret: CHAT_KEY, fields: { id: KEY_ID } }, { secret: ADMIN_KEY, fields: { scopes: ['admin'] } }] },
+    {
+      keys: [
+        { secret: CHAT_KEY, fields: { id: KEY_ID } },
+        { secret: ADMIN_KEY, fields: { scopes: ['admin'] } },
+      ],
+    },
   )
 })
 
