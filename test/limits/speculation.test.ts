@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers'
 import { describe, expect, it, vi } from 'vitest'
 import type { AdmitInput, EffectiveLimits } from '../../src/limits/ledger.ts'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
-import { chatBody, emulatorStats, fetchWithEnv, resetEmulator } from '../support/worker.ts'
+import { chatBody, emulatorStats, fetchWithEnv, resetEmulator, type EmulatorStats } from '../support/worker.ts'
 
 // Speculative admission (docs/rate-limits.md): while the isolate's last answer for a key left clear
 // headroom, the backend call starts as the key's limiter decides. The limiter stays the only arbiter.
@@ -22,10 +22,10 @@ function chatAs(key: LimitedKey, body: unknown): RequestInit {
 
 /**
  * The real LIMITER namespace, whose admit answers only once the emulator has received more than
- * `seenBefore` requests (or after `waitMs`): a limiter far away, slower than the backend call. It
- * records whether the backend had been called before the answer.
+ * `seenBefore` requests (or `reached` says so of another counter), or after `waitMs`: a limiter far
+ * away, slower than the backend call. It records whether the backend got there before the answer.
  */
-function distantLimiter(seenBefore: number, waitMs: number) {
+function distantLimiter(seenBefore: number, waitMs: number, reached: (stats: EmulatorStats) => number = (stats) => stats.requests) {
   const observed: boolean[] = []
   const namespace = {
     idFromName: (name: string) => env.LIMITER.idFromName(name),
@@ -36,7 +36,7 @@ function distantLimiter(seenBefore: number, waitMs: number) {
           const deadline = Date.now() + waitMs
           let called = false
           while (!called && Date.now() < deadline) {
-            called = (await emulatorStats()).requests > seenBefore
+            called = reached(await emulatorStats()) > seenBefore
             if (!called) await new Promise((resolve) => setTimeout(resolve, 10))
           }
           observed.push(called)
@@ -98,6 +98,25 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     expect(after.inFlight).toBe(0)
     await release()
     expect((await limiterState(key.id)).usage.in_flight).toBe(0)
+  })
+
+  it.each([true, false])('writes nothing of a backend answer complete before the refusal came (stream: %s)', async (stream) => {
+    await resetEmulator()
+    const key = await keyWithLimits({ concurrentStreams: 4 })
+    expect((await fetchWithEnv({}, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
+    const release = await holdSlots(key, 4, 4)
+    const before = await emulatorStats()
+    // The limiter answers only once the backend has sent its whole answer (within the 1 s limiter
+    // deadline, after which the request would be admitted without it: fail open).
+    const { namespace, observed } = distantLimiter(before.completed, 900, (stats) => stats.completed)
+    const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(short, { stream })))
+    expect(observed).toEqual([true])
+    expect(response.status).toBe(429)
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/)
+    const text = await response.text()
+    expect(text).not.toContain('data:')
+    expect((JSON.parse(text) as ErrorBody).error.code).toBe('rate_limit_exceeded')
+    await release()
   })
 
   it('waits for the answer when the last one left little headroom: a refused request never reaches the backend', async () => {
