@@ -50,7 +50,13 @@ export function beginAdmission(c: Context<AppEnv>, reserveTokens: number): Pendi
   const { enabled, speculative } = c.get('config').rateLimits
   const claim = enabled && speculative && principal.via === 'api_key' ? claimHeadroom(principal.keyId, reserveTokens) : null
   const decided = admitRequest(c, reserveTokens)
-  if (claim) decided.then(claim.release, claim.release)
+  if (claim) {
+    proxyCounters.speculativeAdmissions++
+    decided.then(claim.release, () => {
+      proxyCounters.speculativeRefusals++
+      claim.release()
+    })
+  }
   return { speculative: claim !== null, decided }
 }
 

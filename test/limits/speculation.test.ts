@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it, vi } from 'vitest'
 import type { AdmitInput, EffectiveLimits } from '../../src/limits/ledger.ts'
+import { proxyCounters } from '../../src/telemetry/counters.ts'
 import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
 import { chatBody, emulatorStats, fetchWithEnv, resetEmulator, type EmulatorStats } from '../support/worker.ts'
 
@@ -86,9 +87,12 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     // Other isolates take every slot since: this isolate still believes 3 of 4 are free.
     const release = await holdSlots(key, 4, 4)
     const before = await emulatorStats()
+    const counted = { ...proxyCounters }
     const { namespace, observed } = distantLimiter(before.requests, 5_000)
     const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(slow, { stream: true })))
     expect(observed).toEqual([true])
+    expect(proxyCounters.speculativeAdmissions - counted.speculativeAdmissions).toBe(1)
+    expect(proxyCounters.speculativeRefusals - counted.speculativeRefusals).toBe(1)
     expect(response.status).toBe(429)
     expect(response.headers.get('content-type')).toMatch(/^application\/json/)
     expect(((await response.json()) as ErrorBody).error).toMatchObject({ type: 'concurrent_streams', code: 'rate_limit_exceeded' })
