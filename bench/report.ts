@@ -13,6 +13,8 @@ export const TARGET_NAMES = [
   'gateway-nolimits',
   'gateway',
   'gateway-responses',
+  'gateway-distant',
+  'gateway-distant-wait',
 ] as const
 export type TargetName = (typeof TARGET_NAMES)[number]
 
@@ -43,6 +45,8 @@ export interface BenchSettings {
   runs: number
   emulator: { ttftMs: number; itlMs: number; reasoningTokens: number; contentTokens: number }
   throughputTokens: number
+  /** The round trip gateway-distant adds to each Durable Object call and KV operation. */
+  distanceRttMs: number
   load: { before: number[]; after: number[] }
 }
 
@@ -82,9 +86,15 @@ export function summarize(
         'gateway-nolimits': round(added('gateway-nolimits')),
         gateway: round(added('gateway')),
         'gateway-responses': round(added('gateway-responses')),
+        'gateway-distant': round(added('gateway-distant')),
+        'gateway-distant-wait': round(added('gateway-distant-wait')),
       },
       added_ttfe_ratio: round(added('gateway') / added('passthrough')),
       added_ttfe_ratio_vs_js: round(added('gateway') / added('passthrough-js')),
+      /** Issue 15: gateway-distant added minus passthrough added (target <= 2 ms at c=1 with 30 ms round trips). */
+      distant_minus_passthrough_ms: round(added('gateway-distant') - added('passthrough')),
+      /** What speculative admission saves at that distance: gateway-distant-wait p50 minus gateway-distant p50. */
+      speculation_saves_ms: round(rows['gateway-distant-wait'].ttfe_p50 - rows['gateway-distant'].ttfe_p50),
       /** What auth, validation and prompt normalization add to the p50 TTFE (issue 3: <= 0.3 ms). */
       request_checks_ttfe_p50_ms: round(rows['gateway-nolimits'].ttfe_p50 - rows['gateway-bare'].ttfe_p50),
       /** What rate-limit admission (a Durable Object call) adds to the p50 TTFE (issue 4: <= 0.5 ms). */
@@ -116,13 +126,16 @@ function header(summary: Summary): string[] {
   return [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all seven targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all nine targets measured side by side in each run against one emulator`,
     `(TTFT ${emulator.ttftMs} ms, ${emulator.itlMs} ms between tokens, ${emulator.reasoningTokens + emulator.contentTokens} tokens).`,
     `Load average (1, 5, 15 min) at the start: ${summary.load.before.join(', ')}; at the end: ${summary.load.after.join(', ')} (2 cores, shared).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
     'Added TTFE: p50 TTFE minus the direct p50. Ratio: gateway added / passthrough added (target <= 1.3);',
     'ratio vs JS floor: gateway added / passthrough-js added. Auth + validation + normalization: gateway-nolimits p50 minus gateway-bare p50.',
     'Admission (rate limits): gateway p50 minus gateway-nolimits p50 (target <= 0.5 ms).',
+    `gateway-distant: the gateway with ${summary.distanceRttMs} ms added to every Durable Object call and KV operation (bench/distance-worker.ts);`,
+    'distant minus passthrough: its added TTFE minus the passthrough added (issue 15 target at c=1: <= 2 ms with 30 ms round trips).',
+    'gateway-distant-wait: the same with SPECULATIVE_ADMISSION=off; speculation saves: its TTFE p50 minus gateway-distant p50.',
     'CPU/event: CPU time (user + system, from /proc) of the workerd process serving the target, over the level, divided by the',
     'data events the client received; for direct it is the emulator (no Worker). Range: min–max over the runs.',
     "Emulator CPU/event: the emulator's own CPU in the same window (the upstream's share, the same work for every target: a control).",
@@ -154,6 +167,8 @@ function levelLines(level: Summary['levels'][number]): string[] {
     ['admission (rate limits)', level.admission_ttfe_p50_ms],
     ['Responses added (vs gateway)', level.responses_ttfe_p50_ms],
     ['Responses CPU per request ratio (vs gateway)', level.responses_cpu_ratio],
+    ['distant minus passthrough', level.distant_minus_passthrough_ms],
+    ['speculation saves (distant)', level.speculation_saves_ms],
   ]
   for (const [label, value] of derived) lines.push(`| ${level.concurrency} | **${label}** | | | | | **${value}** | | | |`)
   return lines

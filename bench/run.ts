@@ -7,6 +7,9 @@
 //   gateway-nolimits this Worker with RATE_LIMITS=off (no admission)
 //   gateway         this Worker
 //   gateway-responses this Worker (the same process) on POST /v1/responses: the Responses sink
+//   gateway-distant this Worker as a caller far from its Durable Objects and KV sees it: every DO
+//                   call and KV operation takes BENCH_RTT_MS (default 30) more (bench/distance-worker.ts)
+//   gateway-distant-wait  the same with SPECULATIVE_ADMISSION=off: every request waits for its admission
 // Every Worker is a built bundle served by its own workerd process through Miniflare, never through
 // wrangler dev; that process's CPU time per relayed event is measured next to the latencies.
 // Writes bench/results/<BENCH_OUT>.json and .md (default baseline). Bounded in count and time.
@@ -24,11 +27,21 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 /** Results file name under bench/results/, without extension. */
 const OUT = process.env.BENCH_OUT ?? 'baseline'
 if (!/^[\w.-]+$/.test(OUT)) throw new Error(`BENCH_OUT must be a plain file name, got ${OUT}`)
-const LEVELS = [
+const ALL_LEVELS = [
   { concurrency: 1, requests: 30 },
   { concurrency: 16, requests: 96 },
   { concurrency: 64, requests: 192 },
 ]
+/** BENCH_LEVELS=1 (a comma list of concurrencies) runs only those levels: a quick distance check. */
+const LEVELS = process.env.BENCH_LEVELS
+  ? ALL_LEVELS.filter((level) => (process.env.BENCH_LEVELS ?? '').split(',').map(Number).includes(level.concurrency))
+  : ALL_LEVELS
+if (LEVELS.length === 0) throw new Error(`BENCH_LEVELS names none of ${ALL_LEVELS.map((level) => level.concurrency).join(', ')}`)
+/** BENCH_THROUGHPUT=off skips the one-stream throughput runs. */
+const THROUGHPUT = process.env.BENCH_THROUGHPUT !== 'off'
+/** The round trip added to each Durable Object call and KV operation of gateway-distant. */
+const RTT_MS = Number(process.env.BENCH_RTT_MS ?? 30)
+if (!(RTT_MS >= 0)) throw new Error(`BENCH_RTT_MS must be a number of ms >= 0, got ${process.env.BENCH_RTT_MS}`)
 // 5,000 rather than 20,000 since the emulator's detokenizer became quadratic in the stream's length
 // (ChoiceDecoder.nextText re-splits the whole output each token): 20,000 tokens took ~22 s per
 // target, the emulator's limit rather than the relay's, and pushed 5 runs past the time bound.
@@ -39,7 +52,8 @@ const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
 /** The gateway's API key for the benchmark client (the pass-throughs ignore it). */
 const CLIENT_KEY = `sk-${'b'.repeat(43)}`
-const EMULATOR = { ttftMs: 20, itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
+/** BENCH_TTFT_MS changes the emulator's time to first token (default 20). */
+const EMULATOR = { ttftMs: Number(process.env.BENCH_TTFT_MS ?? 20), itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
 /**
  * Work a target still does for a level after its last stream ended (settling admissions, writing
@@ -147,12 +161,22 @@ async function serveTracked(
   return { url: value.url, pid }
 }
 
-async function serveTargets(served: ServedWorker[], script: string, bareScript: string, upstream: Upstream): Promise<Target[]> {
+interface Scripts {
+  gateway: string
+  bare: string
+  distant: string
+}
+
+async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: Upstream): Promise<Target[]> {
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
   const backend = { BACKEND_URLS: upstream.url, BACKEND_API_KEY: KEY }
   // One at a time: each new workerd child is told apart from the others by appearing during its call.
-  const gateway = await serveTracked(served, script, backend, { keys })
-  const gatewayNoLimits = await serveTracked(served, script, { ...backend, RATE_LIMITS: 'off' }, { keys })
+  const gateway = await serveTracked(served, scripts.gateway, backend, { keys })
+  const gatewayNoLimits = await serveTracked(served, scripts.gateway, { ...backend, RATE_LIMITS: 'off' }, { keys })
+  const distance = { BENCH_DO_RTT_MS: String(RTT_MS), BENCH_KV_RTT_MS: String(RTT_MS) }
+  const gatewayDistant = await serveTracked(served, scripts.distant, { ...backend, ...distance }, { keys })
+  const waiting = { ...backend, ...distance, SPECULATIVE_ADMISSION: 'off' }
+  const gatewayDistantWait = await serveTracked(served, scripts.distant, waiting, { keys })
   const passthrough = await serveTracked(served, join(ROOT, 'bench/passthrough-worker.js'), { UPSTREAM: upstream.url }, { limiter: false })
   const passthroughJs = await serveTracked(
     served,
@@ -160,7 +184,7 @@ async function serveTargets(served: ServedWorker[], script: string, bareScript: 
     { UPSTREAM: upstream.url },
     { limiter: false },
   )
-  const gatewayBare = await serveTracked(served, bareScript, backend)
+  const gatewayBare = await serveTracked(served, scripts.bare, backend)
   const target = (name: TargetName, { url, pid }: { url: string; pid: number }, key: string): Target => ({ name, url, key, cpuPids: [pid] })
   return [
     target('direct', upstream, KEY),
@@ -170,6 +194,8 @@ async function serveTargets(served: ServedWorker[], script: string, bareScript: 
     target('gateway-nolimits', gatewayNoLimits, CLIENT_KEY),
     target('gateway', gateway, CLIENT_KEY),
     { ...target('gateway-responses', gateway, CLIENT_KEY), api: 'responses' },
+    target('gateway-distant', gatewayDistant, CLIENT_KEY),
+    target('gateway-distant-wait', gatewayDistantWait, CLIENT_KEY),
   ]
 }
 
@@ -184,7 +210,7 @@ async function measureAll(targets: Target[], upstream: Upstream) {
         ;((levels[concurrency] ??= {})[target.name] ??= []).push(await measureLevel(target, upstream, concurrency, requests))
       }
     }
-    for (const target of rotate(targets, run)) (throughput[target.name] ??= []).push(await measureThroughput(target))
+    if (THROUGHPUT) for (const target of rotate(targets, run)) (throughput[target.name] ??= []).push(await measureThroughput(target))
     console.error(`run ${run + 1}/${RUNS} done`)
   }
   return { levels, throughput }
@@ -194,10 +220,14 @@ const load = () => loadavg().map((value) => round(value))
 
 async function main(): Promise<void> {
   const loadBefore = load()
-  // The two builds share dist/, so one after the other.
-  const buildBoth = async () => [await buildWorker(), await buildWorker({ script: 'bench/bare-worker.ts', outdir: 'bare' })] as const
-  const [[script, bareScript], emulator] = await Promise.all([
-    buildBoth(),
+  // The builds share dist/, so one after the other.
+  const buildAll = async (): Promise<Scripts> => ({
+    gateway: await buildWorker(),
+    bare: await buildWorker({ script: 'bench/bare-worker.ts', outdir: 'bare' }),
+    distant: await buildWorker({ script: 'bench/distance-worker.ts', outdir: 'distance' }),
+  })
+  const [scripts, emulator] = await Promise.all([
+    buildAll(),
     spawnEmulator([
       '--served-model-name',
       MODEL,
@@ -222,9 +252,15 @@ async function main(): Promise<void> {
   const served: ServedWorker[] = []
   try {
     const upstream = { url: emulator.url, pid: emulator.process.pid ?? Number.NaN }
-    const targets = await serveTargets(served, script, bareScript, upstream)
+    const targets = await serveTargets(served, scripts, upstream)
     const { levels, throughput } = await measureAll(targets, upstream)
-    const settings = { runs: RUNS, emulator: EMULATOR, throughputTokens: THROUGHPUT_TOKENS, load: { before: loadBefore, after: load() } }
+    const settings = {
+      runs: RUNS,
+      emulator: EMULATOR,
+      throughputTokens: THROUGHPUT_TOKENS,
+      distanceRttMs: RTT_MS,
+      load: { before: loadBefore, after: load() },
+    }
     report(summarize(levels, throughput, settings), join(ROOT, 'bench/results'), OUT)
   } finally {
     await Promise.all([...served.map((worker) => worker.dispose()), emulator.stop()])

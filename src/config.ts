@@ -85,6 +85,8 @@ export interface RateLimitConfig {
   failureMode: 'open' | 'closed'
   /** How long to wait for the limiter before treating it as unreachable. */
   timeoutMs: number
+  /** SPECULATIVE_ADMISSION=on: the backend call may start while the limiter decides (src/limits/headroom.ts). */
+  speculative: boolean
 }
 
 const parsed = new WeakMap<WorkerEnv, GatewayConfig>()
@@ -182,7 +184,14 @@ function readRateLimits(env: WorkerEnv): RateLimitConfig {
     concurrentStreamsPerIp: positiveInteger('CONCURRENT_STREAMS_PER_IP', env.CONCURRENT_STREAMS_PER_IP),
     failureMode: mode,
     timeoutMs: positiveInteger('RATE_LIMITER_TIMEOUT_MS', env.RATE_LIMITER_TIMEOUT_MS),
+    speculative: onOff('SPECULATIVE_ADMISSION', env.SPECULATIVE_ADMISSION),
   }
+}
+
+function onOff(name: string, value: string | undefined): boolean {
+  if (value === 'on' || value === undefined) return true
+  if (value === 'off') return false
+  throw misconfigured(`${name} must be "on" or "off".`)
 }
 
 /** The rate limiter drops a lease after 15 minutes (LEASE_MAX_MS): a session must end well before. */

@@ -14,6 +14,7 @@ import { responses } from './routes/responses.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
+import { revokeKeyNow } from './routes/key-revocation.ts'
 import {
   createDashboardLink,
   dashboardData,
@@ -75,6 +76,8 @@ app.get('/playground/style.css', playgroundStyle)
 
 app.get('/v1/keys/:id/limits', adminScope, keyLimits)
 app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
+app.post('/v1/keys/:id/revoke', adminScope, revokeKeyNow)
+app.all('/v1/keys/:id/revoke', methodNotAllowed('POST'))
 
 app.get('/v1/latency', adminScope, latency)
 app.all('/v1/latency', methodNotAllowed('GET'))

@@ -5,7 +5,7 @@ import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
 import { describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
 import { parseCommand, USAGE, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
-import { fetchDashboardLink, fetchKeyUsage, type Fetcher } from './usage.ts'
+import { fetchDashboardLink, fetchKeyUsage, revokeThroughWorker, type Fetcher } from './usage.ts'
 
 export interface CliDeps {
   run: WranglerRunner
@@ -31,6 +31,17 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
             ? JSON.stringify(link, null, 2)
             : `${link.url}\n\nValid until ${new Date(link.expires_at * 1000).toISOString()}; opening it signs this browser in for 8 hours.`,
         )
+        return 0
+      }
+      if (command.name === 'revoke' && command.worker) {
+        const { url, adminKey } = command.worker
+        const revoked = await revokeThroughWorker(fetch, url, command.id, adminKey)
+        out.log(
+          revoked.already_revoked
+            ? `${revoked.key_id} (${revoked.name}) was already revoked.`
+            : `Revoked ${revoked.key_id} (${revoked.name}) through ${url}; its record stays, disabled, for audit.`,
+        )
+        out.log('Its limiter refuses every new request of the key from now on: it stops within seconds. Streams already running finish.')
         return 0
       }
       if (command.name !== 'usage') return execute(command, run, out, now())
@@ -82,6 +93,7 @@ async function execute(
         revoked.wasDisabled ? `${id} (${name}) was already revoked.` : `Revoked ${id} (${name}); its record stays, disabled, for audit.`,
       )
       out.log(`Workers that cached the key keep accepting it until their copy expires: ${cacheDelay(command.target.remote)}`)
+      out.log('To stop it within seconds, revoke it through the Worker: revoke ID --url URL (docs/keys.md).')
       return 0
     }
     case 'limits': {

@@ -12,7 +12,8 @@ export type Command =
   | { name: 'create'; target: KvTarget; json: boolean; fields: KeyFields }
   | { name: 'list'; target: KvTarget; json: boolean }
   | { name: 'show'; target: KvTarget; json: boolean; id: string }
-  | { name: 'revoke'; target: KvTarget; id: string }
+  /** With `worker` (--url), through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds. */
+  | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null }
   /** Only the limits given change; null: back to the deployment default. */
   | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits> }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
@@ -45,7 +46,10 @@ Commands:
   list [--json]  Every key: id, name, scopes, status, expiry.
   show ID [--json]
                  One key's record.
-  revoke ID      Disable a key; its record stays for audit.
+  revoke ID [--url URL]
+                 Disable a key; its record stays for audit. With --url, through the Worker at
+                 URL (its deployment's KV), and the key stops within seconds rather than
+                 within the key cache TTL; reads GATEWAY_ADMIN_KEY, as usage does.
   limits ID [--rpm N|default] [--tpm N|default] [--streams N|default] [--max-output N|default] [--json]
                  Change a key's limits; default: back to the deployment default. Workers
                  pick the change up within KEY_CACHE_TTL_MS (60 s by default).
@@ -58,7 +62,7 @@ Commands:
                  minutes and one use; opening it starts an 8-hour session. Also reads
                  GATEWAY_ADMIN_KEY.
 
-Options for every command but usage and dashboard-link:
+Options for every command but usage, dashboard-link and revoke --url:
 ${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
@@ -92,7 +96,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   create: [...KV_OPTION_NAMES, 'name', 'scopes', 'expires', 'origins', ...LIMIT_OPTIONS, 'json'],
   list: [...KV_OPTION_NAMES, 'json'],
   show: [...KV_OPTION_NAMES, 'json'],
-  revoke: [...KV_OPTION_NAMES],
+  revoke: [...KV_OPTION_NAMES, 'url'],
   limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'json'],
   usage: ['url', 'json'],
   'dashboard-link': ['url', 'json'],
@@ -101,7 +105,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
 /** What the commands that take one key say when it is missing. */
 const KEY_ID = 'a key id (key_...)'
 
-/** `env` is read for GATEWAY_ADMIN_KEY, by usage only. */
+/** `env` is read for GATEWAY_ADMIN_KEY, by the commands that ask the Worker. */
 export function parseCommand(
   argv: readonly string[],
   now = Date.now(),
@@ -117,6 +121,12 @@ export function parseCommand(
     noArguments(rest)
     return { name: command, json, url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
   }
+  if (command === 'revoke' && values.url !== undefined) {
+    if (KV_OPTION_NAMES.some((name) => values[name] !== undefined))
+      throw new UsageError('revoke --url goes through the Worker, which uses its own KV: drop --remote, --persist-to and --config.')
+    const worker = { url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+    return { name: command, target: kvTarget(values), id: onlyId(command, rest, KEY_ID), worker }
+  }
   const target = kvTarget(values)
   if (command === 'create' || command === 'list') {
     noArguments(rest)
@@ -124,7 +134,7 @@ export function parseCommand(
   }
   const id = onlyId(command, rest, KEY_ID)
   if (command === 'limits') return { name: command, target, json, id, limits: limitChanges(values) }
-  return command === 'show' ? { name: command, target, json, id } : { name: command, target, id }
+  return command === 'show' ? { name: command, target, json, id } : { name: command, target, id, worker: null }
 }
 
 /** Relative paths mean what they meant where the user typed them; npm run moves to the project root. */

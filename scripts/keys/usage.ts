@@ -88,6 +88,23 @@ export async function fetchKeyUsage(fetcher: Fetcher, url: string, id: string, a
   return answer
 }
 
+export interface KeyRevocation {
+  object: 'key.revocation'
+  key_id: string
+  name: string
+  revoked: true
+  already_revoked: boolean
+}
+
+/** `keys revoke ID --url URL`: POST /v1/keys/:id/revoke, the key's limiter refuses it from then on. */
+export async function revokeThroughWorker(fetcher: Fetcher, url: string, id: string, adminKey: string): Promise<KeyRevocation> {
+  const { endpoint, answer } = await askWorker(fetcher, url, `/v1/keys/${encodeURIComponent(id)}/revoke`, adminKey, 'POST')
+  if (at(answer, 'object') !== 'key.revocation' || at(answer, 'key_id') !== id || typeof at(answer, 'already_revoked') !== 'boolean') {
+    throw new Error(`${endpoint} did not answer with a key.revocation object: is ${url} this project's Worker?`)
+  }
+  return answer as KeyRevocation
+}
+
 export interface DashboardLink {
   object: 'dashboard.link'
   url: string

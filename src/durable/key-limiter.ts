@@ -13,7 +13,11 @@ import {
   type UsageTotals,
 } from '../limits/ledger.ts'
 
+/** The limiter's answer: the ledger's decision, or a refusal because the key was revoked. */
+export type LimiterDecision = Decision | { admitted: false; revoked: true; view: LimitView }
+
 export interface LimiterStatus {
+  revoked: boolean
   inFlight: number
   view: LimitView
   totals: UsageTotals
@@ -35,16 +39,32 @@ export class KeyLimiter extends DurableObject<WorkerEnv> {
   #ledger: Ledger
   #pending = new Map<string, unknown>()
   #flushTimer: ReturnType<typeof setTimeout> | null = null
+  #revoked: boolean
 
   constructor(ctx: DurableObjectState, env: WorkerEnv) {
     super(ctx, env)
     this.#ledger = new Ledger(loadState(ctx.storage.kv), batchingStore(this.#pending))
+    this.#revoked = ctx.storage.kv.get<boolean>(REVOKED) === true
   }
 
-  admit(input: AdmitInput): Decision {
+  admit(input: AdmitInput): LimiterDecision {
+    // Every request of the key asks here first, so a revocation stops the next one, in seconds,
+    // where the key record in KV reaches each isolate only after its cache TTL and KV's propagation.
+    if (this.#revoked) return { admitted: false, revoked: true, view: this.#ledger.status(input.limits, Date.now()).view }
     const decision = this.#ledger.admit(input, Date.now())
     this.#write()
     return decision
+  }
+
+  /**
+   * Marks the key revoked (the key CLI's revoke, through POST /v1/keys/:id/revoke). Written at
+   * once, not batched: rare, and it must survive a restart of the object. In-flight streams finish.
+   */
+  revoke(): boolean {
+    const was = this.#revoked
+    this.#revoked = true
+    this.ctx.storage.kv.put(REVOKED, true)
+    return !was
   }
 
   settle(leaseId: string, used: TokenUse): boolean {
@@ -56,7 +76,7 @@ export class KeyLimiter extends DurableObject<WorkerEnv> {
   status(limits: EffectiveLimits): LimiterStatus {
     const status = this.#ledger.status(limits, Date.now())
     this.#write()
-    return status
+    return { revoked: this.#revoked, ...status }
   }
 
   /** Schedules the pending changes to be written, once per FLUSH_MS at most. */
@@ -83,10 +103,12 @@ export const FLUSH_MS = 250
 const DELETED = Symbol('deleted')
 
 // Storage layout: `c:<at, 13 digits>:<lease id>` -> tokens (sorted by time, so a prefix list
-// reads the window in order), `l:<lease id>` -> the lease, `totals` -> lifetime counters.
+// reads the window in order), `l:<lease id>` -> the lease, `totals` -> lifetime counters,
+// `revoked` -> true once the key is revoked.
 const CHARGE = 'c:'
 const LEASE = 'l:'
 const TOTALS = 'totals'
+const REVOKED = 'revoked'
 
 interface StoredLease {
   at: number

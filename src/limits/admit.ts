@@ -6,6 +6,8 @@ import { ApiError } from '../errors.ts'
 import { proxyCounters } from '../telemetry/counters.ts'
 import type { Decision, EffectiveLimits, LimitName, TokenUse } from './ledger.ts'
 import { rateLimitHeaders, retryAfterHeaders } from './headers.ts'
+import { claimHeadroom, forgetHeadroom, rememberDecision } from './headroom.ts'
+import type { LimiterDecision } from '../durable/key-limiter.ts'
 
 /** An admitted request's hold on its key's limits, released exactly once by `settle`. */
 export interface Admission {
@@ -25,6 +27,37 @@ const LATE_ANSWER_FACTOR = 5
 export interface LeaseRef {
   keyId: string
   leaseId: string
+}
+
+/** An admission under way: whether the backend may be called before it is decided, and the decision. */
+export interface PendingAdmission {
+  /**
+   * True when the isolate's last answer for the key left clear headroom (src/limits/headroom.ts):
+   * the caller may start the backend call now, but must write nothing to the client before
+   * `decided` resolves, and must abort the backend call if it rejects.
+   */
+  speculative: boolean
+  /** Resolves admitted, or rejects with the refusal (429, 401 for a revoked key, 503 fail-closed). */
+  decided: Promise<Admission>
+}
+
+/**
+ * Starts the admission of a request of an API key: speculative while the key has clear headroom,
+ * otherwise the caller waits for `decided` before calling the backend, as without speculation.
+ */
+export function beginAdmission(c: Context<AppEnv>, reserveTokens: number): PendingAdmission {
+  const principal = c.get('principal')
+  const { enabled, speculative } = c.get('config').rateLimits
+  const claim = enabled && speculative && principal.via === 'api_key' ? claimHeadroom(principal.keyId, reserveTokens) : null
+  const decided = admitRequest(c, reserveTokens)
+  if (claim) {
+    proxyCounters.speculativeAdmissions++
+    decided.then(claim.release, () => {
+      proxyCounters.speculativeRefusals++
+      claim.release()
+    })
+  }
+  return { speculative: claim !== null, decided }
 }
 
 /**
@@ -69,8 +102,8 @@ export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Pro
   const limiter = c.env.LIMITER.get(c.env.LIMITER.idFromName(principal.keyId))
   const clientIp = principal.via === 'stream_token' ? (c.req.header('cf-connecting-ip') ?? 'unknown') : null
 
-  const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp }) as Promise<Decision>
-  let decision: Decision
+  const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp }) as Promise<LimiterDecision>
+  let decision: LimiterDecision
   try {
     decision = await withTimeout(asked, rateLimits.timeoutMs)
   } catch (error) {
@@ -81,9 +114,13 @@ export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Pro
         .then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false))
         .catch(() => false),
     )
+    forgetHeadroom(principal.keyId)
     limiterUnavailable(c, rateLimits, error)
     return null
   }
+  rememberDecision(principal.keyId, decision.admitted, decision.view)
+  // Revoked with the key CLI: refused at once, whatever the isolate's cached key record says.
+  if ('revoked' in decision) throw new ApiError(401, 'This API key has been revoked.', { code: 'invalid_api_key' })
   const headers = rateLimitHeaders(decision.view)
   if (!decision.admitted) {
     proxyCounters.rateLimitRefusals++

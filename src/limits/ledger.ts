@@ -36,6 +36,11 @@ export interface TokenUse {
 export interface LimitView {
   requests: { limit: number; remaining: number; resetMs: number }
   tokens: { limit: number; remaining: number; resetMs: number }
+  /**
+   * Stream slots free after the decision. Optional: an object still running an older version
+   * during a rollout answers without it (the isolate then does not admit speculatively).
+   */
+  streams?: { limit: number; remaining: number }
 }
 
 export type Decision =
@@ -212,6 +217,7 @@ export class Ledger {
     return {
       requests: { limit: limits.requestsPerMinute, remaining: Math.max(0, limits.requestsPerMinute - this.#charges.length), resetMs },
       tokens: { limit: limits.tokensPerMinute, remaining: Math.max(0, limits.tokensPerMinute - this.#tokensInWindow), resetMs },
+      streams: { limit: limits.concurrentStreams, remaining: Math.max(0, limits.concurrentStreams - this.#leases.size) },
     }
   }
 

@@ -24,6 +24,8 @@ export const COMMIT_WITHIN_MS = 1_000
 /** What a chat request holds until it ends: its admission, its trace, and whether it counts as a stream. */
 export interface ChatRequestHold {
   admission: Admission | null
+  /** A speculative admission still being decided (src/routes/chat.ts); null when decided before the relay. */
+  admitting: Promise<void> | null
   trace: RequestTrace
   /** Its 200 event stream is committed (counted in the streams-in-flight gauge). */
   streaming: boolean
@@ -31,7 +33,7 @@ export interface ChatRequestHold {
 }
 
 export function newChatRequestHold(trace: RequestTrace): ChatRequestHold {
-  return { admission: null, trace, streaming: false, ended: false }
+  return { admission: null, admitting: null, trace, streaming: false, ended: false }
 }
 
 /**
@@ -106,6 +108,7 @@ export async function relayChat(
     signal: gone.signal,
     observer: hold.trace,
   } satisfies OpenAttemptsInput)
+  if (hold.admitting) await untilAdmitted(hold, opening, gone)
   if (!input.stream) return collectChat(c, await opening, hold, format.collector())
 
   const opened = await withinCommitDeadline(opening)
@@ -129,6 +132,23 @@ export async function relayChat(
   })
   hold.trace.headersReady()
   return c.body(body, 200, SSE_HEADERS)
+}
+
+/**
+ * Speculative admission: the backend call above started while the limiter decides; nothing reaches
+ * the client (not even headers) before it has. A refusal aborts the backend call at once and is
+ * what the client sees.
+ */
+async function untilAdmitted(hold: ChatRequestHold, opening: Promise<OpenedAttempts>, gone: AbortController): Promise<void> {
+  // Awaited later, or never after a refusal: a backend failure meanwhile is not an unhandled rejection.
+  opening.catch(() => {})
+  try {
+    await hold.admitting
+  } catch (error) {
+    gone.abort('refused')
+    endChatRequest(hold, { outcome: 'refused', status: error instanceof ApiError ? error.status : 500, end: null })
+    throw error
+  }
 }
 
 /** The accepted attempts, or null when none came within COMMIT_WITHIN_MS; a refusal before then is thrown. */

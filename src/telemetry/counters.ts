@@ -11,6 +11,10 @@ export const proxyCounters = {
   rateLimiterSettleFailures: 0,
   /** Request records the aggregator never got (it was unreachable and this isolate's queue was full). */
   telemetryDropped: 0,
+  /** Chat requests whose backend call started while the limiter decided (speculative admission). */
+  speculativeAdmissions: 0,
+  /** Of those, the ones the limiter refused: their backend call was aborted, a wasted start. */
+  speculativeRefusals: 0,
 }
 
 export type CounterName = keyof typeof proxyCounters

@@ -77,5 +77,9 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
   out.sample('rate_limiter_settle_failures_total', totals.counters.rateLimiterSettleFailures)
   out.metric('telemetry_dropped_records_total', 'counter', 'Request records lost because the aggregator was unreachable for long.')
   out.sample('telemetry_dropped_records_total', totals.counters.telemetryDropped + snapshot.lateRecords)
+  out.metric('speculative_admissions_total', 'counter', 'Chat requests whose backend call started while the rate limiter decided.')
+  out.sample('speculative_admissions_total', totals.counters.speculativeAdmissions)
+  out.metric('speculative_refusals_total', 'counter', 'Speculative chat requests the rate limiter refused (backend call aborted).')
+  out.sample('speculative_refusals_total', totals.counters.speculativeRefusals)
   return out.text()
 }

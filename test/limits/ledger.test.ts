@@ -107,6 +107,7 @@ describe('Ledger', () => {
     expect(decision.view).toEqual({
       requests: { limit: 10, remaining: 8, resetMs: WINDOW_MS },
       tokens: { limit: 1_000, remaining: 850, resetMs: WINDOW_MS },
+      streams: { limit: limits.concurrentStreams, remaining: limits.concurrentStreams - 2 },
     })
   })
 

@@ -1,0 +1,82 @@
+// What this isolate last heard from each key's limiter, to decide whether a request may start its
+// backend call while the limiter decides (speculative admission, docs/rate-limits.md). The limiter
+// stays the only arbiter: this memory only chooses between "call the backend now, abort it if
+// refused" and "wait for the answer first". A wrong guess costs one backend call aborted at once.
+
+import type { LimitView } from './ledger.ts'
+
+/**
+ * "Clear headroom": the last answer this isolate got for the key is at most HEADROOM_MAX_AGE_MS
+ * old, it admitted its request, and after this isolate's still-undecided speculative requests and
+ * this one, at least HEADROOM_SHARE of each limit (requests, tokens, stream slots) and at least one
+ * of each is still free by that answer. The share is the margin for what other isolates may have
+ * taken since: a key close to any limit waits for its answers, as without speculation.
+ */
+export const HEADROOM_SHARE = 0.25
+export const HEADROOM_MAX_AGE_MS = 10_000
+const MAX_KEYS = 10_000
+
+interface Memory {
+  view: LimitView
+  at: number
+  /** Speculative requests of this isolate whose answers have not come back. */
+  pendingRequests: number
+  pendingTokens: number
+}
+
+const byKey = new Map<string, Memory>()
+
+/** A speculative request's claim on the remembered headroom, given back once its answer came. */
+export interface HeadroomClaim {
+  release(): void
+}
+
+/**
+ * Claims headroom for a request that may use `reserveTokens` tokens, or returns null when the key
+ * has no clear headroom (then the request waits for its admission).
+ */
+export function claimHeadroom(keyId: string, reserveTokens: number, now = Date.now()): HeadroomClaim | null {
+  const memory = byKey.get(keyId)
+  if (!memory || now - memory.at > HEADROOM_MAX_AGE_MS) return null
+  const { requests, tokens, streams } = memory.view
+  if (!streams) return null
+  const requestsLeft = requests.remaining - memory.pendingRequests - 1
+  const tokensLeft = tokens.remaining - memory.pendingTokens - reserveTokens
+  const streamsLeft = streams.remaining - memory.pendingRequests - 1
+  if (!clear(requestsLeft, requests.limit) || !clear(tokensLeft, tokens.limit) || !clear(streamsLeft, streams.limit)) return null
+  memory.pendingRequests++
+  memory.pendingTokens += reserveTokens
+  let released = false
+  return {
+    release() {
+      if (released) return
+      released = true
+      memory.pendingRequests--
+      memory.pendingTokens -= reserveTokens
+    },
+  }
+}
+
+function clear(left: number, limit: number): boolean {
+  return left >= 1 && left >= limit * HEADROOM_SHARE
+}
+
+/** Remembers the limiter's latest answer for the key (admitted or not). */
+export function rememberDecision(keyId: string, admitted: boolean, view: LimitView, now = Date.now()): void {
+  const memory = byKey.get(keyId)
+  // A refusal leaves no headroom whatever its view says (a revoked key, a per-IP limit).
+  const seen = admitted ? view : { ...view, streams: undefined }
+  if (memory) {
+    memory.view = seen
+    memory.at = now
+    return
+  }
+  if (byKey.size >= MAX_KEYS) byKey.delete(byKey.keys().next().value as string)
+  byKey.set(keyId, { view: seen, at: now, pendingRequests: 0, pendingTokens: 0 })
+}
+
+/** Forgets the key: the next request waits for its answer (after a failed or timed-out call). */
+export function forgetHeadroom(keyId: string): void {
+  const memory = byKey.get(keyId)
+  if (memory) memory.at = Number.NEGATIVE_INFINITY
+}
