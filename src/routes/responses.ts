@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
-import { admitRequest } from '../limits/admit.ts'
+import { admitChatRequest } from '../chat/admission.ts'
 import { prepareChatRequest, relayInputOf } from '../chat/prepare.ts'
 import { endChatRequestWithError, newChatRequestHold, relayChat, type AnswerFormat } from '../relay/chat-relay.ts'
 import { ResponseCollector } from '../responses/collect.ts'
@@ -22,7 +22,7 @@ export async function responses(c: Context<AppEnv>): Promise<Response> {
     const prepared = await prepareChatRequest(c, { body: toChatBody(request) }).catch((error: unknown) => {
       throw asResponsesError(error)
     })
-    hold.admission = await admitRequest(c, prepared.reserveTokens)
+    await admitChatRequest(c, hold, prepared.reserveTokens)
     const config = c.get('config')
     const upstream = prepared.request
     const settings: ResponseSettings = {
