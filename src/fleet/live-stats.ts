@@ -9,13 +9,36 @@ const TTFT_SAMPLES = 32
 const TTFT_MAX_AGE_MS = 5 * 60_000
 
 export class BackendLiveStats {
-  inFlight = 0
   readonly circuit: CircuitBreaker
+  /**
+   * When each request in flight from this isolate started, oldest first. An ending removes the
+   * oldest (requests end roughly in the order they start), so the list estimates which of them
+   * a fleet load view scraped at some moment cannot have seen yet (startedAfter).
+   */
+  #starts: number[] = []
   /** Raw TTFT samples (ms) with their time, oldest first: a sliding window, not a decayed guess. */
   #ttft: { at: number; ms: number }[] = []
 
   constructor(circuit: CircuitOptions) {
     this.circuit = new CircuitBreaker(circuit)
+  }
+
+  /** Requests in flight from this isolate (`inFlight++` when one starts, `--` when it ends). */
+  get inFlight(): number {
+    return this.#starts.length
+  }
+
+  set inFlight(count: number) {
+    const now = Date.now()
+    while (this.#starts.length < count) this.#starts.push(now)
+    while (this.#starts.length > Math.max(0, count)) this.#starts.shift()
+  }
+
+  /** Of the requests in flight, how many started after `at` (Unix ms). */
+  startedAfter(at: number): number {
+    let count = 0
+    for (let i = this.#starts.length - 1; i >= 0 && (this.#starts[i] as number) > at; i--) count++
+    return count
   }
 
   /** How many recent TTFT samples there are (older ones are dropped). */
