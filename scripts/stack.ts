@@ -67,7 +67,7 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
-  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession; default true); false for scripts that do not export them. */
+  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession, FleetLoad; default true); false for scripts that do not export them. */
   limiter?: boolean
   /** Serve Miniflare's /cdn-cgi/local/scheduled, which runs the Worker's cron handler (default false). */
   triggerHandlers?: boolean
@@ -123,6 +123,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
               LIMITER: { className: 'KeyLimiter', useSQLite: true },
               TELEMETRY: { className: 'TelemetryAggregator', useSQLite: true },
               STREAMS: { className: 'StreamSession', useSQLite: true },
+              FLEET_LOAD: { className: 'FleetLoad', useSQLite: true },
             },
           }),
       unsafeTriggerHandlers: options.triggerHandlers === true,

@@ -11,6 +11,8 @@ import { loadFleet } from '../fleet/registry.ts'
 export const SCRAPE_INTERVAL_MS = 1_000
 /** With no read for this long the alarm stops: an idle deployment makes no backend calls. */
 export const IDLE_STOP_MS = 10_000
+/** A scheduled scrape this late did not happen. */
+const ALARM_STALLED_MS = 5_000
 /** One backend's /metrics must answer within this, so a round fits in the cadence. */
 const SCRAPE_TIMEOUT_MS = 800
 
@@ -36,7 +38,8 @@ export class FleetLoad extends DurableObject<WorkerEnv> {
   async read(): Promise<FleetLoadView | null> {
     const now = Date.now()
     this.#lastReadAt = now
-    if (this.#alarmAt === null) {
+    // An alarm long overdue means the loop died (its retries ran out): start it again.
+    if (this.#alarmAt === null || now - this.#alarmAt > ALARM_STALLED_MS) {
       this.#alarmAt = now
       await this.ctx.storage.setAlarm(now)
     }
@@ -61,11 +64,14 @@ export class FleetLoad extends DurableObject<WorkerEnv> {
       // A misconfigured deployment or an unreadable fleet: the view just ages into unknown.
       console.error(JSON.stringify({ event: 'fleet_load_scrape_failed', error: error instanceof Error ? error.name : 'unknown' }))
     }
-    const now = Date.now()
-    if (now - this.#lastReadAt >= IDLE_STOP_MS) return
-    this.#alarmAt = now + SCRAPE_INTERVAL_MS
-    await this.ctx.storage.setAlarm(this.#alarmAt)
+    this.#alarmAt = nextScrapeAt(Date.now(), this.#lastReadAt)
+    if (this.#alarmAt !== null) await this.ctx.storage.setAlarm(this.#alarmAt)
   }
+}
+
+/** When the next scrape is due after one ending `now`: in a second while read, never once idle. */
+export function nextScrapeAt(now: number, lastReadAt: number): number | null {
+  return now - lastReadAt >= IDLE_STOP_MS ? null : now + SCRAPE_INTERVAL_MS
 }
 
 async function scrapeOne(backend: BackendRecord, credentials: BackendCredentials): Promise<BackendLoad> {

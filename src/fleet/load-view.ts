@@ -43,7 +43,11 @@ const caches = new WeakMap<object, IsolateCache>()
  * The isolate's last fleet load view (null before the first answer), at once. Starts a refresh
  * when the last ask is a second old; `waitUntil` keeps it alive past the request when given.
  */
-export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now(), waitUntil?: (p: Promise<unknown>) => void): FleetLoadView | null {
+export function fleetLoadView(
+  env: Pick<WorkerEnv, 'FLEET_LOAD'>,
+  now = Date.now(),
+  waitUntil?: (p: Promise<unknown>) => void,
+): FleetLoadView | null {
   const namespace: WorkerEnv['FLEET_LOAD'] | undefined = env.FLEET_LOAD
   // A benchmark-only entry (bench/bare-worker.ts) or a script without the binding: no view.
   if (namespace === undefined) return null

@@ -24,7 +24,14 @@ function input(
     stats: (id) => live.of(id),
     prefixKey: null,
     now: 1_000_000,
-    options: { policy: fields.policy ?? 'smart', healthMaxAgeMs: 180_000, loadMaxAgeMs: 3_000, queueFactor: 2, affinityLoadBound: 1.25, defaultTtftMs: 1_000 },
+    options: {
+      policy: fields.policy ?? 'smart',
+      healthMaxAgeMs: 180_000,
+      loadMaxAgeMs: 3_000,
+      queueFactor: 2,
+      affinityLoadBound: 1.25,
+      defaultTtftMs: 1_000,
+    },
     live,
     ...fields,
   }
