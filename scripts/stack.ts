@@ -22,7 +22,8 @@ export async function spawnEmulator(args: string[] = [], port = 0, env: Record<s
     env: { ...process.env, ...env },
   })
   try {
-    const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 10_000)
+    // Generous: on a loaded 2-core machine a Node start with TypeScript stripping can take seconds.
+    const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 30_000)
     return { ...child, url }
   } catch (error) {
     await child.stop()

@@ -41,13 +41,11 @@ const caches = new WeakMap<object, IsolateCache>()
 
 /**
  * The isolate's last fleet load view (null before the first answer), at once. Starts a refresh
- * when the last ask is a second old; `waitUntil` keeps it alive past the request when given.
+ * when the last ask is a second old. The refresh is not handed to waitUntil: a request that
+ * routes lives at least as long as its upstream call, far longer than one RPC, and one that
+ * ends first only delays the next refresh (REFRESH_GIVE_UP_MS).
  */
-export function fleetLoadView(
-  env: Pick<WorkerEnv, 'FLEET_LOAD'>,
-  now = Date.now(),
-  waitUntil?: (p: Promise<unknown>) => void,
-): FleetLoadView | null {
+export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now()): FleetLoadView | null {
   const namespace: WorkerEnv['FLEET_LOAD'] | undefined = env.FLEET_LOAD
   // A benchmark-only entry (bench/bare-worker.ts) or a script without the binding: no view.
   if (namespace === undefined) return null
@@ -61,7 +59,7 @@ export function fleetLoadView(
     const entry = cache
     entry.askedAt = now
     entry.pending = true
-    const refresh = readObject(env)
+    void readObject(env)
       .then((view) => {
         entry.view = view
       })
@@ -72,7 +70,6 @@ export function fleetLoadView(
       .finally(() => {
         entry.pending = false
       })
-    if (waitUntil) waitUntil(refresh)
   }
   return cache.view
 }
