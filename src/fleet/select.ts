@@ -40,9 +40,9 @@ export interface SelectionOptions {
 export interface Candidate {
   backend: BackendRecord
   /**
-   * Requests there now (running plus queued), estimated: from a fresh fleet load view, its count
-   * plus what this isolate started since that scrape; else this isolate's own in flight plus the
-   * queue of the cron snapshot (see loadOf).
+   * Requests there now (running plus queued), estimated: from a fresh fleet load view, the other
+   * isolates' count at that scrape plus this isolate's own now; else this isolate's own in flight
+   * plus the queue of the cron snapshot (see loadOf).
    */
   load: number
 }
@@ -116,16 +116,17 @@ function viewedCount(load: BackendLoad): number {
 }
 
 /**
- * Requests at the backend. A fresh view counts every isolate's requests as of its scrape; this
- * isolate's own started since then are added (so isolates do not all pile onto the backend that
- * looked idle a second ago), and its own in flight is a floor. An unknown backend among known
+ * Requests at the backend. A fresh view counts every isolate's requests as of its scrape: less
+ * what this isolate had there then, that is the other isolates' (as of the scrape); plus this
+ * isolate's own now, which it knows exactly. So an isolate neither piles onto the backend that
+ * looked idle a second ago nor counts its own requests that ended since. An unknown backend among known
  * ones is assumed as loaded as the known ones on average: never idle, which would draw every
  * request to it, nor full. With no fresh view at all, the isolate's own count and the cron
  * snapshot's queue decide, as they did before the view.
  */
 function loadOf(backend: BackendRecord, seen: BackendLoad | null, meanShare: number | null, input: SelectionInput): number {
   const stats = input.stats(backend.id)
-  if (seen) return Math.max(stats.inFlight, viewedCount(seen) + stats.startedAfter(seen.scrapedAt))
+  if (seen) return Math.max(0, viewedCount(seen) - stats.inFlightAt(seen.scrapedAt)) + stats.inFlight
   const local = stats.inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
   return meanShare === null ? local : Math.max(local, meanShare * backend.maxConcurrency)
 }

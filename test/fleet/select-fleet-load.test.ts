@@ -57,21 +57,32 @@ describe('rankBackends with a fresh fleet load view', () => {
   })
 
   it('adds the requests this isolate started after the scrape, which the view cannot have seen', () => {
-    const { selection, live } = input(view({ a: entry(2, 0, 0), b: entry(4, 0, 0), c: entry(4, 0, 0) }))
-    // Started "after" the scrape: the view is stamped now, these a millisecond later at the least.
-    const later = { ...selection, fleetLoad: view({ a: entry(2, 0, 1), b: entry(4, 0, 1), c: entry(4, 0, 1) }) }
+    const { selection, live } = input(view({ a: entry(2, 0, 1), b: entry(4, 0, 1), c: entry(4, 0, 1) }))
     live.of('a').inFlight += 3
-    expect(loads(rankBackends(later)).a).toBe(5)
-    expect(ids(rankBackends(later))[0]).not.toBe('a')
+    expect(loads(rankBackends(selection)).a).toBe(5)
+    expect(ids(rankBackends(selection))[0]).not.toBe('a')
   })
 
-  it('does not count twice the requests the view already includes: its own in flight is only a floor', () => {
+  it('does not count twice the requests the view already includes', async () => {
     const { selection, live } = input(null)
     live.of('a').inFlight += 3
-    // Scraped at (or after) the moment they started: the view's 3 running are these 3.
+    // The clock moves on (workerd's advances across timers): the scrape comes after they started.
+    await new Promise((resolve) => setTimeout(resolve, 5))
     const at = Date.now()
-    const scrapedLater = { ...selection, now: at, fleetLoad: { at, backends: { a: { ...entry(3, 1), scrapedAt: at } } } }
-    expect(loads(rankBackends(scrapedLater)).a).toBe(4)
+    const scraped = { ...selection, now: at, fleetLoad: { at, backends: { a: { ...entry(3, 1), scrapedAt: at } } } }
+    expect(loads(rankBackends(scraped)).a).toBe(4)
+  })
+
+  it("does not count this isolate's requests that ended since the scrape", async () => {
+    const { selection, live } = input(null)
+    live.of('a').inFlight += 3
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    const at = Date.now()
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    live.of('a').inFlight -= 2
+    // The view saw 3 of this isolate's and 2 of others'; 1 of this isolate's is left.
+    const scraped = { ...selection, now: Date.now(), fleetLoad: { at, backends: { a: { ...entry(5, 0), scrapedAt: at } } } }
+    expect(loads(rankBackends(scraped)).a).toBe(3)
   })
 })
 
