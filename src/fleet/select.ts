@@ -166,9 +166,11 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: 
       bestScore = score
     }
   }
-  // Affinity waits for at most one slot: a cached prefix saves a prefill, which is worth about one
-  // queued turn, never a queue.
-  if (!best || best.load > best.backend.maxConcurrency) return null
+  // Affinity never waits for a slot: a cached prefix saves one prefill (tens of ms), while the
+  // queued turn waits for the shortest running generation to end, which took p99 TTFT to 2-3x
+  // round robin's in bench:fleet (bench/results/fleet.md). With the fleet load view the load is
+  // known fleet-wide, so "free" is what all isolates sent, not this isolate's share.
+  if (!best || best.load >= best.backend.maxConcurrency) return null
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
   return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null

@@ -120,6 +120,20 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(setup))[0]).toBe(other)
   })
 
+  it('never waits for a slot for affinity: a preferred backend with every slot taken loses to one with a free slot', () => {
+    const fleet = [backend('a'), backend('b')]
+    const prefixKey = prefixKeyOf([{ content: 'a conversation whose backend is just full' }])
+    const preferred = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+    const other = preferred === 'a' ? 'b' : 'a'
+    const setup = input(fleet, { prefixKey })
+    // Full (8 of 8), yet within the load bound of the mean (8 vs 7): only the free slot decides.
+    setup.live.of(preferred).inFlight = 8
+    setup.live.of(other).inFlight = 7
+    expect(ids(rankBackends(setup))[0]).toBe(other)
+    setup.live.of(preferred).inFlight = 7
+    expect(ids(rankBackends(setup))[0]).toBe(preferred)
+  })
+
   it('round robin rotates; weighted random follows the weights', () => {
     const rr = [0, 1, 2].map(() => ids(rankBackends(input([backend('a'), backend('b'), backend('c')], { policy: 'round_robin' })))[0])
     expect(new Set(rr).size).toBe(3)
