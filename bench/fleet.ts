@@ -1,21 +1,23 @@
 // npm run bench:fleet: the routing simulation. Four emulated GPU backends with the continuous-
 // batching load model (a bounded batch, a queue, prefill that a prefix cache makes cheap, decode
 // slowing as the batch grows) behind three builds of the routing, side by side in each run: this
-// Worker's ("smart"), weighted random and round robin. The workload is multi-turn conversations at
-// 50%, 80% and 95% of the fleet's measured capacity, open loop (Poisson arrivals). Then one backend
-// is killed in the middle of a run: no request that had not started streaming may fail.
-// Writes bench/results/fleet.{json,md}. Bounded: every phase has a fixed duration and a deadline.
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { ROOT } from '../scripts/processes.ts'
-import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
+// Worker's ("smart"), weighted random and round robin. Each build runs as N gateway isolates
+// (BENCH_ISOLATES, default 1, 4 and 8) sharing KV and Durable Objects, with requests spread over
+// them at random (scripts/stack.ts serveIsolates). The workload is multi-turn conversations at
+// 50%, 80% and 95% (BENCH_LEVELS) of the fleet's measured capacity, open loop (Poisson arrivals).
+// Then, with the most isolates, one backend is killed in the middle of a run: no request that had
+// not started streaming may fail. Writes bench/results/fleet.{json,md}. Bounded: every phase has a
+// fixed duration and a deadline.
+import { buildWorker, serveIsolates, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
 import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
-import { median, percentile, round } from './stats.ts'
+import { report, type KillResult, type PhaseResult, type Results } from './fleet-report.ts'
+import { percentile, round } from './stats.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const LEVELS = [0.5, 0.8, 0.95]
-const POLICIES = ['smart', 'weighted_random', 'round_robin'] as const
-type Policy = (typeof POLICIES)[number]
+const numbers = (text: string) => text.split(',').map(Number)
+const LEVELS = numbers(process.env.BENCH_LEVELS ?? '0.5,0.8,0.95')
+const ISOLATES = numbers(process.env.BENCH_ISOLATES ?? '1,4,8')
+import { POLICIES, type Policy } from './fleet-report.ts'
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
 const DRAIN_LIMIT_MS = 30_000
 const TIME_LIMIT_MS = 30 * 60_000
@@ -23,6 +25,10 @@ const MAX_NUM_SEQS = 8
 const BACKEND_KEY = 'fleet-bench-backend-key'
 const CLIENT_KEY = `sk-${'f'.repeat(43)}`
 const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
+/** The client key also reads the gateway's /metrics (admin) for the hedge counter. */
+const KEY_SCOPES: ('chat' | 'admin')[] = ['chat', 'admin']
+/** Hedged requests in the gateway's Prometheus text (bench H3's hedging; absent before it). */
+const HEDGE_METRIC = /^edge_proxy_hedges_total(?:\{[^}]*\})?\s+([0-9.eE+]+)$/gm
 /** The load model of each backend (see gpu-backend/emulator/README.md, "Load model"). */
 const EMULATOR_FLAGS = [
   '--max-num-seqs',
@@ -64,7 +70,10 @@ async function startBackends(): Promise<RunningEmulator[]> {
     BACKEND_KEY,
     ...EMULATOR_FLAGS,
   ]
-  return Promise.all(Array.from({ length: 4 }, () => spawnEmulator(args)))
+  // One at a time: four Node processes starting at once on a busy 2-core machine can miss the start deadline.
+  const backends: RunningEmulator[] = []
+  for (let i = 0; i < 4; i++) backends.push(await spawnEmulator(args))
+  return backends
 }
 
 async function emulatorLoad(backends: RunningEmulator[]): Promise<{ prefixHitRequests: number; requests: number }> {
@@ -167,15 +176,7 @@ async function measureCapacity(gatewayUrl: string): Promise<number> {
   return done / ((performance.now() - begin) / 1000)
 }
 
-interface PhaseResult {
-  ttft_p50: number
-  ttft_p99: number
-  followup_prefix_hit_rate: number
-  failed: number
-  requests: number
-}
-
-function summarizePhase(outcomes: Outcome[], hits: number): PhaseResult {
+function summarizePhase(outcomes: Outcome[], hits: number, hedges: number | null): PhaseResult {
   const ttfts = outcomes.flatMap((o) => (o.ttftMs === null ? [] : [o.ttftMs]))
   const followUps = outcomes.filter((o) => o.followUp && o.ttftMs !== null).length
   return {
@@ -184,40 +185,74 @@ function summarizePhase(outcomes: Outcome[], hits: number): PhaseResult {
     followup_prefix_hit_rate: round(followUps === 0 ? 0 : Math.min(1, hits / followUps)),
     failed: outcomes.filter((o) => o.failedBeforeData || o.failedMidStream).length,
     requests: outcomes.length,
+    hedge_rate: hedges === null || outcomes.length === 0 ? null : round(hedges / outcomes.length, 3),
   }
 }
 
+/** The gateway's hedged requests so far (all `won` labels), or null when it exports no such counter. */
+async function hedgesSoFar(gatewayUrl: string): Promise<number | null> {
+  const response = await fetch(`${gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${CLIENT_KEY}` } })
+  if (!response.ok) {
+    await response.body?.cancel()
+    return null
+  }
+  const matches = [...(await response.text()).matchAll(HEDGE_METRIC)]
+  return matches.length === 0 ? null : matches.reduce((sum, match) => sum + Number(match[1]), 0)
+}
+
+/** Isolates send their telemetry every TELEMETRY_BATCH_MS: wait that long (and a margin) before reading counters. */
+const TELEMETRY_BATCH_MS = 250
+const settleTelemetry = () => new Promise((resolve) => setTimeout(resolve, TELEMETRY_BATCH_MS * 3))
+
+async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: number): Promise<PhaseResult> {
+  checkTime()
+  await resetBackends(backends)
+  const before = await hedgesSoFar(gatewayUrl)
+  const outcomes = await runLoad(gatewayUrl, rate, PHASE_MS)
+  const { prefixHitRequests } = await emulatorLoad(backends)
+  await settleTelemetry()
+  const after = await hedgesSoFar(gatewayUrl)
+  return summarizePhase(outcomes, prefixHitRequests, before === null || after === null ? null : after - before)
+}
+
 async function main(): Promise<void> {
-  const [script, backends] = await Promise.all([buildWorker(), startBackends()])
+  const script = await buildWorker()
+  const backends = await startBackends()
   const vars = (policy: Policy) => ({
     BACKEND_URLS: backends.map((b) => b.url).join(','),
     BACKEND_API_KEY: BACKEND_KEY,
     BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
     ROUTING_POLICY: policy,
+    TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
   })
-  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
+  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]
+  const serve = (policy: Policy, isolates: number) => serveIsolates(script, vars(policy), { isolates, keys })
   const gateways = new Map<Policy, ServedWorker>()
-  for (const policy of POLICIES) gateways.set(policy, await serveWorker(script, vars(policy), { keys }))
   try {
-    const capacity = await measureCapacity((gateways.get('round_robin') as ServedWorker).url)
+    const probe = await serve('round_robin', 1)
+    const capacity = await measureCapacity(probe.url).finally(() => probe.dispose())
     console.error(`capacity: ${round(capacity)} requests/s`)
-    const results: Record<string, Record<Policy, PhaseResult[]>> = {}
-    for (let run = 0; run < RUNS; run++) {
-      for (const level of LEVELS) {
-        for (const policy of rotate(POLICIES, run)) {
-          checkTime()
-          await resetBackends(backends)
-          const outcomes = await runLoad((gateways.get(policy) as ServedWorker).url, capacity * level, PHASE_MS)
-          const { prefixHitRequests } = await emulatorLoad(backends)
-          ;((results[String(level)] ??= {} as Record<Policy, PhaseResult[]>)[policy] ??= []).push(
-            summarizePhase(outcomes, prefixHitRequests),
-          )
+    const results: Results = {}
+    let kill: KillResult | null = null
+    for (const isolates of ISOLATES) {
+      for (const policy of POLICIES) gateways.set(policy, await serve(policy, isolates))
+      for (let run = 0; run < RUNS; run++) {
+        for (const level of LEVELS) {
+          for (const policy of rotate(POLICIES, run)) {
+            const result = await runPhase((gateways.get(policy) as ServedWorker).url, backends, capacity * level)
+            const byLevel = (results[String(isolates)] ??= {})
+            ;((byLevel[String(level)] ??= {})[policy] ??= []).push(result)
+          }
         }
+        console.error(`${isolates} isolate(s): run ${run + 1}/${RUNS} done`)
       }
-      console.error(`run ${run + 1}/${RUNS} done`)
+      if (isolates === Math.max(...ISOLATES)) {
+        kill = { isolates, ...(await killOneBackend(backends, (gateways.get('smart') as ServedWorker).url, capacity * 0.8)) }
+      }
+      await Promise.all([...gateways.values()].map((g) => g.dispose()))
+      gateways.clear()
     }
-    const kill = await killOneBackend(backends, (gateways.get('smart') as ServedWorker).url, capacity * 0.8)
-    report(capacity, results, kill)
+    report({ capacity, runs: RUNS, phaseMs: PHASE_MS, maxNumSeqs: MAX_NUM_SEQS }, results, kill)
   } finally {
     await Promise.all([...gateways.values()].map((g) => g.dispose()))
     await Promise.all(backends.map((b) => b.stop()))
@@ -244,71 +279,6 @@ async function killOneBackend(backends: RunningEmulator[], gatewayUrl: string, r
 function rotate<T>(items: readonly T[], by: number): T[] {
   const start = by % items.length
   return [...items.slice(start), ...items.slice(0, start)]
-}
-
-function report(
-  capacity: number,
-  results: Record<string, Record<Policy, PhaseResult[]>>,
-  kill: Awaited<ReturnType<typeof killOneBackend>>,
-): void {
-  const medians = Object.fromEntries(
-    Object.entries(results).map(([level, byPolicy]) => [
-      level,
-      Object.fromEntries(
-        POLICIES.map((policy) => {
-          const runs = byPolicy[policy]
-          const of = (key: keyof PhaseResult) => round(median(runs.map((r) => r[key])))
-          return [
-            policy,
-            {
-              ttft_p50: of('ttft_p50'),
-              ttft_p99: of('ttft_p99'),
-              followup_prefix_hit_rate: of('followup_prefix_hit_rate'),
-              failed: of('failed'),
-              requests: of('requests'),
-            },
-          ]
-        }),
-      ),
-    ]),
-  ) as Record<string, Record<Policy, PhaseResult>>
-  const at80 = medians['0.8']
-  const ratio = at80 ? round(at80.smart.ttft_p99 / at80.weighted_random.ttft_p99) : null
-  const summary = {
-    date: new Date().toISOString(),
-    runs: RUNS,
-    phase_ms: PHASE_MS,
-    capacity_rps: round(capacity),
-    levels: medians,
-    p99_ttft_ratio_smart_vs_weighted_random_at_80: ratio,
-    kill,
-  }
-  const dir = join(ROOT, 'bench/results')
-  writeFileSync(join(dir, 'fleet.json'), `${JSON.stringify(summary, null, 2)}\n`)
-  const lines = [
-    '# Fleet routing simulation',
-    '',
-    `${summary.date}. Four emulated backends (max-num-seqs ${MAX_NUM_SEQS}, prefill 0.1 ms per uncached prompt token, decode 8 ms + 1.5 ms per other running sequence).`,
-    `Capacity measured at ${summary.capacity_rps} requests/s; each level runs ${PHASE_MS / 1000} s of Poisson arrivals of multi-turn conversation turns. Medians over ${RUNS} runs; TTFT in ms at the client.`,
-    '',
-    '| load | routing | TTFT p50 | TTFT p99 | follow-up prefix-cache hit rate | failed | requests |',
-    '|---|---|---|---|---|---|---|',
-  ]
-  for (const [level, byPolicy] of Object.entries(medians)) {
-    for (const policy of POLICIES) {
-      const r = byPolicy[policy]
-      lines.push(
-        `| ${Number(level) * 100}% | ${policy} | ${r.ttft_p50} | ${r.ttft_p99} | ${r.followup_prefix_hit_rate} | ${r.failed} | ${r.requests} |`,
-      )
-    }
-  }
-  lines.push('', `p99 TTFT at 80% load, smart / weighted random: **${ratio}** (target <= 0.6).`)
-  lines.push(
-    '',
-    `One backend killed (SIGKILL) half way through a run at 80% load: ${kill.requests} requests, ${kill.failed_before_streaming} failed before streaming (target 0), ${kill.failed_mid_stream} failed mid-stream (those the killed backend was streaming).`,
-  )
-  writeFileSync(join(dir, 'fleet.md'), `${lines.join('\n')}\n`)
-  console.log(lines.join('\n'))
 }
 
 await main()

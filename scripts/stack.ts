@@ -22,7 +22,8 @@ export async function spawnEmulator(args: string[] = [], port = 0, env: Record<s
     env: { ...process.env, ...env },
   })
   try {
-    const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 10_000)
+    // Generous: on a loaded 2-core machine a Node start with TypeScript stripping can take seconds.
+    const url = await waitForLine(child.process, /listening on (http:\/\/\S+)/, 30_000)
     return { ...child, url }
   } catch (error) {
     await child.stop()
@@ -67,7 +68,7 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
-  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession; default true); false for scripts that do not export them. */
+  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession, FleetLoad; default true); false for scripts that do not export them. */
   limiter?: boolean
   /** Serve Miniflare's /cdn-cgi/local/scheduled, which runs the Worker's cron handler (default false). */
   triggerHandlers?: boolean
@@ -101,45 +102,97 @@ function bundleModules(scriptPath: string, rules: readonly ModuleRule[]) {
   return [{ type: 'ESModule' as const, path: scriptPath, contents: source }, ...siblings]
 }
 
+const KV_NAMESPACES = ['KEYS', 'FLEET', 'LATENCY']
+
+/** The Worker's Durable Object bindings, hosted by this script or (scriptName) by another. */
+function durableObjects(scriptName?: string) {
+  const object = (className: string) => ({ className, useSQLite: true, ...(scriptName ? { scriptName } : {}) })
+  return {
+    LIMITER: object('KeyLimiter'),
+    TELEMETRY: object('TelemetryAggregator'),
+    STREAMS: object('StreamSession'),
+    DASHBOARD_LINKS: object('DashboardLink'),
+    FLEET_LOAD: object('FleetLoad'),
+  }
+}
+
+/** One copy of the built Worker with wrangler.toml's settings and these overrides. */
+function gatewayWorker(scriptPath: string, vars: Record<string, string>) {
+  const config = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') })
+  return {
+    modules: bundleModules(scriptPath, config.rules),
+    modulesRoot: dirname(scriptPath),
+    compatibilityDate: config.compatibility_date,
+    compatibilityFlags: config.compatibility_flags,
+    bindings: { ...(config.vars as Record<string, string>), ...vars },
+    kvNamespaces: KV_NAMESPACES,
+  }
+}
+
+async function seedKeys(miniflare: Miniflare, keys: ServeOptions['keys'], workerName?: string): Promise<void> {
+  const kv = await miniflare.getKVNamespace('KEYS', workerName)
+  for (const { secret, fields } of keys ?? []) {
+    const record = newKeyRecord({ name: 'stack', ...fields })
+    const hash = await hashSecret(secret)
+    await kv.put(KEY_PREFIX + hash, JSON.stringify(record))
+    await kv.put(KEY_ID_PREFIX + record.id, hash)
+  }
+}
+
 /**
  * Serves a built module Worker on 127.0.0.1 with wrangler.toml's settings and these overrides,
  * with an in-memory KEYS namespace holding the given keys.
  */
 export async function serveWorker(scriptPath: string, vars: Record<string, string>, options: ServeOptions = {}): Promise<ServedWorker> {
-  const config = unstable_readConfig({ config: join(ROOT, 'wrangler.toml') })
   // The Worker's own origin is a setting (PUBLIC_ORIGINS), so the port is chosen before it starts.
   const port = await freePort()
   // Miniflare 5 (the one wrangler uses) takes a new options shape; it converts the classic one.
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
-      modules: bundleModules(scriptPath, config.rules),
-      modulesRoot: dirname(scriptPath),
-      compatibilityDate: config.compatibility_date,
-      compatibilityFlags: config.compatibility_flags,
-      bindings: { ...(config.vars as Record<string, string>), PUBLIC_ORIGINS: `http://127.0.0.1:${port}`, ...vars },
-      kvNamespaces: ['KEYS', 'FLEET', 'LATENCY'],
-      ...(options.limiter === false
-        ? {}
-        : {
-            durableObjects: {
-              LIMITER: { className: 'KeyLimiter', useSQLite: true },
-              TELEMETRY: { className: 'TelemetryAggregator', useSQLite: true },
-              STREAMS: { className: 'StreamSession', useSQLite: true },
-              DASHBOARD_LINKS: { className: 'DashboardLink', useSQLite: true },
-            },
-          }),
+      ...gatewayWorker(scriptPath, { PUBLIC_ORIGINS: `http://127.0.0.1:${port}`, ...vars }),
+      ...(options.limiter === false ? {} : { durableObjects: durableObjects() }),
       unsafeTriggerHandlers: options.triggerHandlers === true,
       host: '127.0.0.1',
       port,
     }),
   )
   const url = await miniflare.ready
-  const kv = await miniflare.getKVNamespace('KEYS')
-  for (const { secret, fields } of options.keys ?? []) {
-    const record = newKeyRecord({ name: 'stack', ...fields })
-    const hash = await hashSecret(secret)
-    await kv.put(KEY_PREFIX + hash, JSON.stringify(record))
-    await kv.put(KEY_ID_PREFIX + record.id, hash)
-  }
+  await seedKeys(miniflare, options.keys)
+  return { url: url.origin, dispose: () => miniflare.dispose() }
+}
+
+/**
+ * The built Worker as `isolates` copies in one workerd, each its own isolate (its own module
+ * state: live stats, caches, the fleet load view), sharing the KV namespaces (by id) and the
+ * Durable Object namespaces (hosted by one more copy, "objects", that takes no traffic), as the
+ * isolates of a deployment do. A bench-only router in front (bench/isolate-router.js) sends each
+ * request to a copy at random, as Cloudflare spreads requests over isolates.
+ */
+export async function serveIsolates(
+  scriptPath: string,
+  vars: Record<string, string>,
+  options: { isolates: number; keys?: ServeOptions['keys'] },
+): Promise<ServedWorker> {
+  const names = Array.from({ length: options.isolates }, (_, i) => `gateway-${i}`)
+  const miniflare = new Miniflare(
+    convertV4MiniflareOptions({
+      host: '127.0.0.1',
+      port: 0,
+      workers: [
+        {
+          name: 'router',
+          modules: true,
+          scriptPath: join(ROOT, 'bench/isolate-router.js'),
+          compatibilityDate: unstable_readConfig({ config: join(ROOT, 'wrangler.toml') }).compatibility_date,
+          bindings: { ISOLATES: String(options.isolates) },
+          serviceBindings: Object.fromEntries(names.map((name, i) => [`GW${i}`, name])),
+        },
+        { name: 'objects', ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects() },
+        ...names.map((name) => ({ name, ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects('objects') })),
+      ],
+    }),
+  )
+  const url = await miniflare.ready
+  await seedKeys(miniflare, options.keys, 'objects')
   return { url: url.origin, dispose: () => miniflare.dispose() }
 }

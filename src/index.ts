@@ -103,6 +103,7 @@ export { KeyLimiter } from './durable/key-limiter.ts'
 export { TelemetryAggregator } from './durable/telemetry-aggregator.ts'
 export { StreamSession } from './durable/stream-session.ts'
 export { DashboardLink } from './durable/dashboard-link.ts'
+export { FleetLoad } from './durable/fleet-load.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.

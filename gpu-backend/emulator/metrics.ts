@@ -1,5 +1,11 @@
 // GET /metrics in prometheus_client's text exposition, with vLLM V1's metric names,
 // help strings and labels (model_name, engine="0"), fed by this process's real counts.
+// Names, help texts and labels: vLLM v0.11.0 vllm/v1/metrics/loggers.py, PrometheusStatLogger.__init__
+// (labelnames ["model_name", "engine"], one series per engine via make_per_engine); the three
+// scheduler gauges the gateway's FleetLoad object reads are gauge_scheduler_running
+// (vllm:num_requests_running), gauge_scheduler_waiting (vllm:num_requests_waiting) and
+// gauge_kv_cache_usage (vllm:kv_cache_usage_perc; vllm:gpu_cache_usage_perc only with
+// --show-hidden-metrics-for-version=0.10, not emulated).
 
 import type { Histogram, Telemetry } from './stats.ts'
 

@@ -7,15 +7,51 @@ import type { GatewayConfig } from '../config.ts'
 /** TTFT samples kept per backend, and how old a sample may be. */
 const TTFT_SAMPLES = 32
 const TTFT_MAX_AGE_MS = 5 * 60_000
+/** In-flight history kept per backend: longer than a fleet load view is trusted (3 s), and bounded. */
+const IN_FLIGHT_HISTORY_MS = 5_000
+const IN_FLIGHT_CHANGES = 1_024
 
 export class BackendLiveStats {
-  inFlight = 0
   readonly circuit: CircuitBreaker
+  #inFlight = 0
+  /**
+   * Each change of the in-flight count in the last IN_FLIGHT_HISTORY_MS, oldest first, and the
+   * count before the first: what this isolate had at the backend when a fleet load view scraped
+   * it (inFlightAt), so the view's count can be split into this isolate's and the others'.
+   */
+  #changes: { at: number; count: number }[] = []
+  #before = 0
   /** Raw TTFT samples (ms) with their time, oldest first: a sliding window, not a decayed guess. */
   #ttft: { at: number; ms: number }[] = []
 
   constructor(circuit: CircuitOptions) {
     this.circuit = new CircuitBreaker(circuit)
+  }
+
+  /** Requests in flight from this isolate (`inFlight++` when one starts, `--` when it ends). */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  set inFlight(count: number) {
+    const now = Date.now()
+    this.#inFlight = Math.max(0, count)
+    this.#changes.push({ at: now, count: this.#inFlight })
+    let oldest = this.#changes[0]
+    while (oldest && (this.#changes.length > IN_FLIGHT_CHANGES || oldest.at < now - IN_FLIGHT_HISTORY_MS)) {
+      this.#before = oldest.count
+      this.#changes.shift()
+      oldest = this.#changes[0]
+    }
+  }
+
+  /** This isolate's in-flight count at `at` (Unix ms), from the recent history. */
+  inFlightAt(at: number): number {
+    for (let i = this.#changes.length - 1; i >= 0; i--) {
+      const change = this.#changes[i] as { at: number; count: number }
+      if (change.at <= at) return change.count
+    }
+    return this.#before
   }
 
   /** How many recent TTFT samples there are (older ones are dropped). */

@@ -55,7 +55,7 @@ async function probeBackend(backend: BackendRecord, options: ProbeOptions, now: 
 }
 
 /** Running and waiting requests and KV-cache usage from vLLM's Prometheus text; nulls if absent. */
-async function readLoad(backend: BackendRecord, headers: Record<string, string>, timeoutMs: number) {
+export async function readLoad(backend: BackendRecord, headers: Record<string, string>, timeoutMs: number) {
   try {
     const response = await fetch(`${backend.url}/metrics`, { headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) })
     if (!response.ok) {

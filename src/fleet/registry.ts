@@ -21,6 +21,12 @@ export interface FleetView {
 interface Cached {
   record: FleetRecord | null
   health: HealthSnapshot | null
+  /**
+   * When it was read, and until when its reader meant to keep it. Both bound a reuse: a caller
+   * with a shorter TTL than the reader's (the FleetLoad object shares an isolate's cache) does not
+   * get an older record than it asked for.
+   */
+  readAt: number
   expires: number
 }
 
@@ -45,14 +51,14 @@ export function recordsFromConfig(
 
 export async function loadFleet(kv: KVNamespace, fallback: readonly BackendRecord[], ttlMs: number, now = Date.now()): Promise<FleetView> {
   let cached = cache.get(kv)
-  if (!cached || cached.expires <= now) {
+  if (!cached || cached.expires <= now || now - cached.readAt >= ttlMs) {
     const [fleet, health] = await Promise.all([kv.get(FLEET_KEY, 'json'), kv.get<HealthSnapshot>(HEALTH_KEY, 'json')])
     const record = fleet === null ? null : parseFleetRecord(fleet)
     if (fleet !== null && record === null) {
       // A broken record must not take the API down: keep serving from the configuration, loudly.
       console.error(JSON.stringify({ event: 'fleet_record_invalid', key: FLEET_KEY }))
     }
-    cached = { record, health, expires: now + ttlMs }
+    cached = { record, health, readAt: now, expires: now + ttlMs }
     cache.set(kv, cached)
   }
   const { record, health } = cached

@@ -1,6 +1,8 @@
 // Which backends may serve a request, and in what order to try them. Pure: the fleet, its last
-// health snapshot and this isolate's live stats in, an ordered candidate list out.
+// health snapshot, the fleet-wide load view and this isolate's live stats in, an ordered
+// candidate list out.
 import type { BackendLiveStats } from './live-stats.ts'
+import type { BackendLoad, FleetLoadView } from './load-view.ts'
 import type { BackendRecord, HealthSnapshot } from './records.ts'
 
 export type RoutingPolicy = 'smart' | 'weighted_random' | 'round_robin'
@@ -15,6 +17,8 @@ export interface SelectionInput {
   recall?: (prefixKey: string) => string | undefined
   /** The backend's median TTFT across the fleet's traffic (KV aggregates), when known. */
   globalTtftMs?: (id: string) => number | undefined
+  /** The FleetLoad object's last scrape of every backend's /metrics, as this isolate last read it. */
+  fleetLoad?: FleetLoadView | null
   now: number
   options: SelectionOptions
 }
@@ -23,6 +27,8 @@ export interface SelectionOptions {
   policy: RoutingPolicy
   /** A snapshot older than this is ignored (the probe runs every minute). */
   healthMaxAgeMs: number
+  /** A fleet load view entry older than this is unknown (not idle): the scrape stopped or failed. */
+  loadMaxAgeMs: number
   /** A backend is saturated at maxConcurrency × this many requests (running plus queued). */
   queueFactor: number
   /** Prefix affinity holds while the preferred backend's load is within this factor of the mean. */
@@ -33,7 +39,11 @@ export interface SelectionOptions {
 
 export interface Candidate {
   backend: BackendRecord
-  /** Requests there now: in flight from this isolate plus the queue the backend last reported. */
+  /**
+   * Requests there now (running plus queued), estimated: from a fresh fleet load view, the other
+   * isolates' count at that scrape plus this isolate's own now; else this isolate's own in flight
+   * plus the queue of the cron snapshot (see loadOf).
+   */
   load: number
 }
 
@@ -45,9 +55,14 @@ let roundRobinTurn = 0
  * down (the caller answers 503).
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
-  const eligible = input.backends
-    .filter((backend) => isUsable(backend, input))
-    .map((backend) => ({ backend, load: loadOf(backend, input) }))
+  const usable = input.backends.filter((backend) => isUsable(backend, input))
+  const seen = usable.map((backend) => freshLoad(backend.id, input))
+  const shares = usable.flatMap((backend, i) => {
+    const load = seen[i]
+    return load ? [viewedCount(load) / backend.maxConcurrency] : []
+  })
+  const meanShare = shares.length === 0 ? null : shares.reduce((sum, share) => sum + share, 0) / shares.length
+  const eligible = usable.map((backend, i) => ({ backend, load: loadOf(backend, seen[i] ?? null, meanShare, input) }))
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
@@ -91,8 +106,32 @@ function freshHealth(id: string, input: SelectionInput) {
   return snapshot.backends[id] ?? null
 }
 
-function loadOf(backend: BackendRecord, input: SelectionInput): number {
-  return input.stats(backend.id).inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
+/** The backend's entry of the fleet load view, when it has both counts and is recent enough to trust. */
+function freshLoad(id: string, input: SelectionInput): BackendLoad | null {
+  const load = input.fleetLoad?.backends[id]
+  if (!load || load.running === null || load.waiting === null) return null
+  const age = input.now - load.scrapedAt
+  return Math.abs(age) <= input.options.loadMaxAgeMs ? load : null
+}
+
+function viewedCount(load: BackendLoad): number {
+  return (load.running ?? 0) + (load.waiting ?? 0)
+}
+
+/**
+ * Requests at the backend. A fresh view counts every isolate's requests as of its scrape: less
+ * what this isolate had there then, that is the other isolates' (as of the scrape); plus this
+ * isolate's own now, which it knows exactly. So an isolate neither piles onto the backend that
+ * looked idle a second ago nor counts its own requests that ended since. An unknown backend among known
+ * ones is assumed as loaded as the known ones on average: never idle, which would draw every
+ * request to it, nor full. With no fresh view at all, the isolate's own count and the cron
+ * snapshot's queue decide, as they did before the view.
+ */
+function loadOf(backend: BackendRecord, seen: BackendLoad | null, meanShare: number | null, input: SelectionInput): number {
+  const stats = input.stats(backend.id)
+  if (seen) return Math.max(0, viewedCount(seen) - stats.inFlightAt(seen.scrapedAt)) + stats.inFlight
+  const local = stats.inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
+  return meanShare === null ? local : Math.max(local, meanShare * backend.maxConcurrency)
 }
 
 /** An isolate's own TTFT samples are trusted over the global view from this many on. */
@@ -130,9 +169,11 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: 
       bestScore = score
     }
   }
-  // Affinity waits for at most one slot: a cached prefix saves a prefill, which is worth about one
-  // queued turn, never a queue.
-  if (!best || best.load > best.backend.maxConcurrency) return null
+  // Affinity never waits for a slot: a cached prefix saves one prefill (tens of ms), while the
+  // queued turn waits for the shortest running generation to end, which took p99 TTFT to 2-3x
+  // round robin's in bench:fleet (bench/results/fleet.md). With the fleet load view the load is
+  // known fleet-wide, so "free" is what all isolates sent, not this isolate's share.
+  if (!best || best.load >= best.backend.maxConcurrency) return null
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
   return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null

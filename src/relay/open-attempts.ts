@@ -3,14 +3,16 @@ import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
+import { fleetLoadView } from '../fleet/load-view.ts'
 import { loadFleet } from '../fleet/registry.ts'
 import { rankBackends } from '../fleet/select.ts'
 import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
 
-// How every upstream request starts, for the API route and for stream sessions alike: the fleet
-// and its fleet-wide latency view, the ranking, and the first backend that accepts.
+// How every upstream request starts, for the API route and for stream sessions alike: the fleet,
+// its fleet-wide latency and load views, the ranking, and the first backend that accepts. The
+// load view is the isolate's last copy, never awaited (src/fleet/load-view.ts).
 
 export interface OpenAttemptsInput {
   env: WorkerEnv
@@ -41,6 +43,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs),
   ])
   const live = liveStatsFor(config)
+  const now = Date.now()
   const candidates = rankBackends({
     backends: fleet.backends,
     health: fleet.health,
@@ -48,7 +51,8 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     prefixKey,
     recall: (key) => live.recall(key),
     globalTtftMs: (id) => globalTtft.get(id),
-    now: Date.now(),
+    fleetLoad: fleetLoadView(env, now),
+    now,
     options: config.fleet.selection,
   })
   if (candidates.length === 0) throw fleetUnavailable()

@@ -32,7 +32,14 @@ function input(
     stats: (id) => live.of(id),
     prefixKey: null,
     now: 1_000_000,
-    options: { policy: fields.policy ?? 'smart', healthMaxAgeMs: 180_000, queueFactor: 2, affinityLoadBound: 1.25, defaultTtftMs: 1_000 },
+    options: {
+      policy: fields.policy ?? 'smart',
+      healthMaxAgeMs: 180_000,
+      loadMaxAgeMs: 3_000,
+      queueFactor: 2,
+      affinityLoadBound: 1.25,
+      defaultTtftMs: 1_000,
+    },
     live,
     ...fields,
   }
@@ -126,6 +133,20 @@ describe('rankBackends', () => {
     setup.live.of(preferred).inFlight = 6
     setup.live.of(other).inFlight = 1
     expect(ids(rankBackends(setup))[0]).toBe(other)
+  })
+
+  it('never waits for a slot for affinity: a preferred backend with every slot taken loses to one with a free slot', () => {
+    const fleet = [backend('a'), backend('b')]
+    const prefixKey = prefixKeyOf([{ content: 'a conversation whose backend is just full' }])
+    const preferred = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+    const other = preferred === 'a' ? 'b' : 'a'
+    const setup = input(fleet, { prefixKey })
+    // Full (8 of 8), yet within the load bound of the mean (8 vs 7): only the free slot decides.
+    setup.live.of(preferred).inFlight = 8
+    setup.live.of(other).inFlight = 7
+    expect(ids(rankBackends(setup))[0]).toBe(other)
+    setup.live.of(preferred).inFlight = 7
+    expect(ids(rankBackends(setup))[0]).toBe(preferred)
   })
 
   it('round robin rotates; weighted random follows the weights', () => {
