@@ -69,6 +69,8 @@ export interface FleetConfig {
   /** Backends from BACKEND_URLS, used while the FLEET namespace holds no fleet record. */
   fallback: readonly BackendRecord[]
   cacheTtlMs: number
+  /** How long past cacheTtlMs the fleet and TTFT views are served while re-read (src/cache/stale-cache.ts). */
+  staleMaxMs: number
   failoverAttempts: number
   selection: SelectionOptions
   circuit: CircuitOptions
@@ -150,6 +152,7 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       reasoningParserOf(env.BACKEND_REASONING_PARSER),
     ),
     cacheTtlMs: positiveInteger('FLEET_CACHE_TTL_MS', env.FLEET_CACHE_TTL_MS),
+    staleMaxMs: nonNegativeInteger('FLEET_STALE_MAX_MS', env.FLEET_STALE_MAX_MS),
     failoverAttempts: positiveInteger('FAILOVER_ATTEMPTS', env.FAILOVER_ATTEMPTS),
     selection: {
       policy,
@@ -244,6 +247,14 @@ function list(value: string): string[] {
     .split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '')
+}
+
+function nonNegativeInteger(name: string, value: string): number {
+  const number = Number(value)
+  if (value.trim() === '' || !Number.isInteger(number) || number < 0) {
+    throw misconfigured(`${name} must be a non-negative integer.`)
+  }
+  return number
 }
 
 function positiveInteger(name: string, value: string): number {

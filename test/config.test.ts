@@ -10,6 +10,7 @@ describe('configuration', () => {
     [{ PUBLIC_ORIGINS: 'https://gateway.example.com/dashboard' }, 'PUBLIC_ORIGINS'],
     [{ PUBLIC_ORIGINS: 'gateway.example.com' }, 'PUBLIC_ORIGINS'],
     [{ BODY_IDLE_TIMEOUT_MS: '0' }, 'BODY_IDLE_TIMEOUT_MS'],
+    [{ FLEET_STALE_MAX_MS: '-5' }, 'FLEET_STALE_MAX_MS'],
     [{ BODY_TIMEOUT_MS: 'never' }, 'BODY_TIMEOUT_MS'],
     [{ UPSTREAM_HEADERS_TIMEOUT_MS: '-1' }, 'UPSTREAM_HEADERS_TIMEOUT_MS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {

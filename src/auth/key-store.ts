@@ -1,3 +1,4 @@
+import type { Background } from '../cache/stale-cache.ts'
 import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, type KeyRecord } from './key-record.ts'
 
 // Key records read from KV, cached in the isolate for the cache TTL (KEY_CACHE_TTL_MS, 60 s by
@@ -18,8 +19,7 @@ interface Entry {
   refreshing: boolean
 }
 
-/** Runs work after the response: the request's ctx.waitUntil. */
-export type Background = (work: Promise<unknown>) => void
+export type { Background } from '../cache/stale-cache.ts'
 
 const MAX_ENTRIES = 10_000
 const UNKNOWN_KEY_TTL_MS = 5_000

@@ -100,6 +100,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
         gatewayMaxTokens,
         signal: running.listeners.signal,
         observer: trace,
+        background: (work) => this.ctx.waitUntil(work),
       })
     } catch (error) {
       this.#running = null

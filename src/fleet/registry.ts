@@ -1,7 +1,9 @@
 // Where the Worker's view of the fleet comes from: the FLEET KV namespace (written by the fleet
-// CLI and the cron probe), cached in the isolate for FLEET_CACHE_TTL_MS, or BACKEND_URLS when no
-// fleet record exists. A change made with `npm run fleet` reaches every isolate within the cache
-// time plus KV's own propagation (up to about 60 s across locations); no deploy.
+// CLI and the cron probe), cached in the isolate for FLEET_CACHE_TTL_MS and then re-read in the
+// background (src/cache/stale-cache.ts), or BACKEND_URLS when no fleet record exists. A change made
+// with `npm run fleet` reaches every isolate within the cache time plus one request (the one that
+// starts the re-read) plus KV's own propagation (up to about 60 s across locations); no deploy.
+import { StaleCache, type Background } from '../cache/stale-cache.ts'
 import type { Backend } from './backends.ts'
 import {
   FLEET_KEY,
@@ -18,19 +20,18 @@ export interface FleetView {
   health: HealthSnapshot | null
 }
 
-interface Cached {
+interface FleetRead {
   record: FleetRecord | null
   health: HealthSnapshot | null
-  /**
-   * When it was read, and until when its reader meant to keep it. Both bound a reuse: a caller
-   * with a shorter TTL than the reader's (the FleetLoad object shares an isolate's cache) does not
-   * get an older record than it asked for.
-   */
-  readAt: number
-  expires: number
 }
 
-const cache = new WeakMap<KVNamespace, Cached>()
+/**
+ * How long past FLEET_CACHE_TTL_MS a warm isolate keeps routing by its last read while it re-reads
+ * (in the background): the record changes rarely and KV itself takes up to a minute to spread it.
+ */
+export const FLEET_STALE_MAX_MS = 60_000
+
+const cache = new StaleCache<KVNamespace, FleetRead>(readFleet)
 
 /** Backends from BACKEND_URLS, as records: active, weight 1. */
 export function recordsFromConfig(
@@ -49,23 +50,38 @@ export function recordsFromConfig(
   }))
 }
 
-export async function loadFleet(kv: KVNamespace, fallback: readonly BackendRecord[], ttlMs: number, now = Date.now()): Promise<FleetView> {
-  let cached = cache.get(kv)
-  if (!cached || cached.expires <= now || now - cached.readAt >= ttlMs) {
-    const [fleet, health] = await Promise.all([kv.get(FLEET_KEY, 'json'), kv.get<HealthSnapshot>(HEALTH_KEY, 'json')])
-    const record = fleet === null ? null : parseFleetRecord(fleet)
-    if (fleet !== null && record === null) {
-      // A broken record must not take the API down: keep serving from the configuration, loudly.
-      console.error(JSON.stringify({ event: 'fleet_record_invalid', key: FLEET_KEY }))
-    }
-    cached = { record, health, readAt: now, expires: now + ttlMs }
-    cache.set(kv, cached)
+/**
+ * The fleet as this isolate knows it. With `background` (the request's waitUntil) a record past its
+ * TTL is served while it is re-read after the response; without it (the probe, the FleetLoad
+ * object) the read waits.
+ */
+export async function loadFleet(
+  kv: KVNamespace,
+  fallback: readonly BackendRecord[],
+  ttlMs: number,
+  options: { now?: number; background?: Background; staleMaxMs?: number } = {},
+): Promise<FleetView> {
+  const read = {
+    ttlMs,
+    staleMaxMs: options.staleMaxMs ?? FLEET_STALE_MAX_MS,
+    background: options.background,
+    now: options.now ?? Date.now(),
   }
-  const { record, health } = cached
+  const { record, health } = await cache.get(kv, read)
   return { backends: record && record.backends.length > 0 ? record.backends : fallback, health }
+}
+
+async function readFleet(kv: KVNamespace): Promise<FleetRead> {
+  const [fleet, health] = await Promise.all([kv.get(FLEET_KEY, 'json'), kv.get<HealthSnapshot>(HEALTH_KEY, 'json')])
+  const record = fleet === null ? null : parseFleetRecord(fleet)
+  if (fleet !== null && record === null) {
+    // A broken record must not take the API down: keep serving from the configuration, loudly.
+    console.error(JSON.stringify({ event: 'fleet_record_invalid', key: FLEET_KEY }))
+  }
+  return { record, health }
 }
 
 /** Forgets the cached view (tests, and the cron probe after it writes a snapshot). */
 export function clearFleetCache(kv: KVNamespace): void {
-  cache.delete(kv)
+  cache.clear(kv)
 }

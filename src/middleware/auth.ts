@@ -2,7 +2,8 @@ import type { Context, MiddlewareHandler } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import type { KeyRecord, Scope } from '../auth/key-record.ts'
-import { findKeyById, findKeyBySecret, keyProblem, type Background } from '../auth/key-store.ts'
+import { requestBackground } from '../cache/request-background.ts'
+import { findKeyById, findKeyBySecret, keyProblem } from '../auth/key-store.ts'
 import type { Principal } from '../auth/principal.ts'
 import { looksLikeStreamToken, verifyStreamToken } from '../auth/stream-token.ts'
 import { isPublicOrigin } from './same-origin.ts'
@@ -48,7 +49,7 @@ async function fromApiKey(c: Context<AppEnv>, sentToken: boolean): Promise<Princ
     throw invalidKey('Stream tokens are accepted only by the browser streaming endpoints; use an API key here.')
   }
   const config = c.get('config')
-  const record = await findKeyBySecret(c.env.KEYS, match[1], config.keyCacheTtlMs, inBackground(c))
+  const record = await findKeyBySecret(c.env.KEYS, match[1], config.keyCacheTtlMs, requestBackground(c))
   if (!record) throw invalidKey('Incorrect API key provided.')
   const problem = keyProblem(record)
   if (problem) throw invalidKey(`This API key has been ${problem === 'revoked' ? 'revoked' : 'expired'}.`)
@@ -61,7 +62,7 @@ async function fromStreamToken(c: Context<AppEnv>, token: string): Promise<Princ
   if (claims.origin !== null && c.req.header('origin') !== claims.origin) {
     throw new ApiError(401, 'This stream token is bound to another origin.', { code: 'invalid_stream_token' })
   }
-  const record = await findKeyById(c.env.KEYS, claims.keyId, config.keyCacheTtlMs, inBackground(c))
+  const record = await findKeyById(c.env.KEYS, claims.keyId, config.keyCacheTtlMs, requestBackground(c))
   if (!record || keyProblem(record)) {
     throw new ApiError(401, 'The API key that minted this stream token is no longer valid.', { code: 'invalid_stream_token' })
   }
@@ -82,17 +83,6 @@ function checkOrigin(c: Context<AppEnv>, record: KeyRecord): void {
 export function isOriginAllowed(c: Context<AppEnv>, record: KeyRecord, origin: string): boolean {
   const config = c.get('config')
   return isPublicOrigin(config, origin) || config.allowedOrigins.has(origin) || record.origins.includes(origin)
-}
-
-/** A cached key past its TTL is re-read after the response, not before it (src/auth/key-store.ts). */
-function inBackground(c: Context<AppEnv>): Background | undefined {
-  try {
-    const ctx = c.executionCtx
-    return (work) => ctx.waitUntil(work)
-  } catch {
-    // No execution context (app.request in a test): nothing can run after the response, so wait.
-    return undefined
-  }
 }
 
 function invalidKey(message: string): ApiError {

@@ -1,3 +1,4 @@
+import { requestBackground } from '../cache/request-background.ts'
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
@@ -107,6 +108,7 @@ export async function relayChat(
     gatewayMaxTokens: input.gatewayMaxTokens,
     signal: gone.signal,
     observer: hold.trace,
+    background: requestBackground(c),
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
   if (!input.stream) return collectChat(c, await opening, hold, format.collector())

@@ -1,3 +1,4 @@
+import type { Background } from '../cache/stale-cache.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
@@ -27,6 +28,8 @@ export interface OpenAttemptsInput {
   /** Aborts the upstream request: the client left, or the session stopped it. */
   signal: AbortSignal
   observer: RelayObserver
+  /** The request's waitUntil: fleet and latency views past their TTL are re-read after the response. */
+  background?: Background
 }
 
 export interface OpenedAttempts {
@@ -39,8 +42,11 @@ export interface OpenedAttempts {
 export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAttempts> {
   const { env, config, prefixKey } = input
   const [fleet, globalTtft] = await Promise.all([
-    loadFleet(env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs),
-    loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs),
+    loadFleet(env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs, {
+      background: input.background,
+      staleMaxMs: config.fleet.staleMaxMs,
+    }),
+    loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs, { background: input.background, staleMaxMs: config.fleet.staleMaxMs }),
   ])
   const live = liveStatsFor(config)
   const now = Date.now()

@@ -1,3 +1,4 @@
+import { StaleCache, type Background } from '../cache/stale-cache.ts'
 import { mergeBuckets, readWindow } from './buckets.ts'
 import { countOf, quantile } from './histogram.ts'
 
@@ -8,17 +9,29 @@ import { countOf, quantile } from './histogram.ts'
 /** Fewer samples than this in the window say too little about a backend to route by. */
 const MIN_SAMPLES = 5
 
-interface Cached {
-  ttft: ReadonlyMap<string, number>
-  expires: number
+/** How long past its TTL a warm isolate routes by its last view while it is re-read in the background. */
+const STALE_MAX_MS = 60_000
+
+const cache = new StaleCache<KVNamespace, ReadonlyMap<string, number>>(readGlobalTtft)
+
+/**
+ * Backend id -> median first-token time (ms) over the last 5 minutes; cached per isolate for ttlMs,
+ * then served stale while re-read when `background` (the request's waitUntil) is given.
+ */
+export function loadGlobalTtft(
+  kv: KVNamespace,
+  ttlMs: number,
+  options: { now?: number; background?: Background; staleMaxMs?: number } = {},
+): Promise<ReadonlyMap<string, number>> {
+  return cache.get(kv, {
+    ttlMs,
+    staleMaxMs: options.staleMaxMs ?? STALE_MAX_MS,
+    background: options.background,
+    now: options.now ?? Date.now(),
+  })
 }
 
-const cache = new WeakMap<KVNamespace, Cached>()
-
-/** Backend id -> median first-token time (ms) over the last 5 minutes; cached per isolate for ttlMs. */
-export async function loadGlobalTtft(kv: KVNamespace, ttlMs: number, now = Date.now()): Promise<ReadonlyMap<string, number>> {
-  const cached = cache.get(kv)
-  if (cached && cached.expires > now) return cached.ttft
+async function readGlobalTtft(kv: KVNamespace, now: number): Promise<ReadonlyMap<string, number>> {
   const ttft = new Map<string, number>()
   try {
     const { backends } = mergeBuckets(await readWindow(kv, '5m', now))
@@ -30,10 +43,9 @@ export async function loadGlobalTtft(kv: KVNamespace, ttlMs: number, now = Date.
     // Routing works without the global view (on the isolate's own samples): never fail a request for it.
     console.error(JSON.stringify({ event: 'latency_view_unavailable', error: error instanceof Error ? error.name : 'unknown' }))
   }
-  cache.set(kv, { ttft, expires: now + ttlMs })
   return ttft
 }
 
 export function clearGlobalTtftCache(kv: KVNamespace): void {
-  cache.delete(kv)
+  cache.clear(kv)
 }

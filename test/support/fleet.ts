@@ -56,6 +56,7 @@ export async function clearFleet(): Promise<void> {
 /** Settings every fleet test starts from: no fleet cache, realistic circuit breaking. */
 export const FLEET_TEST_ENV = {
   FLEET_CACHE_TTL_MS: '1',
+  FLEET_STALE_MAX_MS: '0',
   CIRCUIT_CONSECUTIVE_FAILURES: '3',
   CIRCUIT_FAILURE_RATE: '0.5',
   CIRCUIT_COOLDOWN_MS: '300',

@@ -30,7 +30,7 @@ describe('the router global latency view', () => {
     await put(bucket(minute, { 'view-a': [100, 100, 500], 'view-b': [30, 30] }))
     // Older than the window: not counted.
     await put(bucket(minute - 6 * MINUTE_MS, { 'view-a': [5, 5, 5, 5, 5, 5, 5, 5, 5, 5] }))
-    const view = await loadGlobalTtft(env.LATENCY, 10_000, now)
+    const view = await loadGlobalTtft(env.LATENCY, 10_000, { now })
     expect(view.get('view-a')).toBeGreaterThan(95)
     expect(view.get('view-a')).toBeLessThan(105)
     expect(view.get('view-b')).toBeGreaterThan(28)
@@ -40,6 +40,6 @@ describe('the router global latency view', () => {
   it('leaves out a backend with too few samples to say anything', async () => {
     const now = Date.UTC(2030, 0, 2, 12, 0, 30)
     await put(bucket(bucketStart(now, 'minute'), { 'view-c': [50, 60] }))
-    expect((await loadGlobalTtft(env.LATENCY, 10_000, now)).has('view-c')).toBe(false)
+    expect((await loadGlobalTtft(env.LATENCY, 10_000, { now })).has('view-c')).toBe(false)
   })
 })
