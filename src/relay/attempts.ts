@@ -3,8 +3,10 @@ import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
+import type { HedgeConfig } from '../config.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { readContextRefusal, roomLeft } from './context-refusal.ts'
+import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
@@ -31,6 +33,8 @@ export interface AttemptOptions {
   /** The conversation's prefix key, remembered with the backend that serves it. */
   prefixKey: string | null
   observer?: RelayObserver
+  /** Hedged first tokens for this request, with the isolate's budget; null: off (deployment or key). */
+  hedge?: { config: HedgeConfig; budget: HedgeBudget } | null
 }
 
 /**
@@ -47,11 +51,15 @@ export class UpstreamAttempts {
   /** The body sent; a refitted max_tokens stays for the attempts after it. */
   #body: Record<string, unknown>
   #refitted = false
+  /** Per candidate, the part of its ranked load that is not this isolate's in-flight count. */
+  #othersLoad: number[]
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
     this.#candidates = candidates
     this.#options = options
     this.#body = options.body
+    this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
+    options.hedge?.budget.request(Date.now())
   }
 
   /** Opens the first candidate that accepts the request; throws the last failure if none does. */
@@ -66,12 +74,50 @@ export class UpstreamAttempts {
   async next(attempt: Attempt, error: unknown): Promise<Attempt | null> {
     const failure = attempt.call.failure(error)
     if (!this.#isBackendFailure(attempt.call, failure)) return null
-    this.#options.live.of(attempt.backend.id).circuit.failure(Date.now())
-    attempt.call.stop('relay_failed')
+    this.dropped(attempt, error)
     if (!this.#hasMore()) return null
     try {
       return await this.#openNext(failure)
     } catch {
+      return null
+    }
+  }
+
+  /** `attempt` failed with `error`: its backend's circuit hears of it (if it was the backend's fault), and it stops. */
+  dropped(attempt: Attempt, error: unknown): void {
+    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error))) this.#options.live.of(attempt.backend.id).circuit.failure(Date.now())
+    attempt.call.stop('relay_failed')
+  }
+
+  /** How the engine may hedge this request, or null when hedging is off for it. */
+  hedgePlan(): HedgePlan<Attempt> | null {
+    const hedge = this.#options.hedge
+    if (!hedge) return null
+    return {
+      delayMs: (attempt) => hedgeDelayMs(this.#options.live.of(attempt.backend.id), hedge.config, Date.now()),
+      start: () => this.#startHedge(hedge.budget),
+      dropped: (attempt, error) => this.dropped(attempt, error),
+      won: (attempt, by: HedgeWinner) => this.#options.observer?.hedgeDecided?.(by, attempt.backend.id),
+    }
+  }
+
+  /**
+   * Opens the next candidate as a hedge, if it has a free sequence slot (a full one would only
+   * queue the hedge, and when the next in the ranking is full the fleet is saturated: the smart
+   * ranking puts free slots first) and the budget allows one more. Null when none starts.
+   */
+  async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
+    if (!this.#hasMore()) return null
+    const { backend } = this.#candidates[this.#tried] as Candidate
+    const load = (this.#othersLoad[this.#tried] ?? 0) + this.#options.live.of(backend.id).inFlight
+    if (load >= backend.maxConcurrency || !budget.tryHedge(Date.now())) return null
+    this.#tried++
+    this.#options.observer?.hedgeStarted?.()
+    try {
+      const opened = await this.#openOn(backend)
+      return 'upstream' in opened ? opened : null
+    } catch {
+      // A refusal of the request itself: the primary, which sent the same request, will hear it too.
       return null
     }
   }

@@ -86,6 +86,7 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
     gatewayMaxTokens: input.gatewayMaxTokens,
     signal: gone.signal,
     observer: hold.trace,
+    hedging: c.get('principal').record.hedging !== false,
   } satisfies OpenAttemptsInput)
   if (!input.stream) return collectChat(c, await opening, hold)
 
@@ -98,6 +99,7 @@ export async function relayChat(c: Context<AppEnv>, input: ChatRelayInput, hold:
   const start = (opened ? Promise.resolve(opened) : opening).then(({ first, attempts }) => ({
     first,
     next: (attempt: Attempt, error: unknown) => attempts.next(attempt, error),
+    hedge: attempts.hedgePlan(),
   }))
   const body = relaySse(start, {
     onEnd: (end) => endChatRequest(hold, { outcome: end.outcome, status: 200, end }),
@@ -130,6 +132,7 @@ async function collectChat(c: Context<AppEnv>, opened: OpenedAttempts, hold: Cha
     afterBackendError: 'stop',
     observer: hold.trace,
     keepChunkUsage: true,
+    hedge: attempts.hedgePlan(),
   })
   if (end.error) {
     endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })

@@ -8,6 +8,7 @@ import { rankBackends } from '../fleet/select.ts'
 import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
+import { hedgeBudgetFor } from './hedge.ts'
 
 // How every upstream request starts, for the API route and for stream sessions alike: the fleet
 // and its fleet-wide latency view, the ranking, and the first backend that accepts.
@@ -25,6 +26,8 @@ export interface OpenAttemptsInput {
   /** Aborts the upstream request: the client left, or the session stopped it. */
   signal: AbortSignal
   observer: RelayObserver
+  /** The caller's key allows hedged first tokens (the deployment's HEDGING decides too); absent: no hedging. */
+  hedging?: boolean
 }
 
 export interface OpenedAttempts {
@@ -62,6 +65,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     live,
     prefixKey,
     observer: input.observer,
+    hedge: input.hedging && config.fleet.hedge.enabled ? { config: config.fleet.hedge, budget: hedgeBudgetFor(config) } : null,
   })
   return { first: await attempts.first(), attempts }
 }
