@@ -70,6 +70,7 @@ export function newKeyRecord(fields: Partial<KeyRecord> & { name: string }, now 
     origins: fields.origins ?? [],
     scopes: fields.scopes ?? ['chat'],
     rules: fields.rules ?? {},
+    ...(fields.hedging === undefined ? {} : { hedging: fields.hedging }),
   }
 }
 
