@@ -11,6 +11,7 @@ import { ROOT } from '../scripts/processes.ts'
 import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
 import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
 import { median, percentile, round } from './stats.ts'
+import { hedgeComparison, reportHedge } from './fleet-hedge.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const LEVELS = [0.5, 0.8, 0.95]
@@ -312,3 +313,6 @@ function report(
 }
 
 await main()
+
+// BENCH_HEDGE=1: hedging on and off side by side after the routing phases (bench/fleet-hedge.ts).
+if (process.env.BENCH_HEDGE === '1') console.log(reportHedge(await hedgeComparison()))
