@@ -17,6 +17,8 @@ export interface Attempt {
   upstream: ReadableStream<Uint8Array>
   /** The backend runs without a reasoning parser: the relay splits its content at `</think>`. */
   reasoningInContent: boolean
+  /** Date.now() when its request was sent. */
+  startedAt: number
 }
 
 export interface AttemptOptions {
@@ -94,11 +96,24 @@ export class UpstreamAttempts {
     const hedge = this.#options.hedge
     if (!hedge) return null
     return {
-      delayMs: (attempt) => hedgeDelayMs(this.#options.live.of(attempt.backend.id), hedge.config, Date.now()),
+      delayMs: (attempt) => hedgeDelayMs([attempt.backend, this.#candidates[this.#tried]?.backend].flatMap((backend) => (backend ? [this.#options.live.of(backend.id)] : [])), hedge.config, Date.now()),
       start: () => this.#startHedge(hedge.budget),
       dropped: (attempt, error) => this.dropped(attempt, error),
-      won: (attempt, by: HedgeWinner) => this.#options.observer?.hedgeDecided?.(by, attempt.backend.id),
+      won: (attempt, by: HedgeWinner, loser) => {
+        if (by === 'hedge' && loser) this.#lostTheRace(loser)
+        this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
+      },
     }
+  }
+
+  /**
+   * The primary lost the race: it never sent a first token, so its TTFT would go unsampled and the
+   * ranking would keep trusting its older, faster samples. The time it had without answering is
+   * a lower bound of its TTFT, and is taken as one sample.
+   */
+  #lostTheRace(primary: Attempt): void {
+    const now = Date.now()
+    this.#options.live.of(primary.backend.id).observeTtft(now - primary.startedAt, now)
   }
 
   /**
@@ -145,10 +160,12 @@ export class UpstreamAttempts {
    */
   async #openOn(backend: BackendRecord): Promise<Attempt | { failure: ApiError }> {
     for (;;) {
+      const startedAt = Date.now()
       const call = this.#callFor(backend)
       try {
         const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
-        return { backend, call, upstream: await openUpstream(request, call), reasoningInContent: backend.reasoningParser === 'none' }
+        const upstream = await openUpstream(request, call)
+        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none', startedAt }
       } catch (error) {
         call.end()
         const failure = call.failure(error)

@@ -103,9 +103,10 @@ export class HedgeRace<S extends RelaySource> {
     if (this.#winner) return
     this.#winner = lane
     clearTimeout(this.#timer)
-    for (const other of this.#lanes) if (other !== lane) this.#stop(other)
+    const loser = this.#lanes.find((other) => other !== lane) ?? null
+    if (loser) this.#stop(loser)
     this.#lanes = [lane]
-    if (this.#hedgeRound === this.#round && this.#hedgeRaced) this.#options.plan?.won(lane.source, lane.role)
+    if (this.#hedgeRound === this.#round && this.#hedgeRaced) this.#options.plan?.won(lane.source, lane.role, loser?.source ?? null)
   }
 
   /** A lane's pump ended: `error` null when it read to its end. */

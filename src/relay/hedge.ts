@@ -15,20 +15,27 @@ export interface HedgePlan<S> {
   start(): Promise<S | null>
   /** A raced source that failed while the other runs on: its backend's failure, not the request's. */
   dropped(source: S, error: unknown): void
-  /** The race is decided: `winner` sent the first data event (the loser is already stopped). */
-  won(winner: S, by: HedgeWinner): void
+  /** The race is decided: `winner` sent the first data event; `loser` (null: still opening) is already stopped. */
+  won(winner: S, by: HedgeWinner, loser: S | null): void
 }
 
-/**
- * The deadline: the backend's recent TTFT at the configured percentile, within the bounds. With
- * fewer than MIN_SAMPLES samples the percentile means little, so the max bound is used: a backend
- * the isolate knows nothing about is given the benefit of the doubt.
- */
+/** Recent first-token samples a backend needs before its percentile sets a deadline. */
 export const MIN_SAMPLES = 4
 
-export function hedgeDelayMs(stats: BackendLiveStats, config: HedgeConfig, now: number): number {
-  const quantile = stats.ttftSamples(now) >= MIN_SAMPLES ? stats.ttftQuantileMs(config.percentile / 100, now) : null
-  return Math.min(config.maxDelayMs, Math.max(config.minDelayMs, quantile ?? config.maxDelayMs))
+/**
+ * The deadline: the recent TTFT at the configured percentile of the chosen backend or of the
+ * hedge's backend, whichever is lower, within the bounds. The hedge's own percentile matters: a
+ * backend that is always slow (a straggler) would otherwise never be hedged, its percentile being
+ * its usual slowness; waiting longer than the alternative usually takes buys nothing. A backend
+ * with fewer than MIN_SAMPLES samples says nothing; with neither saying anything, the max bound.
+ */
+export function hedgeDelayMs(backends: readonly BackendLiveStats[], config: HedgeConfig, now: number): number {
+  let delay = config.maxDelayMs
+  for (const stats of backends) {
+    const quantile = stats.ttftSamples(now) >= MIN_SAMPLES ? stats.ttftQuantileMs(config.percentile / 100, now) : null
+    if (quantile !== null) delay = Math.min(delay, quantile)
+  }
+  return Math.max(config.minDelayMs, delay)
 }
 
 /** The cap's sliding window: BUCKETS buckets of BUCKET_MS each. */

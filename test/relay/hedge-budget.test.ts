@@ -10,7 +10,8 @@ describe('the hedge deadline', () => {
   it('is the max bound while the backend has fewer than MIN_SAMPLES recent first tokens', () => {
     const stats = new BackendLiveStats(DEFAULT_CIRCUIT)
     for (let i = 0; i < MIN_SAMPLES - 1; i++) stats.observeTtft(100, 1_000)
-    expect(hedgeDelayMs(stats, config, 1_000)).toBe(2000)
+    expect(hedgeDelayMs([stats], config, 1_000)).toBe(2000)
+    expect(hedgeDelayMs([], config, 1_000)).toBe(2000)
   })
 
   it("is the backend's recent TTFT at the configured percentile, within the bounds", () => {
@@ -18,9 +19,22 @@ describe('the hedge deadline', () => {
     // 19 fast first tokens and one slow: the 95th percentile (nearest rank) is the 19th, 190 ms.
     for (let i = 1; i <= 19; i++) stats.observeTtft(i * 10, 1_000)
     stats.observeTtft(5_000, 1_000)
-    expect(hedgeDelayMs(stats, config, 1_000)).toBe(190)
-    expect(hedgeDelayMs(stats, { ...config, percentile: 100 }, 1_000)).toBe(2000)
-    expect(hedgeDelayMs(stats, { ...config, percentile: 5, minDelayMs: 60 }, 1_000)).toBe(60)
+    expect(hedgeDelayMs([stats], config, 1_000)).toBe(190)
+    expect(hedgeDelayMs([stats], { ...config, percentile: 100 }, 1_000)).toBe(2000)
+    expect(hedgeDelayMs([stats], { ...config, percentile: 5, minDelayMs: 60 }, 1_000)).toBe(60)
+  })
+
+  it("is the lower of the chosen backend's and the hedge backend's: a backend that is always slow is still hedged", () => {
+    const straggler = new BackendLiveStats(DEFAULT_CIRCUIT)
+    const fast = new BackendLiveStats(DEFAULT_CIRCUIT)
+    for (let i = 0; i < 10; i++) {
+      straggler.observeTtft(300, 1_000)
+      fast.observeTtft(80, 1_000)
+    }
+    expect(hedgeDelayMs([straggler, fast], config, 1_000)).toBe(80)
+    expect(hedgeDelayMs([fast, straggler], config, 1_000)).toBe(80)
+    // A hedge backend with too few samples says nothing.
+    expect(hedgeDelayMs([straggler, new BackendLiveStats(DEFAULT_CIRCUIT)], config, 1_000)).toBe(300)
   })
 })
 

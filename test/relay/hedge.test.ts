@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
-import { backendRecord, callIn, clearFleet, fleetEnv, fleetStats, fleetUrls, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
+import { backendRecord, callIn, clearFleet, fleetEnv, fleetUrls, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
 import { frames } from '../support/sse.ts'
 import { adminAuth, captureRecords, recordsOf } from '../support/telemetry.ts'
 import { callWorker, chatBody } from '../support/worker.ts'
@@ -37,8 +37,20 @@ async function chat(testEnv: TestEnv, options: { stream?: boolean; secret?: stri
   return { status: response.status, body: answer }
 }
 
+interface EmulatorStats {
+  requests: number
+  completed: number
+  /** Generations whose client went away first: a hedge's loser must be one (gpu-backend/emulator/stats.ts). */
+  aborted: number
+  inFlight: number
+}
+
+async function fleetStats(): Promise<EmulatorStats[]> {
+  return Promise.all(fleetUrls.map(async (url) => (await (await fetch(`${url}/emulator/stats`)).json()) as EmulatorStats))
+}
+
 /** Waits until the emulators have seen the ends of the generations the test expects. */
-async function statsWhen(done: (stats: Awaited<ReturnType<typeof fleetStats>>) => boolean) {
+async function statsWhen(done: (stats: EmulatorStats[]) => boolean) {
   let last = await fleetStats()
   await vi.waitFor(
     async () => {
