@@ -76,13 +76,17 @@ async function runLoad(gatewayUrl: string, rate: number, durationMs: number): Pr
       }),
     )
   }
-  const deadline = new Promise((_, reject) => setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS))
+  const deadline = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
+  )
   await Promise.race([Promise.all(pending), deadline])
   return ttfts
 }
 
 async function backendRequests(backends: RunningEmulator[]): Promise<number> {
-  const all = await Promise.all(backends.map(async (b) => ((await (await fetch(`${b.url}/emulator/stats`)).json()) as { requests: number }).requests))
+  const all = await Promise.all(
+    backends.map(async (b) => ((await (await fetch(`${b.url}/emulator/stats`)).json()) as { requests: number }).requests),
+  )
   return all.reduce((sum, n) => sum + n, 0)
 }
 
@@ -124,7 +128,16 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
     buildWorker(),
     Promise.all(
       Array.from({ length: 4 }, () =>
-        spawnEmulator(['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--reasoning-parser', 'deepseek_r1', '--api-key', BACKEND_KEY, ...EMULATOR_FLAGS, ...MORE_FLAGS]),
+        spawnEmulator([
+          '--served-model-name',
+          'deepseek-r1-distill-qwen-1.5b',
+          '--reasoning-parser',
+          'deepseek_r1',
+          '--api-key',
+          BACKEND_KEY,
+          ...EMULATOR_FLAGS,
+          ...MORE_FLAGS,
+        ]),
       ),
     ),
   ])
@@ -174,7 +187,15 @@ function spread(values: number[]): string {
 export function reportHedge(results: Record<Mode, Phase[]>): string {
   const p99 = (mode: Mode) => median(results[mode].map((r) => r.ttft_p99))
   const ratios = results.hedging_on.map((on, i) => round(on.ttft_p99 / (results.hedging_off[i]?.ttft_p99 ?? Number.NaN)))
-  const summary = { date: new Date().toISOString(), runs: RUNS, phase_ms: PHASE_MS, level: LEVEL, straggler_ttft_ms: STRAGGLER_TTFT_MS, results, p99_ratio_on_vs_off_per_run: ratios }
+  const summary = {
+    date: new Date().toISOString(),
+    runs: RUNS,
+    phase_ms: PHASE_MS,
+    level: LEVEL,
+    straggler_ttft_ms: STRAGGLER_TTFT_MS,
+    results,
+    p99_ratio_on_vs_off_per_run: ratios,
+  }
   writeFileSync(join(ROOT, 'bench/results/fleet-hedge.json'), `${JSON.stringify(summary, null, 2)}\n`)
   const lines = [
     '# Hedged first tokens',
@@ -187,9 +208,14 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
   for (const mode of MODES) {
     const runs = results[mode]
     const col = (key: keyof Phase) => spread(runs.map((r) => r[key]))
-    lines.push(`| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} |`)
+    lines.push(
+      `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} |`,
+    )
   }
-  lines.push('', `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`)
+  lines.push(
+    '',
+    `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`,
+  )
   writeFileSync(join(ROOT, 'bench/results/fleet-hedge.md'), `${lines.join('\n')}\n`)
   return lines.join('\n')
 }

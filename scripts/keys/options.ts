@@ -128,7 +128,14 @@ export function parseCommand(
   const id = onlyId(command, rest, KEY_ID)
   if (command === 'limits') {
     const hedging = hedgingChange(values.hedging)
-    return { name: command, target, json, id, limits: limitChanges(values, hedging !== undefined), ...(hedging === undefined ? {} : { hedging }) }
+    return {
+      name: command,
+      target,
+      json,
+      id,
+      limits: limitChanges(values, hedging !== undefined),
+      ...(hedging === undefined ? {} : { hedging }),
+    }
   }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id }
 }
@@ -216,7 +223,9 @@ function limitChanges(values: Values, hedgingToo: boolean): Partial<KeyLimits> {
     if (value !== undefined) changes[field] = value === 'default' ? null : count(`--${flag}`, value, ' or default')
   }
   if (Object.keys(changes).length === 0 && !hedgingToo) {
-    throw new UsageError('limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), or --hedging.')
+    throw new UsageError(
+      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), or --hedging.',
+    )
   }
   return changes
 }

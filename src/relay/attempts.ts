@@ -87,7 +87,8 @@ export class UpstreamAttempts {
 
   /** `attempt` failed with `error`: its backend's circuit hears of it (if it was the backend's fault), and it stops. */
   dropped(attempt: Attempt, error: unknown): void {
-    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error))) this.#options.live.of(attempt.backend.id).circuit.failure(Date.now())
+    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error)))
+      this.#options.live.of(attempt.backend.id).circuit.failure(Date.now())
     attempt.call.stop('relay_failed')
   }
 
@@ -96,7 +97,14 @@ export class UpstreamAttempts {
     const hedge = this.#options.hedge
     if (!hedge) return null
     return {
-      delayMs: (attempt) => hedgeDelayMs([attempt.backend, this.#candidates[this.#tried]?.backend].flatMap((backend) => (backend ? [this.#options.live.of(backend.id)] : [])), hedge.config, Date.now()),
+      delayMs: (attempt) =>
+        hedgeDelayMs(
+          [attempt.backend, this.#candidates[this.#tried]?.backend].flatMap((backend) =>
+            backend ? [this.#options.live.of(backend.id)] : [],
+          ),
+          hedge.config,
+          Date.now(),
+        ),
       start: () => this.#startHedge(hedge.budget),
       dropped: (attempt, error) => this.dropped(attempt, error),
       won: (attempt, by: HedgeWinner, loser) => {

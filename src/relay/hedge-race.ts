@@ -78,7 +78,12 @@ export class HedgeRace<S extends RelaySource> {
 
   #launch(source: S, role: HedgeWinner): void {
     const { keepChunkUsage, sink } = this.#options
-    const lane: Lane<S> = { source, role, reader: new ChunkReader({ keepChunkUsage, reasoningInContent: source.reasoningInContent }), out: false }
+    const lane: Lane<S> = {
+      source,
+      role,
+      reader: new ChunkReader({ keepChunkUsage, reasoningInContent: source.reasoningInContent }),
+      out: false,
+    }
     this.#lanes.push(lane)
     pumpEvents(source.upstream, (data) => this.#onData(lane, data), {
       signal: source.call.signal,
