@@ -53,6 +53,8 @@ export class UpstreamAttempts {
   /** The body sent; a refitted max_tokens stays for the attempts after it. */
   #body: Record<string, unknown>
   #refitted = false
+  /** A hedge was started (at most one per request). */
+  #hedged = false
   /** Per candidate, the part of its ranked load that is not this isolate's in-flight count. */
   #othersLoad: number[]
 
@@ -108,6 +110,7 @@ export class UpstreamAttempts {
       start: () => this.#startHedge(hedge.budget),
       dropped: (attempt, error) => this.dropped(attempt, error),
       won: (attempt, by: HedgeWinner, loser) => {
+        if (!this.#hedged) return
         if (by === 'hedge' && loser) this.#lostTheRace(loser)
         this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
       },
@@ -135,6 +138,7 @@ export class UpstreamAttempts {
     const load = (this.#othersLoad[this.#tried] ?? 0) + this.#options.live.of(backend.id).inFlight
     if (load >= backend.maxConcurrency || !budget.tryHedge(Date.now())) return null
     this.#tried++
+    this.#hedged = true
     this.#options.observer?.hedgeStarted?.()
     try {
       const opened = await this.#openOn(backend)

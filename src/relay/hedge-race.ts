@@ -52,6 +52,9 @@ export class HedgeRace<S extends RelaySource> {
   /** The round whose hedge was started (at most one per request), and whether it was raced or is opening. */
   #hedgeRound: PromiseWithResolvers<S> | null = null
   #hedgeRaced = false
+  /** The hedge is opening; a primary that fails meanwhile waits for it here instead of failing the round. */
+  #opening = false
+  #orphan: LaneFailure<S> | null = null
 
   constructor(options: RaceOptions<S>) {
     this.#options = options
@@ -125,20 +128,28 @@ export class HedgeRace<S extends RelaySource> {
     // The other source runs on: this failure is its backend's, not the request's.
     if (this.#lanes.length > 0) return this.#options.plan?.dropped(lane.source, error)
     clearTimeout(this.#timer)
-    round.reject(new LaneFailure(lane.source, error))
+    if (this.#opening) this.#orphan = new LaneFailure(lane.source, error)
+    else round.reject(new LaneFailure(lane.source, error))
   }
 
   async #hedge(plan: HedgePlan<S>, round: PromiseWithResolvers<S>): Promise<void> {
     if (this.#winner || this.#round !== round || this.#options.sink.committed) return
     this.#hedgeRound = round
     this.#hedgeRaced = true
+    this.#opening = true
     const hedge = await plan.start().catch(() => null)
+    this.#opening = false
+    const orphan = this.#orphan
+    this.#orphan = null
     if (!hedge) {
       this.#hedgeRaced = false
+      if (orphan && this.#round === round) round.reject(orphan)
       return
     }
-    // The primary answered (or failed over, or the request ended) while the hedge was opening.
+    // The primary answered (or the request ended) while the hedge was opening.
     if (this.#winner || this.#round !== round) return hedge.call.stop('relay_failed')
+    // The primary failed meanwhile: the hedge takes its place, as a failover would.
+    if (orphan) this.#options.plan?.dropped(orphan.source, orphan.error)
     this.#launch(hedge, 'hedge')
   }
 

@@ -193,6 +193,21 @@ describe('hedged first tokens', () => {
     expect(record).toMatchObject({ outcome: 'ok', backend: 'gpu-b', attempts: 2, hedged: true, hedgeWon: 'hedge' })
   })
 
+  it('waits for a hedge that is still opening when the primary dies, and fails over when the hedge never opens either', async () => {
+    await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' }), backendRecord(2, { state: 'draining' })])
+    // gpu-a dies at its first token (300 ms); gpu-b never answers the hedge's request at all.
+    await prepareFleet({ 0: 'die_after:0', 1: 'hang' })
+    await firstTokenAfter(0, 300)
+    const answer = await chat(fleetEnv({ ...HEDGE_NOW, FIRST_EVENT_TIMEOUT_MS: '700' }))
+    const sent = frames(answer.body)
+    expect(sent.filter((frame) => frame.includes('"error"'))).toEqual([])
+    expect(sent.at(-1)).toBe('data: [DONE]')
+    const [record] = await recordsOf(capture, TEST_KEY_ID)
+    expect(record).toMatchObject({ outcome: 'ok', backend: 'gpu-c', attempts: 3, hedged: true, hedgeWon: null })
+    // The client waited for the hedge's deadline: the failover came after gpu-b timed out, not at once.
+    expect(record?.ttftBackendMs).toBeGreaterThanOrEqual(700)
+  })
+
   it('counts hedges in /metrics by which won, and not as failovers', async () => {
     const metric = async (sample: string) => {
       const body = await (await callWorker('/metrics', { headers: await adminAuth() })).text()
