@@ -101,7 +101,7 @@ export async function runGeneration<S extends RelaySource>(
         break
       } catch (failure) {
         if (!(failure instanceof LaneFailure)) throw failure
-        const { error } = failure as LaneFailure<S>
+        const { error } = failure
         source = (failure as LaneFailure<S>).source
         const cause = error instanceof ErrorEventBeforeData ? error.error : error
         const replacement = sink.committed || !next ? null : await next(source, cause)
