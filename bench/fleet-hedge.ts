@@ -29,7 +29,10 @@ type Mode = (typeof MODES)[number]
 
 const startedAt = Date.now()
 
-/** One turn: the client's time to its first data event, or null when it failed. */
+/** A refusal (the gateway answered non-200, so no backend saw the request). */
+const REFUSED = -1
+
+/** One turn: the client's time to its first data event, REFUSED, or null when it failed otherwise. */
 async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise<number | null> {
   const sentAt = performance.now()
   try {
@@ -40,7 +43,7 @@ async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise
     })
     if (!response.ok || !response.body) {
       await response.body?.cancel()
-      return null
+      return REFUSED
     }
     let ttft: number | null = null
     let text = ''
@@ -116,11 +119,27 @@ async function measureCapacity(gatewayUrl: string): Promise<number> {
 }
 
 interface Phase {
+  capacity_rps: number
   ttft_p50: number
   ttft_p99: number
+  /** Refused by the gateway (every backend full: 503) or failed otherwise. */
   failed: number
   requests: number
+  /** Backend requests beyond one per request that reached a backend: the hedges' cost. */
   extra_backend_requests: number
+}
+
+function summarize(ttfts: (number | null)[], upstream: number, capacity: number): Phase {
+  const served = ttfts.flatMap((t) => (t === null || t === REFUSED ? [] : [t]))
+  const reached = ttfts.filter((t) => t !== REFUSED).length
+  return {
+    capacity_rps: round(capacity),
+    ttft_p50: round(percentile(served, 50)),
+    ttft_p99: round(percentile(served, 99)),
+    failed: ttfts.length - served.length,
+    requests: ttfts.length,
+    extra_backend_requests: round((upstream - reached) / Math.max(1, reached), 4),
+  }
 }
 
 export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
@@ -153,25 +172,18 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
   for (const mode of MODES) gateways.set(mode, await serveWorker(script, vars(mode), { keys }))
   const results: Record<Mode, Phase[]> = { hedging_off: [], hedging_on: [] }
   try {
-    await configure(backends)
-    const capacity = await measureCapacity((gateways.get('hedging_off') as ServedWorker).url)
-    console.error(`capacity: ${round(capacity)} requests/s; load ${LEVEL * 100}%`)
     for (let run = 0; run < RUNS; run++) {
+      // Measured again for every pair: on a shared machine the fleet's capacity drifts, and a stale
+      // figure turns "95%" into an overload whose queues swamp what hedging changes.
+      await configure(backends)
+      const capacity = await measureCapacity((gateways.get('hedging_off') as ServedWorker).url)
+      console.error(`run ${run + 1}: capacity ${round(capacity)} requests/s; load ${LEVEL * 100}%`)
       for (const mode of run % 2 === 0 ? MODES : [...MODES].reverse()) {
         if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('hedge benchmark exceeded its time limit')
         await configure(backends)
         const ttfts = await runLoad((gateways.get(mode) as ServedWorker).url, capacity * LEVEL, PHASE_MS)
-        const served = ttfts.flatMap((t) => (t === null ? [] : [t]))
-        const upstream = await backendRequests(backends)
-        results[mode].push({
-          ttft_p50: round(percentile(served, 50)),
-          ttft_p99: round(percentile(served, 99)),
-          failed: ttfts.length - served.length,
-          requests: ttfts.length,
-          extra_backend_requests: round(upstream / Math.max(1, ttfts.length) - 1, 4),
-        })
+        results[mode].push(summarize(ttfts, await backendRequests(backends), capacity))
       }
-      console.error(`hedge run ${run + 1}/${RUNS} done`)
     }
     return results
   } finally {
@@ -202,14 +214,14 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
     '',
     `${summary.date}. bench/fleet.ts's four backends${STRAGGLER_TTFT_MS > 0 ? `, one a straggler (first token after ${STRAGGLER_TTFT_MS} ms)` : ''}, smart routing, ${LEVEL * 100}% of capacity, ${PHASE_MS / 1000} s phases, ${RUNS} runs; median (min-max) over runs, TTFT in ms at the client.`,
     '',
-    '| hedging | TTFT p50 | TTFT p99 | extra backend requests | failed | requests |',
-    '|---|---|---|---|---|---|',
+    '| hedging | TTFT p50 | TTFT p99 | extra backend requests | failed | requests | capacity (req/s) |',
+    '|---|---|---|---|---|---|---|',
   ]
   for (const mode of MODES) {
     const runs = results[mode]
     const col = (key: keyof Phase) => spread(runs.map((r) => r[key]))
     lines.push(
-      `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} |`,
+      `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} | ${col('capacity_rps')} |`,
     )
   }
   lines.push(
