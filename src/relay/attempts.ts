@@ -99,14 +99,7 @@ export class UpstreamAttempts {
     const hedge = this.#options.hedge
     if (!hedge) return null
     return {
-      delayMs: (attempt) =>
-        hedgeDelayMs(
-          [attempt.backend, this.#candidates[this.#tried]?.backend].flatMap((backend) =>
-            backend ? [this.#options.live.of(backend.id)] : [],
-          ),
-          hedge.config,
-          Date.now(),
-        ),
+      delayMs: (attempt) => this.#hedgeDelayMs(attempt, hedge.config),
       start: () => this.#startHedge(hedge.budget),
       dropped: (attempt, error) => this.dropped(attempt, error),
       won: (attempt, by: HedgeWinner, loser) => {
@@ -115,6 +108,13 @@ export class UpstreamAttempts {
         this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
       },
     }
+  }
+
+  /** The hedge deadline for `attempt`, from its backend's and the would-be hedge's recent TTFT. */
+  #hedgeDelayMs(attempt: Attempt, config: HedgeConfig): number {
+    const next = this.#candidates[this.#tried]?.backend
+    const { live } = this.#options
+    return hedgeDelayMs(next ? [live.of(attempt.backend.id), live.of(next.id)] : [live.of(attempt.backend.id)], config, Date.now())
   }
 
   /**
