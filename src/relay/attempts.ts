@@ -17,8 +17,6 @@ export interface Attempt {
   upstream: ReadableStream<Uint8Array>
   /** The backend runs without a reasoning parser: the relay splits its content at `</think>`. */
   reasoningInContent: boolean
-  /** Date.now() when its request was sent. */
-  startedAt: number
 }
 
 export interface AttemptOptions {
@@ -102,10 +100,10 @@ export class UpstreamAttempts {
       delayMs: (attempt) => this.#hedgeDelayMs(attempt, hedge.config),
       start: () => this.#startHedge(hedge.budget),
       dropped: (attempt, error) => this.dropped(attempt, error),
-      won: (attempt, by: HedgeWinner, loser) => {
-        if (!this.#hedged) return
-        if (by === 'hedge' && loser) this.#lostTheRace(loser)
-        this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
+      // A primary that lost leaves no TTFT sample: the wait it had is only a lower bound, and taken
+      // as a sample it would make a straggler look faster than it is (the ranking would send it more).
+      won: (attempt, by: HedgeWinner) => {
+        if (this.#hedged) this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
       },
     }
   }
@@ -115,16 +113,6 @@ export class UpstreamAttempts {
     const next = this.#candidates[this.#tried]?.backend
     const { live } = this.#options
     return hedgeDelayMs(next ? [live.of(attempt.backend.id), live.of(next.id)] : [live.of(attempt.backend.id)], config, Date.now())
-  }
-
-  /**
-   * The primary lost the race: it never sent a first token, so its TTFT would go unsampled and the
-   * ranking would keep trusting its older, faster samples. The time it had without answering is
-   * a lower bound of its TTFT, and is taken as one sample.
-   */
-  #lostTheRace(primary: Attempt): void {
-    const now = Date.now()
-    this.#options.live.of(primary.backend.id).observeTtft(now - primary.startedAt, now)
   }
 
   /**
@@ -172,12 +160,11 @@ export class UpstreamAttempts {
    */
   async #openOn(backend: BackendRecord): Promise<Attempt | { failure: ApiError }> {
     for (;;) {
-      const startedAt = Date.now()
       const call = this.#callFor(backend)
       try {
         const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
         const upstream = await openUpstream(request, call)
-        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none', startedAt }
+        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none' }
       } catch (error) {
         call.end()
         const failure = call.failure(error)

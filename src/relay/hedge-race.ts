@@ -114,7 +114,7 @@ export class HedgeRace<S extends RelaySource> {
     const loser = this.#lanes.find((other) => other !== lane) ?? null
     if (loser) this.#stop(loser)
     this.#lanes = [lane]
-    if (this.#hedgeRound === this.#round && this.#hedgeRaced) this.#options.plan?.won(lane.source, lane.role, loser?.source ?? null)
+    if (this.#hedgeRound === this.#round && this.#hedgeRaced) this.#options.plan?.won(lane.source, lane.role)
   }
 
   /** A lane's pump ended: `error` null when it read to its end. */

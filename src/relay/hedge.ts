@@ -15,8 +15,8 @@ export interface HedgePlan<S> {
   start(): Promise<S | null>
   /** A raced source that failed while the other runs on: its backend's failure, not the request's. */
   dropped(source: S, error: unknown): void
-  /** The race is decided: `winner` sent the first data event; `loser` (null: still opening) is already stopped. */
-  won(winner: S, by: HedgeWinner, loser: S | null): void
+  /** The race is decided: `winner` sent the first data event (the loser is already stopped). */
+  won(winner: S, by: HedgeWinner): void
 }
 
 /** Recent first-token samples a backend needs before its percentile sets a deadline. */
