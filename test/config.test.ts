@@ -7,6 +7,10 @@ describe('configuration', () => {
     [{ FIRST_EVENT_TIMEOUT_MS: '0' }, 'FIRST_EVENT_TIMEOUT_MS'],
     [{ BACKEND_URLS: '' }, 'BACKEND_URLS'],
     [{ PROMPT_RULES: 'all,-maths' }, 'PROMPT_RULES'],
+    [{ HEDGING: 'yes' }, 'HEDGING'],
+    [{ HEDGE_MAX_SHARE: '5%' }, 'HEDGE_MAX_SHARE'],
+    [{ HEDGE_PERCENTILE: '0' }, 'HEDGE_PERCENTILE'],
+    [{ HEDGE_MIN_DELAY_MS: '500', HEDGE_MAX_DELAY_MS: '100' }, 'HEDGE_MAX_DELAY_MS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)
