@@ -116,15 +116,14 @@ export class UpstreamAttempts {
   }
 
   /**
-   * Opens the next candidate as a hedge, if it has a free sequence slot (a full one would only
-   * queue the hedge, and when the next in the ranking is full the fleet is saturated: the smart
-   * ranking puts free slots first) and the budget allows one more. Null when none starts.
+   * Opens the next candidate as a hedge, unless the fleet is saturated (every candidate at or over
+   * its sequence slots: a hedge would only add to the queues) or the budget is spent. Null when
+   * none starts. The next candidate may itself be full while the fleet is not (a straggler with a
+   * free slot was chosen): a hedge queued behind one slot there still beats a slow first token.
    */
   async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
-    if (!this.#hasMore()) return null
+    if (!this.#hasMore() || this.#saturated() || !budget.tryHedge(Date.now())) return null
     const { backend } = this.#candidates[this.#tried] as Candidate
-    const load = (this.#othersLoad[this.#tried] ?? 0) + this.#options.live.of(backend.id).inFlight
-    if (load >= backend.maxConcurrency || !budget.tryHedge(Date.now())) return null
     this.#tried++
     this.#hedged = true
     this.#options.observer?.hedgeStarted?.()
@@ -135,6 +134,13 @@ export class UpstreamAttempts {
       // A refusal of the request itself: the primary, which sent the same request, will hear it too.
       return null
     }
+  }
+
+  /** Every candidate is at or over its sequence slots now (ranked load, with this isolate's in-flight count as it is now). */
+  #saturated(): boolean {
+    return this.#candidates.every(
+      ({ backend }, i) => (this.#othersLoad[i] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency,
+    )
   }
 
   #hasMore(): boolean {

@@ -151,18 +151,22 @@ describe('hedged first tokens', () => {
     expect(b?.requests).toBe(1)
   })
 
-  it('does not hedge when the next backend has no free slot (the fleet is saturated)', async () => {
-    // The probe saw one request waiting on gpu-b, which runs one at a time: it is full.
-    await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining', maxConcurrency: 1 })])
+  it.each([
+    ['does not hedge when the fleet is saturated: every backend is at its sequence slots', 2, 0],
+    ['hedges onto a full backend while the chosen one has free slots (the fleet is not saturated)', 64, 1],
+  ])('%s', async (_, primarySlots, hedges) => {
+    // The probe saw one request waiting on each; gpu-b runs one at a time, so it is full; gpu-a
+    // with 2 slots is full once this request runs there too.
+    await writeFleet([backendRecord(0, { maxConcurrency: primarySlots }), backendRecord(1, { state: 'draining', maxConcurrency: 1 })])
     const healthy = { healthy: true, checkedAt: Date.now(), running: 1, kvCacheUsage: 0.1, problem: null }
     await env.FLEET.put(
       HEALTH_KEY,
-      JSON.stringify({ at: Date.now(), backends: { 'gpu-a': { ...healthy, waiting: 0 }, 'gpu-b': { ...healthy, waiting: 1 } } }),
+      JSON.stringify({ at: Date.now(), backends: { 'gpu-a': { ...healthy, waiting: 1 }, 'gpu-b': { ...healthy, waiting: 1 } } }),
     )
     await firstTokenAfter(0, 300)
     const answer = await chat(fleetEnv(HEDGE_NOW))
     expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
-    expect((await fleetStats())[1]?.requests).toBe(0)
+    expect((await fleetStats())[1]?.requests).toBe(hedges)
   })
 
   it("fails over after a hedge: the hedge's failure is not the request's, and a primary that times out moves to the next backend", async () => {
