@@ -1,9 +1,10 @@
 // Hedged first tokens, on and off, side by side in each run (part of npm run bench:fleet with
 // BENCH_HEDGE=1, or alone: npm run bench:fleet-hedge). The fleet of bench/fleet.ts (four emulated
-// backends with the continuous-batching load model), one of them a straggler whose first token
-// comes late (BENCH_HEDGE_STRAGGLER_TTFT_MS; 0: none), at 95% of the measured capacity, smart
-// routing. Reports p99 TTFT with and without hedging and the extra backend requests hedging cost.
-// Writes bench/results/fleet-hedge.{json,md}. Bounded: fixed phases, a drain limit, a time limit.
+// backends with the continuous-batching load model) at 95% of the measured capacity, smart
+// routing; with BENCH_HEDGE_STRAGGLER_TTFT_MS one backend is a straggler whose first token comes
+// that late. Reports p99 TTFT with and without hedging and the extra backend requests hedging
+// cost. Writes bench/results/fleet-hedge[-straggler].{json,md}. Bounded: fixed phases, a drain
+// limit, a time limit.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
@@ -14,7 +15,8 @@ import { median, percentile, round } from './stats.ts'
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
 const LEVEL = Number(process.env.BENCH_HEDGE_LEVEL ?? 0.95)
-const STRAGGLER_TTFT_MS = Number(process.env.BENCH_HEDGE_STRAGGLER_TTFT_MS ?? 300)
+const STRAGGLER_TTFT_MS = Number(process.env.BENCH_HEDGE_STRAGGLER_TTFT_MS ?? 0)
+const RESULTS = `bench/results/fleet-hedge${STRAGGLER_TTFT_MS > 0 ? '-straggler' : ''}`
 const DRAIN_LIMIT_MS = 30_000
 const TIME_LIMIT_MS = 20 * 60_000
 const MAX_NUM_SEQS = 8
@@ -208,7 +210,7 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
     results,
     p99_ratio_on_vs_off_per_run: ratios,
   }
-  writeFileSync(join(ROOT, 'bench/results/fleet-hedge.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  writeFileSync(join(ROOT, `${RESULTS}.json`), `${JSON.stringify(summary, null, 2)}\n`)
   const lines = [
     '# Hedged first tokens',
     '',
@@ -228,7 +230,7 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
     '',
     `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`,
   )
-  writeFileSync(join(ROOT, 'bench/results/fleet-hedge.md'), `${lines.join('\n')}\n`)
+  writeFileSync(join(ROOT, `${RESULTS}.md`), `${lines.join('\n')}\n`)
   return lines.join('\n')
 }
 
