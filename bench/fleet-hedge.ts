@@ -22,6 +22,8 @@ const TIME_LIMIT_MS = 20 * 60_000
 const MAX_NUM_SEQS = 8
 const BACKEND_KEY = 'fleet-bench-backend-key'
 const CLIENT_KEY = `sk-${'h'.repeat(43)}`
+/** Reads the gateway's /metrics (the hedges by winner). */
+const ADMIN_KEY = `sk-${'H'.repeat(43)}`
 const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
 /** bench/fleet.ts's load model. */
 const EMULATOR_FLAGS = ['--max-num-seqs', String(MAX_NUM_SEQS), '--ttft-ms', '15', '--prefill-ms-per-token', '0.1', '--itl-ms', '8']
@@ -88,6 +90,17 @@ async function runLoad(gatewayUrl: string, rate: number, durationMs: number): Pr
   return ttfts
 }
 
+/** The gateway's hedges so far by winner (primary, hedge, none), from its /metrics. */
+async function hedgesByWinner(gatewayUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text()
+  const counts: Record<string, number> = {}
+  for (const match of text.matchAll(/^edge_proxy_hedges_total\{won="(\w+)"\} (\d+)$/gm)) counts[match[1] as string] = Number(match[2])
+  return counts
+}
+
+/** The telemetry batch goes after TELEMETRY_BATCH_MS (1 s): wait it out before reading /metrics. */
+const TELEMETRY_SETTLE_MS = 1_500
+
 async function backendRequests(backends: RunningEmulator[]): Promise<number> {
   const all = await Promise.all(
     backends.map(async (b) => ((await (await fetch(`${b.url}/emulator/stats`)).json()) as { requests: number }).requests),
@@ -129,9 +142,11 @@ interface Phase {
   requests: number
   /** Backend requests beyond one per request that reached a backend: the hedges' cost. */
   extra_backend_requests: number
+  /** Hedges in the phase by which attempt won (the gateway's /metrics). */
+  hedges_won: Record<string, number>
 }
 
-function summarize(ttfts: (number | null)[], upstream: number, capacity: number): Phase {
+function summarize(ttfts: (number | null)[], upstream: number, capacity: number, hedges: Record<string, number>): Phase {
   const served = ttfts.flatMap((t) => (t === null || t === REFUSED ? [] : [t]))
   const reached = ttfts.filter((t) => t !== REFUSED).length
   return {
@@ -141,6 +156,7 @@ function summarize(ttfts: (number | null)[], upstream: number, capacity: number)
     failed: ttfts.length - served.length,
     requests: ttfts.length,
     extra_backend_requests: round((upstream - reached) / Math.max(1, reached), 4),
+    hedges_won: hedges,
   }
 }
 
@@ -169,7 +185,10 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
     ROUTING_POLICY: 'smart',
     HEDGING: mode === 'hedging_on' ? 'on' : 'off',
   })
-  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
+  const keys = [
+    { secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } },
+    { secret: ADMIN_KEY, fields: { scopes: ['admin' as const] } },
+  ]
   const gateways = new Map<Mode, ServedWorker>()
   for (const mode of MODES) gateways.set(mode, await serveWorker(script, vars(mode), { keys }))
   const results: Record<Mode, Phase[]> = { hedging_off: [], hedging_on: [] }
@@ -183,8 +202,13 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
       for (const mode of run % 2 === 0 ? MODES : [...MODES].reverse()) {
         if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('hedge benchmark exceeded its time limit')
         await configure(backends)
-        const ttfts = await runLoad((gateways.get(mode) as ServedWorker).url, capacity * LEVEL, PHASE_MS)
-        results[mode].push(summarize(ttfts, await backendRequests(backends), capacity))
+        const gateway = (gateways.get(mode) as ServedWorker).url
+        const before = await hedgesByWinner(gateway)
+        const ttfts = await runLoad(gateway, capacity * LEVEL, PHASE_MS)
+        await new Promise((resolve) => setTimeout(resolve, TELEMETRY_SETTLE_MS))
+        const after = await hedgesByWinner(gateway)
+        const hedges = Object.fromEntries(Object.entries(after).map(([won, n]) => [won, n - (before[won] ?? 0)]))
+        results[mode].push(summarize(ttfts, await backendRequests(backends), capacity, hedges))
       }
     }
     return results
@@ -221,11 +245,16 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
   ]
   for (const mode of MODES) {
     const runs = results[mode]
-    const col = (key: keyof Phase) => spread(runs.map((r) => r[key]))
+    const col = (key: Exclude<keyof Phase, 'hedges_won'>) => spread(runs.map((r) => r[key]))
     lines.push(
       `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} | ${col('capacity_rps')} |`,
     )
   }
+  const won = (by: string) => results.hedging_on.map((r) => r.hedges_won[by] ?? 0).join(', ')
+  lines.push(
+    '',
+    `Hedges per run with hedging on, won by the primary: ${won('primary')}; by the hedge: ${won('hedge')}; by neither: ${won('none')}.`,
+  )
   lines.push(
     '',
     `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`,
