@@ -116,13 +116,15 @@ export class UpstreamAttempts {
   }
 
   /**
-   * Opens the next candidate as a hedge, unless the fleet is saturated (every candidate at or over
-   * its sequence slots: a hedge would only add to the queues) or the budget is spent. Null when
-   * none starts. The next candidate may itself be full while the fleet is not (a straggler with a
-   * free slot was chosen): a hedge queued behind one slot there still beats a slow first token.
+   * Opens the next candidate as a hedge if it has a free sequence slot and the budget allows one
+   * more; null when none starts. So no hedge starts when the fleet is saturated (every candidate
+   * full), nor onto a full backend while it is not: measured at 95% load, hedges queued behind
+   * full backends mostly lost the race and their queued places and in-flight counts pushed other
+   * requests onto slower backends (p50 and p99 rose). The smart ranking puts free slots first, so a
+   * full next candidate usually means a full fleet.
    */
   async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
-    if (!this.#hasMore() || this.#saturated() || !budget.tryHedge(Date.now())) return null
+    if (!this.#hasMore() || this.#isFull(this.#tried) || !budget.tryHedge(Date.now())) return null
     const { backend } = this.#candidates[this.#tried] as Candidate
     this.#tried++
     this.#hedged = true
@@ -136,11 +138,10 @@ export class UpstreamAttempts {
     }
   }
 
-  /** Every candidate is at or over its sequence slots now (ranked load, with this isolate's in-flight count as it is now). */
-  #saturated(): boolean {
-    return this.#candidates.every(
-      ({ backend }, i) => (this.#othersLoad[i] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency,
-    )
+  /** Candidate `index` is at or over its sequence slots now (its ranked load, with this isolate's in-flight count as it is now). */
+  #isFull(index: number): boolean {
+    const { backend } = this.#candidates[index] as Candidate
+    return (this.#othersLoad[index] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency
   }
 
   #hasMore(): boolean {

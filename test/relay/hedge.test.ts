@@ -153,7 +153,7 @@ describe('hedged first tokens', () => {
 
   it.each([
     ['does not hedge when the fleet is saturated: every backend is at its sequence slots', 2, 0],
-    ['hedges onto a full backend while the chosen one has free slots (the fleet is not saturated)', 64, 1],
+    ['does not hedge onto a full backend while the chosen one has free slots either: it would only queue', 64, 0],
   ])('%s', async (_, primarySlots, hedges) => {
     // The probe saw one request waiting on each; gpu-b runs one at a time, so it is full; gpu-a
     // with 2 slots is full once this request runs there too.
