@@ -12,6 +12,7 @@ import { buildWorker, serveIsolates, spawnEmulator, type RunningEmulator, type S
 import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
 import { report, type KillResult, type PhaseResult, type Results } from './fleet-report.ts'
 import { percentile, round } from './stats.ts'
+import { hedgeComparison, reportHedge } from './fleet-hedge.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const numbers = (text: string) => text.split(',').map(Number)
@@ -282,3 +283,6 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 }
 
 await main()
+
+// BENCH_HEDGE=1: hedging on and off side by side after the routing phases (bench/fleet-hedge.ts).
+if (process.env.BENCH_HEDGE === '1') console.log(reportHedge(await hedgeComparison()))

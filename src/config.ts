@@ -74,6 +74,20 @@ export interface FleetConfig {
   failoverAttempts: number
   selection: SelectionOptions
   circuit: CircuitOptions
+  hedge: HedgeConfig
+}
+
+/** Hedged first tokens (docs/fleet.md, Hedging). */
+export interface HedgeConfig {
+  /** HEDGING=off: never (a key's record can also turn it off for that key). */
+  enabled: boolean
+  /** The hedge deadline is this percentile (0-100) of the backend's recent TTFT... */
+  percentile: number
+  /** ...bounded by these (ms); with too few samples the max is the deadline. */
+  minDelayMs: number
+  maxDelayMs: number
+  /** Hedges at most this share of the isolate's requests over a sliding window. */
+  maxShare: number
 }
 
 export interface RateLimitConfig {
@@ -170,7 +184,20 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       // A third of the headers deadline: far above vLLM's milliseconds, well before the deadline.
       stallMs: Math.ceil(positiveInteger('UPSTREAM_HEADERS_TIMEOUT_MS', env.UPSTREAM_HEADERS_TIMEOUT_MS) / 3),
     },
+    hedge: readHedgeConfig(env),
   }
+}
+
+function readHedgeConfig(env: WorkerEnv): HedgeConfig {
+  if (env.HEDGING !== 'on' && env.HEDGING !== 'off') throw misconfigured('HEDGING must be "on" or "off".')
+  const percentile = Number(env.HEDGE_PERCENTILE)
+  if (!(percentile > 0 && percentile <= 100)) throw misconfigured('HEDGE_PERCENTILE must be a number in (0, 100].')
+  const maxShare = Number(env.HEDGE_MAX_SHARE)
+  if (!(maxShare >= 0 && maxShare <= 1)) throw misconfigured('HEDGE_MAX_SHARE must be a number in [0, 1].')
+  const minDelayMs = positiveInteger('HEDGE_MIN_DELAY_MS', env.HEDGE_MIN_DELAY_MS)
+  const maxDelayMs = positiveInteger('HEDGE_MAX_DELAY_MS', env.HEDGE_MAX_DELAY_MS)
+  if (maxDelayMs < minDelayMs) throw misconfigured('HEDGE_MAX_DELAY_MS must be at least HEDGE_MIN_DELAY_MS.')
+  return { enabled: env.HEDGING === 'on', percentile, minDelayMs, maxDelayMs, maxShare }
 }
 
 function readRateLimits(env: WorkerEnv): RateLimitConfig {

@@ -13,6 +13,10 @@ describe('configuration', () => {
     [{ FLEET_STALE_MAX_MS: '-5' }, 'FLEET_STALE_MAX_MS'],
     [{ BODY_TIMEOUT_MS: 'never' }, 'BODY_TIMEOUT_MS'],
     [{ UPSTREAM_HEADERS_TIMEOUT_MS: '-1' }, 'UPSTREAM_HEADERS_TIMEOUT_MS'],
+    [{ HEDGING: 'yes' }, 'HEDGING'],
+    [{ HEDGE_MAX_SHARE: '5%' }, 'HEDGE_MAX_SHARE'],
+    [{ HEDGE_PERCENTILE: '0' }, 'HEDGE_PERCENTILE'],
+    [{ HEDGE_MIN_DELAY_MS: '500', HEDGE_MAX_DELAY_MS: '100' }, 'HEDGE_MAX_DELAY_MS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)

@@ -2,7 +2,7 @@
 // Worker unreachable or refusing), 2 bad command line (usage on stderr).
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
-import { describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
+import { describeHedging, describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
 import { parseCommand, USAGE, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
 import { fetchDashboardLink, fetchKeyUsage, revokeThroughWorker, type Fetcher } from './usage.ts'
@@ -97,11 +97,13 @@ async function execute(
       return 0
     }
     case 'limits': {
-      const record = await updateLimits(kv, command.id, command.limits)
+      const record = await updateLimits(kv, command.id, command.limits, command.hedging)
       if (!record) return unknownKey(out, command.id, where)
-      if (command.json) out.log(JSON.stringify({ id: record.id, limits: record.limits }, null, 2))
+      const hedging = command.hedging === undefined ? {} : { hedging: record.hedging ?? 'default' }
+      if (command.json) out.log(JSON.stringify({ id: record.id, limits: record.limits, ...hedging }, null, 2))
       else {
-        out.log(`Limits of ${record.id} (${record.name}) in the ${where} KEYS namespace:\n${describeLimits(record.limits)}\n`)
+        const limits = describeLimits(record.limits, command.hedging === undefined ? null : describeHedging(record))
+        out.log(`Limits of ${record.id} (${record.name}) in the ${where} KEYS namespace:\n${limits}\n`)
         out.log(`Workers pick up the change when their cached copy of the key expires: ${cacheDelay(command.target.remote)}`)
       }
       return 0

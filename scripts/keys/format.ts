@@ -49,12 +49,19 @@ export function describeRecord(record: KeyRecord, now = Date.now()): string {
   ]
   const rules = Object.entries(record.rules ?? {})
   if (rules.length > 0) rows.push(['rules', rules.map(([rule, on]) => `${rule}=${on ? 'on' : 'off'}`).join(', ')])
+  if (record.hedging !== undefined) rows.push(['hedging', describeHedging(record)])
   return rows.map(([label, value]) => `${label.padEnd(8)} ${value}`).join('\n')
 }
 
-/** Every limit on its own line, for the limits command. */
-export function describeLimits(limits: KeyLimits): string {
-  return columns(LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')]))
+/** A key's hedging switch (docs/fleet.md, Hedging). */
+export function describeHedging(record: KeyRecord): string {
+  return record.hedging === false ? 'off' : record.hedging === true ? 'on (as the deployment allows)' : 'deployment default'
+}
+
+/** Every limit on its own line, for the limits command; the hedging switch too when it was changed. */
+export function describeLimits(limits: KeyLimits, hedging: string | null = null): string {
+  const rows = LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')])
+  return columns(hedging === null ? rows : [...rows, ['  hedging', hedging]])
 }
 
 /** One line a key, in aligned columns. */

@@ -15,7 +15,7 @@ export type Command =
   /** With `worker` (--url), through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds. */
   | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null }
   /** Only the limits given change; null: back to the deployment default. */
-  | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits> }
+  | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits>; hedging?: boolean | null }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
   | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
   /** Asks the Worker for a dashboard sign-in link, with the admin key from GATEWAY_ADMIN_KEY. */
@@ -53,6 +53,9 @@ Commands:
   limits ID [--rpm N|default] [--tpm N|default] [--streams N|default] [--max-output N|default] [--json]
                  Change a key's limits; default: back to the deployment default. Workers
                  pick the change up within KEY_CACHE_TTL_MS (60 s by default).
+  limits ID --hedging on|off|default
+                 Hedged first tokens for this key: off never hedges its requests; on and
+                 default follow the deployment's HEDGING (docs/fleet.md, Hedging).
   usage ID --url URL [--json]
                  A key's effective limits and live usage, from the Worker at URL (such as
                  http://127.0.0.1:8787). Reads an admin-scope key from the environment
@@ -77,6 +80,7 @@ const OPTIONS = {
   tpm: { type: 'string' },
   streams: { type: 'string' },
   'max-output': { type: 'string' },
+  hedging: { type: 'string' },
   url: { type: 'string' },
 } as const
 
@@ -97,7 +101,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   list: [...KV_OPTION_NAMES, 'json'],
   show: [...KV_OPTION_NAMES, 'json'],
   revoke: [...KV_OPTION_NAMES, 'url'],
-  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'json'],
+  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'json'],
   usage: ['url', 'json'],
   'dashboard-link': ['url', 'json'],
 }
@@ -133,7 +137,17 @@ export function parseCommand(
     return command === 'create' ? { name: command, target, json, fields: keyFields(values, now) } : { name: command, target, json }
   }
   const id = onlyId(command, rest, KEY_ID)
-  if (command === 'limits') return { name: command, target, json, id, limits: limitChanges(values) }
+  if (command === 'limits') {
+    const hedging = hedgingChange(values.hedging)
+    return {
+      name: command,
+      target,
+      json,
+      id,
+      limits: limitChanges(values, hedging !== undefined),
+      ...(hedging === undefined ? {} : { hedging }),
+    }
+  }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id, worker: null }
 }
 
@@ -213,16 +227,26 @@ function count(flag: string, value: string, orDefault = ''): number {
 }
 
 /** The limits a `limits` command sets: a count, or null for `default`. */
-function limitChanges(values: Values): Partial<KeyLimits> {
+function limitChanges(values: Values, hedgingToo: boolean): Partial<KeyLimits> {
   const changes: Partial<KeyLimits> = {}
   for (const [flag, field] of LIMIT_FLAGS) {
     const value = values[flag]
     if (value !== undefined) changes[field] = value === 'default' ? null : count(`--${flag}`, value, ' or default')
   }
-  if (Object.keys(changes).length === 0) {
-    throw new UsageError('limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default).')
+  if (Object.keys(changes).length === 0 && !hedgingToo) {
+    throw new UsageError(
+      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), or --hedging.',
+    )
   }
   return changes
+}
+
+/** --hedging: off is false, on true, default null (the field is removed); undefined when not given. */
+function hedgingChange(value: string | undefined): boolean | null | undefined {
+  if (value === undefined) return undefined
+  if (value === 'default') return null
+  if (value === 'on' || value === 'off') return value === 'on'
+  throw new UsageError(`--hedging takes on, off or default, got: ${value}`)
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */

@@ -80,10 +80,13 @@ export async function revokeKey(kv: Kv, id: string): Promise<{ record: KeyRecord
  * Sets the limits given (null: back to the deployment default) and keeps the others, as revokeKey
  * does. Null when no key has this id.
  */
-export async function updateLimits(kv: Kv, id: string, changes: Partial<KeyLimits>): Promise<KeyRecord | null> {
+export async function updateLimits(kv: Kv, id: string, changes: Partial<KeyLimits>, hedging?: boolean | null): Promise<KeyRecord | null> {
   const stored = await findKey(kv, id)
   if (!stored) return null
-  const record = { ...stored.record, limits: { ...stored.record.limits, ...changes } }
+  const record: KeyRecord = { ...stored.record, limits: { ...stored.record.limits, ...changes } }
+  // Hedging: null removes the key's own switch (the deployment decides again).
+  if (hedging === null) delete record.hedging
+  else if (hedging !== undefined) record.hedging = hedging
   await kv.putMany([{ key: KEY_PREFIX + stored.hash, value: JSON.stringify(record) }])
   return record
 }

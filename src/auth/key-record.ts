@@ -28,6 +28,8 @@ export interface KeyRecord {
   scopes: Scope[]
   /** Per-key switches for prompt rules; a rule missing here follows the deployment. */
   rules: Record<string, boolean>
+  /** false: this key's requests are never hedged (docs/fleet.md, Hedging); absent or true: the deployment decides. */
+  hedging?: boolean
 }
 
 /** KV layout (namespace binding KEYS), see docs/kv-schema.md. */
@@ -68,6 +70,7 @@ export function newKeyRecord(fields: Partial<KeyRecord> & { name: string }, now 
     origins: fields.origins ?? [],
     scopes: fields.scopes ?? ['chat'],
     rules: fields.rules ?? {},
+    ...(fields.hedging === undefined ? {} : { hedging: fields.hedging }),
   }
 }
 

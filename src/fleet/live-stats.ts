@@ -72,6 +72,13 @@ export class BackendLiveStats {
     for (const sample of this.#ttft) sum += sample.ms
     return sum / this.#ttft.length
   }
+
+  /** The q-th quantile (0-1, nearest rank) of the recent raw TTFT samples, or null when there are none. */
+  ttftQuantileMs(q: number, now: number): number | null {
+    if (this.ttftSamples(now) === 0) return null
+    const sorted = this.#ttft.map((sample) => sample.ms).sort((a, b) => a - b)
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? null
+  }
 }
 
 /** Conversation prefixes remembered per isolate (most recent first out when full). */

@@ -3,8 +3,10 @@ import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
+import type { HedgeConfig } from '../config.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { readContextRefusal, roomLeft } from './context-refusal.ts'
+import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
@@ -31,6 +33,8 @@ export interface AttemptOptions {
   /** The conversation's prefix key, remembered with the backend that serves it. */
   prefixKey: string | null
   observer?: RelayObserver
+  /** Hedged first tokens for this request, with the isolate's budget; null: off (deployment or key). */
+  hedge?: { config: HedgeConfig; budget: HedgeBudget } | null
 }
 
 /**
@@ -47,11 +51,17 @@ export class UpstreamAttempts {
   /** The body sent; a refitted max_tokens stays for the attempts after it. */
   #body: Record<string, unknown>
   #refitted = false
+  /** A hedge was started (at most one per request). */
+  #hedged = false
+  /** Per candidate, the part of its ranked load that is not this isolate's in-flight count. */
+  #othersLoad: number[]
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
     this.#candidates = candidates
     this.#options = options
     this.#body = options.body
+    this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
+    options.hedge?.budget.request(Date.now())
   }
 
   /** Opens the first candidate that accepts the request; throws the last failure if none does. */
@@ -66,14 +76,72 @@ export class UpstreamAttempts {
   async next(attempt: Attempt, error: unknown): Promise<Attempt | null> {
     const failure = attempt.call.failure(error)
     if (!this.#isBackendFailure(attempt.call, failure)) return null
-    this.#options.live.of(attempt.backend.id).circuit.failure(Date.now(), attempt.call.missedDeadline)
-    attempt.call.stop('relay_failed')
+    this.dropped(attempt, error)
     if (!this.#hasMore()) return null
     try {
       return await this.#openNext(failure)
     } catch {
       return null
     }
+  }
+
+  /** `attempt` failed with `error`: its backend's circuit hears of it (if it was the backend's fault), and it stops. */
+  dropped(attempt: Attempt, error: unknown): void {
+    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error)))
+      this.#options.live.of(attempt.backend.id).circuit.failure(Date.now(), attempt.call.missedDeadline)
+    attempt.call.stop('relay_failed')
+  }
+
+  /** How the engine may hedge this request, or null when hedging is off for it. */
+  hedgePlan(): HedgePlan<Attempt> | null {
+    const hedge = this.#options.hedge
+    if (!hedge) return null
+    return {
+      delayMs: (attempt) => this.#hedgeDelayMs(attempt, hedge.config),
+      start: () => this.#startHedge(hedge.budget),
+      dropped: (attempt, error) => this.dropped(attempt, error),
+      // A primary that lost leaves no TTFT sample: the wait it had is only a lower bound, and taken
+      // as a sample it would make a straggler look faster than it is (the ranking would send it more).
+      won: (attempt, by: HedgeWinner) => {
+        if (this.#hedged) this.#options.observer?.hedgeDecided?.(by, attempt.backend.id)
+      },
+    }
+  }
+
+  /** The hedge deadline for `attempt`, from its backend's and the would-be hedge's recent TTFT. */
+  #hedgeDelayMs(attempt: Attempt, config: HedgeConfig): number {
+    const next = this.#candidates[this.#tried]?.backend
+    const { live } = this.#options
+    return hedgeDelayMs(next ? [live.of(attempt.backend.id), live.of(next.id)] : [live.of(attempt.backend.id)], config, Date.now())
+  }
+
+  /**
+   * Opens the next candidate as a hedge if it has a free sequence slot and the budget allows one
+   * more; null when none starts. So no hedge starts when the fleet is saturated (every candidate
+   * full), nor onto a full backend while it is not: measured at 95% load, hedges queued behind
+   * full backends mostly lost the race and their queued places and in-flight counts pushed other
+   * requests onto slower backends (p50 and p99 rose). The smart ranking puts free slots first, so a
+   * full next candidate usually means a full fleet.
+   */
+  async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
+    if (!this.#hasMore() || this.#isFull(this.#tried) || !budget.tryHedge(Date.now())) return null
+    const { backend } = this.#candidates[this.#tried] as Candidate
+    this.#tried++
+    this.#hedged = true
+    this.#options.observer?.hedgeStarted?.()
+    try {
+      const opened = await this.#openOn(backend)
+      return 'upstream' in opened ? opened : null
+    } catch {
+      // A refusal of the request itself: the primary, which sent the same request, will hear it too.
+      return null
+    }
+  }
+
+  /** Candidate `index` is at or over its sequence slots now (its ranked load, with this isolate's in-flight count as it is now). */
+  #isFull(index: number): boolean {
+    const { backend } = this.#candidates[index] as Candidate
+    return (this.#othersLoad[index] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency
   }
 
   #hasMore(): boolean {
@@ -102,7 +170,8 @@ export class UpstreamAttempts {
       const call = this.#callFor(backend)
       try {
         const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
-        return { backend, call, upstream: await openUpstream(request, call), reasoningInContent: backend.reasoningParser === 'none' }
+        const upstream = await openUpstream(request, call)
+        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none' }
       } catch (error) {
         call.end()
         const failure = call.failure(error)

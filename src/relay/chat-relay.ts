@@ -109,6 +109,7 @@ export async function relayChat(
     signal: gone.signal,
     observer: hold.trace,
     background: requestBackground(c),
+    hedging: c.get('principal').record.hedging !== false,
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
   if (!input.stream) return collectChat(c, await opening, hold, format.collector())
@@ -122,6 +123,7 @@ export async function relayChat(
   const start = (opened ? Promise.resolve(opened) : opening).then(({ first, attempts }) => ({
     first,
     next: (attempt: Attempt, error: unknown) => attempts.next(attempt, error),
+    hedge: attempts.hedgePlan(),
   }))
   const body = relaySse(start, {
     onEnd: (end) => endChatRequest(hold, { outcome: end.outcome, status: 200, end }),
@@ -176,6 +178,7 @@ async function collectChat(
     afterBackendError: 'stop',
     observer: hold.trace,
     keepChunkUsage: true,
+    hedge: attempts.hedgePlan(),
   })
   if (end.error) {
     endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })

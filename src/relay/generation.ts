@@ -3,15 +3,17 @@ import type { TokenUse } from '../limits/ledger.ts'
 import type { Outcome } from '../telemetry/record.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { ErrorEventBeforeData } from './attempts.ts'
-import { carriesToken, ChunkReader, type UpstreamChunk } from './chunk.ts'
-import { pumpEvents } from './events.ts'
-import { upstreamTruncated, type UpstreamCall } from './upstream-call.ts'
+import { carriesToken, type UpstreamChunk } from './chunk.ts'
+import type { HedgePlan } from './hedge.ts'
+import { HedgeRace, LaneFailure } from './hedge-race.ts'
+import type { UpstreamCall } from './upstream-call.ts'
 
 // The generation engine: one upstream generation read to its end, for every way a client gets
 // it (the OpenAI SSE pass-through, the stream: false collector, the stream sessions' named
 // events). It owns the failover loop, the per-chunk bookkeeping (first event, usage, first token,
-// finish reason) and how the generation ended. What a client sees is the sink's business. It is
-// push-based: each chunk reaches the sink in the turn its bytes were parsed.
+// finish reason) and how the generation ended; HedgeRace reads the sources (one, or two raced for
+// the first token). What a client sees is the sink's business. It is push-based: each chunk
+// reaches the sink in the turn its bytes were parsed.
 
 /** An accepted upstream request: its event stream and its call. */
 export interface RelaySource {
@@ -39,12 +41,14 @@ export interface GenerationSink {
   restart?(): void
 }
 
-export interface GenerationOptions {
+export interface GenerationOptions<S extends RelaySource = RelaySource> {
   /** After a backend error event once committed: pass it on and read to [DONE], or stop there. */
   afterBackendError: 'read_to_done' | 'stop'
   observer: RelayObserver
   /** Keep the running usage on chunks (see ChunkReader). */
   keepChunkUsage: boolean
+  /** Hedged first tokens: how to race a second source while no data event came; null or absent: never. */
+  hedge?: HedgePlan<S> | null
 }
 
 export interface GenerationEnd {
@@ -63,19 +67,14 @@ export async function runGeneration<S extends RelaySource>(
   first: S,
   next: NextSource<S> | null,
   sink: GenerationSink,
-  options: GenerationOptions,
+  options: GenerationOptions<S>,
 ): Promise<GenerationEnd> {
   let source = first
-  const readerFor = (attempt: S) =>
-    new ChunkReader({ keepChunkUsage: options.keepChunkUsage, reasoningInContent: attempt.reasoningInContent })
-  let reader = readerFor(first)
   let firstTokenSeen = false
   let finishReason: string | null = null
   let backendFailure: { error: ApiError; data: string } | null = null
 
-  const onData = (data: string): boolean => {
-    const chunk = reader.read(data)
-    source.call.chunkArrived(chunk)
+  const onChunk = (chunk: UpstreamChunk, data: string): boolean => {
     if (chunk.kind === 'done') return false
     if (chunk.kind === 'error') {
       // Before anything reached the client, a backend error may still fail over.
@@ -94,19 +93,25 @@ export async function runGeneration<S extends RelaySource>(
     return true
   }
 
-  for (;;) {
-    try {
-      const end = await pumpEvents(source.upstream, onData, { signal: source.call.signal, afterRead: () => sink.afterRead() })
-      if (end === 'eof') throw upstreamTruncated()
-      break
-    } catch (error) {
-      const cause = error instanceof ErrorEventBeforeData ? error.error : error
-      const replacement = sink.committed || !next ? null : await next(source, cause)
-      if (!replacement) return failed(source, cause, error instanceof ErrorEventBeforeData ? error.data : null)
-      source = replacement
-      reader = readerFor(replacement)
-      sink.restart?.()
+  const race = new HedgeRace<S>({ sink, plan: options.hedge ?? null, keepChunkUsage: options.keepChunkUsage, onChunk })
+  try {
+    for (;;) {
+      try {
+        source = await race.run(source)
+        break
+      } catch (failure) {
+        if (!(failure instanceof LaneFailure)) throw failure
+        const { error } = failure
+        source = (failure as LaneFailure<S>).source
+        const cause = error instanceof ErrorEventBeforeData ? error.error : error
+        const replacement = sink.committed || !next ? null : await next(source, cause)
+        if (!replacement) return failed(source, cause, error instanceof ErrorEventBeforeData ? error.data : null)
+        source = replacement
+        sink.restart?.()
+      }
     }
+  } finally {
+    race.close()
   }
   source.call.end()
   const used = source.call.used

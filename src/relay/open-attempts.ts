@@ -10,6 +10,7 @@ import { rankBackends } from '../fleet/select.ts'
 import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
+import { hedgeBudgetFor } from './hedge.ts'
 
 // How every upstream request starts, for the API route and for stream sessions alike: the fleet,
 // its fleet-wide latency and load views, the ranking, and the first backend that accepts. The
@@ -30,6 +31,8 @@ export interface OpenAttemptsInput {
   observer: RelayObserver
   /** The request's waitUntil: fleet and latency views past their TTL are re-read after the response. */
   background?: Background
+  /** The caller's key allows hedged first tokens (the deployment's HEDGING decides too); absent: no hedging. */
+  hedging?: boolean
 }
 
 export interface OpenedAttempts {
@@ -72,6 +75,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     live,
     prefixKey,
     observer: input.observer,
+    hedge: input.hedging && config.fleet.hedge.enabled ? { config: config.fleet.hedge, budget: hedgeBudgetFor(config) } : null,
   })
   return { first: await attempts.first(), attempts }
 }

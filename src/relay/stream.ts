@@ -3,6 +3,7 @@ import { ClientSseWriter } from './client-writer.ts'
 import { runGeneration, type DataChunk, type GenerationEnd, type GenerationSink, type NextSource, type RelaySource } from './generation.ts'
 import { DONE_FRAME, backendErrorFrame, dataFrame, streamErrorFrame } from './sse.ts'
 import { ApiError } from '../errors.ts'
+import type { HedgePlan } from './hedge.ts'
 
 export type { RelaySource } from './generation.ts'
 
@@ -111,6 +112,8 @@ export class SsePassThrough implements StreamSink {
 export interface RelayStart<S extends RelaySource> {
   first: S
   next: NextSource<S> | null
+  /** Hedged first tokens (see HedgeRace); absent: never. */
+  hedge?: HedgePlan<S> | null
 }
 
 /**
@@ -134,7 +137,7 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
       options.onClientGone?.()
     },
   })
-  const generate = ({ first, next }: RelayStart<S>): Promise<GenerationEnd> => {
+  const generate = ({ first, next, hedge }: RelayStart<S>): Promise<GenerationEnd> => {
     current = first
     // The relay follows failover, so a client that leaves stops whichever attempt is running.
     const followed: NextSource<S> | null = next
@@ -144,7 +147,12 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
           return replacement
         }
       : null
-    return runGeneration(first, followed, sink, { afterBackendError: 'read_to_done', observer, keepChunkUsage: options.forwardChunkUsage })
+    return runGeneration(first, followed, sink, {
+      afterBackendError: 'read_to_done',
+      observer,
+      keepChunkUsage: options.forwardChunkUsage,
+      hedge: hedge ?? null,
+    })
   }
   void start
     .then(generate)

@@ -69,6 +69,12 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
   out.sample('isolates_reporting', snapshot.isolatesReporting)
   out.metric('failovers_total', 'counter', 'Requests moved to another backend before any data reached the client.')
   out.sample('failovers_total', totals.failovers)
+  out.metric(
+    'hedges_total',
+    'counter',
+    'Requests hedged (a second backend asked for the first token), by which won: primary, hedge, or none.',
+  )
+  for (const won of ['primary', 'hedge', 'none']) out.sample('hedges_total', totals.hedges?.[won] ?? 0, { won })
   out.metric('rate_limit_refusals_total', 'counter', 'Requests refused with 429 by a per-key rate limit.')
   out.sample('rate_limit_refusals_total', totals.counters.rateLimitRefusals)
   out.metric('rate_limiter_unavailable_total', 'counter', 'Times the rate limiter could not answer (error or timeout).')

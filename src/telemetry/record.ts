@@ -31,4 +31,11 @@ export interface RequestRecord {
   completionTokens: number
   /** Completion tokens after the first, per second after the first token; null below 2 tokens. */
   decodeTokensPerS: number | null
+  /** A second backend was asked because the first sent no token in time (hedged first tokens). */
+  hedged: boolean
+  /** Which of the two sent the first data event; null when not hedged or neither did. */
+  hedgeWon: HedgeWinner | null
 }
+
+/** Which attempt of a hedged request sent the first data event. */
+export type HedgeWinner = 'primary' | 'hedge'

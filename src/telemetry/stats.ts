@@ -33,12 +33,17 @@ export function emptyStats(): LatencyStats {
 export function addRecord(stats: LatencyStats, record: RequestRecord): void {
   stats.requests++
   stats.outcomes[record.outcome]++
-  stats.failovers += Math.max(0, record.attempts - 1)
+  stats.failovers += failoversOf(record)
   stats.completionTokens += record.completionTokens
   if (record.ttftBackendMs !== null) observe(stats.ttftBackend, record.ttftBackendMs)
   if (record.ttftClientMs !== null) observe(stats.ttftClient, record.ttftClientMs)
   if (record.headersMs !== null) observe(stats.headers, record.headersMs)
   if (record.decodeTokensPerS !== null) observe(stats.decode, record.decodeTokensPerS)
+}
+
+/** Extra backends tried because of failover: every attempt after the first, but a hedge is not one. */
+export function failoversOf(record: RequestRecord): number {
+  return Math.max(0, record.attempts - 1 - (record.hedged ? 1 : 0))
 }
 
 export function mergeStats(target: LatencyStats, source: LatencyStats): void {

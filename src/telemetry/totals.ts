@@ -1,6 +1,6 @@
 import type { TelemetryBatch } from './batch.ts'
 import { COUNTER_NAMES, type CounterName } from './counters.ts'
-import { NO_BACKEND } from './stats.ts'
+import { failoversOf, NO_BACKEND } from './stats.ts'
 
 // Fleet-wide cumulative totals for Prometheus (counters only grow, so any scrape interval works),
 // kept by the aggregator and persisted with it.
@@ -24,12 +24,14 @@ export interface ProxyTotals {
   ttft: Record<string, TtftHistogram>
   completionTokens: Record<string, number>
   failovers: number
+  /** Hedged requests by which attempt won: primary, hedge, or none (both failed). Absent in totals saved before hedging. */
+  hedges?: Record<string, number>
   counters: Record<CounterName, number>
 }
 
 export function emptyTotals(): ProxyTotals {
   const counters = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Record<CounterName, number>
-  return { responses: {}, chat: {}, ttft: {}, completionTokens: {}, failovers: 0, counters }
+  return { responses: {}, chat: {}, ttft: {}, completionTokens: {}, failovers: 0, hedges: {}, counters }
 }
 
 function add(map: Record<string, number>, key: string, by: number): void {
@@ -43,7 +45,8 @@ export function addBatch(totals: ProxyTotals, batch: TelemetryBatch): void {
     const backend = record.backend ?? NO_BACKEND
     add(totals.chat, `${backend} ${record.outcome}`, 1)
     add(totals.completionTokens, backend, record.completionTokens)
-    totals.failovers += Math.max(0, record.attempts - 1)
+    totals.failovers += failoversOf(record)
+    if (record.hedged) add((totals.hedges ??= {}), record.hedgeWon ?? 'none', 1)
     if (record.ttftClientMs === null) continue
     const histogram = (totals.ttft[backend] ??= { buckets: new Array<number>(TTFT_BUCKETS_S.length + 1).fill(0), sumS: 0, count: 0 })
     const seconds = record.ttftClientMs / 1000

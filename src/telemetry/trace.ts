@@ -1,4 +1,4 @@
-import type { Outcome, RequestRecord } from './record.ts'
+import type { HedgeWinner, Outcome, RequestRecord } from './record.ts'
 
 /**
  * What the relay tells about a request as it happens. Every method is cheap and idempotent
@@ -11,6 +11,10 @@ export interface RelayObserver {
   firstTokenArrived(): void
   /** The client has taken the write that carried the first token. */
   firstTokenDelivered(): void
+  /** A hedge was started beside the first backend (its attemptStarted follows). */
+  hedgeStarted?(): void
+  /** The hedge race is decided: `backendId` (the primary or the hedge) sent the first data event. */
+  hedgeDecided?(won: HedgeWinner, backendId: string): void
 }
 
 export interface TraceIdentity {
@@ -33,6 +37,8 @@ export class RequestTrace implements RelayObserver {
   #deliveredAt: number | null = null
   #deliveredAtEnd = false
   #completionTokens = 0
+  #hedged = false
+  #hedgeWon: HedgeWinner | null = null
   #record: RequestRecord | null = null
   #onFinish: (record: RequestRecord) => void
 
@@ -45,6 +51,16 @@ export class RequestTrace implements RelayObserver {
   attemptStarted(backendId: string): void {
     this.#backend = backendId
     this.#attempts++
+  }
+
+  hedgeStarted(): void {
+    this.#hedged = true
+  }
+
+  hedgeDecided(won: HedgeWinner, backendId: string): void {
+    this.#hedgeWon = won
+    // Both were asked; the record names the one that served.
+    this.#backend = backendId
   }
 
   firstTokenArrived(): void {
@@ -98,6 +114,8 @@ export class RequestTrace implements RelayObserver {
       totalMs: now - this.startedAt,
       completionTokens: tokens,
       decodeTokensPerS: tokens >= 2 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : null,
+      hedged: this.#hedged,
+      hedgeWon: this.#hedgeWon,
     }
     this.#onFinish(this.#record)
     return this.#record

@@ -147,6 +147,19 @@ describe('keys limits', () => {
     expect((await keys('show', id)).stdout).toMatch(/limits\s+tokens\/min 1000, concurrent streams 2 \(others: deployment defaults\)/)
   })
 
+  it("turns hedged first tokens off for the key with --hedging off, and back to the deployment's with default", async () => {
+    const off = await keys('limits', id, '--hedging', 'off')
+    expect(off).toMatchObject({ code: 0, stderr: '' })
+    expect(off.stdout).toMatch(/hedging\s+off/)
+    const stored = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
+    expect(stored).toMatchObject({ hedging: false, limits: { tokensPerMinute: 1000, concurrentStreams: 2 } })
+    expect((await keys('show', id)).stdout).toMatch(/hedging\s+off/)
+    const back = await keys('limits', id, '--hedging', 'default', '--json')
+    expect(JSON.parse(back.stdout)).toMatchObject({ id, hedging: 'default' })
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).not.toHaveProperty('hedging')
+    expect((await keys('limits', id, '--hedging', 'maybe')).code).toBe(2)
+  })
+
   it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
     const names = (await local.kv.list()).keys.map(({ name }) => name)
     const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')

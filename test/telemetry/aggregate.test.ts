@@ -34,6 +34,8 @@ function record(endedAt: number, fields: Partial<RequestRecord> = {}): RequestRe
     totalMs: 200,
     completionTokens: 20,
     decodeTokensPerS: 100,
+    hedged: false,
+    hedgeWon: null,
     ...fields,
   }
 }

@@ -1,0 +1,266 @@
+// Hedged first tokens, on and off, side by side in each run (part of npm run bench:fleet with
+// BENCH_HEDGE=1, or alone: npm run bench:fleet-hedge). The fleet of bench/fleet.ts (four emulated
+// backends with the continuous-batching load model) at 95% of the measured capacity, smart
+// routing; with BENCH_HEDGE_STRAGGLER_TTFT_MS one backend is a straggler whose first token comes
+// that late. Reports p99 TTFT with and without hedging and the extra backend requests hedging
+// cost. Writes bench/results/fleet-hedge[-straggler].{json,md}. Bounded: fixed phases, a drain
+// limit, a time limit.
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT } from '../scripts/processes.ts'
+import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
+import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
+import { median, percentile, round } from './stats.ts'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
+const LEVEL = Number(process.env.BENCH_HEDGE_LEVEL ?? 0.95)
+const STRAGGLER_TTFT_MS = Number(process.env.BENCH_HEDGE_STRAGGLER_TTFT_MS ?? 0)
+const RESULTS = `bench/results/fleet-hedge${STRAGGLER_TTFT_MS > 0 ? '-straggler' : ''}`
+const DRAIN_LIMIT_MS = 30_000
+const TIME_LIMIT_MS = 20 * 60_000
+const MAX_NUM_SEQS = 8
+const BACKEND_KEY = 'fleet-bench-backend-key'
+const CLIENT_KEY = `sk-${'h'.repeat(43)}`
+/** Reads the gateway's /metrics (the hedges by winner). */
+const ADMIN_KEY = `sk-${'H'.repeat(43)}`
+const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
+/** bench/fleet.ts's load model. */
+const EMULATOR_FLAGS = ['--max-num-seqs', String(MAX_NUM_SEQS), '--ttft-ms', '15', '--prefill-ms-per-token', '0.1', '--itl-ms', '8']
+const MORE_FLAGS = ['--batch-itl-ms-per-seq', '1.5', '--reasoning-tokens', '16', '--content-tokens', '8']
+const MODES = ['hedging_off', 'hedging_on'] as const
+type Mode = (typeof MODES)[number]
+
+const startedAt = Date.now()
+
+/** A refusal (the gateway answered non-200, so no backend saw the request). */
+const REFUSED = -1
+
+/** One turn: the client's time to its first data event, REFUSED, or null when it failed otherwise. */
+async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise<number | null> {
+  const sentAt = performance.now()
+  try {
+    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
+      body: JSON.stringify(conversationTurn(conversation)),
+    })
+    if (!response.ok || !response.body) {
+      await response.body?.cancel()
+      return REFUSED
+    }
+    let ttft: number | null = null
+    let text = ''
+    const decoder = new TextDecoder()
+    for await (const chunk of response.body) {
+      if (ttft !== null) continue
+      text += decoder.decode(chunk, { stream: true })
+      if (text.includes('data: {"id"')) ttft = performance.now() - sentAt
+    }
+    return ttft
+  } catch {
+    return null
+  }
+}
+
+/** Open-loop Poisson arrivals at `rate` per second for `durationMs`, conversations continuing. */
+async function runLoad(gatewayUrl: string, rate: number, durationMs: number): Promise<(number | null)[]> {
+  const ready: Conversation[] = []
+  const pending: Promise<void>[] = []
+  const ttfts: (number | null)[] = []
+  const begin = performance.now()
+  let next = begin
+  while (performance.now() - begin < durationMs) {
+    next += -Math.log(1 - Math.random()) * (1000 / rate)
+    const wait = next - performance.now()
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
+    pending.push(
+      sendTurn(gatewayUrl, conversation).then((ttft) => {
+        ttfts.push(ttft)
+        conversation.turns++
+        if (!conversation.finished()) ready.push(conversation)
+      }),
+    )
+  }
+  const deadline = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
+  )
+  await Promise.race([Promise.all(pending), deadline])
+  return ttfts
+}
+
+/** The gateway's hedges so far by winner (primary, hedge, none), from its /metrics. */
+async function hedgesByWinner(gatewayUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text()
+  const counts: Record<string, number> = {}
+  for (const match of text.matchAll(/^edge_proxy_hedges_total\{won="(\w+)"\} (\d+)$/gm)) counts[match[1] as string] = Number(match[2])
+  return counts
+}
+
+/** The telemetry batch goes after TELEMETRY_BATCH_MS (1 s): wait it out before reading /metrics. */
+const TELEMETRY_SETTLE_MS = 1_500
+
+async function backendRequests(backends: RunningEmulator[]): Promise<number> {
+  const all = await Promise.all(
+    backends.map(async (b) => ((await (await fetch(`${b.url}/emulator/stats`)).json()) as { requests: number }).requests),
+  )
+  return all.reduce((sum, n) => sum + n, 0)
+}
+
+async function configure(backends: RunningEmulator[]): Promise<void> {
+  await Promise.all(backends.map((b) => fetch(`${b.url}/emulator/reset`, { method: 'POST' })))
+  if (STRAGGLER_TTFT_MS > 0) {
+    await fetch(`${backends[0]?.url}/emulator/config`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ttftMs: STRAGGLER_TTFT_MS }),
+    })
+  }
+}
+
+/** Requests per second the fleet completes when kept full (closed loop, 6 s). */
+async function measureCapacity(gatewayUrl: string): Promise<number> {
+  let done = 0
+  const begin = performance.now()
+  const worker = async () => {
+    while (performance.now() - begin < 6_000) {
+      await sendTurn(gatewayUrl, newConversation())
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: 4 * MAX_NUM_SEQS }, worker))
+  return done / ((performance.now() - begin) / 1000)
+}
+
+interface Phase {
+  capacity_rps: number
+  ttft_p50: number
+  ttft_p99: number
+  /** Refused by the gateway (every backend full: 503) or failed otherwise. */
+  failed: number
+  requests: number
+  /** Backend requests beyond one per request that reached a backend: the hedges' cost. */
+  extra_backend_requests: number
+  /** Hedges in the phase by which attempt won (the gateway's /metrics). */
+  hedges_won: Record<string, number>
+}
+
+function summarize(ttfts: (number | null)[], upstream: number, capacity: number, hedges: Record<string, number>): Phase {
+  const served = ttfts.flatMap((t) => (t === null || t === REFUSED ? [] : [t]))
+  const reached = ttfts.filter((t) => t !== REFUSED).length
+  return {
+    capacity_rps: round(capacity),
+    ttft_p50: round(percentile(served, 50)),
+    ttft_p99: round(percentile(served, 99)),
+    failed: ttfts.length - served.length,
+    requests: ttfts.length,
+    extra_backend_requests: round((upstream - reached) / Math.max(1, reached), 4),
+    hedges_won: hedges,
+  }
+}
+
+export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
+  const [script, backends] = await Promise.all([
+    buildWorker(),
+    Promise.all(
+      Array.from({ length: 4 }, () =>
+        spawnEmulator([
+          '--served-model-name',
+          'deepseek-r1-distill-qwen-1.5b',
+          '--reasoning-parser',
+          'deepseek_r1',
+          '--api-key',
+          BACKEND_KEY,
+          ...EMULATOR_FLAGS,
+          ...MORE_FLAGS,
+        ]),
+      ),
+    ),
+  ])
+  const vars = (mode: Mode) => ({
+    BACKEND_URLS: backends.map((b) => b.url).join(','),
+    BACKEND_API_KEY: BACKEND_KEY,
+    BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
+    ROUTING_POLICY: 'smart',
+    HEDGING: mode === 'hedging_on' ? 'on' : 'off',
+  })
+  const keys = [
+    { secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } },
+    { secret: ADMIN_KEY, fields: { scopes: ['admin' as const] } },
+  ]
+  const gateways = new Map<Mode, ServedWorker>()
+  for (const mode of MODES) gateways.set(mode, await serveWorker(script, vars(mode), { keys }))
+  const results: Record<Mode, Phase[]> = { hedging_off: [], hedging_on: [] }
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      // Measured again for every pair: on a shared machine the fleet's capacity drifts, and a stale
+      // figure turns "95%" into an overload whose queues swamp what hedging changes.
+      await configure(backends)
+      const capacity = await measureCapacity((gateways.get('hedging_off') as ServedWorker).url)
+      console.error(`run ${run + 1}: capacity ${round(capacity)} requests/s; load ${LEVEL * 100}%`)
+      for (const mode of run % 2 === 0 ? MODES : [...MODES].reverse()) {
+        if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('hedge benchmark exceeded its time limit')
+        await configure(backends)
+        const gateway = (gateways.get(mode) as ServedWorker).url
+        const before = await hedgesByWinner(gateway)
+        const ttfts = await runLoad(gateway, capacity * LEVEL, PHASE_MS)
+        await new Promise((resolve) => setTimeout(resolve, TELEMETRY_SETTLE_MS))
+        const after = await hedgesByWinner(gateway)
+        const hedges = Object.fromEntries(Object.entries(after).map(([won, n]) => [won, n - (before[won] ?? 0)]))
+        results[mode].push(summarize(ttfts, await backendRequests(backends), capacity, hedges))
+      }
+    }
+    return results
+  } finally {
+    await Promise.all([...gateways.values()].map((g) => g.dispose()))
+    await Promise.all(backends.map((b) => b.stop()))
+  }
+}
+
+function spread(values: number[]): string {
+  return `${round(median(values))} (${round(Math.min(...values))}-${round(Math.max(...values))})`
+}
+
+export function reportHedge(results: Record<Mode, Phase[]>): string {
+  const p99 = (mode: Mode) => median(results[mode].map((r) => r.ttft_p99))
+  const ratios = results.hedging_on.map((on, i) => round(on.ttft_p99 / (results.hedging_off[i]?.ttft_p99 ?? Number.NaN)))
+  const summary = {
+    date: new Date().toISOString(),
+    runs: RUNS,
+    phase_ms: PHASE_MS,
+    level: LEVEL,
+    straggler_ttft_ms: STRAGGLER_TTFT_MS,
+    results,
+    p99_ratio_on_vs_off_per_run: ratios,
+  }
+  writeFileSync(join(ROOT, `${RESULTS}.json`), `${JSON.stringify(summary, null, 2)}\n`)
+  const lines = [
+    '# Hedged first tokens',
+    '',
+    `${summary.date}. bench/fleet.ts's four backends${STRAGGLER_TTFT_MS > 0 ? `, one a straggler (first token after ${STRAGGLER_TTFT_MS} ms)` : ''}, smart routing, ${LEVEL * 100}% of capacity, ${PHASE_MS / 1000} s phases, ${RUNS} runs; median (min-max) over runs, TTFT in ms at the client.`,
+    '',
+    '| hedging | TTFT p50 | TTFT p99 | extra backend requests | failed | requests | capacity (req/s) |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const mode of MODES) {
+    const runs = results[mode]
+    const col = (key: Exclude<keyof Phase, 'hedges_won'>) => spread(runs.map((r) => r[key]))
+    lines.push(
+      `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} | ${col('capacity_rps')} |`,
+    )
+  }
+  const won = (by: string) => results.hedging_on.map((r) => r.hedges_won[by] ?? 0).join(', ')
+  lines.push(
+    '',
+    `Hedges per run with hedging on, won by the primary: ${won('primary')}; by the hedge: ${won('hedge')}; by neither: ${won('none')}.`,
+  )
+  lines.push(
+    '',
+    `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`,
+  )
+  writeFileSync(join(ROOT, `${RESULTS}.md`), `${lines.join('\n')}\n`)
+  return lines.join('\n')
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(reportHedge(await hedgeComparison()))

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest'
+import type { RelaySource } from '../../src/relay/generation.ts'
+import type { HedgePlan, HedgeWinner } from '../../src/relay/hedge.ts'
+import { relaySse } from '../../src/relay/stream.ts'
+import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { manualStream } from '../support/streams.ts'
+import { frames, readAll } from '../support/sse.ts'
+
+// The race itself, with two upstreams the test feeds by hand, so both can send their first data
+// event in the same turn: the client must see exactly one of them, never a mix.
+
+const chunk = (id: string, delta: string) =>
+  `{"id":"${id}","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":${delta},"logprobs":null,"finish_reason":null}]}`
+const role = (id: string) => chunk(id, '{"role":"assistant","content":""}')
+const token = (id: string, text: string) => chunk(id, `{"content":"${text}"}`)
+const engineError = '{"error":{"message":"EngineCore encountered an issue.","type":"BadRequestError","param":null,"code":400}}'
+const sse = (...payloads: string[]) => payloads.map((payload) => `data: ${payload}\n\n`).join('')
+
+function source() {
+  const upstream = manualStream()
+  const call = new UpstreamCall(undefined, { firstEventMs: 5_000, idleMs: 5_000 })
+  return { upstream, source: { upstream: upstream.stream, call } satisfies RelaySource }
+}
+
+/** A plan that hedges at once with `hedge`, and says what the race did. */
+function planWith(hedge: RelaySource | null) {
+  const { promise: started, resolve } = Promise.withResolvers<void>()
+  const seen = { dropped: [] as RelaySource[], won: [] as HedgeWinner[] }
+  const plan: HedgePlan<RelaySource> = {
+    delayMs: () => 0,
+    start: async () => {
+      resolve()
+      return hedge
+    },
+    dropped: (failed) => void seen.dropped.push(failed),
+    won: (_, by) => void seen.won.push(by),
+  }
+  return { plan, started, seen }
+}
+
+function relay(first: RelaySource, plan: HedgePlan<RelaySource>) {
+  return relaySse(Promise.resolve({ first, next: null, hedge: plan }), {
+    forwardUsage: false,
+    forwardChunkUsage: false,
+    keepAliveMs: 10_000,
+  })
+}
+
+const turn = () => new Promise((resolve) => setTimeout(resolve, 10))
+
+describe('the hedge race', () => {
+  it('gives the client one source alone when both send their first data event in the same turn, and stops the other', async () => {
+    const primary = source()
+    const hedge = source()
+    const { plan, started, seen } = planWith(hedge.source)
+    const body = relay(primary.source, plan)
+    await started
+    await turn()
+    hedge.upstream.push(sse(role('H'), token('H', 'h1')))
+    primary.upstream.push(sse(role('P'), token('P', 'p1')))
+    await turn()
+    const winner = seen.won[0] === 'hedge' ? hedge : primary
+    const loser = winner === hedge ? primary : hedge
+    const id = winner === hedge ? 'H' : 'P'
+    winner.upstream.push(sse(token(id, 'x'), '[DONE]'))
+    const sent = frames(await readAll(body))
+    expect(sent).toEqual([`data: ${role(id)}`, `data: ${token(id, `${id.toLowerCase()}1`)}`, `data: ${token(id, 'x')}`, 'data: [DONE]'])
+    expect(seen.won).toHaveLength(1)
+    expect(loser.source.call.signal.aborted).toBe(true)
+    await loser.upstream.cancelled
+  })
+
+  it("keeps the request when the primary's backend fails before any data: the hedge serves it, the failure is the backend's", async () => {
+    const primary = source()
+    const hedge = source()
+    const { plan, started, seen } = planWith(hedge.source)
+    const body = relay(primary.source, plan)
+    await started
+    await turn()
+    primary.upstream.push(sse(engineError))
+    await turn()
+    hedge.upstream.push(sse(role('H'), token('H', 'h1'), '[DONE]'))
+    const sent = frames(await readAll(body))
+    expect(sent).toEqual([`data: ${role('H')}`, `data: ${token('H', 'h1')}`, 'data: [DONE]'])
+    expect(seen.dropped).toEqual([primary.source])
+    expect(seen.won).toEqual(['hedge'])
+  })
+
+  it('reads the primary alone when the plan starts no hedge', async () => {
+    const primary = source()
+    const { plan, started, seen } = planWith(null)
+    const body = relay(primary.source, plan)
+    await started
+    primary.upstream.push(sse(role('P'), token('P', 'p1'), '[DONE]'))
+    expect(frames(await readAll(body))).toEqual([`data: ${role('P')}`, `data: ${token('P', 'p1')}`, 'data: [DONE]'])
+    expect(seen.won).toEqual([])
+  })
+})
