@@ -68,6 +68,7 @@ export class HedgeRace<S extends RelaySource> {
     this.#lanes = []
     this.#launch(primary, 'primary')
     const { plan, sink } = this.#options
+    // The hedge deadline: the primary's events flow meanwhile; past it, a second backend is asked too.
     if (plan && !this.#hedgeRound && !sink.committed) this.#timer = setTimeout(() => void this.#hedge(plan, round), plan.delayMs(primary))
     return round.promise
   }

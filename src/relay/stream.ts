@@ -42,6 +42,50 @@ export interface StreamSink extends GenerationSink {
  */
 export const MAX_UNSETTLED_WRITES = 8
 
+/** The client writer of an API stream (chat completions, Responses): a slow client is waited for. */
+export function apiClientWriter(options: StreamSinkOptions): ClientSseWriter {
+  return new ClientSseWriter({
+    keepAliveMs: options.keepAliveMs,
+    slowClient: 'wait',
+    maxUntaken: MAX_UNSETTLED_WRITES,
+    onGone: options.onGone,
+  })
+}
+
+/**
+ * The frames of one upstream read, written to the client in one write at the end of that same
+ * turn (no waiting: one network flush instead of one per event). The write that carries the first
+ * token is timed: its settling is the client taking it.
+ */
+export class TurnWrites {
+  readonly writer: ClientSseWriter
+  #observer: RelayObserver
+  #pending = ''
+  #firstTokenPending = false
+
+  constructor(writer: ClientSseWriter, observer: RelayObserver) {
+    this.writer = writer
+    this.#observer = observer
+  }
+
+  add(frame: string): void {
+    this.#pending += frame
+  }
+
+  /** The frames added in this turn carry the first token. */
+  firstToken(): void {
+    this.#firstTokenPending = true
+  }
+
+  flush(): void {
+    if (this.#pending === '') return
+    const taken = this.#firstTokenPending ? () => this.#observer.firstTokenDelivered() : undefined
+    this.writer.write(this.#pending, taken)
+    this.#pending = ''
+    this.#firstTokenPending = false
+  }
+}
+
 const NO_OBSERVER: RelayObserver = { attemptStarted() {}, firstTokenArrived() {}, firstTokenDelivered() {} }
 
 /**
@@ -54,36 +98,29 @@ export class SsePassThrough implements StreamSink {
   readonly writer: ClientSseWriter
   committed = false
   #forwardUsage: boolean
-  #observer: RelayObserver
-  #pending = ''
-  #firstTokenPending = false
+  #out: TurnWrites
   #sentBackendError = false
 
   constructor(options: StreamSinkOptions) {
     this.#forwardUsage = options.forwardUsage
-    this.#observer = options.observer
-    this.writer = new ClientSseWriter({
-      keepAliveMs: options.keepAliveMs,
-      slowClient: 'wait',
-      maxUntaken: MAX_UNSETTLED_WRITES,
-      onGone: options.onGone,
-    })
+    this.writer = apiClientWriter(options)
+    this.#out = new TurnWrites(this.writer, options.observer)
   }
 
   chunk(chunk: DataChunk, firstToken: boolean): void {
-    if (firstToken) this.#firstTokenPending = true
+    if (firstToken) this.#out.firstToken()
     if (chunk.kind === 'usage' && !this.#forwardUsage) return
-    this.#pending += dataFrame(chunk.data)
+    this.#out.add(dataFrame(chunk.data))
     this.committed = true
   }
 
   backendError(error: ApiError, data: string): void {
     this.#sentBackendError = true
-    this.#pending += backendErrorFrame(error, data)
+    this.#out.add(backendErrorFrame(error, data))
   }
 
   afterRead(): Promise<unknown> | undefined {
-    this.#flush()
+    this.#out.flush()
     return this.writer.backpressure()
   }
 
@@ -91,20 +128,11 @@ export class SsePassThrough implements StreamSink {
   finish(end: GenerationEnd): void {
     if (!this.writer.open || end.outcome === 'client_abort') return this.writer.abort()
     if (end.error && !this.#sentBackendError) {
-      this.#pending += end.backendEvent !== null ? backendErrorFrame(end.error, end.backendEvent) : streamErrorFrame(end.error)
+      this.#out.add(end.backendEvent !== null ? backendErrorFrame(end.error, end.backendEvent) : streamErrorFrame(end.error))
     }
-    this.#pending += DONE_FRAME
-    this.#flush()
+    this.#out.add(DONE_FRAME)
+    this.#out.flush()
     this.writer.close()
-  }
-
-  #flush(): void {
-    if (this.#pending === '') return
-    // The write that carries the first token is timed: its settling is the client taking it.
-    const taken = this.#firstTokenPending ? () => this.#observer.firstTokenDelivered() : undefined
-    this.writer.write(this.#pending, taken)
-    this.#pending = ''
-    this.#firstTokenPending = false
   }
 }
 

@@ -1,8 +1,7 @@
 import type { ApiError } from '../errors.ts'
-import { ClientSseWriter } from '../relay/client-writer.ts'
+import type { ClientSseWriter } from '../relay/client-writer.ts'
 import type { DataChunk, GenerationEnd } from '../relay/generation.ts'
-import { MAX_UNSETTLED_WRITES, type StreamSink, type StreamSinkOptions } from '../relay/stream.ts'
-import type { RelayObserver } from '../telemetry/trace.ts'
+import { TurnWrites, apiClientWriter, type StreamSink, type StreamSinkOptions } from '../relay/stream.ts'
 import {
   messageItem,
   newResponseId,
@@ -38,9 +37,7 @@ export class ResponseEventStream implements StreamSink {
   readonly writer: ClientSseWriter
   committed = false
   #settings: ResponseSettings
-  #observer: RelayObserver
-  #pending = ''
-  #firstTokenPending = false
+  #out: TurnWrites
   #sequence = 0
   #open: OpenItem | null = null
   #done: OutputItem[] = []
@@ -48,26 +45,21 @@ export class ResponseEventStream implements StreamSink {
 
   constructor(settings: ResponseSettings, options: StreamSinkOptions) {
     this.#settings = settings
-    this.#observer = options.observer
-    this.writer = new ClientSseWriter({
-      keepAliveMs: options.keepAliveMs,
-      slowClient: 'wait',
-      maxUntaken: MAX_UNSETTLED_WRITES,
-      onGone: options.onGone,
-    })
+    this.writer = apiClientWriter(options)
+    this.#out = new TurnWrites(this.writer, options.observer)
     // The response exists as soon as the 200 is committed; these events carry no generation, so
     // they do not commit the relay to a backend (failover stays possible).
     const response = responseObject(settings, { status: 'in_progress', output: [], usage: null })
     this.#emit({ type: 'response.created', response })
     this.#emit({ type: 'response.in_progress', response })
-    this.#flush()
+    this.#out.flush()
   }
 
   chunk(chunk: DataChunk, firstToken: boolean): void {
     this.#tokens.read(chunk)
     const { reasoning, content } = textsOf(chunk)
     if (reasoning === '' && content === '') return
-    if (firstToken) this.#firstTokenPending = true
+    if (firstToken) this.#out.firstToken()
     this.committed = true
     if (reasoning !== '') this.#delta('reasoning', reasoning)
     if (content !== '') this.#delta('message', content)
@@ -83,7 +75,7 @@ export class ResponseEventStream implements StreamSink {
   }
 
   afterRead(): Promise<unknown> | undefined {
-    this.#flush()
+    this.#out.flush()
     return this.writer.backpressure()
   }
 
@@ -101,7 +93,7 @@ export class ResponseEventStream implements StreamSink {
       const response = responseObject(this.#settings, { status, output: this.#done, usage: this.#tokens.responseUsage() })
       this.#emit({ type: status === 'completed' ? 'response.completed' : 'response.incomplete', response })
     }
-    this.#flush()
+    this.#out.flush()
     this.writer.close()
   }
 
@@ -176,15 +168,6 @@ export class ResponseEventStream implements StreamSink {
   }
 
   #emit(event: Event): void {
-    this.#pending += eventFrame({ ...event, sequence_number: this.#sequence++ })
-  }
-
-  #flush(): void {
-    if (this.#pending === '') return
-    // The write that carries the first token is timed: its settling is the client taking it.
-    const taken = this.#firstTokenPending ? () => this.#observer.firstTokenDelivered() : undefined
-    this.writer.write(this.#pending, taken)
-    this.#pending = ''
-    this.#firstTokenPending = false
+    this.#out.add(eventFrame({ ...event, sequence_number: this.#sequence++ }))
   }
 }
