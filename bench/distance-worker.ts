@@ -1,14 +1,15 @@
 // Benchmark-only entry: the production Worker (src/index.ts) as a caller far from its Durable
-// Objects and KV sees it. Every call on a Durable Object stub (LIMITER, TELEMETRY, STREAMS) and every
+// Objects and KV sees it. Every call on a Durable Object stub (all five bindings) and every
 // KV operation (KEYS, FLEET, LATENCY) waits BENCH_DO_RTT_MS / BENCH_KV_RTT_MS before it is made, one
 // round trip each; BENCH_BACKEND_RTT_MS does the same for the Worker's outbound fetches (the backend).
 // Only the Worker's own calls are delayed: calls the Durable Objects make among themselves are not.
 // Never deployed: `npm run bench` builds it as its own bundle (dist/distance/), and the production
 // entry never imports it (test/scripts/bundle-distance.test.ts checks the production build).
-import worker, { KeyLimiter, StreamSession, TelemetryAggregator } from '../src/index.ts'
+import worker from '../src/index.ts'
 import type { WorkerEnv } from '../src/env.ts'
 
-export { KeyLimiter, StreamSession, TelemetryAggregator }
+// Every Durable Object class the production entry exports, so a new one needs no edit here.
+export * from '../src/index.ts'
 
 interface DistanceVars {
   BENCH_DO_RTT_MS?: string
@@ -16,7 +17,7 @@ interface DistanceVars {
   BENCH_BACKEND_RTT_MS?: string
 }
 
-const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS'] as const
+const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS', 'DASHBOARD_LINKS', 'FLEET_LOAD'] as const
 const KV_BINDINGS = ['KEYS', 'FLEET', 'LATENCY'] as const
 
 function rtt(value: string | undefined): number {
