@@ -2,7 +2,8 @@ import { DurableObject } from 'cloudflare:workers'
 import { readConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
 import { backendHeaders, credentialsFrom, type BackendCredentials } from '../fleet/access.ts'
-import type { BackendLoad, FleetLoadView } from '../fleet/load-view.ts'
+import type { BackendLoad, FleetLoadAnswer, FleetLoadView } from '../fleet/load-view.ts'
+import { PlacementLog, type PlacementExchange } from '../fleet/placements.ts'
 import { readLoad } from '../fleet/probe.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import { loadFleet } from '../fleet/registry.ts'
@@ -25,6 +26,8 @@ const SCRAPE_TIMEOUT_MS = 800
  */
 export class FleetLoad extends DurableObject<WorkerEnv> {
   #view: FleetLoadView | null = null
+  /** In memory only: a placement is a cache hint, and an evicted object's isolates refill it in a second. */
+  #placements = new PlacementLog()
   #lastReadAt = 0
   #alarmAt: number | null = null
 
@@ -44,6 +47,12 @@ export class FleetLoad extends DurableObject<WorkerEnv> {
       await this.ctx.storage.setAlarm(now)
     }
     return this.#view
+  }
+
+  /** A read that also swaps conversation placements between isolates (src/fleet/placements.ts). */
+  async exchange(request: PlacementExchange): Promise<FleetLoadAnswer> {
+    const news = this.#placements.exchange(request)
+    return { view: await this.read(), news }
   }
 
   /** One scrape round now (the alarm; tests call it to skip the wait). */

@@ -2,6 +2,7 @@
 // token, and its circuit breaker. Per isolate and immediate (no storage); the cron probe's KV
 // snapshot adds the fleet-wide view (docs/fleet.md lists how fresh each signal is).
 import { CircuitBreaker, DEFAULT_CIRCUIT, type CircuitOptions } from './circuit.ts'
+import { PLACEMENTS_PER_EXCHANGE, type Placement, type PlacementExchange, type PlacementNews, type PlacementPeer } from './placements.ts'
 import type { GatewayConfig } from '../config.ts'
 
 /** TTFT samples kept per backend, and how old a sample may be. */
@@ -85,10 +86,14 @@ export class BackendLiveStats {
 const AFFINITY_ENTRIES = 10_000
 
 /** The isolate's stats for every backend it has routed to, by backend id. */
-export class LiveStats {
+export class LiveStats implements PlacementPeer {
   #byBackend = new Map<string, BackendLiveStats>()
   /** Prefix key -> the backend that last served a turn of it, so holds its prefix in cache. */
   #affinity = new Map<string, string>()
+  /** This isolate's placements not yet sent to the other isolates (src/fleet/placements.ts). */
+  #outbox: Placement[] = []
+  /** The last sequence of the fleet's placement log this isolate has seen; 0: none yet. */
+  #placementsSeen = 0
   readonly #circuit: CircuitOptions
 
   constructor(circuit: CircuitOptions = DEFAULT_CIRCUIT) {
@@ -97,13 +102,37 @@ export class LiveStats {
 
   /** A turn of the conversation `prefixKey` was served by backend `id`. */
   remember(prefixKey: string, id: string): void {
-    this.#affinity.delete(prefixKey)
-    this.#affinity.set(prefixKey, id)
-    if (this.#affinity.size > AFFINITY_ENTRIES) this.#affinity.delete(this.#affinity.keys().next().value as string)
+    this.#place(prefixKey, id)
+    this.#outbox.push({ prefixKey, backendId: id })
+    // Oldest first out: a burst beyond one exchange keeps its latest turns.
+    if (this.#outbox.length > PLACEMENTS_PER_EXCHANGE) this.#outbox.shift()
   }
 
   recall(prefixKey: string): string | undefined {
     return this.#affinity.get(prefixKey)
+  }
+
+  /** Hands over the placements to send; what an exchange that fails loses is a hint, not state. */
+  takePlacements(): PlacementExchange {
+    const placements = this.#outbox
+    this.#outbox = []
+    return { placements, since: this.#placementsSeen }
+  }
+
+  /**
+   * The other isolates' placements, oldest first, so the latest turn of a conversation wins. One
+   * this isolate made while the exchange was on its way can be overwritten by an older one from
+   * the answer; its next turn then costs one prefill, which is all a placement is worth.
+   */
+  learnPlacements(news: PlacementNews): void {
+    for (const { prefixKey, backendId } of news.placements) this.#place(prefixKey, backendId)
+    this.#placementsSeen = news.seq
+  }
+
+  #place(prefixKey: string, id: string): void {
+    this.#affinity.delete(prefixKey)
+    this.#affinity.set(prefixKey, id)
+    if (this.#affinity.size > AFFINITY_ENTRIES) this.#affinity.delete(this.#affinity.keys().next().value as string)
   }
 
   of(id: string): BackendLiveStats {

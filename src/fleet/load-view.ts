@@ -4,6 +4,7 @@
 // second, starts a refresh in the background. What the ranking may trust is decided in
 // src/fleet/select.ts (loadMaxAgeMs): an entry older than that is unknown, not idle.
 import type { WorkerEnv } from '../env.ts'
+import type { PlacementNews, PlacementPeer } from './placements.ts'
 
 /** One backend's gauges from vLLM's /metrics (vllm/v1/metrics/loggers.py), null when not read. */
 export interface BackendLoad {
@@ -39,13 +40,20 @@ interface IsolateCache {
 /** Keyed by the namespace binding, so each test environment (and each deployment) has its own. */
 const caches = new WeakMap<object, IsolateCache>()
 
+/** The object's answer to an isolate's read: its load view and the placements news. */
+export interface FleetLoadAnswer {
+  view: FleetLoadView | null
+  news: PlacementNews
+}
+
 /**
  * The isolate's last fleet load view (null before the first answer), at once. Starts a refresh
- * when the last ask is a second old. The refresh is not handed to waitUntil: a request that
+ * when the last ask is a second old; the refresh also swaps conversation placements with the
+ * other isolates through `peer` (src/fleet/placements.ts). The refresh is not handed to waitUntil: a request that
  * routes lives at least as long as its upstream call, far longer than one RPC, and one that
  * ends first only delays the next refresh (REFRESH_GIVE_UP_MS).
  */
-export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now()): FleetLoadView | null {
+export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now(), peer?: PlacementPeer): FleetLoadView | null {
   const namespace: WorkerEnv['FLEET_LOAD'] | undefined = env.FLEET_LOAD
   // A benchmark-only entry (bench/bare-worker.ts) or a script without the binding: no view.
   if (namespace === undefined) return null
@@ -59,7 +67,7 @@ export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now
     const entry = cache
     entry.askedAt = now
     entry.pending = true
-    void readObject(env)
+    void readObject(env, peer)
       .then((view) => {
         entry.view = view
       })
@@ -74,9 +82,11 @@ export function fleetLoadView(env: Pick<WorkerEnv, 'FLEET_LOAD'>, now = Date.now
   return cache.view
 }
 
-async function readObject(env: Pick<WorkerEnv, 'FLEET_LOAD'>): Promise<FleetLoadView | null> {
+async function readObject(env: Pick<WorkerEnv, 'FLEET_LOAD'>, peer: PlacementPeer | undefined): Promise<FleetLoadView | null> {
   const stub = env.FLEET_LOAD.get(env.FLEET_LOAD.idFromName(FLEET_LOAD_NAME))
-  return stub.read()
+  const answer = await stub.exchange(peer?.takePlacements() ?? { placements: [], since: null })
+  peer?.learnPlacements(answer.news)
+  return answer.view
 }
 
 /** Forgets the isolate's view (tests). */

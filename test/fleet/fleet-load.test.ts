@@ -4,7 +4,7 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { IDLE_STOP_MS, SCRAPE_INTERVAL_MS, nextScrapeAt, type FleetLoad } from '../../src/durable/fleet-load.ts'
-import { liveStatsFor } from '../../src/fleet/live-stats.ts'
+import { LiveStats, liveStatsFor } from '../../src/fleet/live-stats.ts'
 import { FLEET_LOAD_NAME, clearFleetLoadCache, fleetLoadView } from '../../src/fleet/load-view.ts'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { clearFleetCache } from '../../src/fleet/registry.ts'
@@ -134,6 +134,22 @@ describe('the fleet load view in an isolate', () => {
     const [a, b, c] = await fleetStats()
     expect(a?.requests).toBe(2)
     expect((b?.completed ?? 0) + (c?.completed ?? 0)).toBe(3)
+  })
+
+  it('carries conversation placements between isolates: a turn one isolate placed is recalled by another after its next read', async () => {
+    const testEnv = fleetEnv()
+    const [placing, following] = [new LiveStats(), new LiveStats()]
+    // Both isolates have read once, so each knows where the log stands.
+    following.learnPlacements((await object().exchange(following.takePlacements())).news)
+    placing.remember('conversation-1', 'gpu-b')
+    fleetLoadView(testEnv, Date.now(), placing)
+    await vi.waitFor(async () => {
+      following.learnPlacements((await object().exchange(following.takePlacements())).news)
+      expect(following.recall('conversation-1')).toBe('gpu-b')
+    })
+    // And only once: the next read brings nothing new.
+    const again = (await object().exchange(following.takePlacements())).news
+    expect(again.placements).toEqual([])
   })
 
   it('never makes a request wait for it: the first call answers null at once and reads in the background', () => {
