@@ -140,14 +140,21 @@ describe('npm start', () => {
 
       // Streams until each emulator runs one (routing decides where; bounded attempts).
       const open: { emulator: number; reader: ReadableStreamDefaultReader<string>; text: string }[] = []
-      for (let i = 0; i < 8 && new Set(open.map((stream) => stream.emulator)).size < 2; i++) {
+      for (let i = 0; i < 12 && new Set(open.map((stream) => stream.emulator)).size < 2; i++) {
         const before = await Promise.all(emulators.map(({ url }) => runningOn(url)))
         const response = await chat(true, `Conversation ${i}: what is ${i} * 6?`)
         if (response.status !== 200) throw new Error(`stream ${i}: ${response.status} ${await response.text()}`)
         const reader = (response.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
         const text = (await reader.read()).value ?? ''
-        const after = await Promise.all(emulators.map(({ url }) => runningOn(url)))
-        open.push({ emulator: after.findIndex((count, e) => count > (before[e] as number)), reader, text })
+        // Which emulator took it: the one whose running count rose. Polled, since on a loaded
+        // machine the first bytes can reach the client before the emulator's count is read.
+        let emulator = -1
+        for (let poll = 0; poll < 20 && emulator === -1; poll++) {
+          const after = await Promise.all(emulators.map(({ url }) => runningOn(url)))
+          emulator = after.findIndex((count, e) => count > (before[e] as number))
+          if (emulator === -1) await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        open.push({ emulator, reader, text })
       }
       const onVictim = open.filter((stream) => stream.emulator === 1)
       const onOther = open.filter((stream) => stream.emulator === 0)
