@@ -5,7 +5,9 @@ import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
 import { median, round } from './stats.ts'
 
-export const POLICIES = ['smart', 'weighted_random', 'round_robin'] as const
+// smart_isolated: smart routing with SHARED_PLACEMENTS=off, each isolate remembering only its own
+// conversations, side by side with the shared placements of smart.
+export const POLICIES = ['smart', 'smart_isolated', 'weighted_random', 'round_robin'] as const
 export type Policy = (typeof POLICIES)[number]
 
 export interface PhaseResult {
@@ -65,6 +67,7 @@ function targetsAt80(byLevel: Record<string, Record<Policy, PolicySummary>>) {
     p99_smart_vs_weighted_random: round(at80.smart.ttft_p99 / at80.weighted_random.ttft_p99),
     p99_smart_vs_round_robin: round(at80.smart.ttft_p99 / at80.round_robin.ttft_p99),
     smart_followup_prefix_hit_rate: at80.smart.followup_prefix_hit_rate,
+    smart_isolated_followup_prefix_hit_rate: at80.smart_isolated.followup_prefix_hit_rate,
   }
 }
 
@@ -93,7 +96,7 @@ function markdown(setup: Setup, summary: { date: string; isolates: Summaries; ki
     const t = targetsAt80(byLevel)
     if (t)
       lines.push(
-        `- ${isolates} isolate(s): smart / weighted random p99 **${t.p99_smart_vs_weighted_random}**, smart / round robin p99 **${t.p99_smart_vs_round_robin}**, smart follow-up hit rate **${t.smart_followup_prefix_hit_rate}**.`,
+        `- ${isolates} isolate(s): smart / weighted random p99 **${t.p99_smart_vs_weighted_random}**, smart / round robin p99 **${t.p99_smart_vs_round_robin}**, smart follow-up hit rate **${t.smart_followup_prefix_hit_rate}** (isolated placements: ${t.smart_isolated_followup_prefix_hit_rate}).`,
       )
   }
   const kill = summary.kill

@@ -223,7 +223,8 @@ async function main(): Promise<void> {
     BACKEND_URLS: backends.map((b) => b.url).join(','),
     BACKEND_API_KEY: BACKEND_KEY,
     BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
-    ROUTING_POLICY: policy,
+    ROUTING_POLICY: policy === 'smart_isolated' ? 'smart' : policy,
+    SHARED_PLACEMENTS: policy === 'smart_isolated' ? 'off' : 'on',
     TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
   })
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]

@@ -75,6 +75,8 @@ export interface FleetConfig {
   selection: SelectionOptions
   circuit: CircuitOptions
   hedge: HedgeConfig
+  /** SHARED_PLACEMENTS=on: conversation placements are swapped between isolates (src/fleet/placements.ts). */
+  sharedPlacements: boolean
 }
 
 /** Hedged first tokens (docs/fleet.md, Hedging). */
@@ -185,6 +187,7 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       stallMs: Math.ceil(positiveInteger('UPSTREAM_HEADERS_TIMEOUT_MS', env.UPSTREAM_HEADERS_TIMEOUT_MS) / 3),
     },
     hedge: readHedgeConfig(env),
+    sharedPlacements: onOff('SHARED_PLACEMENTS', env.SHARED_PLACEMENTS),
   }
 }
 

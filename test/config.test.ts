@@ -14,6 +14,7 @@ describe('configuration', () => {
     [{ BODY_TIMEOUT_MS: 'never' }, 'BODY_TIMEOUT_MS'],
     [{ UPSTREAM_HEADERS_TIMEOUT_MS: '-1' }, 'UPSTREAM_HEADERS_TIMEOUT_MS'],
     [{ HEDGING: 'yes' }, 'HEDGING'],
+    [{ SHARED_PLACEMENTS: 'yes' }, 'SHARED_PLACEMENTS'],
     [{ HEDGE_MAX_SHARE: '5%' }, 'HEDGE_MAX_SHARE'],
     [{ HEDGE_PERCENTILE: '0' }, 'HEDGE_PERCENTILE'],
     [{ HEDGE_MIN_DELAY_MS: '500', HEDGE_MAX_DELAY_MS: '100' }, 'HEDGE_MAX_DELAY_MS'],

@@ -60,7 +60,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     prefixKey,
     recall: (key) => live.recall(key),
     globalTtftMs: (id) => globalTtft.get(id),
-    fleetLoad: fleetLoadView(env, now, live),
+    fleetLoad: fleetLoadView(env, now, config.fleet.sharedPlacements ? live : undefined),
     now,
     options: config.fleet.selection,
   })
