@@ -153,37 +153,30 @@ function expectedTtft(candidate: Candidate, input: SelectionInput): number {
 }
 
 /**
- * Prefix affinity: the backend that served the conversation's last turn, as this isolate knows it
- * (it holds the prefix in vLLM's cache), else rendezvous hashing, by which every isolate maps a
- * conversation to the same backend without shared state, and a backend leaving moves only its own
- * conversations. Bounded: a backend with no free sequence slot, or with its load above `bound`
- * times the mean (plus one request of slack), is passed over, so one hot prefix cannot overload
- * a backend. When the first hash choice is passed over, the second is tried before the request
- * goes by cost: every isolate computes the same second choice, so a turn that overflowed and the
- * conversation's next turn, wherever it lands, still tend to meet on one backend.
+ * Prefix affinity: the backend this isolate last sent the conversation to (it holds the prefix in
+ * vLLM's cache), else rendezvous hashing, by which every isolate maps a conversation to the same
+ * backend without shared state, and a backend leaving moves only its own conversations. Bounded: when the chosen backend has no free
+ * sequence slot, or its load is above `bound` times the mean (plus one request of slack), the
+ * request goes by cost instead, so one hot prefix cannot overload a backend.
  */
 function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: string | undefined, bound: number): Candidate | null {
-  const byHash = [...candidates]
-    .map((candidate) => ({ candidate, score: rendezvousScore(prefixKey, candidate.backend.id, candidate.backend.weight) }))
-    .sort((a, b) => b.score - a.score)
-    .slice(0, AFFINITY_HASH_CHOICES)
-    .map(({ candidate }) => candidate)
-  const recalled = candidates.find((candidate) => candidate.backend.id === remembered)
-  const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
-  return [...(recalled ? [recalled] : []), ...byHash].find((candidate) => withinAffinityBound(candidate, meanLoad, bound)) ?? null
-}
-
-/** Hash choices affinity tries, in order, before a request goes by cost. */
-const AFFINITY_HASH_CHOICES = 2
-
-function withinAffinityBound(candidate: Candidate, meanLoad: number, bound: number): boolean {
+  let best: Candidate | null = candidates.find((candidate) => candidate.backend.id === remembered) ?? null
+  let bestScore = best ? Number.POSITIVE_INFINITY : -1
+  for (const candidate of candidates) {
+    const score = rendezvousScore(prefixKey, candidate.backend.id, candidate.backend.weight)
+    if (score > bestScore) {
+      best = candidate
+      bestScore = score
+    }
+  }
   // Affinity never waits for a slot: a cached prefix saves one prefill (tens of ms), while the
   // queued turn waits for the shortest running generation to end, which took p99 TTFT to 2-3x
   // round robin's in bench:fleet (bench/results/fleet.md). With the fleet load view the load is
   // known fleet-wide, so "free" is what all isolates sent, not this isolate's share.
-  const { load, backend } = candidate
-  if (load >= backend.maxConcurrency) return false
-  return load / backend.maxConcurrency <= meanLoad * bound + 1 / backend.maxConcurrency
+  if (!best || best.load >= best.backend.maxConcurrency) return null
+  const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
+  const ownLoad = best.load / best.backend.maxConcurrency
+  return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null
 }
 
 /** Weighted rendezvous score: -weight / ln(u), with u a hash of (prefix, backend) in (0, 1). */

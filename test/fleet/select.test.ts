@@ -149,28 +149,6 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(setup))[0]).toBe(preferred)
   })
 
-  it('tries the second hash choice before cost when the first is full, so isolates that know nothing of the turn still agree', () => {
-    const fleet = [backend('a'), backend('b'), backend('c'), backend('d')]
-    const prefixKey = prefixKeyOf([{ content: 'a conversation whose first choice is full' }])
-    const first = ids(rankBackends(input(fleet, { prefixKey })))[0]!
-    const choose = (full: string[]) => {
-      const setup = input(fleet, { prefixKey })
-      for (const id of full) setup.live.of(id).inFlight = 8
-      return { setup, chosen: ids(rankBackends(setup))[0]! }
-    }
-    const { chosen: second } = choose([first])
-    expect(second).not.toBe(first)
-    // Make the second choice the costliest of the free ones: affinity, not cost, still picks it.
-    const { setup } = choose([first])
-    for (let i = 0; i < 8; i++) setup.live.of(second).observeTtft(900, setup.now)
-    for (const id of ['a', 'b', 'c', 'd'].filter((id) => id !== first && id !== second))
-      for (let i = 0; i < 8; i++) setup.live.of(id).observeTtft(20, setup.now)
-    expect(ids(rankBackends(setup))[0]).toBe(second)
-    // Both hash choices full: the request goes by cost, to neither.
-    const { chosen } = choose([first, second])
-    expect([first, second]).not.toContain(chosen)
-  })
-
   it('round robin rotates; weighted random follows the weights', () => {
     const rr = [0, 1, 2].map(() => ids(rankBackends(input([backend('a'), backend('b'), backend('c')], { policy: 'round_robin' })))[0])
     expect(new Set(rr).size).toBe(3)
