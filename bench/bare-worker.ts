@@ -23,8 +23,6 @@ app.post('/v1/chat/completions', async (c) => {
 })
 app.onError(renderError)
 
-// wrangler.toml binds these Durable Objects, so the bundle must export their classes (unused here).
-export { KeyLimiter } from '../src/durable/key-limiter.ts'
-export { TelemetryAggregator } from '../src/durable/telemetry-aggregator.ts'
-export { StreamSession } from '../src/durable/stream-session.ts'
+// wrangler.toml binds the Durable Objects, so the bundle must export their classes (unused here).
+export * from '../src/durable/index.ts'
 export default app

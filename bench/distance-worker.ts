@@ -8,8 +8,8 @@
 import worker from '../src/index.ts'
 import type { WorkerEnv } from '../src/env.ts'
 
-// Every Durable Object class the production entry exports, so a new one needs no edit here.
-export * from '../src/index.ts'
+// Every Durable Object class wrangler.toml binds (one list, src/durable/index.ts).
+export * from '../src/durable/index.ts'
 
 interface DistanceVars {
   BENCH_DO_RTT_MS?: string

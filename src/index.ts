@@ -99,11 +99,7 @@ app.post('/dashboard/logout', sameOriginOnly, logout)
 app.notFound(notFound)
 app.onError(renderError)
 
-export { KeyLimiter } from './durable/key-limiter.ts'
-export { TelemetryAggregator } from './durable/telemetry-aggregator.ts'
-export { StreamSession } from './durable/stream-session.ts'
-export { DashboardLink } from './durable/dashboard-link.ts'
-export { FleetLoad } from './durable/fleet-load.ts'
+export * from './durable/index.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.

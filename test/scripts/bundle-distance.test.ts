@@ -49,3 +49,13 @@ describe('the benchmark distance entry', () => {
     }
   })
 })
+
+describe('the benchmark bare entry', () => {
+  it('builds: it exports every Durable Object class wrangler.toml binds', async () => {
+    // wrangler refuses a bundle that misses a bound class; npm run bench builds this entry.
+    const bare = await buildWorker({ script: 'bench/bare-worker.ts', outdir: `bare-test-${process.pid}` })
+    built.push(bare)
+    const code = readFileSync(bare, 'utf8')
+    for (const name of ['KeyLimiter', 'TelemetryAggregator', 'StreamSession', 'DashboardLink', 'FleetLoad']) expect(code).toContain(name)
+  })
+})
