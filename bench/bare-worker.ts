@@ -18,7 +18,8 @@ app.use(loadConfig)
 app.post('/v1/chat/completions', async (c) => {
   const trace = new RequestTrace({ model: c.get('config').modelId, keyId: null }, () => {})
   const request = (await c.req.json()) as UpstreamChatRequest
-  const input = relayInputOf(request, c.get('config').modelId, false)
+  // Hedging as the gateway's default key has it.
+  const input = relayInputOf(request, c.get('config').modelId, { gatewayMaxTokens: false, hedging: true })
   return relayChat(c, input, newChatRequestHold(trace))
 })
 app.onError(renderError)

@@ -8,8 +8,18 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
-import { buildWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
-import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
+import { buildWorker, serveWorker, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
+import {
+  BACKEND_KEY,
+  MAX_NUM_SEQS,
+  ROOMY_LIMITS,
+  backendTotals,
+  measureCapacity,
+  resetBackends,
+  runLoad,
+  startBackends,
+  type Outcome,
+} from './fleet-traffic.ts'
 import { median, percentile, round } from './stats.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
@@ -17,78 +27,14 @@ const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
 const LEVEL = Number(process.env.BENCH_HEDGE_LEVEL ?? 0.95)
 const STRAGGLER_TTFT_MS = Number(process.env.BENCH_HEDGE_STRAGGLER_TTFT_MS ?? 0)
 const RESULTS = `bench/results/fleet-hedge${STRAGGLER_TTFT_MS > 0 ? '-straggler' : ''}`
-const DRAIN_LIMIT_MS = 30_000
 const TIME_LIMIT_MS = 20 * 60_000
-const MAX_NUM_SEQS = 8
-const BACKEND_KEY = 'fleet-bench-backend-key'
 const CLIENT_KEY = `sk-${'h'.repeat(43)}`
 /** Reads the gateway's /metrics (the hedges by winner). */
 const ADMIN_KEY = `sk-${'H'.repeat(43)}`
-const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
-/** bench/fleet.ts's load model. */
-const EMULATOR_FLAGS = ['--max-num-seqs', String(MAX_NUM_SEQS), '--ttft-ms', '15', '--prefill-ms-per-token', '0.1', '--itl-ms', '8']
-const MORE_FLAGS = ['--batch-itl-ms-per-seq', '1.5', '--reasoning-tokens', '16', '--content-tokens', '8']
 const MODES = ['hedging_off', 'hedging_on'] as const
 type Mode = (typeof MODES)[number]
 
 const startedAt = Date.now()
-
-/** A refusal (the gateway answered non-200, so no backend saw the request). */
-const REFUSED = -1
-
-/** One turn: the client's time to its first data event, REFUSED, or null when it failed otherwise. */
-async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise<number | null> {
-  const sentAt = performance.now()
-  try {
-    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
-      body: JSON.stringify(conversationTurn(conversation)),
-    })
-    if (!response.ok || !response.body) {
-      await response.body?.cancel()
-      return REFUSED
-    }
-    let ttft: number | null = null
-    let text = ''
-    const decoder = new TextDecoder()
-    for await (const chunk of response.body) {
-      if (ttft !== null) continue
-      text += decoder.decode(chunk, { stream: true })
-      if (text.includes('data: {"id"')) ttft = performance.now() - sentAt
-    }
-    return ttft
-  } catch {
-    return null
-  }
-}
-
-/** Open-loop Poisson arrivals at `rate` per second for `durationMs`, conversations continuing. */
-async function runLoad(gatewayUrl: string, rate: number, durationMs: number): Promise<(number | null)[]> {
-  const ready: Conversation[] = []
-  const pending: Promise<void>[] = []
-  const ttfts: (number | null)[] = []
-  const begin = performance.now()
-  let next = begin
-  while (performance.now() - begin < durationMs) {
-    next += -Math.log(1 - Math.random()) * (1000 / rate)
-    const wait = next - performance.now()
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
-    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
-    pending.push(
-      sendTurn(gatewayUrl, conversation).then((ttft) => {
-        ttfts.push(ttft)
-        conversation.turns++
-        if (!conversation.finished()) ready.push(conversation)
-      }),
-    )
-  }
-  const deadline = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
-  )
-  await Promise.race([Promise.all(pending), deadline])
-  return ttfts
-}
 
 /** The gateway's hedges so far by winner (primary, hedge, none), from its /metrics. */
 async function hedgesByWinner(gatewayUrl: string): Promise<Record<string, number>> {
@@ -101,15 +47,8 @@ async function hedgesByWinner(gatewayUrl: string): Promise<Record<string, number
 /** The telemetry batch goes after TELEMETRY_BATCH_MS (1 s): wait it out before reading /metrics. */
 const TELEMETRY_SETTLE_MS = 1_500
 
-async function backendRequests(backends: RunningEmulator[]): Promise<number> {
-  const all = await Promise.all(
-    backends.map(async (b) => ((await (await fetch(`${b.url}/emulator/stats`)).json()) as { requests: number }).requests),
-  )
-  return all.reduce((sum, n) => sum + n, 0)
-}
-
 async function configure(backends: RunningEmulator[]): Promise<void> {
-  await Promise.all(backends.map((b) => fetch(`${b.url}/emulator/reset`, { method: 'POST' })))
+  await resetBackends(backends)
   if (STRAGGLER_TTFT_MS > 0) {
     await fetch(`${backends[0]?.url}/emulator/config`, {
       method: 'POST',
@@ -117,20 +56,6 @@ async function configure(backends: RunningEmulator[]): Promise<void> {
       body: JSON.stringify({ ttftMs: STRAGGLER_TTFT_MS }),
     })
   }
-}
-
-/** Requests per second the fleet completes when kept full (closed loop, 6 s). */
-async function measureCapacity(gatewayUrl: string): Promise<number> {
-  let done = 0
-  const begin = performance.now()
-  const worker = async () => {
-    while (performance.now() - begin < 6_000) {
-      await sendTurn(gatewayUrl, newConversation())
-      done++
-    }
-  }
-  await Promise.all(Array.from({ length: 4 * MAX_NUM_SEQS }, worker))
-  return done / ((performance.now() - begin) / 1000)
 }
 
 interface Phase {
@@ -146,38 +71,22 @@ interface Phase {
   hedges_won: Record<string, number>
 }
 
-function summarize(ttfts: (number | null)[], upstream: number, capacity: number, hedges: Record<string, number>): Phase {
-  const served = ttfts.flatMap((t) => (t === null || t === REFUSED ? [] : [t]))
-  const reached = ttfts.filter((t) => t !== REFUSED).length
+function summarize(outcomes: Outcome[], upstream: number, capacity: number, hedges: Record<string, number>): Phase {
+  const served = outcomes.flatMap((o) => (o.ttftMs === null ? [] : [o.ttftMs]))
+  const reached = outcomes.filter((o) => !o.refused).length
   return {
     capacity_rps: round(capacity),
     ttft_p50: round(percentile(served, 50)),
     ttft_p99: round(percentile(served, 99)),
-    failed: ttfts.length - served.length,
-    requests: ttfts.length,
+    failed: outcomes.length - served.length,
+    requests: outcomes.length,
     extra_backend_requests: round((upstream - reached) / Math.max(1, reached), 4),
     hedges_won: hedges,
   }
 }
 
 export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
-  const [script, backends] = await Promise.all([
-    buildWorker(),
-    Promise.all(
-      Array.from({ length: 4 }, () =>
-        spawnEmulator([
-          '--served-model-name',
-          'deepseek-r1-distill-qwen-1.5b',
-          '--reasoning-parser',
-          'deepseek_r1',
-          '--api-key',
-          BACKEND_KEY,
-          ...EMULATOR_FLAGS,
-          ...MORE_FLAGS,
-        ]),
-      ),
-    ),
-  ])
+  const [script, backends] = await Promise.all([buildWorker(), startBackends()])
   const vars = (mode: Mode) => ({
     BACKEND_URLS: backends.map((b) => b.url).join(','),
     BACKEND_API_KEY: BACKEND_KEY,
@@ -197,18 +106,18 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
       // Measured again for every pair: on a shared machine the fleet's capacity drifts, and a stale
       // figure turns "95%" into an overload whose queues swamp what hedging changes.
       await configure(backends)
-      const capacity = await measureCapacity((gateways.get('hedging_off') as ServedWorker).url)
+      const capacity = await measureCapacity((gateways.get('hedging_off') as ServedWorker).url, CLIENT_KEY)
       console.error(`run ${run + 1}: capacity ${round(capacity)} requests/s; load ${LEVEL * 100}%`)
       for (const mode of run % 2 === 0 ? MODES : [...MODES].reverse()) {
         if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('hedge benchmark exceeded its time limit')
         await configure(backends)
         const gateway = (gateways.get(mode) as ServedWorker).url
         const before = await hedgesByWinner(gateway)
-        const ttfts = await runLoad(gateway, capacity * LEVEL, PHASE_MS)
+        const outcomes = await runLoad(gateway, CLIENT_KEY, capacity * LEVEL, PHASE_MS)
         await new Promise((resolve) => setTimeout(resolve, TELEMETRY_SETTLE_MS))
         const after = await hedgesByWinner(gateway)
         const hedges = Object.fromEntries(Object.entries(after).map(([won, n]) => [won, n - (before[won] ?? 0)]))
-        results[mode].push(summarize(ttfts, await backendRequests(backends), capacity, hedges))
+        results[mode].push(summarize(outcomes, (await backendTotals(backends)).requests, capacity, hedges))
       }
     }
     return results

@@ -1,16 +1,27 @@
 // npm run bench:fleet: the routing simulation. Four emulated GPU backends with the continuous-
 // batching load model (a bounded batch, a queue, prefill that a prefix cache makes cheap, decode
-// slowing as the batch grows) behind three builds of the routing, side by side in each run: this
-// Worker's ("smart"), weighted random and round robin. Each build runs as N gateway isolates
+// slowing as the batch grows; bench/fleet-traffic.ts) behind four builds of the routing, side by
+// side in each run: this Worker's ("smart"), the same with isolated conversation placements,
+// weighted random and round robin. Each build runs as N gateway isolates
 // (BENCH_ISOLATES, default 1, 4 and 8) sharing KV and Durable Objects, with requests spread over
 // them at random (scripts/stack.ts serveIsolates). The workload is multi-turn conversations at
 // 50%, 80% and 95% (BENCH_LEVELS) of the fleet's measured capacity, open loop (Poisson arrivals).
 // Then, with the most isolates, one backend is killed in the middle of a run: no request that had
 // not started streaming may fail. Writes bench/results/fleet.{json,md}. Bounded: every phase has a
 // fixed duration and a deadline.
-import { buildWorker, serveIsolates, spawnEmulator, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
-import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
-import { report, type KillResult, type PhaseResult, type Results } from './fleet-report.ts'
+import { buildWorker, serveIsolates, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
+import {
+  BACKEND_KEY,
+  MAX_NUM_SEQS,
+  ROOMY_LIMITS,
+  backendTotals,
+  measureCapacity,
+  resetBackends,
+  runLoad,
+  startBackends,
+  type Outcome,
+} from './fleet-traffic.ts'
+import { POLICIES, report, type KillResult, type PhaseResult, type Policy, type Results } from './fleet-report.ts'
 import { percentile, round } from './stats.ts'
 import { hedgeComparison, reportHedge } from './fleet-hedge.ts'
 
@@ -18,163 +29,17 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const numbers = (text: string) => text.split(',').map(Number)
 const LEVELS = numbers(process.env.BENCH_LEVELS ?? '0.5,0.8,0.95')
 const ISOLATES = numbers(process.env.BENCH_ISOLATES ?? '1,4,8')
-import { POLICIES, type Policy } from './fleet-report.ts'
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
-const DRAIN_LIMIT_MS = 30_000
 const TIME_LIMIT_MS = 30 * 60_000
-const MAX_NUM_SEQS = 8
-const BACKEND_KEY = 'fleet-bench-backend-key'
 const CLIENT_KEY = `sk-${'f'.repeat(43)}`
-const ROOMY_LIMITS = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreams: 10_000, maxOutputTokens: null }
 /** The client key also reads the gateway's /metrics (admin) for the hedge counter. */
 const KEY_SCOPES: ('chat' | 'admin')[] = ['chat', 'admin']
 /** Hedged requests in the gateway's Prometheus text (bench H3's hedging; absent before it). */
 const HEDGE_METRIC = /^edge_proxy_hedges_total(?:\{[^}]*\})?\s+([0-9.eE+]+)$/gm
-/** The load model of each backend (see gpu-backend/emulator/README.md, "Load model"). */
-const EMULATOR_FLAGS = [
-  '--max-num-seqs',
-  String(MAX_NUM_SEQS),
-  '--ttft-ms',
-  '15',
-  '--prefill-ms-per-token',
-  '0.1',
-  '--itl-ms',
-  '8',
-  '--batch-itl-ms-per-seq',
-  '1.5',
-  '--reasoning-tokens',
-  '16',
-  '--content-tokens',
-  '8',
-]
-
-interface Outcome {
-  ttftMs: number | null
-  followUp: boolean
-  /** Failed before any data event reached the client (what failover must prevent). */
-  failedBeforeData: boolean
-  failedMidStream: boolean
-}
-
 const startedAt = Date.now()
+
 function checkTime(): void {
   if (Date.now() - startedAt > TIME_LIMIT_MS) throw new Error('fleet benchmark exceeded its time limit')
-}
-
-async function startBackends(): Promise<RunningEmulator[]> {
-  const args = [
-    '--served-model-name',
-    'deepseek-r1-distill-qwen-1.5b',
-    '--reasoning-parser',
-    'deepseek_r1',
-    '--api-key',
-    BACKEND_KEY,
-    ...EMULATOR_FLAGS,
-  ]
-  // One at a time: four Node processes starting at once on a busy 2-core machine can miss the start deadline.
-  const backends: RunningEmulator[] = []
-  for (let i = 0; i < 4; i++) backends.push(await spawnEmulator(args))
-  return backends
-}
-
-async function emulatorLoad(backends: RunningEmulator[]): Promise<{ prefixHitRequests: number; requests: number }> {
-  const all = await Promise.all(
-    backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as { prefixHitRequests: number; requests: number }),
-  )
-  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), {
-    prefixHitRequests: 0,
-    requests: 0,
-  })
-}
-
-async function resetBackends(backends: RunningEmulator[]): Promise<void> {
-  await Promise.all(backends.map((b) => fetch(`${b.url}/emulator/reset`, { method: 'POST' })))
-}
-
-/** One chat turn through a gateway: its TTFT (first data event) or how it failed. */
-async function sendTurn(gatewayUrl: string, conversation: Conversation): Promise<Outcome> {
-  const followUp = conversation.turns > 0
-  const sentAt = performance.now()
-  let ttftMs: number | null = null
-  try {
-    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
-      body: JSON.stringify(conversationTurn(conversation)),
-    })
-    if (!response.ok || !response.body) {
-      await response.body?.cancel()
-      return { ttftMs, followUp, failedBeforeData: true, failedMidStream: false }
-    }
-    const text = await readStream(response.body, () => (ttftMs ??= performance.now() - sentAt))
-    const failed = text.includes('data: {"error"')
-    return { ttftMs, followUp, failedBeforeData: failed && ttftMs === null, failedMidStream: failed && ttftMs !== null }
-  } catch {
-    return { ttftMs, followUp, failedBeforeData: ttftMs === null, failedMidStream: ttftMs !== null }
-  }
-}
-
-async function readStream(body: ReadableStream<Uint8Array>, onFirstData: () => void): Promise<string> {
-  const decoder = new TextDecoder()
-  let text = ''
-  let seenData = false
-  for await (const chunk of body) {
-    text += decoder.decode(chunk, { stream: true })
-    // The first data event that is not an error: the first token reached the client. Searched
-    // only until found, so the client's cost per chunk stays flat.
-    if (!seenData && text.includes('data: {"id"')) {
-      seenData = true
-      onFirstData()
-    }
-  }
-  return text
-}
-
-/**
- * Open-loop load for `durationMs`: turns arrive as a Poisson process at `rate` per second; each is
- * the next turn of a conversation whose previous turn has finished, or a new conversation.
- */
-async function runLoad(gatewayUrl: string, rate: number, durationMs: number, during?: (elapsedMs: number) => void): Promise<Outcome[]> {
-  const ready: Conversation[] = []
-  const pending: Promise<void>[] = []
-  const outcomes: Outcome[] = []
-  const begin = performance.now()
-  let next = begin
-  while (performance.now() - begin < durationMs) {
-    next += -Math.log(1 - Math.random()) * (1000 / rate)
-    const wait = next - performance.now()
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
-    during?.(performance.now() - begin)
-    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
-    pending.push(
-      sendTurn(gatewayUrl, conversation).then((outcome) => {
-        outcomes.push(outcome)
-        conversation.turns++
-        if (!conversation.finished()) ready.push(conversation)
-      }),
-    )
-  }
-  const drained = Promise.all(pending)
-  const deadline = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
-  )
-  await Promise.race([drained, deadline])
-  return outcomes
-}
-
-/** Requests per second the fleet completes when kept full: the 100% of the load levels. */
-async function measureCapacity(gatewayUrl: string): Promise<number> {
-  const concurrency = 4 * MAX_NUM_SEQS
-  let done = 0
-  const begin = performance.now()
-  const worker = async () => {
-    while (performance.now() - begin < 6_000) {
-      await sendTurn(gatewayUrl, newConversation())
-      done++
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  return done / ((performance.now() - begin) / 1000)
 }
 
 function summarizePhase(outcomes: Outcome[], hits: number, hedges: number | null): PhaseResult {
@@ -209,8 +74,8 @@ async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: n
   checkTime()
   await resetBackends(backends)
   const before = await hedgesSoFar(gatewayUrl)
-  const outcomes = await runLoad(gatewayUrl, rate, PHASE_MS)
-  const { prefixHitRequests } = await emulatorLoad(backends)
+  const outcomes = await runLoad(gatewayUrl, CLIENT_KEY, rate, PHASE_MS)
+  const { prefixHitRequests } = await backendTotals(backends)
   await settleTelemetry()
   const after = await hedgesSoFar(gatewayUrl)
   return summarizePhase(outcomes, prefixHitRequests, before === null || after === null ? null : after - before)
@@ -232,7 +97,7 @@ async function main(): Promise<void> {
   const gateways = new Map<Policy, ServedWorker>()
   try {
     const probe = await serve('round_robin', 1)
-    const capacity = await measureCapacity(probe.url).finally(() => probe.dispose())
+    const capacity = await measureCapacity(probe.url, CLIENT_KEY).finally(() => probe.dispose())
     console.error(`capacity: ${round(capacity)} requests/s`)
     const results: Results = {}
     let kill: KillResult | null = null
@@ -265,7 +130,7 @@ async function main(): Promise<void> {
 async function killOneBackend(backends: RunningEmulator[], gatewayUrl: string, rate: number) {
   await resetBackends(backends)
   let killed = false
-  const outcomes = await runLoad(gatewayUrl, rate, PHASE_MS, (elapsed) => {
+  const outcomes = await runLoad(gatewayUrl, CLIENT_KEY, rate, PHASE_MS, (elapsed) => {
     if (!killed && elapsed > PHASE_MS / 2) {
       killed = true
       backends[3]?.process.kill('SIGKILL')

@@ -75,11 +75,16 @@ export function upstreamBody(request: UpstreamChatRequest, modelId: string): Rec
 }
 
 /** What the relay needs of a prepared request: its upstream body, prefix key and what the client asked to get. */
-export function relayInputOf(request: UpstreamChatRequest, modelId: string, gatewayMaxTokens: boolean): ChatRelayInput {
+export function relayInputOf(
+  request: UpstreamChatRequest,
+  modelId: string,
+  { gatewayMaxTokens, hedging }: Pick<ChatRelayInput, 'gatewayMaxTokens' | 'hedging'>,
+): ChatRelayInput {
   return {
     body: upstreamBody(request, modelId),
     prefixKey: prefixKeyOf(request.messages),
     gatewayMaxTokens,
+    hedging,
     stream: request.stream === true,
     forwardUsage: request.stream_options?.include_usage === true,
     forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,

@@ -75,6 +75,8 @@ export interface ChatRelayInput {
   body: Record<string, unknown>
   prefixKey: string | null
   gatewayMaxTokens: boolean
+  /** The key may hedge (its record's `hedging` switch; the deployment's HEDGING decides too). */
+  hedging: boolean
   stream: boolean
   forwardUsage: boolean
   forwardChunkUsage: boolean
@@ -109,7 +111,7 @@ export async function relayChat(
     signal: gone.signal,
     observer: hold.trace,
     background: requestBackground(c),
-    hedging: c.get('principal').record.hedging !== false,
+    hedging: input.hedging,
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
   if (!input.stream) return collectChat(c, await opening, hold, format.collector())

@@ -16,7 +16,10 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   try {
     const prepared = await prepareChatRequest(c)
     await admitChatRequest(c, hold, prepared.reserveTokens)
-    const input = relayInputOf(prepared.request, c.get('config').modelId, prepared.gatewayMaxTokens)
+    const input = relayInputOf(prepared.request, c.get('config').modelId, {
+      gatewayMaxTokens: prepared.gatewayMaxTokens,
+      hedging: c.get('principal').record.hedging !== false,
+    })
     return await relayChat(c, input, hold)
   } catch (error) {
     // A request whose relay already ended it is not ended again.

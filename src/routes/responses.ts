@@ -39,7 +39,11 @@ export async function responses(c: Context<AppEnv>): Promise<Response> {
       collector: () => new ResponseCollector(settings),
       streamer: (options) => new ResponseEventStream(settings, options),
     }
-    return await relayChat(c, relayInputOf(upstream, config.modelId, prepared.gatewayMaxTokens), hold, format)
+    const input = relayInputOf(upstream, config.modelId, {
+      gatewayMaxTokens: prepared.gatewayMaxTokens,
+      hedging: c.get('principal').record.hedging !== false,
+    })
+    return await relayChat(c, input, hold, format)
   } catch (error) {
     // A request whose relay already ended it is not ended again.
     endChatRequestWithError(hold, error)

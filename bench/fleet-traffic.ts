@@ -1,0 +1,166 @@
+// The fleet benchmarks' shared parts (bench/fleet.ts, bench/fleet-hedge.ts): four emulated
+// backends with the continuous-batching load model, multi-turn conversation turns sent through a
+// gateway, open-loop Poisson load and the closed-loop capacity probe. Bounded: every load phase has
+// a fixed duration and a drain limit.
+import { spawnEmulator, type RunningEmulator } from '../scripts/stack.ts'
+import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
+
+export const MAX_NUM_SEQS = 8
+export const BACKEND_KEY = 'fleet-bench-backend-key'
+export const ROOMY_LIMITS = {
+  requestsPerMinute: 1_000_000,
+  tokensPerMinute: 1_000_000_000,
+  concurrentStreams: 10_000,
+  maxOutputTokens: null,
+}
+const DRAIN_LIMIT_MS = 30_000
+/** The load model of each backend (see gpu-backend/emulator/README.md, "Load model"). */
+const EMULATOR_ARGS = [
+  '--served-model-name',
+  'deepseek-r1-distill-qwen-1.5b',
+  '--reasoning-parser',
+  'deepseek_r1',
+  '--api-key',
+  BACKEND_KEY,
+  '--max-num-seqs',
+  String(MAX_NUM_SEQS),
+  '--ttft-ms',
+  '15',
+  '--prefill-ms-per-token',
+  '0.1',
+  '--itl-ms',
+  '8',
+  '--batch-itl-ms-per-seq',
+  '1.5',
+  '--reasoning-tokens',
+  '16',
+  '--content-tokens',
+  '8',
+]
+
+export async function startBackends(): Promise<RunningEmulator[]> {
+  // One at a time: four Node processes starting at once on a busy 2-core machine can miss the start deadline.
+  const backends: RunningEmulator[] = []
+  for (let i = 0; i < 4; i++) backends.push(await spawnEmulator(EMULATOR_ARGS))
+  return backends
+}
+
+export interface BackendTotals {
+  requests: number
+  prefixHitRequests: number
+}
+
+/** The emulators' counters summed over the fleet (since their last reset). */
+export async function backendTotals(backends: RunningEmulator[]): Promise<BackendTotals> {
+  const all = await Promise.all(backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as BackendTotals))
+  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), {
+    prefixHitRequests: 0,
+    requests: 0,
+  })
+}
+
+export async function resetBackends(backends: RunningEmulator[]): Promise<void> {
+  await Promise.all(backends.map((b) => fetch(`${b.url}/emulator/reset`, { method: 'POST' })))
+}
+
+export interface Outcome {
+  /** The client's time to its first data event, null when none came. */
+  ttftMs: number | null
+  followUp: boolean
+  /** The gateway answered non-200: no backend saw the request. */
+  refused: boolean
+  /** Failed before any data event reached the client (what failover must prevent). */
+  failedBeforeData: boolean
+  failedMidStream: boolean
+}
+
+/** One chat turn through a gateway: its TTFT (first data event) or how it failed. */
+export async function sendTurn(gatewayUrl: string, clientKey: string, conversation: Conversation): Promise<Outcome> {
+  const followUp = conversation.turns > 0
+  const sentAt = performance.now()
+  let ttftMs: number | null = null
+  const failed = (beforeData: boolean) => ({ ttftMs, followUp, refused: false, failedBeforeData: beforeData, failedMidStream: !beforeData })
+  try {
+    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` },
+      body: JSON.stringify(conversationTurn(conversation)),
+    })
+    if (!response.ok || !response.body) {
+      await response.body?.cancel()
+      return { ttftMs, followUp, refused: true, failedBeforeData: true, failedMidStream: false }
+    }
+    const text = await readStream(response.body, () => (ttftMs ??= performance.now() - sentAt))
+    if (!text.includes('data: {"error"')) return { ttftMs, followUp, refused: false, failedBeforeData: false, failedMidStream: false }
+    return failed(ttftMs === null)
+  } catch {
+    return failed(ttftMs === null)
+  }
+}
+
+async function readStream(body: ReadableStream<Uint8Array>, onFirstData: () => void): Promise<string> {
+  const decoder = new TextDecoder()
+  let text = ''
+  let seenData = false
+  for await (const chunk of body) {
+    text += decoder.decode(chunk, { stream: true })
+    // The first data event that is not an error: the first token reached the client. Searched
+    // only until found, so the client's cost per chunk stays flat.
+    if (!seenData && text.includes('data: {"id"')) {
+      seenData = true
+      onFirstData()
+    }
+  }
+  return text
+}
+
+/**
+ * Open-loop load for `durationMs`: turns arrive as a Poisson process at `rate` per second; each is
+ * the next turn of a conversation whose previous turn has finished, or a new conversation.
+ */
+export async function runLoad(
+  gatewayUrl: string,
+  clientKey: string,
+  rate: number,
+  durationMs: number,
+  during?: (elapsedMs: number) => void,
+): Promise<Outcome[]> {
+  const ready: Conversation[] = []
+  const pending: Promise<void>[] = []
+  const outcomes: Outcome[] = []
+  const begin = performance.now()
+  let next = begin
+  while (performance.now() - begin < durationMs) {
+    next += -Math.log(1 - Math.random()) * (1000 / rate)
+    const wait = next - performance.now()
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+    during?.(performance.now() - begin)
+    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
+    pending.push(
+      sendTurn(gatewayUrl, clientKey, conversation).then((outcome) => {
+        outcomes.push(outcome)
+        conversation.turns++
+        if (!conversation.finished()) ready.push(conversation)
+      }),
+    )
+  }
+  const deadline = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('requests still running after the drain limit')), DRAIN_LIMIT_MS),
+  )
+  await Promise.race([Promise.all(pending), deadline])
+  return outcomes
+}
+
+/** Requests per second the fleet completes when kept full (closed loop, 6 s): the 100% of the load levels. */
+export async function measureCapacity(gatewayUrl: string, clientKey: string): Promise<number> {
+  let done = 0
+  const begin = performance.now()
+  const worker = async () => {
+    while (performance.now() - begin < 6_000) {
+      await sendTurn(gatewayUrl, clientKey, newConversation())
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: 4 * MAX_NUM_SEQS }, worker))
+  return done / ((performance.now() - begin) / 1000)
+}
