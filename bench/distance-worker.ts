@@ -4,7 +4,7 @@
 // round trip each; BENCH_BACKEND_RTT_MS does the same for the Worker's outbound fetches (the backend).
 // Only the Worker's own calls are delayed: calls the Durable Objects make among themselves are not.
 // Never deployed: `npm run bench` builds it as its own bundle (dist/distance/), and the production
-// entry never imports it (test/scripts/bundle-distance.test.ts checks the production build).
+// entry never imports it (test/scripts/bench-entries.test.ts checks the production build).
 import worker from '../src/index.ts'
 import type { WorkerEnv } from '../src/env.ts'
 

@@ -1,5 +1,6 @@
-// The benchmark's distance entry (bench/distance-worker.ts) adds latency to Durable Object and KV
-// calls; it must never reach the production bundle, and it must still serve the real Worker.
+// The benchmark-only entries, built as npm run bench builds them. The distance entry
+// (bench/distance-worker.ts) adds latency to Durable Object and KV calls: it must never reach the
+// production bundle, and it must still serve the real Worker. The bare entry relays with no key.
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -51,11 +52,26 @@ describe('the benchmark distance entry', () => {
 })
 
 describe('the benchmark bare entry', () => {
-  it('builds: it exports every Durable Object class wrangler.toml binds', async () => {
+  it('builds with every Durable Object class wrangler.toml binds, and relays a chat completion with no key', async () => {
     // wrangler refuses a bundle that misses a bound class; npm run bench builds this entry.
     const bare = await buildWorker({ script: 'bench/bare-worker.ts', outdir: `bare-test-${process.pid}` })
     built.push(bare)
     const code = readFileSync(bare, 'utf8')
     for (const name of ['KeyLimiter', 'TelemetryAggregator', 'StreamSession', 'DashboardLink', 'FleetLoad']) expect(code).toContain(name)
+
+    const emulator = await spawnEmulator(['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--ttft-ms', '1', '--itl-ms', '1'])
+    const worker = await serveWorker(bare, { BACKEND_URLS: emulator.url })
+    try {
+      const response = await fetch(`${worker.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'deepseek-r1-distill-qwen-1.5b', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+      })
+      expect(response.status).toBe(200)
+      expect(await response.text()).toContain('data: [DONE]')
+    } finally {
+      await worker.dispose()
+      await emulator.stop()
+    }
   })
 })
