@@ -48,14 +48,20 @@ function relay(first: RelaySource, plan: HedgePlan<RelaySource>) {
 
 const turn = () => new Promise((resolve) => setTimeout(resolve, 10))
 
+/** A primary and a hedge, both started and past one turn, before either has sent anything. */
+async function startedRace() {
+  const primary = source()
+  const hedge = source()
+  const { plan, started, seen } = planWith(hedge.source)
+  const body = relay(primary.source, plan)
+  await started
+  await turn()
+  return { primary, hedge, seen, body }
+}
+
 describe('the hedge race', () => {
   it('gives the client one source alone when both send their first data event in the same turn, and stops the other', async () => {
-    const primary = source()
-    const hedge = source()
-    const { plan, started, seen } = planWith(hedge.source)
-    const body = relay(primary.source, plan)
-    await started
-    await turn()
+    const { primary, hedge, seen, body } = await startedRace()
     hedge.upstream.push(sse(role('H'), token('H', 'h1')))
     primary.upstream.push(sse(role('P'), token('P', 'p1')))
     await turn()
@@ -71,12 +77,7 @@ describe('the hedge race', () => {
   })
 
   it("keeps the request when the primary's backend fails before any data: the hedge serves it, the failure is the backend's", async () => {
-    const primary = source()
-    const hedge = source()
-    const { plan, started, seen } = planWith(hedge.source)
-    const body = relay(primary.source, plan)
-    await started
-    await turn()
+    const { primary, hedge, seen, body } = await startedRace()
     primary.upstream.push(sse(engineError))
     await turn()
     hedge.upstream.push(sse(role('H'), token('H', 'h1'), '[DONE]'))
