@@ -72,6 +72,8 @@ export interface ServeOptions {
   limiter?: boolean
   /** Serve Miniflare's /cdn-cgi/local/scheduled, which runs the Worker's cron handler (default false). */
   triggerHandlers?: boolean
+  /** Opens workerd's V8 inspector on this 127.0.0.1 port (bench/profile.ts takes CPU profiles through it). */
+  inspectorPort?: number
 }
 
 interface ModuleRule {
@@ -154,6 +156,7 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
       unsafeTriggerHandlers: options.triggerHandlers === true,
       host: '127.0.0.1',
       port,
+      ...(options.inspectorPort === undefined ? {} : { inspectorPort: options.inspectorPort, inspectorHost: '127.0.0.1' }),
     }),
   )
   const url = await miniflare.ready
