@@ -155,9 +155,10 @@ function expectedTtft(candidate: Candidate, input: SelectionInput): number {
 /**
  * Prefix affinity: the backend this isolate last sent the conversation to (it holds the prefix in
  * vLLM's cache), else rendezvous hashing, by which every isolate maps a conversation to the same
- * backend without shared state, and a backend leaving moves only its own conversations. Bounded: when the chosen backend has no free
- * sequence slot, or its load is above `bound` times the mean (plus one request of slack), the
- * request goes by cost instead, so one hot prefix cannot overload a backend.
+ * backend without shared state, and a backend leaving moves only its own conversations. Bounded:
+ * when the chosen backend has no free sequence slot the request goes by cost instead; so does a
+ * hashed (not remembered) choice whose load is above `bound` times the mean (plus one request of
+ * slack), so one hot prefix cannot overload a backend.
  */
 function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: string | undefined, bound: number): Candidate | null {
   let best: Candidate | null = candidates.find((candidate) => candidate.backend.id === remembered) ?? null
@@ -174,6 +175,10 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: 
   // round robin's in bench:fleet (bench/results/fleet.md). With the fleet load view the load is
   // known fleet-wide, so "free" is what all isolates sent, not this isolate's share.
   if (!best || best.load >= best.backend.maxConcurrency) return null
+  // A remembered placement holds the whole conversation so far: worth more than the balance the
+  // load bound keeps, and every isolate that overrides it sends the next turn's isolates to a
+  // backend that no longer holds the latest turn (bench/results/fleet-placements.md).
+  if (best.backend.id === remembered) return best
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
   return ownLoad <= meanLoad * bound + 1 / best.backend.maxConcurrency ? best : null

@@ -135,6 +135,22 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(setup))[0]).toBe(other)
   })
 
+  it('keeps a remembered placement loaded above the mean while it has a free slot, unlike a hashed one', () => {
+    const fleet = [backend('a'), backend('b')]
+    const prefixKey = prefixKeyOf([{ content: 'a conversation whose backend got busy' }])
+    const hashed = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+    const other = hashed === 'a' ? 'b' : 'a'
+    const setup = input(fleet, { prefixKey })
+    setup.live.of(other).inFlight = 6
+    setup.live.of(hashed).inFlight = 1
+    // Remembered on the busy one: the whole conversation is cached there.
+    setup.live.remember(prefixKey!, other)
+    const ranked = { ...setup, recall: (key: string) => setup.live.recall(key) }
+    expect(ids(rankBackends(ranked))[0]).toBe(other)
+    setup.live.of(other).inFlight = 8
+    expect(ids(rankBackends(ranked))[0]).toBe(hashed)
+  })
+
   it('never waits for a slot for affinity: a preferred backend with every slot taken loses to one with a free slot', () => {
     const fleet = [backend('a'), backend('b')]
     const prefixKey = prefixKeyOf([{ content: 'a conversation whose backend is just full' }])
