@@ -177,7 +177,7 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: 
   if (!best || best.load >= best.backend.maxConcurrency) return null
   // A remembered placement holds the whole conversation so far: worth more than the balance the
   // load bound keeps, and every isolate that overrides it sends the next turn's isolates to a
-  // backend that no longer holds the latest turn (bench/results/fleet-placements.md).
+  // backend that no longer holds the latest turn (bench/results/fleet-remembered-*.md).
   if (best.backend.id === remembered) return best
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency
