@@ -52,6 +52,7 @@ function summarizePhase(outcomes: Outcome[], hits: number, hedges: number | null
     failed: outcomes.filter((o) => o.failedBeforeData || o.failedMidStream).length,
     requests: outcomes.length,
     hedge_rate: hedges === null || outcomes.length === 0 ? null : round(hedges / outcomes.length, 3),
+    ttfts,
   }
 }
 
