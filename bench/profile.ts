@@ -18,7 +18,11 @@ const VARS = Object.fromEntries(
   (process.env.PROFILE_VARS ?? '')
     .split(',')
     .filter(Boolean)
-    .map((pair) => pair.split('=') as [string, string]),
+    .map((pair) => {
+      const at = pair.indexOf('=')
+      if (at < 1) throw new Error(`PROFILE_VARS takes NAME=value pairs separated by commas, got ${pair}`)
+      return [pair.slice(0, at), pair.slice(at + 1)]
+    }),
 )
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
@@ -149,7 +153,7 @@ async function main(): Promise<void> {
     const busy = [...self].filter(([name]) => !name.startsWith('(idle)')).reduce((sum, [, us]) => sum + us, 0)
     const ttfe = samples.map((sample) => (sample.arrivals[0] ?? Number.NaN) - sample.sentAt)
     console.log(`isolate ${target.title}: ${REQUESTS} requests, TTFE p50 ${round(percentile(ttfe, 50))} ms (profiler on)`)
-    console.log(`JS busy per request: ${round(busy / REQUESTS)} µs (sampled every ${SAMPLING_US} µs)`)
+    console.log(`isolate busy per request (JavaScript, GC, native calls): ${round(busy / REQUESTS)} µs (sampled every ${SAMPLING_US} µs)`)
     console.log('\nself time per request:')
     console.log(top(self, 30).join('\n'))
     console.log('\ninclusive time per request:')

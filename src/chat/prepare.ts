@@ -74,6 +74,15 @@ export function upstreamBody(request: UpstreamChatRequest, modelId: string): Rec
   }
 }
 
+/**
+ * How the relay treats a request prepared under the caller's key: whether max_tokens is the key's
+ * cap (which vLLM's "too large" may shrink) and whether the key may hedge (its record's `hedging`
+ * switch; absent or true, the deployment's HEDGING decides).
+ */
+export function relayOptionsOf(c: Context<AppEnv>, prepared: PreparedChatRequest): Pick<ChatRelayInput, 'gatewayMaxTokens' | 'hedging'> {
+  return { gatewayMaxTokens: prepared.gatewayMaxTokens, hedging: c.get('principal').record.hedging !== false }
+}
+
 /** What the relay needs of a prepared request: its upstream body, prefix key and what the client asked to get. */
 export function relayInputOf(
   request: UpstreamChatRequest,

@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { admitChatRequest } from '../chat/admission.ts'
-import { prepareChatRequest, relayInputOf } from '../chat/prepare.ts'
+import { prepareChatRequest, relayInputOf, relayOptionsOf } from '../chat/prepare.ts'
 import { endChatRequestWithError, newChatRequestHold, relayChat } from '../relay/chat-relay.ts'
 import { startRequestTrace } from '../telemetry/context.ts'
 
@@ -16,11 +16,7 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   try {
     const prepared = await prepareChatRequest(c)
     await admitChatRequest(c, hold, prepared.reserveTokens)
-    const input = relayInputOf(prepared.request, c.get('config').modelId, {
-      gatewayMaxTokens: prepared.gatewayMaxTokens,
-      hedging: c.get('principal').record.hedging !== false,
-    })
-    return await relayChat(c, input, hold)
+    return await relayChat(c, relayInputOf(prepared.request, c.get('config').modelId, relayOptionsOf(c, prepared)), hold)
   } catch (error) {
     // A request whose relay already ended it is not ended again.
     endChatRequestWithError(hold, error)

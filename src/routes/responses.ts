@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { admitChatRequest } from '../chat/admission.ts'
-import { prepareChatRequest, relayInputOf } from '../chat/prepare.ts'
+import { prepareChatRequest, relayInputOf, relayOptionsOf } from '../chat/prepare.ts'
 import { endChatRequestWithError, newChatRequestHold, relayChat, type AnswerFormat } from '../relay/chat-relay.ts'
 import { ResponseCollector } from '../responses/collect.ts'
 import { newResponseId, type ResponseSettings } from '../responses/output.ts'
@@ -39,11 +39,7 @@ export async function responses(c: Context<AppEnv>): Promise<Response> {
       collector: () => new ResponseCollector(settings),
       streamer: (options) => new ResponseEventStream(settings, options),
     }
-    const input = relayInputOf(upstream, config.modelId, {
-      gatewayMaxTokens: prepared.gatewayMaxTokens,
-      hedging: c.get('principal').record.hedging !== false,
-    })
-    return await relayChat(c, input, hold, format)
+    return await relayChat(c, relayInputOf(upstream, config.modelId, relayOptionsOf(c, prepared)), hold, format)
   } catch (error) {
     // A request whose relay already ended it is not ended again.
     endChatRequestWithError(hold, error)
