@@ -87,7 +87,37 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
     input.prefixKey === null
       ? null
       : affinityChoice(candidates, input.prefixKey, input.recall?.(input.prefixKey), input.options.affinityLoadBound)
-  return preferred ? [preferred, ...byCost.filter((candidate) => candidate !== preferred)] : byCost
+  const affine = preferred && !isStraggler(preferred, candidates, input) ? preferred : null
+  return affine ? [affine, ...byCost.filter((candidate) => candidate !== affine)] : byCost
+}
+
+/**
+ * A preferred backend loses affinity when its measured TTFT is over STRAGGLER_FACTOR times a free
+ * backend's and at least STRAGGLER_GAP_MS longer. A cached prefix saves one prefill, tens of ms
+ * for this model; a backend that much slower to its first token (a sick GPU, a long prefill queue)
+ * costs more than that on every turn it keeps. Without this, the hash and the remembered
+ * placements kept sending a 300 ms straggler its quarter of the conversations at 70% load, when
+ * the other three had room (bench/results/fleet-hedge-straggler-70*.md).
+ */
+export const STRAGGLER_FACTOR = 3
+export const STRAGGLER_GAP_MS = 100
+
+/** Only measured TTFTs count: a backend with none is not judged, nor compared with. */
+function isStraggler(preferred: Candidate, candidates: Candidate[], input: SelectionInput): boolean {
+  const own = measuredTtft(preferred, input)
+  if (own === null) return false
+  return candidates.some((candidate) => {
+    if (candidate === preferred || isFull(candidate)) return false
+    const other = measuredTtft(candidate, input)
+    return other !== null && own > other * STRAGGLER_FACTOR && own - other >= STRAGGLER_GAP_MS
+  })
+}
+
+/** The backend's recent TTFT: this isolate's samples when it has enough, else the fleet-wide median, else null. */
+function measuredTtft(candidate: Candidate, input: SelectionInput): number | null {
+  const stats = input.stats(candidate.backend.id)
+  const own = stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? stats.recentTtftMs(input.now) : null
+  return own ?? input.globalTtftMs?.(candidate.backend.id) ?? null
 }
 
 function isFull(candidate: Candidate): boolean {

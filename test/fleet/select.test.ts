@@ -165,6 +165,40 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(setup))[0]).toBe(preferred)
   })
 
+  it('gives up affinity, remembered or hashed, for a straggler several times slower than a free backend, not for one a little slower', () => {
+    const fleet = [backend('a'), backend('b')]
+    const prefixKey = prefixKeyOf([{ content: 'a conversation placed on a backend that turned slow' }])
+    const hashed = ids(rankBackends(input(fleet, { prefixKey })))[0]!
+    const other = hashed === 'a' ? 'b' : 'a'
+    const observe = (setup: ReturnType<typeof input>, id: string, ms: number) => {
+      for (let i = 0; i < OWN_TTFT_SAMPLES_TRUSTED; i++) setup.live.of(id).observeTtft(ms, 999_000)
+    }
+    const remembered = input(fleet, { prefixKey })
+    remembered.live.remember(prefixKey!, hashed)
+    const ranked = { ...remembered, recall: (key: string) => remembered.live.recall(key) }
+    observe(remembered, hashed, 300)
+    observe(remembered, other, 40)
+    expect(ids(rankBackends(ranked))[0]).toBe(other)
+    const hashedOnly = input(fleet, { prefixKey })
+    observe(hashedOnly, hashed, 300)
+    observe(hashedOnly, other, 40)
+    expect(ids(rankBackends(hashedOnly))[0]).toBe(other)
+    // Slower, but not by the factor and the gap both: the cached prefix is worth keeping.
+    const close = input(fleet, { prefixKey })
+    observe(close, hashed, 90)
+    observe(close, other, 20)
+    expect(ids(rankBackends(close))[0]).toBe(hashed)
+    // The fast one full: nothing free to go to, and affinity holds.
+    observe(remembered, hashed, 300)
+    remembered.live.of(other).inFlight = 8
+    expect(ids(rankBackends(ranked))[0]).toBe(hashed)
+    // Too few own samples and no fleet-wide figure: not judged.
+    const unmeasured = input(fleet, { prefixKey })
+    unmeasured.live.of(hashed).observeTtft(900, 999_000)
+    observe(unmeasured, other, 20)
+    expect(ids(rankBackends(unmeasured))[0]).toBe(hashed)
+  })
+
   it('round robin rotates; weighted random follows the weights', () => {
     const rr = [0, 1, 2].map(() => ids(rankBackends(input([backend('a'), backend('b'), backend('c')], { policy: 'round_robin' })))[0])
     expect(new Set(rr).size).toBe(3)
