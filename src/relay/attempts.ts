@@ -45,7 +45,8 @@ export interface AttemptOptions {
  * flight, time to first token, circuit breaker.
  */
 export class UpstreamAttempts {
-  #candidates: readonly Candidate[]
+  /** In ranked order, except that a hedge's backend is moved up to where it was tried. */
+  #candidates: Candidate[]
   #options: AttemptOptions
   #tried = 0
   /** The body sent; a refitted max_tokens stays for the attempts after it. */
@@ -57,7 +58,7 @@ export class UpstreamAttempts {
   #othersLoad: number[]
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
-    this.#candidates = candidates
+    this.#candidates = [...candidates]
     this.#options = options
     this.#body = options.body
     this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
@@ -110,22 +111,29 @@ export class UpstreamAttempts {
 
   /** The hedge deadline for `attempt`, from its backend's and the would-be hedge's recent TTFT. */
   #hedgeDelayMs(attempt: Attempt, config: HedgeConfig): number {
-    const next = this.#candidates[this.#tried]?.backend
+    const next = this.#candidates[this.#hedgeIndex() ?? this.#tried]?.backend
     const { live } = this.#options
     return hedgeDelayMs(next ? [live.of(attempt.backend.id), live.of(next.id)] : [live.of(attempt.backend.id)], config, Date.now())
   }
 
   /**
-   * Opens the next candidate as a hedge if it has a free sequence slot and the budget allows one
-   * more; null when none starts. So no hedge starts when the fleet is saturated (every candidate
-   * full), nor onto a full backend while it is not: measured at 95% load, hedges queued behind
-   * full backends mostly lost the race and their queued places and in-flight counts pushed other
-   * requests onto slower backends (p50 and p99 rose). The smart ranking puts free slots first, so a
-   * full next candidate usually means a full fleet.
+   * Opens the first untried candidate that has a free sequence slot as a hedge, if the budget
+   * allows one more; null when none starts. So no hedge starts when the fleet is saturated (every
+   * candidate full), nor onto a full backend while it is not: measured at 95% load, hedges queued
+   * behind full backends mostly lost the race and their queued places and in-flight counts pushed
+   * other requests onto slower backends (p50 and p99 rose). Not only the next one: a request that
+   * went to a slow backend because the others were full at the time is the one to hedge once a
+   * slot frees on any of them.
    */
   async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
-    if (!this.#hasMore() || this.#isFull(this.#tried) || !budget.tryHedge(Date.now())) return null
-    const { backend } = this.#candidates[this.#tried] as Candidate
+    const index = this.#hedgeIndex()
+    if (index === null || !budget.tryHedge(Date.now())) return null
+    // Moved up to the place it is tried in, so failover goes on from the rest in ranked order.
+    const [candidate] = this.#candidates.splice(index, 1) as [Candidate]
+    const [othersLoad] = this.#othersLoad.splice(index, 1) as [number]
+    this.#candidates.splice(this.#tried, 0, candidate)
+    this.#othersLoad.splice(this.#tried, 0, othersLoad)
+    const { backend } = candidate
     this.#tried++
     this.#hedged = true
     this.#options.observer?.hedgeStarted?.()
@@ -142,6 +150,13 @@ export class UpstreamAttempts {
   #isFull(index: number): boolean {
     const { backend } = this.#candidates[index] as Candidate
     return (this.#othersLoad[index] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency
+  }
+
+  /** The first untried candidate with a free sequence slot, within the attempts allowed; null: none. */
+  #hedgeIndex(): number | null {
+    if (!this.#hasMore()) return null
+    for (let index = this.#tried; index < this.#candidates.length; index++) if (!this.#isFull(index)) return index
+    return null
   }
 
   #hasMore(): boolean {

@@ -178,6 +178,26 @@ describe('hedged first tokens', () => {
     expect((await fleetStats())[1]?.requests).toBe(hedges)
   })
 
+  it('hedges onto the first candidate with a free slot when the next one is full', async () => {
+    // Ranked gpu-a and gpu-b (active; gpu-b full: the probe saw one waiting on its one slot), then
+    // gpu-c (draining, free). The hedge skips gpu-b for gpu-c.
+    await writeFleet([backendRecord(0), backendRecord(1, { maxConcurrency: 1 }), backendRecord(2, { state: 'draining' })])
+    const healthy = { healthy: true, checkedAt: Date.now(), running: 0, waiting: 0, kvCacheUsage: 0.1, problem: null }
+    await env.FLEET.put(
+      HEALTH_KEY,
+      JSON.stringify({ at: Date.now(), backends: { 'gpu-a': healthy, 'gpu-b': { ...healthy, waiting: 1 }, 'gpu-c': healthy } }),
+    )
+    await firstTokenAfter(0, 3000)
+    const answer = await chat(withoutFleetLoadView(fleetEnv(HEDGE_NOW)))
+    expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
+    const [a, b, c] = await statsWhen(([a]) => a?.aborted === 1)
+    expect(b?.requests).toBe(0)
+    expect(c).toMatchObject({ requests: 1, completed: 1 })
+    expect(a).toMatchObject({ requests: 1, aborted: 1 })
+    const [record] = await recordsOf(capture, TEST_KEY_ID)
+    expect(record).toMatchObject({ outcome: 'ok', backend: 'gpu-c', hedged: true, hedgeWon: 'hedge' })
+  })
+
   it("fails over after a hedge: the hedge's failure is not the request's, and a primary that times out moves to the next backend", async () => {
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' }), backendRecord(2, { state: 'draining' })])
     // gpu-a accepts and then sends nothing (a hedge starts once a backend accepted).
