@@ -92,12 +92,15 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
 }
 
 /**
- * A preferred backend loses affinity when its measured TTFT is over STRAGGLER_FACTOR times a free
+ * A preferred backend loses affinity when its median TTFT is over STRAGGLER_FACTOR times a free
  * backend's and at least STRAGGLER_GAP_MS longer. A cached prefix saves one prefill, tens of ms
- * for this model; a backend that much slower to its first token (a sick GPU, a long prefill queue)
- * costs more than that on every turn it keeps. Without this, the hash and the remembered
+ * for this model; a backend that much slower to its typical first token (a sick GPU, a slow
+ * link) costs more than that on every turn it keeps. Without this, the hash and the remembered
  * placements kept sending a 300 ms straggler its quarter of the conversations at 70% load, when
- * the other three had room (bench/results/fleet-hedge-straggler-70*.md).
+ * the other three had room (bench/results/fleet-hedge-straggler-70*.md). The median, not the
+ * mean: a loaded backend's few queued turns (hundreds of ms) lift its mean over the bar while its
+ * typical turn is fast; judged by the mean, over 8 isolates at 80% load, conversations left their
+ * cached backends and p99 TTFT doubled (bench/results/fleet-straggler-rule.md).
  */
 export const STRAGGLER_FACTOR = 3
 export const STRAGGLER_GAP_MS = 100
@@ -113,10 +116,10 @@ function isStraggler(preferred: Candidate, candidates: Candidate[], input: Selec
   })
 }
 
-/** The backend's recent TTFT: this isolate's samples when it has enough, else the fleet-wide median, else null. */
+/** The backend's median TTFT: of this isolate's samples when it has enough, else the fleet-wide one, else null. */
 function measuredTtft(candidate: Candidate, input: SelectionInput): number | null {
   const stats = input.stats(candidate.backend.id)
-  const own = stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? stats.recentTtftMs(input.now) : null
+  const own = stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? stats.ttftQuantileMs(0.5, input.now) : null
   return own ?? input.globalTtftMs?.(candidate.backend.id) ?? null
 }
 
