@@ -1,9 +1,10 @@
 // Hedged first tokens, on and off, side by side in each run (part of npm run bench:fleet with
 // BENCH_HEDGE=1, or alone: npm run bench:fleet-hedge). The fleet of bench/fleet.ts (four emulated
-// backends with the continuous-batching load model) at 95% of the measured capacity, smart
-// routing; with BENCH_HEDGE_STRAGGLER_TTFT_MS one backend is a straggler whose first token comes
-// that late. Reports p99 TTFT with and without hedging and the extra backend requests hedging
-// cost. Writes bench/results/fleet-hedge[-straggler].{json,md}. Bounded: fixed phases, a drain
+// backends with the continuous-batching load model) at 95% of the measured capacity
+// (BENCH_HEDGE_LEVEL), smart routing; with BENCH_HEDGE_STRAGGLER_TTFT_MS one backend is a
+// straggler whose first token comes that late. Reports p99 TTFT with and without hedging and the
+// extra backend requests hedging cost. Writes bench/results/fleet-hedge[-straggler][-LEVEL%]
+// .{json,md} (the level only when not 95%). Bounded: fixed phases, a drain
 // limit, a time limit.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -18,6 +19,7 @@ import {
   resetBackends,
   runLoad,
   startBackends,
+  type BackendTotals,
   type Outcome,
 } from './fleet-traffic.ts'
 import { median, percentile, round } from './stats.ts'
@@ -26,7 +28,8 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
 const LEVEL = Number(process.env.BENCH_HEDGE_LEVEL ?? 0.95)
 const STRAGGLER_TTFT_MS = Number(process.env.BENCH_HEDGE_STRAGGLER_TTFT_MS ?? 0)
-const RESULTS = `bench/results/fleet-hedge${STRAGGLER_TTFT_MS > 0 ? '-straggler' : ''}`
+// A level other than the default 95% gets its own files (fleet-hedge-straggler-70 for 0.7).
+const RESULTS = `bench/results/fleet-hedge${STRAGGLER_TTFT_MS > 0 ? '-straggler' : ''}${LEVEL === 0.95 ? '' : `-${Math.round(LEVEL * 100)}`}`
 const TIME_LIMIT_MS = 20 * 60_000
 const CLIENT_KEY = `sk-${'h'.repeat(43)}`
 /** Reads the gateway's /metrics (the hedges by winner). */
@@ -67,13 +70,18 @@ interface Phase {
   requests: number
   /** Backend requests beyond one per request that reached a backend: the hedges' cost. */
   extra_backend_requests: number
+  /**
+   * The straggler's share of all backend requests (null without one): at 95% load the three
+   * others cannot carry the whole load, so this share is what the cap would have to cover.
+   */
+  straggler_share: number | null
   /** Hedges in the phase by which attempt won (the gateway's /metrics). */
   hedges_won: Record<string, number>
   /** Every served request's TTFT (ms), for the p99 over all runs; not written to the results. */
   ttfts?: number[]
 }
 
-function summarize(outcomes: Outcome[], upstream: number, capacity: number, hedges: Record<string, number>): Phase {
+function summarize(outcomes: Outcome[], upstream: BackendTotals, capacity: number, hedges: Record<string, number>): Phase {
   const served = outcomes.flatMap((o) => (o.ttftMs === null ? [] : [o.ttftMs]))
   const reached = outcomes.filter((o) => !o.refused).length
   return {
@@ -82,7 +90,8 @@ function summarize(outcomes: Outcome[], upstream: number, capacity: number, hedg
     ttft_p99: round(percentile(served, 99)),
     failed: outcomes.length - served.length,
     requests: outcomes.length,
-    extra_backend_requests: round((upstream - reached) / Math.max(1, reached), 4),
+    extra_backend_requests: round((upstream.requests - reached) / Math.max(1, reached), 4),
+    straggler_share: STRAGGLER_TTFT_MS > 0 ? round((upstream.perBackend[0] ?? 0) / Math.max(1, upstream.requests), 4) : null,
     hedges_won: hedges,
     ttfts: served,
   }
@@ -105,6 +114,11 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
   for (const mode of MODES) gateways.set(mode, await serveWorker(script, vars(mode), { keys }))
   const results: Record<Mode, Phase[]> = { hedging_off: [], hedging_on: [] }
   try {
+    // Each run measures the capacity through the hedging-off gateway, which so learns every
+    // backend's TTFT before run 1; the hedging-on one would start run 1 cold (and route to the
+    // straggler until it has measured it). Both learn once, alike, before the runs.
+    await configure(backends)
+    await measureCapacity((gateways.get('hedging_on') as ServedWorker).url, CLIENT_KEY)
     for (let run = 0; run < RUNS; run++) {
       // Measured again for every pair: on a shared machine the fleet's capacity drifts, and a stale
       // figure turns "95%" into an overload whose queues swamp what hedging changes.
@@ -120,7 +134,7 @@ export async function hedgeComparison(): Promise<Record<Mode, Phase[]>> {
         await new Promise((resolve) => setTimeout(resolve, TELEMETRY_SETTLE_MS))
         const after = await hedgesByWinner(gateway)
         const hedges = Object.fromEntries(Object.entries(after).map(([won, n]) => [won, n - (before[won] ?? 0)]))
-        results[mode].push(summarize(outcomes, (await backendTotals(backends)).requests, capacity, hedges))
+        results[mode].push(summarize(outcomes, await backendTotals(backends), capacity, hedges))
       }
     }
     return results
@@ -167,7 +181,7 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
   ]
   for (const mode of MODES) {
     const runs = results[mode]
-    const col = (key: Exclude<keyof Phase, 'hedges_won' | 'ttfts'>) => spread(runs.map((r) => r[key]))
+    const col = (key: Exclude<keyof Phase, 'hedges_won' | 'ttfts' | 'straggler_share'>) => spread(runs.map((r) => r[key]))
     lines.push(
       `| ${mode === 'hedging_on' ? 'on' : 'off'} | ${col('ttft_p50')} | ${col('ttft_p99')} | ${col('extra_backend_requests')} | ${col('failed')} | ${col('requests')} | ${col('capacity_rps')} |`,
     )
@@ -177,6 +191,13 @@ export function reportHedge(results: Record<Mode, Phase[]>): string {
     '',
     `Hedges per run with hedging on, won by the primary: ${won('primary')}; by the hedge: ${won('hedge')}; by neither: ${won('none')}.`,
   )
+  if (STRAGGLER_TTFT_MS > 0) {
+    const share = (mode: Mode) => results[mode].map((r) => r.straggler_share ?? 0).join(', ')
+    lines.push(
+      '',
+      `The straggler's share of backend requests per run, hedging off: ${share('hedging_off')}; on: ${share('hedging_on')}; hedges are capped at HEDGE_MAX_SHARE of requests, 0.05 by default.`,
+    )
+  }
   lines.push(
     '',
     `p99 TTFT, hedging on / off: **${round(p99('hedging_on') / p99('hedging_off'))}** (medians; per run ${ratios.join(', ')}; target <= 0.7 for <= 0.05 extra requests).`,

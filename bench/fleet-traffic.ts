@@ -48,15 +48,20 @@ export async function startBackends(): Promise<RunningEmulator[]> {
 export interface BackendTotals {
   requests: number
   prefixHitRequests: number
+  /** Each backend's requests, in the order of `backends`. */
+  perBackend: number[]
 }
 
-/** The emulators' counters summed over the fleet (since their last reset). */
+/** The emulators' counters summed over the fleet (since their last reset), and each one's requests. */
 export async function backendTotals(backends: RunningEmulator[]): Promise<BackendTotals> {
-  const all = await Promise.all(backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as BackendTotals))
-  return all.reduce((sum, s) => ({ prefixHitRequests: sum.prefixHitRequests + s.prefixHitRequests, requests: sum.requests + s.requests }), {
-    prefixHitRequests: 0,
-    requests: 0,
-  })
+  const all = await Promise.all(
+    backends.map(async (b) => (await (await fetch(`${b.url}/emulator/stats`)).json()) as Omit<BackendTotals, 'perBackend'>),
+  )
+  return {
+    requests: all.reduce((sum, s) => sum + s.requests, 0),
+    prefixHitRequests: all.reduce((sum, s) => sum + s.prefixHitRequests, 0),
+    perBackend: all.map((s) => s.requests),
+  }
 }
 
 export async function resetBackends(backends: RunningEmulator[]): Promise<void> {
