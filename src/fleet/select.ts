@@ -21,8 +21,6 @@ export interface SelectionInput {
   fleetLoad?: FleetLoadView | null
   now: number
   options: SelectionOptions
-  /** Uniform in [0, 1): the draws of weighted random and of the two choices (Math.random unless a test fixes it). */
-  random?: () => number
 }
 
 export interface SelectionOptions {
@@ -70,55 +68,27 @@ export function rankBackends(input: SelectionInput): Candidate[] {
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   // A stalled backend (a request unanswered past its circuit's stallMs) goes after all the others.
   const stalled = (candidate: Candidate) => input.stats(candidate.backend.id).circuit.stalled(input.now)
-  const herdRisk = usable.some((backend, i) => {
-    const load = seen[i]
-    return load ? viewedCount(load) > input.stats(backend.id).inFlightAt(load.scrapedAt) : false
-  })
-  const ranked = [...order(active, input, herdRisk), ...order(draining, input, herdRisk)]
+  const ranked = [...order(active, input), ...order(draining, input)]
   return [...ranked.filter((candidate) => !stalled(candidate)), ...ranked.filter(stalled)]
 }
 
-/** herdRisk: the load view shows other isolates' requests, so they rank by the same old figures. */
-function order(candidates: Candidate[], input: SelectionInput, herdRisk: boolean): Candidate[] {
+function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
   if (candidates.length <= 1) return candidates
   const { policy } = input.options
   if (policy === 'round_robin') {
     const start = roundRobinTurn++ % candidates.length
     return [...candidates.slice(start), ...candidates.slice(0, start)]
   }
-  if (policy === 'weighted_random') return weightedShuffle(candidates, input.random)
-  const byCost = herdRisk ? spreadByCost(candidates, input) : cheapestFirst(candidates, input)
+  if (policy === 'weighted_random') return weightedShuffle(candidates)
+  // A backend with a free sequence slot starts the request now; a full one queues it behind a
+  // whole generation. Free slots first, then the lowest expected time to first token.
+  const byCost = [...candidates].sort((a, b) => Number(isFull(a)) - Number(isFull(b)) || expectedTtft(a, input) - expectedTtft(b, input))
   const preferred =
     input.prefixKey === null
       ? null
       : affinityChoice(candidates, input.prefixKey, input.recall?.(input.prefixKey), input.options.affinityLoadBound)
   const affine = preferred && !isStraggler(preferred, candidates, input) ? preferred : null
   return affine ? [affine, ...byCost.filter((candidate) => candidate !== affine)] : byCost
-}
-
-/**
- * A backend with a free sequence slot starts the request now; a full one queues it behind a whole
- * generation. Free slots first, then the lowest expected time to first token.
- */
-function cheapestFirst(candidates: Candidate[], input: SelectionInput): Candidate[] {
-  return [...candidates].sort((a, b) => Number(isFull(a)) - Number(isFull(b)) || expectedTtft(a, input) - expectedTtft(b, input))
-}
-
-/**
- * The cost order, but headed by the cheaper of two free backends drawn at random by weight (two
- * choices), not always the cheapest. Isolates that share the fleet load view rank by the same
- * figures, up to a couple of seconds old, several request lifetimes here: each one sending all
- * its unplaced requests to the backend that looked cheapest would herd them onto it until the next
- * scrape. Two random choices keep most of the gain of picking the least loaded with old
- * information while spreading the herd. With 2 free backends it is the cheapest, as without.
- */
-function spreadByCost(candidates: Candidate[], input: SelectionInput): Candidate[] {
-  const byCost = cheapestFirst(candidates, input)
-  const free = byCost.filter((candidate) => !isFull(candidate))
-  if (free.length < 3) return byCost
-  const [one, two] = weightedShuffle(free, input.random)
-  const head = byCost.indexOf(one as Candidate) < byCost.indexOf(two as Candidate) ? one : two
-  return [head as Candidate, ...byCost.filter((candidate) => candidate !== head)]
 }
 
 /**
@@ -253,10 +223,10 @@ function rendezvousScore(prefixKey: string, id: string, weight: number): number 
   return -weight / Math.log(u)
 }
 
-function weightedShuffle(candidates: Candidate[], random: () => number = Math.random): Candidate[] {
+function weightedShuffle(candidates: Candidate[]): Candidate[] {
   // Efraimidis-Spirakis: sort by u^(1/weight), a weighted random permutation in one pass.
   return candidates
-    .map((candidate) => ({ candidate, key: random() ** (1 / candidate.backend.weight) }))
+    .map((candidate) => ({ candidate, key: Math.random() ** (1 / candidate.backend.weight) }))
     .sort((a, b) => b.key - a.key)
     .map(({ candidate }) => candidate)
 }

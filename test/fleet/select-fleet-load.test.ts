@@ -94,62 +94,10 @@ describe('rankBackends with a fresh fleet load view', () => {
   })
 })
 
-describe('rankBackends when the view shows other isolates at work', () => {
-  // A seeded generator (mulberry32), so the shares below are the same on every run.
-  const seeded = (seed: number) => () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-  const heads = (selection: SelectionInput, draws: number) => {
-    const counts: Record<string, number> = {}
-    const random = seeded(7)
-    for (let i = 0; i < draws; i++) {
-      const head = ids(rankBackends({ ...selection, random }))[0] as string
-      counts[head] = (counts[head] ?? 0) + 1
-    }
-    return counts
-  }
-
-  it('spreads unplaced requests over the cheaper free backends (two random choices) instead of herding onto the cheapest', () => {
-    const fourth = { ...backend('d') }
-    const { selection } = input(view({ a: entry(1, 0), b: entry(2, 0), c: entry(3, 0), d: entry(4, 0) }))
-    const counts = heads({ ...selection, backends: [...selection.backends, fourth] }, 3_000)
-    // Of 4, the cheaper of two drawn: the cheapest half the time, then 1/3 and 1/6, the dearest never.
-    expect(counts.a! / 3_000).toBeGreaterThan(0.44)
-    expect(counts.a! / 3_000).toBeLessThan(0.56)
-    expect(counts.b! / 3_000).toBeGreaterThan(0.28)
-    expect(counts.c! / 3_000).toBeGreaterThan(0.12)
-    expect(counts.d).toBeUndefined()
-  })
-
-  it('never puts a full backend first while one is free, and with two free takes the cheaper', () => {
-    const { selection } = input(view({ a: entry(8, 0), b: entry(2, 0), c: entry(3, 0) }))
-    expect(heads(selection, 200)).toEqual({ b: 200 })
-  })
-
-  it("ranks strictly by cost when every request the view shows is this isolate's: its own counts are exact", async () => {
-    const { selection, live } = input(null)
-    live.of('a').inFlight += 1
-    live.of('b').inFlight += 2
-    live.of('c').inFlight += 3
-    await new Promise((resolve) => setTimeout(resolve, 5))
-    const at = Date.now()
-    const own = (running: number) => ({ ...entry(running, 0), scrapedAt: at })
-    const fleetLoad = { at, backends: { a: own(1), b: own(2), c: own(3) } }
-    expect(heads({ ...selection, now: at, fleetLoad }, 200)).toEqual({ a: 200 })
-    // One more request on c from another isolate, and the draws begin.
-    const shared = { ...fleetLoad, backends: { ...fleetLoad.backends, c: own(4) } }
-    expect(Object.keys(heads({ ...selection, now: at, fleetLoad: shared }, 200)).sort()).toEqual(['a', 'b'])
-  })
-})
-
 describe('rankBackends with a stale or unknown fleet load view', () => {
   it('treats a stale entry as unknown, not idle: the backend is assumed as loaded as the known ones', () => {
     const { selection } = input(view({ a: entry(0, 0, 10_000), b: entry(6, 0), c: entry(4, 0) }))
-    // Equal draws make the two random choices the two cheapest: the head is the cost order's.
-    const ranked = rankBackends({ ...selection, random: () => 0.5 })
+    const ranked = rankBackends(selection)
     expect(loads(ranked)).toEqual({ a: 5, b: 6, c: 4 })
     expect(ids(ranked)[0]).toBe('c')
   })
