@@ -50,10 +50,13 @@ async function hedgesByWinner(gatewayUrl: string): Promise<Record<string, number
 /** The telemetry batch goes after TELEMETRY_BATCH_MS (1 s): wait it out before reading /metrics. */
 const TELEMETRY_SETTLE_MS = 1_500
 
+/** Which of the backends is made the straggler, and whose share of the requests is reported. */
+const STRAGGLER = 0
+
 async function configure(backends: RunningEmulator[]): Promise<void> {
   await resetBackends(backends)
   if (STRAGGLER_TTFT_MS > 0) {
-    await fetch(`${backends[0]?.url}/emulator/config`, {
+    await fetch(`${backends[STRAGGLER]?.url}/emulator/config`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ ttftMs: STRAGGLER_TTFT_MS }),
@@ -91,7 +94,7 @@ function summarize(outcomes: Outcome[], upstream: BackendTotals, capacity: numbe
     failed: outcomes.length - served.length,
     requests: outcomes.length,
     extra_backend_requests: round((upstream.requests - reached) / Math.max(1, reached), 4),
-    straggler_share: STRAGGLER_TTFT_MS > 0 ? round((upstream.perBackend[0] ?? 0) / Math.max(1, upstream.requests), 4) : null,
+    straggler_share: STRAGGLER_TTFT_MS > 0 ? round((upstream.perBackend[STRAGGLER] ?? 0) / Math.max(1, upstream.requests), 4) : null,
     hedges_won: hedges,
     ttfts: served,
   }

@@ -42,9 +42,9 @@ const THROUGHPUT = process.env.BENCH_THROUGHPUT !== 'off'
 /** The round trip added to each Durable Object call and KV operation of gateway-distant. */
 const RTT_MS = Number(process.env.BENCH_RTT_MS ?? 30)
 if (!(RTT_MS >= 0)) throw new Error(`BENCH_RTT_MS must be a number of ms >= 0, got ${process.env.BENCH_RTT_MS}`)
-// 5,000 tokens, as since the emulator's detokenizer was quadratic for a while (20,000 took ~22 s);
-// it is linear again (20,000 in about 0.5 s), and 5,000 keeps the figures comparable with earlier
-// runs (docs/benchmarks.md).
+// 5,000 tokens: cut from 20,000 while the emulator's detokenizer was quadratic (20,000 took ~22 s).
+// It is linear again (20,000 in about 0.5 s); 5,000 keeps the figures comparable with earlier runs
+// (docs/benchmarks.md).
 const THROUGHPUT_TOKENS = 5_000
 const THROUGHPUT_MAX_TOKENS = 30_000
 const TIME_LIMIT_MS = 15 * 60_000

@@ -188,7 +188,7 @@ describe('rankBackends', () => {
     observe(close, hashed, 90)
     observe(close, other, 20)
     expect(ids(rankBackends(close))[0]).toBe(hashed)
-    // A loaded backend: most turns fast, a few queued behind a full batch. Its mean (about 390 ms)
+    // A loaded backend: most turns fast, a few queued behind a full batch. Its mean (about 400 ms)
     // is over the bar, its median (30 ms) is not: affinity holds.
     const queued = input(fleet, { prefixKey })
     for (let i = 0; i < 12; i++) queued.live.of(hashed).observeTtft(i < 9 ? 30 : 1_500, 999_000)
