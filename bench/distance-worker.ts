@@ -1,5 +1,5 @@
 // Benchmark-only entry: the production Worker (src/index.ts) as a caller far from its Durable
-// Objects and KV sees it. Every call on a Durable Object stub (all five bindings) and every
+// Objects and KV sees it. Every call on a Durable Object stub (all six bindings) and every
 // KV operation (KEYS, FLEET, LATENCY) waits BENCH_DO_RTT_MS / BENCH_KV_RTT_MS before it is made, one
 // round trip each; BENCH_BACKEND_RTT_MS does the same for the Worker's outbound fetches (the backend).
 // Only the Worker's own calls are delayed: calls the Durable Objects make among themselves are not.
@@ -17,7 +17,7 @@ interface DistanceVars {
   BENCH_BACKEND_RTT_MS?: string
 }
 
-const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS', 'DASHBOARD_LINKS', 'FLEET_LOAD'] as const
+const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS', 'DASHBOARD_LINKS', 'FLEET_LOAD', 'BACKEND_SLOTS'] as const
 const KV_BINDINGS = ['KEYS', 'FLEET', 'LATENCY'] as const
 
 function rtt(value: string | undefined): number {

@@ -5,9 +5,9 @@ import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
 import { median, percentile, round } from './stats.ts'
 
-// smart_isolated: smart routing with SHARED_PLACEMENTS=off, each isolate remembering only its own
-// conversations, side by side with the shared placements of smart.
-export const POLICIES = ['smart', 'smart_isolated', 'weighted_random', 'round_robin'] as const
+// smart_without_ledger: smart routing with SLOT_LEDGERS=off, each isolate ranking by its own
+// counts and the fleet load view alone, side by side with smart and its slot ledger.
+export const POLICIES = ['smart', 'smart_without_ledger', 'weighted_random', 'round_robin'] as const
 export type Policy = (typeof POLICIES)[number]
 
 export interface PhaseResult {
@@ -82,7 +82,8 @@ function targetsAt80(byLevel: Record<string, Record<Policy, PolicySummary>>) {
     pooled_p99_smart_vs_weighted_random: round(at80.smart.ttft_p99_pooled / at80.weighted_random.ttft_p99_pooled),
     pooled_p99_smart_vs_round_robin: round(at80.smart.ttft_p99_pooled / at80.round_robin.ttft_p99_pooled),
     smart_followup_prefix_hit_rate: at80.smart.followup_prefix_hit_rate,
-    smart_isolated_followup_prefix_hit_rate: at80.smart_isolated.followup_prefix_hit_rate,
+    p99_without_ledger_vs_round_robin: round(at80.smart_without_ledger.ttft_p99 / at80.round_robin.ttft_p99),
+    without_ledger_followup_prefix_hit_rate: at80.smart_without_ledger.followup_prefix_hit_rate,
   }
 }
 
@@ -111,7 +112,7 @@ function markdown(setup: Setup, summary: { date: string; isolates: Summaries; ki
     const t = targetsAt80(byLevel)
     if (t)
       lines.push(
-        `- ${isolates} isolate(s): smart / weighted random p99 **${t.p99_smart_vs_weighted_random}**, smart / round robin p99 **${t.p99_smart_vs_round_robin}** (pooled p99: ${t.pooled_p99_smart_vs_weighted_random} and ${t.pooled_p99_smart_vs_round_robin}), smart follow-up hit rate **${t.smart_followup_prefix_hit_rate}** (isolated placements: ${t.smart_isolated_followup_prefix_hit_rate}).`,
+        `- ${isolates} isolate(s): smart / weighted random p99 **${t.p99_smart_vs_weighted_random}**, smart / round robin p99 **${t.p99_smart_vs_round_robin}** (pooled p99: ${t.pooled_p99_smart_vs_weighted_random} and ${t.pooled_p99_smart_vs_round_robin}), smart follow-up hit rate **${t.smart_followup_prefix_hit_rate}** (without the slot ledger: p99 ${t.p99_without_ledger_vs_round_robin}x round robin's, hit rate ${t.without_ledger_followup_prefix_hit_rate}).`,
       )
   }
   const kill = summary.kill

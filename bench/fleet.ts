@@ -1,7 +1,7 @@
 // npm run bench:fleet: the routing simulation. Four emulated GPU backends with the continuous-
 // batching load model (a bounded batch, a queue, prefill that a prefix cache makes cheap, decode
 // slowing as the batch grows; bench/fleet-traffic.ts) behind four builds of the routing, side by
-// side in each run: this Worker's ("smart"), the same with isolated conversation placements,
+// side in each run: this Worker's ("smart"), the same without its slot ledger (SLOT_LEDGERS=off),
 // weighted random and round robin. Each build runs as N gateway isolates
 // (BENCH_ISOLATES, default 1, 4 and 8) sharing KV and Durable Objects, with requests spread over
 // them at random (scripts/stack.ts serveIsolates). The workload is multi-turn conversations at
@@ -89,8 +89,8 @@ async function main(): Promise<void> {
     BACKEND_URLS: backends.map((b) => b.url).join(','),
     BACKEND_API_KEY: BACKEND_KEY,
     BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
-    ROUTING_POLICY: policy === 'smart_isolated' ? 'smart' : policy,
-    SHARED_PLACEMENTS: policy === 'smart_isolated' ? 'off' : 'on',
+    ROUTING_POLICY: policy === 'smart_without_ledger' ? 'smart' : policy,
+    SLOT_LEDGERS: policy === 'smart_without_ledger' ? 'off' : 'on',
     TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
   })
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]

@@ -115,6 +115,7 @@ function durableObjects(scriptName?: string) {
     STREAMS: object('StreamSession'),
     DASHBOARD_LINKS: object('DashboardLink'),
     FLEET_LOAD: object('FleetLoad'),
+    BACKEND_SLOTS: object('BackendSlots'),
   }
 }
 

@@ -77,6 +77,8 @@ export interface FleetConfig {
   hedge: HedgeConfig
   /** SHARED_PLACEMENTS=on: conversation placements are swapped between isolates (src/fleet/placements.ts). */
   sharedPlacements: boolean
+  /** SLOT_LEDGERS=on: every upstream request holds a lease on its backend's ledger (src/fleet/slots.ts). */
+  slotLedgers: boolean
 }
 
 /** Hedged first tokens (docs/fleet.md, Hedging). */
@@ -188,6 +190,7 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
     },
     hedge: readHedgeConfig(env),
     sharedPlacements: onOff('SHARED_PLACEMENTS', env.SHARED_PLACEMENTS),
+    slotLedgers: onOff('SLOT_LEDGERS', env.SLOT_LEDGERS),
   }
 }
 

@@ -12,6 +12,12 @@ const TTFT_MAX_AGE_MS = 5 * 60_000
 const IN_FLIGHT_HISTORY_MS = 5_000
 const IN_FLIGHT_CHANGES = 1_024
 
+/** The other isolates' requests at a backend (`others`), as its ledger counted them at `at` (Unix ms). */
+export interface LedgerCount {
+  others: number
+  at: number
+}
+
 export class BackendLiveStats {
   readonly circuit: CircuitBreaker
   #inFlight = 0
@@ -24,6 +30,8 @@ export class BackendLiveStats {
   #before = 0
   /** Raw TTFT samples (ms) with their time, oldest first: a sliding window, not a decayed guess. */
   #ttft: { at: number; ms: number }[] = []
+  /** The other isolates' requests at the backend as its slot ledger last counted them (src/fleet/slots.ts). */
+  #ledger: LedgerCount | null = null
 
   constructor(circuit: CircuitOptions) {
     this.circuit = new CircuitBreaker(circuit)
@@ -53,6 +61,17 @@ export class BackendLiveStats {
       if (change.at <= at) return change.count
     }
     return this.#before
+  }
+
+  /** A claim's answer: the backend held `fleetCount` requests, of which `ownCount` were this isolate's. */
+  observeLedger(fleetCount: number, ownCount: number, at: number): void {
+    if (this.#ledger && this.#ledger.at > at) return
+    this.#ledger = { others: Math.max(0, fleetCount - ownCount), at }
+  }
+
+  /** The other isolates' requests at the backend at the last ledger answer, or null before one. */
+  get ledger(): LedgerCount | null {
+    return this.#ledger
   }
 
   /** How many recent TTFT samples there are (older ones are dropped). */

@@ -162,6 +162,10 @@ function viewedCount(load: BackendLoad): number {
  */
 function loadOf(backend: BackendRecord, seen: BackendLoad | null, meanShare: number | null, input: SelectionInput): number {
   const stats = input.stats(backend.id)
+  // The slot ledger's last count, when newer than the view's scrape: the same split, fresher.
+  const { ledger } = stats
+  if (ledger && input.now - ledger.at <= input.options.loadMaxAgeMs && (!seen || ledger.at >= seen.scrapedAt))
+    return ledger.others + stats.inFlight
   if (seen) return Math.max(0, viewedCount(seen) - stats.inFlightAt(seen.scrapedAt)) + stats.inFlight
   const local = stats.inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
   return meanShare === null ? local : Math.max(local, meanShare * backend.maxConcurrency)

@@ -3,10 +3,11 @@ import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
+import type { SlotClaim, SlotLedger } from '../fleet/slots.ts'
 import type { HedgeConfig } from '../config.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { readContextRefusal, roomLeft } from './context-refusal.ts'
-import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeWinner } from './hedge.ts'
+import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeReason, type HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
@@ -17,6 +18,8 @@ export interface Attempt {
   upstream: ReadableStream<Uint8Array>
   /** The backend runs without a reasoning parser: the relay splits its content at `</think>`. */
   reasoningInContent: boolean
+  /** True once the backend's slot ledger counted more requests than it has sequence slots: this one waits in its queue. */
+  queued: Promise<boolean>
 }
 
 export interface AttemptOptions {
@@ -35,6 +38,8 @@ export interface AttemptOptions {
   observer?: RelayObserver
   /** Hedged first tokens for this request, with the isolate's budget; null: off (deployment or key). */
   hedge?: { config: HedgeConfig; budget: HedgeBudget } | null
+  /** The fleet's slot ledger, or null when off (src/fleet/slots.ts). */
+  slots?: SlotLedger | null
 }
 
 /**
@@ -56,6 +61,8 @@ export class UpstreamAttempts {
   #hedged = false
   /** Per candidate, the part of its ranked load that is not this isolate's in-flight count. */
   #othersLoad: number[]
+  /** When the candidates were ranked: a slot ledger's answer after it is fresher than their load. */
+  #rankedAt = Date.now()
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
     this.#candidates = [...candidates]
@@ -99,7 +106,8 @@ export class UpstreamAttempts {
     if (!hedge) return null
     return {
       delayMs: (attempt) => this.#hedgeDelayMs(attempt, hedge.config),
-      start: () => this.#startHedge(hedge.budget),
+      queued: (attempt) => attempt.queued,
+      start: (reason) => this.#startHedge(hedge.budget, reason),
       dropped: (attempt, error) => this.dropped(attempt, error),
       // A primary that lost leaves no TTFT sample: the wait it had is only a lower bound, and taken
       // as a sample it would make a straggler look faster than it is (the ranking would send it more).
@@ -125,9 +133,9 @@ export class UpstreamAttempts {
    * went to a slow backend because the others were full at the time is the one to hedge once a
    * slot frees on any of them.
    */
-  async #startHedge(budget: HedgeBudget): Promise<Attempt | null> {
+  async #startHedge(budget: HedgeBudget, reason: HedgeReason): Promise<Attempt | null> {
     const index = this.#hedgeIndex()
-    if (index === null || !budget.tryHedge(Date.now())) return null
+    if (index === null || (reason === 'deadline' && !budget.tryHedge(Date.now()))) return null
     // Moved up to the place it is tried in, so failover goes on from the rest in ranked order.
     const [candidate] = this.#candidates.splice(index, 1) as [Candidate]
     const [othersLoad] = this.#othersLoad.splice(index, 1) as [number]
@@ -149,7 +157,10 @@ export class UpstreamAttempts {
   /** Candidate `index` is at or over its sequence slots now (its ranked load, with this isolate's in-flight count as it is now). */
   #isFull(index: number): boolean {
     const { backend } = this.#candidates[index] as Candidate
-    return (this.#othersLoad[index] ?? 0) + this.#options.live.of(backend.id).inFlight >= backend.maxConcurrency
+    const stats = this.#options.live.of(backend.id)
+    const { ledger } = stats
+    const others = ledger && ledger.at > this.#rankedAt ? ledger.others : (this.#othersLoad[index] ?? 0)
+    return others + stats.inFlight >= backend.maxConcurrency
   }
 
   /** The first untried candidate with a free sequence slot, within the attempts allowed; null: none. */
@@ -182,11 +193,11 @@ export class UpstreamAttempts {
    */
   async #openOn(backend: BackendRecord): Promise<Attempt | { failure: ApiError }> {
     for (;;) {
-      const call = this.#callFor(backend)
+      const { call, queued } = this.#callFor(backend)
       try {
         const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
         const upstream = await openUpstream(request, call)
-        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none' }
+        return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none', queued }
       } catch (error) {
         call.end()
         const failure = call.failure(error)
@@ -214,12 +225,15 @@ export class UpstreamAttempts {
     return { ...this.#body, max_tokens: room }
   }
 
-  #callFor(backend: BackendRecord): UpstreamCall {
+  /** The call to `backend`, counted in flight (and on its slot ledger) until it ends. */
+  #callFor(backend: BackendRecord): { call: UpstreamCall; queued: Promise<boolean> } {
     const stats = this.#options.live.of(backend.id)
     this.#options.observer?.attemptStarted(backend.id)
     stats.inFlight++
     const answered = stats.circuit.attempt(Date.now())
-    return new UpstreamCall(this.#options.clientSignal, {
+    const claim = this.#options.slots?.claim(backend.id) ?? null
+    const queued = claim ? this.#learnCounts(claim, backend, Date.now()) : Promise.resolve(false)
+    const call = new UpstreamCall(this.#options.clientSignal, {
       ...this.#options.timeouts,
       onHeaders: answered,
       onFirstEvent: (ms) => {
@@ -230,11 +244,28 @@ export class UpstreamAttempts {
       },
       onEnd: () => {
         stats.inFlight--
+        claim?.release()
         answered()
         // A probe that ended without an answer either way (the client left) frees the half-open slot.
         stats.circuit.released()
       },
     })
+    return { call, queued }
+  }
+
+  /**
+   * Feeds the ledger's answer to a claim sent at `sentAt` into every backend's live stats (the
+   * other isolates' share of each count), and tells whether `backend` had more requests than slots.
+   */
+  async #learnCounts(claim: SlotClaim, backend: BackendRecord, sentAt: number): Promise<boolean> {
+    const counts = await claim.counted
+    if (counts === null) return false
+    const now = Date.now()
+    for (const [id, count] of Object.entries(counts)) {
+      const stats = this.#options.live.of(id)
+      stats.observeLedger(count, stats.inFlightAt(sentAt), now)
+    }
+    return (counts[backend.id] ?? 0) > backend.maxConcurrency
   }
 
   /** Whether the failure says something about the backend (so another one may do better). */

@@ -1,7 +1,7 @@
 import { ChunkReader, type UpstreamChunk } from './chunk.ts'
 import { pumpEvents } from './events.ts'
 import type { GenerationSink, RelaySource } from './generation.ts'
-import type { HedgePlan, HedgeWinner } from './hedge.ts'
+import type { HedgePlan, HedgeReason, HedgeWinner } from './hedge.ts'
 import { upstreamTruncated } from './upstream-call.ts'
 
 // The reading side of the generation engine: one source read at a time, or, while no data event
@@ -69,7 +69,15 @@ export class HedgeRace<S extends RelaySource> {
     this.#launch(primary, 'primary')
     const { plan, sink } = this.#options
     // The hedge deadline: the primary's events flow meanwhile; past it, a second backend is asked too.
-    if (plan && !this.#hedgeRound && !sink.committed) this.#timer = setTimeout(() => void this.#hedge(plan, round), plan.delayMs(primary))
+    if (plan && !this.#hedgeRound && !sink.committed) {
+      this.#timer = setTimeout(() => void this.#hedge(plan, round, 'deadline'), plan.delayMs(primary))
+      // Known to be queued behind full slots: waiting for the deadline would only add to its wait.
+      void plan.queued?.(primary).then((queued) => {
+        if (!queued || this.#hedgeRound) return
+        clearTimeout(this.#timer)
+        void this.#hedge(plan, round, 'queued')
+      })
+    }
     return round.promise
   }
 
@@ -133,12 +141,12 @@ export class HedgeRace<S extends RelaySource> {
     else round.reject(new LaneFailure(lane.source, error))
   }
 
-  async #hedge(plan: HedgePlan<S>, round: PromiseWithResolvers<S>): Promise<void> {
-    if (this.#winner || this.#round !== round || this.#options.sink.committed) return
+  async #hedge(plan: HedgePlan<S>, round: PromiseWithResolvers<S>, reason: HedgeReason): Promise<void> {
+    if (this.#winner || this.#round !== round || this.#options.sink.committed || this.#hedgeRound) return
     this.#hedgeRound = round
     this.#hedgeRaced = true
     this.#opening = true
-    const hedge = await plan.start().catch(() => null)
+    const hedge = await plan.start(reason).catch(() => null)
     this.#opening = false
     const orphan = this.#orphan
     this.#orphan = null

@@ -7,12 +7,17 @@ import type { BackendLiveStats } from '../fleet/live-stats.ts'
 /** Which attempt of a hedged request sent the first data event. */
 export type HedgeWinner = 'primary' | 'hedge'
 
+/** Why a hedge starts: the deadline passed, or the primary's backend is known to have queued it. */
+export type HedgeReason = 'deadline' | 'queued'
+
 /** What the engine needs to hedge a source: when, how to start the hedge, and what to tell. */
 export interface HedgePlan<S> {
   /** How long `source` may go without a data event before the hedge starts. */
   delayMs(source: S): number
+  /** Resolves true when `source` is known to wait in its backend's queue: the hedge need not wait for the deadline. */
+  queued?(source: S): Promise<boolean>
   /** Opens the hedge: another accepted source, or null when none may start now (cap, saturation, none left). */
-  start(): Promise<S | null>
+  start(reason: HedgeReason): Promise<S | null>
   /** A raced source that failed while the other runs on: its backend's failure, not the request's. */
   dropped(source: S, error: unknown): void
   /** The race is decided: `winner` sent the first data event (the loser is already stopped). */

@@ -7,6 +7,7 @@ import { liveStatsFor } from '../fleet/live-stats.ts'
 import { fleetLoadView } from '../fleet/load-view.ts'
 import { loadFleet } from '../fleet/registry.ts'
 import { rankBackends } from '../fleet/select.ts'
+import { slotLedger } from '../fleet/slots.ts'
 import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
@@ -76,6 +77,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     prefixKey,
     observer: input.observer,
     hedge: input.hedging && config.fleet.hedge.enabled ? { config: config.fleet.hedge, budget: hedgeBudgetFor(config) } : null,
+    slots: slotLedger(env, config.fleet.slotLedgers, input.background),
   })
   return { first: await attempts.first(), attempts }
 }

@@ -130,3 +130,34 @@ describe('rankBackends with a stale or unknown fleet load view', () => {
     expect(loads(rankBackends(selection)).a).toBe(2)
   })
 })
+
+describe('rankBackends with the slot ledger (src/fleet/slots.ts)', () => {
+  it("counts the other isolates' requests from the ledger's last answer when it is newer than the scrape", () => {
+    const { selection, live } = input(view({ a: entry(1, 0), b: entry(1, 0), c: entry(1, 0) }))
+    live.of('a').inFlight += 1
+    // The ledger counted 7 at a, 1 of them this isolate's: 6 others', against 1 at the scrape.
+    live.of('a').observeLedger(7, 1, now - 100)
+    expect(loads(rankBackends(selection))).toEqual({ a: 7, b: 1, c: 1 })
+    expect(ids(rankBackends(selection)).at(-1)).toBe('a')
+  })
+
+  it('keeps to the view when its scrape is newer than the ledger answer', () => {
+    const { selection, live } = input(view({ a: entry(2, 0, 100), b: entry(1, 0), c: entry(1, 0) }))
+    live.of('a').observeLedger(7, 0, now - 400)
+    expect(loads(rankBackends(selection)).a).toBe(2)
+  })
+
+  it('treats a ledger answer older than loadMaxAgeMs like a stale view entry', () => {
+    const { selection, live } = input(view({ a: entry(0, 0, 10_000), b: entry(4, 0), c: entry(6, 0) }))
+    live.of('a').observeLedger(0, 0, now - 5_000)
+    // Unknown, so as loaded as the known ones on average, not the idle the old answer said.
+    expect(loads(rankBackends(selection)).a).toBe(5)
+  })
+
+  it('keeps the newest answer when answers arrive out of order', () => {
+    const { selection, live } = input(null)
+    live.of('a').observeLedger(5, 0, now - 10)
+    live.of('a').observeLedger(1, 0, now - 20)
+    expect(loads(rankBackends(selection)).a).toBe(5)
+  })
+})

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { RelaySource } from '../../src/relay/generation.ts'
-import type { HedgePlan, HedgeWinner } from '../../src/relay/hedge.ts'
+import type { HedgePlan, HedgeReason, HedgeWinner } from '../../src/relay/hedge.ts'
 import { relaySse } from '../../src/relay/stream.ts'
 import { UpstreamCall } from '../../src/relay/upstream-call.ts'
 import { manualStream } from '../support/streams.ts'
@@ -95,5 +95,66 @@ describe('the hedge race', () => {
     primary.upstream.push(sse(role('P'), token('P', 'p1'), '[DONE]'))
     expect(frames(await readAll(body))).toEqual([`data: ${role('P')}`, `data: ${token('P', 'p1')}`, 'data: [DONE]'])
     expect(seen.won).toEqual([])
+  })
+
+  describe('a primary its backend has queued (the slot ledger said so)', () => {
+    /** A plan with a long deadline whose `queued` the test settles, recording each start's reason. */
+    function queuedPlan(hedge: RelaySource, delayMs: number) {
+      const queued = Promise.withResolvers<boolean>()
+      const reasons: HedgeReason[] = []
+      const plan: HedgePlan<RelaySource> = {
+        delayMs: () => delayMs,
+        queued: () => queued.promise,
+        start: async (reason) => {
+          reasons.push(reason)
+          return hedge
+        },
+        dropped: () => undefined,
+        won: () => undefined,
+      }
+      return { plan, queued, reasons }
+    }
+
+    it('starts the hedge at once, without waiting for the deadline', async () => {
+      const primary = source()
+      const hedge = source()
+      const { plan, queued, reasons } = queuedPlan(hedge.source, 60_000)
+      const body = relay(primary.source, plan)
+      await turn()
+      expect(reasons).toEqual([])
+      queued.resolve(true)
+      await turn()
+      expect(reasons).toEqual(['queued'])
+      hedge.upstream.push(sse(role('H'), '[DONE]'))
+      expect(frames(await readAll(body))).toEqual([`data: ${role('H')}`, 'data: [DONE]'])
+      expect(primary.source.call.signal.aborted).toBe(true)
+    })
+
+    it('waits for the deadline when the backend had a free slot', async () => {
+      const primary = source()
+      const hedge = source()
+      const { plan, queued, reasons } = queuedPlan(hedge.source, 30)
+      const body = relay(primary.source, plan)
+      queued.resolve(false)
+      await turn()
+      expect(reasons).toEqual([])
+      await new Promise((resolve) => setTimeout(resolve, 40))
+      expect(reasons).toEqual(['deadline'])
+      hedge.upstream.push(sse(role('H'), '[DONE]'))
+      await readAll(body)
+    })
+
+    it('hedges once when the answer comes after the deadline already started the hedge', async () => {
+      const primary = source()
+      const hedge = source()
+      const { plan, queued, reasons } = queuedPlan(hedge.source, 0)
+      const body = relay(primary.source, plan)
+      await turn()
+      queued.resolve(true)
+      await turn()
+      expect(reasons).toEqual(['deadline'])
+      hedge.upstream.push(sse(role('H'), '[DONE]'))
+      await readAll(body)
+    })
   })
 })

@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:workers'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
+import { SLOT_LEDGER_NAME } from '../../src/fleet/slots.ts'
 import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetUrls, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
 import { frames } from '../support/sse.ts'
@@ -14,9 +15,12 @@ const text = '[emulator itl_ms=2 reasoning_tokens=3 content_tokens=3]'
 /** The fleet emulators' own first-token time (test/setup/emulator.ts). */
 const FLEET_TTFT_MS = 5
 /** Hedging at 100 ms for every request (no budget cap), so one test shows one race. */
-/** A deployment whose isolates read no FleetLoad view (fleetLoadView answers null without the binding). */
+/**
+ * A deployment whose isolates read no FleetLoad view (fleetLoadView answers null without the
+ * binding) and claim no slots: the load is then the cron snapshot's, which a test can set.
+ */
 function withoutFleetLoadView(testEnv: TestEnv): TestEnv {
-  const rest: Partial<TestEnv> = { ...testEnv }
+  const rest: Partial<TestEnv> = { ...testEnv, SLOT_LEDGERS: 'off' }
   delete rest.FLEET_LOAD
   return rest as TestEnv
 }
@@ -171,8 +175,8 @@ describe('hedged first tokens', () => {
       JSON.stringify({ at: Date.now(), backends: { 'gpu-a': { ...healthy, waiting: 1 }, 'gpu-b': { ...healthy, waiting: 1 } } }),
     )
     await firstTokenAfter(0, 300)
-    // The load here is the cron snapshot's: without the fleet-wide view (which would report the
-    // emulators' real, empty queues, fresher than the snapshot and so preferred by the ranking).
+    // The load here is the cron snapshot's: without the fleet-wide view and the slot ledger (which
+    // would report the emulators' real, empty queues, fresher than the snapshot and so preferred).
     const answer = await chat(withoutFleetLoadView(fleetEnv(HEDGE_NOW)))
     expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
     expect((await fleetStats())[1]?.requests).toBe(hedges)
@@ -253,5 +257,44 @@ describe('hedged first tokens', () => {
     await recordsOf(capture, TEST_KEY_ID)
     await vi.waitFor(async () => expect(await metric('edge_proxy_hedges_total{won="hedge"}')).toBe(before.hedge + 1), { timeout: 5000 })
     expect(await metric('edge_proxy_failovers_total')).toBe(before.failovers)
+  })
+
+  describe('with the slot ledger on (SLOT_LEDGERS)', () => {
+    const ledger = () => env.BACKEND_SLOTS.get(env.BACKEND_SLOTS.idFromName(SLOT_LEDGER_NAME))
+    /** A deadline far past the slow backend's first token: only the ledger's answer can start a hedge. */
+    const LEDGER_ON = { SLOT_LEDGERS: 'on', HEDGE_MAX_SHARE: '1', HEDGE_MIN_DELAY_MS: '10000', HEDGE_MAX_DELAY_MS: '10000' }
+    const ledgerCount = async (id: string) => (await ledger().counts())[id] ?? 0
+
+    it("hedges at once a request the ledger counts queued behind another isolate's requests, well before the deadline", async () => {
+      // Another isolate holds gpu-a's one slot. This isolate's ranking knows nothing of it and
+      // sends the request to gpu-a; the claim's answer says it waits there, so gpu-b is asked now.
+      await writeFleet([backendRecord(0, { maxConcurrency: 1 }), backendRecord(1, { state: 'draining' })])
+      await ledger().claim('gpu-a', 'other-isolate')
+      try {
+        await firstTokenAfter(0, 3000)
+        const answer = await chat(fleetEnv(LEDGER_ON))
+        expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
+        const [a, b] = await statsWhen(([a]) => a?.aborted === 1)
+        expect(a).toMatchObject({ requests: 1, aborted: 1, completed: 0 })
+        expect(b).toMatchObject({ requests: 1, completed: 1 })
+        const [record] = await recordsOf(capture, TEST_KEY_ID)
+        expect(record).toMatchObject({ outcome: 'ok', backend: 'gpu-b', hedged: true, hedgeWon: 'hedge' })
+        // Both of the request's leases are released: only the other isolate's is left.
+        await vi.waitFor(async () => expect([await ledgerCount('gpu-a'), await ledgerCount('gpu-b')]).toEqual([1, 0]))
+      } finally {
+        await ledger().release('gpu-a', 'other-isolate')
+      }
+    })
+
+    it('waits for the backend it chose when the ledger counts a free slot there, and frees its lease at the end', async () => {
+      await writeFleet([backendRecord(0, { maxConcurrency: 1 }), backendRecord(1, { state: 'draining' })])
+      await firstTokenAfter(0, 300)
+      const answer = await chat(fleetEnv(LEDGER_ON))
+      expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
+      const [a, b] = await fleetStats()
+      expect(a).toMatchObject({ requests: 1, completed: 1 })
+      expect(b?.requests).toBe(0)
+      await vi.waitFor(async () => expect(await ledgerCount('gpu-a')).toBe(0))
+    })
   })
 })
