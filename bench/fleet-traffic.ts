@@ -3,6 +3,7 @@
 // gateway, open-loop Poisson load and the closed-loop capacity probe. Bounded: every load phase has
 // a fixed duration and a drain limit.
 import { spawnEmulator, type RunningEmulator } from '../scripts/stack.ts'
+import type { Policy } from './fleet-report.ts'
 import { conversationTurn, newConversation, type Conversation } from './fleet-workload.ts'
 
 export const MAX_NUM_SEQS = 8
@@ -43,6 +44,21 @@ export async function startBackends(): Promise<RunningEmulator[]> {
   const backends: RunningEmulator[] = []
   for (let i = 0; i < 4; i++) backends.push(await spawnEmulator(EMULATOR_ARGS))
   return backends
+}
+
+/** Isolates send their telemetry this often in the fleet benchmarks, so counters settle soon after a phase. */
+export const TELEMETRY_BATCH_MS = 250
+
+/** A gateway's settings for one routing variant over `backends` (see POLICIES in fleet-report.ts). */
+export function gatewayVars(policy: Policy, backends: RunningEmulator[]): Record<string, string> {
+  return {
+    BACKEND_URLS: backends.map((b) => b.url).join(','),
+    BACKEND_API_KEY: BACKEND_KEY,
+    BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
+    ROUTING_POLICY: policy === 'smart_without_ledger' ? 'smart' : policy,
+    SLOT_LEDGERS: policy === 'smart_without_ledger' ? 'off' : 'on',
+    TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
+  }
 }
 
 export interface BackendTotals {

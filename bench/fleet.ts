@@ -11,9 +11,10 @@
 // fixed duration and a deadline.
 import { buildWorker, serveIsolates, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
 import {
-  BACKEND_KEY,
   MAX_NUM_SEQS,
   ROOMY_LIMITS,
+  TELEMETRY_BATCH_MS,
+  gatewayVars,
   backendTotals,
   measureCapacity,
   resetBackends,
@@ -68,7 +69,6 @@ async function hedgesSoFar(gatewayUrl: string): Promise<number | null> {
 }
 
 /** Isolates send their telemetry every TELEMETRY_BATCH_MS: wait that long (and a margin) before reading counters. */
-const TELEMETRY_BATCH_MS = 250
 const settleTelemetry = () => new Promise((resolve) => setTimeout(resolve, TELEMETRY_BATCH_MS * 3))
 
 async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: number): Promise<PhaseResult> {
@@ -85,16 +85,8 @@ async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: n
 async function main(): Promise<void> {
   const script = await buildWorker()
   const backends = await startBackends()
-  const vars = (policy: Policy) => ({
-    BACKEND_URLS: backends.map((b) => b.url).join(','),
-    BACKEND_API_KEY: BACKEND_KEY,
-    BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
-    ROUTING_POLICY: policy === 'smart_without_ledger' ? 'smart' : policy,
-    SLOT_LEDGERS: policy === 'smart_without_ledger' ? 'off' : 'on',
-    TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
-  })
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]
-  const serve = (policy: Policy, isolates: number) => serveIsolates(script, vars(policy), { isolates, keys })
+  const serve = (policy: Policy, isolates: number) => serveIsolates(script, gatewayVars(policy, backends), { isolates, keys })
   const gateways = new Map<Policy, ServedWorker>()
   try {
     const probe = await serve('round_robin', 1)

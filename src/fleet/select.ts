@@ -40,9 +40,9 @@ export interface SelectionOptions {
 export interface Candidate {
   backend: BackendRecord
   /**
-   * Requests there now (running plus queued), estimated: from a fresh fleet load view, the other
-   * isolates' count at that scrape plus this isolate's own now; else this isolate's own in flight
-   * plus the queue of the cron snapshot (see loadOf).
+   * Requests there now (running plus queued), estimated: the other isolates' count as the slot
+   * ledger's last answer or a fresh fleet load view gave it, whichever is newer, plus this
+   * isolate's own now; else this isolate's own in flight plus the queue of the cron snapshot (see loadOf).
    */
   load: number
 }
