@@ -134,7 +134,10 @@ async function main(): Promise<void> {
       console.error(`run ${run + 1}/${RUNS} done`)
     }
     const text = report(capacity, results)
-    writeFileSync(join(ROOT, 'bench/results/fleet-tail.json'), `${JSON.stringify({ capacity, level: LEVEL, isolates: ISOLATES, results }, null, 2)}\n`)
+    writeFileSync(
+      join(ROOT, 'bench/results/fleet-tail.json'),
+      `${JSON.stringify({ capacity, level: LEVEL, isolates: ISOLATES, results }, null, 2)}\n`,
+    )
     writeFileSync(join(ROOT, 'bench/results/fleet-tail.md'), `${text}\n`)
     console.log(text)
   } finally {
