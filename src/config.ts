@@ -77,7 +77,7 @@ export interface FleetConfig {
   hedge: HedgeConfig
   /** SHARED_PLACEMENTS=on: conversation placements are swapped between isolates (src/fleet/placements.ts). */
   sharedPlacements: boolean
-  /** SLOT_LEDGERS=on: every upstream request holds a lease on its backend's ledger (src/fleet/slots.ts). */
+  /** SLOT_LEDGERS=on: every upstream request holds a lease on the fleet's slot ledger (src/fleet/slots.ts). */
   slotLedgers: boolean
 }
 

@@ -72,8 +72,10 @@ export class HedgeRace<S extends RelaySource> {
     if (plan && !this.#hedgeRound && !sink.committed) {
       this.#timer = setTimeout(() => void this.#hedge(plan, round, 'deadline'), plan.delayMs(primary))
       // Known to be queued behind full slots: waiting for the deadline would only add to its wait.
+      // Only while its round is on: a late answer about a primary that failed over must not cancel
+      // the next round's deadline. Whether a hedge may start is #hedge's to decide.
       void plan.queued?.(primary).then((queued) => {
-        if (!queued || this.#hedgeRound) return
+        if (!queued || this.#round !== round) return
         clearTimeout(this.#timer)
         void this.#hedge(plan, round, 'queued')
       })

@@ -144,6 +144,36 @@ describe('the hedge race', () => {
       await readAll(body)
     })
 
+    it("keeps the next round's deadline when a failed primary's answer comes after it failed over", async () => {
+      const primary = source()
+      const replacement = source()
+      const hedge = source()
+      const queued = Promise.withResolvers<boolean>()
+      const reasons: HedgeReason[] = []
+      const plan: HedgePlan<RelaySource> = {
+        delayMs: (attempt) => (attempt === primary.source ? 60_000 : 30),
+        queued: (attempt) => (attempt === primary.source ? queued.promise : Promise.resolve(false)),
+        start: async (reason) => {
+          reasons.push(reason)
+          return hedge.source
+        },
+        dropped: () => undefined,
+        won: () => undefined,
+      }
+      const body = relaySse(Promise.resolve({ first: primary.source, next: async () => replacement.source, hedge: plan }), {
+        forwardUsage: false,
+        forwardChunkUsage: false,
+        keepAliveMs: 10_000,
+      })
+      primary.upstream.push(sse(engineError))
+      await turn()
+      queued.resolve(true)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(reasons).toEqual(['deadline'])
+      hedge.upstream.push(sse(role('H'), '[DONE]'))
+      await readAll(body)
+    })
+
     it('hedges once when the answer comes after the deadline already started the hedge', async () => {
       const primary = source()
       const hedge = source()
