@@ -8,7 +8,18 @@ import { median, percentile, round } from './stats.ts'
 // smart_without_ledger: smart routing with SLOT_LEDGERS=off, each isolate ranking by its own
 // counts and the fleet load view alone, side by side with smart and its slot ledger.
 export const POLICIES = ['smart', 'smart_without_ledger', 'weighted_random', 'round_robin'] as const
-export type Policy = (typeof POLICIES)[number]
+/**
+ * Smart routing with one piece switched off, for the side-by-side runs that decide whether a piece
+ * stays (BENCH_POLICIES=smart,smart_without_...; see gatewayVars in fleet-traffic.ts).
+ */
+export const ABLATIONS = [
+  'smart_without_load_view',
+  'smart_without_deadline_hedge',
+  'smart_without_shared_placements',
+  'smart_without_global_ttft',
+] as const
+export type Policy = (typeof POLICIES)[number] | (typeof ABLATIONS)[number]
+export const ALL_POLICIES: readonly Policy[] = [...POLICIES, ...ABLATIONS]
 
 export interface PhaseResult {
   ttft_p50: number
@@ -70,12 +81,12 @@ function summarizeRuns(runs: PhaseResult[]): PolicySummary {
   }
 }
 
-type Summaries = Record<string, Record<string, Record<Policy, PolicySummary>>>
+type Summaries = Record<string, Record<string, Partial<Record<Policy, PolicySummary>>>>
 
 /** The issue's targets at 80% load for one isolate count. */
-function targetsAt80(byLevel: Record<string, Record<Policy, PolicySummary>>) {
+function targetsAt80(byLevel: Record<string, Partial<Record<Policy, PolicySummary>>>) {
   const at80 = byLevel['0.8']
-  if (!at80) return null
+  if (!at80?.smart || !at80.weighted_random || !at80.round_robin || !at80.smart_without_ledger) return null
   return {
     p99_smart_vs_weighted_random: round(at80.smart.ttft_p99 / at80.weighted_random.ttft_p99),
     p99_smart_vs_round_robin: round(at80.smart.ttft_p99 / at80.round_robin.ttft_p99),
@@ -87,7 +98,7 @@ function targetsAt80(byLevel: Record<string, Record<Policy, PolicySummary>>) {
   }
 }
 
-function markdown(setup: Setup, summary: { date: string; isolates: Summaries; kill: KillResult | null }): string[] {
+function markdown(setup: Setup, policies: readonly Policy[], summary: { date: string; isolates: Summaries; kill: KillResult | null }): string[] {
   const lines = [
     '# Fleet routing simulation',
     '',
@@ -99,8 +110,9 @@ function markdown(setup: Setup, summary: { date: string; isolates: Summaries; ki
   ]
   for (const [isolates, byLevel] of Object.entries(summary.isolates)) {
     for (const [level, byPolicy] of Object.entries(byLevel)) {
-      for (const policy of POLICIES) {
+      for (const policy of policies) {
         const r = byPolicy[policy]
+        if (!r) continue
         lines.push(
           `| ${isolates} | ${Number(level) * 100}% | ${policy} | ${r.ttft_p50} | ${r.ttft_p99} | ${r.ttft_p99_range[0]}-${r.ttft_p99_range[1]} | ${r.ttft_p99_pooled} | ${r.followup_prefix_hit_rate} | ${r.failed} | ${r.requests} | ${r.hedge_rate ?? 'n.a.'} |`,
         )
@@ -124,14 +136,15 @@ function markdown(setup: Setup, summary: { date: string; isolates: Summaries; ki
   return lines
 }
 
-export function report(setup: Setup, results: Results, kill: KillResult | null): void {
+/** Writes bench/results/NAME.{json,md} (NAME: fleet unless given). */
+export function report(setup: Setup, results: Results, kill: KillResult | null, policies: readonly Policy[] = POLICIES, name = 'fleet'): void {
   const isolates: Summaries = Object.fromEntries(
     Object.entries(results).map(([n, byLevel]) => [
       n,
       Object.fromEntries(
         Object.entries(byLevel).map(([level, byPolicy]) => [
           level,
-          Object.fromEntries(POLICIES.map((policy) => [policy, summarizeRuns(byPolicy[policy] ?? [])])) as Record<Policy, PolicySummary>,
+          Object.fromEntries(policies.map((policy) => [policy, summarizeRuns(byPolicy[policy] ?? [])])),
         ]),
       ),
     ]),
@@ -145,8 +158,8 @@ export function report(setup: Setup, results: Results, kill: KillResult | null):
     targets_at_80: Object.fromEntries(Object.entries(isolates).map(([n, byLevel]) => [n, targetsAt80(byLevel)])),
   }
   const dir = join(ROOT, 'bench/results')
-  writeFileSync(join(dir, 'fleet.json'), `${JSON.stringify(json, null, 2)}\n`)
-  const lines = markdown(setup, summary)
-  writeFileSync(join(dir, 'fleet.md'), `${lines.join('\n')}\n`)
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`)
+  const lines = markdown(setup, policies, summary)
+  writeFileSync(join(dir, `${name}.md`), `${lines.join('\n')}\n`)
   console.log(lines.join('\n'))
 }

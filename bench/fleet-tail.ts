@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT } from '../scripts/processes.ts'
 import { buildWorker, serveIsolates, type RunningEmulator, type ServedWorker } from '../scripts/stack.ts'
-import { POLICIES, type Policy } from './fleet-report.ts'
+import { ALL_POLICIES, type Policy } from './fleet-report.ts'
 import {
   BACKEND_KEY,
   ROOMY_LIMITS,
@@ -35,7 +35,7 @@ const VARIANTS = (process.env.BENCH_VARIANTS ?? 'smart,smart_without_ledger,roun
 const CLIENT_KEY = `sk-${'t'.repeat(43)}`
 const startedAt = Date.now()
 
-for (const variant of VARIANTS) if (!POLICIES.includes(variant)) throw new Error(`BENCH_VARIANTS: unknown variant ${variant}`)
+for (const variant of VARIANTS) if (!ALL_POLICIES.includes(variant)) throw new Error(`BENCH_VARIANTS: unknown variant ${variant}`)
 
 interface RunResult {
   requests: number

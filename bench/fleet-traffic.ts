@@ -55,10 +55,22 @@ export function gatewayVars(policy: Policy, backends: RunningEmulator[]): Record
     BACKEND_URLS: backends.map((b) => b.url).join(','),
     BACKEND_API_KEY: BACKEND_KEY,
     BACKEND_MAX_CONCURRENCY: String(MAX_NUM_SEQS),
-    ROUTING_POLICY: policy === 'smart_without_ledger' ? 'smart' : policy,
+    ROUTING_POLICY: policy === 'weighted_random' || policy === 'round_robin' ? policy : 'smart',
     SLOT_LEDGERS: policy === 'smart_without_ledger' ? 'off' : 'on',
     TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
+    ...ABLATION_VARS[policy],
   }
+}
+
+/**
+ * What switches one piece off. A hedge share of 0 stops only the deadline hedge (queued hedges do
+ * not draw on the budget); BENCH_ABLATE is read by the gateway build under test only.
+ */
+const ABLATION_VARS: Partial<Record<Policy, Record<string, string>>> = {
+  smart_without_load_view: { BENCH_ABLATE: 'load_view' },
+  smart_without_deadline_hedge: { HEDGE_MAX_SHARE: '0' },
+  smart_without_shared_placements: { SHARED_PLACEMENTS: 'off' },
+  smart_without_global_ttft: { BENCH_ABLATE: 'global_ttft' },
 }
 
 export interface BackendTotals {

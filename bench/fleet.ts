@@ -22,7 +22,7 @@ import {
   startBackends,
   type Outcome,
 } from './fleet-traffic.ts'
-import { POLICIES, report, type KillResult, type PhaseResult, type Policy, type Results } from './fleet-report.ts'
+import { ALL_POLICIES, POLICIES, report, type KillResult, type PhaseResult, type Policy, type Results } from './fleet-report.ts'
 import { percentile, round } from './stats.ts'
 import { hedgeComparison, reportHedge } from './fleet-hedge.ts'
 
@@ -31,6 +31,11 @@ const numbers = (text: string) => text.split(',').map(Number)
 const LEVELS = numbers(process.env.BENCH_LEVELS ?? '0.5,0.8,0.95')
 const ISOLATES = numbers(process.env.BENCH_ISOLATES ?? '1,4,8')
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
+/** Which builds run side by side (default the four routing policies; ablations decide removals). */
+const RUN_POLICIES = (process.env.BENCH_POLICIES?.split(',') ?? [...POLICIES]) as Policy[]
+for (const policy of RUN_POLICIES) if (!ALL_POLICIES.includes(policy)) throw new Error(`BENCH_POLICIES: unknown policy ${policy}`)
+/** The results' file name under bench/results/. */
+const RESULTS_NAME = process.env.BENCH_RESULTS_NAME ?? 'fleet'
 const TIME_LIMIT_MS = 30 * 60_000
 const CLIENT_KEY = `sk-${'f'.repeat(43)}`
 /** The client key also reads the gateway's /metrics (admin) for the hedge counter. */
@@ -95,10 +100,10 @@ async function main(): Promise<void> {
     const results: Results = {}
     let kill: KillResult | null = null
     for (const isolates of ISOLATES) {
-      for (const policy of POLICIES) gateways.set(policy, await serve(policy, isolates))
+      for (const policy of RUN_POLICIES) gateways.set(policy, await serve(policy, isolates))
       for (let run = 0; run < RUNS; run++) {
         for (const level of LEVELS) {
-          for (const policy of rotate(POLICIES, run)) {
+          for (const policy of rotate(RUN_POLICIES, run)) {
             const result = await runPhase((gateways.get(policy) as ServedWorker).url, backends, capacity * level)
             const byLevel = (results[String(isolates)] ??= {})
             ;((byLevel[String(level)] ??= {})[policy] ??= []).push(result)
@@ -112,7 +117,7 @@ async function main(): Promise<void> {
       await Promise.all([...gateways.values()].map((g) => g.dispose()))
       gateways.clear()
     }
-    report({ capacity, runs: RUNS, phaseMs: PHASE_MS, maxNumSeqs: MAX_NUM_SEQS }, results, kill)
+    report({ capacity, runs: RUNS, phaseMs: PHASE_MS, maxNumSeqs: MAX_NUM_SEQS }, results, kill, RUN_POLICIES, RESULTS_NAME)
   } finally {
     await Promise.all([...gateways.values()].map((g) => g.dispose()))
     await Promise.all(backends.map((b) => b.stop()))

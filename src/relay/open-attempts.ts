@@ -52,6 +52,8 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     }),
     loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs, { background: input.background, staleMaxMs: config.fleet.staleMaxMs }),
   ])
+  // Temporary: the removal runs' switches (bench/fleet-traffic.ts ABLATION_VARS); deleted with the pieces.
+  const ablate = (env as unknown as { BENCH_ABLATE?: string }).BENCH_ABLATE ?? ''
   const live = liveStatsFor(config)
   const now = Date.now()
   const candidates = rankBackends({
@@ -60,8 +62,8 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     stats: (id) => live.of(id),
     prefixKey,
     recall: (key) => live.recall(key),
-    globalTtftMs: (id) => globalTtft.get(id),
-    fleetLoad: fleetLoadView(env, now, config.fleet.sharedPlacements ? live : undefined),
+    globalTtftMs: ablate === 'global_ttft' ? undefined : (id) => globalTtft.get(id),
+    fleetLoad: ((view) => (ablate === 'load_view' ? null : view))(fleetLoadView(env, now, config.fleet.sharedPlacements ? live : undefined)),
     now,
     options: config.fleet.selection,
   })
