@@ -88,7 +88,8 @@ async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: n
 }
 
 async function main(): Promise<void> {
-  const script = await buildWorker()
+  // BENCH_GATEWAY_BUNDLE: serve an already built bundle (another commit's) instead of building the working tree.
+  const script = process.env.BENCH_GATEWAY_BUNDLE ?? (await buildWorker())
   const backends = await startBackends()
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]
   const serve = (policy: Policy, isolates: number) => serveIsolates(script, gatewayVars(policy, backends), { isolates, keys })
