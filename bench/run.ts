@@ -12,7 +12,7 @@
 //   gateway-distant-wait  the same with SPECULATIVE_ADMISSION=off: every request waits for its admission
 // Every Worker is a built bundle served by its own workerd process through Miniflare, never through
 // wrangler dev; that process's CPU time per relayed event is measured next to the latencies.
-// Writes bench/results/<BENCH_OUT>.json and .md (default baseline). Bounded in count and time.
+// Writes bench/results/<BENCH_OUT>.json and .md (default relay-overhead). Bounded in count and time.
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -25,7 +25,7 @@ import { percentile, round } from './stats.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 /** Results file name under bench/results/, without extension. */
-const OUT = process.env.BENCH_OUT ?? 'baseline'
+const OUT = process.env.BENCH_OUT ?? 'relay-overhead'
 if (!/^[\w.-]+$/.test(OUT)) throw new Error(`BENCH_OUT must be a plain file name, got ${OUT}`)
 const ALL_LEVELS = [
   { concurrency: 1, requests: 30 },
