@@ -46,6 +46,7 @@ export const ERROR_CODES = [
   'upstream_bad_response',
   'upstream_error',
   'upstream_timeout',
+  'request_too_slow',
   'upstream_connection_lost',
   'upstream_stream_truncated',
   'upstream_malformed_event',

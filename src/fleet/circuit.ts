@@ -1,24 +1,38 @@
-// Circuit breaking per backend, from live traffic in this isolate. A backend that keeps failing is
-// taken out of rotation for a cool-down, then tried with one probe request, and put back when the
-// probe succeeds. Missed deadlines (no response headers, no first event) weigh more than fast
-// errors: each cost its request seconds, so a few in a row open the circuit. A backend holding a
-// request unanswered for longer than a healthy one ever takes is "stalled": tried after the others.
+// Passive health per backend, from live traffic in this isolate, after Envoy's outlier detection:
+// a backend that keeps failing is ejected (out of rotation) for a cool-down that grows with each
+// ejection, then simply comes back. No probe request decides its return, so the request that
+// caused a failure can never block the recovery. Whether an ejection may take a backend out of the
+// ranking at all is the fleet's call (select.ts bounds the share of the fleet ejected at once).
+//
+// It also tracks what a missed deadline needs to be judged fairly (dispatch/verdict.ts): which
+// requests each stage (response headers, first event) has been reached by, by when they were sent.
+// A backend that answered a request sent after the one that waits is alive; the wait is that
+// request's own.
 
-export type CircuitState = 'closed' | 'open' | 'half_open'
+export type CircuitState = 'closed' | 'open'
+
+/** The stages of an upstream request the backend answers in turn. */
+export type Stage = 'headers' | 'first_event'
 
 export interface CircuitOptions {
-  /** Consecutive failures that open the circuit. */
+  /** Consecutive failures that eject the backend. */
   consecutiveFailures: number
-  /** Failure share (0..1) over the recent window that opens it, once minOutcomes were seen. */
+  /** Failure share (0..1) over the recent window that ejects it, once minOutcomes were seen. */
   failureRate: number
   minOutcomes: number
   windowMs: number
-  /** Time an open circuit waits before it lets one probe through. */
+  /** How long the first ejection lasts; the n-th lasts n times this, up to MAX_EJECTION_MULTIPLIER. */
   cooldownMs: number
-  /** Consecutive missed deadlines (headers, first event) that open the circuit. */
-  consecutiveTimeouts: number
-  /** A request without response headers for this long makes the backend stalled (see stalled). */
+  /** A request waiting this long for headers, with nothing sent after it answered, makes the backend stalled. */
   stallMs: number
+}
+
+/** One request sent to the backend, as its circuit follows it. */
+export interface SentRequest {
+  /** Its response headers arrived (more than once is fine). */
+  answered(): void
+  /** It is over, answered or not: an abandoned request leaves the stall watch without counting as an answer. */
+  ended(): void
 }
 
 export const DEFAULT_CIRCUIT: CircuitOptions = {
@@ -27,18 +41,25 @@ export const DEFAULT_CIRCUIT: CircuitOptions = {
   minOutcomes: 10,
   windowMs: 30_000,
   cooldownMs: 10_000,
-  consecutiveTimeouts: 2,
   stallMs: 1_000,
 }
 
+/**
+ * Envoy multiplies its base ejection time by the number of ejections; capped here at 3 cool-downs
+ * (30 s by default), so a backend that was really broken is retried twice a minute, not less.
+ */
+export const MAX_EJECTION_MULTIPLIER = 3
+
 export class CircuitBreaker {
-  #state: CircuitState = 'closed'
-  #openedAt = 0
+  #ejectedUntil = 0
+  /** Ejections in a row (the multiplier); back to 0 after a cool-down of good behaviour. */
+  #ejections = 0
+  #returnedAt = 0
   #consecutive = 0
-  #consecutiveTimeouts = 0
-  #probeInFlight = false
   /** Requests sent and not yet answered with headers, oldest first (a Set keeps insertion order). */
   #unanswered = new Set<{ since: number }>()
+  /** Per stage, when the most recently sent request that reached it was sent. */
+  #reachedBySentAt: Record<Stage, number> = { headers: 0, first_event: 0 }
   /** Recent outcomes, oldest first: time and whether it failed. */
   #outcomes: { at: number; failed: boolean }[] = []
   readonly #options: CircuitOptions
@@ -48,66 +69,89 @@ export class CircuitBreaker {
   }
 
   state(now: number): CircuitState {
-    if (this.#state === 'open' && now - this.#openedAt >= this.#options.cooldownMs) this.#state = 'half_open'
-    return this.#state
+    return now < this.#ejectedUntil ? 'open' : 'closed'
   }
 
-  /** Whether a request may go to this backend now (a half-open circuit takes one probe at a time). */
+  /** Whether the backend is in rotation now (not ejected). */
   allows(now: number): boolean {
-    const state = this.state(now)
-    return state === 'closed' || (state === 'half_open' && !this.#probeInFlight)
+    return this.state(now) === 'closed'
   }
 
-  /**
-   * A request is sent: in half-open state it is the probe. Returns what to call when its response
-   * headers arrive or it ends (either is fine, and more than once).
-   */
-  attempt(now: number): () => void {
-    if (this.state(now) === 'half_open') this.#probeInFlight = true
+  /** A request is sent at `now`: it is followed until it is answered or ends (see SentRequest). */
+  attempt(now: number): SentRequest {
     const sent = { since: now }
     this.#unanswered.add(sent)
-    return () => this.#unanswered.delete(sent)
+    return {
+      answered: () => {
+        if (this.#unanswered.delete(sent)) this.reached('headers', sent.since)
+      },
+      ended: () => void this.#unanswered.delete(sent),
+    }
+  }
+
+  /** The request sent at `sentAt` reached `stage` (its headers, its first event). */
+  reached(stage: Stage, sentAt: number): void {
+    this.#reachedBySentAt[stage] = Math.max(this.#reachedBySentAt[stage], sentAt)
+  }
+
+  /** Whether a request sent after `sentAt` reached `stage`: the backend was moving past the one sent then. */
+  reachedAfter(stage: Stage, sentAt: number): boolean {
+    return this.#reachedBySentAt[stage] > sentAt
   }
 
   /**
-   * Whether a request sent here has been waiting for response headers longer than stallMs: vLLM
-   * sends them before queueing, in milliseconds, so a backend that sits on one is frozen or lost.
-   * New requests try it only after every other backend, long before its deadline fails the request.
+   * The backend is stalled when a request has waited for headers longer than stallMs and no
+   * request sent after it has been answered: vLLM answers headers once it has rendered and
+   * tokenized a prompt, in milliseconds for ordinary prompts, so a backend that answers nothing
+   * newer is frozen, lost or lagging for everyone. One that answers newer requests is alive, and the
+   * old one is slow for its own reasons (a huge prompt). New requests try a stalled backend only
+   * after every other one. The newest request past stallMs decides: an answer after it clears
+   * every older one too.
    */
   stalled(now: number): boolean {
-    for (const sent of this.#unanswered) return now - sent.since >= this.#options.stallMs
-    return false
+    let newestOverdue: number | null = null
+    for (const sent of this.#unanswered) {
+      if (now - sent.since < this.#options.stallMs) break
+      newestOverdue = sent.since
+    }
+    return newestOverdue !== null && !this.reachedAfter('headers', newestOverdue)
   }
 
   success(now: number): void {
     this.#record(now, false)
     this.#consecutive = 0
-    this.#consecutiveTimeouts = 0
-    if (this.#state !== 'closed') {
-      this.#state = 'closed'
-      this.#outcomes = []
-    }
-    this.#probeInFlight = false
+    // A cool-down of good behaviour after its return resets the multiplier.
+    if (this.#ejections > 0 && now - this.#returnedAt >= this.#options.cooldownMs) this.#ejections = 0
   }
 
-  /** A backend failure; `missedDeadline`: it sent no headers or no first event in time. */
-  failure(now: number, missedDeadline = false): void {
+  /**
+   * A backend failure: unreachable, a 5xx or 429, an error event before data. Ejects it after
+   * consecutiveFailures in a row, or a failure share of failureRate over the window.
+   */
+  failure(now: number): void {
     this.#record(now, true)
     this.#consecutive++
-    this.#consecutiveTimeouts = missedDeadline ? this.#consecutiveTimeouts + 1 : 0
-    this.#probeInFlight = false
-    if (this.#state === 'half_open' || this.#consecutiveTimeouts >= this.#options.consecutiveTimeouts || this.#shouldOpen()) {
-      this.#state = 'open'
-      this.#openedAt = now
-    }
+    if (this.state(now) === 'closed' && this.#shouldEject()) this.eject(now)
   }
 
-  /** The request ended without telling anything about the backend (the client left). */
-  released(): void {
-    this.#probeInFlight = false
+  /**
+   * Out of rotation now: a missed deadline that the verdict laid on the backend (it answered
+   * neither a newer request nor its health check), or the failure rules above.
+   */
+  eject(now: number): void {
+    if (this.state(now) === 'open') return
+    this.#ejections = Math.min(this.#ejections + 1, MAX_EJECTION_MULTIPLIER)
+    this.#ejectedUntil = now + this.#ejectionMs()
+    this.#returnedAt = this.#ejectedUntil
+    this.#consecutive = 0
+    this.#outcomes = []
   }
 
-  #shouldOpen(): boolean {
+  #ejectionMs(): number {
+    return this.#options.cooldownMs * Math.max(1, this.#ejections)
+  }
+
+  #shouldEject(): boolean {
     const { consecutiveFailures, failureRate, minOutcomes } = this.#options
     if (this.#consecutive >= consecutiveFailures) return true
     if (this.#outcomes.length < minOutcomes) return false

@@ -50,26 +50,57 @@ export interface Candidate {
 let roundRobinTurn = 0
 
 /**
- * Orders the backends that can take the request: never an unhealthy, open-circuit or saturated
- * one, and a draining one only after every active one. An empty list means the fleet is full or
- * down (the caller answers 503).
+ * Passive signals (ejections by this isolate's circuits) may take at most this share of the
+ * backends the health probe calls up out of rotation at once. Past it the gateway is in panic
+ * mode, as Envoy below its healthy panic threshold (50% by default): every such backend is ranked,
+ * the ejected ones after the others. So at least half of what the probe sees up always takes
+ * traffic. Why half: when more than half of a fleet fails requests at once, the cause is more
+ * likely shared (an overload, a slow network, the gateway's own view) than half the GPUs breaking
+ * together, and sending all traffic to the rest would overload it in turn; with the local default
+ * of two backends, one may still be ejected.
+ */
+export const MAX_EJECTED_SHARE = 0.5
+
+/**
+ * Orders the backends that can take the request: never a saturated one, never one the health probe
+ * calls down while the probe calls another up, never an ejected one while the ejection bound holds
+ * (MAX_EJECTED_SHARE); draining ones after every active one, stalled ones after all, and in panic
+ * mode the ejected ones last. An empty list means the fleet is full (the caller answers 503).
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
-  const usable = input.backends.filter((backend) => isUsable(backend, input))
-  const seen = usable.map((backend) => freshLoad(backend.id, input))
-  const shares = usable.flatMap((backend, i) => {
+  const { inRotation, ejected } = rotation(input)
+  const seen = inRotation.map((backend) => freshLoad(backend.id, input))
+  const shares = inRotation.flatMap((backend, i) => {
     const load = seen[i]
     return load ? [viewedCount(load) / backend.maxConcurrency] : []
   })
   const meanShare = shares.length === 0 ? null : shares.reduce((sum, share) => sum + share, 0) / shares.length
-  const eligible = usable.map((backend, i) => ({ backend, load: loadOf(backend, seen[i] ?? null, meanShare, input) }))
+  const eligible = inRotation.map((backend, i) => ({ backend, load: loadOf(backend, seen[i] ?? null, meanShare, input) }))
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
-  const active = open.filter((candidate) => candidate.backend.state === 'active')
-  const draining = open.filter((candidate) => candidate.backend.state === 'draining')
-  // A stalled backend (a request unanswered past its circuit's stallMs) goes after all the others.
+  const active = open.filter((candidate) => candidate.backend.state === 'active' && !ejected.has(candidate.backend.id))
+  const draining = open.filter((candidate) => candidate.backend.state === 'draining' && !ejected.has(candidate.backend.id))
+  const panicked = open.filter((candidate) => ejected.has(candidate.backend.id))
+  // A stalled backend (nothing newer answered while a request waits past stallMs) goes after all the others.
   const stalled = (candidate: Candidate) => input.stats(candidate.backend.id).circuit.stalled(input.now)
   const ranked = [...order(active, input), ...order(draining, input)]
-  return [...ranked.filter((candidate) => !stalled(candidate)), ...ranked.filter(stalled)]
+  return [...ranked.filter((candidate) => !stalled(candidate)), ...ranked.filter(stalled), ...panicked]
+}
+
+/**
+ * The backends that take traffic now: those the health probe does not call down (all of them when
+ * it calls every one down: its snapshot may be a minute old, and a request to a dead backend fails
+ * fast, where a 503 from a stale record would be the gateway's own outage), less the ones this
+ * isolate ejected, within the bound; past the bound the ejected ones stay in, marked to go last.
+ */
+function rotation(input: SelectionInput): { inRotation: BackendRecord[]; ejected: Set<string> } {
+  const probedUp = input.backends.filter((backend) => freshHealth(backend.id, input)?.healthy !== false)
+  const up = probedUp.length > 0 ? probedUp : [...input.backends]
+  const ejected = up.filter((backend) => !input.stats(backend.id).circuit.allows(input.now))
+  if (ejected.length <= Math.floor(up.length * MAX_EJECTED_SHARE)) {
+    const out = new Set(ejected)
+    return { inRotation: up.filter((backend) => !out.has(backend)), ejected: new Set() }
+  }
+  return { inRotation: up, ejected: new Set(ejected.map((backend) => backend.id)) }
 }
 
 function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
@@ -125,12 +156,6 @@ function measuredTtft(candidate: Candidate, input: SelectionInput): number | nul
 
 function isFull(candidate: Candidate): boolean {
   return candidate.load >= candidate.backend.maxConcurrency
-}
-
-function isUsable(backend: BackendRecord, input: SelectionInput): boolean {
-  if (!input.stats(backend.id).circuit.allows(input.now)) return false
-  const health = freshHealth(backend.id, input)
-  return health === null || health.healthy
 }
 
 function freshHealth(id: string, input: SelectionInput) {

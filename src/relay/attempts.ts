@@ -1,3 +1,4 @@
+import { judgeMissedDeadline, type Blame, type MissedDeadline } from '../dispatch/verdict.ts'
 import { ApiError } from '../errors.ts'
 import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
@@ -10,6 +11,13 @@ import { readContextRefusal, roomLeft } from './context-refusal.ts'
 import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeReason, type HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
+
+/**
+ * The health check that judges a missed deadline may take half the headers deadline: long enough
+ * for a busy vLLM's /health (milliseconds), and together with the deadline still well inside the
+ * first-event deadline. An answer to the request itself that comes meanwhile wins.
+ */
+const DEFAULT_CHECK_TIMEOUT_MS = 1_500
 
 /** One backend's go at the request: its call (deadlines, abort) and, once accepted, its stream. */
 export interface Attempt {
@@ -59,6 +67,8 @@ export class UpstreamAttempts {
   #refitted = false
   /** A hedge was started (at most one per request). */
   #hedged = false
+  /** The backend where this request missed a deadline that nothing explained (see src/dispatch/verdict.ts). */
+  #unexplainedMiss: BackendRecord | null = null
   /** Per candidate, the part of its ranked load that is not this isolate's in-flight count. */
   #othersLoad: number[]
   /** When the candidates were ranked: a slot ledger's answer after it is fresher than their load. */
@@ -85,7 +95,7 @@ export class UpstreamAttempts {
     const failure = attempt.call.failure(error)
     if (!this.#isBackendFailure(attempt.call, failure)) return null
     this.dropped(attempt, error)
-    if (!this.#hasMore()) return null
+    if (!this.#hasMore() || this.#clientLeft()) return null
     try {
       return await this.#openNext(failure)
     } catch {
@@ -95,9 +105,25 @@ export class UpstreamAttempts {
 
   /** `attempt` failed with `error`: its backend's circuit hears of it (if it was the backend's fault), and it stops. */
   dropped(attempt: Attempt, error: unknown): void {
-    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error)))
-      this.#options.live.of(attempt.backend.id).circuit.failure(Date.now(), attempt.call.missedDeadline)
+    if (this.#isBackendFailure(attempt.call, attempt.call.failure(error))) this.#blameBackend(attempt.backend, attempt.call)
     attempt.call.stop('relay_failed')
+  }
+
+  /**
+   * The backend failed the call: a missed deadline the verdict laid on it (it answered neither a
+   * newer request nor its health check) ejects it at once; other failures count toward ejection.
+   */
+  #blameBackend(backend: BackendRecord, call: UpstreamCall): void {
+    // Nothing explained the miss yet: the next backend's answer will (see #judge).
+    if (call.stopReason === 'deadline_unexplained') return
+    const { circuit } = this.#options.live.of(backend.id)
+    if (call.missedDeadline) circuit.eject(Date.now())
+    else circuit.failure(Date.now())
+  }
+
+  /** The client left: no attempt starts after that. */
+  #clientLeft(): boolean {
+    return this.#options.clientSignal.aborted
   }
 
   /** How the engine may hedge this request, or null when hedging is off for it. */
@@ -135,7 +161,7 @@ export class UpstreamAttempts {
    */
   async #startHedge(budget: HedgeBudget, reason: HedgeReason): Promise<Attempt | null> {
     const index = this.#hedgeIndex()
-    if (index === null || (reason === 'deadline' && !budget.tryHedge(Date.now()))) return null
+    if (index === null || this.#clientLeft() || (reason === 'deadline' && !budget.tryHedge(Date.now()))) return null
     // Moved up to the place it is tried in, so failover goes on from the rest in ranked order.
     const [candidate] = this.#candidates.splice(index, 1) as [Candidate]
     const [othersLoad] = this.#othersLoad.splice(index, 1) as [number]
@@ -176,7 +202,7 @@ export class UpstreamAttempts {
 
   async #openNext(previous: ApiError | null): Promise<Attempt> {
     let lastError: unknown = previous
-    while (this.#hasMore()) {
+    while (this.#hasMore() && !this.#clientLeft()) {
       const backend = (this.#candidates[this.#tried++] as Candidate).backend
       const opened = await this.#openOn(backend)
       if ('upstream' in opened) return opened
@@ -202,11 +228,10 @@ export class UpstreamAttempts {
         call.end()
         const failure = call.failure(error)
         if (this.#isBackendFailure(call, failure)) {
-          this.#options.live.of(backend.id).circuit.failure(Date.now(), call.missedDeadline)
+          this.#blameBackend(backend, call)
           return { failure }
         }
-        // The backend answered; the request (or the client) is what failed. Not a backend failure.
-        this.#options.live.of(backend.id).circuit.released()
+        // The backend answered, or the request (or the client) is what failed: not the backend's fault.
         const refitted = this.#refitMaxTokens(failure)
         if (!refitted) throw failure
         this.#body = refitted
@@ -230,27 +255,64 @@ export class UpstreamAttempts {
     const stats = this.#options.live.of(backend.id)
     this.#options.observer?.attemptStarted(backend.id)
     stats.inFlight++
-    const answered = stats.circuit.attempt(Date.now())
+    const { circuit } = stats
+    const sent = circuit.attempt(Date.now())
+    const answered = () => {
+      sent.answered()
+      this.#explainEarlierMiss(backend)
+    }
     const claim = this.#options.slots?.claim(backend.id) ?? null
     const queued = claim ? this.#learnCounts(claim, backend, Date.now()) : Promise.resolve(false)
-    const call = new UpstreamCall(this.#options.clientSignal, {
-      ...this.#options.timeouts,
+    const { timeouts, credentials } = this.#options
+    const call: UpstreamCall = new UpstreamCall(this.#options.clientSignal, {
+      ...timeouts,
       onHeaders: answered,
       onFirstEvent: (ms) => {
         const now = Date.now()
         stats.observeTtft(ms, now)
-        stats.circuit.success(now)
+        circuit.reached('first_event', call.sentAt)
+        circuit.success(now)
         if (this.#options.prefixKey !== null) this.#options.live.remember(this.#options.prefixKey, backend.id)
       },
       onEnd: () => {
         stats.inFlight--
         claim?.release()
-        answered()
-        // A probe that ended without an answer either way (the client left) frees the half-open slot.
-        stats.circuit.released()
+        sent.ended()
       },
+      judge: (stage) =>
+        this.#judge(backend, {
+          backend,
+          circuit,
+          stage,
+          sentAt: call.sentAt,
+          credentials,
+          checkTimeoutMs: Math.ceil((timeouts.headersMs ?? DEFAULT_CHECK_TIMEOUT_MS * 2) / 2),
+        }),
     })
     return { call, queued }
+  }
+
+  /**
+   * The verdict on a missed deadline, with what this request saw elsewhere: a second miss that
+   * nothing explains, after one on another backend, is the request's own (slow everywhere).
+   */
+  async #judge(backend: BackendRecord, missed: MissedDeadline): Promise<Blame> {
+    const blame = await judgeMissedDeadline(missed)
+    if (blame !== 'unexplained') return blame
+    if (this.#unexplainedMiss && this.#unexplainedMiss !== backend) {
+      this.#unexplainedMiss = null
+      return 'request'
+    }
+    this.#unexplainedMiss = backend
+    return blame
+  }
+
+  /** `answeredBy` answered this request promptly where another backend missed it unexplained: that one was at fault. */
+  #explainEarlierMiss(answeredBy: BackendRecord): void {
+    const missed = this.#unexplainedMiss
+    if (!missed || missed === answeredBy) return
+    this.#unexplainedMiss = null
+    this.#options.live.of(missed.id).circuit.eject(Date.now())
   }
 
   /**
@@ -270,7 +332,7 @@ export class UpstreamAttempts {
 
   /** Whether the failure says something about the backend (so another one may do better). */
   #isBackendFailure(call: UpstreamCall, failure: ApiError): boolean {
-    if (call.stopReason === 'client_gone') return false
+    if (call.stopReason === 'client_gone' || call.stopReason === 'request_too_slow') return false
     return failure.status >= 500 || failure.status === 429
   }
 }

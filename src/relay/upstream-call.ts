@@ -1,8 +1,16 @@
+import type { Blame } from '../dispatch/verdict.ts'
 import { ApiError } from '../errors.ts'
+import type { Stage } from '../fleet/circuit.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import type { UpstreamChunk } from './chunk.ts'
 
-export type StopReason = 'client_gone' | 'headers_timeout' | 'first_event_timeout' | 'idle_timeout' | 'relay_failed'
+/**
+ * Why an upstream call was stopped. headers_timeout and first_event_timeout: a missed deadline that
+ * the verdict (src/dispatch/verdict.ts) laid on the backend; request_too_slow: one it laid on the
+ * request itself; deadline_unexplained: one that nothing explained yet.
+ */
+export type StopReason =
+  'client_gone' | 'headers_timeout' | 'first_event_timeout' | 'deadline_unexplained' | 'idle_timeout' | 'request_too_slow' | 'relay_failed'
 
 export interface UpstreamTimeouts {
   /**
@@ -24,6 +32,11 @@ export interface UpstreamCallOptions extends UpstreamTimeouts {
   onHeaders?: () => void
   /** Runs once when the call is over, however it ended. */
   onEnd?: () => void
+  /**
+   * Whose fault a missed headers or first-event deadline is (src/dispatch/verdict.ts). While it
+   * judges, the call keeps waiting: an answer that comes meanwhile wins. Absent: the backend's.
+   */
+  judge?: (stage: Stage) => Promise<Blame>
 }
 
 /**
@@ -44,6 +57,9 @@ export class UpstreamCall {
   #onFirstEvent: ((ms: number) => void) | undefined
   #onEnd: (() => void) | undefined
   #onHeaders: (() => void) | undefined
+  #judge: ((stage: Stage) => Promise<Blame>) | undefined
+  /** Stages whose deadline passed and went to the verdict (each is judged once). */
+  #judged = new Set<Stage>()
   #ended = false
   #startedAt = Date.now()
   #lastEventAt = 0
@@ -58,6 +74,7 @@ export class UpstreamCall {
     this.#onFirstEvent = options.onFirstEvent
     this.#onEnd = options.onEnd
     this.#onHeaders = options.onHeaders
+    this.#judge = options.judge
     this.#clientSignal = clientSignal
     this.#timer = setTimeout(this.#watch, Math.min(options.headersMs ?? Infinity, options.firstEventMs))
     clientSignal?.addEventListener('abort', this.#onClientAbort)
@@ -71,7 +88,12 @@ export class UpstreamCall {
     this.#onHeaders?.()
   }
 
-  /** Whether the call was stopped for a missed deadline (no headers or no first event in time). */
+  /** When the request was sent (Unix ms). */
+  get sentAt(): number {
+    return this.#startedAt
+  }
+
+  /** Whether the call was stopped for a missed deadline laid on the backend (no headers or no first event in time). */
   get missedDeadline(): boolean {
     return this.stopReason === 'headers_timeout' || this.stopReason === 'first_event_timeout'
   }
@@ -143,12 +165,12 @@ export class UpstreamCall {
       // Nobody reads it: it only ends the handler's await quietly.
       return new ApiError(400, 'The client closed the request.', { code: 'client_closed_request' })
     }
-    if (this.stopReason === 'headers_timeout') {
+    if (this.stopReason === 'headers_timeout' || (this.stopReason === 'deadline_unexplained' && this.#headersAt === 0)) {
       return new ApiError(504, `The backend sent no response headers within ${this.#timeouts.headersMs} ms.`, {
         code: 'upstream_timeout',
       })
     }
-    if (this.stopReason === 'first_event_timeout') {
+    if (this.stopReason === 'first_event_timeout' || this.stopReason === 'deadline_unexplained') {
       return new ApiError(504, `The backend sent no first event within ${this.#timeouts.firstEventMs} ms.`, {
         code: 'upstream_timeout',
       })
@@ -158,6 +180,8 @@ export class UpstreamCall {
         code: 'upstream_timeout',
       })
     }
+    if (this.stopReason === 'request_too_slow')
+      return requestTooSlow(this.#headersAt === 0 ? this.#timeouts.headersMs : this.#timeouts.firstEventMs)
     return null
   }
 
@@ -171,24 +195,58 @@ export class UpstreamCall {
 
   #watch = (): void => {
     const now = Date.now()
-    const [reason, dueAt] = this.#nextDeadline()
-    if (now >= dueAt) {
-      this.stop(reason)
+    const next = this.#nextDeadline()
+    if (next === null) return
+    const [reason, dueAt] = next
+    if (now < dueAt) {
+      this.#timer = setTimeout(this.#watch, dueAt - now)
       return
     }
-    this.#timer = setTimeout(this.#watch, dueAt - now)
+    if (reason === 'idle_timeout' || !this.#judge) return this.stop(reason)
+    this.#judgeMiss(reason === 'headers_timeout' ? 'headers' : 'first_event', reason)
+    this.#watch()
   }
 
-  /** The deadline that applies now: headers, then the first event (both from the start), then silence. */
-  #nextDeadline(): [StopReason, number] {
+  /**
+   * A deadline passed: the call waits on while the verdict is out, and stops only if the stage is
+   * still unreached by then, blaming whom the verdict names.
+   */
+  #judgeMiss(stage: Stage, reason: StopReason): void {
+    this.#judged.add(stage)
+    const judge = this.#judge as (stage: Stage) => Promise<Blame>
+    void judge(stage).then((blame) => {
+      if (this.#reached(stage)) return
+      this.stop(blame === 'backend' ? reason : blame === 'request' ? 'request_too_slow' : 'deadline_unexplained')
+    })
+  }
+
+  #reached(stage: Stage): boolean {
+    return stage === 'headers' ? this.#headersAt !== 0 || this.#lastEventAt !== 0 : this.#lastEventAt !== 0
+  }
+
+  /** The deadline that applies now: headers, then the first event (both from the start), then silence; null: none (being judged). */
+  #nextDeadline(): [StopReason, number] | null {
     const { headersMs, firstEventMs, idleMs } = this.#timeouts
     if (this.#lastEventAt !== 0) return ['idle_timeout', this.#lastEventAt + idleMs]
-    const firstEventDue = this.#startedAt + firstEventMs
-    if (this.#headersAt === 0 && headersMs !== undefined && headersMs < firstEventMs) {
+    if (this.#headersAt === 0 && headersMs !== undefined && headersMs < firstEventMs && !this.#judged.has('headers')) {
       return ['headers_timeout', this.#startedAt + headersMs]
     }
-    return ['first_event_timeout', firstEventDue]
+    return this.#judged.has('first_event') ? null : ['first_event_timeout', this.#startedAt + firstEventMs]
   }
+}
+
+/**
+ * The request itself kept the backend from answering: vLLM renders and tokenizes a prompt before it
+ * answers, and this one took longer than the deadline while the backend answered other requests
+ * (or its health check). A 4xx, so clients do not retry it as it is; not tried on another backend,
+ * which would only do the same.
+ */
+function requestTooSlow(deadlineMs: number | undefined): ApiError {
+  return new ApiError(
+    400,
+    `The backend did not start answering this request within ${deadlineMs} ms while it kept answering others: the delay comes from the request itself (vLLM renders and tokenizes a prompt before it answers; a very long prompt takes longer). It was not retried on another backend. Send a shorter prompt.`,
+    { code: 'request_too_slow' },
+  )
 }
 
 export function upstreamLost(): ApiError {

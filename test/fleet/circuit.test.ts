@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { CircuitBreaker } from '../../src/fleet/circuit.ts'
+import { CircuitBreaker, MAX_EJECTION_MULTIPLIER } from '../../src/fleet/circuit.ts'
 
 const options = {
   consecutiveFailures: 3,
@@ -7,12 +7,11 @@ const options = {
   minOutcomes: 10,
   windowMs: 30_000,
   cooldownMs: 1_000,
-  consecutiveTimeouts: 3,
   stallMs: 1_000,
 }
 
 describe('CircuitBreaker', () => {
-  it('opens after the consecutive-failure limit and refuses requests during the cool-down', () => {
+  it('ejects after the consecutive-failure limit and keeps the backend out for the cool-down', () => {
     const circuit = new CircuitBreaker(options)
     circuit.failure(0)
     circuit.failure(1)
@@ -22,13 +21,13 @@ describe('CircuitBreaker', () => {
     expect(circuit.allows(999)).toBe(false)
   })
 
-  it('opens on a failure rate over the window even without a run of failures', () => {
+  it('ejects on a failure rate over the window even without a run of failures', () => {
     const circuit = new CircuitBreaker(options)
     for (let i = 0; i < 10; i++) {
       if (i % 2 === 0) circuit.success(i)
       else circuit.failure(i)
     }
-    // 10 outcomes, 5 failed, never 3 in a row: the rate opened it at the 10th.
+    // 10 outcomes, 5 failed, never 3 in a row: the rate ejected it at the 10th.
     expect(circuit.state(10)).toBe('open')
   })
 
@@ -40,74 +39,78 @@ describe('CircuitBreaker', () => {
     expect(circuit.state(40_002)).toBe('closed')
   })
 
-  it('half-opens after the cool-down and lets exactly one probe through', () => {
+  it('brings an ejected backend back after the cool-down by itself: no probe request decides it', () => {
     const circuit = new CircuitBreaker(options)
-    for (let i = 0; i < 3; i++) circuit.failure(0)
-    expect(circuit.state(1_000)).toBe('half_open')
+    circuit.eject(0)
+    expect(circuit.allows(999)).toBe(false)
     expect(circuit.allows(1_000)).toBe(true)
-    circuit.attempt(1_000)
-    expect(circuit.allows(1_001)).toBe(false)
-  })
-
-  it('closes when the probe succeeds and opens again for a new cool-down when it fails', () => {
-    const healed = new CircuitBreaker(options)
-    for (let i = 0; i < 3; i++) healed.failure(0)
-    healed.attempt(1_000)
-    healed.success(1_010)
-    expect(healed.state(1_011)).toBe('closed')
-
-    const broken = new CircuitBreaker(options)
-    for (let i = 0; i < 3; i++) broken.failure(0)
-    broken.attempt(1_000)
-    broken.failure(1_010)
-    expect(broken.state(1_500)).toBe('open')
-    expect(broken.state(2_010)).toBe('half_open')
-  })
-
-  it('frees the probe slot when the probe ends without a verdict (the client left)', () => {
-    const circuit = new CircuitBreaker(options)
-    for (let i = 0; i < 3; i++) circuit.failure(0)
-    circuit.attempt(1_000)
-    circuit.released()
+    // Any number of requests may go to it at once: none of them can hold its recovery hostage.
     expect(circuit.allows(1_001)).toBe(true)
   })
 
-  it('opens after fewer missed deadlines than plain failures: each cost its request seconds', () => {
-    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
-    circuit.failure(0, true)
-    expect(circuit.state(1)).toBe('closed')
-    circuit.failure(1, true)
-    expect(circuit.state(2)).toBe('open')
-  })
-
-  it('counts only consecutive missed deadlines: a fast failure or a success between them resets the count', () => {
-    const circuit = new CircuitBreaker({ ...options, consecutiveFailures: 5, consecutiveTimeouts: 2 })
-    circuit.failure(0, true)
-    circuit.success(1)
-    circuit.failure(2, true)
-    circuit.failure(3, false)
-    circuit.failure(4, true)
-    expect(circuit.state(5)).toBe('closed')
-  })
-
-  it('calls a backend stalled while a request sent there has waited stallMs for headers, and not once it was answered', () => {
+  it('ejects for longer each time it is ejected again soon after its return, up to the cap', () => {
     const circuit = new CircuitBreaker(options)
-    const answered = circuit.attempt(0)
+    let now = 0
+    const lengths: number[] = []
+    for (let i = 0; i < MAX_EJECTION_MULTIPLIER + 2; i++) {
+      circuit.eject(now)
+      let back = now
+      while (!circuit.allows(back)) back += 100
+      lengths.push(back - now)
+      now = back + 10
+    }
+    expect(lengths).toEqual([1_000, 2_000, 3_000, 3_000, 3_000])
+  })
+
+  it('forgets earlier ejections after a cool-down of good behaviour', () => {
+    const circuit = new CircuitBreaker(options)
+    circuit.eject(0)
+    circuit.eject(1_000)
+    // Back at 3,000 after its second (2 s) ejection; a success a cool-down later resets the multiplier.
+    circuit.success(4_000)
+    circuit.eject(4_001)
+    expect(circuit.allows(5_000)).toBe(false)
+    expect(circuit.allows(5_001)).toBe(true)
+  })
+
+  it('calls a backend stalled while its oldest request has waited stallMs for headers and nothing newer was answered', () => {
+    const circuit = new CircuitBreaker(options)
+    const sent = circuit.attempt(0)
     expect(circuit.stalled(999)).toBe(false)
     expect(circuit.stalled(1_000)).toBe(true)
-    // Stalled is a ranking hint, not a verdict: the circuit stays closed.
+    // Stalled is a ranking hint, not an ejection.
     expect(circuit.allows(1_000)).toBe(true)
-    answered()
-    answered()
+    sent.answered()
+    sent.answered()
     expect(circuit.stalled(5_000)).toBe(false)
   })
 
-  it('judges a stall by the oldest unanswered request', () => {
+  it('does not call a backend stalled when it answers requests sent after the one that waits: that one is slow for its own reasons', () => {
     const circuit = new CircuitBreaker(options)
-    const first = circuit.attempt(0)
-    circuit.attempt(900)
-    first()
-    expect(circuit.stalled(1_500)).toBe(false)
-    expect(circuit.stalled(1_900)).toBe(true)
+    circuit.attempt(0)
+    const newer = circuit.attempt(200)
+    newer.answered()
+    expect(circuit.stalled(5_000)).toBe(false)
+    // A request sent after the newest answer and waiting too, with no answer after it, stalls it again.
+    circuit.attempt(300)
+    expect(circuit.stalled(1_299)).toBe(false)
+    expect(circuit.stalled(1_300)).toBe(true)
+  })
+
+  it('lets an abandoned request leave the stall watch without counting as an answer', () => {
+    const circuit = new CircuitBreaker(options)
+    const old = circuit.attempt(0)
+    circuit.attempt(100)
+    old.ended()
+    expect(circuit.reachedAfter('headers', 0)).toBe(false)
+    expect(circuit.stalled(1_100)).toBe(true)
+  })
+
+  it('tells whether a request sent after a given time reached a stage', () => {
+    const circuit = new CircuitBreaker(options)
+    circuit.reached('first_event', 500)
+    expect(circuit.reachedAfter('first_event', 400)).toBe(true)
+    expect(circuit.reachedAfter('first_event', 500)).toBe(false)
+    expect(circuit.reachedAfter('headers', 400)).toBe(false)
   })
 })

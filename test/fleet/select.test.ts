@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { LiveStats } from '../../src/fleet/live-stats.ts'
 import type { BackendRecord, HealthSnapshot } from '../../src/fleet/records.ts'
-import { OWN_TTFT_SAMPLES_TRUSTED, prefixKeyOf, rankBackends, type RoutingPolicy, type SelectionInput } from '../../src/fleet/select.ts'
+import {
+  MAX_EJECTED_SHARE,
+  OWN_TTFT_SAMPLES_TRUSTED,
+  prefixKeyOf,
+  rankBackends,
+  type RoutingPolicy,
+  type SelectionInput,
+} from '../../src/fleet/select.ts'
 
 const backend = (id: string, fields: Partial<BackendRecord> = {}): BackendRecord => ({
   id,
@@ -23,7 +30,6 @@ function input(
     minOutcomes: 10,
     windowMs: 30_000,
     cooldownMs: 1_000,
-    consecutiveTimeouts: 2,
     stallMs: 1_000,
   })
   return {
@@ -68,6 +74,45 @@ describe('rankBackends', () => {
     setup.live.of('a').circuit.failure(999_000)
     setup.live.of('a').circuit.failure(999_001)
     expect(ids(rankBackends(setup))).toEqual(['c'])
+  })
+
+  it('ejects at most half of the backends the probe calls up; past that it ranks them all, the ejected ones last (panic)', () => {
+    expect(MAX_EJECTED_SHARE).toBe(0.5)
+    const setup = input([backend('a'), backend('b'), backend('c'), backend('d')], { policy: 'round_robin' })
+    for (const id of ['a', 'b']) setup.live.of(id).circuit.eject(999_500)
+    expect(ids(rankBackends(setup)).sort()).toEqual(['c', 'd'])
+    setup.live.of('c').circuit.eject(999_500)
+    const ranked = ids(rankBackends(setup))
+    expect(ranked.slice(0, 1)).toEqual(['d'])
+    expect(ranked.slice(1).sort()).toEqual(['a', 'b', 'c'])
+  })
+
+  it('never answers with an empty ranking because of its own circuits: two backends both ejected are both tried', () => {
+    const setup = input([backend('a'), backend('b')])
+    setup.live.of('a').circuit.eject(999_500)
+    expect(ids(rankBackends(setup))).toEqual(['b'])
+    setup.live.of('b').circuit.eject(999_500)
+    expect(ids(rankBackends(setup)).sort()).toEqual(['a', 'b'])
+  })
+
+  it('tries every backend when the health probe calls all of them down (its snapshot may be a minute old)', () => {
+    const down = { healthy: false, checkedAt: 1_000_000, running: null, waiting: null, kvCacheUsage: null, problem: 'down' }
+    const health: HealthSnapshot = { at: 1_000_000, backends: { a: down, b: down } }
+    expect(ids(rankBackends(input([backend('a'), backend('b')], { health }))).sort()).toEqual(['a', 'b'])
+  })
+
+  it('gives a backend back its hashed share of new conversations as soon as its ejection ends, with no load at all', () => {
+    const fleet = [backend('a'), backend('b'), backend('c'), backend('d')]
+    const setup = input(fleet)
+    setup.live.of('a').circuit.eject(1_000_000 - 1_000)
+    const firstChoices = (now: number) =>
+      Array.from({ length: 400 }, (_, conversation) => {
+        const prefixKey = prefixKeyOf([{ content: `new conversation ${conversation} at ${now}` }])
+        return ids(rankBackends({ ...setup, prefixKey, now }))[0]
+      })
+    // Ejected for the 1 s cool-down: none; from its end on, about a quarter.
+    expect(firstChoices(1_000_000 - 500).filter((id) => id === 'a')).toHaveLength(0)
+    expect(firstChoices(1_000_000).filter((id) => id === 'a').length).toBeGreaterThan(60)
   })
 
   it('ignores a health snapshot older than the allowed age', () => {

@@ -1,7 +1,9 @@
 // The response-headers deadline (UPSTREAM_HEADERS_TIMEOUT_MS) in the Worker against real emulator
 // backends: a backend that accepts the connection and never answers (the emulator's `hang` fault,
 // as a process stopped with SIGSTOP behaves) costs a request the headers deadline, not the
-// first-event one, and after a few such misses its circuit keeps new requests away.
+// first-event one, and once another backend answered what it missed, it is ejected. A request that
+// is slow for its own reasons (a poison request) is not carried from backend to backend, and ejects
+// nobody.
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
@@ -40,7 +42,7 @@ beforeEach(async () => {
 })
 
 describe('UpstreamCall headers deadline', () => {
-  it('stops the call with headers_timeout when no response headers came in time', async () => {
+  it('stops the call with headers_timeout when no response headers came in time (no verdict asked: the backend is blamed)', async () => {
     const call = new UpstreamCall(undefined, { headersMs: 20, firstEventMs: 60_000, idleMs: 60_000 })
     await new Promise((resolve) => call.signal.addEventListener('abort', resolve))
     expect(call.stopReason).toBe('headers_timeout')
@@ -71,24 +73,24 @@ describe('a backend that accepts and never answers', () => {
     expect(b?.completed).toBe(1)
   })
 
-  it('opens its circuit after two missed headers deadlines: later requests go straight to the next backend', async () => {
+  it('ejects it once another backend answered the request it missed: later requests go straight to the next backend', async () => {
     await frozenFirst()
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_CONSECUTIVE_FAILURES: '5', CIRCUIT_COOLDOWN_MS: '60000' })
     for (let i = 0; i < 6; i++) expect((await chat(testEnv)).status).toBe(200)
     const [a, b] = await fleetStats()
-    expect(a?.requests).toBe(2)
+    expect(a?.requests).toBe(1)
     expect(b?.completed).toBe(6)
   })
 
-  it('is probed with one request after the cool-down, which fails over too, and the circuit opens again', async () => {
+  it('takes it back after the cool-down with no probe request deciding it, and ejects it again on the next such miss', async () => {
     await frozenFirst()
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '1500' })
     for (let i = 0; i < 3; i++) expect((await chat(testEnv)).status).toBe(200)
-    expect((await fleetStats())[0]?.requests).toBe(2)
+    expect((await fleetStats())[0]?.requests).toBe(1)
     await sleep(1_800)
     for (let i = 0; i < 3; i++) expect((await chat(testEnv)).status).toBe(200)
     const [a, b] = await fleetStats()
-    expect(a?.requests).toBe(3)
+    expect(a?.requests).toBe(2)
     expect(b?.completed).toBe(6)
   })
 
@@ -103,5 +105,59 @@ describe('a backend that accepts and never answers', () => {
     expect((await chat(testEnv)).status).toBe(200)
     expect((await fleetStats())[0]?.requests).toBe(1)
     expect((await waiting).status).toBe(200)
+  })
+})
+
+describe('a request that is slow for its own reasons (a poison request)', () => {
+  const poison = chatBody('[emulator fault=hang] this request never gets its headers')
+
+  it('ends with 400 request_too_slow at once, without trying another backend, when its backend answered a newer request meanwhile', async () => {
+    await prepareFleet()
+    await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
+    // Stalled (so ranked last) after a third of the deadline: the newer request is sent well before.
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '750', CIRCUIT_COOLDOWN_MS: '60000' })
+    const poisoned = callIn(testEnv, '/v1/chat/completions', init(poison))
+    for (let i = 0; i < 100 && (await fleetStats())[0]?.inFlight !== 1; i++) await sleep(10)
+    // Sent after the poison, to the same backend, and answered: the backend is alive.
+    expect((await chat(testEnv)).status).toBe(200)
+    const { response, settled } = await poisoned
+    const body = (await response.json()) as { error: { code: string; message: string } }
+    await settled()
+    expect(response.status).toBe(400)
+    expect(body.error.code).toBe('request_too_slow')
+    expect(body.error.message).toContain('not retried on another backend')
+    const [a, b] = await fleetStats()
+    expect(a?.requests).toBe(2)
+    expect(b?.requests).toBe(0)
+    // Nobody was ejected: the next request still goes to the first backend.
+    expect((await chat(testEnv)).status).toBe(200)
+    expect((await fleetStats())[0]?.completed).toBe(2)
+  })
+
+  it('tries one other backend when nothing explains the miss, then ends with request_too_slow, ejecting neither', async () => {
+    await prepareFleet()
+    await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
+    const { response, settled } = await callIn(testEnv, '/v1/chat/completions', init(poison))
+    const body = (await response.json()) as { error: { code: string } }
+    await settled()
+    expect(response.status).toBe(400)
+    expect(body.error.code).toBe('request_too_slow')
+    expect((await fleetStats()).map((stats) => stats.requests)).toEqual([1, 1, 0])
+    expect((await chat(testEnv)).status).toBe(200)
+    expect((await fleetStats())[0]?.completed).toBe(1)
+  })
+
+  it('cannot take the fleet down: after poison requests on every backend, every other request still succeeds', async () => {
+    await prepareFleet()
+    await writeFleet([backendRecord(0), backendRecord(1), backendRecord(2)])
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
+    const poisoned = await Promise.all(
+      Array.from({ length: 3 }, () => callIn(testEnv, '/v1/chat/completions', init(poison)).then(({ response }) => response.status)),
+    )
+    expect(poisoned).toEqual([400, 400, 400])
+    const statuses = []
+    for (let i = 0; i < 6; i++) statuses.push((await chat(testEnv)).status)
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200])
   })
 })

@@ -1,0 +1,65 @@
+// Whose fault is a missed deadline: the backend's, or the request's own? Slow is not dead. vLLM
+// v0.11.0 sends a chat request's response headers once it has rendered the chat template and
+// tokenized the prompt (entrypoints/openai/serving_chat.py, create_chat_completion: the
+// StreamingResponse is returned after _preprocess_chat), and before the engine queues it. So late
+// headers mean either a request whose own preprocessing is slow (a huge prompt), or a backend that
+// is frozen, gone or lagging for everyone. The two are told apart by what the backend does for
+// others, in this order:
+// - it answered a request sent after this one: it is alive and moving, the wait is the request's;
+// - its /health (the same API server's event loop) does not answer: it is frozen, gone or lagging
+//   for everyone, so it is the backend's. (Its other requests waiting too prove nothing: they may
+//   be poison requests of the same kind.);
+// - else (nothing newer answered, /health answers) nothing tells yet: "unexplained". The
+//   request may then try one other backend: if that one answers it promptly, the first backend was
+//   at fault after all (the caller ejects it then); if it misses there too, the request is slow
+//   everywhere and is the one to blame (src/dispatch/attempts.ts). A request blamed is not carried
+//   on to the next backend to do the same there.
+import { backendHeaders, type BackendCredentials } from '../fleet/access.ts'
+import type { CircuitBreaker, Stage } from '../fleet/circuit.ts'
+import type { BackendRecord } from '../fleet/records.ts'
+
+export type Blame = 'backend' | 'request' | 'unexplained'
+
+export interface MissedDeadline {
+  backend: BackendRecord
+  circuit: CircuitBreaker
+  stage: Stage
+  /** When the request that missed was sent. */
+  sentAt: number
+  credentials: BackendCredentials
+  /** The health check's bound: past it without an answer, the backend is the one to blame. */
+  checkTimeoutMs: number
+}
+
+/** Health checks in flight, by backend URL: requests that miss at once at one backend share one. */
+const checks = new Map<string, Promise<boolean>>()
+
+/** Judges a missed deadline: from the other requests first (free), else from one health check. */
+export async function judgeMissedDeadline(missed: MissedDeadline): Promise<Blame> {
+  if (missed.circuit.reachedAfter(missed.stage, missed.sentAt)) return 'request'
+  return (await healthAnswers(missed)) ? 'unexplained' : 'backend'
+}
+
+function healthAnswers({ backend, credentials, checkTimeoutMs }: MissedDeadline): Promise<boolean> {
+  let check = checks.get(backend.url)
+  if (!check) {
+    check = checkHealth(backend, credentials, checkTimeoutMs).finally(() => checks.delete(backend.url))
+    checks.set(backend.url, check)
+  }
+  return check
+}
+
+/** vLLM's GET /health: 200 while its engine is alive (api_server.py), answered by the same event loop as chat. */
+async function checkHealth(backend: BackendRecord, credentials: BackendCredentials, timeoutMs: number): Promise<boolean> {
+  try {
+    const response = await fetch(`${backend.url}/health`, {
+      headers: backendHeaders(backend, credentials),
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: 'manual',
+    })
+    await response.body?.cancel()
+    return response.status === 200
+  } catch {
+    return false
+  }
+}
