@@ -30,6 +30,10 @@ emulator flags:
                                  stall_after:N, die_after:N, error_after:N, malformed_after:N, dead_after:N
   --merge-tokens K               after the first delta, K engine steps per delta (default 1)
   --dead-shutdown-ms N           port closes N ms after engine death (default 5000)
+  --preprocess-ms-per-token X    X ms per prompt token of chat template + tokenizer before the
+                                 response headers; the render's 5% holds the whole server (default 0)
+  --api-server-lag-ms N          every request but /emulator/* is handled N ms late, as a lagging
+                                 API-server event loop (default 0)
 load model (README "Load model"):
   --prefill-ms-per-token X       ttft += X per prompt token not in the prefix cache (default 0)
   --batch-itl-ms-per-seq Y       itl += Y per other running generation, at each step (default 0)
@@ -63,6 +67,8 @@ const FLAGS = {
   'merge-tokens': { type: 'string' },
   'dead-shutdown-ms': { type: 'string' },
   'enable-server-load-tracking': { type: 'boolean' },
+  'preprocess-ms-per-token': { type: 'string' },
+  'api-server-lag-ms': { type: 'string' },
   help: { type: 'boolean' },
 } as const
 
@@ -120,6 +126,8 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     mergeTokens: integer('merge-tokens', values['merge-tokens']),
     deadShutdownMs: integer('dead-shutdown-ms', values['dead-shutdown-ms']),
     enableServerLoadTracking: values['enable-server-load-tracking'],
+    preprocessMsPerToken: decimal('preprocess-ms-per-token', values['preprocess-ms-per-token']),
+    apiServerLagMs: integer('api-server-lag-ms', values['api-server-lag-ms']),
   }
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<EmulatorOptions>
 }

@@ -7,6 +7,7 @@ import { errorBody, type ApiError } from './errors.ts'
 import { readBody, sendJson } from './http.ts'
 import type { EmulatorOptions } from './options.ts'
 import { formatErrors, isDict, type Dict, type PydanticError } from './pydantic.ts'
+import { preprocess, preprocessMs } from './preprocess.ts'
 import { engineBook } from './request-ids.ts'
 import type { EmulatorState } from './state.ts'
 import { decodeIds, encodeCompletionPrompt, encodeText, tokenStrings } from './tokenizer.ts'
@@ -50,14 +51,17 @@ function wrongModel(options: EmulatorOptions, body: Dict): ApiError | null {
   return { status: 404, type: 'NotFoundError', message: `The model \`${String(body.model)}\` does not exist.` }
 }
 
-/** TokenizeRequest = Union[TokenizeCompletionRequest (prompt), TokenizeChatRequest (messages)]. */
-function tokenizeIds(body: Dict): { ids: number[] } | { errors: PydanticError[] } {
+/**
+ * TokenizeRequest = Union[TokenizeCompletionRequest (prompt), TokenizeChatRequest (messages)]; a chat
+ * request renders the chat template first (_preprocess_chat), a prompt is only tokenized (renderer.py).
+ */
+function tokenizeIds(body: Dict): { ids: number[]; chatTemplate: boolean } | { errors: PydanticError[] } {
   if (typeof body.prompt === 'string') {
-    return { ids: encodeCompletionPrompt(body.prompt, body.add_special_tokens !== false) }
+    return { ids: encodeCompletionPrompt(body.prompt, body.add_special_tokens !== false), chatTemplate: false }
   }
   if (Array.isArray(body.messages)) {
     const messages = (body.messages as unknown[]).filter(isDict).map((m) => ({ role: String(m.role), content: m.content }))
-    return { ids: encodeText(renderChat(messages, body.add_generation_prompt !== false).segments.join('')) }
+    return { ids: encodeText(renderChat(messages, body.add_generation_prompt !== false).segments.join('')), chatTemplate: true }
   }
   const missing = (member: string, field: string): PydanticError => ({
     type: 'missing',
@@ -79,6 +83,12 @@ export async function handleTokenize(state: EmulatorState, req: IncomingMessage,
   }
   const refused = wrongModel(options, body)
   if (refused !== null) return sendError(res, options, refused)
+  // The same preprocessing as a generation request's, after the model check (serving_tokenization.py create_tokenize).
+  const preprocessed = { tokens: result.ids.length, chatTemplate: result.chatTemplate }
+  if (preprocessMs(options.preprocessMsPerToken, preprocessed) > 0) {
+    await preprocess(state.apiLoop, options.preprocessMsPerToken, preprocessed)
+    if (res.destroyed) return
+  }
   const tokenStrs = body.return_token_strs === true ? tokenStrings(result.ids) : null
   const response = { count: result.ids.length, max_model_len: options.maxModelLen, tokens: result.ids, token_strs: tokenStrs }
   sendJson(res, 200, JSON.stringify(response))
@@ -109,8 +119,7 @@ export async function handleDetokenize(state: EmulatorState, req: IncomingMessag
  * that endpoint's handler, with no API key. No model fits: a 400 naming the ones tried.
  */
 export async function handleInvocations(state: EmulatorState, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const receivedAt = performance.now()
-  state.telemetry.stats.requests += 1
+  const receivedAt = performance.now() // stats.requests counts it on arrival (server.ts)
   const input = await jsonBody(state, req, res)
   if (input === null) return
   const entry = state.requestLog.add(req.method ?? '', req.url ?? '/invocations', req.headers, input.body)

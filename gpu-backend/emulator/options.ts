@@ -62,6 +62,10 @@ export type EmulatorOptions = {
   deadShutdownMs: number | null
   /** vLLM's --enable-server-load-tracking: GET /load counts generation requests in flight (else 0). */
   enableServerLoadTracking: boolean
+  /** ms per prompt token of rendering and tokenizing before the answer (preprocess.ts); the render's share holds the API server's loop. */
+  preprocessMsPerToken: number
+  /** The API server's event loop runs this many ms behind: every request (not /emulator/*) is handled that late (api-loop.ts). */
+  apiServerLagMs: number
 }
 
 export const DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
@@ -95,6 +99,8 @@ export function defaultOptions(): EmulatorOptions {
     engineDead: false,
     deadShutdownMs: 5000,
     enableServerLoadTracking: false,
+    preprocessMsPerToken: 0,
+    apiServerLagMs: 0,
   }
 }
 
@@ -136,6 +142,8 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   engineDead: [isBoolean, 'a boolean'],
   deadShutdownMs: [(v) => v === null || isNonNegativeInt(v), 'null or a non-negative integer'],
   enableServerLoadTracking: [isBoolean, 'a boolean'],
+  preprocessMsPerToken: [isNonNegativeNumber, 'a non-negative number'],
+  apiServerLagMs: [isNonNegativeInt, 'a non-negative integer'],
 }
 
 function isOptionName(name: string): name is keyof EmulatorOptions {

@@ -34,16 +34,25 @@ export type Emulator = {
 
 function handler(state: EmulatorState) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const receivedAt = performance.now()
     const url = new URL(req.url ?? '/', 'http://emulator')
     const isV1 = url.pathname === '/v1' || url.pathname.startsWith('/v1/')
-    const work = isV1 ? handleV1(state, req, res, url.pathname, receivedAt) : handleControl(state, req, res, url)
-    work.catch((error: unknown) => {
-      if (req.destroyed && res.destroyed) return // the client left while its body was being read
-      console.error('vLLM emulator: request failed', error)
-      if (!res.headersSent) sendJson(res, 500, JSON.stringify({ detail: 'Internal Server Error' }))
-      else res.destroy()
-    })
+    // Counted on arrival, even while the API server's loop makes it wait.
+    if (req.method === 'POST' && (isV1 || url.pathname === '/invocations')) state.telemetry.stats.requests += 1
+    const run = () => {
+      const receivedAt = performance.now()
+      const work = isV1 ? handleV1(state, req, res, url.pathname, receivedAt) : handleControl(state, req, res, url)
+      work.catch((error: unknown) => {
+        if (req.destroyed && res.destroyed) return // the client left while its body was being read
+        console.error('vLLM emulator: request failed', error)
+        if (!res.headersSent) sendJson(res, 500, JSON.stringify({ detail: 'Internal Server Error' }))
+        else res.destroy()
+      })
+    }
+    // The emulator's own controls are not vLLM's: they answer at once, whatever its loop is doing.
+    if (url.pathname.startsWith('/emulator/')) return run()
+    // Every vLLM route is handled on its API server's event loop: apiServerLagMs late (the lag in
+    // force on arrival), then once no synchronous work (a chat template's render) holds the loop.
+    state.apiLoop.enter(state.options.apiServerLagMs, run)
   }
 }
 
@@ -82,6 +91,7 @@ export async function startEmulator(options: Partial<EmulatorOptions> = {}): Pro
     close() {
       closing ??= new Promise<void>((resolve) => {
         state.engine.stop()
+        state.apiLoop.close() // requests still waiting in the lag are dropped with their sockets
         state.scheduler.stop() // the waiting requests' clients are being disconnected below
         for (const cancel of state.active) cancel()
         state.active.clear()

@@ -1,5 +1,6 @@
 // Everything one emulator instance remembers, shared by its route handlers.
 
+import { ApiLoop } from './api-loop.ts'
 import { EngineLife } from './engine.ts'
 import type { EmulatorOptions } from './options.ts'
 import { EventTimes, PrefixCache, RequestLog } from './records.ts'
@@ -20,6 +21,8 @@ export type EmulatorState = {
   engine: EngineLife
   /** Unix seconds at start: the `created` of the model card, as vLLM fixes it at startup. */
   startedAt: number
+  /** vLLM's API-server event loop: apiServerLagMs and the chat template's render hold it (api-loop.ts). */
+  apiLoop: ApiLoop
 }
 
 const REQUEST_LOG_SIZE = 100
@@ -39,6 +42,7 @@ export function createState(options: EmulatorOptions): EmulatorState {
     active: new Set(),
     engine: new EngineLife(),
     startedAt: Math.floor(Date.now() / 1000),
+    apiLoop: new ApiLoop(),
   }
   state.engine.onDeath = () => {
     state.options = { ...state.options, engineDead: true }

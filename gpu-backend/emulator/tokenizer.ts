@@ -54,7 +54,8 @@ export function encodeText(text: string): number[] {
     if (piece === '') continue
     const special = SPECIAL_IDS.get(piece)
     if (special !== undefined) ids.push(special)
-    else ids.push(...tokenizer.encode(piece, { add_special_tokens: false }))
+    // One push per id: spreading a long piece's ids as arguments overflows the call stack.
+    else for (const id of tokenizer.encode(piece, { add_special_tokens: false })) ids.push(id)
   }
   return ids
 }

@@ -10,6 +10,7 @@ import { deadEngineRefusal } from './engine.ts'
 import { answerGeneration, generationShape, streamGeneration, type Generation } from './generation.ts'
 import { parseJson, readBody, sendJson, SSE_HEADERS } from './http.ts'
 import type { EmulatorOptions } from './options.ts'
+import { preprocess, preprocessMs } from './preprocess.ts'
 import type { RecordedRequest } from './records.ts'
 import { engineBook } from './request-ids.ts'
 import type { Admission } from './scheduler.ts'
@@ -45,7 +46,6 @@ export async function handleV1(
   receivedAt: number,
 ): Promise<void> {
   const isPost = req.method === 'POST'
-  if (isPost) state.telemetry.stats.requests += 1
   const rawBody = isPost ? await readBody(req) : ''
   const options = state.options // read after the body: a config change meanwhile applies
   const entry = state.requestLog.add(req.method ?? '', req.url ?? path, req.headers, rawBody ? (parseJson(rawBody) ?? null) : null)
@@ -118,8 +118,17 @@ export async function handleGeneration(
   const parsed = parseRequestBody(options, req, rawBody)
   if (!parsed.ok) return sendError(res, options, parsed.error)
   const validated = validateGeneration(options, endpoint, parsed.body)
+  // The dead-engine check comes before the prompt is preprocessed (serving_chat.py create_chat_completion).
   const dead = deadEngineRefusal(state.engine, validated.ok ? null : validated.error)
   if (dead !== null) return sendError(res, options, dead)
+  const preprocessed = validated.ok ? validated.request.preprocessed : validated.preprocessed
+  if (preprocessed !== undefined && preprocessMs(options.preprocessMsPerToken, preprocessed) > 0) {
+    await preprocess(state.apiLoop, options.preprocessMsPerToken, preprocessed)
+    // A client that left meanwhile cancels the handler (entrypoints/utils.py with_cancellation, on the api_server.py routes): no engine request.
+    if (res.destroyed) return
+    // vLLM's request clock starts when the engine gets it, after preprocessing (v1/engine/processor.py process_inputs arrival_time).
+    exchange.receivedAt = performance.now()
+  }
   if (!validated.ok) return sendError(res, options, validated.error)
   const request = validated.request
   const header = req.headers['x-request-id']
@@ -157,7 +166,7 @@ function admit(
   const gen = buildGeneration(state, options, request, settings, receivedAt)
   // A client that leaves ends its generation, running or still waiting for a slot.
   res.on('close', () => gen.tracker.finish('abort', performance.now()))
-  const { stream, promptTokens, prefixes } = request
+  const { stream, promptTokens } = request
   if (stream && fault.kind !== 'hang') {
     // vLLM answers a stream's headers at once, even while the request waits in the queue.
     state.telemetry.stats.streamsStarted += 1
@@ -168,7 +177,9 @@ function admit(
     // hang: accepted (and holding its slot) but never answered, until the client gives up.
     if (fault.kind !== 'hang') startGeneration(state, options, gen, res, stream, admission)
   }
-  state.scheduler.submit({ promptTokens, prefixes, tracker: gen.tracker, start })
+  // The prompt's prefix keys are hashed only now, for an accepted request, as vLLM hashes its blocks
+  // only when the engine core builds the Request (v1/request.py Request.__init__, block_hasher).
+  state.scheduler.submit({ promptTokens, prefixes: request.prefixes(), tracker: gen.tracker, start })
 }
 
 /** Runs an admitted generation: prefill (ttft plus the uncached prompt tokens' cost), then decode. */

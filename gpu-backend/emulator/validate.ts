@@ -22,6 +22,14 @@ export type { Endpoint } from './before-validators.ts'
 /** One prompt prefix the prefix cache can remember: a hash and its size in tokens. */
 export type PromptPrefix = { key: string; tokens: number }
 
+/**
+ * What vLLM's serving layer did to the prompt before it answered (serving_engine.py
+ * _preprocess_chat for chat: the chat template rendered, then tokenized; renderer.py for a
+ * completion's text prompt: tokenized only; token ids: neither). `tokens` is what the tokenizer
+ * produced (0 when nothing was tokenized); preprocess.ts turns it into time.
+ */
+export type Preprocessing = { tokens: number; chatTemplate: boolean }
+
 export type GenerationRequest = {
   endpoint: Endpoint
   stream: boolean
@@ -34,8 +42,13 @@ export type GenerationRequest = {
   texts: string[]
   /** Identifies the prompt for the deterministic text generator. */
   requestKey: string
-  /** Growing prefixes of the prompt (per message for chat), shortest first. */
-  prefixes: PromptPrefix[]
+  /**
+   * Growing prefixes of the prompt (per message for chat), shortest first. Hashed only when called,
+   * once the request is accepted (v1.ts admit), as vLLM hashes a request's blocks only in the engine.
+   */
+  prefixes: () => PromptPrefix[]
+  /** The preprocessing vLLM did before answering (preprocess.ts: the delay before the headers). */
+  preprocessed: Preprocessing
   /** n, stop, stop_token_ids, include_stop_str_in_output, min_tokens (sampling.ts). */
   sampling: Sampling
   /** The SamplingParams vLLM would build, for the request log. */
@@ -48,8 +61,11 @@ export type GenerationRequest = {
   engineError: string | null
 }
 
-/** `schema`: refused by the request model itself (pydantic), before any handler ran. */
-type Failure = { ok: false; error: ApiError; schema?: boolean }
+/**
+ * `schema`: refused by the request model itself (pydantic), before any handler ran. `preprocessed`:
+ * refused only after the prompt was rendered and tokenized (the context length, SamplingParams).
+ */
+type Failure = { ok: false; error: ApiError; schema?: boolean; preprocessed?: Preprocessing }
 type Result = { ok: true; request: GenerationRequest } | Failure
 
 function schemaError(options: EmulatorOptions, errors: readonly PydanticError[]): Failure {
@@ -62,6 +78,11 @@ function badRequest(message: string): Failure {
 
 function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32)
+}
+
+/** A chained key: the parent's key and this part, so a prefix's key costs its own part only. */
+function chainedKey(parent: string, part: unknown): string {
+  return createHash('sha256').update(parent).update(JSON.stringify(part)).digest('hex').slice(0, 32)
 }
 
 type StreamFlags = { stream: boolean; includeUsage: boolean; continuousUsage: boolean }
@@ -98,7 +119,13 @@ function checkModel(options: EmulatorOptions, body: Dict, errors: PydanticError[
   return { ok: false, error: { status: 404, type: 'NotFoundError', message: `The model \`${model}\` does not exist.` } }
 }
 
-type Prompt = { texts: string[]; promptTokens: number; requestKey: string; prefixes: PromptPrefix[] }
+type Prompt = {
+  texts: string[]
+  promptTokens: number
+  requestKey: string
+  prefixes: () => PromptPrefix[]
+  preprocessed: Preprocessing
+}
 
 /** Pydantic's checks of `messages` (simplified: each must be an object with a string role). */
 function checkMessages(body: Dict, errors: PydanticError[]): { role: string; content: unknown }[] | null {
@@ -123,22 +150,37 @@ function checkMessages(body: Dict, errors: PydanticError[]): { role: string; con
   return parsed
 }
 
+/**
+ * Every prefix's key of a chat prompt, as a hash chain: each message's key hashes its parent's key
+ * and the message alone, so the work is linear in the prompt (vLLM's block hashes chain the same
+ * way: v1/core/kv_cache_utils.py hash_block_tokens, parent hash + the block's tokens, walked once by
+ * get_request_block_hasher). The root holds cache_salt (hashed into the first block only,
+ * generate_block_hash_extra_keys) and the head (BOS + the last system message), so salted prompts
+ * share nothing with others. The whole prompt, generation prompt included, is the last prefix: a
+ * repeated request hits in full.
+ */
+function chatPrefixes(messages: readonly unknown[], head: string, counts: readonly number[], salt: string | null): PromptPrefix[] {
+  const prefixes: PromptPrefix[] = []
+  let key = hashOf([salt, head])
+  let running = counts[0] ?? 0
+  for (let index = 0; index < messages.length; index++) {
+    running += counts[index + 1] ?? 0
+    key = chainedKey(key, messages[index])
+    prefixes.push({ key, tokens: running })
+  }
+  running += counts[messages.length + 1] ?? 0
+  prefixes.push({ key: chainedKey(key, 'generation prompt'), tokens: running })
+  return prefixes
+}
+
 /** The rendered R1-Distill prompt, counted with the real BPE; prefixes end at each message. */
 function chatPrompt(messages: { role: string; content: unknown }[], salt: string | null): Prompt {
   const { segments } = renderChat(messages)
   const counts = segments.map(countText)
-  const prefixes: PromptPrefix[] = []
-  let running = counts[0] ?? 0
-  for (let index = 0; index < messages.length; index++) {
-    running += counts[index + 1] ?? 0
-    // cache_salt is hashed into the first block (v1 kv_cache_utils), so salted prompts share nothing with others.
-    prefixes.push({ key: hashOf([salt, segments[0], messages.slice(0, index + 1)]), tokens: running })
-  }
   const promptTokens = counts.reduce((sum, count) => sum + count, 0)
-  // The whole prompt, generation prompt included, is the last prefix: a repeated request hits in full.
-  prefixes.push({ key: hashOf([salt, segments[0], messages, 'generation prompt']), tokens: promptTokens })
   const texts = messages.map((message) => contentText(message.content))
-  return { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes }
+  const prefixes = () => chatPrefixes(messages, segments[0] ?? '', counts, salt)
+  return { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes, preprocessed: { tokens: promptTokens, chatTemplate: true } }
 }
 
 function completionPrompt(body: Dict, salt: string | null, errors: PydanticError[]): Prompt | Failure {
@@ -151,8 +193,10 @@ function completionPrompt(body: Dict, salt: string | null, errors: PydanticError
   const addSpecial = optional(body, 'add_special_tokens', readBool, errors) ?? true
   const text = typeof single === 'string' ? single : ''
   const promptTokens = typeof single === 'string' ? encodeCompletionPrompt(single, addSpecial).length : (single as unknown[]).length
-  const prefixes = [{ key: hashOf([salt, single]), tokens: promptTokens }]
-  return { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes }
+  const prefixes = () => [{ key: hashOf([salt, single]), tokens: promptTokens }]
+  // renderer.py: a text prompt is tokenized (off the event loop); token ids are taken as they are.
+  const preprocessed = { tokens: typeof single === 'string' ? promptTokens : 0, chatTemplate: false }
+  return { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes, preprocessed }
 }
 
 /** Chat: _validate_input's two messages, wrapped as f"{e} {e.__cause__}" (so they end in " None"). */
@@ -229,10 +273,12 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
   }
   const prompt = endpoint === 'chat' ? chatPrompt(messages ?? [], fields.cacheSalt) : completionPrompt(data, fields.cacheSalt, errors)
   if ('ok' in prompt) return prompt
+  // From here on vLLM has rendered and tokenized the prompt: a refusal comes after that work.
+  const { preprocessed } = prompt
   const fit = (endpoint === 'chat' ? chatMaxTokens : completionMaxTokens)(options, prompt.promptTokens, requested)
-  if (typeof fit !== 'number') return fit
+  if (typeof fit !== 'number') return { ...fit, preprocessed }
   const built = buildSamplingParams(fields, fit)
-  if (!built.ok) return { ok: false, error: { status: built.status, type: built.type, message: built.message } }
+  if (!built.ok) return { ok: false, error: { status: built.status, type: built.type, message: built.message }, preprocessed }
   return {
     ok: true,
     request: {

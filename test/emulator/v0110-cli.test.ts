@@ -8,8 +8,9 @@ const NODE = `${ROOT}node_modules/.bin/node`
 const MAIN = `${ROOT}gpu-backend/emulator/main.ts`
 
 describe('emulator CLI, stream-shape flags', () => {
-  it('takes --merge-tokens, --dead-shutdown-ms and --reasoning-field reasoning_null', async () => {
+  it('takes --merge-tokens, --dead-shutdown-ms, --reasoning-field reasoning_null, --preprocess-ms-per-token and --api-server-lag-ms', async () => {
     const args = ['--port', '0', '--merge-tokens', '3', '--dead-shutdown-ms', '250', '--reasoning-field', 'reasoning_null']
+    args.push('--preprocess-ms-per-token', '0.5', '--api-server-lag-ms', '5')
     const child = spawn(NODE, [MAIN, ...args], { cwd: ROOT })
     onTestFinished(() => {
       if (child.exitCode === null) child.kill('SIGKILL')
@@ -20,5 +21,6 @@ describe('emulator CLI, stream-shape flags', () => {
     const url = /http:\/\/127\.0\.0\.1:\d+/.exec(stdout)?.[0] ?? ''
     const options = (await (await fetch(`${url}/emulator/config`, { method: 'POST', body: '{}' })).json()) as Record<string, unknown>
     expect(options).toMatchObject({ mergeTokens: 3, deadShutdownMs: 250, reasoningField: 'reasoning_null', engineDead: false })
+    expect(options).toMatchObject({ preprocessMsPerToken: 0.5, apiServerLagMs: 5 })
   })
 })
