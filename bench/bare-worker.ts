@@ -3,7 +3,7 @@
 // Never deployed: it exists only as a bundle built by the benchmark.
 import { Hono } from 'hono'
 import { requestId } from 'hono/request-id'
-import { loadConfig } from '../src/config.ts'
+import { loadConfig } from '../src/middleware/config.ts'
 import type { AppEnv } from '../src/env.ts'
 import { renderError } from '../src/errors.ts'
 import { newChatRequestHold, relayChat } from '../src/relay/chat-relay.ts'

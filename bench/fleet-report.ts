@@ -98,7 +98,11 @@ function targetsAt80(byLevel: Record<string, Partial<Record<Policy, PolicySummar
   }
 }
 
-function markdown(setup: Setup, policies: readonly Policy[], summary: { date: string; isolates: Summaries; kill: KillResult | null }): string[] {
+function markdown(
+  setup: Setup,
+  policies: readonly Policy[],
+  summary: { date: string; isolates: Summaries; kill: KillResult | null },
+): string[] {
   const lines = [
     '# Fleet routing simulation',
     '',
@@ -137,7 +141,13 @@ function markdown(setup: Setup, policies: readonly Policy[], summary: { date: st
 }
 
 /** Writes bench/results/NAME.{json,md} (NAME: fleet unless given). */
-export function report(setup: Setup, results: Results, kill: KillResult | null, policies: readonly Policy[] = POLICIES, name = 'fleet'): void {
+export function report(
+  setup: Setup,
+  results: Results,
+  kill: KillResult | null,
+  policies: readonly Policy[] = POLICIES,
+  name = 'fleet',
+): void {
   const isolates: Summaries = Object.fromEntries(
     Object.entries(results).map(([n, byLevel]) => [
       n,

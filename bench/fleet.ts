@@ -24,7 +24,6 @@ import {
 } from './fleet-traffic.ts'
 import { ALL_POLICIES, POLICIES, report, type KillResult, type PhaseResult, type Policy, type Results } from './fleet-report.ts'
 import { percentile, round } from './stats.ts'
-import { hedgeComparison, reportHedge } from './fleet-hedge.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const numbers = (text: string) => text.split(',').map(Number)
@@ -148,6 +147,3 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 }
 
 await main()
-
-// BENCH_HEDGE=1: hedging on and off side by side after the routing phases (bench/fleet-hedge.ts).
-if (process.env.BENCH_HEDGE === '1') console.log(reportHedge(await hedgeComparison()))

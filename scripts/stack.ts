@@ -68,7 +68,7 @@ export interface ServedWorker {
 export interface ServeOptions {
   /** API keys to create in the KEYS namespace before serving (secret -> record fields). */
   keys?: { secret: string; fields?: Partial<KeyRecord> }[]
-  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession, FleetLoad; default true); false for scripts that do not export them. */
+  /** Bind the Durable Objects (KeyLimiter, TelemetryAggregator, StreamSession, DashboardLink, BackendSlots; default true); false for scripts that do not export them. */
   limiter?: boolean
   /** Serve Miniflare's /cdn-cgi/local/scheduled, which runs the Worker's cron handler (default false). */
   triggerHandlers?: boolean
@@ -114,7 +114,6 @@ function durableObjects(scriptName?: string) {
     TELEMETRY: object('TelemetryAggregator'),
     STREAMS: object('StreamSession'),
     DASHBOARD_LINKS: object('DashboardLink'),
-    FLEET_LOAD: object('FleetLoad'),
     BACKEND_SLOTS: object('BackendSlots'),
   }
 }

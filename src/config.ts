@@ -1,5 +1,4 @@
-import { createMiddleware } from 'hono/factory'
-import type { AppEnv, WorkerEnv } from './env.ts'
+import type { WorkerEnv } from './bindings.ts'
 import { misconfigured } from './errors.ts'
 import { parseBackends, type Backend } from './fleet/backends.ts'
 import { DEFAULT_CIRCUIT, type CircuitOptions } from './fleet/circuit.ts'
@@ -74,24 +73,10 @@ export interface FleetConfig {
   failoverAttempts: number
   selection: SelectionOptions
   circuit: CircuitOptions
-  hedge: HedgeConfig
-  /** SHARED_PLACEMENTS=on: conversation placements are swapped between isolates (src/fleet/placements.ts). */
-  sharedPlacements: boolean
+  /** HEDGING=on: a request its backend queued is hedged (docs/fleet.md, Hedging); a key's record can turn it off for that key. */
+  hedging: boolean
   /** SLOT_LEDGERS=on: every upstream request holds a lease on the fleet's slot ledger (src/fleet/slots.ts). */
   slotLedgers: boolean
-}
-
-/** Hedged first tokens (docs/fleet.md, Hedging). */
-export interface HedgeConfig {
-  /** HEDGING=off: never (a key's record can also turn it off for that key). */
-  enabled: boolean
-  /** The hedge deadline is this percentile (0-100) of the backend's recent TTFT... */
-  percentile: number
-  /** ...bounded by these (ms); with too few samples the max is the deadline. */
-  minDelayMs: number
-  maxDelayMs: number
-  /** Hedges at most this share of the isolate's requests over a sliding window. */
-  maxShare: number
 }
 
 export interface RateLimitConfig {
@@ -143,12 +128,6 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
   return config
 }
 
-/** Puts the parsed configuration on the context; a misconfigured deployment answers 500 with why. */
-export const loadConfig = createMiddleware<AppEnv>(async function loadConfig(c, next) {
-  c.set('config', readConfig(c.env))
-  await next()
-})
-
 /** BACKEND_REASONING_PARSER: the --reasoning-parser of the BACKEND_URLS backends. */
 function reasoningParserOf(value: string | undefined): ReasoningParser {
   const parser = (value ?? 'deepseek_r1') as ReasoningParser
@@ -188,22 +167,9 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       // A third of the headers deadline: far above vLLM's milliseconds, well before the deadline.
       stallMs: Math.ceil(positiveInteger('UPSTREAM_HEADERS_TIMEOUT_MS', env.UPSTREAM_HEADERS_TIMEOUT_MS) / 3),
     },
-    hedge: readHedgeConfig(env),
-    sharedPlacements: onOff('SHARED_PLACEMENTS', env.SHARED_PLACEMENTS),
+    hedging: onOff('HEDGING', env.HEDGING),
     slotLedgers: onOff('SLOT_LEDGERS', env.SLOT_LEDGERS),
   }
-}
-
-function readHedgeConfig(env: WorkerEnv): HedgeConfig {
-  if (env.HEDGING !== 'on' && env.HEDGING !== 'off') throw misconfigured('HEDGING must be "on" or "off".')
-  const percentile = Number(env.HEDGE_PERCENTILE)
-  if (!(percentile > 0 && percentile <= 100)) throw misconfigured('HEDGE_PERCENTILE must be a number in (0, 100].')
-  const maxShare = Number(env.HEDGE_MAX_SHARE)
-  if (!(maxShare >= 0 && maxShare <= 1)) throw misconfigured('HEDGE_MAX_SHARE must be a number in [0, 1].')
-  const minDelayMs = positiveInteger('HEDGE_MIN_DELAY_MS', env.HEDGE_MIN_DELAY_MS)
-  const maxDelayMs = positiveInteger('HEDGE_MAX_DELAY_MS', env.HEDGE_MAX_DELAY_MS)
-  if (maxDelayMs < minDelayMs) throw misconfigured('HEDGE_MAX_DELAY_MS must be at least HEDGE_MIN_DELAY_MS.')
-  return { enabled: env.HEDGING === 'on', percentile, minDelayMs, maxDelayMs, maxShare }
 }
 
 function readRateLimits(env: WorkerEnv): RateLimitConfig {

@@ -1,7 +1,7 @@
 import { Hono } from 'hono'
 import { requestId } from 'hono/request-id'
-import { loadConfig } from './config.ts'
 import type { AppEnv, WorkerEnv } from './env.ts'
+import { loadConfig } from './middleware/config.ts'
 import { runHealthProbe } from './fleet/probe.ts'
 import { renderError } from './errors.ts'
 import { requireKey } from './middleware/auth.ts'

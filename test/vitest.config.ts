@@ -11,6 +11,8 @@ const nodeTests = [
   'test/scripts/**/*.test.ts',
   'test/gpu-backend/**/*.test.ts',
   'test/docs/**/*.test.ts',
+  // Reads src/ from disk: the import graph.
+  'test/architecture/**/*.test.ts',
 ]
 
 export default defineConfig({

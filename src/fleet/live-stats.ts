@@ -1,14 +1,13 @@
 // What this isolate sees of each backend while relaying: requests in flight, recent time to first
 // token, and its circuit breaker. Per isolate and immediate (no storage); the cron probe's KV
-// snapshot adds the fleet-wide view (docs/fleet.md lists how fresh each signal is).
+// snapshot and the slot ledger's counts add the fleet-wide view (docs/fleet.md lists how fresh each signal is).
 import { CircuitBreaker, DEFAULT_CIRCUIT, type CircuitOptions } from './circuit.ts'
 import { PLACEMENTS_PER_EXCHANGE, type Placement, type PlacementExchange, type PlacementNews, type PlacementPeer } from './placements.ts'
-import type { GatewayConfig } from '../config.ts'
 
 /** TTFT samples kept per backend, and how old a sample may be. */
 const TTFT_SAMPLES = 32
 const TTFT_MAX_AGE_MS = 5 * 60_000
-/** In-flight history kept per backend: longer than a fleet load view is trusted (3 s), and bounded. */
+/** In-flight history kept per backend: longer than a ledger count is trusted (3 s), and bounded. */
 const IN_FLIGHT_HISTORY_MS = 5_000
 const IN_FLIGHT_CHANGES = 1_024
 
@@ -23,8 +22,8 @@ export class BackendLiveStats {
   #inFlight = 0
   /**
    * Each change of the in-flight count in the last IN_FLIGHT_HISTORY_MS, oldest first, and the
-   * count before the first: what this isolate had at the backend when a fleet load view scraped
-   * it (inFlightAt), so the view's count can be split into this isolate's and the others'.
+   * count before the first: what this isolate had at the backend when its slot ledger counted it
+   * (inFlightAt), so the ledger's count can be split into this isolate's and the others'.
    */
   #changes: { at: number; count: number }[] = []
   #before = 0
@@ -164,14 +163,17 @@ export class LiveStats implements PlacementPeer {
   }
 }
 
-const byConfig = new WeakMap<GatewayConfig, LiveStats>()
+const byOwner = new WeakMap<object, LiveStats>()
 
-/** The isolate's live stats; one set per configuration (a test's changed settings start afresh). */
-export function liveStatsFor(config: GatewayConfig): LiveStats {
-  let stats = byConfig.get(config)
+/**
+ * The isolate's live stats, one set per `owner` (the parsed configuration: a test's changed
+ * settings start afresh), with that configuration's circuit options.
+ */
+export function liveStatsFor(owner: object, circuit: CircuitOptions): LiveStats {
+  let stats = byOwner.get(owner)
   if (!stats) {
-    stats = new LiveStats(config.fleet.circuit)
-    byConfig.set(config, stats)
+    stats = new LiveStats(circuit)
+    byOwner.set(owner, stats)
   }
   return stats
 }

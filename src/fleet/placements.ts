@@ -2,10 +2,10 @@
 // turn, so holds its prefix in vLLM's cache. Rendezvous hashing already sends a conversation to
 // the same backend from any isolate, but only while that backend has a free slot; a turn that
 // overflowed elsewhere was remembered by its own isolate alone, and the next turn, landing on
-// another isolate, missed the cache. Isolates now swap their new placements through the FleetLoad
-// object on the read they make anyway (at most once a second), so a follow-up more than a second
-// after the last turn finds its backend wherever it lands. A hint, never an arbiter: a placement
-// lost (an object evicted, an exchange failed) costs one prefill, so nothing here is stored.
+// another isolate, missed the cache. Isolates swap their new placements on the slot ledger's claim
+// (src/fleet/slots.ts), the call every upstream request makes anyway, so a follow-up that comes after
+// the isolate's next request finds its backend wherever it lands. A hint, never an arbiter: a
+// placement lost (an object evicted, an exchange failed) costs one prefill, so nothing here is stored.
 
 /** A conversation (its prefix key, see prefixKeyOf) and the backend that served its last turn. */
 export interface Placement {
@@ -26,7 +26,7 @@ export interface PlacementNews {
   seq: number
 }
 
-/** At most this many placements go either way in one exchange (a second of a busy isolate's turns). */
+/** At most this many placements go either way in one exchange (more than a busy isolate makes between two requests). */
 export const PLACEMENTS_PER_EXCHANGE = 512
 /** The object keeps this many: several seconds of the whole fleet's turns. */
 export const PLACEMENT_LOG_ENTRIES = 8_192

@@ -1,8 +1,7 @@
 // Which backends may serve a request, and in what order to try them. Pure: the fleet, its last
-// health snapshot, the fleet-wide load view and this isolate's live stats in, an ordered
-// candidate list out.
+// health snapshot and this isolate's live stats (with the slot ledger's last counts) in, an
+// ordered candidate list out.
 import type { BackendLiveStats } from './live-stats.ts'
-import type { BackendLoad, FleetLoadView } from './load-view.ts'
 import type { BackendRecord, HealthSnapshot } from './records.ts'
 
 export type RoutingPolicy = 'smart' | 'weighted_random' | 'round_robin'
@@ -15,10 +14,6 @@ export interface SelectionInput {
   prefixKey: string | null
   /** The backend this isolate last sent the conversation to, if it remembers one. */
   recall?: (prefixKey: string) => string | undefined
-  /** The backend's median TTFT across the fleet's traffic (KV aggregates), when known. */
-  globalTtftMs?: (id: string) => number | undefined
-  /** The FleetLoad object's last scrape of every backend's /metrics, as this isolate last read it. */
-  fleetLoad?: FleetLoadView | null
   now: number
   options: SelectionOptions
 }
@@ -27,7 +22,7 @@ export interface SelectionOptions {
   policy: RoutingPolicy
   /** A snapshot older than this is ignored (the probe runs every minute). */
   healthMaxAgeMs: number
-  /** A fleet load view entry older than this is unknown (not idle): the scrape stopped or failed. */
+  /** The slot ledger's last count of a backend is trusted this long (then: this isolate's own count). */
   loadMaxAgeMs: number
   /** A backend is saturated at maxConcurrency × this many requests (running plus queued). */
   queueFactor: number
@@ -41,8 +36,8 @@ export interface Candidate {
   backend: BackendRecord
   /**
    * Requests there now (running plus queued), estimated: the other isolates' count as the slot
-   * ledger's last answer or a fresh fleet load view gave it, whichever is newer, plus this
-   * isolate's own now; else this isolate's own in flight plus the queue of the cron snapshot (see loadOf).
+   * ledger's last answer gave it plus this isolate's own now; else this isolate's own in flight plus
+   * the queue of the cron snapshot (see loadOf).
    */
   load: number
 }
@@ -69,13 +64,7 @@ export const MAX_EJECTED_SHARE = 0.5
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
   const { inRotation, ejected } = rotation(input)
-  const seen = inRotation.map((backend) => freshLoad(backend.id, input))
-  const shares = inRotation.flatMap((backend, i) => {
-    const load = seen[i]
-    return load ? [viewedCount(load) / backend.maxConcurrency] : []
-  })
-  const meanShare = shares.length === 0 ? null : shares.reduce((sum, share) => sum + share, 0) / shares.length
-  const eligible = inRotation.map((backend, i) => ({ backend, load: loadOf(backend, seen[i] ?? null, meanShare, input) }))
+  const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
   const active = open.filter((candidate) => candidate.backend.state === 'active' && !ejected.has(candidate.backend.id))
   const draining = open.filter((candidate) => candidate.backend.state === 'draining' && !ejected.has(candidate.backend.id))
@@ -128,10 +117,10 @@ function order(candidates: Candidate[], input: SelectionInput): Candidate[] {
  * for this model; a backend that much slower to its typical first token (a sick GPU, a slow
  * link) costs more than that on every turn it keeps. Without this, the hash and the remembered
  * placements kept sending a 300 ms straggler its quarter of the conversations at 70% load, when
- * the other three had room (bench/results/fleet-hedge-straggler-70*.md). The median, not the
- * mean: a loaded backend's few queued turns (hundreds of ms) lift its mean over the bar while its
- * typical turn is fast; judged by the mean, over 8 isolates at 80% load, conversations left their
- * cached backends and p99 TTFT doubled (bench/results/fleet-straggler-rule.md).
+ * the other three had room. The median, not the mean: a loaded backend's few queued turns (hundreds
+ * of ms) lift its mean over the bar while its typical turn is fast; judged by the mean, over 8
+ * isolates at 80% load, conversations left their cached backends and p99 TTFT doubled
+ * (docs/fleet-experiments.md).
  */
 export const STRAGGLER_FACTOR = 3
 export const STRAGGLER_GAP_MS = 100
@@ -147,11 +136,10 @@ function isStraggler(preferred: Candidate, candidates: Candidate[], input: Selec
   })
 }
 
-/** The backend's median TTFT: of this isolate's samples when it has enough, else the fleet-wide one, else null. */
+/** The backend's median TTFT of this isolate's samples when it has enough of them, else null. */
 function measuredTtft(candidate: Candidate, input: SelectionInput): number | null {
   const stats = input.stats(candidate.backend.id)
-  const own = stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? stats.ttftQuantileMs(0.5, input.now) : null
-  return own ?? input.globalTtftMs?.(candidate.backend.id) ?? null
+  return stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? stats.ttftQuantileMs(0.5, input.now) : null
 }
 
 function isFull(candidate: Candidate): boolean {
@@ -164,53 +152,30 @@ function freshHealth(id: string, input: SelectionInput) {
   return snapshot.backends[id] ?? null
 }
 
-/** The backend's entry of the fleet load view, when it has both counts and is recent enough to trust. */
-function freshLoad(id: string, input: SelectionInput): BackendLoad | null {
-  const load = input.fleetLoad?.backends[id]
-  if (!load || load.running === null || load.waiting === null) return null
-  const age = input.now - load.scrapedAt
-  return Math.abs(age) <= input.options.loadMaxAgeMs ? load : null
-}
-
-function viewedCount(load: BackendLoad): number {
-  return (load.running ?? 0) + (load.waiting ?? 0)
-}
-
 /**
- * Requests at the backend. A fresh view counts every isolate's requests as of its scrape: less
- * what this isolate had there then, that is the other isolates' (as of the scrape); plus this
- * isolate's own now, which it knows exactly. So an isolate neither piles onto the backend that
- * looked idle a second ago nor counts its own requests that ended since. An unknown backend among known
- * ones is assumed as loaded as the known ones on average: never idle, which would draw every
- * request to it, nor full. With no fresh view at all, the isolate's own count and the cron
- * snapshot's queue decide, as they did before the view.
+ * Requests at the backend: the other isolates' as the slot ledger last counted them (fresh enough),
+ * plus this isolate's own now, which it knows exactly. Without a fresh count, this isolate's own in
+ * flight plus the queue of the cron snapshot.
  */
-function loadOf(backend: BackendRecord, seen: BackendLoad | null, meanShare: number | null, input: SelectionInput): number {
+function loadOf(backend: BackendRecord, input: SelectionInput): number {
   const stats = input.stats(backend.id)
-  // The slot ledger's last count, when newer than the view's scrape: the same split, fresher.
   const { ledger } = stats
-  if (ledger && input.now - ledger.at <= input.options.loadMaxAgeMs && (!seen || ledger.at >= seen.scrapedAt))
-    return ledger.others + stats.inFlight
-  if (seen) return Math.max(0, viewedCount(seen) - stats.inFlightAt(seen.scrapedAt)) + stats.inFlight
-  const local = stats.inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
-  return meanShare === null ? local : Math.max(local, meanShare * backend.maxConcurrency)
+  if (ledger && input.now - ledger.at <= input.options.loadMaxAgeMs) return ledger.others + stats.inFlight
+  return stats.inFlight + (freshHealth(backend.id, input)?.waiting ?? 0)
 }
 
-/** An isolate's own TTFT samples are trusted over the global view from this many on. */
+/** The straggler rule judges a backend by its median only from this many of this isolate's samples on. */
 export const OWN_TTFT_SAMPLES_TRUSTED = 8
 
 /**
- * Expected time to first token: the backend's recent TTFT, stretched by how full it is, and
- * shared out by weight. Lower is better. The isolate's own samples are the freshest, but an
- * isolate that has sent a backend few requests knows little: then the fleet-wide median from KV
- * (a few minutes old at most) decides, and only without either the default.
+ * Expected time to first token: the backend's recent TTFT (this isolate's samples; the default
+ * without any), stretched by how full it is, and shared out by weight. Lower is better. A
+ * fleet-wide median from KV was measured as an input and removed: it paid nothing beyond the
+ * noise (docs/fleet-experiments.md).
  */
 function expectedTtft(candidate: Candidate, input: SelectionInput): number {
   const { backend, load } = candidate
-  const stats = input.stats(backend.id)
-  const own = stats.recentTtftMs(input.now)
-  const trusted = own !== null && stats.ttftSamples(input.now) >= OWN_TTFT_SAMPLES_TRUSTED ? own : null
-  const ttft = trusted ?? input.globalTtftMs?.(backend.id) ?? own ?? input.options.defaultTtftMs
+  const ttft = input.stats(backend.id).recentTtftMs(input.now) ?? input.options.defaultTtftMs
   return (ttft * (1 + load / backend.maxConcurrency)) / backend.weight
 }
 
@@ -234,12 +199,12 @@ function affinityChoice(candidates: Candidate[], prefixKey: string, remembered: 
   }
   // Affinity never waits for a slot: a cached prefix saves one prefill (tens of ms), while the
   // queued turn waits for the shortest running generation to end, which took p99 TTFT to 2-3x
-  // round robin's in bench:fleet (bench/results/fleet.md). With the fleet load view the load is
+  // round robin's in bench:fleet (docs/fleet-experiments.md). With the slot ledger the load is
   // known fleet-wide, so "free" is what all isolates sent, not this isolate's share.
   if (!best || best.load >= best.backend.maxConcurrency) return null
   // A remembered placement holds the whole conversation so far: worth more than the balance the
   // load bound keeps, and every isolate that overrides it sends the next turn's isolates to a
-  // backend that no longer holds the latest turn (bench/results/fleet-remembered-*.md).
+  // backend that no longer holds the latest turn (docs/fleet-experiments.md).
   if (best.backend.id === remembered) return best
   const meanLoad = candidates.reduce((sum, c) => sum + c.load / c.backend.maxConcurrency, 0) / candidates.length
   const ownLoad = best.load / best.backend.maxConcurrency

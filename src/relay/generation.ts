@@ -2,11 +2,12 @@ import type { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
 import type { Outcome } from '../telemetry/record.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
-import { ErrorEventBeforeData } from './attempts.ts'
+import { ErrorEventBeforeData } from '../dispatch/attempts.ts'
 import { carriesToken, type UpstreamChunk } from './chunk.ts'
-import type { HedgePlan } from './hedge.ts'
-import { HedgeRace, LaneFailure } from './hedge-race.ts'
-import type { UpstreamCall } from './upstream-call.ts'
+import type { NextSource, RelaySource } from '../dispatch/source.ts'
+import type { GenerationSink } from './sink.ts'
+import type { HedgePlan } from '../dispatch/hedge.ts'
+import { HedgeRace, LaneFailure } from '../dispatch/hedge-race.ts'
 
 // The generation engine: one upstream generation read to its end, for every way a client gets
 // it (the OpenAI SSE pass-through, the stream: false collector, the stream sessions' named
@@ -15,31 +16,8 @@ import type { UpstreamCall } from './upstream-call.ts'
 // the first token). What a client sees is the sink's business. It is push-based: each chunk
 // reaches the sink in the turn its bytes were parsed.
 
-/** An accepted upstream request: its event stream and its call. */
-export interface RelaySource {
-  upstream: ReadableStream<Uint8Array>
-  call: UpstreamCall
-  /** The backend runs without a reasoning parser (see ChunkReader). */
-  reasoningInContent?: boolean
-}
-
-/** Failover: the next accepted source after `source` failed with `error`, or null to end with the failure. */
-export type NextSource<S extends RelaySource> = (source: S, error: unknown) => Promise<S | null>
-
-export type DataChunk = Extract<UpstreamChunk, { kind: 'delta' | 'usage' }>
-
-export interface GenerationSink {
-  /** Whether anything reached the client: from then on a failed backend cannot be replaced. */
-  readonly committed: boolean
-  /** One chunk; `firstToken` is true for the first that carries reasoning or answer text. */
-  chunk(chunk: DataChunk, firstToken: boolean): void
-  /** A backend error event once committed; the engine then reads on to [DONE] or stops (`afterBackendError`). */
-  backendError(error: ApiError, data: string): void
-  /** After each upstream read: hand out what was produced; a promise to await is backpressure. */
-  afterRead(): Promise<unknown> | undefined
-  /** A failover replaces the attempt: forget what the last one produced (it never reached anyone). */
-  restart?(): void
-}
+export type { NextSource, RelaySource } from '../dispatch/source.ts'
+export type { DataChunk, GenerationSink } from './sink.ts'
 
 export interface GenerationOptions<S extends RelaySource = RelaySource> {
   /** After a backend error event once committed: pass it on and read to [DONE], or stop there. */

@@ -3,7 +3,7 @@ import { ClientSseWriter } from './client-writer.ts'
 import { runGeneration, type DataChunk, type GenerationEnd, type GenerationSink, type NextSource, type RelaySource } from './generation.ts'
 import { DONE_FRAME, backendErrorFrame, dataFrame, streamErrorFrame } from './sse.ts'
 import { ApiError } from '../errors.ts'
-import type { HedgePlan } from './hedge.ts'
+import type { HedgePlan } from '../dispatch/hedge.ts'
 
 export type { RelaySource } from './generation.ts'
 

@@ -1,7 +1,7 @@
-import type { Attempt } from '../relay/attempts.ts'
+import type { Attempt } from '../dispatch/attempts.ts'
 import type { ChunkChoice } from '../relay/chunk.ts'
 import { runGeneration, type DataChunk, type GenerationEnd, type GenerationSink } from '../relay/generation.ts'
-import type { OpenedAttempts } from '../relay/open-attempts.ts'
+import type { OpenedAttempts } from '../dispatch/open-attempts.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { textData, usageData, type StreamEventName } from './events.ts'
 

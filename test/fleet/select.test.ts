@@ -262,18 +262,3 @@ describe('rankBackends', () => {
     expect(counts.a / 2_000).toBeLessThan(0.82)
   })
 })
-
-describe('the fleet-wide latency view in ranking', () => {
-  it('ranks by the global median TTFT when this isolate has few samples of its own', () => {
-    const ranked = input([backend('a'), backend('b')], { globalTtftMs: (id) => (id === 'a' ? 400 : 90) })
-    // One fast sample of its own for a says little against the fleet's 400 ms median.
-    ranked.live.of('a').observeTtft(20, ranked.now)
-    expect(ids(rankBackends(ranked))).toEqual(['b', 'a'])
-  })
-
-  it('trusts its own samples over the global view once it has enough of them', () => {
-    const ranked = input([backend('a'), backend('b')], { globalTtftMs: (id) => (id === 'a' ? 400 : 90) })
-    for (let i = 0; i < OWN_TTFT_SAMPLES_TRUSTED; i++) ranked.live.of('a').observeTtft(20, ranked.now)
-    expect(ids(rankBackends(ranked))).toEqual(['a', 'b'])
-  })
-})

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { relaySse } from '../../src/relay/stream.ts'
-import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
 import { manualStream, streamOf } from '../support/streams.ts'
 import { frameReader, frames, readAll } from '../support/sse.ts'
 

@@ -4,7 +4,7 @@
 // does not fit.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { readContextRefusal } from '../../src/relay/context-refusal.ts'
+import { readContextRefusal } from '../../src/dispatch/context-refusal.ts'
 import { estimatePromptTokens } from '../../src/schema/token-estimate.ts'
 import { keyWithLimits, type LimitedKey } from '../support/limits.ts'
 import { MODEL, postChat } from '../support/worker.ts'

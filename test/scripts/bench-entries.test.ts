@@ -57,7 +57,7 @@ describe('the benchmark bare entry', () => {
     const bare = await buildWorker({ script: 'bench/bare-worker.ts', outdir: `bare-test-${process.pid}` })
     built.push(bare)
     const code = readFileSync(bare, 'utf8')
-    for (const name of ['KeyLimiter', 'TelemetryAggregator', 'StreamSession', 'DashboardLink', 'FleetLoad']) expect(code).toContain(name)
+    for (const name of ['KeyLimiter', 'TelemetryAggregator', 'StreamSession', 'DashboardLink', 'BackendSlots']) expect(code).toContain(name)
 
     const emulator = await spawnEmulator(['--served-model-name', 'deepseek-r1-distill-qwen-1.5b', '--ttft-ms', '1', '--itl-ms', '1'])
     const worker = await serveWorker(bare, { BACKEND_URLS: emulator.url })

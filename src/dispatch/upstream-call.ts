@@ -1,8 +1,8 @@
-import type { Blame } from '../dispatch/verdict.ts'
+import type { Blame } from './verdict.ts'
 import { ApiError } from '../errors.ts'
 import type { Stage } from '../fleet/circuit.ts'
 import type { TokenUse } from '../limits/ledger.ts'
-import type { UpstreamChunk } from './chunk.ts'
+import type { UpstreamChunk } from '../relay/chunk.ts'
 
 /**
  * Why an upstream call was stopped. headers_timeout and first_event_timeout: a missed deadline that

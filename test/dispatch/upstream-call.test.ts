@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ChunkReader } from '../../src/relay/chunk.ts'
-import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
 
 const readChunk = (data: string) => new ChunkReader().read(data)
 const head = '"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m"'

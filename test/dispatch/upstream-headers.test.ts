@@ -7,7 +7,7 @@
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
-import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
 import { TEST_SECRET } from '../support/keys.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetStats, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
 import { chatBody } from '../support/worker.ts'

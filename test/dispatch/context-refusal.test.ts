@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { readContextRefusal, roomLeft } from '../../src/relay/context-refusal.ts'
+import { readContextRefusal, roomLeft } from '../../src/dispatch/context-refusal.ts'
 
 // v0.11.0's texts, as `serving_engine.py` _validate_input formats them and chat's f"{e} {e.__cause__}" ends them.
 const tooLarge = (m: number, n: number, limit = 4096) =>

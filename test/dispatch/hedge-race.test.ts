@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import type { RelaySource } from '../../src/relay/generation.ts'
-import type { HedgePlan, HedgeReason, HedgeWinner } from '../../src/relay/hedge.ts'
+import type { HedgePlan, HedgeWinner } from '../../src/dispatch/hedge.ts'
 import { relaySse } from '../../src/relay/stream.ts'
-import { UpstreamCall } from '../../src/relay/upstream-call.ts'
+import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
 import { manualStream } from '../support/streams.ts'
 import { frames, readAll } from '../support/sse.ts'
 
@@ -22,12 +22,12 @@ function source() {
   return { upstream, source: { upstream: upstream.stream, call } satisfies RelaySource }
 }
 
-/** A plan that hedges at once with `hedge`, and says what the race did. */
+/** A plan whose primary is queued at once, hedged with `hedge`, and that says what the race did. */
 function planWith(hedge: RelaySource | null) {
   const { promise: started, resolve } = Promise.withResolvers<void>()
   const seen = { dropped: [] as RelaySource[], won: [] as HedgeWinner[] }
   const plan: HedgePlan<RelaySource> = {
-    delayMs: () => 0,
+    queued: () => Promise.resolve(true),
     start: async () => {
       resolve()
       return hedge
@@ -98,63 +98,59 @@ describe('the hedge race', () => {
   })
 
   describe('a primary its backend has queued (the slot ledger said so)', () => {
-    /** A plan with a long deadline whose `queued` the test settles, recording each start's reason. */
-    function queuedPlan(hedge: RelaySource, delayMs: number) {
+    /** A plan whose `queued` the test settles, counting the hedges started. */
+    function queuedPlan(hedge: RelaySource) {
       const queued = Promise.withResolvers<boolean>()
-      const reasons: HedgeReason[] = []
+      const starts: number[] = []
       const plan: HedgePlan<RelaySource> = {
-        delayMs: () => delayMs,
         queued: () => queued.promise,
-        start: async (reason) => {
-          reasons.push(reason)
+        start: async () => {
+          starts.push(Date.now())
           return hedge
         },
         dropped: () => undefined,
         won: () => undefined,
       }
-      return { plan, queued, reasons }
+      return { plan, queued, starts }
     }
 
-    it('starts the hedge at once, without waiting for the deadline', async () => {
+    it('starts the hedge as soon as the ledger says so, and not before', async () => {
       const primary = source()
       const hedge = source()
-      const { plan, queued, reasons } = queuedPlan(hedge.source, 60_000)
+      const { plan, queued, starts } = queuedPlan(hedge.source)
       const body = relay(primary.source, plan)
       await turn()
-      expect(reasons).toEqual([])
+      expect(starts).toHaveLength(0)
       queued.resolve(true)
       await turn()
-      expect(reasons).toEqual(['queued'])
+      expect(starts).toHaveLength(1)
       hedge.upstream.push(sse(role('H'), '[DONE]'))
       expect(frames(await readAll(body))).toEqual([`data: ${role('H')}`, 'data: [DONE]'])
       expect(primary.source.call.signal.aborted).toBe(true)
     })
 
-    it('waits for the deadline when the backend had a free slot', async () => {
+    it('never hedges a primary the ledger counted with a free slot', async () => {
       const primary = source()
       const hedge = source()
-      const { plan, queued, reasons } = queuedPlan(hedge.source, 30)
+      const { plan, queued, starts } = queuedPlan(hedge.source)
       const body = relay(primary.source, plan)
       queued.resolve(false)
       await turn()
-      expect(reasons).toEqual([])
-      await new Promise((resolve) => setTimeout(resolve, 40))
-      expect(reasons).toEqual(['deadline'])
-      hedge.upstream.push(sse(role('H'), '[DONE]'))
-      await readAll(body)
+      primary.upstream.push(sse(role('P'), '[DONE]'))
+      expect(frames(await readAll(body))).toEqual([`data: ${role('P')}`, 'data: [DONE]'])
+      expect(starts).toHaveLength(0)
     })
 
-    it("keeps the next round's deadline when a failed primary's answer comes after it failed over", async () => {
+    it("does not hedge the replacement when a failed primary's answer comes after it failed over", async () => {
       const primary = source()
       const replacement = source()
       const hedge = source()
       const queued = Promise.withResolvers<boolean>()
-      const reasons: HedgeReason[] = []
+      let starts = 0
       const plan: HedgePlan<RelaySource> = {
-        delayMs: (attempt) => (attempt === primary.source ? 60_000 : 30),
         queued: (attempt) => (attempt === primary.source ? queued.promise : Promise.resolve(false)),
-        start: async (reason) => {
-          reasons.push(reason)
+        start: async () => {
+          starts++
           return hedge.source
         },
         dropped: () => undefined,
@@ -168,23 +164,10 @@ describe('the hedge race', () => {
       primary.upstream.push(sse(engineError))
       await turn()
       queued.resolve(true)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-      expect(reasons).toEqual(['deadline'])
-      hedge.upstream.push(sse(role('H'), '[DONE]'))
-      await readAll(body)
-    })
-
-    it('hedges once when the answer comes after the deadline already started the hedge', async () => {
-      const primary = source()
-      const hedge = source()
-      const { plan, queued, reasons } = queuedPlan(hedge.source, 0)
-      const body = relay(primary.source, plan)
       await turn()
-      queued.resolve(true)
-      await turn()
-      expect(reasons).toEqual(['deadline'])
-      hedge.upstream.push(sse(role('H'), '[DONE]'))
-      await readAll(body)
+      expect(starts).toBe(0)
+      replacement.upstream.push(sse(role('R'), '[DONE]'))
+      expect(frames(await readAll(body))).toEqual([`data: ${role('R')}`, 'data: [DONE]'])
     })
   })
 })

@@ -1,11 +1,12 @@
-import { ChunkReader, type UpstreamChunk } from './chunk.ts'
-import { pumpEvents } from './events.ts'
-import type { GenerationSink, RelaySource } from './generation.ts'
-import type { HedgePlan, HedgeReason, HedgeWinner } from './hedge.ts'
+import { ChunkReader, type UpstreamChunk } from '../relay/chunk.ts'
+import { pumpEvents } from '../relay/events.ts'
+import type { GenerationSink } from '../relay/sink.ts'
+import type { RelaySource } from './source.ts'
+import type { HedgePlan, HedgeWinner } from './hedge.ts'
 import { upstreamTruncated } from './upstream-call.ts'
 
 // The reading side of the generation engine: one source read at a time, or, while no data event
-// has arrived, two raced (hedged first tokens). The first source to send a data event is crowned
+// has arrived, two raced (a queued request's hedge). The first source to send a data event is crowned
 // and the other is stopped in that same turn, before the chunk reaches the engine, so the sink
 // only ever sees the winner's events.
 
@@ -41,14 +42,13 @@ export interface RaceOptions<S> {
 /**
  * One round per source the engine hands it (the first, then each failover replacement). A round
  * resolves with the source that read to its end, or rejects with a LaneFailure. A hedge starts at
- * most once per request, only before the sink committed, after the plan's delay.
+ * most once per request, only before the sink committed, when the plan says the primary is queued.
  */
 export class HedgeRace<S extends RelaySource> {
   #options: RaceOptions<S>
   #lanes: Lane<S>[] = []
   #winner: Lane<S> | null = null
   #round: PromiseWithResolvers<S> | null = null
-  #timer: ReturnType<typeof setTimeout> | null = null
   /** The round whose hedge was started (at most one per request), and whether it was raced or is opening. */
   #hedgeRound: PromiseWithResolvers<S> | null = null
   #hedgeRaced = false
@@ -68,16 +68,12 @@ export class HedgeRace<S extends RelaySource> {
     this.#lanes = []
     this.#launch(primary, 'primary')
     const { plan, sink } = this.#options
-    // The hedge deadline: the primary's events flow meanwhile; past it, a second backend is asked too.
+    // Known to be queued behind full slots: a second backend is asked while the primary's events
+    // flow. Only while its round is on: a late answer about a primary that failed over says nothing
+    // about its replacement. Whether a hedge may start is #hedge's to decide.
     if (plan && !this.#hedgeRound && !sink.committed) {
-      this.#timer = setTimeout(() => void this.#hedge(plan, round, 'deadline'), plan.delayMs(primary))
-      // Known to be queued behind full slots: waiting for the deadline would only add to its wait.
-      // Only while its round is on: a late answer about a primary that failed over must not cancel
-      // the next round's deadline. Whether a hedge may start is #hedge's to decide.
-      void plan.queued?.(primary).then((queued) => {
-        if (!queued || this.#round !== round) return
-        clearTimeout(this.#timer)
-        void this.#hedge(plan, round, 'queued')
+      void plan.queued(primary).then((queued) => {
+        if (queued && this.#round === round) void this.#hedge(plan, round)
       })
     }
     return round.promise
@@ -85,7 +81,6 @@ export class HedgeRace<S extends RelaySource> {
 
   /** The engine is done: no hedge may start any more, and nothing but the winner keeps running. */
   close(): void {
-    clearTimeout(this.#timer)
     this.#round = null
     for (const lane of this.#lanes) if (lane !== this.#winner) this.#stop(lane)
   }
@@ -121,7 +116,6 @@ export class HedgeRace<S extends RelaySource> {
   #crown(lane: Lane<S>): void {
     if (this.#winner) return
     this.#winner = lane
-    clearTimeout(this.#timer)
     const loser = this.#lanes.find((other) => other !== lane) ?? null
     if (loser) this.#stop(loser)
     this.#lanes = [lane]
@@ -138,17 +132,16 @@ export class HedgeRace<S extends RelaySource> {
     if (error === null) return round.resolve(lane.source)
     // The other source runs on: this failure is its backend's, not the request's.
     if (this.#lanes.length > 0) return this.#options.plan?.dropped(lane.source, error)
-    clearTimeout(this.#timer)
     if (this.#opening) this.#orphan = new LaneFailure(lane.source, error)
     else round.reject(new LaneFailure(lane.source, error))
   }
 
-  async #hedge(plan: HedgePlan<S>, round: PromiseWithResolvers<S>, reason: HedgeReason): Promise<void> {
+  async #hedge(plan: HedgePlan<S>, round: PromiseWithResolvers<S>): Promise<void> {
     if (this.#winner || this.#round !== round || this.#options.sink.committed || this.#hedgeRound) return
     this.#hedgeRound = round
     this.#hedgeRaced = true
     this.#opening = true
-    const hedge = await plan.start(reason).catch(() => null)
+    const hedge = await plan.start().catch(() => null)
     this.#opening = false
     const orphan = this.#orphan
     this.#orphan = null

@@ -1,14 +1,13 @@
-import { judgeMissedDeadline, type Blame, type MissedDeadline } from '../dispatch/verdict.ts'
+import { judgeMissedDeadline, type Blame, type MissedDeadline } from './verdict.ts'
 import { ApiError } from '../errors.ts'
 import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
 import type { BackendRecord } from '../fleet/records.ts'
 import type { Candidate } from '../fleet/select.ts'
 import type { SlotClaim, SlotLedger } from '../fleet/slots.ts'
-import type { HedgeConfig } from '../config.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { readContextRefusal, roomLeft } from './context-refusal.ts'
-import { hedgeDelayMs, type HedgeBudget, type HedgePlan, type HedgeReason, type HedgeWinner } from './hedge.ts'
+import type { HedgePlan, HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
@@ -44,8 +43,8 @@ export interface AttemptOptions {
   /** The conversation's prefix key, remembered with the backend that serves it. */
   prefixKey: string | null
   observer?: RelayObserver
-  /** Hedged first tokens for this request, with the isolate's budget; null: off (deployment or key). */
-  hedge?: { config: HedgeConfig; budget: HedgeBudget } | null
+  /** A request its backend queued may be hedged (deployment and key allow it). */
+  hedging?: boolean
   /** The fleet's slot ledger, or null when off (src/fleet/slots.ts). */
   slots?: SlotLedger | null
 }
@@ -79,7 +78,6 @@ export class UpstreamAttempts {
     this.#options = options
     this.#body = options.body
     this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
-    options.hedge?.budget.request(Date.now())
   }
 
   /** Opens the first candidate that accepts the request; throws the last failure if none does. */
@@ -128,12 +126,10 @@ export class UpstreamAttempts {
 
   /** How the engine may hedge this request, or null when hedging is off for it. */
   hedgePlan(): HedgePlan<Attempt> | null {
-    const hedge = this.#options.hedge
-    if (!hedge) return null
+    if (!this.#options.hedging) return null
     return {
-      delayMs: (attempt) => this.#hedgeDelayMs(attempt, hedge.config),
       queued: (attempt) => attempt.queued,
-      start: (reason) => this.#startHedge(hedge.budget, reason),
+      start: () => this.#startHedge(),
       dropped: (attempt, error) => this.dropped(attempt, error),
       // A primary that lost leaves no TTFT sample: the wait it had is only a lower bound, and taken
       // as a sample it would make a straggler look faster than it is (the ranking would send it more).
@@ -143,25 +139,16 @@ export class UpstreamAttempts {
     }
   }
 
-  /** The hedge deadline for `attempt`, from its backend's and the would-be hedge's recent TTFT. */
-  #hedgeDelayMs(attempt: Attempt, config: HedgeConfig): number {
-    const next = this.#candidates[this.#hedgeIndex() ?? this.#tried]?.backend
-    const { live } = this.#options
-    return hedgeDelayMs(next ? [live.of(attempt.backend.id), live.of(next.id)] : [live.of(attempt.backend.id)], config, Date.now())
-  }
-
   /**
-   * Opens the first untried candidate that has a free sequence slot as a hedge, if the budget
-   * allows one more; null when none starts. So no hedge starts when the fleet is saturated (every
-   * candidate full), nor onto a full backend while it is not: measured at 95% load, hedges queued
-   * behind full backends mostly lost the race and their queued places and in-flight counts pushed
-   * other requests onto slower backends (p50 and p99 rose). Not only the next one: a request that
-   * went to a slow backend because the others were full at the time is the one to hedge once a
-   * slot frees on any of them.
+   * Opens the first untried candidate that has a free sequence slot as a hedge; null when none
+   * starts. So no hedge starts when the fleet is saturated (every candidate full), nor onto a full
+   * backend while it is not: hedges queued behind full backends mostly lost the race, and their
+   * queued places and in-flight counts pushed other requests onto slower backends. A queued
+   * primary holds no sequence slot, so whichever wins, no running generation was doubled.
    */
-  async #startHedge(budget: HedgeBudget, reason: HedgeReason): Promise<Attempt | null> {
+  async #startHedge(): Promise<Attempt | null> {
     const index = this.#hedgeIndex()
-    if (index === null || this.#clientLeft() || (reason === 'deadline' && !budget.tryHedge(Date.now()))) return null
+    if (index === null || this.#clientLeft()) return null
     // Moved up to the place it is tried in, so failover goes on from the rest in ranked order.
     const [candidate] = this.#candidates.splice(index, 1) as [Candidate]
     const [othersLoad] = this.#othersLoad.splice(index, 1) as [number]

@@ -4,18 +4,14 @@ import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
-import { fleetLoadView } from '../fleet/load-view.ts'
 import { loadFleet } from '../fleet/registry.ts'
 import { rankBackends } from '../fleet/select.ts'
 import { slotLedger } from '../fleet/slots.ts'
-import { loadGlobalTtft } from '../telemetry/global-view.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
-import { hedgeBudgetFor } from './hedge.ts'
 
 // How every upstream request starts, for the API route and for stream sessions alike: the fleet,
-// its fleet-wide latency and load views, the ranking, and the first backend that accepts. The
-// load view is the isolate's last copy, never awaited (src/fleet/load-view.ts).
+// the ranking, and the first backend that accepts.
 
 export interface OpenAttemptsInput {
   env: WorkerEnv
@@ -30,9 +26,9 @@ export interface OpenAttemptsInput {
   /** Aborts the upstream request: the client left, or the session stopped it. */
   signal: AbortSignal
   observer: RelayObserver
-  /** The request's waitUntil: fleet and latency views past their TTL are re-read after the response. */
+  /** The request's waitUntil: a fleet record past its TTL is re-read after the response. */
   background?: Background
-  /** The caller's key allows hedged first tokens (the deployment's HEDGING decides too); absent: no hedging. */
+  /** The caller's key allows hedging a queued request (the deployment's HEDGING decides too); absent: no hedging. */
   hedging?: boolean
 }
 
@@ -45,26 +41,18 @@ export interface OpenedAttempts {
 /** Ranks the fleet and opens the first backend that accepts the request; throws an ApiError if none does. */
 export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAttempts> {
   const { env, config, prefixKey } = input
-  const [fleet, globalTtft] = await Promise.all([
-    loadFleet(env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs, {
-      background: input.background,
-      staleMaxMs: config.fleet.staleMaxMs,
-    }),
-    loadGlobalTtft(env.LATENCY, config.fleet.cacheTtlMs, { background: input.background, staleMaxMs: config.fleet.staleMaxMs }),
-  ])
-  // Temporary: the removal runs' switches (bench/fleet-traffic.ts ABLATION_VARS); deleted with the pieces.
-  const ablate = (env as unknown as { BENCH_ABLATE?: string }).BENCH_ABLATE ?? ''
-  const live = liveStatsFor(config)
-  const now = Date.now()
+  const fleet = await loadFleet(env.FLEET, config.fleet.fallback, config.fleet.cacheTtlMs, {
+    background: input.background,
+    staleMaxMs: config.fleet.staleMaxMs,
+  })
+  const live = liveStatsFor(config, config.fleet.circuit)
   const candidates = rankBackends({
     backends: fleet.backends,
     health: fleet.health,
     stats: (id) => live.of(id),
     prefixKey,
     recall: (key) => live.recall(key),
-    globalTtftMs: ablate === 'global_ttft' ? undefined : (id) => globalTtft.get(id),
-    fleetLoad: ((view) => (ablate === 'load_view' ? null : view))(fleetLoadView(env, now, config.fleet.sharedPlacements ? live : undefined)),
-    now,
+    now: Date.now(),
     options: config.fleet.selection,
   })
   if (candidates.length === 0) throw fleetUnavailable()
@@ -78,14 +66,15 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     live,
     prefixKey,
     observer: input.observer,
-    hedge: input.hedging && config.fleet.hedge.enabled ? { config: config.fleet.hedge, budget: hedgeBudgetFor(config) } : null,
-    slots: slotLedger(env, config.fleet.slotLedgers, input.background),
+    hedging: (input.hedging ?? false) && config.fleet.hedging,
+    slots: slotLedger(env, config.fleet.slotLedgers, live, input.background),
   })
   return { first: await attempts.first(), attempts }
 }
 
+/** Only a full fleet answers this: passive signals never leave the ranking empty (src/fleet/select.ts). */
 function fleetUnavailable(): ApiError {
-  return new ApiError(503, 'Every backend is busy or unavailable; please retry shortly.', {
+  return new ApiError(503, 'Every backend is busy; please retry shortly.', {
     code: 'backends_unavailable',
     headers: { 'retry-after': '1' },
   })
