@@ -9,17 +9,12 @@ import { median, percentile, round } from './stats.ts'
 // counts and the fleet load view alone, side by side with smart and its slot ledger.
 export const POLICIES = ['smart', 'smart_without_ledger', 'weighted_random', 'round_robin'] as const
 /**
- * Smart routing with one piece switched off, for the side-by-side runs that decide whether a piece
- * stays (BENCH_POLICIES=smart,smart_without_...; see gatewayVars in fleet-traffic.ts).
+ * smart_before: smart routing as another build (BENCH_BASELINE_BUNDLE) has it, served side by side
+ * with this one, so a change's before and after share one run.
  */
-export const ABLATIONS = [
-  'smart_without_load_view',
-  'smart_without_deadline_hedge',
-  'smart_without_shared_placements',
-  'smart_without_global_ttft',
-] as const
-export type Policy = (typeof POLICIES)[number] | (typeof ABLATIONS)[number]
-export const ALL_POLICIES: readonly Policy[] = [...POLICIES, ...ABLATIONS]
+export const BASELINES = ['smart_before'] as const
+export type Policy = (typeof POLICIES)[number] | (typeof BASELINES)[number]
+export const ALL_POLICIES: readonly Policy[] = [...POLICIES, ...BASELINES]
 
 export interface PhaseResult {
   ttft_p50: number

@@ -89,9 +89,13 @@ async function runPhase(gatewayUrl: string, backends: RunningEmulator[], rate: n
 async function main(): Promise<void> {
   // BENCH_GATEWAY_BUNDLE: serve an already built bundle (another commit's) instead of building the working tree.
   const script = process.env.BENCH_GATEWAY_BUNDLE ?? (await buildWorker())
+  // smart_before runs the baseline build (BENCH_BASELINE_BUNDLE) with smart routing.
+  const baseline = process.env.BENCH_BASELINE_BUNDLE
+  if (RUN_POLICIES.includes('smart_before') && !baseline) throw new Error('smart_before needs BENCH_BASELINE_BUNDLE')
   const backends = await startBackends()
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]
-  const serve = (policy: Policy, isolates: number) => serveIsolates(script, gatewayVars(policy, backends), { isolates, keys })
+  const serve = (policy: Policy, isolates: number) =>
+    serveIsolates(policy === 'smart_before' ? (baseline as string) : script, gatewayVars(policy, backends), { isolates, keys })
   const gateways = new Map<Policy, ServedWorker>()
   try {
     const probe = await serve('round_robin', 1)
