@@ -22,7 +22,8 @@ export interface PreparedChatRequest {
 /**
  * Checks the body, maps the model name, applies the DeepSeek-R1 prompt rules (telling the client
  * which ones changed its request in `x-prompt-rules`) and sizes it against the key's limits (no
- * max_tokens is written but the key's output cap).
+ * max_tokens is written but the key's output cap). A request that certainly does not fit the
+ * context is refused here, before admission and any backend call (applyContextBudget).
  * `forceStream` (stream sessions, which always stream) reads the body as if it said `stream: true`.
  * `body` is a chat body already read and made by the caller (the Responses API's translation).
  */

@@ -194,6 +194,16 @@ const PARAM_NAMES: ReadonlyArray<[RegExp, string]> = [
   [/^messages/, 'input'],
 ]
 
+/**
+ * The gateway's context refusal (src/schema/context-budget.ts) quotes vLLM's wording, which names
+ * chat fields in prose ("the input messages"): reworded as a whole, since renaming the param
+ * inside it would read "the input input".
+ */
+const CONTEXT_WORDING: ReadonlyArray<[string, string]> = [
+  ["'max_tokens' or 'max_completion_tokens'", "'max_output_tokens'"],
+  ['the input messages', 'the input'],
+]
+
 /** A refusal of the translated chat body, naming the Responses field the client sent. */
 export function asResponsesError(error: unknown): unknown {
   if (!(error instanceof ApiError) || error.param === null) return error
@@ -201,5 +211,9 @@ export function asResponsesError(error: unknown): unknown {
   const renamed = PARAM_NAMES.find(([pattern]) => pattern.test(param))
   if (!renamed) return error
   const name = param.replace(renamed[0], renamed[1])
-  return new ApiError(error.status, error.message.replaceAll(param, name), { type: error.type, code: error.code, param: name })
+  const message =
+    error.code === 'context_length_exceeded'
+      ? CONTEXT_WORDING.reduce((text, [chat, responses]) => text.replaceAll(chat, responses), error.message)
+      : error.message.replaceAll(param, name)
+  return new ApiError(error.status, message, { type: error.type, code: error.code, param: name })
 }

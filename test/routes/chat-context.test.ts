@@ -59,8 +59,13 @@ describe('max_tokens on the way to the backend', () => {
 })
 
 describe("the backend's context-length refusals", () => {
+  // Prompts the gateway's floor (src/schema/prompt-floor.ts) cannot tell are over: CJK text is
+  // one token at least for the floor, about two per four characters for vLLM.
+  const LONG_CJK = '你好世界'.repeat(3000)
+  const MID_CJK = '你好世界'.repeat(800)
+
   it("passes vLLM's own 400 for a prompt too long on, as context_length_exceeded on messages", async () => {
-    const { marker, text } = marked('lorem ipsum '.repeat(3000))
+    const { marker, text } = marked(LONG_CJK)
     const response = await postChat(chatBody(text, { stream: true }))
     expect(response.status).toBe(400)
     const body = (await response.json()) as ErrorBody
@@ -70,8 +75,9 @@ describe("the backend's context-length refusals", () => {
   })
 
   it("passes the 400 on, without a retry, when the too-large max_tokens is the client's own", async () => {
-    const { marker, text } = marked()
-    const response = await postChat(chatBody(text, { max_tokens: 4095 }))
+    // About 1,600 tokens for vLLM, a few dozen for the floor: only the backend knows 3000 is too many.
+    const { marker, text } = marked(MID_CJK)
+    const response = await postChat(chatBody(text, { max_tokens: 3000 }))
     expect(response.status).toBe(400)
     expect(((await response.json()) as ErrorBody).error).toMatchObject({ param: 'messages', code: 'context_length_exceeded' })
     expect(await sentWith(marker)).toHaveLength(1)
@@ -126,7 +132,7 @@ describe("the backend's context-length refusals", () => {
     const testEnv = fleetEnv()
     try {
       for (let i = 0; i < 4; i++) {
-        expect(await send(chatBody(marked().text, { max_tokens: 4095 }))).toBe(400)
+        expect(await send(chatBody(marked(MID_CJK).text, { max_tokens: 3000 }))).toBe(400)
         expect(await send(chatBody(marked().text), capped.secret)).toBe(200)
       }
     } finally {
