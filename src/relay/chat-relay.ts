@@ -1,24 +1,29 @@
 import { requestBackground } from '../cache/request-background.ts'
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
-import { ApiError } from '../errors.ts'
+import { ApiError, errorBody, toApiError } from '../errors.ts'
 import type { Admission } from '../limits/admit.ts'
 import type { Outcome } from '../telemetry/record.ts'
 import { errorOutcome } from '../telemetry/context.ts'
 import { liveGauges } from '../telemetry/counters.ts'
 import type { RequestTrace } from '../telemetry/trace.ts'
 import type { Attempt } from '../dispatch/attempts.ts'
+import { ClientSseWriter, JSON_IDLE_FRAMES } from './client-writer.ts'
 import { CompletionCollector, type CollectingSink } from './collect.ts'
 import { runGeneration, type GenerationEnd } from './generation.ts'
 import { openAttempts, type OpenAttemptsInput, type OpenedAttempts } from '../dispatch/open-attempts.ts'
 import { SSE_HEADERS } from './sse.ts'
-import { relaySse, SsePassThrough, type StreamSink, type StreamSinkOptions } from './stream.ts'
+import { MAX_UNSETTLED_WRITES, relaySse, SsePassThrough, type StreamSink, type StreamSinkOptions } from './stream.ts'
 
 /**
- * How long a streaming request waits for a backend to accept it before its 200 is committed
- * anyway. vLLM answers headers at once, even while a request queues, so this only matters for a
- * backend that is slow to answer; committing lets the gateway write, and workerd tells a Worker
- * that its client left only when it writes. After it, failures are error events, not statuses.
+ * How long a request waits before its 200 is committed anyway: a stream for a backend to accept
+ * it, a stream: false request for its whole answer. workerd tells a Worker that its client left
+ * only when it writes to the response (request.signal does not fire while no response exists:
+ * checked with the built Worker under Miniflare and under plain `workerd serve`), so without a
+ * commit a client that hung up would keep its backend request running to the end. vLLM answers a
+ * stream's headers at once, even while it queues, so for streams this only matters for a backend
+ * that is slow to answer. After it, failures are error events (streams) or an error object
+ * followed by a cut connection (stream: false, see answerCommitted), not statuses.
  */
 export const COMMIT_WITHIN_MS = 1_000
 
@@ -95,8 +100,10 @@ export async function relayChat(
   format: AnswerFormat = CHAT_FORMAT,
 ): Promise<Response> {
   const config = c.get('config')
-  // Aborts every upstream call of this request: the client left (request.signal before the
-  // response exists, a failed write after), or the answer no longer needs the backend.
+  const commitDue = Date.now() + COMMIT_WITHIN_MS
+  // Aborts every upstream call of this request, and no attempt starts after it: the client left
+  // (a failed write once the 200 is committed; request.signal where the runtime fires it before
+  // a response exists, which workerd does not), or the answer no longer needs the backend.
   const gone = new AbortController()
   const clientSignal = c.req.raw.signal
   if (clientSignal.aborted) gone.abort('client_gone')
@@ -114,9 +121,9 @@ export async function relayChat(
     hedging: input.hedging,
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
-  if (!input.stream) return collectChat(c, await opening, hold, format.collector())
+  if (!input.stream) return collectChat(c, { opening, hold, collector: format.collector(), gone, commitDue })
 
-  const opened = await withinCommitDeadline(opening)
+  const opened = await beforeCommit(opening, commitDue)
   // From here the 200 is committed, as vLLM itself does once it accepts, so the client's headers are
   // not on the first token's critical path. Until a data event is sent the relay can still move to
   // another backend; after that, failures are error events.
@@ -135,6 +142,8 @@ export async function relayChat(
     forwardChunkUsage: input.forwardChunkUsage,
     keepAliveMs: config.keepAliveMs,
     sink: (options) => format.streamer(options),
+    // Committed with no backend answer yet: the client may have left while it waited.
+    probeAtOnce: opened === null,
   })
   hold.trace.headersReady()
   return c.body(body, 200, SSE_HEADERS)
@@ -157,31 +166,42 @@ async function untilAdmitted(hold: ChatRequestHold, opening: Promise<OpenedAttem
   }
 }
 
-/** The accepted attempts, or null when none came within COMMIT_WITHIN_MS; a refusal before then is thrown. */
-async function withinCommitDeadline(opening: Promise<OpenedAttempts>): Promise<OpenedAttempts | null> {
+/** What `work` settled with if it did by `due` (a rejection is thrown), else null. */
+async function beforeCommit<T>(work: Promise<T>, due: number): Promise<T | null> {
   const { promise: deadline, resolve } = Promise.withResolvers<null>()
-  const timer = setTimeout(resolve, COMMIT_WITHIN_MS, null)
+  const timer = setTimeout(resolve, Math.max(0, due - Date.now()), null)
   try {
-    return await Promise.race([opening, deadline])
+    return await Promise.race([work, deadline])
   } finally {
     clearTimeout(timer)
   }
 }
 
-/** stream: false: nothing reaches the client before the end, so any backend failure may fail over. */
-async function collectChat(
-  c: Context<AppEnv>,
-  opened: OpenedAttempts,
-  hold: ChatRequestHold,
-  collector: CollectingSink,
-): Promise<Response> {
-  const { first, attempts } = opened
-  const end = await runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), collector, {
-    afterBackendError: 'stop',
-    observer: hold.trace,
-    keepChunkUsage: true,
-    hedge: attempts.hedgePlan(),
-  })
+interface Collecting {
+  opening: Promise<OpenedAttempts>
+  hold: ChatRequestHold
+  collector: CollectingSink
+  gone: AbortController
+  commitDue: number
+}
+
+/**
+ * stream: false. Nothing but whitespace reaches the client before the end, so any backend failure
+ * may fail over. An answer (or failure) ready by the commit deadline is the response, with its
+ * status; a later one comes in a 200 committed at the deadline (answerCommitted).
+ */
+async function collectChat(c: Context<AppEnv>, collecting: Collecting): Promise<Response> {
+  const { opening, hold, collector } = collecting
+  const generation = opening.then(({ first, attempts }) =>
+    runGeneration<Attempt>(first, (attempt, error) => attempts.next(attempt, error), collector, {
+      afterBackendError: 'stop',
+      observer: hold.trace,
+      keepChunkUsage: true,
+      hedge: attempts.hedgePlan(),
+    }),
+  )
+  const end = await beforeCommit(generation, collecting.commitDue)
+  if (!end) return answerCommitted(c, generation, collecting)
   if (end.error) {
     endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })
     throw end.error
@@ -190,4 +210,76 @@ async function collectChat(
   hold.trace.firstTokenDeliveredAtEnd()
   endChatRequest(hold, { outcome: 'ok', status: 200, end })
   return c.json(answer)
+}
+
+/**
+ * A stream: false answer not ready by the commit deadline: the 200 is committed then, as a
+ * stream's is, with `content-type: application/json`, so the gateway can write and learn that a
+ * client left (its backend request is then aborted and its slot freed). Until the answer the body
+ * is whitespace probes, which every JSON parser skips; then the answer, the same bytes as
+ * uncommitted. A failure after the commit cannot change the status any more: the body is then
+ * the error object every error response has, and the connection is cut instead of ended, so no
+ * client takes it for an answer (an SDK that checks the status sees a broken response, which it
+ * treats as it treats a 5xx, and a human reading the bytes sees why).
+ */
+function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>, collecting: Collecting): Response {
+  const { hold, collector, gone } = collecting
+  const writer = new ClientSseWriter({
+    keepAliveMs: c.get('config').keepAliveMs,
+    slowClient: 'wait',
+    maxUntaken: MAX_UNSETTLED_WRITES,
+    idleFrames: JSON_IDLE_FRAMES,
+    probeAtOnce: true,
+    onGone: () => gone.abort('client_gone'),
+  })
+  const fail = (error: ApiError, outcome: Outcome, end: GenerationEnd | null) => {
+    endChatRequest(hold, { outcome, status: 200, end })
+    writer.write(JSON.stringify(errorBody(error)))
+    // workerd's pipe takes a write before the socket has it, and a cut drops what it holds: the
+    // line break after the object is taken only once the object went out.
+    writer.write('\n', () => writer.abort(new Error(`stream: false answer failed after its 200: ${error.code ?? error.status}`)))
+  }
+  void generation.then(
+    (end) => {
+      if (!writer.open || end.outcome === 'client_abort') {
+        writer.abort()
+        endChatRequest(hold, { outcome: end.outcome, status: 200, end })
+      } else if (end.error) fail(end.error, end.outcome, end)
+      else {
+        let answer: unknown
+        try {
+          answer = collector.answer(end)
+        } catch (error) {
+          return fail(toApiError(error), 'upstream_error', end)
+        }
+        writer.write(JSON.stringify(answer))
+        writer.close()
+        hold.trace.firstTokenDeliveredAtEnd()
+        endChatRequest(hold, { outcome: 'ok', status: 200, end })
+      }
+    },
+    // No backend took the request (or the client left while none had).
+    (error: unknown) => {
+      const outcome = errorOutcome(hold.trace, error)
+      if (!writer.open || outcome === 'client_abort') {
+        writer.abort()
+        endChatRequest(hold, { outcome, status: 200, end: null })
+      } else fail(toApiError(error), outcome, null)
+    },
+  )
+  hold.trace.headersReady()
+  return c.body(writer.body, 200, COMMITTED_JSON_HEADERS)
+}
+
+/**
+ * An answer committed before it exists must reach the client's socket write by write, or the
+ * probes would not find a client that left: Cloudflare compresses `application/json` for clients
+ * that accept gzip or brotli (and Miniflare does as Cloudflare does), and a compressor keeps a
+ * probe's byte until it has more. `no-transform` is what turns that off on Cloudflare;
+ * `content-encoding: identity` on Miniflare and workerd, which do not read `no-transform`.
+ */
+const COMMITTED_JSON_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'application/json',
+  'content-encoding': 'identity',
+  'cache-control': 'no-cache, no-transform',
 }

@@ -4,8 +4,9 @@ import type { DataChunk, GenerationEnd, GenerationSink } from './generation.ts'
 
 // A `stream: false` request is still streamed from the backend (one upstream path, the same
 // deadlines, and a first-token time for every request) and collected here into one
-// `chat.completion` object. Nothing reaches the client before the end, so this sink never
-// commits: any failure, an error event included, can fail over to the next backend.
+// `chat.completion` object. Nothing of the answer reaches the client before the end (a 200
+// committed early carries only whitespace until then, see answerCommitted in chat-relay.ts), so
+// this sink never commits: any failure, an error event included, can fail over to the next backend.
 
 export interface ChatCompletion {
   id: string

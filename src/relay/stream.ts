@@ -21,6 +21,8 @@ export interface SseRelayOptions {
   onClientGone?: () => void
   /** The client's event format; the OpenAI chat pass-through (SsePassThrough) when unset. */
   sink?: (options: StreamSinkOptions) => StreamSink
+  /** The 200 is committed before a backend accepted: probe the client at once (see ClientWriterOptions). */
+  probeAtOnce?: boolean
 }
 
 export interface StreamSinkOptions {
@@ -28,6 +30,8 @@ export interface StreamSinkOptions {
   keepAliveMs: number
   observer: RelayObserver
   onGone: () => void
+  /** See ClientWriterOptions.probeAtOnce. */
+  probeAtOnce?: boolean
 }
 
 /** A sink that streams to the client: its writer's body is the response, `finish` ends it. */
@@ -49,6 +53,7 @@ export function apiClientWriter(options: StreamSinkOptions): ClientSseWriter {
     slowClient: 'wait',
     maxUntaken: MAX_UNSETTLED_WRITES,
     onGone: options.onGone,
+    probeAtOnce: options.probeAtOnce ?? false,
   })
 }
 
@@ -159,6 +164,7 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
     forwardUsage: options.forwardUsage,
     keepAliveMs: options.keepAliveMs,
     observer,
+    probeAtOnce: options.probeAtOnce ?? false,
     onGone: () => {
       clientGone = true
       current?.call.stop('client_gone')

@@ -80,6 +80,40 @@ describe('the official openai SDK against the Worker', () => {
     expect(completion.usage?.total_tokens).toBeGreaterThan(0)
   })
 
+  it('gets a non-streaming completion that takes longer than the 1 s commit (its 200 sent early, whitespace before the JSON)', async () => {
+    const content = '[emulator ttft_ms=1300 reasoning_tokens=3 content_tokens=3] What is 7 * 6?'
+    const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content }] })
+    const message = completion.choices[0]?.message as OpenAI.ChatCompletionMessage & ReasoningDelta
+    expect(completion.object).toBe('chat.completion')
+    expect(message.content).toMatch(/\S/)
+    expect(message.reasoning_content).toMatch(/\S/)
+    expect(completion.choices[0]?.finish_reason).toBe('stop')
+  })
+
+  it('raises, rather than returning an error object as a completion, when a non-streaming answer fails after its 200', async () => {
+    // Both backends die after two tokens, 1.3 s in: the 200 went out at 1 s.
+    const body = { model: MODEL, messages: [{ role: 'user' as const, content: '[emulator ttft_ms=1300 fault=die_after:2]' }] }
+    await expect(client.chat.completions.create(body)).rejects.toThrow()
+    // What came before the connection was cut: whitespace, then the error object, for whoever reads the bytes.
+    const response = await fetch(`${worker.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
+      body: JSON.stringify(body),
+    })
+    expect(response.status).toBe(200)
+    const reader = response.body!.getReader()
+    let text = ''
+    const read = async () => {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) return
+        text += new TextDecoder().decode(value)
+      }
+    }
+    await expect(read()).rejects.toThrow()
+    expect(JSON.parse(text)).toMatchObject({ error: { type: 'server_error', code: 'upstream_connection_lost' } })
+  })
+
   it('streams with for await, losing nothing compared with the backend itself', async () => {
     const request = { model: MODEL, messages: [{ role: 'user' as const, content: 'Count to three.' }], seed: 7 }
     const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } })

@@ -67,6 +67,14 @@ describe('the official openai SDK on /v1/responses', () => {
     expect(response.usage?.total_tokens).toBe((response.usage?.input_tokens ?? 0) + (response.usage?.output_tokens ?? 0))
   })
 
+  it('creates a response that takes longer than the 1 s commit (its 200 sent early, whitespace before the JSON)', async () => {
+    const input = '[emulator ttft_ms=1300 reasoning_tokens=3 content_tokens=3] What is 7 * 6?'
+    const response = await client.responses.create({ model: MODEL, input })
+    expect(response.status).toBe('completed')
+    expect(response.output_text).toMatch(/\S/)
+    expect(reasoningOf(response)).toMatch(/\S/)
+  })
+
   it('streams with for await: the deltas add up to the completed response', async () => {
     const stream = await client.responses.create({ model: MODEL, input: 'Count to three.', stream: true })
     let text = ''
@@ -162,6 +170,13 @@ describe('the Vercel AI SDK default OpenAI provider on /v1/responses', () => {
     expect(result.finishReason).toBe('stop')
     expect(result.usage.outputTokens).toBeGreaterThan(0)
     expect(result.usage.outputTokenDetails.reasoningTokens).toBeGreaterThan(0)
+  })
+
+  it('generateText gets an answer that takes longer than the 1 s commit (its 200 sent early)', async () => {
+    const prompt = '[emulator ttft_ms=1300 reasoning_tokens=3 content_tokens=3] What is 7 * 6?'
+    const result = await generateText({ model: provider()(MODEL), prompt })
+    expect(result.text).toMatch(/\S/)
+    expect(result.finishReason).toBe('stop')
   })
 
   it('generateText gets the reasoning when it asks for a reasoning summary', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { relaySse } from '../../src/relay/stream.ts'
+import { relaySse, type RelaySource, type RelayStart } from '../../src/relay/stream.ts'
 import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
 import { manualStream, streamOf } from '../support/streams.ts'
 import { frameReader, frames, readAll } from '../support/sse.ts'
@@ -91,6 +91,19 @@ describe('relaySse', () => {
     expect(await client.next()).toBe(`data: ${role}`)
     expect(await client.next()).toBe(': keep-alive')
     upstream.push(sse('[DONE]'))
+  })
+
+  it('probes the client at once, and confirms the probe, when its 200 is committed before a backend accepted', async () => {
+    // workerd reports a gone client only on a write, and the first write after it left still succeeds.
+    const { promise: accepted, resolve } = Promise.withResolvers<RelayStart<RelaySource>>()
+    const readable = relaySse(accepted, { forwardUsage: false, forwardChunkUsage: false, keepAliveMs: 10_000, probeAtOnce: true })
+    const client = frameReader(readable)
+    expect(await client.next()).toBe(':')
+    expect(await client.next()).toBe(':')
+    resolve({ first: { upstream: streamOf(sse(role, '[DONE]')), call: newCall() }, next: null })
+    expect(await client.next()).toBe(`data: ${role}`)
+    expect(await client.next()).toBe('data: [DONE]')
+    expect(await client.next()).toBeNull()
   })
 
   it('ends with an error event and [DONE] when the upstream breaks before the first event', async () => {
