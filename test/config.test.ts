@@ -1,4 +1,6 @@
+import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
+import { readConfig } from '../src/config.ts'
 import { fetchWithEnv } from './support/worker.ts'
 
 describe('configuration', () => {
@@ -14,15 +16,22 @@ describe('configuration', () => {
     [{ BODY_TIMEOUT_MS: 'never' }, 'BODY_TIMEOUT_MS'],
     [{ UPSTREAM_HEADERS_TIMEOUT_MS: '-1' }, 'UPSTREAM_HEADERS_TIMEOUT_MS'],
     [{ HEDGING: 'yes' }, 'HEDGING'],
-    [{ SHARED_PLACEMENTS: 'yes' }, 'SHARED_PLACEMENTS'],
-    [{ HEDGE_MAX_SHARE: '5%' }, 'HEDGE_MAX_SHARE'],
-    [{ HEDGE_PERCENTILE: '0' }, 'HEDGE_PERCENTILE'],
-    [{ HEDGE_MIN_DELAY_MS: '500', HEDGE_MAX_DELAY_MS: '100' }, 'HEDGE_MAX_DELAY_MS'],
+    [{ HEDGING: 'ON' }, 'HEDGING'],
+    [{ HEDGING: '' }, 'HEDGING'],
+    [{ SLOT_LEDGERS: 'true' }, 'SLOT_LEDGERS'],
   ])('answers a misconfigured deployment (%j) with a 500 that says what is wrong', async (overrides, name) => {
     const response = await fetchWithEnv(overrides, '/health', {})
     expect(response.status).toBe(500)
     const { error } = (await response.json()) as { error: { message: string; code: string } }
     expect(error.code).toBe('gateway_misconfigured')
     expect(error.message).toContain(name)
+  })
+
+  it.each([
+    ['on', true],
+    ['off', false],
+    [undefined, true],
+  ])('reads HEDGING=%s as hedging %s (unset: on)', (value, hedging) => {
+    expect(readConfig({ ...env, HEDGING: value } as typeof env).fleet.hedging).toBe(hedging)
   })
 })

@@ -172,7 +172,7 @@ export class UpstreamAttempts {
     const { backend } = this.#candidates[index] as Candidate
     const stats = this.#options.live.of(backend.id)
     const { ledger } = stats
-    const others = ledger && ledger.at > this.#rankedAt ? ledger.others : (this.#othersLoad[index] ?? 0)
+    const others = ledger && ledger.at >= this.#rankedAt ? ledger.others : (this.#othersLoad[index] ?? 0)
     return others + stats.inFlight >= backend.maxConcurrency
   }
 

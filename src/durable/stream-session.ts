@@ -2,6 +2,7 @@ import { DurableObject } from 'cloudflare:workers'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { readConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
+import type { EndReason } from '../ending.ts'
 import { ApiError, toApiError, type ErrorCode } from '../errors.ts'
 import { settleLease, type LeaseRef } from '../limits/admit.ts'
 import type { TokenUse } from '../limits/ledger.ts'
@@ -31,8 +32,8 @@ interface SessionMeta {
   settled: boolean
 }
 
-/** Why the session itself stopped its generation. */
-type StopCause = 'abandoned' | 'cancelled' | 'lifetime'
+/** Why the session itself stopped its generation (src/ending.ts). */
+type StopCause = Extract<EndReason, 'session_abandoned' | 'session_cancelled' | 'session_lifetime'>
 
 /** This instance's running generation (lost if the object restarts: see `#recover`). */
 interface Running {
@@ -117,7 +118,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
       flush: () => this.#flush(),
     }
     const ended = pumpGeneration(generation, sink, trace).catch((error: unknown): GenerationEnd => ({
-      outcome: 'upstream_error',
+      reason: 'backend_failed',
       error: toApiError(error),
       backendEvent: null,
       finishReason: null,
@@ -153,14 +154,14 @@ export class StreamSession extends DurableObject<WorkerEnv> {
 
   /** Stops the generation at once (the page's Stop button); false when it was not running. */
   cancel(): boolean {
-    return this.#stop('cancelled')
+    return this.#stop('session_cancelled')
   }
 
   /** The lifetime cap while running; afterwards, the end of the replay window. */
   override async alarm(): Promise<void> {
     const meta = this.#meta
     if (meta?.state === 'running') {
-      if (this.#running) this.#stop('lifetime')
+      if (this.#running) this.#stop('session_lifetime')
       else await this.#recover()
       return
     }
@@ -184,7 +185,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     this.#running = null
     this.#clearGrace()
     liveGauges.streamsInFlight--
-    if (end.outcome === 'ok') {
+    if (end.reason === 'done') {
       this.#unsent.push(this.#eventLog().append('done', doneData(end.finishReason)))
     } else {
       // When the session stopped it, its own reason; otherwise what the backend or relay failed with.
@@ -193,8 +194,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     }
     await this.#end(meta)
     await this.#settle(end.used)
-    const outcome = running.stopCause === 'lifetime' ? 'upstream_error' : end.outcome
-    await running.trace.finish(outcome, end.used?.completionTokens ?? 0, meta.settings.graceMs)
+    await running.trace.finish(running.stopCause ?? end.reason, end.used?.completionTokens ?? 0, meta.settings.graceMs)
   }
 
   /**
@@ -207,7 +207,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     const error = new ApiError(502, 'The stream session was interrupted; please retry the request.', { code: 'stream_interrupted' })
     this.#unsent.push(this.#eventLog().append('error', errorData(error)))
     await this.#end(meta)
-    this.#newTrace(meta.keyId, meta.createdAt).finish('upstream_error', 200)
+    this.#newTrace(meta.keyId, meta.createdAt).finish('session_interrupted', 200)
     await this.#settle(null)
   }
 
@@ -262,7 +262,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     if (!this.#running || this.#subscribers.size > 0 || this.#graceTimer !== null || !this.#meta) return
     this.#graceTimer = setTimeout(() => {
       this.#graceTimer = null
-      if (this.#subscribers.size === 0) this.#stop('abandoned')
+      if (this.#subscribers.size === 0) this.#stop('session_abandoned')
     }, this.#meta.settings.graceMs)
   }
 
@@ -297,12 +297,12 @@ export class StreamSession extends DurableObject<WorkerEnv> {
 }
 
 function stopError(cause: StopCause | null, settings: SessionSettings): ApiError | null {
-  if (cause === 'abandoned')
+  if (cause === 'session_abandoned')
     return new ApiError(408, `Nobody listened to this stream for ${settings.graceMs} ms; the generation was stopped.`, {
       code: 'stream_abandoned',
     })
-  if (cause === 'cancelled') return new ApiError(400, 'The stream was cancelled.', { code: 'stream_cancelled' })
-  if (cause === 'lifetime')
+  if (cause === 'session_cancelled') return new ApiError(400, 'The stream was cancelled.', { code: 'stream_cancelled' })
+  if (cause === 'session_lifetime')
     return new ApiError(504, `The stream reached its ${settings.maxLifetimeS} s lifetime.`, { code: 'stream_lifetime_exceeded' })
   return null
 }

@@ -3,8 +3,8 @@ import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError, errorBody, toApiError } from '../errors.ts'
 import type { Admission } from '../limits/admit.ts'
-import type { Outcome } from '../telemetry/record.ts'
-import { errorOutcome } from '../telemetry/context.ts'
+import type { EndReason } from '../ending.ts'
+import { errorReason } from '../telemetry/context.ts'
 import { liveGauges } from '../telemetry/counters.ts'
 import type { RequestTrace } from '../telemetry/trace.ts'
 import type { Attempt } from '../dispatch/attempts.ts'
@@ -47,19 +47,19 @@ export function newChatRequestHold(trace: RequestTrace): ChatRequestHold {
  * admission settled with the tokens the backend reported, the trace finished, the stream gauge
  * updated. Call it exactly once per request.
  */
-export function endChatRequest(hold: ChatRequestHold, ending: { outcome: Outcome; status: number; end: GenerationEnd | null }): void {
+export function endChatRequest(hold: ChatRequestHold, ending: { reason: EndReason; status: number; end: GenerationEnd | null }): void {
   if (hold.ended) return
   hold.ended = true
   if (hold.streaming) liveGauges.streamsInFlight--
   const used = ending.end?.used ?? null
   hold.admission?.settle(used)
   hold.trace.completionTokens(used?.completionTokens ?? 0)
-  hold.trace.finish(ending.outcome, ending.status)
+  hold.trace.finish(ending.reason, ending.status)
 }
 
 /** Ends a request that failed before (or instead of) an answer, with the error's status. */
 export function endChatRequestWithError(hold: ChatRequestHold, error: unknown): void {
-  endChatRequest(hold, { outcome: errorOutcome(hold.trace, error), status: error instanceof ApiError ? error.status : 500, end: null })
+  endChatRequest(hold, { reason: errorReason(hold.trace, error), status: error instanceof ApiError ? error.status : 500, end: null })
 }
 
 /**
@@ -135,7 +135,7 @@ export async function relayChat(
     hedge: attempts.hedgePlan(),
   }))
   const body = relaySse(start, {
-    onEnd: (end) => endChatRequest(hold, { outcome: end.outcome, status: 200, end }),
+    onEnd: (end) => endChatRequest(hold, { reason: end.reason, status: 200, end }),
     onClientGone: () => gone.abort('client_gone'),
     observer: hold.trace,
     forwardUsage: input.forwardUsage,
@@ -161,7 +161,7 @@ async function untilAdmitted(hold: ChatRequestHold, opening: Promise<OpenedAttem
     await hold.admitting
   } catch (error) {
     gone.abort('refused')
-    endChatRequest(hold, { outcome: 'refused', status: error instanceof ApiError ? error.status : 500, end: null })
+    endChatRequest(hold, { reason: 'refused', status: error instanceof ApiError ? error.status : 500, end: null })
     throw error
   }
 }
@@ -203,12 +203,12 @@ async function collectChat(c: Context<AppEnv>, collecting: Collecting): Promise<
   const end = await beforeCommit(generation, collecting.commitDue)
   if (!end) return answerCommitted(c, generation, collecting)
   if (end.error) {
-    endChatRequest(hold, { outcome: end.outcome, status: end.error.status, end })
+    endChatRequest(hold, { reason: end.reason, status: end.error.status, end })
     throw end.error
   }
   const answer = collector.answer(end)
   hold.trace.firstTokenDeliveredAtEnd()
-  endChatRequest(hold, { outcome: 'ok', status: 200, end })
+  endChatRequest(hold, { reason: 'done', status: 200, end })
   return c.json(answer)
 }
 
@@ -232,8 +232,8 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
     probeAtOnce: true,
     onGone: () => gone.abort('client_gone'),
   })
-  const fail = (error: ApiError, outcome: Outcome, end: GenerationEnd | null) => {
-    endChatRequest(hold, { outcome, status: 200, end })
+  const fail = (error: ApiError, reason: EndReason, end: GenerationEnd | null) => {
+    endChatRequest(hold, { reason, status: 200, end })
     writer.write(JSON.stringify(errorBody(error)))
     // workerd's pipe takes a write before the socket has it, and a cut drops what it holds: the
     // line break after the object is taken only once the object went out.
@@ -241,30 +241,30 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
   }
   void generation.then(
     (end) => {
-      if (!writer.open || end.outcome === 'client_abort') {
+      if (!writer.open || end.reason === 'client_gone') {
         writer.abort()
-        endChatRequest(hold, { outcome: end.outcome, status: 200, end })
-      } else if (end.error) fail(end.error, end.outcome, end)
+        endChatRequest(hold, { reason: end.reason, status: 200, end })
+      } else if (end.error) fail(end.error, end.reason, end)
       else {
         let answer: unknown
         try {
           answer = collector.answer(end)
         } catch (error) {
-          return fail(toApiError(error), 'upstream_error', end)
+          return fail(toApiError(error), 'backend_failed', end)
         }
         writer.write(JSON.stringify(answer))
         writer.close()
         hold.trace.firstTokenDeliveredAtEnd()
-        endChatRequest(hold, { outcome: 'ok', status: 200, end })
+        endChatRequest(hold, { reason: 'done', status: 200, end })
       }
     },
     // No backend took the request (or the client left while none had).
     (error: unknown) => {
-      const outcome = errorOutcome(hold.trace, error)
-      if (!writer.open || outcome === 'client_abort') {
+      const reason = errorReason(hold.trace, error)
+      if (!writer.open || reason === 'client_gone') {
         writer.abort()
-        endChatRequest(hold, { outcome, status: 200, end: null })
-      } else fail(toApiError(error), outcome, null)
+        endChatRequest(hold, { reason, status: 200, end: null })
+      } else fail(toApiError(error), reason, null)
     },
   )
   hold.trace.headersReady()

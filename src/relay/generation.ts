@@ -1,6 +1,6 @@
 import type { ApiError } from '../errors.ts'
 import type { TokenUse } from '../limits/ledger.ts'
-import type { Outcome } from '../telemetry/record.ts'
+import { reasonOfCode, type EndReason } from '../ending.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { ErrorEventBeforeData } from '../dispatch/attempts.ts'
 import { carriesToken, type UpstreamChunk } from './chunk.ts'
@@ -30,7 +30,8 @@ export interface GenerationOptions<S extends RelaySource = RelaySource> {
 }
 
 export interface GenerationEnd {
-  outcome: Exclude<Outcome, 'refused'>
+  /** Why it ended (src/ending.ts): never refused, a backend was asked. */
+  reason: Exclude<EndReason, 'refused'>
   /** What ended it when it did not finish; null when it did. */
   error: ApiError | null
   /** The backend's own error event that ended it, as sent (null when the gateway's error ended it). */
@@ -94,8 +95,8 @@ export async function runGeneration<S extends RelaySource>(
   source.call.end()
   const used = source.call.used
   const failure = backendFailure as { error: ApiError; data: string } | null
-  if (failure) return { outcome: 'upstream_error', error: failure.error, backendEvent: failure.data, finishReason, used }
-  return { outcome: 'ok', error: null, backendEvent: null, finishReason, used }
+  if (failure) return { reason: 'backend_failed', error: failure.error, backendEvent: failure.data, finishReason, used }
+  return { reason: 'done', error: null, backendEvent: null, finishReason, used }
 }
 
 function failed(source: RelaySource, cause: unknown, backendEvent: string | null): GenerationEnd {
@@ -103,5 +104,5 @@ function failed(source: RelaySource, cause: unknown, backendEvent: string | null
   const error = call.failure(cause)
   const clientGone = call.stopReason === 'client_gone'
   call.stop('relay_failed')
-  return { outcome: clientGone ? 'client_abort' : 'upstream_error', error, backendEvent, finishReason: null, used: call.used }
+  return { reason: clientGone ? 'client_gone' : reasonOfCode(error.code), error, backendEvent, finishReason: null, used: call.used }
 }

@@ -2,6 +2,7 @@ import type { RelayObserver } from '../telemetry/trace.ts'
 import { ClientSseWriter } from './client-writer.ts'
 import { runGeneration, type DataChunk, type GenerationEnd, type GenerationSink, type NextSource, type RelaySource } from './generation.ts'
 import { DONE_FRAME, backendErrorFrame, dataFrame, streamErrorFrame } from './sse.ts'
+import { reasonOfCode } from '../ending.ts'
 import { ApiError } from '../errors.ts'
 import type { HedgePlan } from '../dispatch/hedge.ts'
 
@@ -131,7 +132,7 @@ export class SsePassThrough implements StreamSink {
 
   /** Ends the client's stream as the generation ended: [DONE] after an error event if it failed. */
   finish(end: GenerationEnd): void {
-    if (!this.writer.open || end.outcome === 'client_abort') return this.writer.abort()
+    if (!this.writer.open || end.reason === 'client_gone') return this.writer.abort()
     if (end.error && !this.#sentBackendError) {
       this.#out.add(end.backendEvent !== null ? backendErrorFrame(end.error, end.backendEvent) : streamErrorFrame(end.error))
     }
@@ -201,5 +202,6 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
 /** A relay whose start failed after the 200 was committed: no backend took the request. */
 function failedBeforeStart(error: unknown, clientGone: boolean): GenerationEnd {
   const apiError = error instanceof ApiError ? error : new ApiError(502, 'No backend could take the request.', { code: 'upstream_error' })
-  return { outcome: clientGone ? 'client_abort' : 'upstream_error', error: apiError, backendEvent: null, finishReason: null, used: null }
+  const reason = clientGone ? 'client_gone' : reasonOfCode(apiError.code)
+  return { reason, error: apiError, backendEvent: null, finishReason: null, used: null }
 }

@@ -81,7 +81,7 @@ export class ResponseEventStream implements StreamSink {
 
   /** Ends the event stream as the generation ended: response.completed, .incomplete, or error + response.failed. */
   finish(end: GenerationEnd): void {
-    if (!this.writer.open || end.outcome === 'client_abort') return this.writer.abort()
+    if (!this.writer.open || end.reason === 'client_gone') return this.writer.abort()
     if (end.error) this.#fail(end.error)
     else {
       const status = end.finishReason === 'length' ? 'incomplete' : 'completed'

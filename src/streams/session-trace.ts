@@ -1,4 +1,4 @@
-import type { Outcome } from '../telemetry/record.ts'
+import type { EndReason } from '../ending.ts'
 import type { RelayObserver, RequestTrace } from '../telemetry/trace.ts'
 
 /**
@@ -37,14 +37,14 @@ export class SessionTrace implements RelayObserver {
   }
 
   /** Resolves once the record has been handed on. */
-  finish(outcome: Exclude<Outcome, 'refused'>, completionTokens: number, waitMs: number): Promise<void> {
+  finish(reason: Exclude<EndReason, 'refused'>, completionTokens: number, waitMs: number): Promise<void> {
     const endedAt = Date.now()
     return new Promise((resolve) => {
       const record = () => {
         if (this.#timer !== null) clearTimeout(this.#timer)
         this.#pending = null
         this.trace.completionTokens(completionTokens)
-        this.trace.finish(outcome, 200, endedAt)
+        this.trace.finish(reason, 200, endedAt)
         resolve()
       }
       if (!this.#sawToken || this.#delivered) return record()

@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { recordRequest, sendSoon } from './buffer.ts'
-import type { Outcome } from './record.ts'
+import { reasonOfCode, type EndReason } from '../ending.ts'
 import { RequestTrace } from './trace.ts'
 
 /**
@@ -24,12 +24,11 @@ export function startRequestTrace(c: Context<AppEnv>): RequestTrace {
 /** Ends a trace with the error that ended its request. */
 export function finishWithError(trace: RequestTrace, error: unknown): void {
   const status = error instanceof ApiError ? error.status : 500
-  trace.finish(errorOutcome(trace, error), status)
+  trace.finish(errorReason(trace, error), status)
 }
 
-/** How a request that failed with `error` counts: refused before any backend was asked, or failed. */
-export function errorOutcome(trace: RequestTrace, error: unknown): Outcome {
+/** Why a request that failed with `error` ended: refused before any backend was asked, or what its error code says. */
+export function errorReason(trace: RequestTrace, error: unknown): EndReason {
   if (!trace.askedBackend) return 'refused'
-  if (error instanceof ApiError && error.code === 'client_closed_request') return 'client_abort'
-  return 'upstream_error'
+  return reasonOfCode(error instanceof ApiError ? error.code : null)
 }

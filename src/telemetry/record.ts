@@ -1,14 +1,9 @@
 // What the gateway records about each request it relays (never the prompt, the completion or the
 // key itself: the key id is a public identifier).
 
-/**
- * ok: the answer was complete. upstream_error: a backend failed it (error event, timeout, lost
- * connection, refusal). client_abort: the client left first. refused: the gateway turned it away
- * before any backend saw it (invalid request, rate limit, no backend available).
- */
-export type Outcome = 'ok' | 'upstream_error' | 'client_abort' | 'refused'
+import type { EndReason, Outcome } from '../ending.ts'
 
-export const OUTCOMES: readonly Outcome[] = ['ok', 'upstream_error', 'client_abort', 'refused']
+export { OUTCOMES, type EndReason, type Outcome } from '../ending.ts'
 
 export interface RequestRecord {
   /** When the request ended (ms since the epoch): the minute it is counted in. */
@@ -17,6 +12,8 @@ export interface RequestRecord {
   keyId: string | null
   /** The backend that served (or last failed) it; null when refused before any backend. */
   backend: string | null
+  /** Why it ended (src/ending.ts); `outcome` is the coarse group /metrics counts. */
+  reason: EndReason
   outcome: Outcome
   status: number
   /** Backends tried: 1 without failover, 0 when refused. */
@@ -31,7 +28,7 @@ export interface RequestRecord {
   completionTokens: number
   /** Completion tokens after the first, per second after the first token; null below 2 tokens. */
   decodeTokensPerS: number | null
-  /** A second backend was asked because the first sent no token in time (hedged first tokens). */
+  /** A second backend was asked because the slot ledger showed the first queued (hedged first tokens). */
   hedged: boolean
   /** Which of the two sent the first data event; null when not hedged or neither did. */
   hedgeWon: HedgeWinner | null

@@ -1,4 +1,5 @@
-import type { HedgeWinner, Outcome, RequestRecord } from './record.ts'
+import { outcomeOf, type EndReason } from '../ending.ts'
+import type { HedgeWinner, RequestRecord } from './record.ts'
 
 /**
  * What the relay tells about a request as it happens. Every method is cheap and idempotent
@@ -93,8 +94,9 @@ export class RequestTrace implements RelayObserver {
   }
 
   /** Ends the trace and hands its record on; returns it (or the earlier one if already finished). */
-  finish(outcome: Outcome, status: number, now = Date.now()): RequestRecord {
+  finish(reason: EndReason, status: number, now = Date.now()): RequestRecord {
     if (this.#record) return this.#record
+    const outcome = outcomeOf(reason)
     this.#headersAt ??= now
     if (this.#deliveredAtEnd) this.#deliveredAt ??= now
     const since = (at: number | null) => (at === null ? null : at - this.startedAt)
@@ -105,6 +107,7 @@ export class RequestTrace implements RelayObserver {
       model: this.#identity.model,
       keyId: this.#identity.keyId,
       backend: outcome === 'refused' ? null : this.#backend,
+      reason,
       outcome,
       status,
       attempts: outcome === 'refused' ? 0 : this.#attempts,

@@ -19,7 +19,10 @@ export function importGraph(root: string): Map<string, string[]> {
   for (const file of sourceFiles(root)) {
     const text = readFileSync(file, 'utf8')
     const targets = [...text.matchAll(IMPORT)].map((match) => relative(root, resolve(dirname(file), match[1] as string)))
-    graph.set(relative(root, file), targets.filter((target) => target.endsWith('.ts')))
+    graph.set(
+      relative(root, file),
+      targets.filter((target) => target.endsWith('.ts')),
+    )
   }
   return graph
 }

@@ -8,7 +8,8 @@ import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
-import { TEST_SECRET } from '../support/keys.ts'
+import { TEST_KEY_ID, TEST_SECRET } from '../support/keys.ts'
+import { captureRecords, recordsOf } from '../support/telemetry.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetStats, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
 import { chatBody } from '../support/worker.ts'
 
@@ -138,11 +139,16 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
     await prepareFleet()
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
+    const capture = captureRecords()
     const { response, settled } = await callIn(testEnv, '/v1/chat/completions', init(poison))
     const body = (await response.json()) as { error: { code: string } }
     await settled()
     expect(response.status).toBe(400)
     expect(body.error.code).toBe('request_too_slow')
+    // Its record says why it ended, in the one vocabulary of src/ending.ts.
+    const [record] = await recordsOf(capture, TEST_KEY_ID)
+    capture.stop()
+    expect(record).toMatchObject({ reason: 'request_too_slow', outcome: 'upstream_error', attempts: 2, status: 400 })
     expect((await fleetStats()).map((stats) => stats.requests)).toEqual([1, 1, 0])
     expect((await chat(testEnv)).status).toBe(200)
     expect((await fleetStats())[0]?.completed).toBe(1)

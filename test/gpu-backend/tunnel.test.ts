@@ -157,7 +157,8 @@ describe("the Worker's backend calls, collected from its code", () => {
       expect.arrayContaining([
         'src/fleet/probe.ts GET /health',
         'src/fleet/probe.ts GET /metrics',
-        'src/relay/upstream.ts POST /v1/chat/completions',
+        'src/dispatch/upstream.ts POST /v1/chat/completions',
+        'src/dispatch/verdict.ts GET /health',
       ]),
     )
     for (const call of calls)

@@ -25,6 +25,7 @@ function record(endedAt: number, fields: Partial<RequestRecord> = {}): RequestRe
     model: 'm',
     keyId: 'key_1',
     backend: 'b1',
+    reason: 'done',
     outcome: 'ok',
     status: 200,
     attempts: 1,
@@ -98,7 +99,7 @@ describe('telemetry aggregate', () => {
       batch([
         record(T0),
         record(T0 + MINUTE_MS, { backend: 'b2' }),
-        record(T0, { backend: null, outcome: 'refused', ttftBackendMs: null, ttftClientMs: null }),
+        record(T0, { backend: null, reason: 'refused', outcome: 'refused', ttftBackendMs: null, ttftClientMs: null }),
       ]),
       T0 + MINUTE_MS,
     )
