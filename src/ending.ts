@@ -14,17 +14,20 @@
  * - session_cancelled, session_abandoned, session_lifetime, session_interrupted: a stream session's
  *   own endings (docs/streams.md).
  */
-export type EndReason =
-  | 'done'
-  | 'refused'
-  | 'client_gone'
-  | 'request_too_slow'
-  | 'backend_timeout'
-  | 'backend_failed'
-  | 'session_cancelled'
-  | 'session_abandoned'
-  | 'session_lifetime'
-  | 'session_interrupted'
+export const END_REASONS = [
+  'done',
+  'refused',
+  'client_gone',
+  'request_too_slow',
+  'backend_timeout',
+  'backend_failed',
+  'session_cancelled',
+  'session_abandoned',
+  'session_lifetime',
+  'session_interrupted',
+] as const
+
+export type EndReason = (typeof END_REASONS)[number]
 
 /**
  * ok: the answer was complete. upstream_error: a backend failed it. client_abort: the client left

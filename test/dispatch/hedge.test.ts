@@ -113,6 +113,16 @@ afterEach(async () => {
   for (const id of ['gpu-b', 'gpu-c']) expect(counts[id] ?? 0, id).toBe(0)
 })
 
+/** gpu-a served the request alone: no hedge started, gpu-b saw nothing, and the record says so. */
+async function expectServedByFirstAlone(answer: { body: string }): Promise<void> {
+  expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
+  const [a, b] = await fleetStats()
+  expect(a).toMatchObject({ requests: 1, completed: 1 })
+  expect(b?.requests).toBe(0)
+  const [record] = await recordsOf(capture, TEST_KEY_ID)
+  expect(record).toMatchObject({ backend: 'gpu-a', attempts: 1, hedged: false, hedgeWon: null })
+}
+
 describe('hedging a queued request', () => {
   it("hedges at once a request the ledger counts queued behind another isolate's request; the hedge wins and the queued one is aborted at the emulator", async () => {
     await firstTokenAfter(0, 3000)
@@ -164,12 +174,7 @@ describe('hedging a queued request', () => {
   it('is off for a deployment with HEDGING=off: the queued request waits for its backend', async () => {
     await firstTokenAfter(0, 300)
     const answer = await chat(fleetEnv({ ...QUEUED_HEDGING, HEDGING: 'off' }))
-    expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
-    const [a, b] = await fleetStats()
-    expect(a).toMatchObject({ requests: 1, completed: 1 })
-    expect(b?.requests).toBe(0)
-    const [record] = await recordsOf(capture, TEST_KEY_ID)
-    expect(record).toMatchObject({ backend: 'gpu-a', attempts: 1, hedged: false, hedgeWon: null })
+    await expectServedByFirstAlone(answer)
   })
 
   it("is off for a key whose record says hedging: false, and the key's requests are not hedged", async () => {
@@ -204,12 +209,7 @@ describe('hedging a queued request', () => {
     held = []
     await firstTokenAfter(0, 300)
     const answer = await chat(fleetEnv(QUEUED_HEDGING))
-    expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
-    const [a, b] = await fleetStats()
-    expect(a).toMatchObject({ requests: 1, completed: 1 })
-    expect(b?.requests).toBe(0)
-    const [record] = await recordsOf(capture, TEST_KEY_ID)
-    expect(record).toMatchObject({ backend: 'gpu-a', attempts: 1, hedged: false, hedgeWon: null })
+    await expectServedByFirstAlone(answer)
     await vi.waitFor(async () => expect(await ledgerCount('gpu-a')).toBe(0))
   })
 
@@ -239,12 +239,7 @@ describe('hedging a queued request', () => {
     await occupy('gpu-b')
     await firstTokenAfter(0, 300)
     const answer = await chat(fleetEnv(QUEUED_HEDGING))
-    expect(frames(answer.body).at(-1)).toBe('data: [DONE]')
-    const [a, b] = await fleetStats()
-    expect(a).toMatchObject({ requests: 1, completed: 1 })
-    expect(b?.requests).toBe(0)
-    const [record] = await recordsOf(capture, TEST_KEY_ID)
-    expect(record).toMatchObject({ backend: 'gpu-a', attempts: 1, hedged: false, hedgeWon: null })
+    await expectServedByFirstAlone(answer)
   })
 
   it("fails over after a hedge: the hedge's failure is not the request's, and a primary that times out moves to the next backend", async () => {
