@@ -214,10 +214,13 @@ export class UpstreamCall {
   #judgeMiss(stage: Stage, reason: StopReason): void {
     this.#judged.add(stage)
     const judge = this.#judge as (stage: Stage) => Promise<Blame>
-    void judge(stage).then((blame) => {
-      if (this.#reached(stage)) return
-      this.stop(blame === 'backend' ? reason : blame === 'request' ? 'request_too_slow' : 'deadline_unexplained')
-    })
+    // A verdict that cannot be reached is no reason to wait on: the backend is blamed, as before verdicts.
+    void judge(stage)
+      .catch((): Blame => 'backend')
+      .then((blame) => {
+        if (this.#reached(stage)) return
+        this.stop(blame === 'backend' ? reason : blame === 'request' ? 'request_too_slow' : 'deadline_unexplained')
+      })
   }
 
   #reached(stage: Stage): boolean {
