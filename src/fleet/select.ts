@@ -45,51 +45,52 @@ export interface Candidate {
 let roundRobinTurn = 0
 
 /**
- * Passive signals (ejections by this isolate's circuits) may take at most this share of the
- * backends the health probe calls up out of rotation at once. Past it the gateway is in panic
- * mode, as Envoy below its healthy panic threshold (50% by default): every such backend is ranked,
- * the ejected ones after the others. So at least half of what the probe sees up always takes
- * traffic. Why half: when more than half of a fleet fails requests at once, the cause is more
- * likely shared (an overload, a slow network, the gateway's own view) than half the GPUs breaking
- * together, and sending all traffic to the rest would overload it in turn; with the local default
- * of two backends, one may still be ejected.
+ * Passive signals (this isolate's ejections, and stalls) may take at most this share of the
+ * backends the health probe calls up out of rotation at once. Past it the gateway is in panic mode,
+ * as Envoy below its healthy panic threshold (50% by default): every such backend is ranked as if
+ * no passive signal had spoken. So at least half of what the probe sees up always takes traffic,
+ * and a fleet-wide slowdown does not pile every request onto the few backends that look best. Why
+ * half: when more than half a fleet fails or stalls at once, the cause is more likely shared (an
+ * overload, a slow network, the gateway's own view) than half the GPUs breaking together, and
+ * sending all traffic to the rest would overload it in turn; with the local default of two
+ * backends, one may still be out.
  */
 export const MAX_EJECTED_SHARE = 0.5
 
 /**
  * Orders the backends that can take the request: never a saturated one, never one the health probe
- * calls down while the probe calls another up, never an ejected one while the ejection bound holds
- * (MAX_EJECTED_SHARE); draining ones after every active one, stalled ones after all, and in panic
- * mode the ejected ones last. An empty list means the fleet is full (the caller answers 503).
+ * calls down while the probe calls another up, never an ejected one; draining ones after every
+ * active one, and stalled ones after all. Ejections and stalls count only while they take at most
+ * MAX_EJECTED_SHARE of the probed-up fleet out (panic mode past it). An empty list means the fleet
+ * is full (the caller answers 503).
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
-  const { inRotation, ejected } = rotation(input)
+  const { inRotation, stalled } = rotation(input)
   const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
   const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
-  const active = open.filter((candidate) => candidate.backend.state === 'active' && !ejected.has(candidate.backend.id))
-  const draining = open.filter((candidate) => candidate.backend.state === 'draining' && !ejected.has(candidate.backend.id))
-  const panicked = open.filter((candidate) => ejected.has(candidate.backend.id))
-  // A stalled backend (nothing newer answered while a request waits past stallMs) goes after all the others.
-  const stalled = (candidate: Candidate) => input.stats(candidate.backend.id).circuit.stalled(input.now)
+  const active = open.filter((candidate) => candidate.backend.state === 'active')
+  const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   const ranked = [...order(active, input), ...order(draining, input)]
-  return [...ranked.filter((candidate) => !stalled(candidate)), ...ranked.filter(stalled), ...panicked]
+  const isStalled = (candidate: Candidate) => stalled.has(candidate.backend.id)
+  return [...ranked.filter((candidate) => !isStalled(candidate)), ...ranked.filter(isStalled)]
 }
 
 /**
- * The backends that take traffic now: those the health probe does not call down (all of them when
- * it calls every one down: its snapshot may be a minute old, and a request to a dead backend fails
- * fast, where a 503 from a stale record would be the gateway's own outage), less the ones this
- * isolate ejected, within the bound; past the bound the ejected ones stay in, marked to go last.
+ * The backends that take traffic now, and those of them to try last. Those the health probe does
+ * not call down (all of them when it calls every one down: its snapshot may be a minute old, and a
+ * request to a dead backend fails fast, where a 503 from a stale record would be the gateway's own
+ * outage); less the ones this isolate ejected, and with the stalled ones (a request unanswered past
+ * stallMs, nothing newer answered) last, while both together are within the bound. Past the bound:
+ * all of them, in plain order.
  */
-function rotation(input: SelectionInput): { inRotation: BackendRecord[]; ejected: Set<string> } {
+function rotation(input: SelectionInput): { inRotation: BackendRecord[]; stalled: Set<string> } {
   const probedUp = input.backends.filter((backend) => freshHealth(backend.id, input)?.healthy !== false)
   const up = probedUp.length > 0 ? probedUp : [...input.backends]
-  const ejected = up.filter((backend) => !input.stats(backend.id).circuit.allows(input.now))
-  if (ejected.length <= Math.floor(up.length * MAX_EJECTED_SHARE)) {
-    const out = new Set(ejected)
-    return { inRotation: up.filter((backend) => !out.has(backend)), ejected: new Set() }
-  }
-  return { inRotation: up, ejected: new Set(ejected.map((backend) => backend.id)) }
+  const circuit = (backend: BackendRecord) => input.stats(backend.id).circuit
+  const ejected = new Set(up.filter((backend) => !circuit(backend).allows(input.now)))
+  const stalled = up.filter((backend) => !ejected.has(backend) && circuit(backend).stalled(input.now))
+  if (ejected.size + stalled.length > Math.floor(up.length * MAX_EJECTED_SHARE)) return { inRotation: up, stalled: new Set() }
+  return { inRotation: up.filter((backend) => !ejected.has(backend)), stalled: new Set(stalled.map((backend) => backend.id)) }
 }
 
 function order(candidates: Candidate[], input: SelectionInput): Candidate[] {

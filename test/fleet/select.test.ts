@@ -76,15 +76,29 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(setup))).toEqual(['c'])
   })
 
-  it('ejects at most half of the backends the probe calls up; past that it ranks them all, the ejected ones last (panic)', () => {
+  it('takes out at most half of the backends the probe calls up; past that it ranks them all as if nothing had been seen (panic)', () => {
     expect(MAX_EJECTED_SHARE).toBe(0.5)
-    const setup = input([backend('a'), backend('b'), backend('c'), backend('d')], { policy: 'round_robin' })
+    const setup = input([backend('a'), backend('b'), backend('c'), backend('d')])
     for (const id of ['a', 'b']) setup.live.of(id).circuit.eject(999_500)
     expect(ids(rankBackends(setup)).sort()).toEqual(['c', 'd'])
     setup.live.of('c').circuit.eject(999_500)
-    const ranked = ids(rankBackends(setup))
-    expect(ranked.slice(0, 1)).toEqual(['d'])
-    expect(ranked.slice(1).sort()).toEqual(['a', 'b', 'c'])
+    expect(ids(rankBackends(setup)).sort()).toEqual(['a', 'b', 'c', 'd'])
+  })
+
+  it('counts stalls toward the bound with ejections: one ejected and two stalled of four is panic, and nobody is put last', () => {
+    const setup = input([backend('a'), backend('b'), backend('c'), backend('d')], { policy: 'round_robin' })
+    setup.live.of('a').circuit.eject(999_500)
+    setup.live.of('b').circuit.attempt(1_000_000 - 1_000)
+    expect(ids(rankBackends(setup)).at(-1)).toBe('b')
+    expect(ids(rankBackends(setup))).not.toContain('a')
+    setup.live.of('c').circuit.attempt(1_000_000 - 1_000)
+    const lasts = new Set<string>()
+    for (let turn = 0; turn < 4; turn++) {
+      const ranked = ids(rankBackends(setup))
+      expect(ranked.sort()).toEqual(['a', 'b', 'c', 'd'])
+    }
+    for (let turn = 0; turn < 4; turn++) lasts.add(ids(rankBackends(setup)).at(-1) as string)
+    expect(lasts.size).toBeGreaterThan(1)
   })
 
   it('never answers with an empty ranking because of its own circuits: two backends both ejected are both tried', () => {
