@@ -1,4 +1,4 @@
-// The fleet benchmarks' shared parts (bench/fleet.ts, bench/fleet-hedge.ts): four emulated
+// The fleet benchmarks' shared parts (bench/fleet.ts, bench/fleet-tail.ts, bench/poison.ts): four emulated
 // backends with the continuous-batching load model, multi-turn conversation turns sent through a
 // gateway, open-loop Poisson load and the closed-loop capacity probe. Bounded: every load phase has
 // a fixed duration and a drain limit.
@@ -39,10 +39,11 @@ const EMULATOR_ARGS = [
   '8',
 ]
 
-export async function startBackends(): Promise<RunningEmulator[]> {
+/** Four backends with the load model; `extraArgs` adds emulator flags to each (bench/poison.ts: preprocessing). */
+export async function startBackends(extraArgs: readonly string[] = []): Promise<RunningEmulator[]> {
   // One at a time: four Node processes starting at once on a busy 2-core machine can miss the start deadline.
   const backends: RunningEmulator[] = []
-  for (let i = 0; i < 4; i++) backends.push(await spawnEmulator(EMULATOR_ARGS))
+  for (let i = 0; i < 4; i++) backends.push(await spawnEmulator([...EMULATOR_ARGS, ...extraArgs]))
   return backends
 }
 
@@ -58,19 +59,7 @@ export function gatewayVars(policy: Policy, backends: RunningEmulator[]): Record
     ROUTING_POLICY: policy === 'weighted_random' || policy === 'round_robin' ? policy : 'smart',
     SLOT_LEDGERS: policy === 'smart_without_ledger' ? 'off' : 'on',
     TELEMETRY_BATCH_MS: String(TELEMETRY_BATCH_MS),
-    ...ABLATION_VARS[policy],
   }
-}
-
-/**
- * What switches one piece off. A hedge share of 0 stops only the deadline hedge (queued hedges do
- * not draw on the budget); BENCH_ABLATE is read by the gateway build under test only.
- */
-const ABLATION_VARS: Partial<Record<Policy, Record<string, string>>> = {
-  smart_without_load_view: { BENCH_ABLATE: 'load_view' },
-  smart_without_deadline_hedge: { HEDGE_MAX_SHARE: '0' },
-  smart_without_shared_placements: { SHARED_PLACEMENTS: 'off' },
-  smart_without_global_ttft: { BENCH_ABLATE: 'global_ttft' },
 }
 
 export interface BackendTotals {
@@ -97,6 +86,10 @@ export async function resetBackends(backends: RunningEmulator[]): Promise<void> 
 }
 
 export interface Outcome {
+  /** performance.now() when the request was sent. */
+  sentAt: number
+  /** The gateway's HTTP status (200 for a stream, even one that failed later); null when no answer came. */
+  status: number | null
   /** The client's time to its first data event, null when none came. */
   ttftMs: number | null
   followUp: boolean
@@ -112,19 +105,30 @@ export async function sendTurn(gatewayUrl: string, clientKey: string, conversati
   const followUp = conversation.turns > 0
   const sentAt = performance.now()
   let ttftMs: number | null = null
-  const failed = (beforeData: boolean) => ({ ttftMs, followUp, refused: false, failedBeforeData: beforeData, failedMidStream: !beforeData })
+  let status: number | null = null
+  const failed = (beforeData: boolean) => ({
+    sentAt,
+    status,
+    ttftMs,
+    followUp,
+    refused: false,
+    failedBeforeData: beforeData,
+    failedMidStream: !beforeData,
+  })
   try {
     const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` },
       body: JSON.stringify(conversationTurn(conversation)),
     })
+    status = response.status
     if (!response.ok || !response.body) {
       await response.body?.cancel()
-      return { ttftMs, followUp, refused: true, failedBeforeData: true, failedMidStream: false }
+      return { sentAt, status, ttftMs, followUp, refused: true, failedBeforeData: true, failedMidStream: false }
     }
     const text = await readStream(response.body, () => (ttftMs ??= performance.now() - sentAt))
-    if (!text.includes('data: {"error"')) return { ttftMs, followUp, refused: false, failedBeforeData: false, failedMidStream: false }
+    if (!text.includes('data: {"error"'))
+      return { sentAt, status, ttftMs, followUp, refused: false, failedBeforeData: false, failedMidStream: false }
     return failed(ttftMs === null)
   } catch {
     return failed(ttftMs === null)
@@ -149,7 +153,8 @@ async function readStream(body: ReadableStream<Uint8Array>, onFirstData: () => v
 
 /**
  * Open-loop load for `durationMs`: turns arrive as a Poisson process at `rate` per second; each is
- * the next turn of a conversation whose previous turn has finished, or a new conversation.
+ * the next turn of a conversation whose previous turn has finished, or a new conversation (made by
+ * `open`).
  */
 export async function runLoad(
   gatewayUrl: string,
@@ -157,6 +162,7 @@ export async function runLoad(
   rate: number,
   durationMs: number,
   during?: (elapsedMs: number) => void,
+  open: () => Conversation = newConversation,
 ): Promise<Outcome[]> {
   const ready: Conversation[] = []
   const pending: Promise<void>[] = []
@@ -168,7 +174,7 @@ export async function runLoad(
     const wait = next - performance.now()
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
     during?.(performance.now() - begin)
-    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : newConversation()
+    const conversation = ready.length > 0 && Math.random() > 0.2 ? (ready.shift() as Conversation) : open()
     pending.push(
       sendTurn(gatewayUrl, clientKey, conversation).then((outcome) => {
         outcomes.push(outcome)
@@ -185,12 +191,12 @@ export async function runLoad(
 }
 
 /** Requests per second the fleet completes when kept full (closed loop, 6 s): the 100% of the load levels. */
-export async function measureCapacity(gatewayUrl: string, clientKey: string): Promise<number> {
+export async function measureCapacity(gatewayUrl: string, clientKey: string, open: () => Conversation = newConversation): Promise<number> {
   let done = 0
   const begin = performance.now()
   const worker = async () => {
     while (performance.now() - begin < 6_000) {
-      await sendTurn(gatewayUrl, clientKey, newConversation())
+      await sendTurn(gatewayUrl, clientKey, open())
       done++
     }
   }
