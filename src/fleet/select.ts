@@ -67,12 +67,24 @@ export const MAX_EJECTED_SHARE = 0.5
 export function rankBackends(input: SelectionInput): Candidate[] {
   const { inRotation, stalled } = rotation(input)
   const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
-  const open = eligible.filter((candidate) => candidate.load < candidate.backend.maxConcurrency * input.options.queueFactor)
+  const open = eligible.filter((candidate) => !isSaturated(candidate, input))
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   const ranked = [...order(active, input), ...order(draining, input)]
   const isStalled = (candidate: Candidate) => stalled.has(candidate.backend.id)
   return [...ranked.filter((candidate) => !isStalled(candidate)), ...ranked.filter(isStalled)]
+}
+
+/**
+ * Saturated: as many requests as twice its sequence slots (running plus queued), so a new one
+ * would wait behind whole generations. Not a stalled backend, though (its API server answers
+ * nothing newer): its count is requests waiting to be answered at all, not its GPU's queue, and
+ * an API server that lags for everyone (measured: every backend 4 s late at half the fleet's
+ * capacity) would otherwise make every backend look full and the whole fleet answer 503.
+ */
+function isSaturated(candidate: Candidate, input: SelectionInput): boolean {
+  const { backend, load } = candidate
+  return load >= backend.maxConcurrency * input.options.queueFactor && !input.stats(backend.id).circuit.stalled(input.now)
 }
 
 /**

@@ -149,6 +149,16 @@ describe('rankBackends', () => {
     expect(rankBackends({ ...setup, health })).toEqual([])
   })
 
+  it('never calls a stalled backend saturated: its count is requests waiting for its API server, not its GPU', () => {
+    const setup = input([backend('a'), backend('b')])
+    setup.live.of('a').inFlight = 16
+    setup.live.of('b').inFlight = 16
+    expect(rankBackends(setup)).toEqual([])
+    // Both lag: a request each waits past stallMs for headers, nothing newer answered.
+    for (const id of ['a', 'b']) setup.live.of(id).circuit.attempt(1_000_000 - 1_000)
+    expect(ids(rankBackends(setup)).sort()).toEqual(['a', 'b'])
+  })
+
   it('prefers low load and low recent time to first token, and a free sequence slot above all', () => {
     const setup = input([backend('slow'), backend('busy'), backend('fast')])
     setup.live.of('slow').observeTtft(900, 999_000)
