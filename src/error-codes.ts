@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   'cross_site_request',
   // Limits
   'rate_limit_exceeded',
+  'key_paused',
   'rate_limiter_unavailable',
   // The fleet and its backends
   'backends_unavailable',

@@ -81,6 +81,7 @@ const REFUSAL_LABELS: Record<string, string> = {
   tokens: 'tokens/min',
   concurrent_streams: 'concurrent streams',
   concurrent_streams_per_ip: 'streams per IP',
+  slow_requests: 'paused for slow requests',
 }
 
 /** The usage command's table: each limit, where it comes from, what is used and left of it. */

@@ -22,7 +22,7 @@ export async function admitChatRequest(c: Context<AppEnv>, hold: ChatRequestHold
 function speculate(hold: ChatRequestHold, pending: PendingAdmission): Promise<void> {
   const admitting = pending.decided.then((admission) => {
     hold.admission = admission
-    if (hold.ended) admission.settle(null)
+    if (hold.ended) admission.settle(null, hold.endReason ?? undefined)
   })
   // relayChat awaits it; a request that failed before it did must not leave a rejection unhandled.
   admitting.catch(() => {})

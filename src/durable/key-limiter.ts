@@ -1,4 +1,5 @@
 import { DurableObject } from 'cloudflare:workers'
+import type { EndReason } from '../ending.ts'
 import type { WorkerEnv } from '../env.ts'
 import {
   Ledger,
@@ -12,6 +13,7 @@ import {
   type TokenUse,
   type UsageTotals,
 } from '../limits/ledger.ts'
+import type { SlowState } from '../limits/pause.ts'
 
 /** The limiter's answer: the ledger's decision, or a refusal because the key was revoked. */
 export type LimiterDecision = Decision | { admitted: false; revoked: true; view: LimitView }
@@ -26,8 +28,9 @@ export interface LimiterStatus {
 /**
  * One API key's rate limits: requests and tokens per minute, and concurrent streams. One instance
  * per key (named by the key id). A Durable Object runs one call at a time, so the Ledger inside is
- * exact however many Workers ask at once. Each call's changes go to the object's SQLite-backed
- * storage in one batch, so a restarted object resumes with its window and its in-flight leases.
+ * exact however many Workers ask at once, its pause for slow requests included. Each call's changes
+ * go to the object's SQLite-backed storage in one batch, so a restarted object resumes with its
+ * window, its in-flight leases and its pause.
  *
  * Changes are written at most every FLUSH_MS, in one batch, not on every call: a storage commit per
  * call (and the output gate holding each answer until it is durable) cost about 1 ms per request,
@@ -67,8 +70,9 @@ export class KeyLimiter extends DurableObject<WorkerEnv> {
     return !was
   }
 
-  settle(leaseId: string, used: TokenUse): boolean {
-    const settled = this.#ledger.settle(leaseId, used, Date.now())
+  /** Ends a lease; `reason` (why the request ended) may pause the key (src/limits/pause.ts). */
+  settle(leaseId: string, used: TokenUse, reason?: EndReason | null): boolean {
+    const settled = this.#ledger.settle(leaseId, used, Date.now(), reason ?? null)
     this.#write()
     return settled
   }
@@ -104,10 +108,11 @@ const DELETED = Symbol('deleted')
 
 // Storage layout: `c:<at, 13 digits>:<lease id>` -> tokens (sorted by time, so a prefix list
 // reads the window in order), `l:<lease id>` -> the lease, `totals` -> lifetime counters,
-// `revoked` -> true once the key is revoked.
+// `slow` -> the slow-request strikes and last pause, `revoked` -> true once the key is revoked.
 const CHARGE = 'c:'
 const LEASE = 'l:'
 const TOTALS = 'totals'
+const SLOW = 'slow'
 const REVOKED = 'revoked'
 
 interface StoredLease {
@@ -129,6 +134,7 @@ function batchingStore(pending: Map<string, unknown>): LedgerStore {
       pending.set(LEASE + id, { at: lease.at, ip: lease.ip, chargeKey: chargeKey(lease.charge) } satisfies StoredLease),
     dropLease: (id) => pending.set(LEASE + id, DELETED),
     saveTotals: (totals) => pending.set(TOTALS, structuredClone(totals)),
+    saveSlow: (state) => pending.set(SLOW, structuredClone(state)),
   }
 }
 
@@ -148,5 +154,6 @@ function loadState(storage: SyncKvStorage): ConstructorParameters<typeof Ledger>
     leases.set(key.slice(LEASE.length), { at: stored.at, ip: stored.ip, charge })
   }
   const totals = storage.get<UsageTotals>(TOTALS)
-  return totals ? { charges, leases, totals } : { charges, leases }
+  const slow = storage.get<SlowState>(SLOW)
+  return { charges, leases, ...(totals ? { totals } : {}), ...(slow ? { slow } : {}) }
 }

@@ -15,7 +15,7 @@ import type { SessionSettings } from '../streams/settings.ts'
 import { SessionTrace } from '../streams/session-trace.ts'
 import { Subscriber } from '../streams/subscriber.ts'
 import { recordRequest, sendSoon } from '../telemetry/buffer.ts'
-import { finishWithError } from '../telemetry/context.ts'
+import { errorReason, finishWithError } from '../telemetry/context.ts'
 import { liveGauges, proxyCounters } from '../telemetry/counters.ts'
 import { RequestTrace } from '../telemetry/trace.ts'
 
@@ -106,7 +106,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     } catch (error) {
       this.#running = null
       finishWithError(trace.trace, error)
-      await this.#settle(null)
+      await this.#settle(null, errorReason(trace.trace, error))
       await this.#erase()
       return { ok: false, refusal: toRefusal(error) }
     }
@@ -193,7 +193,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
       this.#unsent.push(this.#eventLog().append('error', errorData(error)))
     }
     await this.#end(meta)
-    await this.#settle(end.used)
+    await this.#settle(end.used, running.stopCause ?? end.reason)
     await running.trace.finish(running.stopCause ?? end.reason, end.used?.completionTokens ?? 0, meta.settings.graceMs)
   }
 
@@ -208,7 +208,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     this.#unsent.push(this.#eventLog().append('error', errorData(error)))
     await this.#end(meta)
     this.#newTrace(meta.keyId, meta.createdAt).finish('session_interrupted', 200)
-    await this.#settle(null)
+    await this.#settle(null, 'session_interrupted')
   }
 
   /** Sends what is left, closes every connection and keeps the stream for the replay window. */
@@ -223,13 +223,14 @@ export class StreamSession extends DurableObject<WorkerEnv> {
     await this.ctx.storage.setAlarm(meta.endedAt + meta.settings.retentionS * 1000)
   }
 
-  async #settle(used: TokenUse | null): Promise<void> {
+  /** Settles the lease once; `reason`, why the generation ended, may pause the key (src/limits/pause.ts). */
+  async #settle(used: TokenUse | null, reason: EndReason): Promise<void> {
     const meta = this.#meta
     if (!meta?.lease || meta.settled) return
     meta.settled = true
     this.ctx.storage.kv.put('meta', meta)
     try {
-      await settleLease(this.env, meta.lease, used)
+      await settleLease(this.env, meta.lease, used, reason)
     } catch (error) {
       proxyCounters.rateLimiterSettleFailures++
       console.warn(

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { KeyRecord } from '../auth/key-record.ts'
 import type { RateLimitConfig } from '../config.ts'
+import type { EndReason } from '../ending.ts'
 import type { AppEnv, WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { proxyCounters } from '../telemetry/counters.ts'
@@ -11,8 +12,11 @@ import type { LimiterDecision } from '../durable/key-limiter.ts'
 
 /** An admitted request's hold on its key's limits, released exactly once by `settle`. */
 export interface Admission {
-  /** Frees the stream slot and charges what was really used (null: nothing the backend reported). */
-  settle(used: TokenUse | null): void
+  /**
+   * Frees the stream slot and charges what was really used (null: nothing the backend reported).
+   * `reason`, why the request ended, tells the limiter of slow requests (src/limits/pause.ts).
+   */
+  settle(used: TokenUse | null, reason?: EndReason): void
 }
 
 const NOTHING_USED: TokenUse = { promptTokens: 0, completionTokens: 0 }
@@ -75,10 +79,12 @@ export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): P
   let done!: () => void
   c.executionCtx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
   return {
-    settle(used) {
+    settle(used, reason) {
       if (settled) return
       settled = true
-      settleLease(c.env, lease, used)
+      // This isolate's last answer came before this strike: its headroom may be out of date.
+      if (reason === 'request_too_slow') forgetHeadroom(lease.keyId)
+      settleLease(c.env, lease, used, reason)
         .catch((error: unknown) => {
           proxyCounters.rateLimiterSettleFailures++
           log('rate_limiter_settle_failed', c, error)
@@ -130,10 +136,13 @@ export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Pro
   return { keyId: principal.keyId, leaseId }
 }
 
-/** Frees a lease's stream slot and charges what was used (null: nothing the backend reported). */
-export function settleLease(env: WorkerEnv, lease: LeaseRef, used: TokenUse | null): Promise<boolean> {
+/**
+ * Frees a lease's stream slot and charges what was used (null: nothing the backend reported);
+ * `reason` is why the request ended, when known.
+ */
+export function settleLease(env: WorkerEnv, lease: LeaseRef, used: TokenUse | null, reason?: EndReason): Promise<boolean> {
   const limiter = env.LIMITER.get(env.LIMITER.idFromName(lease.keyId))
-  return limiter.settle(lease.leaseId, used ?? NOTHING_USED)
+  return limiter.settle(lease.leaseId, used ?? NOTHING_USED, reason ?? null)
 }
 
 export function effectiveLimits(record: KeyRecord, config: RateLimitConfig): EffectiveLimits {
@@ -151,10 +160,12 @@ const LIMIT_NAMES: Record<LimitName, string> = {
   tokens: 'tokens per minute (TPM)',
   concurrent_streams: 'concurrent streams',
   concurrent_streams_per_ip: 'concurrent streams per client IP',
+  slow_requests: 'slow requests',
 }
 
 function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string, headers: Record<string, string>): ApiError {
   const { limit, limitValue, used, requested, retryAfterMs } = decision
+  if (limit === 'slow_requests') return paused(retryAfterMs, headers)
   const numbers = `Limit ${limitValue}, Used ${used}, Requested ${requested}.`
   // The OpenAI error `type` of a 429 names the limit ("requests", "tokens").
   const options = { type: limit, code: 'rate_limit_exceeded' } as const
@@ -171,6 +182,16 @@ function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string
     ...options,
     headers: { ...headers, ...retryAfterHeaders(retryAfterMs) },
   })
+}
+
+/** The 429 of a key paused for slow requests (src/limits/pause.ts): it says why, and for how long. */
+function paused(retryAfterMs: number, headers: Record<string, string>): ApiError {
+  const wait = Math.max(1, Math.ceil(retryAfterMs / 1000))
+  return new ApiError(
+    429,
+    `This key's requests kept missing the backends' deadlines for their own reasons (request_too_slow); its requests are paused for ${wait} s.`,
+    { type: 'slow_requests', code: 'key_paused', headers: { ...headers, ...retryAfterHeaders(retryAfterMs) } },
+  )
 }
 
 /** Logs and counts it; fails closed with a 503, or returns so that the caller fails open. */

@@ -10,7 +10,10 @@ import type { LimitView } from './ledger.ts'
  * old, it admitted its request, and after this isolate's still-undecided speculative requests and
  * this one, at least HEADROOM_SHARE of each limit (requests, tokens, stream slots) and at least one
  * of each is still free by that answer. The share is the margin for what other isolates may have
- * taken since: a key close to any limit waits for its answers, as without speculation.
+ * taken since: a key close to any limit waits for its answers, as without speculation. A key that
+ * may be paused for slow requests (`mayPause`, src/limits/pause.ts) never has clear headroom: its
+ * next request could be the first one its pause refuses, and a paused key's request must not reach
+ * a backend even for the round trip a refused speculation costs.
  */
 export const HEADROOM_SHARE = 0.25
 export const HEADROOM_MAX_AGE_MS = 10_000
@@ -38,8 +41,8 @@ export interface HeadroomClaim {
 export function claimHeadroom(keyId: string, reserveTokens: number, now = Date.now()): HeadroomClaim | null {
   const memory = byKey.get(keyId)
   if (!memory || now - memory.at > HEADROOM_MAX_AGE_MS) return null
-  const { requests, tokens, streams } = memory.view
-  if (!streams) return null
+  const { requests, tokens, streams, mayPause } = memory.view
+  if (!streams || mayPause === true) return null
   const requestsLeft = requests.remaining - memory.pendingRequests - 1
   const tokensLeft = tokens.remaining - memory.pendingTokens - reserveTokens
   const streamsLeft = streams.remaining - memory.pendingRequests - 1
@@ -64,7 +67,7 @@ function clear(left: number, limit: number): boolean {
 /** Remembers the limiter's latest answer for the key (admitted or not). */
 export function rememberDecision(keyId: string, admitted: boolean, view: LimitView, now = Date.now()): void {
   const memory = byKey.get(keyId)
-  // A refusal leaves no headroom whatever its view says (a revoked key, a per-IP limit).
+  // A refusal leaves no headroom whatever its view says (a revoked key, a per-IP limit, a pause).
   const seen = admitted ? view : { ...view, streams: undefined }
   if (memory) {
     memory.view = seen

@@ -5,6 +5,11 @@
 //
 // Why a log and not a token bucket: "N per minute" then means what it says, in every 60-second
 // window. A bucket lets a burst of N follow a minute of refill, so 2N can pass in one minute.
+//
+// It also pauses a key whose requests keep ending with `request_too_slow` (src/limits/pause.ts).
+
+import type { EndReason } from '../ending.ts'
+import { SLOW_STRIKES, SlowRequests, type SlowState } from './pause.ts'
 
 export const WINDOW_MS = 60_000
 
@@ -16,7 +21,8 @@ export interface EffectiveLimits {
   concurrentStreamsPerIp: number | null
 }
 
-export type LimitName = 'requests' | 'tokens' | 'concurrent_streams' | 'concurrent_streams_per_ip'
+/** slow_requests: the key is paused because its requests kept ending with `request_too_slow`. */
+export type LimitName = 'requests' | 'tokens' | 'concurrent_streams' | 'concurrent_streams_per_ip' | 'slow_requests'
 
 export interface AdmitInput {
   leaseId: string
@@ -41,6 +47,13 @@ export interface LimitView {
    * during a rollout answers without it (the isolate then does not admit speculatively).
    */
   streams?: { limit: number; remaining: number }
+  /**
+   * The key may be paused soon (src/limits/pause.ts): it has a `request_too_slow` ending counting
+   * toward a pause, or it was paused within PAUSE_RESET_MS. Not for the headers: the isolate does
+   * not admit such a key's requests speculatively. Optional as `streams` is: an object that does
+   * not send it never pauses.
+   */
+  mayPause?: boolean
 }
 
 export type Decision =
@@ -79,6 +92,7 @@ export interface LedgerStore {
   saveLease(id: string, lease: Lease): void
   dropLease(id: string): void
   saveTotals(totals: UsageTotals): void
+  saveSlow(state: SlowState): void
 }
 
 export interface LedgerState {
@@ -86,6 +100,7 @@ export interface LedgerState {
   charges: Charge[]
   leases: Map<string, Lease>
   totals: UsageTotals
+  slow: SlowState
 }
 
 /**
@@ -105,12 +120,16 @@ export class Ledger {
   #leases: Map<string, Lease>
   #totals: UsageTotals
   #tokensInWindow = 0
+  #slow: SlowRequests
   #store: LedgerStore | null
 
   constructor(state: Partial<LedgerState> = {}, store: LedgerStore | null = null) {
     this.#charges = state.charges ?? []
     this.#leases = state.leases ?? new Map()
-    this.#totals = { ...emptyTotals(), ...state.totals }
+    const totals = emptyTotals()
+    // Stored totals from before a refusal kind existed lack its count.
+    this.#totals = { ...totals, ...state.totals, refused: { ...totals.refused, ...state.totals?.refused } }
+    this.#slow = new SlowRequests(state.slow)
     for (const charge of this.#charges) this.#tokensInWindow += charge.tokens
     this.#store = store
   }
@@ -139,14 +158,16 @@ export class Ledger {
 
   /**
    * Ends a lease: frees its slot and replaces its token reservation with what the request really
-   * used. Idempotent: a lease settled twice (or unknown) changes nothing.
+   * used; `reason` (why it ended) counts toward a pause for slow requests. Idempotent: a lease
+   * settled twice (or unknown) changes nothing.
    */
-  settle(leaseId: string, used: TokenUse, now: number): boolean {
+  settle(leaseId: string, used: TokenUse, now: number, reason: EndReason | null = null): boolean {
     const lease = this.#leases.get(leaseId)
     if (!lease) return false
     this.#expire(now)
     this.#leases.delete(leaseId)
     this.#store?.dropLease(leaseId)
+    if (this.#slow.ended(reason, lease.at, now)) this.#store?.saveSlow(this.#slow.snapshot())
     const tokens = used.promptTokens + used.completionTokens
     // A charge that has left the window no longer limits anything.
     if (lease.charge.at > now - WINDOW_MS) {
@@ -167,6 +188,9 @@ export class Ledger {
 
   #refusal(input: AdmitInput, now: number): Refusal | null {
     const { limits, reserveTokens, clientIp } = input
+    // First: while paused, nothing of the key may reach a backend, whatever its other limits.
+    const pausedMs = this.#slow.remainingMs(now)
+    if (pausedMs > 0) return { limit: 'slow_requests', limitValue: SLOW_STRIKES, used: SLOW_STRIKES, requested: 1, retryAfterMs: pausedMs }
     if (this.#leases.size >= limits.concurrentStreams) {
       return concurrencyRefusal('concurrent_streams', limits.concurrentStreams, this.#leases.size)
     }
@@ -218,6 +242,7 @@ export class Ledger {
       requests: { limit: limits.requestsPerMinute, remaining: Math.max(0, limits.requestsPerMinute - this.#charges.length), resetMs },
       tokens: { limit: limits.tokensPerMinute, remaining: Math.max(0, limits.tokensPerMinute - this.#tokensInWindow), resetMs },
       streams: { limit: limits.concurrentStreams, remaining: Math.max(0, limits.concurrentStreams - this.#leases.size) },
+      mayPause: this.#slow.mayPause(now),
     }
   }
 
@@ -249,7 +274,7 @@ function concurrencyRefusal(limit: LimitName, limitValue: number, used: number):
 function emptyTotals(): UsageTotals {
   return {
     admitted: 0,
-    refused: { requests: 0, tokens: 0, concurrent_streams: 0, concurrent_streams_per_ip: 0 },
+    refused: { requests: 0, tokens: 0, concurrent_streams: 0, concurrent_streams_per_ip: 0, slow_requests: 0 },
     promptTokens: 0,
     completionTokens: 0,
     expiredLeases: 0,

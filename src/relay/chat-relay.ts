@@ -36,10 +36,12 @@ export interface ChatRequestHold {
   /** Its 200 event stream is committed (counted in the streams-in-flight gauge). */
   streaming: boolean
   ended: boolean
+  /** Why it ended, once it did: an admission decided after that is settled with it. */
+  endReason: EndReason | null
 }
 
 export function newChatRequestHold(trace: RequestTrace): ChatRequestHold {
-  return { admission: null, admitting: null, trace, streaming: false, ended: false }
+  return { admission: null, admitting: null, trace, streaming: false, ended: false, endReason: null }
 }
 
 /**
@@ -50,9 +52,10 @@ export function newChatRequestHold(trace: RequestTrace): ChatRequestHold {
 export function endChatRequest(hold: ChatRequestHold, ending: { reason: EndReason; status: number; end: GenerationEnd | null }): void {
   if (hold.ended) return
   hold.ended = true
+  hold.endReason = ending.reason
   if (hold.streaming) liveGauges.streamsInFlight--
   const used = ending.end?.used ?? null
-  hold.admission?.settle(used)
+  hold.admission?.settle(used, ending.reason)
   hold.trace.completionTokens(used?.completionTokens ?? 0)
   hold.trace.finish(ending.reason, ending.status)
 }

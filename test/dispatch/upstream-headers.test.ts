@@ -8,7 +8,8 @@ import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
 import { UpstreamCall } from '../../src/dispatch/upstream-call.ts'
-import { TEST_KEY_ID, TEST_SECRET } from '../support/keys.ts'
+import { TEST_SECRET } from '../support/keys.ts'
+import { keyWithLimits, type LimitedKey } from '../support/limits.ts'
 import { captureRecords, recordsOf } from '../support/telemetry.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, fleetStats, prepareFleet, writeFleet, type TestEnv } from '../support/fleet.ts'
 import { chatBody } from '../support/worker.ts'
@@ -16,10 +17,10 @@ import { chatBody } from '../support/worker.ts'
 const short = '[emulator ttft_ms=5 itl_ms=2 reasoning_tokens=3 content_tokens=3]'
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function init(body: unknown): RequestInit {
+function init(body: unknown, secret = TEST_SECRET): RequestInit {
   return {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_SECRET}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
     body: JSON.stringify(body),
   }
 }
@@ -111,13 +112,19 @@ describe('a backend that accepts and never answers', () => {
 
 describe('a request that is slow for its own reasons (a poison request)', () => {
   const poison = chatBody('[emulator fault=hang] this request never gets its headers')
+  // Poison requests are sent with a key of their own: two request_too_slow endings within a minute
+  // pause a key (docs/rate-limits.md), and the test key's requests must go on.
+  let poisoner: LimitedKey
+  beforeEach(async () => {
+    poisoner = await keyWithLimits({})
+  })
 
   it('ends with 400 request_too_slow at once, without trying another backend, when its backend answered a newer request meanwhile', async () => {
     await prepareFleet()
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
     // Stalled (so ranked last) after a third of the deadline: the newer request is sent well before.
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '750', CIRCUIT_COOLDOWN_MS: '60000' })
-    const poisoned = callIn(testEnv, '/v1/chat/completions', init(poison))
+    const poisoned = callIn(testEnv, '/v1/chat/completions', init(poison, poisoner.secret))
     for (let i = 0; i < 100 && (await fleetStats())[0]?.inFlight !== 1; i++) await sleep(10)
     // Sent after the poison, to the same backend, and answered: the backend is alive.
     expect((await chat(testEnv)).status).toBe(200)
@@ -140,13 +147,13 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
     const capture = captureRecords()
-    const { response, settled } = await callIn(testEnv, '/v1/chat/completions', init(poison))
+    const { response, settled } = await callIn(testEnv, '/v1/chat/completions', init(poison, poisoner.secret))
     const body = (await response.json()) as { error: { code: string } }
     await settled()
     expect(response.status).toBe(400)
     expect(body.error.code).toBe('request_too_slow')
     // Its record says why it ended, in the one vocabulary of src/ending.ts.
-    const [record] = await recordsOf(capture, TEST_KEY_ID)
+    const [record] = await recordsOf(capture, poisoner.id)
     capture.stop()
     expect(record).toMatchObject({ reason: 'request_too_slow', outcome: 'upstream_error', attempts: 2, status: 400 })
     expect((await fleetStats()).map((stats) => stats.requests)).toEqual([1, 1, 0])
@@ -159,7 +166,9 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
     await writeFleet([backendRecord(0), backendRecord(1), backendRecord(2)])
     const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
     const poisoned = await Promise.all(
-      Array.from({ length: 3 }, () => callIn(testEnv, '/v1/chat/completions', init(poison)).then(({ response }) => response.status)),
+      Array.from({ length: 3 }, () =>
+        callIn(testEnv, '/v1/chat/completions', init(poison, poisoner.secret)).then(({ response }) => response.status),
+      ),
     )
     expect(poisoned).toEqual([400, 400, 400])
     const statuses = []

@@ -108,6 +108,7 @@ describe('Ledger', () => {
       requests: { limit: 10, remaining: 8, resetMs: WINDOW_MS },
       tokens: { limit: 1_000, remaining: 850, resetMs: WINDOW_MS },
       streams: { limit: limits.concurrentStreams, remaining: limits.concurrentStreams - 2 },
+      mayPause: false,
     })
   })
 
@@ -119,6 +120,7 @@ describe('Ledger', () => {
       saveLease: (id: string, lease: { at: number; ip: string | null }) => saved.set(`l:${id}`, { at: lease.at, ip: lease.ip }),
       dropLease: (id: string) => saved.delete(`l:${id}`),
       saveTotals: (t: unknown) => saved.set('totals', structuredClone(t)),
+      saveSlow: (state: unknown) => saved.set('slow', structuredClone(state)),
     }
     const ledger = new Ledger({}, store)
     ledger.admit(ask({ leaseId: 'p', reserveTokens: 100 }), 0)
