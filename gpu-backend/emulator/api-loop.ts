@@ -32,6 +32,8 @@ export class ApiLoop {
   private ready: (() => void)[] = []
   /** Cancels the timer that drains `ready` when the loop frees up. */
   private wake: (() => void) | null = null
+  /** When the last request to enter is let in: a later one is never let in before it. */
+  private lastEntryAt = Number.NEGATIVE_INFINITY
   /** Cancels of the timers still pending (lag, off-loop work), for close(). */
   private readonly pending = new Set<() => void>()
   private closed = false
@@ -44,10 +46,17 @@ export class ApiLoop {
 
   /**
    * A request arriving: `task` runs `lagMs` late (the lag in force at arrival stays with the
-   * request, as it was already waiting in the loop), then in turn once the loop is free.
+   * request, as it was already waiting in the loop), never before a request that arrived earlier,
+   * then in turn once the loop is free. asyncio runs what is ready first in, first out
+   * (base_events.py, BaseEventLoop._run_once pops its _ready deque from the left), so when a
+   * lagging loop catches up, its backlog is handled in arrival order: a request arriving after the
+   * lag ends waits behind the ones still held, it does not overtake them.
    */
   enter(lagMs: number, task: () => void): void {
-    if (lagMs > 0) this.later(lagMs, () => this.whenFree(task))
+    const entryAt = Math.max(this.timers.now() + lagMs, this.lastEntryAt)
+    this.lastEntryAt = entryAt
+    const wait = entryAt - this.timers.now()
+    if (wait > 0) this.later(wait, () => this.whenFree(task))
     else this.whenFree(task)
   }
 

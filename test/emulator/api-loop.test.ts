@@ -98,19 +98,22 @@ describe('API-server loop model', () => {
     expect(loop.heldMs).toBe(0)
   })
 
-  it('handles a request lagMs late; one that arrived during the lag keeps it after the lag is switched off', async () => {
+  it('handles a request lagMs late; one that arrived during the lag keeps it after the lag is switched off, and nothing overtakes it', async () => {
     const clock = manualTimers()
     const loop = new ApiLoop(clock.api)
     const ran: [string, number][] = []
     loop.enter(4000, () => ran.push(['during lag', clock.now()]))
     await clock.advance(1000)
-    // The lag is off for requests arriving from now on.
+    // The lag is off for requests arriving from now on, but the loop's backlog goes first (asyncio is FIFO).
     loop.enter(0, () => ran.push(['after lag', clock.now()]))
     await clock.advance(5000)
     expect(ran).toEqual([
-      ['after lag', 1000],
       ['during lag', 4000],
+      ['after lag', 4000],
     ])
+    // Once the backlog is gone, a request is handled at once again.
+    loop.enter(0, () => ran.push(['later', clock.now()]))
+    expect(ran.at(-1)).toEqual(['later', clock.now()])
   })
 
   it('runs nothing more once closed', async () => {
