@@ -90,6 +90,8 @@ export interface Outcome {
   sentAt: number
   /** The gateway's HTTP status (200 for a stream, even one that failed later); null when no answer came. */
   status: number | null
+  /** What a failed answer said (answerOutcome), null for a complete stream or no answer. */
+  error: string | null
   /** The client's time to its first data event, null when none came. */
   ttftMs: number | null
   followUp: boolean
@@ -106,9 +108,11 @@ export async function sendTurn(gatewayUrl: string, clientKey: string, conversati
   const sentAt = performance.now()
   let ttftMs: number | null = null
   let status: number | null = null
+  let error: string | null = null
   const failed = (beforeData: boolean) => ({
     sentAt,
     status,
+    error,
     ttftMs,
     followUp,
     refused: false,
@@ -123,15 +127,33 @@ export async function sendTurn(gatewayUrl: string, clientKey: string, conversati
     })
     status = response.status
     if (!response.ok || !response.body) {
-      await response.body?.cancel()
-      return { sentAt, status, ttftMs, followUp, refused: true, failedBeforeData: true, failedMidStream: false }
+      error = answerOutcome(status, await response.text())
+      return { sentAt, status, error, ttftMs, followUp, refused: true, failedBeforeData: true, failedMidStream: false }
     }
     const text = await readStream(response.body, () => (ttftMs ??= performance.now() - sentAt))
     if (!text.includes('data: {"error"'))
-      return { sentAt, status, ttftMs, followUp, refused: false, failedBeforeData: false, failedMidStream: false }
+      return { sentAt, status, error, ttftMs, followUp, refused: false, failedBeforeData: false, failedMidStream: false }
+    error = answerOutcome(status, text)
     return failed(ttftMs === null)
   } catch {
     return failed(ttftMs === null)
+  }
+}
+
+/**
+ * What a gateway answer said: a refusal's error code; for a 200, whether the stream completed or
+ * what its error event said (the gateway's stream errors carry the status and message, no code).
+ */
+export function answerOutcome(status: number, text: string): string | null {
+  if (status !== 200) return /"code":\s*"([a-z_]+)"/.exec(text)?.[1] ?? null
+  const event = /^data: (\{"error".*)$/m.exec(text)?.[1]
+  if (event === undefined) return text.includes('data: [DONE]') ? 'complete' : 'stream cut'
+  try {
+    const { error } = JSON.parse(event) as { error: { code?: unknown; message?: unknown } }
+    // The message's first clause names the failure; the rest is advice.
+    return `then error event ${String(error.code)}: ${String(error.message).split(/[.:] /)[0]?.replace(/\.$/, '')}`
+  } catch {
+    return 'then a malformed error event'
   }
 }
 

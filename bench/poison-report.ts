@@ -45,6 +45,16 @@ export interface Setup {
 }
 
 const succeeded = (o: Outcome) => o.status === 200 && !o.failedBeforeData && !o.failedMidStream
+
+/** Failed requests counted by what they got: "503 backends_unavailable", "200 then error event ...", "no answer". */
+function failuresOf(outcomes: Outcome[]): Record<string, number> {
+  const counts: Record<string, number> = {}
+  for (const o of outcomes.filter((x) => !succeeded(x))) {
+    const label = o.status === null ? 'no answer' : `${o.status}${o.error ? ` ${o.error}` : ''}`
+    counts[label] = (counts[label] ?? 0) + 1
+  }
+  return counts
+}
 const ttftsOf = (outcomes: Outcome[]) => outcomes.flatMap((o) => (succeeded(o) && o.ttftMs !== null ? [o.ttftMs] : []))
 
 /** The steady key over one phase: how many got a complete stream, TTFT of those, and the failures by kind. */
@@ -61,6 +71,7 @@ function steadySummary(outcomes: Outcome[]) {
     /** 200, then an error event or a cut stream. */
     failed_after_200: outcomes.filter((o) => o.status === 200 && !succeeded(o)).length,
     no_answer: outcomes.filter((o) => o.status === null).length,
+    failures: failuresOf(outcomes),
   }
 }
 type SteadySummary = ReturnType<typeof steadySummary>
@@ -90,6 +101,7 @@ function sumSteady(runs: SteadySummary[], pooled: Outcome[]) {
     other_non_200: total('other_non_200'),
     failed_after_200: total('failed_after_200'),
     no_answer: total('no_answer'),
+    failures: failuresOf(pooled),
   }
 }
 
@@ -152,21 +164,14 @@ function summarizeLag(setup: Setup, lag: LagResult) {
   }
   const count503 = (a: number, b: number) => inWindow(a, b).filter((o) => o.status === 503).length
   const failures = (a: number, b: number) => inWindow(a, b).filter((o) => !succeeded(o)).length
-  /** Failures by status ("200": an error event or a cut stream after the headers; "none": no answer). */
-  const failureStatuses = (a: number, b: number) => {
-    const counts: Record<string, number> = {}
-    for (const o of inWindow(a, b).filter((x) => !succeeded(x)))
-      counts[String(o.status ?? 'none')] = (counts[String(o.status ?? 'none')] ?? 0) + 1
-    return counts
-  }
   return {
     pre_lag_ttft_p50: round(preLagP50),
     status_503_during: count503(from, to),
     status_503_after: count503(to, seconds),
     failures_during: failures(from, to),
     failures_after: failures(to, seconds),
-    failure_statuses_during: failureStatuses(from, to),
-    failure_statuses_after: failureStatuses(to, seconds),
+    failures_during_by_answer: failuresOf(inWindow(from, to)),
+    failures_after_by_answer: failuresOf(inWindow(to, seconds)),
     recovery_s: recoveryS,
     recovered_within_cooldown: recoveryS !== null && recoveryS * 1000 <= setup.cooldownMs,
     lag_on_answered_ms: lag.lagOnAnsweredMs,
@@ -178,7 +183,7 @@ function summarizeLag(setup: Setup, lag: LagResult) {
 const pct = (rate: number) => `${round(rate * 100, 2)}%`
 const statuses = (counts: Record<string, number>) =>
   Object.entries(counts)
-    .map(([status, count]) => `${status}: ${count}`)
+    .map(([answer, count]) => `${answer}: ${count}`)
     .join(', ') || 'none'
 /** A window's p50 when it served nothing: a dash. */
 const ms = (value: number) => (Number.isNaN(value) ? '-' : String(value))
@@ -214,6 +219,10 @@ function markdown(
         `| ${n} | ${phase} | ${r.requests} | ${pct(r.success_rate)} | ${r.ttft_p50_median} | ${r.ttft_p99_median} (${r.ttft_p99_runs.join(', ')}) | ${r.ttft_p99_pooled} | ${r.status_503} | ${r.other_non_200} | ${r.failed_after_200} | ${r.no_answer} |`,
       )
     }
+  }
+  lines.push('', "The steady key's failures by what it got, all runs:", '')
+  for (const [n, s] of Object.entries(isolates)) {
+    lines.push(`- ${n} isolate(s): baseline ${statuses(s.steady_baseline.failures)}; poison ${statuses(s.steady_poison.failures)}.`)
   }
   lines.push('', 'Targets: success rate under poison 100%; p99 poison / baseline <= 1.2.', '')
   for (const [n, s] of Object.entries(isolates)) {
@@ -255,12 +264,12 @@ function markdown(
       '',
       `The steady key alone at ${setup.level * 100}% for ${runMs / 1000} s; at ${fromMs / 1000} s every backend's API server starts lagging ${lagMs / 1000} s (\`apiServerLagMs\`, /health included), at ${toMs / 1000} s it stops. Back to normal: the first 2-s window after the lag's end (by send time) with every request served and TTFT p50 within 1.5x the pre-lag p50; against the circuit cool-down (${setup.cooldownMs / 1000} s).`,
       '',
-      '| isolates | pre-lag p50 | 503 during | 503 after | failures during (by status) | failures after (by status) | back to normal after | within one cool-down |',
+      '| isolates | pre-lag p50 | 503 during | 503 after | failures during (by answer) | failures after (by answer) | back to normal after | within one cool-down |',
       '|---|---|---|---|---|---|---|---|',
     )
     for (const [n, l] of Object.entries(lag)) {
       lines.push(
-        `| ${n} | ${l.pre_lag_ttft_p50} | ${l.status_503_during} | ${l.status_503_after} | ${l.failures_during} (${statuses(l.failure_statuses_during)}) | ${l.failures_after} (${statuses(l.failure_statuses_after)}) | ${l.recovery_s === null ? 'not within the run' : `${l.recovery_s} s`} | ${l.recovered_within_cooldown ? 'yes' : 'no'} |`,
+        `| ${n} | ${l.pre_lag_ttft_p50} | ${l.status_503_during} | ${l.status_503_after} | ${l.failures_during} (${statuses(l.failures_during_by_answer)}) | ${l.failures_after} (${statuses(l.failures_after_by_answer)}) | ${l.recovery_s === null ? 'not within the run' : `${l.recovery_s} s`} | ${l.recovered_within_cooldown ? 'yes' : 'no'} |`,
       )
     }
     for (const [n, l] of Object.entries(lag)) {

@@ -3,6 +3,7 @@
 // rotation, read from the emulators' request counters. Bounded: a poison request is cut when its
 // phase is over (`cut`), and every poll has a deadline.
 import type { RunningEmulator } from '../scripts/stack.ts'
+import { answerOutcome } from './fleet-traffic.ts'
 
 /**
  * hang: the emulator accepts the request and never answers, not even its headers (faults.ts
@@ -45,26 +46,9 @@ export interface PoisonOutcome {
   shape: PoisonShape
   /** The gateway's status, or `cut` (still running when the phase ended) or `network` (no answer). */
   status: number | 'cut' | 'network'
-  /** The error body's `code` (e.g. backends_unavailable); for a 200, the stream's end (outcomeCode). */
+  /** The error body's `code` (e.g. backends_unavailable); for a 200, the stream's end (answerOutcome). */
   code: string | null
   ms: number
-}
-
-/**
- * What a poison answer said: a refusal's error code; for a 200, whether the stream completed or
- * what its error event said (the gateway's stream errors carry the status and message, no code).
- */
-function outcomeCode(status: number, text: string): string | null {
-  if (status !== 200) return /"code":\s*"([a-z_]+)"/.exec(text)?.[1] ?? null
-  const event = /^data: (\{"error".*)$/m.exec(text)?.[1]
-  if (event === undefined) return text.includes('data: [DONE]') ? 'complete' : 'stream cut'
-  try {
-    const { error } = JSON.parse(event) as { error: { code?: unknown; message?: unknown } }
-    // The message's first clause names the failure; the rest is advice.
-    return `then error event ${String(error.code)}: ${String(error.message).split(/[.:] /)[0]?.replace(/\.$/, '')}`
-  } catch {
-    return 'then a malformed error event'
-  }
 }
 
 /** A 429's back-off: what the gateway asks (retry-after-ms), kept between 100 ms and 1 s. */
@@ -89,7 +73,7 @@ async function sendPoison(gatewayUrl: string, key: string, shape: PoisonShape, c
       signal: cut,
     })
     const text = await response.text()
-    return done(response.status, outcomeCode(response.status, text), response.status === 429 ? backoffMs(response) : 0)
+    return done(response.status, answerOutcome(response.status, text), response.status === 429 ? backoffMs(response) : 0)
   } catch {
     return done(cut.aborted ? 'cut' : 'network', null)
   }
