@@ -31,25 +31,18 @@ export interface MissedDeadline {
   checkTimeoutMs: number
 }
 
-/** Health checks in flight, by backend URL: requests that miss at once at one backend share one. */
-const checks = new Map<string, Promise<boolean>>()
-
 /** Judges a missed deadline: from the other requests first (free), else from one health check. */
 export async function judgeMissedDeadline(missed: MissedDeadline): Promise<Blame> {
   if (missed.circuit.reachedAfter(missed.stage, missed.sentAt)) return 'request'
-  return (await healthAnswers(missed)) ? 'unexplained' : 'backend'
+  return (await checkHealth(missed.backend, missed.credentials, missed.checkTimeoutMs)) ? 'unexplained' : 'backend'
 }
 
-function healthAnswers({ backend, credentials, checkTimeoutMs }: MissedDeadline): Promise<boolean> {
-  let check = checks.get(backend.url)
-  if (!check) {
-    check = checkHealth(backend, credentials, checkTimeoutMs).finally(() => checks.delete(backend.url))
-    checks.set(backend.url, check)
-  }
-  return check
-}
-
-/** vLLM's GET /health: 200 while its engine is alive (api_server.py), answered by the same event loop as chat. */
+/**
+ * vLLM's GET /health: 200 while its engine is alive (api_server.py), answered by the same event loop
+ * as chat. One per missed deadline, never shared: a check shared with a request that missed earlier
+ * would time out before this one's grace is over, and under a fleet-wide lag (every backend 4 s
+ * late) that blamed backends whose answer was on its way.
+ */
 async function checkHealth(backend: BackendRecord, credentials: BackendCredentials, timeoutMs: number): Promise<boolean> {
   try {
     const response = await fetch(`${backend.url}/health`, {
