@@ -32,6 +32,8 @@ async function lag(url: string, apiServerLagMs: number): Promise<void> {
 
 afterEach(async () => {
   await lag(fleetUrls[2], 0)
+  // A lagging loop's backlog is handled first in, first out: wait until it has drained.
+  await fetch(`${fleetUrls[2]}/health`)
 })
 
 describe('the verdict on a missed deadline', () => {
