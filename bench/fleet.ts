@@ -33,6 +33,18 @@ const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 12_000)
 /** Which builds run side by side (default the four routing policies; ablations decide removals). */
 const RUN_POLICIES = (process.env.BENCH_POLICIES?.split(',') ?? [...POLICIES]) as Policy[]
 for (const policy of RUN_POLICIES) if (!ALL_POLICIES.includes(policy)) throw new Error(`BENCH_POLICIES: unknown policy ${policy}`)
+/**
+ * What a bundle from before the dispatch rework (924fa0d) needs beside this tree's wrangler.toml:
+ * its settings as they were then, and the FleetLoad object's binding.
+ */
+const BEFORE_DISPATCH_VARS = {
+  SHARED_PLACEMENTS: 'on',
+  HEDGE_PERCENTILE: '95',
+  HEDGE_MIN_DELAY_MS: '50',
+  HEDGE_MAX_DELAY_MS: '2000',
+  HEDGE_MAX_SHARE: '0.05',
+}
+const BEFORE_DISPATCH_OBJECTS = { FLEET_LOAD: 'FleetLoad' }
 /** The results' file name under bench/results/. */
 const RESULTS_NAME = process.env.BENCH_RESULTS_NAME ?? 'fleet'
 const TIME_LIMIT_MS = 30 * 60_000
@@ -95,7 +107,13 @@ async function main(): Promise<void> {
   const backends = await startBackends()
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS, scopes: KEY_SCOPES } }]
   const serve = (policy: Policy, isolates: number) =>
-    serveIsolates(policy === 'smart_before' ? (baseline as string) : script, gatewayVars(policy, backends), { isolates, keys })
+    policy === 'smart_before'
+      ? serveIsolates(
+          baseline as string,
+          { ...gatewayVars(policy, backends), ...BEFORE_DISPATCH_VARS },
+          { isolates, keys, extraObjects: BEFORE_DISPATCH_OBJECTS },
+        )
+      : serveIsolates(script, gatewayVars(policy, backends), { isolates, keys })
   const gateways = new Map<Policy, ServedWorker>()
   try {
     const probe = await serve('round_robin', 1)

@@ -106,8 +106,11 @@ function bundleModules(scriptPath: string, rules: readonly ModuleRule[]) {
 
 const KV_NAMESPACES = ['KEYS', 'FLEET', 'LATENCY']
 
-/** The Worker's Durable Object bindings, hosted by this script or (scriptName) by another. */
-function durableObjects(scriptName?: string) {
+/**
+ * The Worker's Durable Object bindings, hosted by this script or (scriptName) by another; `extra`
+ * binds more (binding -> class) for a bundle built from another commit (bench:fleet's smart_before).
+ */
+function durableObjects(scriptName?: string, extra: Record<string, string> = {}) {
   const object = (className: string) => ({ className, useSQLite: true, ...(scriptName ? { scriptName } : {}) })
   return {
     LIMITER: object('KeyLimiter'),
@@ -115,6 +118,7 @@ function durableObjects(scriptName?: string) {
     STREAMS: object('StreamSession'),
     DASHBOARD_LINKS: object('DashboardLink'),
     BACKEND_SLOTS: object('BackendSlots'),
+    ...Object.fromEntries(Object.entries(extra).map(([binding, className]) => [binding, object(className)])),
   }
 }
 
@@ -174,9 +178,10 @@ export async function serveWorker(scriptPath: string, vars: Record<string, strin
 export async function serveIsolates(
   scriptPath: string,
   vars: Record<string, string>,
-  options: { isolates: number; keys?: ServeOptions['keys'] },
+  options: { isolates: number; keys?: ServeOptions['keys']; extraObjects?: Record<string, string> },
 ): Promise<ServedWorker> {
   const names = Array.from({ length: options.isolates }, (_, i) => `gateway-${i}`)
+  const extra = options.extraObjects
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
       host: '127.0.0.1',
@@ -190,8 +195,8 @@ export async function serveIsolates(
           bindings: { ISOLATES: String(options.isolates) },
           serviceBindings: Object.fromEntries(names.map((name, i) => [`GW${i}`, name])),
         },
-        { name: 'objects', ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects() },
-        ...names.map((name) => ({ name, ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects('objects') })),
+        { name: 'objects', ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects(undefined, extra) },
+        ...names.map((name) => ({ name, ...gatewayWorker(scriptPath, vars), durableObjects: durableObjects('objects', extra) })),
       ],
     }),
   )
