@@ -1,4 +1,4 @@
-import { judgeMissedDeadline, type Blame, type MissedDeadline } from './verdict.ts'
+import { healthCheckTimeoutMs, judgeMissedDeadline, type Blame, type MissedDeadline } from './verdict.ts'
 import { ApiError } from '../errors.ts'
 import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
@@ -10,13 +10,6 @@ import { readContextRefusal, roomLeft } from './context-refusal.ts'
 import type { HedgePlan, HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
 import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
-
-/**
- * The health check that judges a missed deadline may take half the headers deadline: long enough
- * for a busy vLLM's /health (milliseconds), and together with the deadline still well inside the
- * first-event deadline. An answer to the request itself that comes meanwhile wins.
- */
-const DEFAULT_CHECK_TIMEOUT_MS = 1_500
 
 /** One backend's go at the request: its call (deadlines, abort) and, once accepted, its stream. */
 export interface Attempt {
@@ -273,7 +266,7 @@ export class UpstreamAttempts {
           stage,
           sentAt: call.sentAt,
           credentials,
-          checkTimeoutMs: Math.ceil((timeouts.headersMs ?? DEFAULT_CHECK_TIMEOUT_MS * 2) / 2),
+          checkTimeoutMs: healthCheckTimeoutMs(timeouts.headersMs),
         }),
     })
     return { call, queued }

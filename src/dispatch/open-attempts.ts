@@ -9,6 +9,8 @@ import { rankBackends } from '../fleet/select.ts'
 import { slotLedger } from '../fleet/slots.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
+import { checkEjectedBackends } from './recovery.ts'
+import { healthCheckTimeoutMs } from './verdict.ts'
 
 // How every upstream request starts, for the API route and for stream sessions alike: the fleet,
 // the ranking, and the first backend that accepts.
@@ -46,6 +48,9 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     staleMaxMs: config.fleet.staleMaxMs,
   })
   const live = liveStatsFor(config, config.fleet.circuit)
+  const credentials = credentialsFrom(env, config.backendApiKey)
+  const timeoutMs = healthCheckTimeoutMs(config.upstreamHeadersTimeoutMs)
+  checkEjectedBackends({ backends: fleet.backends, live, credentials, timeoutMs, background: input.background })
   const candidates = rankBackends({
     backends: fleet.backends,
     health: fleet.health,
@@ -60,7 +65,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     clientSignal: input.signal,
     timeouts: { headersMs: config.upstreamHeadersTimeoutMs, firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
     body: input.body,
-    credentials: credentialsFrom(env, config.backendApiKey),
+    credentials,
     gatewayMaxTokens: input.gatewayMaxTokens ?? false,
     maxAttempts: config.fleet.failoverAttempts,
     live,

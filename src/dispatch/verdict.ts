@@ -31,6 +31,15 @@ export interface MissedDeadline {
   checkTimeoutMs: number
 }
 
+/**
+ * How long a health check may take: half the headers deadline, long enough for a busy vLLM's
+ * /health (milliseconds), and with the deadline still well inside the first-event one. The same
+ * bound decides an ejected backend's return (src/dispatch/recovery.ts).
+ */
+export function healthCheckTimeoutMs(headersDeadlineMs: number | undefined): number {
+  return Math.ceil((headersDeadlineMs ?? 3_000) / 2)
+}
+
 /** Judges a missed deadline: from the other requests first (free), else from one health check. */
 export async function judgeMissedDeadline(missed: MissedDeadline): Promise<Blame> {
   if (missed.circuit.reachedAfter(missed.stage, missed.sentAt)) return 'request'
@@ -43,7 +52,7 @@ export async function judgeMissedDeadline(missed: MissedDeadline): Promise<Blame
  * would time out before this one's grace is over, and under a fleet-wide lag (every backend 4 s
  * late) that blamed backends whose answer was on its way.
  */
-async function checkHealth(backend: BackendRecord, credentials: BackendCredentials, timeoutMs: number): Promise<boolean> {
+export async function checkHealth(backend: BackendRecord, credentials: BackendCredentials, timeoutMs: number): Promise<boolean> {
   try {
     const response = await fetch(`${backend.url}/health`, {
       headers: backendHeaders(backend, credentials),

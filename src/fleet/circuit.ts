@@ -1,15 +1,17 @@
 // Passive health per backend, from live traffic in this isolate, after Envoy's outlier detection:
 // a backend that keeps failing is ejected (out of rotation) for a cool-down that grows with each
-// ejection, then simply comes back. No probe request decides its return, so the request that
-// caused a failure can never block the recovery. Whether an ejection may take a backend out of the
-// ranking at all is the fleet's call (select.ts bounds the share of the fleet ejected at once).
+// ejection; then a health check, never a client's request, decides its return (Envoy's active
+// health checking): the request that caused a failure cannot block the recovery, and no client
+// request is sent to find out whether a frozen backend came back. Whether an ejection may take a
+// backend out of the ranking at all is the fleet's call (select.ts bounds the share ejected at once).
 //
 // It also tracks what a missed deadline needs to be judged fairly (dispatch/verdict.ts): which
 // requests each stage (response headers, first event) has been reached by, by when they were sent.
 // A backend that answered a request sent after the one that waits is alive; the wait is that
 // request's own.
 
-export type CircuitState = 'closed' | 'open'
+/** closed: in rotation; open: ejected; checking: the cool-down is over, a health check decides. */
+export type CircuitState = 'closed' | 'open' | 'checking'
 
 /** The stages of an upstream request the backend answers in turn. */
 export type Stage = 'headers' | 'first_event'
@@ -50,8 +52,15 @@ export const DEFAULT_CIRCUIT: CircuitOptions = {
  */
 export const MAX_EJECTION_MULTIPLIER = 3
 
+/** A return check whose answer has not come in this long is given up and started again (a check takes at most seconds). */
+const CHECK_GIVE_UP_MS = 10_000
+
 export class CircuitBreaker {
   #ejectedUntil = 0
+  /** Since the last ejection, a health check answered (or there was none): back in rotation. */
+  #confirmed = true
+  /** When the running health check started; 0: none. */
+  #checkingSince = 0
   /** Ejections in a row (the multiplier); back to 0 after a cool-down of good behaviour. */
   #ejections = 0
   #returnedAt = 0
@@ -69,7 +78,30 @@ export class CircuitBreaker {
   }
 
   state(now: number): CircuitState {
-    return now < this.#ejectedUntil ? 'open' : 'closed'
+    if (now < this.#ejectedUntil) return 'open'
+    return this.#confirmed ? 'closed' : 'checking'
+  }
+
+  /**
+   * Whether the cool-down is over and a health check should now decide the return: none running,
+   * or one whose answer never came (its request context ended first), which must not keep the
+   * backend out for good.
+   */
+  needsCheck(now: number): boolean {
+    return this.state(now) === 'checking' && (this.#checkingSince === 0 || now - this.#checkingSince >= CHECK_GIVE_UP_MS)
+  }
+
+  /** A health check of the ejected backend started. */
+  checkStarted(now: number): void {
+    this.#checkingSince = now
+  }
+
+  /** Its answer: healthy, back in rotation; not, ejected again (for longer). */
+  checked(healthy: boolean, now: number): void {
+    this.#checkingSince = 0
+    if (this.state(now) !== 'checking') return
+    if (healthy) this.#confirmed = true
+    else this.eject(now)
   }
 
   /** Whether the backend is in rotation now (not ejected). */
@@ -143,6 +175,7 @@ export class CircuitBreaker {
     this.#ejections = Math.min(this.#ejections + 1, MAX_EJECTION_MULTIPLIER)
     this.#ejectedUntil = now + this.#ejectionMs()
     this.#returnedAt = this.#ejectedUntil
+    this.#confirmed = false
     this.#consecutive = 0
     this.#outcomes = []
   }

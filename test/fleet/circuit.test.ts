@@ -39,13 +39,35 @@ describe('CircuitBreaker', () => {
     expect(circuit.state(40_002)).toBe('closed')
   })
 
-  it('brings an ejected backend back after the cool-down by itself: no probe request decides it', () => {
+  it('lets a health check, never a request, decide the return once the cool-down is over', () => {
     const circuit = new CircuitBreaker(options)
     circuit.eject(0)
-    expect(circuit.allows(999)).toBe(false)
-    expect(circuit.allows(1_000)).toBe(true)
-    // Any number of requests may go to it at once: none of them can hold its recovery hostage.
-    expect(circuit.allows(1_001)).toBe(true)
+    expect(circuit.state(999)).toBe('open')
+    expect(circuit.needsCheck(999)).toBe(false)
+    expect(circuit.state(1_000)).toBe('checking')
+    expect(circuit.allows(1_000)).toBe(false)
+    expect(circuit.needsCheck(1_000)).toBe(true)
+    circuit.checkStarted(1_000)
+    expect(circuit.needsCheck(1_001)).toBe(false)
+    circuit.checked(true, 1_010)
+    expect(circuit.allows(1_010)).toBe(true)
+  })
+
+  it('ejects it again, for longer, when the health check finds it down', () => {
+    const circuit = new CircuitBreaker(options)
+    circuit.eject(0)
+    circuit.checkStarted(1_000)
+    circuit.checked(false, 1_500)
+    expect(circuit.state(3_499)).toBe('open')
+    expect(circuit.state(3_500)).toBe('checking')
+  })
+
+  it('starts a check again when the last one never answered (its request context ended first)', () => {
+    const circuit = new CircuitBreaker(options)
+    circuit.eject(0)
+    circuit.checkStarted(1_000)
+    expect(circuit.needsCheck(5_000)).toBe(false)
+    expect(circuit.needsCheck(11_000)).toBe(true)
   })
 
   it('ejects for longer each time it is ejected again soon after its return, up to the cap', () => {
@@ -55,7 +77,7 @@ describe('CircuitBreaker', () => {
     for (let i = 0; i < MAX_EJECTION_MULTIPLIER + 2; i++) {
       circuit.eject(now)
       let back = now
-      while (!circuit.allows(back)) back += 100
+      while (circuit.state(back) === 'open') back += 100
       lengths.push(back - now)
       now = back + 10
     }
@@ -69,8 +91,8 @@ describe('CircuitBreaker', () => {
     // Back at 3,000 after its second (2 s) ejection; a success a cool-down later resets the multiplier.
     circuit.success(4_000)
     circuit.eject(4_001)
-    expect(circuit.allows(5_000)).toBe(false)
-    expect(circuit.allows(5_001)).toBe(true)
+    expect(circuit.state(5_000)).toBe('open')
+    expect(circuit.state(5_001)).toBe('checking')
   })
 
   it('calls a backend stalled while its oldest request has waited stallMs for headers and nothing newer was answered', () => {
