@@ -32,13 +32,17 @@ export interface MissedDeadline {
 }
 
 /**
- * How long a health check may take: half the headers deadline, long enough for a busy vLLM's
- * /health (milliseconds), and with the deadline still well inside the first-event one. The same
- * bound decides an ejected backend's return (src/dispatch/recovery.ts).
+ * How long a health check may take: half the headers deadline (1.5 s by default), and never more
+ * than MAX_HEALTH_CHECK_MS. Long enough for a busy vLLM's /health (milliseconds) and for a fleet
+ * whose API servers lag 4 s (the headers then arrive within it); a /health slower than that is no
+ * answer. The same bound decides an ejected backend's return (src/dispatch/recovery.ts).
  */
 export function healthCheckTimeoutMs(headersDeadlineMs: number | undefined): number {
-  return Math.ceil((headersDeadlineMs ?? 3_000) / 2)
+  return Math.min(MAX_HEALTH_CHECK_MS, Math.ceil((headersDeadlineMs ?? 3_000) / 2))
 }
+
+/** A deployment with a long headers deadline (or only the 30 s first-event one) still learns in seconds. */
+const MAX_HEALTH_CHECK_MS = 2_000
 
 /** Judges a missed deadline: from the other requests first (free), else from one health check. */
 export async function judgeMissedDeadline(missed: MissedDeadline): Promise<Blame> {
