@@ -3,9 +3,7 @@
 // 429 key_paused and never reach a backend, while other keys' requests go on as before.
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { EndReason } from '../../src/ending.ts'
 import { HEALTH_KEY } from '../../src/fleet/records.ts'
-import type { AdmitInput, TokenUse } from '../../src/limits/ledger.ts'
 import { PAUSE_MS } from '../../src/limits/pause.ts'
 import {
   backendRecord,
@@ -19,7 +17,7 @@ import {
   writeFleet,
   type TestEnv,
 } from '../support/fleet.ts'
-import { keyWithLimits, RATE_LIMIT_HEADERS, type LimitedKey } from '../support/limits.ts'
+import { distantLimiter, keyWithLimits, RATE_LIMIT_HEADERS, type LimitedKey } from '../support/limits.ts'
 import { chatBody, fetchWithEnv } from '../support/worker.ts'
 
 const short = '[emulator ttft_ms=5 itl_ms=2 reasoning_tokens=3 content_tokens=3]'
@@ -51,35 +49,6 @@ function chatAs(key: LimitedKey, text: string): RequestInit {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key.secret}` },
     body: JSON.stringify(chatBody(text)),
   }
-}
-
-/**
- * The real LIMITER namespace, whose admit answers only after 300 ms or once the fleet has seen
- * more than `seenBefore` requests: a limiter far away, slower than a backend call. `reachedFirst`
- * records whether a backend call got there before the answer (a speculative start).
- */
-function distantLimiter(seenBefore: number) {
-  const reachedFirst: boolean[] = []
-  const namespace = {
-    idFromName: (name: string) => env.LIMITER.idFromName(name),
-    get(id: DurableObjectId) {
-      const stub = env.LIMITER.get(id)
-      return {
-        async admit(input: AdmitInput) {
-          const deadline = Date.now() + 300
-          let reached = false
-          while (!reached && Date.now() < deadline) {
-            reached = (await requestsSeen()) > seenBefore
-            if (!reached) await new Promise((resolve) => setTimeout(resolve, 10))
-          }
-          reachedFirst.push(reached)
-          return stub.admit(input)
-        },
-        settle: (leaseId: string, used: TokenUse, reason?: EndReason) => stub.settle(leaseId, used, reason),
-      }
-    },
-  }
-  return { namespace, reachedFirst }
 }
 
 beforeEach(async () => {
@@ -136,7 +105,7 @@ describe('a key whose requests keep being judged too slow', () => {
     expect((await fetchWithEnv(fleet, '/v1/chat/completions', chatAs(poisoner, short))).status).toBe(200)
     await slowElsewhere('elsewhere-2')
     const before = await requestsSeen()
-    const { namespace, reachedFirst } = distantLimiter(before)
+    const { namespace, observed: reachedFirst } = distantLimiter(requestsSeen, before, 300)
     const paused = await fetchWithEnv({ ...fleet, LIMITER: namespace }, '/v1/chat/completions', chatAs(poisoner, short))
     expect(paused.status).toBe(429)
     expect(((await paused.json()) as ErrorBody).error.code).toBe('key_paused')

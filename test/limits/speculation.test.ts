@@ -1,9 +1,8 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it, vi } from 'vitest'
-import type { AdmitInput, EffectiveLimits } from '../../src/limits/ledger.ts'
 import { proxyCounters } from '../../src/telemetry/counters.ts'
-import { keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
-import { chatBody, emulatorStats, fetchWithEnv, resetEmulator, type EmulatorStats } from '../support/worker.ts'
+import { distantLimiter, keyWithLimits, limiterState, type LimitedKey } from '../support/limits.ts'
+import { chatBody, emulatorStats, fetchWithEnv, resetEmulator } from '../support/worker.ts'
 
 // Speculative admission (docs/rate-limits.md): while the isolate's last answer for a key left clear
 // headroom, the backend call starts as the key's limiter decides. The limiter stays the only arbiter.
@@ -11,6 +10,8 @@ import { chatBody, emulatorStats, fetchWithEnv, resetEmulator, type EmulatorStat
 const short = '[emulator ttft_ms=1 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
 /** Long enough to be still generating when a refusal comes: its abort is what the emulator counts. */
 const slow = '[emulator ttft_ms=3000 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
+/** The shared emulator's requests so far. */
+const requestsSeen = async () => (await emulatorStats()).requests
 const ROOMY = { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, concurrentStreamsPerIp: null }
 
 function chatAs(key: LimitedKey, body: unknown): RequestInit {
@@ -19,36 +20,6 @@ function chatAs(key: LimitedKey, body: unknown): RequestInit {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key.secret}` },
     body: JSON.stringify(body),
   }
-}
-
-/**
- * The real LIMITER namespace, whose admit answers only once the emulator has received more than
- * `seenBefore` requests (or `reached` says so of another counter), or after `waitMs`: a limiter far
- * away, slower than the backend call. It records whether the backend got there before the answer.
- */
-function distantLimiter(seenBefore: number, waitMs: number, reached: (stats: EmulatorStats) => number = (stats) => stats.requests) {
-  const observed: boolean[] = []
-  const namespace = {
-    idFromName: (name: string) => env.LIMITER.idFromName(name),
-    get(id: DurableObjectId) {
-      const stub = env.LIMITER.get(id)
-      return {
-        async admit(input: AdmitInput) {
-          const deadline = Date.now() + waitMs
-          let called = false
-          while (!called && Date.now() < deadline) {
-            called = reached(await emulatorStats()) > seenBefore
-            if (!called) await new Promise((resolve) => setTimeout(resolve, 10))
-          }
-          observed.push(called)
-          return stub.admit(input)
-        },
-        settle: (leaseId: string, used: { promptTokens: number; completionTokens: number }) => stub.settle(leaseId, used),
-        status: (limits: EffectiveLimits) => stub.status(limits),
-      }
-    },
-  }
-  return { namespace, observed }
 }
 
 /** Takes `count` stream slots of the key, as requests in other isolates would. */
@@ -71,7 +42,7 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     await resetEmulator()
     const key = await keyWithLimits({ concurrentStreams: 8 })
     expect((await fetchWithEnv({}, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
-    const { namespace, observed } = distantLimiter((await emulatorStats()).requests, 5_000)
+    const { namespace, observed } = distantLimiter(requestsSeen, (await emulatorStats()).requests, 5_000)
     const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(short)))
     expect(response.status).toBe(200)
     expect(observed).toEqual([true])
@@ -88,7 +59,7 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     const release = await holdSlots(key, 4, 4)
     const before = await emulatorStats()
     const counted = { ...proxyCounters }
-    const { namespace, observed } = distantLimiter(before.requests, 5_000)
+    const { namespace, observed } = distantLimiter(requestsSeen, before.requests, 5_000)
     const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(slow, { stream: true })))
     expect(observed).toEqual([true])
     expect(proxyCounters.speculativeAdmissions - counted.speculativeAdmissions).toBe(1)
@@ -112,7 +83,7 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     const before = await emulatorStats()
     // The limiter answers only once the backend has sent its whole answer (within the 1 s limiter
     // deadline, after which the request would be admitted without it: fail open).
-    const { namespace, observed } = distantLimiter(before.completed, 900, (stats) => stats.completed)
+    const { namespace, observed } = distantLimiter(async () => (await emulatorStats()).completed, before.completed, 900)
     const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(short, { stream })))
     expect(observed).toEqual([true])
     expect(response.status).toBe(429)
@@ -130,7 +101,7 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     const release = await holdSlots(key, 2, 2)
     const before = await emulatorStats()
     // Bounded wait: a backend call within it would be speculation.
-    const { namespace, observed } = distantLimiter(before.requests, 300)
+    const { namespace, observed } = distantLimiter(requestsSeen, before.requests, 300)
     const response = await fetchWithEnv({ LIMITER: namespace }, '/v1/chat/completions', chatAs(key, chatBody(slow, { stream: true })))
     expect(response.status).toBe(429)
     expect(observed).toEqual([false])
@@ -142,7 +113,7 @@ describe('speculative admission on POST /v1/chat/completions', () => {
     await resetEmulator()
     const key = await keyWithLimits({ concurrentStreams: 8 })
     expect((await fetchWithEnv({}, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
-    const { namespace, observed } = distantLimiter((await emulatorStats()).requests, 300)
+    const { namespace, observed } = distantLimiter(requestsSeen, (await emulatorStats()).requests, 300)
     const off = { LIMITER: namespace, SPECULATIVE_ADMISSION: 'off' }
     expect((await fetchWithEnv(off, '/v1/chat/completions', chatAs(key, chatBody(short)))).status).toBe(200)
     expect(observed).toEqual([false])

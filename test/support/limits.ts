@@ -1,6 +1,8 @@
 // Keys with explicit limits, and reading a key's limiter state through the admin endpoint.
 import { env } from 'cloudflare:workers'
 import type { KeyLimits } from '../../src/auth/key-record.ts'
+import type { EndReason } from '../../src/ending.ts'
+import type { AdmitInput, EffectiveLimits, TokenUse } from '../../src/limits/ledger.ts'
 import { callWorker } from './worker.ts'
 import { randomSecret, seedKey } from './keys.ts'
 
@@ -48,3 +50,34 @@ export const RATE_LIMIT_HEADERS = [
   'x-ratelimit-remaining-tokens',
   'x-ratelimit-reset-tokens',
 ]
+
+/**
+ * The real LIMITER namespace, whose `admit` answers only once `reached()` exceeds `seenBefore` (a
+ * backend counter: the backend call got there first) or after `waitMs`: a limiter far away, slower
+ * than a backend call. `observed` records, per admission, whether the backend got there first (a
+ * speculative start). `settle` and `status` go straight to the real limiter.
+ */
+export function distantLimiter(reached: () => Promise<number>, seenBefore: number, waitMs: number) {
+  const observed: boolean[] = []
+  const namespace = {
+    idFromName: (name: string) => env.LIMITER.idFromName(name),
+    get(id: DurableObjectId) {
+      const stub = env.LIMITER.get(id)
+      return {
+        async admit(input: AdmitInput) {
+          const deadline = Date.now() + waitMs
+          let called = false
+          while (!called && Date.now() < deadline) {
+            called = (await reached()) > seenBefore
+            if (!called) await new Promise((resolve) => setTimeout(resolve, 10))
+          }
+          observed.push(called)
+          return stub.admit(input)
+        },
+        settle: (leaseId: string, used: TokenUse, reason?: EndReason) => stub.settle(leaseId, used, reason),
+        status: (limits: EffectiveLimits) => stub.status(limits),
+      }
+    },
+  }
+  return { namespace, observed }
+}
