@@ -19,9 +19,12 @@ export interface ChatCompletion {
 
 interface CompletionChoice {
   index: number
-  message: { role: 'assistant'; content: string; reasoning_content?: string }
+  // null when no answer text came (only reasoning), as vLLM's reasoning parser gives it
+  message: { role: 'assistant'; content: string | null; reasoning_content?: string }
   logprobs: { content: unknown[] } | null
   finish_reason: string | null
+  /** vLLM's: the matched stop string (or stop token id), as the stream's finish chunk reported it. */
+  stop_reason: string | number | null
 }
 
 interface ChoiceParts {
@@ -29,6 +32,7 @@ interface ChoiceParts {
   reasoning: string
   logprobs: unknown[] | null
   finishReason: string | null
+  stopReason: string | number | null
 }
 
 /** A sink that collects the whole answer (stream: false); `answer` is the client's JSON body. */
@@ -87,24 +91,29 @@ export class CompletionCollector implements CollectingSink {
   #add(choice: CompletionChunk['choices'][number]): void {
     let parts = this.#choices.get(choice.index)
     if (!parts) {
-      parts = { content: '', reasoning: '', logprobs: null, finishReason: null }
+      parts = { content: '', reasoning: '', logprobs: null, finishReason: null, stopReason: null }
       this.#choices.set(choice.index, parts)
     }
     parts.content += choice.delta?.content ?? ''
     parts.reasoning += choice.delta?.reasoning_content ?? ''
     const tokens = choice.logprobs?.content
     if (Array.isArray(tokens)) (parts.logprobs ??= []).push(...tokens)
-    if (choice.finish_reason) parts.finishReason = choice.finish_reason
+    if (choice.finish_reason) {
+      parts.finishReason = choice.finish_reason
+      parts.stopReason = (choice as { stop_reason?: string | number | null }).stop_reason ?? null
+    }
   }
 }
 
 function toChoice(index: number, parts: ChoiceParts): CompletionChoice {
-  const message: CompletionChoice['message'] = { role: 'assistant', content: parts.content }
+  // vLLM's deepseek_r1 parser answers `content or None`: no answer text is null, never "".
+  const message: CompletionChoice['message'] = { role: 'assistant', content: parts.content === '' ? null : parts.content }
   if (parts.reasoning) message.reasoning_content = parts.reasoning
   return {
     index,
     message,
     logprobs: parts.logprobs ? { content: parts.logprobs } : null,
     finish_reason: parts.finishReason,
+    stop_reason: parts.stopReason,
   }
 }

@@ -5,7 +5,7 @@ import { messageItem, newResponseId, ReasoningTokens, reasoningItem, responseObj
 
 /**
  * stream: false on the Responses API: the generation collected into one `response` object, a
- * reasoning item and a message item. Like the chat collector it never commits, so any failure can
+ * reasoning item (when the model reasoned) and a message item (when answer text came). Like the chat collector it never commits, so any failure can
  * fail over.
  */
 export class ResponseCollector implements CollectingSink {
@@ -48,9 +48,13 @@ export class ResponseCollector implements CollectingSink {
   answer(end: GenerationEnd): Record<string, unknown> {
     if (this.#chunks === 0) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
     const status = end.finishReason === 'length' ? 'incomplete' : 'completed'
+    // As OpenAI answers: an answer cut inside its reasoning ends with the reasoning item
+    // incomplete and no message item; only the item the cut fell in is incomplete.
     const output = [
-      ...(this.#reasoning !== '' ? [reasoningItem(this.#settings, newResponseId('rs'), this.#reasoning, 'completed')] : []),
-      messageItem(newResponseId('msg'), this.#content, status),
+      ...(this.#reasoning !== ''
+        ? [reasoningItem(this.#settings, newResponseId('rs'), this.#reasoning, this.#content === '' ? status : 'completed')]
+        : []),
+      ...(this.#content !== '' ? [messageItem(newResponseId('msg'), this.#content, status)] : []),
     ]
     return responseObject(this.#settings, { status, output, usage: this.#tokens.responseUsage() })
   }

@@ -85,10 +85,8 @@ export class ResponseEventStream implements StreamSink {
     if (end.error) this.#fail(end.error)
     else {
       const status = end.finishReason === 'length' ? 'incomplete' : 'completed'
-      if (this.#open?.kind !== 'message') {
-        this.#close(status === 'incomplete' ? 'incomplete' : 'completed')
-        this.#openItem('message')
-      }
+      // The item the answer ended in takes the response's status; no empty message item is added
+      // when no answer text came (an answer cut inside its reasoning, as OpenAI ends one).
       this.#close(status)
       const response = responseObject(this.#settings, { status, output: this.#done, usage: this.#tokens.responseUsage() })
       this.#emit({ type: status === 'completed' ? 'response.completed' : 'response.incomplete', response })

@@ -98,6 +98,26 @@ describe('POST /v1/responses, stream: false', () => {
     expect(body.usage.output_tokens).toBe(3)
   })
 
+  it('ends an answer cut inside the reasoning with the reasoning item incomplete and no empty message item', async () => {
+    const input = '[emulator reasoning_tokens=10 content_tokens=5] Hi'
+    const body = (await (await postResponses({ input, max_output_tokens: 3 })).json()) as ResponseBody
+    expect(body.status).toBe('incomplete')
+    expect(body.incomplete_details).toEqual({ reason: 'max_output_tokens' })
+    expect(body.output.map((item) => [item.type, item.status])).toEqual([['reasoning', 'incomplete']])
+    expect(body.output[0]?.content[0]?.text).toMatch(/\S/)
+    expect(body.usage.output_tokens_details.reasoning_tokens).toBe(3)
+  })
+
+  it('marks only the message item incomplete when the cut falls in the answer', async () => {
+    const input = '[emulator reasoning_tokens=3 content_tokens=10] Hi'
+    const body = (await (await postResponses({ input, max_output_tokens: 7 })).json()) as ResponseBody
+    expect(body.status).toBe('incomplete')
+    expect(body.output.map((item) => [item.type, item.status])).toEqual([
+      ['reasoning', 'completed'],
+      ['message', 'incomplete'],
+    ])
+  })
+
   it('goes upstream as a chat request: instructions folded by the prompt rules, developer as system, settings mapped', async () => {
     await resetEmulator()
     const response = await postResponses({
@@ -224,6 +244,21 @@ describe('POST /v1/responses, stream: true', () => {
     const events = responseEvents(await (await postResponses({ input: 'Hi', stream: true, max_output_tokens: 2 })).text())
     expect(events.at(-1)?.type).toBe('response.incomplete')
     expect(events.at(-1)?.response?.incomplete_details).toEqual({ reason: 'max_output_tokens' })
+  })
+
+  it('ends a stream cut inside the reasoning with the reasoning item incomplete and no message item', async () => {
+    const input = '[emulator reasoning_tokens=10 content_tokens=5] Hi'
+    const events = responseEvents(await (await postResponses({ input, stream: true, max_output_tokens: 3 })).text())
+    expect(events.filter((event) => event.type === 'response.output_item.added').map((event) => event.item?.type)).toEqual(['reasoning'])
+    expect(events.some((event) => event.type.startsWith('response.output_text.'))).toBe(false)
+    const done = events.filter((event) => event.type === 'response.output_item.done')
+    expect(done.map((event) => [event.item?.type, (event.item as { status?: string } | undefined)?.status])).toEqual([
+      ['reasoning', 'incomplete'],
+    ])
+    const last = events.at(-1)
+    expect(last?.type).toBe('response.incomplete')
+    expect(last?.response?.incomplete_details).toEqual({ reason: 'max_output_tokens' })
+    expect(last?.response?.output.map((item) => [item.type, item.status])).toEqual([['reasoning', 'incomplete']])
   })
 })
 

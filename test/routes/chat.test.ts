@@ -145,6 +145,33 @@ describe('POST /v1/chat/completions, stream: false', () => {
     expect(completion.usage.completion_tokens).toBeGreaterThan(0)
   })
 
+  it('carries the stop_reason of a matched stop string after finish_reason, as vLLM does', async () => {
+    const text = '[emulator reasoning_tokens=4 content_tokens=12] Hi'
+    const streamed = dataEvents((await streamChat(text)).frames) as Chunk[]
+    const answer = streamed.map((chunk) => chunk.choices[0]?.delta.content ?? '').join('')
+    const stop = answer.slice(6, 10)
+    const stopped = dataEvents((await streamChat(text, { stop })).frames) as Chunk[]
+    expect(stopped.find((chunk) => chunk.choices[0]?.finish_reason)?.choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: stop })
+    const completion = (await (await postChat(chatBody(text, { stop }))).json()) as { choices: Record<string, unknown>[] }
+    const choice = completion.choices[0] ?? {}
+    expect(choice).toMatchObject({
+      finish_reason: 'stop',
+      stop_reason: stop,
+      message: { content: stopped.map((chunk) => chunk.choices[0]?.delta.content ?? '').join('') },
+    })
+    expect(Object.keys(choice)).toEqual(['index', 'message', 'logprobs', 'finish_reason', 'stop_reason'])
+    const plain = (await (await postChat(chatBody(text))).json()) as { choices: Record<string, unknown>[] }
+    expect(plain.choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: null })
+  })
+
+  it('gives content null, not "", when the answer was cut off inside the reasoning, as vLLM does', async () => {
+    const response = await postChat(chatBody('[emulator reasoning_tokens=10 content_tokens=5] Hi', { max_tokens: 3 }))
+    const completion = (await response.json()) as { choices: { message: Record<string, unknown>; finish_reason: string }[] }
+    expect(completion.choices[0]?.finish_reason).toBe('length')
+    expect(completion.choices[0]?.message).toMatchObject({ role: 'assistant', content: null })
+    expect(completion.choices[0]?.message.reasoning_content).toMatch(/\S/)
+  })
+
   it('answers a mid-stream backend failure with a 502 error body', async () => {
     const response = await postChat(chatBody('[emulator fault=die_after:2]'))
     expect(response.status).toBe(502)
