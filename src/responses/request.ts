@@ -1,4 +1,5 @@
 import * as z from 'zod/mini'
+import { readContextRefusal } from '../dispatch/context-refusal.ts'
 import { ApiError } from '../errors.ts'
 import { intWhere, numberWhere, optional } from '../schema/fields.ts'
 import { parseWith } from '../schema/parse.ts'
@@ -9,7 +10,8 @@ import { parseWith } from '../schema/parse.ts'
 // request's: a field not named here is a 400, never dropped. What needs state the gateway does not
 // keep, or tools the model cannot call, is refused by name (RESPONSES_REFUSALS).
 
-const part = z.object({
+// Strict like the chat request's messages and parts: a field not named here is a 400 with its path.
+const part = z.strictObject({
   type: z.enum(['input_text', 'output_text']),
   text: z.string(),
   // What an earlier response's output_text carries when it is sent back as input.
@@ -40,7 +42,7 @@ const format = z.discriminatedUnion('type', [
 
 export const responsesRequestSchema = z.strictObject({
   model: optional(z.string()),
-  input: z.union([z.string(), z.array(z.union([messageItem, reasoningItem]))]),
+  input: z.union([z.string(), z.array(z.discriminatedUnion('type', [messageItem, reasoningItem]))]),
   instructions: optional(z.string()),
   max_output_tokens: optional(intWhere('max_output_tokens', (value) => value >= 1, 'must be at least 1')),
   temperature: optional(numberWhere('temperature', (value) => value >= 0 && value <= 2, 'must be in [0, 2]')),
@@ -204,16 +206,27 @@ const CONTEXT_WORDING: ReadonlyArray<[string, string]> = [
   ['the input messages', 'the input'],
 ]
 
-/** A refusal of the translated chat body, naming the Responses field the client sent. */
+/**
+ * A refusal of the translated chat body, naming the Responses field the client sent. A context
+ * refusal (the gateway's own, or vLLM's relayed with param "messages" whatever it says) is named
+ * by what its text states: the prompt alone is too long (`input`), or the asked output does not fit
+ * (`max_output_tokens`); vLLM's numbers are kept.
+ */
 export function asResponsesError(error: unknown): unknown {
   if (!(error instanceof ApiError) || error.param === null) return error
-  const param = error.param
+  if (error.code === 'context_length_exceeded') {
+    const refusal = readContextRefusal(error.message)
+    const param = refusal ? (refusal.kind === 'prompt_too_long' ? 'input' : 'max_output_tokens') : renamedParam(error.param)
+    if (param === null) return error
+    const message = CONTEXT_WORDING.reduce((text, [chat, responses]) => text.replaceAll(chat, responses), error.message)
+    return new ApiError(error.status, message, { type: error.type, code: error.code, param })
+  }
+  const name = renamedParam(error.param)
+  if (name === null) return error
+  return new ApiError(error.status, error.message.replaceAll(error.param, name), { type: error.type, code: error.code, param: name })
+}
+
+function renamedParam(param: string): string | null {
   const renamed = PARAM_NAMES.find(([pattern]) => pattern.test(param))
-  if (!renamed) return error
-  const name = param.replace(renamed[0], renamed[1])
-  const message =
-    error.code === 'context_length_exceeded'
-      ? CONTEXT_WORDING.reduce((text, [chat, responses]) => text.replaceAll(chat, responses), error.message)
-      : error.message.replaceAll(param, name)
-  return new ApiError(error.status, message, { type: error.type, code: error.code, param: name })
+  return renamed ? param.replace(renamed[0], renamed[1]) : null
 }

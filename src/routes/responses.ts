@@ -39,7 +39,10 @@ export async function responses(c: Context<AppEnv>): Promise<Response> {
       collector: () => new ResponseCollector(settings),
       streamer: (options) => new ResponseEventStream(settings, options),
     }
-    return await relayChat(c, relayInputOf(upstream, config.modelId, relayOptionsOf(c, prepared)), hold, format)
+    // vLLM's own context refusal comes from the relay, worded for the chat body: named for this one.
+    return await relayChat(c, relayInputOf(upstream, config.modelId, relayOptionsOf(c, prepared)), hold, format).catch((error: unknown) => {
+      throw asResponsesError(error)
+    })
   } catch (error) {
     // A request whose relay already ended it is not ended again.
     endChatRequestWithError(hold, error)

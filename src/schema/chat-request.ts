@@ -12,22 +12,30 @@ import { responseFormatSchema, structuredOutputsSchema, toolChoiceProblem, toolC
 /** DeepSeek-R1-Distill-Qwen-1.5B's vocabulary (config.json vocab_size, vLLM's get_vocab_size). */
 export const VOCAB_SIZE = 151_936
 
-const textPart = z.object({ type: z.literal('text'), text: z.string() })
+// Messages and content parts are strict too: vLLM's message types ignore a field they do not know
+// (a TypedDict's extra keys), so one the gateway let through would be dropped silently.
+const textPart = z.strictObject({ type: z.literal('text'), text: z.string() })
 const content = z.union([z.string(), z.array(textPart)])
+const systemFields = { content, name: z.optional(z.string()) }
 
 const message = z.discriminatedUnion(
   'role',
   [
-    z.object({ role: z.literal('system'), content, name: z.optional(z.string()) }),
-    z.object({ role: z.literal('user'), content, name: z.optional(z.string()) }),
-    z.object({
+    z.strictObject({ role: z.literal('system'), ...systemFields }),
+    // OpenAI's newer name for system. vLLM's template knows no developer role: it goes on as system.
+    z.pipe(
+      z.strictObject({ role: z.literal('developer'), ...systemFields }),
+      z.transform((developer) => ({ ...developer, role: 'system' as const })),
+    ),
+    z.strictObject({ role: z.literal('user'), content, name: z.optional(z.string()) }),
+    z.strictObject({
       role: z.literal('assistant'),
       content: z.optional(z.nullable(content)),
       name: z.optional(z.string()),
       reasoning_content: z.optional(z.nullable(z.string())),
     }),
   ],
-  { error: "A message's role must be 'system', 'user' or 'assistant' (tool messages are not relayed)." },
+  { error: "A message's role must be 'system', 'developer', 'user' or 'assistant' (tool messages are not relayed)." },
 )
 
 const maxTokens = (name: string) => optional(intWhere(name, (value) => value >= 1, 'must be at least 1'))

@@ -78,6 +78,66 @@ describe('asResponsesError', () => {
   })
 })
 
+describe('unknown fields inside input items', () => {
+  const refusalOf = (input: unknown) => {
+    try {
+      parseResponsesRequest({ input })
+    } catch (error) {
+      return error as ApiError
+    }
+    throw new Error(`accepted ${JSON.stringify(input)}`)
+  }
+
+  it.each([
+    [[{ role: 'user', content: 'Hi', cache_control: { type: 'ephemeral' } }], 'input[0].cache_control'],
+    [
+      [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hi', cache_control: {} }] }],
+      'input[0].content[0].cache_control',
+    ],
+    [
+      [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: [{ type: 'output_text', text: 'a', extra: 1 }] },
+      ],
+      'input[1].content[0].extra',
+    ],
+  ])('refuses an unknown field inside an input item or content part with a 400 naming its path (%#)', (input, param) => {
+    expect(refusalOf(input)).toMatchObject({ status: 400, param, code: 'unknown_parameter' })
+  })
+})
+
+describe('asResponsesError on context refusals', () => {
+  // vLLM v0.11.0's texts (serving_engine.py _validate_input, chat appends " None"), relayed with param "messages".
+  const relayed = (message: string) => new ApiError(400, message, { param: 'messages', code: 'context_length_exceeded' })
+
+  it("names input for vLLM's prompt-too-long refusal, keeping its numbers", () => {
+    const error = asResponsesError(
+      relayed(
+        "This model's maximum context length is 4096 tokens. However, your request has 5123 input tokens. Please reduce the length of the input messages. None",
+      ),
+    )
+    expect(error).toMatchObject({
+      param: 'input',
+      code: 'context_length_exceeded',
+      message:
+        "This model's maximum context length is 4096 tokens. However, your request has 5123 input tokens. Please reduce the length of the input. None",
+    })
+  })
+
+  it("names max_output_tokens for vLLM's too-large refusal, not messages or max_tokens", () => {
+    const error = asResponsesError(
+      relayed(
+        "'max_tokens' or 'max_completion_tokens' is too large: 3000. This model's maximum context length is 4096 tokens and your request has 1601 input tokens (3000 > 4096 - 1601). None",
+      ),
+    )
+    expect(error).toMatchObject({
+      param: 'max_output_tokens',
+      message:
+        "'max_output_tokens' is too large: 3000. This model's maximum context length is 4096 tokens and your request has 1601 input tokens (3000 > 4096 - 1601). None",
+    })
+  })
+})
+
 describe('ReasoningTokens', () => {
   const reader = new ChunkReader()
   const chunk = (delta: Record<string, string>, completionTokens: number) =>

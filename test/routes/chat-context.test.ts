@@ -7,7 +7,7 @@ import { clearFleetCache } from '../../src/fleet/registry.ts'
 import { backendRecord, callIn, clearFleet, fleetEnv, prepareFleet, writeFleet } from '../support/fleet.ts'
 import { keyWithLimits } from '../support/limits.ts'
 import { createSession, openEvents, readStream } from '../streams/helpers.ts'
-import { chatBody, chatInit, postChat, recordedRequests, type RecordedRequest } from '../support/worker.ts'
+import { callWorker, chatBody, chatInit, postChat, recordedRequests, type RecordedRequest } from '../support/worker.ts'
 
 const SHORT = '[emulator ttft_ms=5 itl_ms=1 reasoning_tokens=2 content_tokens=2]'
 
@@ -22,6 +22,10 @@ async function sentWith(marker: string): Promise<RecordedRequest[]> {
   return (await recordedRequests()).filter(
     (entry) => entry.path.startsWith('/v1/chat/completions') && JSON.stringify(entry.body).includes(marker),
   )
+}
+
+function postResponses(body: unknown) {
+  return callWorker('/v1/responses', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 }
 
 interface ErrorBody {
@@ -71,6 +75,35 @@ describe("the backend's context-length refusals", () => {
     const body = (await response.json()) as ErrorBody
     expect(body.error).toMatchObject({ type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' })
     expect(body.error.message).toMatch(/maximum context length is 4096 tokens/)
+    expect(await sentWith(marker)).toHaveLength(1)
+  })
+
+  it.each([false, true])(
+    "names input on /v1/responses when vLLM refuses the prompt as too long, with vLLM's numbers (stream: %s)",
+    async (stream) => {
+      const { marker, text } = marked(LONG_CJK)
+      const response = await postResponses({ input: text, stream })
+      expect(response.status).toBe(400)
+      const { error } = (await response.json()) as ErrorBody
+      expect(error).toMatchObject({ param: 'input', code: 'context_length_exceeded' })
+      expect(error.message).toMatch(
+        /maximum context length is 4096 tokens\. However, your request has \d+ input tokens\. Please reduce the length of the input\./,
+      )
+      expect(error.message).not.toMatch(/messages|max_tokens/)
+      expect(await sentWith(marker)).toHaveLength(1)
+    },
+  )
+
+  it('names max_output_tokens on /v1/responses when vLLM refuses the asked output as too large', async () => {
+    const { marker, text } = marked(MID_CJK)
+    const response = await postResponses({ input: text, max_output_tokens: 3000 })
+    expect(response.status).toBe(400)
+    const { error } = (await response.json()) as ErrorBody
+    expect(error).toMatchObject({ param: 'max_output_tokens', code: 'context_length_exceeded' })
+    expect(error.message).toMatch(
+      /^'max_output_tokens' is too large: 3000\. This model's maximum context length is 4096 tokens and your request has \d+ input tokens/,
+    )
+    expect(error.message).not.toMatch(/max_tokens|max_completion_tokens|messages/)
     expect(await sentWith(marker)).toHaveLength(1)
   })
 

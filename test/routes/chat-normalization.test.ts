@@ -46,6 +46,19 @@ describe('DeepSeek-R1 prompt rules on the request path', () => {
     expect((await lastSentBody()).messages.map((m) => m.role)).toEqual(['system', 'user'])
   })
 
+  it('treats a developer message exactly as a system message: folded, and never sent to vLLM as developer', async () => {
+    const developer = { ...conversation, messages: [{ role: 'developer', content: 'You are terse.' }, conversation.messages[1]] }
+    const response = await postChat(developer)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('x-prompt-rules')).toBe('fold_system,math_directive,temperature,top_p')
+    expect((await lastSentBody()).messages).toEqual([{ role: 'user', content: `You are terse.\n\nWhat is 12 * 7?\n${MATH_DIRECTIVE}` }])
+
+    const secret = randomSecret()
+    await seedKey(env.KEYS, secret, { rules: { fold_system: false, math_directive: false } })
+    await (await postChat(developer, { headers: { authorization: `Bearer ${secret}` } })).text()
+    expect((await lastSentBody()).messages.map((m) => m.role)).toEqual(['system', 'user'])
+  })
+
   it('lets a deployment switch every rule off', async () => {
     const response = await fetchWithEnv({ PROMPT_RULES: 'none' }, '/v1/chat/completions', chatInit(conversation))
     expect(response.headers.get('x-prompt-rules')).toBe('none')

@@ -3,6 +3,14 @@ import { parseChatRequest } from '../../src/schema/chat-request.ts'
 
 const messages = [{ role: 'user', content: 'Hi' }]
 const parse = (extra: Record<string, unknown>) => parseChatRequest({ messages, ...extra })
+const refusalOf = (body: Record<string, unknown>) => {
+  try {
+    parseChatRequest(body)
+  } catch (error) {
+    return error as { status: number; param: string | null; code: string | null }
+  }
+  throw new Error(`accepted ${JSON.stringify(body)}`)
+}
 const refusal = (extra: Record<string, unknown>) => {
   try {
     parse(extra)
@@ -183,6 +191,20 @@ describe('fields the gateway does not take', () => {
   })
 
   it.each([
+    [[{ role: 'user', content: 'Hi', cache_control: { type: 'ephemeral' } }], 'messages[0].cache_control'],
+    [
+      [{ role: 'user', content: [{ type: 'text', text: 'Hi', cache_control: { type: 'ephemeral' } }] }],
+      'messages[0].content[0].cache_control',
+    ],
+    [[{ role: 'system', content: 'Be brief.', extra: 1 }, ...messages], 'messages[0].extra'],
+    [[{ role: 'developer', content: 'Be brief.', extra: 1 }, ...messages], 'messages[0].extra'],
+    [[...messages, { role: 'assistant', content: 'Hello', refusal: null }], 'messages[1].refusal'],
+  ])('refuses an unknown field inside a message or content part by its path, never dropping it (%#)', (sent, param) => {
+    expect(() => parseChatRequest({ messages: sent })).toThrow(`Unrecognized request argument supplied: ${param}`)
+    expect(refusalOf({ messages: sent })).toMatchObject({ status: 400, param, code: 'unknown_parameter' })
+  })
+
+  it.each([
     ['guided_json', { type: 'object' }, /deprecated in vLLM v0.11.0/],
     ['continue_final_message', true, /set by the gateway/],
     ['chat_template', '{{ x }}', /chat template is fixed/],
@@ -199,5 +221,16 @@ describe('fields the gateway does not take', () => {
     const error = refusal(JSON.parse('{"__proto__": {"polluted": 1}}') as Record<string, unknown>)
     expect(error.param).toBe('__proto__')
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+})
+
+describe('the developer role', () => {
+  it('accepts a developer message as a system message, so it never reaches vLLM as developer', () => {
+    const parsed = parseChatRequest({ messages: [{ role: 'developer', content: 'Be brief.', name: 'ops' }, ...messages] })
+    expect(parsed.messages).toEqual([{ role: 'system', content: 'Be brief.', name: 'ops' }, ...messages])
+  })
+
+  it('still refuses a role vLLM does not relay here, naming developer among the accepted ones', () => {
+    expect(refusalOf({ messages: [{ role: 'tool', content: 'x' }] })).toMatchObject({ status: 400, param: 'messages[0].role' })
   })
 })
