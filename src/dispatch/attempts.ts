@@ -9,7 +9,7 @@ import type { RelayObserver } from '../telemetry/trace.ts'
 import { readContextRefusal, roomLeft } from './context-refusal.ts'
 import type { HedgePlan, HedgeWinner } from './hedge.ts'
 import { newUpstreamRequestId, openUpstream } from './upstream.ts'
-import { UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
+import { clientClosed, UpstreamCall, type UpstreamTimeouts } from './upstream-call.ts'
 
 /** One backend's go at the request: its call (deadlines, abort) and, once accepted, its stream. */
 export interface Attempt {
@@ -43,11 +43,12 @@ export interface AttemptOptions {
 }
 
 /**
- * Failover across the ranked candidates. A connection failure, a 5xx or 429 from the backend, or
- * no first event within the deadline moves the request to the next candidate, as long as nothing
- * has reached the client (the relay asks through `next`); a 4xx refusal is the request's own
- * fault and goes back to the client at once. Every outcome feeds the backend's live stats: in
- * flight, time to first token, circuit breaker.
+ * Failover across the ranked candidates. A connection failure, a 5xx or 429 from the backend, or a
+ * missed deadline the verdict did not lay on the request (src/dispatch/verdict.ts) moves the
+ * request to the next candidate, as long as nothing has reached the client (the relay asks through
+ * `next`) and the client is still there; a 4xx refusal is the request's own fault and goes back to
+ * the client at once. Every outcome feeds the backend's live stats: in flight, time to first
+ * token, ejection.
  */
 export class UpstreamAttempts {
   /** In ranked order, except that a hedge's backend is moved up to where it was tried. */
@@ -188,6 +189,7 @@ export class UpstreamAttempts {
       if ('upstream' in opened) return opened
       lastError = opened.failure
     }
+    if (this.#clientLeft()) throw clientClosed()
     throw lastError ?? new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
   }
 

@@ -161,10 +161,7 @@ export class UpstreamCall {
 
   /** The error a stop stands for, or null when the call was not stopped by a timeout or the client. */
   stopError(): ApiError | null {
-    if (this.stopReason === 'client_gone') {
-      // Nobody reads it: it only ends the handler's await quietly.
-      return new ApiError(400, 'The client closed the request.', { code: 'client_closed_request' })
-    }
+    if (this.stopReason === 'client_gone') return clientClosed()
     if (this.stopReason === 'headers_timeout' || (this.stopReason === 'deadline_unexplained' && this.#headersAt === 0)) {
       return new ApiError(504, `The backend sent no response headers within ${this.#timeouts.headersMs} ms.`, {
         code: 'upstream_timeout',
@@ -250,6 +247,11 @@ function requestTooSlow(deadlineMs: number | undefined): ApiError {
     `The backend did not start answering this request within ${deadlineMs} ms while it kept answering others: the delay comes from the request itself (vLLM renders and tokenizes a prompt before it answers; a very long prompt takes longer). It was not retried on another backend. Send a shorter prompt.`,
     { code: 'request_too_slow' },
   )
+}
+
+/** The request's end when its client left; nobody reads it: it only ends the handler's await quietly. */
+export function clientClosed(): ApiError {
+  return new ApiError(400, 'The client closed the request.', { code: 'client_closed_request' })
 }
 
 export function upstreamLost(): ApiError {

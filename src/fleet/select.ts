@@ -65,14 +65,16 @@ export const MAX_EJECTED_SHARE = 0.5
  * is full (the caller answers 503).
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
-  const { inRotation, stalled } = rotation(input)
+  // Stalled: a request unanswered past stallMs, nothing newer answered (see CircuitBreaker.stalled).
+  const stalled = new Set(input.backends.filter((backend) => input.stats(backend.id).circuit.stalled(input.now)))
+  const { inRotation, last } = rotation(input, stalled)
   const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
-  const open = eligible.filter((candidate) => !isSaturated(candidate, input))
+  const open = eligible.filter((candidate) => !isSaturated(candidate, stalled, input))
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   const ranked = [...order(active, input), ...order(draining, input)]
-  const isStalled = (candidate: Candidate) => stalled.has(candidate.backend.id)
-  return [...ranked.filter((candidate) => !isStalled(candidate)), ...ranked.filter(isStalled)]
+  const goesLast = (candidate: Candidate) => last.has(candidate.backend)
+  return [...ranked.filter((candidate) => !goesLast(candidate)), ...ranked.filter(goesLast)]
 }
 
 /**
@@ -82,9 +84,9 @@ export function rankBackends(input: SelectionInput): Candidate[] {
  * an API server that lags for everyone (measured: every backend 4 s late at half the fleet's
  * capacity) would otherwise make every backend look full and the whole fleet answer 503.
  */
-function isSaturated(candidate: Candidate, input: SelectionInput): boolean {
+function isSaturated(candidate: Candidate, stalled: ReadonlySet<BackendRecord>, input: SelectionInput): boolean {
   const { backend, load } = candidate
-  return load >= backend.maxConcurrency * input.options.queueFactor && !input.stats(backend.id).circuit.stalled(input.now)
+  return load >= backend.maxConcurrency * input.options.queueFactor && !stalled.has(backend)
 }
 
 /**
@@ -95,14 +97,16 @@ function isSaturated(candidate: Candidate, input: SelectionInput): boolean {
  * stallMs, nothing newer answered) last, while both together are within the bound. Past the bound:
  * all of them, in plain order.
  */
-function rotation(input: SelectionInput): { inRotation: BackendRecord[]; stalled: Set<string> } {
+function rotation(
+  input: SelectionInput,
+  stalled: ReadonlySet<BackendRecord>,
+): { inRotation: BackendRecord[]; last: ReadonlySet<BackendRecord> } {
   const probedUp = input.backends.filter((backend) => freshHealth(backend.id, input)?.healthy !== false)
   const up = probedUp.length > 0 ? probedUp : [...input.backends]
-  const circuit = (backend: BackendRecord) => input.stats(backend.id).circuit
-  const ejected = new Set(up.filter((backend) => !circuit(backend).allows(input.now)))
-  const stalled = up.filter((backend) => !ejected.has(backend) && circuit(backend).stalled(input.now))
-  if (ejected.size + stalled.length > Math.floor(up.length * MAX_EJECTED_SHARE)) return { inRotation: up, stalled: new Set() }
-  return { inRotation: up.filter((backend) => !ejected.has(backend)), stalled: new Set(stalled.map((backend) => backend.id)) }
+  const ejected = new Set(up.filter((backend) => !input.stats(backend.id).circuit.allows(input.now)))
+  const last = new Set(up.filter((backend) => !ejected.has(backend) && stalled.has(backend)))
+  if (ejected.size + last.size > Math.floor(up.length * MAX_EJECTED_SHARE)) return { inRotation: up, last: new Set() }
+  return { inRotation: up.filter((backend) => !ejected.has(backend)), last }
 }
 
 function order(candidates: Candidate[], input: SelectionInput): Candidate[] {

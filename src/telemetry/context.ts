@@ -29,6 +29,9 @@ export function finishWithError(trace: RequestTrace, error: unknown): void {
 
 /** Why a request that failed with `error` ended: refused before any backend was asked, or what its error code says. */
 export function errorReason(trace: RequestTrace, error: unknown): EndReason {
+  const code = error instanceof ApiError ? error.code : null
+  // A client that left before any backend was asked still left: it was not refused.
+  if (code === 'client_closed_request') return 'client_gone'
   if (!trace.askedBackend) return 'refused'
-  return reasonOfCode(error instanceof ApiError ? error.code : null)
+  return reasonOfCode(code)
 }
