@@ -17,7 +17,7 @@ interface DistanceVars {
   BENCH_BACKEND_RTT_MS?: string
 }
 
-const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS', 'DASHBOARD_LINKS', 'BACKEND_SLOTS'] as const
+const DO_BINDINGS = ['LIMITER', 'TELEMETRY', 'STREAMS', 'DASHBOARD_LINKS', 'BACKEND_SLOTS', 'RESPONSES'] as const
 const KV_BINDINGS = ['KEYS', 'FLEET', 'LATENCY'] as const
 
 function rtt(value: string | undefined): number {

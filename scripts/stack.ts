@@ -118,6 +118,7 @@ function durableObjects(scriptName?: string, extra: Record<string, string> = {})
     STREAMS: object('StreamSession'),
     DASHBOARD_LINKS: object('DashboardLink'),
     BACKEND_SLOTS: object('BackendSlots'),
+    RESPONSES: object('ResponseStore'),
     ...Object.fromEntries(Object.entries(extra).map(([binding, className]) => [binding, object(className)])),
   }
 }

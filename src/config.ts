@@ -38,6 +38,8 @@ export interface GatewayConfig {
   fleet: FleetConfig
   telemetry: TelemetryConfig
   streams: StreamsConfig
+  /** RESPONSE_RETENTION_DAYS in ms: how long a stored response is kept; 0: responses are not stored. */
+  responseRetentionMs: number
 }
 
 /** Browser stream sessions (docs/streams.md). */
@@ -115,6 +117,7 @@ export function readConfig(env: WorkerEnv): GatewayConfig {
       allowedOrigins: new Set(list(env.ALLOWED_ORIGINS)),
       publicOrigins: readPublicOrigins(env.PUBLIC_ORIGINS),
       keyCacheTtlMs: positiveInteger('KEY_CACHE_TTL_MS', env.KEY_CACHE_TTL_MS),
+      responseRetentionMs: nonNegativeInteger('RESPONSE_RETENTION_DAYS', env.RESPONSE_RETENTION_DAYS) * 86_400_000,
       streamTokenSecrets: list(env.STREAM_TOKEN_SECRETS ?? ''),
       promptRules: parsePromptRules(env.PROMPT_RULES),
       templateAddsThink: env.TEMPLATE_ADDS_THINK !== 'false',

@@ -24,6 +24,9 @@ export const ERROR_CODES = [
   'invalid_window',
   'invalid_backend',
   'key_not_found',
+  'previous_response_not_found',
+  'item_not_found',
+  'response_not_found',
   // Credentials and scopes
   'invalid_api_key',
   'insufficient_scope',
@@ -54,6 +57,8 @@ export const ERROR_CODES = [
   'upstream_event_too_large',
   'upstream_empty',
   'client_closed_request',
+  // Stored responses
+  'response_store_unavailable',
   // Stream sessions
   'stream_sessions_disabled',
   'stream_not_found',

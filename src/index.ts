@@ -11,6 +11,7 @@ import { sameOriginOnly } from './middleware/same-origin.ts'
 import { responseMetrics } from './middleware/response-metrics.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { responses } from './routes/responses.ts'
+import { deleteResponse, listInputItems, retrieveResponse } from './routes/stored-responses.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { keyLimits } from './routes/key-limits.ts'
@@ -53,9 +54,14 @@ app.all('/v1/models/:model', methodNotAllowed('GET'))
 
 app.post('/v1/chat/completions', chatScope, limitBody, chatCompletions)
 app.all('/v1/chat/completions', methodNotAllowed('POST'))
-// The OpenAI Responses API, stateless, translated onto the chat path (docs/api.md).
+// The OpenAI Responses API, translated onto the chat path, and its stored responses (docs/api.md).
 app.post('/v1/responses', chatScope, limitBody, responses)
 app.all('/v1/responses', methodNotAllowed('POST'))
+app.get('/v1/responses/:id', chatScope, retrieveResponse)
+app.delete('/v1/responses/:id', chatScope, deleteResponse)
+app.all('/v1/responses/:id', methodNotAllowed('GET', 'DELETE'))
+app.get('/v1/responses/:id/input_items', chatScope, listInputItems)
+app.all('/v1/responses/:id/input_items', methodNotAllowed('GET'))
 
 app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
 app.all('/v1/stream-tokens', methodNotAllowed('POST'))

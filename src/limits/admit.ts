@@ -5,6 +5,7 @@ import type { EndReason } from '../ending.ts'
 import type { AppEnv, WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { proxyCounters } from '../telemetry/counters.ts'
+import { withTimeout } from '../timeout.ts'
 import type { Decision, EffectiveLimits, LimitName, TokenUse } from './ledger.ts'
 import { rateLimitHeaders, retryAfterHeaders } from './headers.ts'
 import { claimHeadroom, forgetHeadroom, rememberDecision } from './headroom.ts'
@@ -111,12 +112,12 @@ export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Pro
   const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp }) as Promise<LimiterDecision>
   let decision: LimiterDecision
   try {
-    decision = await withTimeout(asked, rateLimits.timeoutMs)
+    decision = await limiterAnswer(asked, rateLimits.timeoutMs)
   } catch (error) {
     // A late "admitted" would hold a slot nobody settles: give it back if it comes within a while
     // (later than that, the limiter frees it after LEASE_MAX_MS).
     c.executionCtx.waitUntil(
-      withTimeout(asked, rateLimits.timeoutMs * LATE_ANSWER_FACTOR)
+      limiterAnswer(asked, rateLimits.timeoutMs * LATE_ANSWER_FACTOR)
         .then((late) => (late.admitted ? limiter.settle(leaseId, NOTHING_USED) : false))
         .catch(() => false),
     )
@@ -210,12 +211,8 @@ class LimiterTimeout extends Error {
   override name = 'LimiterTimeout'
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer!: ReturnType<typeof setTimeout>
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LimiterTimeout(`no answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+function limiterAnswer<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return withTimeout(promise, ms, () => new LimiterTimeout(`no answer within ${ms} ms`))
 }
 
 /** One JSON line; the key id and request id are public identifiers, never the key itself. */

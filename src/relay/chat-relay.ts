@@ -209,7 +209,7 @@ async function collectChat(c: Context<AppEnv>, collecting: Collecting): Promise<
     endChatRequest(hold, { reason: end.reason, status: end.error.status, end })
     throw end.error
   }
-  const answer = collector.answer(end)
+  const answer: unknown = await collector.answer(end)
   hold.trace.firstTokenDeliveredAtEnd()
   endChatRequest(hold, { reason: 'done', status: 200, end })
   return c.json(answer)
@@ -243,7 +243,7 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
     writer.write('\n', () => writer.abort(new Error(`stream: false answer failed after its 200: ${error.code ?? error.status}`)))
   }
   void generation.then(
-    (end) => {
+    async (end) => {
       if (!writer.open || end.reason === 'client_gone') {
         writer.abort()
         endChatRequest(hold, { reason: end.reason, status: 200, end })
@@ -251,7 +251,7 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
       else {
         let answer: unknown
         try {
-          answer = collector.answer(end)
+          answer = await collector.answer(end)
         } catch (error) {
           return fail(toApiError(error), 'backend_failed', end)
         }

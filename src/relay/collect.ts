@@ -35,7 +35,7 @@ interface ChoiceParts {
   stopReason: string | number | null
 }
 
-/** A sink that collects the whole answer (stream: false); `answer` is the client's JSON body. */
+/** A sink that collects the whole answer (stream: false); `answer` is the client's JSON body (once stored, for a stored response). */
 export interface CollectingSink extends GenerationSink {
   answer(end: GenerationEnd): unknown
 }

@@ -38,7 +38,8 @@ export interface StreamSinkOptions {
 /** A sink that streams to the client: its writer's body is the response, `finish` ends it. */
 export interface StreamSink extends GenerationSink {
   readonly writer: ClientSseWriter
-  finish(end: GenerationEnd): void
+  /** May finish later (a stored response is stored before its last event); the relay's end waits for it. */
+  finish(end: GenerationEnd): void | Promise<void>
 }
 
 /**
@@ -192,8 +193,8 @@ export function relaySse<S extends RelaySource>(start: Promise<RelayStart<S>>, o
   void start
     .then(generate)
     .catch((error: unknown) => failedBeforeStart(error, clientGone))
-    .then((end) => {
-      sink.finish(end)
+    .then(async (end) => {
+      await sink.finish(end)
       options.onEnd?.(end)
     })
   return sink.writer.body

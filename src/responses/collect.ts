@@ -1,7 +1,8 @@
 import { ApiError } from '../errors.ts'
 import type { CollectingSink } from '../relay/collect.ts'
 import type { DataChunk, GenerationEnd } from '../relay/generation.ts'
-import { messageItem, newResponseId, ReasoningTokens, reasoningItem, responseObject, textsOf, type ResponseSettings } from './output.ts'
+import { newId } from './ids.ts'
+import { keepResponse, messageItem, ReasoningTokens, reasoningItem, responseObject, textsOf, type ResponseSettings } from './output.ts'
 
 /**
  * stream: false on the Responses API: the generation collected into one `response` object, a
@@ -44,18 +45,30 @@ export class ResponseCollector implements CollectingSink {
     this.#tokens = new ReasoningTokens()
   }
 
-  /** The response; a backend that finished without a single chunk is a 502, as on the chat route. */
-  answer(end: GenerationEnd): Record<string, unknown> {
+  /**
+   * The response, stored first when asked (keepResponse); a backend that finished without a single
+   * chunk is a 502, as on the chat route.
+   */
+  async answer(end: GenerationEnd): Promise<Record<string, unknown>> {
     if (this.#chunks === 0) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
     const status = end.finishReason === 'length' ? 'incomplete' : 'completed'
     // As OpenAI answers: an answer cut inside its reasoning ends with the reasoning item
     // incomplete and no message item; only the item the cut fell in is incomplete.
     const output = [
       ...(this.#reasoning !== ''
-        ? [reasoningItem(this.#settings, newResponseId('rs'), this.#reasoning, this.#content === '' ? status : 'completed')]
+        ? [
+            reasoningItem(
+              this.#settings,
+              newId('rs', this.#settings.conversation),
+              this.#reasoning,
+              this.#content === '' ? status : 'completed',
+            ),
+          ]
         : []),
-      ...(this.#content !== '' ? [messageItem(newResponseId('msg'), this.#content, status)] : []),
+      ...(this.#content !== '' ? [messageItem(newId('msg', this.#settings.conversation), this.#content, status)] : []),
     ]
-    return responseObject(this.#settings, { status, output, usage: this.#tokens.responseUsage() })
+    const response = responseObject(this.#settings, { status, output, usage: this.#tokens.responseUsage() })
+    await keepResponse(this.#settings, response)
+    return response
   }
 }

@@ -22,10 +22,22 @@ export interface MessageItem {
   id: string
   role: 'assistant'
   status: ItemStatus
-  content: { type: 'output_text'; text: string; annotations: [] }[]
+  content: { type: 'output_text'; text: string; annotations: never[] }[]
 }
 
 export type OutputItem = ReasoningItem | MessageItem
+
+/** A message the client sent, as the response store keeps it and lists it (input_items). */
+export interface InputMessageItem {
+  type: 'message'
+  id: string
+  role: 'user' | 'system' | 'developer'
+  status: 'completed'
+  content: { type: 'input_text'; text: string }[]
+}
+
+/** An item of a conversation: what the model was given, or what it answered. */
+export type ConversationItem = InputMessageItem | OutputItem
 
 export interface ResponseUsage {
   input_tokens: number
@@ -40,6 +52,8 @@ export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'faile
 /** What a response echoes of its request, as the upstream request went (after the prompt rules). */
 export interface ResponseSettings {
   id: string
+  /** The conversation its ids are named in (src/responses/ids.ts). */
+  conversation: string
   createdAt: number
   model: string
   request: ResponsesRequest
@@ -48,12 +62,15 @@ export interface ResponseSettings {
   maxOutputTokens: number | null
   /** The client asked for a reasoning summary: the gateway has no summarizer, so it is the reasoning itself. */
   summary: boolean
+  /**
+   * Stores the finished response (src/responses/store.ts), awaited before the client is told it
+   * finished, so a next turn finds it; null: not stored.
+   */
+  keep: ((response: FinishedResponse) => Promise<void>) | null
 }
 
-/** A response id: `resp_` and 32 hex digits, like the item ids' `rs_` and `msg_`. */
-export function newResponseId(prefix: 'resp' | 'rs' | 'msg'): string {
-  return `${prefix}_${crypto.randomUUID().replaceAll('-', '')}`
-}
+/** The response object once finished, as the store keeps it. */
+export type FinishedResponse = { id: string; output: OutputItem[] } & Record<string, unknown>
 
 export function reasoningItem(settings: ResponseSettings, id: string, text: string, status: ItemStatus): ReasoningItem {
   return {
@@ -73,7 +90,7 @@ export function messageItem(id: string, text: string, status: ItemStatus): Messa
 export function responseObject(
   settings: ResponseSettings,
   state: { status: ResponseStatus; output: OutputItem[]; usage: ResponseUsage | null; error?: ApiError | null },
-): Record<string, unknown> {
+): FinishedResponse {
   const { request } = settings
   return {
     id: settings.id,
@@ -89,9 +106,9 @@ export function responseObject(
     model: settings.model,
     output: state.output,
     parallel_tool_calls: false,
-    previous_response_id: null,
+    previous_response_id: request.previous_response_id ?? null,
     reasoning: { effort: null, summary: request.reasoning?.summary ?? null },
-    store: false,
+    store: settings.keep !== null,
     temperature: settings.temperature,
     text: { format: request.text?.format ?? { type: 'text' } },
     tool_choice: 'none',
@@ -100,6 +117,22 @@ export function responseObject(
     truncation: 'disabled',
     usage: state.usage,
     user: request.user ?? null,
+  }
+}
+
+/**
+ * Stores a finished response when the request asked to. A store that fails or does not answer
+ * costs the client nothing it was sent: the answer is delivered, and a turn that continues it is
+ * told the response was not found. Logged without the response (never a prompt or completion).
+ */
+export async function keepResponse(settings: ResponseSettings, response: FinishedResponse): Promise<void> {
+  if (!settings.keep) return
+  try {
+    await settings.keep(response)
+  } catch (error) {
+    console.warn(
+      JSON.stringify({ event: 'response_store_failed', response: settings.id, error: error instanceof Error ? error.name : 'unknown' }),
+    )
   }
 }
 

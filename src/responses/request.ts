@@ -3,12 +3,14 @@ import { readContextRefusal } from '../dispatch/context-refusal.ts'
 import { ApiError } from '../errors.ts'
 import { intWhere, numberWhere, optional } from '../schema/fields.ts'
 import { parseWith } from '../schema/parse.ts'
+import type { ConversationItem } from './output.ts'
 
-// The OpenAI Responses request (`POST /v1/responses`) as this gateway accepts it: stateless text
-// generation, translated into a chat completions body that then goes through the chat route's
-// own checks, prompt rules and limits (src/chat/prepare.ts). The object is strict like the chat
-// request's: a field not named here is a 400, never dropped. What needs state the gateway does not
-// keep, or tools the model cannot call, is refused by name (RESPONSES_REFUSALS).
+// The OpenAI Responses request (`POST /v1/responses`) as this gateway accepts it: text generation,
+// translated into a chat completions body that then goes through the chat route's own checks,
+// prompt rules and limits (src/chat/prepare.ts). The object is strict like the chat request's: a
+// field not named here is a 400, never dropped. What the deployment or the model cannot do (stored
+// responses when storage is off, tools) is refused by name (RESPONSES_REFUSALS). What a request
+// continues (previous_response_id, item_reference) is read by src/responses/store.ts.
 
 // Strict like the chat request's messages and parts: a field not named here is a 400 with its path.
 const part = z.strictObject({
@@ -25,8 +27,19 @@ const messageItem = z.strictObject({
   role: z.enum(['user', 'assistant', 'system', 'developer']),
   content: z.union([z.string(), z.array(part)]),
 })
-/** An earlier response's reasoning item sent back: dropped, as the prompt rules drop earlier reasoning. */
-const reasoningItem = z.object({ type: z.literal('reasoning') })
+const textPart = z.object({ text: z.string() })
+/**
+ * An earlier response's reasoning item sent back: kept in a stored conversation (its text only;
+ * other fields such as encrypted_content are not read), never sent to the model, as the prompt
+ * rules drop earlier reasoning.
+ */
+const reasoningItem = z.object({
+  type: z.literal('reasoning'),
+  summary: z.optional(z.array(textPart)),
+  content: z.optional(z.nullable(z.array(textPart))),
+})
+/** An item of a stored response, by its id (src/responses/store.ts reads it). */
+const itemReference = z.strictObject({ type: z.literal('item_reference'), id: z.string() })
 
 const format = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('text') }),
@@ -42,7 +55,7 @@ const format = z.discriminatedUnion('type', [
 
 export const responsesRequestSchema = z.strictObject({
   model: optional(z.string()),
-  input: z.union([z.string(), z.array(z.discriminatedUnion('type', [messageItem, reasoningItem]))]),
+  input: z.union([z.string(), z.array(z.discriminatedUnion('type', [messageItem, reasoningItem, itemReference]))]),
   instructions: optional(z.string()),
   max_output_tokens: optional(intWhere('max_output_tokens', (value) => value >= 1, 'must be at least 1')),
   temperature: optional(numberWhere('temperature', (value) => value >= 0 && value <= 2, 'must be in [0, 2]')),
@@ -59,7 +72,7 @@ export const responsesRequestSchema = z.strictObject({
       .check(z.refine((pairs) => Object.keys(pairs).length <= 16, 'metadata takes at most 16 pairs.')),
   ),
   user: optional(z.string()),
-  // Refused unless they ask for nothing (see RESPONSES_REFUSALS).
+  // Refused when the deployment stores nothing (see STORAGE_REFUSALS).
   store: optional(z.boolean()),
   background: optional(z.boolean()),
   previous_response_id: optional(z.string()),
@@ -80,22 +93,29 @@ export const responsesRequestSchema = z.strictObject({
 
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>
 
-/** Each field that asks for what a stateless gateway in front of a tool-less model cannot do, with why. */
-const RESPONSES_REFUSALS: ReadonlyArray<{ param: string; asks: (request: ResponsesRequest) => boolean; reason: string }> = [
+type Refusal = { param: string; asks: (request: ResponsesRequest) => boolean; reason: string }
+
+/** What needs stored responses, refused when the deployment keeps none (RESPONSE_RETENTION_DAYS = 0). */
+const STORAGE_REFUSALS: readonly Refusal[] = [
   {
     param: 'store',
     asks: (request) => request.store === true,
-    reason: 'is not available: this gateway keeps no responses. Send store: false (or leave it out) and the whole conversation as input.',
+    reason:
+      'is not available: this deployment keeps no responses. Send store: false (or leave it out) and the whole conversation as input.',
   },
   {
     param: 'previous_response_id',
     asks: (request) => request.previous_response_id != null,
-    reason: 'is not available: this gateway keeps no responses. Send the earlier turns as input items.',
+    reason: 'is not available: this deployment keeps no responses. Send the earlier turns as input items.',
   },
+]
+
+/** Each field that asks for what this gateway in front of a tool-less model cannot do, with why. */
+const RESPONSES_REFUSALS: readonly Refusal[] = [
   {
     param: 'background',
     asks: (request) => request.background === true,
-    reason: 'is not available: background responses need stored state. Use stream: true for a long answer.',
+    reason: 'is not available: background responses are not run here. Use stream: true for a long answer.',
   },
   {
     param: 'tools',
@@ -114,11 +134,14 @@ const RESPONSES_REFUSALS: ReadonlyArray<{ param: string; asks: (request: Respons
   },
 ]
 
-/** Checks a parsed JSON body; the first problem becomes a 400 whose `param` names the field. */
-export function parseResponsesRequest(body: unknown): ResponsesRequest {
-  refuseInputItems(body)
+/**
+ * Checks a parsed JSON body; the first problem becomes a 400 whose `param` names the field.
+ * `storing`: the deployment keeps responses (else what needs them is refused).
+ */
+export function parseResponsesRequest(body: unknown, storing: boolean): ResponsesRequest {
+  refuseInputItems(body, storing)
   const request = parseWith(responsesRequestSchema, body)
-  for (const refusal of RESPONSES_REFUSALS) {
+  for (const refusal of storing ? RESPONSES_REFUSALS : [...STORAGE_REFUSALS, ...RESPONSES_REFUSALS]) {
     if (refusal.asks(request)) {
       throw new ApiError(400, `'${refusal.param}' ${refusal.reason}`, { param: refusal.param, code: 'unsupported_parameter' })
     }
@@ -128,16 +151,16 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
 
 const ITEM_REASONS: Readonly<Record<string, string>> = {
   item_reference:
-    'needs stored responses, which this gateway does not keep: send the item itself (the AI SDK does with providerOptions.openai.store = false).',
+    'needs stored responses, which this deployment does not keep: send the item itself (the AI SDK does with providerOptions.openai.store = false).',
 }
 
-/** An input item that is neither a message nor reasoning, named by its place: a clearer 400 than the schema's. */
-function refuseInputItems(body: unknown): void {
+/** An input item of a type not taken, named by its place: a clearer 400 than the schema's. */
+function refuseInputItems(body: unknown, storing: boolean): void {
   const input = typeof body === 'object' && body !== null && 'input' in body ? body.input : null
   if (!Array.isArray(input)) return
   input.forEach((item: unknown, index) => {
     const type = typeof item === 'object' && item !== null && 'type' in item ? item.type : undefined
-    if (type === undefined || type === 'message' || type === 'reasoning') return
+    if (type === undefined || type === 'message' || type === 'reasoning' || (storing && type === 'item_reference')) return
     const param = `input[${index}]`
     const key = String(type)
     const reason = Object.hasOwn(ITEM_REASONS, key)
@@ -150,20 +173,20 @@ function refuseInputItems(body: unknown): void {
 type ChatMessageBody = { role: 'system' | 'user' | 'assistant'; content: string | { type: 'text'; text: string }[] }
 
 /**
- * The chat completions body that asks for the same generation. `instructions` goes first as a
- * system message, so the prompt rules fold it into the first user turn as they fold any system
- * prompt; developer messages are system messages for the same reason.
+ * The chat completions body that asks for the same generation, given the turn's context (earlier
+ * turns read from the store, then the request's own input: src/responses/store.ts). `instructions`
+ * goes first as a system message, so the prompt rules fold it into the first user turn as they
+ * fold any system prompt; developer messages are system messages for the same reason. Reasoning
+ * items are left out, as the prompt rules leave out earlier reasoning.
  */
-export function toChatBody(request: ResponsesRequest): Record<string, unknown> {
+export function toChatBody(request: ResponsesRequest, context: readonly ConversationItem[]): Record<string, unknown> {
   const messages: ChatMessageBody[] = []
   if (request.instructions) messages.push({ role: 'system', content: request.instructions })
-  if (typeof request.input === 'string') messages.push({ role: 'user', content: request.input })
-  else {
-    for (const item of request.input) {
-      if (item.type === 'reasoning' || !('role' in item)) continue
-      const content = typeof item.content === 'string' ? item.content : item.content.map((p) => ({ type: 'text' as const, text: p.text }))
-      messages.push({ role: item.role === 'developer' ? 'system' : item.role, content })
-    }
+  for (const item of context) {
+    if (item.type !== 'message') continue
+    const [only, ...more] = item.content
+    const content = only && more.length === 0 ? only.text : item.content.map((part) => ({ type: 'text' as const, text: part.text }))
+    messages.push({ role: item.role === 'developer' ? 'system' : item.role, content })
   }
   const body: Record<string, unknown> = { messages }
   if (request.model != null) body.model = request.model
@@ -212,7 +235,7 @@ const CONTEXT_WORDING: ReadonlyArray<[string, string]> = [
  * by what its text states: the prompt alone is too long (`input`), or the asked output does not fit
  * (`max_output_tokens`); vLLM's numbers are kept.
  */
-export function asResponsesError(error: unknown): unknown {
+export function asResponsesError<T>(error: T): T | ApiError {
   if (!(error instanceof ApiError) || error.param === null) return error
   if (error.code === 'context_length_exceeded') {
     const refusal = readContextRefusal(error.message)

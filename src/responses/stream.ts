@@ -2,9 +2,10 @@ import type { ApiError } from '../errors.ts'
 import type { ClientSseWriter } from '../relay/client-writer.ts'
 import type { DataChunk, GenerationEnd } from '../relay/generation.ts'
 import { TurnWrites, apiClientWriter, type StreamSink, type StreamSinkOptions } from '../relay/stream.ts'
+import { newId } from './ids.ts'
 import {
+  keepResponse,
   messageItem,
-  newResponseId,
   ReasoningTokens,
   reasoningItem,
   responseObject,
@@ -13,6 +14,7 @@ import {
   type OutputItem,
   type ResponseSettings,
 } from './output.ts'
+import { asResponsesError } from './request.ts'
 
 // stream: true on the Responses API: the one generation as the Responses event sequence. Each
 // upstream chunk becomes its events in the turn it was parsed; the events of one upstream read go
@@ -79,27 +81,35 @@ export class ResponseEventStream implements StreamSink {
     return this.writer.backpressure()
   }
 
-  /** Ends the event stream as the generation ended: response.completed, .incomplete, or error + response.failed. */
-  finish(end: GenerationEnd): void {
+  /**
+   * Ends the event stream as the generation ended: response.completed, .incomplete, or error +
+   * response.failed. A stored response is stored before its last event (keepResponse), so a
+   * client that continues it the moment it ends finds it.
+   */
+  async finish(end: GenerationEnd): Promise<void> {
     if (!this.writer.open || end.reason === 'client_gone') return this.writer.abort()
-    if (end.error) this.#fail(end.error)
+    if (end.error) await this.#fail(end.error)
     else {
       const status = end.finishReason === 'length' ? 'incomplete' : 'completed'
       // The item the answer ended in takes the response's status; no empty message item is added
       // when no answer text came (an answer cut inside its reasoning, as OpenAI ends one).
       this.#close(status)
       const response = responseObject(this.#settings, { status, output: this.#done, usage: this.#tokens.responseUsage() })
+      await keepResponse(this.#settings, response)
       this.#emit({ type: status === 'completed' ? 'response.completed' : 'response.incomplete', response })
     }
     this.#out.flush()
     this.writer.close()
   }
 
-  #fail(error: ApiError): void {
+  /** A failure after the 200: named in the Responses request's fields (vLLM's context refusal says `messages`). */
+  async #fail(failure: ApiError): Promise<void> {
+    const error = asResponsesError(failure)
     this.#close('incomplete')
     const code = error.code ?? 'server_error'
     this.#emit({ type: 'error', code, message: error.message, param: error.param })
     const response = responseObject(this.#settings, { status: 'failed', output: this.#done, usage: this.#tokens.responseUsage(), error })
+    await keepResponse(this.#settings, response)
     this.#emit({ type: 'response.failed', response })
   }
 
@@ -117,7 +127,12 @@ export class ResponseEventStream implements StreamSink {
   }
 
   #openItem(kind: OpenItem['kind']): void {
-    const item: OpenItem = { kind, id: newResponseId(kind === 'message' ? 'msg' : 'rs'), index: this.#done.length, text: '' }
+    const item: OpenItem = {
+      kind,
+      id: newId(kind === 'message' ? 'msg' : 'rs', this.#settings.conversation),
+      index: this.#done.length,
+      text: '',
+    }
     this.#open = item
     const at = { item_id: item.id, output_index: item.index }
     if (kind === 'message') {

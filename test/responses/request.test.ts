@@ -1,6 +1,8 @@
+import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { ApiError } from '../../src/errors.ts'
-import { asResponsesError, parseResponsesRequest, toChatBody } from '../../src/responses/request.ts'
+import { asResponsesError, parseResponsesRequest, toChatBody, type ResponsesRequest } from '../../src/responses/request.ts'
+import { openTurn } from '../../src/responses/store.ts'
 import { ReasoningTokens } from '../../src/responses/output.ts'
 import { ChunkReader } from '../../src/relay/chunk.ts'
 import type { DataChunk } from '../../src/relay/generation.ts'
@@ -8,32 +10,41 @@ import type { DataChunk } from '../../src/relay/generation.ts'
 // The pure parts of the Responses API: the translation to a chat body, refusal names, and the
 // reasoning token count read from vLLM's running usage.
 
+/** The chat body of a request that continues nothing (its context is its own input). */
+async function chatBodyOf(request: ResponsesRequest): Promise<Record<string, unknown>> {
+  const turn = await openTurn(env, 'key', request, 0)
+  return toChatBody(request, turn.context)
+}
+
 describe('toChatBody', () => {
-  it('puts instructions first as a system message and maps roles, parts and settings', () => {
-    const request = parseResponsesRequest({
-      model: 'm',
-      instructions: 'Be brief.',
-      input: [
-        { role: 'developer', content: 'Plain words.' },
-        {
-          role: 'user',
-          content: [
-            { type: 'input_text', text: 'a' },
-            { type: 'input_text', text: 'b' },
-          ],
-        },
-        { type: 'reasoning', id: 'rs_1', summary: [] },
-        { role: 'assistant', content: [{ type: 'output_text', text: 'c', annotations: [] }] },
-      ],
-      max_output_tokens: 9,
-      temperature: 0.6,
-      top_p: 0.9,
-      stream: true,
-      user: 'u',
-      text: { format: { type: 'json_object' } },
-      metadata: { a: 'b' },
-    })
-    expect(toChatBody(request)).toEqual({
+  it('puts instructions first as a system message and maps roles, parts and settings', async () => {
+    const request = parseResponsesRequest(
+      {
+        model: 'm',
+        instructions: 'Be brief.',
+        input: [
+          { role: 'developer', content: 'Plain words.' },
+          {
+            role: 'user',
+            content: [
+              { type: 'input_text', text: 'a' },
+              { type: 'input_text', text: 'b' },
+            ],
+          },
+          { type: 'reasoning', id: 'rs_1', summary: [] },
+          { role: 'assistant', content: [{ type: 'output_text', text: 'c', annotations: [] }] },
+        ],
+        max_output_tokens: 9,
+        temperature: 0.6,
+        top_p: 0.9,
+        stream: true,
+        user: 'u',
+        text: { format: { type: 'json_object' } },
+        metadata: { a: 'b' },
+      },
+      true,
+    )
+    expect(await chatBodyOf(request)).toEqual({
       model: 'm',
       messages: [
         { role: 'system', content: 'Be brief.' },
@@ -45,7 +56,7 @@ describe('toChatBody', () => {
             { type: 'text', text: 'b' },
           ],
         },
-        { role: 'assistant', content: [{ type: 'text', text: 'c' }] },
+        { role: 'assistant', content: 'c' },
       ],
       max_tokens: 9,
       temperature: 0.6,
@@ -56,8 +67,8 @@ describe('toChatBody', () => {
     })
   })
 
-  it('sends a string input as one user message and text.format text as no response_format', () => {
-    expect(toChatBody(parseResponsesRequest({ input: 'Hi', text: { format: { type: 'text' } } }))).toEqual({
+  it('sends a string input as one user message and text.format text as no response_format', async () => {
+    expect(await chatBodyOf(parseResponsesRequest({ input: 'Hi', text: { format: { type: 'text' } } }, true))).toEqual({
       messages: [{ role: 'user', content: 'Hi' }],
     })
   })
@@ -81,7 +92,7 @@ describe('asResponsesError', () => {
 describe('unknown fields inside input items', () => {
   const refusalOf = (input: unknown) => {
     try {
-      parseResponsesRequest({ input })
+      parseResponsesRequest({ input }, true)
     } catch (error) {
       return error as ApiError
     }

@@ -262,10 +262,45 @@ describe('POST /v1/responses, stream: true', () => {
   })
 })
 
-describe('POST /v1/responses refusals', () => {
+/** A Responses request to a deployment that stores nothing (RESPONSE_RETENTION_DAYS = 0). */
+function postWithoutStorage(body: unknown) {
+  return fetchWithEnv({ RESPONSE_RETENTION_DAYS: '0' }, '/v1/responses', chatInit(body))
+}
+
+describe('POST /v1/responses on a deployment that stores nothing', () => {
   it.each([
     [{ store: true }, 'store'],
     [{ previous_response_id: 'resp_1' }, 'previous_response_id'],
+  ])('refuses %j with a 400 naming the field', async (extra, param) => {
+    const response = await postWithoutStorage({ input: 'Hi', ...extra })
+    expect(response.status).toBe(400)
+    const { error } = (await response.json()) as { error: { param: string; code: string; message: string } }
+    expect(error).toMatchObject({ param, code: 'unsupported_parameter' })
+    expect(error.message).toContain('keeps no responses')
+  })
+
+  it('refuses an item reference, which needs stored responses, naming its place', async () => {
+    const response = await postWithoutStorage({
+      input: [
+        { role: 'user', content: 'Hi' },
+        { type: 'item_reference', id: 'msg_1' },
+      ],
+    })
+    expect(response.status).toBe(400)
+    const { error } = (await response.json()) as { error: { param: string; message: string } }
+    expect(error.param).toBe('input[1]')
+    expect(error.message).toContain('store')
+  })
+
+  it('answers store: false when the request leaves store out', async () => {
+    const response = await postWithoutStorage({ input: 'Hi' })
+    expect(response.status).toBe(200)
+    expect(await response.json()).toMatchObject({ store: false })
+  })
+})
+
+describe('POST /v1/responses refusals', () => {
+  it.each([
     [{ background: true }, 'background'],
     [{ tools: [{ type: 'function', name: 'f', parameters: {} }] }, 'tools'],
     [{ tool_choice: 'required' }, 'tool_choice'],
@@ -309,19 +344,6 @@ describe('POST /v1/responses refusals', () => {
     const response = await postResponses({ input: [{ type: 'function_call_output', call_id: 'c', output: 'x' }] })
     expect(response.status).toBe(400)
     expect(((await response.json()) as { error: { param: string } }).error.param).toMatch(/^input/)
-  })
-
-  it('refuses an item reference, which needs stored responses, naming its place', async () => {
-    const response = await postResponses({
-      input: [
-        { role: 'user', content: 'Hi' },
-        { type: 'item_reference', id: 'msg_1' },
-      ],
-    })
-    expect(response.status).toBe(400)
-    const { error } = (await response.json()) as { error: { param: string; message: string } }
-    expect(error.param).toBe('input[1]')
-    expect(error.message).toContain('store')
   })
 
   it('accepts include reasoning.encrypted_content (the reasoning is plain text) and refuses other include values', async () => {

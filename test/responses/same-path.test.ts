@@ -34,7 +34,7 @@ describe('a Responses request on the chat path', () => {
 
   it('records a refused request as refused, with its 400', async () => {
     const key = await keyWithLimits({})
-    expect((await postResponses(key, { input: 'Hi', store: true })).status).toBe(400)
+    expect((await postResponses(key, { input: 'Hi', background: true })).status).toBe(400)
     const [record] = await recordsOf(capture, key.id)
     expect(record).toMatchObject({ outcome: 'refused', status: 400, attempts: 0 })
   })
