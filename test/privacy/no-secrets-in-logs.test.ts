@@ -10,6 +10,15 @@ const BACKEND_KEY = 'test-backend-key'
 const ACCESS_PAIR = { ACCESS_CLIENT_ID: 'access-id-4b1e.access', ACCESS_CLIENT_SECRET: 'access-secret-c9d2e7' }
 const METHODS = ['log', 'info', 'warn', 'error', 'debug'] as const
 
+interface StoredAnswer {
+  id: string
+  output: { content: { text: string }[] }[]
+}
+
+function responsesInit(body: unknown): RequestInit {
+  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }
+}
+
 let logged: string[] = []
 beforeEach(() => {
   logged = []
@@ -68,6 +77,23 @@ describe('logs', () => {
     const broken = await fetchWithEnv({ KEYS: undefined as unknown as string }, '/v1/chat/completions', brokenInit)
     expect(broken.status).toBe(500)
 
+    // Stored responses: stored, continued, listed, and a store that fails as a response is written
+    // (logged by its event, never the response it held).
+    const stored = (await (await callWorker('/v1/responses', responsesInit({ input: PROMPT }))).json()) as StoredAnswer
+    const storedText = stored.output.flatMap((item) => item.content.map((part) => part.text)).join('')
+    expect(storedText.length).toBeGreaterThan(10)
+    await (await callWorker('/v1/responses', responsesInit({ input: PROMPT, previous_response_id: stored.id, stream: true }))).text()
+    await (await callWorker(`/v1/responses/${stored.id}/input_items`)).text()
+    const failingStore = {
+      idFromName: () => {
+        throw new Error(`store down ${PROMPT}`)
+      },
+    }
+    const unstored = await fetchWithEnv({ RESPONSES: failingStore }, '/v1/responses', chatInit({ input: PROMPT }))
+    expect(unstored.status).toBe(200)
+    await unstored.text()
+    expect(logged.join('\n')).toContain('response_store_failed')
+
     expect(logged.length).toBeGreaterThan(0)
     const everything = logged.join('\n')
     for (const secret of [
@@ -81,6 +107,7 @@ describe('logs', () => {
       'PROMPT-MARKER-7f3a',
       'hunter2',
       completion,
+      storedText,
     ]) {
       expect(everything).not.toContain(secret)
     }
