@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers'
 import type { WorkerEnv } from '../bindings.ts'
-import type { ConversationItem } from '../responses/output.ts'
+import type { ConversationItem } from '../responses/items.ts'
 
 /** A stored response: the response object as the client received it, and its context's item ids. */
 export interface StoredTurn {

@@ -1,43 +1,12 @@
 import type { ApiError } from '../errors.ts'
 import type { DataChunk } from '../relay/generation.ts'
 import type { Usage } from '../relay/chunk.ts'
+import type { ItemStatus, MessageItem, OutputItem, ReasoningItem } from './items.ts'
 import type { ResponsesRequest } from './request.ts'
 
 // The Responses API objects the gateway answers with (the shapes of the openai SDK's
 // resources/responses/responses.d.ts: Response, ResponseReasoningItem, ResponseOutputMessage,
 // ResponseUsage), shared by the stream: false collector and the event stream.
-
-export type ItemStatus = 'in_progress' | 'completed' | 'incomplete'
-
-export interface ReasoningItem {
-  type: 'reasoning'
-  id: string
-  status: ItemStatus
-  summary: { type: 'summary_text'; text: string }[]
-  content: { type: 'reasoning_text'; text: string }[]
-}
-
-export interface MessageItem {
-  type: 'message'
-  id: string
-  role: 'assistant'
-  status: ItemStatus
-  content: { type: 'output_text'; text: string; annotations: never[] }[]
-}
-
-export type OutputItem = ReasoningItem | MessageItem
-
-/** A message the client sent, as the response store keeps it and lists it (input_items). */
-export interface InputMessageItem {
-  type: 'message'
-  id: string
-  role: 'user' | 'system' | 'developer'
-  status: 'completed'
-  content: { type: 'input_text'; text: string }[]
-}
-
-/** An item of a conversation: what the model was given, or what it answered. */
-export type ConversationItem = InputMessageItem | OutputItem
 
 export interface ResponseUsage {
   input_tokens: number

@@ -3,7 +3,7 @@ import { readContextRefusal } from '../dispatch/context-refusal.ts'
 import { ApiError } from '../errors.ts'
 import { intWhere, numberWhere, optional } from '../schema/fields.ts'
 import { parseWith } from '../schema/parse.ts'
-import type { ConversationItem } from './output.ts'
+import type { ConversationItem } from './items.ts'
 
 // The OpenAI Responses request (`POST /v1/responses`) as this gateway accepts it: text generation,
 // translated into a chat completions body that then goes through the chat route's own checks,

@@ -3,7 +3,8 @@ import type { ContextRead, ResponseStore } from '../durable/response-store.ts'
 import { ApiError } from '../errors.ts'
 import { withTimeout } from '../timeout.ts'
 import { conversationOf, newConversation, newId } from './ids.ts'
-import type { ConversationItem, FinishedResponse, InputMessageItem } from './output.ts'
+import type { ConversationItem, InputMessageItem } from './items.ts'
+import type { FinishedResponse } from './output.ts'
 import type { ResponsesRequest } from './request.ts'
 
 // The Worker's side of stored responses (store, previous_response_id, item_reference): what a

@@ -3,17 +3,8 @@ import type { ClientSseWriter } from '../relay/client-writer.ts'
 import type { DataChunk, GenerationEnd } from '../relay/generation.ts'
 import { TurnWrites, apiClientWriter, type StreamSink, type StreamSinkOptions } from '../relay/stream.ts'
 import { newId } from './ids.ts'
-import {
-  keepResponse,
-  messageItem,
-  ReasoningTokens,
-  reasoningItem,
-  responseObject,
-  textsOf,
-  type ItemStatus,
-  type OutputItem,
-  type ResponseSettings,
-} from './output.ts'
+import type { ItemStatus, OutputItem } from './items.ts'
+import { keepResponse, messageItem, ReasoningTokens, reasoningItem, responseObject, textsOf, type ResponseSettings } from './output.ts'
 import { asResponsesError } from './request.ts'
 
 // stream: true on the Responses API: the one generation as the Responses event sequence. Each

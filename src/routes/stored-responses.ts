@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
-import type { ConversationItem } from '../responses/output.ts'
+import type { ConversationItem } from '../responses/items.ts'
 import { deleteStoredResponse, readInputItems, readStoredResponse } from '../responses/store.ts'
 
 // Stored responses read back and deleted, as OpenAI's Responses API does (docs/api.md, Stored
