@@ -122,10 +122,10 @@ describe('the official openai SDK on /v1/responses', () => {
     expect(second.output_text).toMatch(/\S/)
   })
 
-  it('raises BadRequestError naming the field for what needs stored state', async () => {
+  it('raises BadRequestError naming the field for a previous response that was never stored', async () => {
     const refused = client.responses.create({ model: MODEL, input: 'Hi', previous_response_id: 'resp_123' })
     await expect(refused).rejects.toBeInstanceOf(OpenAI.BadRequestError)
-    await expect(refused).rejects.toMatchObject({ param: 'previous_response_id' })
+    await expect(refused).rejects.toMatchObject({ param: 'previous_response_id', code: 'previous_response_not_found' })
   })
 
   it('stops the backend generating when the client aborts a stream', async () => {
@@ -201,7 +201,7 @@ describe('the Vercel AI SDK default OpenAI provider on /v1/responses', () => {
     expect(await result.finishReason).toBe('stop')
   })
 
-  it('carries a conversation on with the earlier turns sent back (store: false, as this gateway keeps nothing)', async () => {
+  it('carries a conversation on with the earlier turns sent back when told not to store (store: false)', async () => {
     const options = { openai: { ...withReasoning.openai, store: false } }
     const model = provider()(MODEL)
     const first = await generateText({ model, prompt: 'Pick a number.', providerOptions: options })
