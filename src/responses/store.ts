@@ -89,12 +89,17 @@ export async function openTurn(env: WorkerEnv, keyId: string, request: Responses
   }
 
   const context = [...previous]
+  const given = new Set(context.map((item) => item.id))
   // What the conversation's object does not hold yet: this request's own items, and items referenced from other conversations.
   const newItems: ConversationItem[] = []
   items.forEach((item, index) => {
     if (item.type === 'item_reference') {
       const referenced = found(item.id)
       if (!referenced) throw new ApiError(400, `Item with id '${item.id}' not found.`, { param: `input[${index}]`, code: 'item_not_found' })
+      // An item is given once (referenced twice, or already in the continued response): a
+      // context lists each id once, so input_items pages by id.
+      if (given.has(referenced.id)) return
+      given.add(referenced.id)
       context.push(referenced)
       if (conversationOf(item.id) !== conversation) newItems.push(referenced)
       return

@@ -210,6 +210,35 @@ describe('item_reference inputs', () => {
     expect(listed.data[2]?.id).toBe(answerOf(first).id)
   })
 
+  it('gives an item once when it is referenced twice or is already in the continued response, so input_items pages to the end', async () => {
+    const first = await respond({ input: `${SHORT} What is a plum?` })
+    const answerId = answerOf(first).id
+    await resetEmulator()
+    const second = await respond({
+      previous_response_id: first.id,
+      input: [
+        { role: 'user', content: `${SHORT} a` },
+        { type: 'item_reference', id: answerId },
+        { role: 'user', content: `${SHORT} b` },
+        { type: 'item_reference', id: answerId },
+      ],
+    })
+    const messages = await lastUpstreamMessages()
+    expect(messages.filter((message) => contentText(message.content) === textOf(answerOf(first)))).toHaveLength(1)
+    const seen: string[] = []
+    let after: string | null = null
+    for (let page = 0; page < 10; page++) {
+      const query: string = after === null ? '' : `&after=${after}`
+      const listed = (await (await call('GET', `/v1/responses/${second.id}/input_items?order=asc&limit=2${query}`)).json()) as ListBody
+      seen.push(...listed.data.map((item) => item.id))
+      if (!listed.has_more) break
+      after = listed.last_id
+    }
+    expect(new Set(seen).size).toBe(seen.length)
+    expect(seen.filter((id) => id === answerId)).toHaveLength(1)
+    expect(seen).toHaveLength(5)
+  })
+
   it('answers 400 item_not_found naming the input index for an unknown item id', async () => {
     const first = await respond({ input: `${SHORT} Hi` })
     for (const id of [siblingId(answerOf(first).id, 'msg'), madeUpId('msg'), 'msg_1']) {
