@@ -14,6 +14,25 @@ export interface RunningEmulator extends Child {
 }
 
 /**
+ * The emulator as the end-to-end tests run it: serving `model` with vLLM's DeepSeek-R1 reasoning
+ * parser, behind the backends' API key, with a short first token and gap between tokens.
+ */
+export function reasoningBackendArgs(model: string, apiKey: string, timing: { ttftMs: number; itlMs: number }): string[] {
+  return [
+    '--served-model-name',
+    model,
+    '--reasoning-parser',
+    'deepseek_r1',
+    '--api-key',
+    apiKey,
+    '--ttft-ms',
+    String(timing.ttftMs),
+    '--itl-ms',
+    String(timing.itlMs),
+  ]
+}
+
+/**
  * Starts `node gpu-backend/emulator/main.ts` with vLLM-style flags; port 0 picks a free port.
  * Pass a secret such as VLLM_API_KEY through `env`, not `args`, to keep it out of `ps`.
  */

@@ -6,7 +6,14 @@ import { createHmac } from 'node:crypto'
 import { createServer, request as forward, type ClientRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
+import {
+  buildPrivateWorker,
+  serveWorker,
+  spawnEmulator,
+  reasoningBackendArgs,
+  type RunningEmulator,
+  type ServedWorker,
+} from '../../scripts/stack.ts'
 import { launchChromium, type RunningBrowser } from '../support/browser.ts'
 import type { Page } from 'playwright-core'
 
@@ -115,18 +122,7 @@ let chromium: RunningBrowser
 let page: Page
 
 beforeAll(async () => {
-  const args = [
-    '--served-model-name',
-    MODEL,
-    '--reasoning-parser',
-    'deepseek_r1',
-    '--api-key',
-    BACKEND_KEY,
-    '--ttft-ms',
-    '20',
-    '--itl-ms',
-    '3',
-  ]
+  const args = reasoningBackendArgs(MODEL, BACKEND_KEY, { ttftMs: 20, itlMs: 3 })
   const [script, started, browser, cutting] = await Promise.all([
     buildPrivateWorker(),
     spawnEmulator(args),

@@ -2,7 +2,14 @@
 // (Miniflare), two vLLM emulator processes behind it, and the official `openai` SDK as the client.
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
+import {
+  buildPrivateWorker,
+  serveWorker,
+  spawnEmulator,
+  reasoningBackendArgs,
+  type RunningEmulator,
+  type ServedWorker,
+} from '../../scripts/stack.ts'
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-backend-key'
@@ -18,18 +25,7 @@ let client: OpenAI
 type ReasoningDelta = { reasoning_content?: string }
 
 beforeAll(async () => {
-  const args = [
-    '--served-model-name',
-    MODEL,
-    '--reasoning-parser',
-    'deepseek_r1',
-    '--api-key',
-    BACKEND_KEY,
-    '--ttft-ms',
-    '20',
-    '--itl-ms',
-    '3',
-  ]
+  const args = reasoningBackendArgs(MODEL, BACKEND_KEY, { ttftMs: 20, itlMs: 3 })
   const [script, ...started] = await Promise.all([buildPrivateWorker(), spawnEmulator(args), spawnEmulator(args)])
   emulators = started
   worker = await serveWorker(

@@ -9,7 +9,14 @@ import { createOpenAI } from '@ai-sdk/openai'
 import { generateText, streamText, type ModelMessage } from 'ai'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildPrivateWorker, serveIsolates, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
+import {
+  buildPrivateWorker,
+  serveIsolates,
+  spawnEmulator,
+  reasoningBackendArgs,
+  type RunningEmulator,
+  type ServedWorker,
+} from '../../scripts/stack.ts'
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-backend-key'
@@ -26,18 +33,7 @@ let client: OpenAI
 let other: OpenAI
 
 beforeAll(async () => {
-  const args = [
-    '--served-model-name',
-    MODEL,
-    '--reasoning-parser',
-    'deepseek_r1',
-    '--api-key',
-    BACKEND_KEY,
-    '--ttft-ms',
-    '20',
-    '--itl-ms',
-    '2',
-  ]
+  const args = reasoningBackendArgs(MODEL, BACKEND_KEY, { ttftMs: 20, itlMs: 2 })
   const [script, started] = await Promise.all([buildPrivateWorker(), spawnEmulator(args)])
   emulator = started
   worker = await serveIsolates(
