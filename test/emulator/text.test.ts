@@ -24,6 +24,12 @@ describe('generated text', () => {
     expect(await streamedDeltas(7, chatBody('', { messages: [{ role: 'user', content: 'Name a colour.' }] }))).not.toEqual(first)
   })
 
+  // gpu-backend/emulator/README.md: the words depend on the server's --seed and the prompt only.
+  it("ignores the request's own seed and temperature: no sampling, only the word lists", async () => {
+    const first = await streamedDeltas(7, chatBody())
+    expect(await streamedDeltas(7, chatBody('', { seed: 12345, temperature: 1.5, top_p: 0.5 }))).toEqual(first)
+  })
+
   it('is English-like words with leading spaces, the first reasoning token without one', async () => {
     const deltas = await streamedDeltas(1, chatBody('reasoning_tokens=6 content_tokens=6'))
     const reasoning = deltas.flatMap((delta) => (delta.reasoning_content === undefined ? [] : [delta.reasoning_content]))
