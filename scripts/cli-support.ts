@@ -1,7 +1,7 @@
 // What the project's command-line tools (npm run keys, npm run fleet) share: strict option
 // parsing where a bad command line is a UsageError, the per-command option check, and the run
 // wrapper that turns a command line into an exit code: 0 done (or --help), 1 failed, 2 bad
-// command line (the message and the usage on stderr, nothing done).
+// command line (the message, then the usage or a one-line pointer to it, on stderr; nothing done).
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 
 /** A bad command line: exit 2, with the usage. */
@@ -75,17 +75,32 @@ export interface CliRun<Command extends { name: string }> {
   /** Resolves to the exit code; a rejection is printed and exits 1. */
   execute: (command: Exclude<Command, { name: 'help' }>) => Promise<number>
   usage: string
+  /**
+   * One line saying where the usage is (such as `Run npm run keys -- --help for the commands.`).
+   * With it, a bad command line prints only its error and this line, so the error is not lost
+   * above the whole usage; without it, the error and then the usage.
+   */
+  usageHint?: string
   out: Output
 }
 
-/** The exit code of one command line: 2 for a UsageError (with the usage), 0 for help, else what execute gives, 1 if it throws. */
-export async function runCli<Command extends { name: string }>({ parse, execute, usage, out }: CliRun<Command>): Promise<number> {
+/**
+ * The exit code of one command line: 2 for a UsageError (with the usage, or the usage hint), 0 for
+ * help, else what execute gives, 1 if it throws.
+ */
+export async function runCli<Command extends { name: string }>({
+  parse,
+  execute,
+  usage,
+  usageHint,
+  out,
+}: CliRun<Command>): Promise<number> {
   let command: Command
   try {
     command = parse()
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
-    out.error(`${error.message}\n\n${usage}`)
+    out.error(usageHint === undefined ? `${error.message}\n\n${usage}` : `${error.message}\n${usageHint}`)
     return 2
   }
   if (command.name === 'help') {

@@ -1,9 +1,9 @@
 // The key CLI's commands. Exit codes: 0 done, 1 failed (unknown id, KV or wrangler error, the
-// Worker unreachable or refusing), 2 bad command line (usage on stderr).
+// Worker unreachable or refusing), 2 bad command line (the error on stderr, and where --help is).
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
 import { describeHedging, describeLimits, describeRecord, formatList, formatUsage } from './format.ts'
-import { parseCommand, USAGE, type Command } from './options.ts'
+import { parseCommand, USAGE, USAGE_HINT, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
 import { fetchDashboardLink, fetchKeyUsage, revokeThroughWorker, type Fetcher } from './usage.ts'
 
@@ -50,6 +50,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
       return 0
     },
     usage: USAGE,
+    usageHint: USAGE_HINT,
     out,
   })
 }

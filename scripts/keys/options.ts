@@ -68,6 +68,9 @@ Commands:
 Options for every command but usage, dashboard-link and revoke --url:
 ${KV_OPTIONS_USAGE}`
 
+/** What a bad command line prints after its error, rather than the whole usage above. */
+export const USAGE_HINT = 'Run npm run keys -- --help for the commands and their options.'
+
 const OPTIONS = {
   ...KV_OPTIONS,
   json: { type: 'boolean' },

@@ -1,5 +1,7 @@
-// `npm run keys` against real local KV: the CLI runs as a process on a fresh --persist-to directory,
-// and Miniflare opens the same directory to check what wrangler wrote, exactly as wrangler dev would.
+// `npm run keys` against real local KV: a fresh --persist-to directory that Miniflare opens to check
+// what was written, exactly as wrangler dev would. Most commands run in-process (runKeysCli) with
+// wrangler's kv commands answered from that Miniflare (kv-stand-in.ts); a few run as the real CLI
+// process through wrangler itself, and one test checks the stand-in prints what wrangler does.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -10,15 +12,25 @@ import { describe, expect, it } from 'vitest'
 import { newKeyRecord } from '../../src/auth/key-record.ts'
 import { ensureDevKey, withDevKey } from '../../scripts/keys/dev-key.ts'
 import { runKeysCli, type CliDeps } from '../../scripts/keys/cli.ts'
-import { kvArgs, wranglerKv, type KvTarget } from '../../scripts/keys/kv.ts'
-import { parseExpiry } from '../../scripts/keys/options.ts'
+import { kvArgs, runWrangler, wranglerKv, type KvTarget } from '../../scripts/keys/kv.ts'
+import { parseExpiry, USAGE_HINT } from '../../scripts/keys/options.ts'
 import { ROOT } from '../../scripts/processes.ts'
 import { runCliScript, useLocalKv, type Run } from './cli-support.ts'
+import { kvStandIn } from './kv-stand-in.ts'
 
 const local = useLocalKv('keys-test-', 'KEYS', 'edge-proxy-keys-local')
 
-/** scripts/keys.ts as a process on the test's local state. */
-const keys = (...args: string[]) => runCliScript('scripts/keys.ts', local.dir, args)
+/** scripts/keys.ts as a process on the test's local state, through wrangler. */
+const keysProcess = (...args: string[]) => runCliScript('scripts/keys.ts', local.dir, args)
+
+/** The CLI in-process on the test's local state; stdout and stderr as the process would print them. */
+async function keys(...args: string[]): Promise<Run> {
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const out = { log: (text: string) => stdout.push(`${text}\n`), error: (text: string) => stderr.push(`${text}\n`) }
+  const code = await runKeysCli([...args, '--persist-to', local.dir], { run: kvStandIn(local), out, env: {} })
+  return { code, stdout: stdout.join(''), stderr: stderr.join('') }
+}
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 const DAY = 86_400
@@ -30,7 +42,7 @@ describe('keys create, list, show and revoke', () => {
 
   it('create prints the secret once, with a warning to store it, and the record', async () => {
     createdAt = Math.floor(Date.now() / 1000)
-    const run = await keys(
+    const run = await keysProcess(
       'create',
       '--name',
       'test app',
@@ -109,6 +121,21 @@ describe('keys create, list, show and revoke', () => {
     const run = await keys('list')
     expect(run.stdout).toMatch(new RegExp(`^${record.id}\\s+old\\s+chat\\s+expired\\s`, 'm'))
     expect(run.stdout).toMatch(new RegExp(`^${id}\\s+test app\\s+chat,admin\\s+disabled\\s`, 'm'))
+  })
+
+  it('has an in-process stand-in for wrangler that prints what wrangler prints for local state', async () => {
+    const target: KvTarget = { remote: false, persistTo: local.dir, config: join(ROOT, 'wrangler.toml') }
+    const file = join(local.dir, 'bulk-get.json')
+    await writeFile(file, JSON.stringify([`keyid:${id}`, 'keyid:key_0000000000000000']))
+    for (const operation of [
+      ['bulk', 'get', file],
+      ['key', 'list', '--prefix', 'key'],
+    ]) {
+      const args = kvArgs(target, operation)
+      const [real, standIn] = await Promise.all([runWrangler(args), kvStandIn(local)(args)])
+      // wrangler may print a notice line before the JSON; the CLI skips it.
+      expect(standIn.trim()).toBe(real.slice(real.search(/^[[{]/m)).trim())
+    }
   })
 
   it('exits 1 with a clear message for an unknown id', async () => {
@@ -216,13 +243,26 @@ describe('keys command line', () => {
     const env = { GATEWAY_ADMIN_KEY: ADMIN_KEY }
     const code = await runKeysCli(argv, { run: noKv, fetch: noFetch, env, out: { log: noKv, error: (text) => errors.push(text) } })
     expect(code).toBe(2)
-    expect(errors.join('\n')).toContain('Usage: npm run keys')
+    // The error alone, then one line saying where the usage is: not the error above 40 lines of it.
+    const [message, ...rest] = errors.join('\n').split('\n')
+    expect(message).toMatch(/\S/)
+    expect(message).not.toContain('Usage')
+    expect(rest).toEqual([USAGE_HINT])
   })
 
-  it('exits 2 from the real entry point too', async () => {
-    const run = await keys('list', '--bogus')
-    expect(run.code).toBe(2)
-    expect(run.stderr).toContain('Usage: npm run keys')
+  it('exits 2 from the real entry point too, with the error first and the --help pointer', async () => {
+    const run = await keysProcess('list', '--bogus')
+    expect(run).toMatchObject({ code: 2, stdout: '' })
+    expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringContaining("Unknown option '--bogus'"), USAGE_HINT])
+  })
+
+  it('prints the whole usage for --help, with or without a command, and exits 0', async () => {
+    for (const argv of [['--help'], ['usage', '--help'], ['-h']]) {
+      const run = await keys(...argv)
+      expect(run).toMatchObject({ code: 0, stderr: '' })
+      expect(run.stdout).toMatch(/^Usage: npm run keys -- <command> \[options\]/)
+      expect(run.stdout).toContain('usage ID --url URL [--json]')
+    }
   })
 
   it('reads 30d, 12h and ISO 8601 expiries as Unix seconds', () => {
@@ -315,7 +355,7 @@ describe('keys usage', () => {
     const worker = fakeWorker(ANSWER)
     const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], { ...worker, env: {} })
     expect(run).toMatchObject({ code: 2, stdout: '' })
-    expect(run.stderr).toMatch(/environment variable GATEWAY_ADMIN_KEY/)
+    expect(run.stderr.split('\n')).toEqual([expect.stringMatching(/environment variable GATEWAY_ADMIN_KEY/), USAGE_HINT])
     expect(worker.calls).toEqual([])
   })
 
@@ -421,7 +461,7 @@ describe("npm start's dev key", () => {
   it('is created into .dev.vars, reused while it exists, and replaced once it is gone', async () => {
     const file = join(local.dir, '.dev.vars')
     await writeFile(file, 'BACKEND_API_KEY=bk-test\n')
-    const store = wranglerKv({ remote: false, persistTo: local.dir, config: join(ROOT, 'wrangler.toml') })
+    const store = wranglerKv({ remote: false, persistTo: local.dir, config: join(ROOT, 'wrangler.toml') }, kvStandIn(local))
 
     const first = await ensureDevKey(store, file)
     expect(first.created).toBe(true)
