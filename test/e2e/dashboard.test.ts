@@ -1,6 +1,7 @@
 // The dashboard in real headless Chromium against the built bundle in workerd: an admin signs in
 // with the form, the page draws charts from real traffic, and a screenshot is kept.
 import { join } from 'node:path'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
 import { ARTIFACTS, launchChromium, type RunningBrowser } from '../support/browser.ts'
@@ -33,6 +34,71 @@ async function waitForLatency(count: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
   throw new Error(`the latency aggregates did not reach ${count} requests within 20 s`)
+}
+
+const SUMMARY_HEADERS = ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'tok/s p50', 'errors', 'aborts']
+
+/** Where the summary table sits in its card, scrolled fully left and then fully right (CSS px). */
+interface SummaryGeometry {
+  viewport: number
+  /** The document's own width: wider than the viewport means the page scrolls sideways. */
+  document: number
+  card: { left: number; right: number }
+  scroller: { left: number; right: number; clientWidth: number; scrollWidth: number; overflowX: string }
+  /** The table's right edge, and each header's text and right edge, at scrollLeft 0 and at the end. */
+  start: { table: number; headers: { text: string; left: number; right: number }[] }
+  end: { table: number; headers: { text: string; left: number; right: number }[] }
+}
+
+// Runs in the page (a string: the Node program has no DOM types), returns SummaryGeometry as JSON.
+const GEOMETRY = `(() => {
+  const scroller = document.querySelector('#summary')
+  const card = scroller.closest('section')
+  const table = scroller.querySelector('table')
+  const edges = () => ({
+    table: table.getBoundingClientRect().right,
+    headers: [...table.querySelectorAll('th')].map((th) => {
+      const box = th.getBoundingClientRect()
+      return { text: th.textContent, left: box.left, right: box.right }
+    }),
+  })
+  scroller.scrollLeft = 0
+  const start = edges()
+  scroller.scrollLeft = scroller.scrollWidth
+  const end = edges()
+  scroller.scrollLeft = 0
+  const cardBox = card.getBoundingClientRect()
+  const box = scroller.getBoundingClientRect()
+  return JSON.stringify({
+    viewport: window.innerWidth,
+    document: document.documentElement.scrollWidth,
+    card: { left: cardBox.left, right: cardBox.right },
+    scroller: {
+      left: box.left,
+      right: box.right,
+      clientWidth: scroller.clientWidth,
+      scrollWidth: scroller.scrollWidth,
+      overflowX: getComputedStyle(scroller).overflowX,
+    },
+    start,
+    end,
+  })
+})()`
+
+async function summaryGeometry(page: Page): Promise<SummaryGeometry> {
+  return JSON.parse((await page.evaluate(GEOMETRY)) as string) as SummaryGeometry
+}
+
+/** The card stays on the page and holds its scroller; the table is never cut off where nobody can scroll to it. */
+function expectSummaryInCard(geometry: SummaryGeometry): void {
+  expect(geometry.document).toBeLessThanOrEqual(geometry.viewport)
+  expect(geometry.card.right).toBeLessThanOrEqual(geometry.viewport)
+  expect(geometry.scroller.left).toBeGreaterThanOrEqual(geometry.card.left)
+  expect(geometry.scroller.right).toBeLessThanOrEqual(geometry.card.right)
+  expect(geometry.start.headers.map((header) => header.text)).toEqual(SUMMARY_HEADERS)
+  // Scrolled to its end, the table's right edge and every header are inside the scroller.
+  expect(geometry.end.table).toBeLessThanOrEqual(geometry.scroller.right + 0.5)
+  for (const header of geometry.end.headers.slice(1)) expect(header.right, header.text).toBeLessThanOrEqual(geometry.scroller.right + 0.5)
 }
 
 beforeAll(async () => {
@@ -103,9 +169,38 @@ describe('the dashboard in Chromium', () => {
     expect(await page.locator('#chart-rates path[data-series="requests"]').count()).toBe(1)
     // Every bucket with traffic is a visible dot, even the first minute's alone.
     expect(await page.locator('#chart-all circle').count()).toBeGreaterThanOrEqual(3)
+    // At 1280 px the summary fits its card whole: every column visible, nothing to scroll.
+    const wide = await summaryGeometry(page)
+    expectSummaryInCard(wide)
+    expect(wide.start.table).toBeLessThanOrEqual(wide.scroller.right + 0.5)
+    expect(wide.scroller.scrollWidth).toBeLessThanOrEqual(wide.scroller.clientWidth)
+    for (const header of wide.start.headers) expect(header.right, header.text).toBeLessThanOrEqual(wide.scroller.right + 0.5)
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true })
     expect(problems).toEqual([])
     await page.close()
+  })
+
+  it('keeps the summary table in its card on a phone: the table scrolls sideways inside it, the page does not', async () => {
+    const made = await fetch(`${worker.url}/v1/dashboard/links`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+    const { url } = (await made.json()) as { url: string }
+    const context = await chromium.browser.newContext({
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+      hasTouch: true,
+      deviceScaleFactor: 3,
+    })
+    const page = await context.newPage()
+    await page.goto(url)
+    await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 })
+    const phone = await summaryGeometry(page)
+    expectSummaryInCard(phone)
+    // Too wide for 390 px, so its container scrolls: the last columns are reachable, not clipped.
+    expect(phone.scroller.overflowX).toBe('auto')
+    expect(phone.scroller.scrollWidth).toBeGreaterThan(phone.scroller.clientWidth)
+    const aborts = phone.end.headers.find((header) => header.text === 'aborts')
+    expect(aborts?.left).toBeGreaterThanOrEqual(phone.scroller.left - 0.5)
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true })
+    await context.close()
   })
 
   it('sends a browser without a session back to the login form, and refuses a chat key there', async () => {
