@@ -41,7 +41,7 @@ async function fromApiKey(c: Context<AppEnv>, sentToken: boolean): Promise<Princ
   const header = c.req.header('authorization')
   if (!header) {
     const hint = sentToken ? ' Stream tokens are accepted only by the browser streaming endpoints.' : ''
-    throw invalidKey(`Missing API key: send it as 'Authorization: Bearer sk-...'.${hint}`)
+    throw invalidKey(`Missing API key: send it as 'Authorization: Bearer sk-...'.${hint}${localKeyHint(c)}`)
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
   if (!match?.[1]) throw invalidKey("Malformed Authorization header: expected 'Bearer sk-...'.")
@@ -50,7 +50,7 @@ async function fromApiKey(c: Context<AppEnv>, sentToken: boolean): Promise<Princ
   }
   const config = c.get('config')
   const record = await findKeyBySecret(c.env.KEYS, match[1], config.keyCacheTtlMs, requestBackground(c))
-  if (!record) throw invalidKey('Incorrect API key provided.')
+  if (!record) throw invalidKey(`Incorrect API key provided.${localKeyHint(c)}`)
   const problem = keyProblem(record)
   if (problem) throw invalidKey(`This API key has been ${problem === 'revoked' ? 'revoked' : 'expired'}.`)
   return { keyId: record.id, record, via: 'api_key' }
@@ -83,6 +83,29 @@ function checkOrigin(c: Context<AppEnv>, record: KeyRecord): void {
 export function isOriginAllowed(c: Context<AppEnv>, record: KeyRecord, origin: string): boolean {
   const config = c.get('config')
   return isPublicOrigin(config, origin) || config.allowedOrigins.has(origin) || record.origins.includes(origin)
+}
+
+/** Where `npm start` keeps its key (scripts/keys/dev-key.ts), said only in local development. */
+export const LOCAL_KEY_HINT =
+  "Under 'npm start' the local key is DEV_API_KEY in .dev.vars (printed at start as 'API key'); 'npm run keys -- create --name NAME' makes another."
+
+function localKeyHint(c: Context<AppEnv>): string {
+  return isLocalDevelopment(c) ? ` ${LOCAL_KEY_HINT}` : ''
+}
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/
+
+/**
+ * Local development (wrangler dev, npm start): every one of the Worker's own origins
+ * (PUBLIC_ORIGINS, wrangler.toml's default and npm start's) is on loopback, and so is the host the
+ * request was sent to. A deployment fails the second even if its PUBLIC_ORIGINS was left at the
+ * default, since Cloudflare routes a request by its public hostname.
+ */
+export function isLocalDevelopment(c: Context<AppEnv>): boolean {
+  const origins = c.get('config').publicOrigins
+  if (origins.size === 0) return false
+  for (const origin of origins) if (!LOOPBACK_HOST.test(new URL(origin).hostname)) return false
+  return LOOPBACK_HOST.test(new URL(c.req.url).hostname)
 }
 
 function invalidKey(message: string): ApiError {

@@ -114,7 +114,11 @@ describe('the playground', () => {
     await page.fill('#api-key', `sk-${'x'.repeat(43)}`)
     await ask(page, 'Hello?')
     await page.waitForSelector('.turn[data-state="error"]', { timeout: 10_000 })
-    expect(await page.textContent('.turn .turn-error')).toBe('Incorrect API key provided. (HTTP 401, invalid_api_key)')
+    // Served on 127.0.0.1 with loopback PUBLIC_ORIGINS, as npm start is: the message says where a local key comes from.
+    const error = await page.textContent('.turn .turn-error')
+    expect(error).toMatch(
+      /^Incorrect API key provided\. Under 'npm start' the local key is DEV_API_KEY in \.dev\.vars .*\(HTTP 401, invalid_api_key\)$/,
+    )
     expect(await page.isEnabled('#send')).toBe(true)
     await page.close()
   })

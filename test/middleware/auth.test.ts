@@ -1,5 +1,8 @@
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env, exports } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
+import app from '../../src/index.ts'
+import { LOCAL_KEY_HINT } from '../../src/middleware/auth.ts'
 import { mintStreamToken } from '../../src/auth/stream-token.ts'
 import { TEST_KEY_ID, TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 import { callWorker, chatBody, chatInit, fetchWithEnv } from '../support/worker.ts'
@@ -153,5 +156,40 @@ describe('browser origins and CORS', () => {
 
   it('lets programs without an Origin header through (SDKs, curl)', async () => {
     expect((await callWorker('/v1/models', { headers: { authorization: `Bearer ${TEST_SECRET}` } })).status).toBe(200)
+  })
+})
+
+describe('where a local key comes from', () => {
+  const LOCAL = { PUBLIC_ORIGINS: 'http://127.0.0.1:8787,http://localhost:8787' }
+
+  /** The app at a full URL (the host included) with some settings changed. */
+  async function fetchAt(url: string, overrides: Record<string, unknown>, init: RequestInit = {}): Promise<Response> {
+    const ctx = createExecutionContext()
+    const response = await app.fetch(new Request(url, init), { ...env, ...overrides }, ctx)
+    await waitOnExecutionContext(ctx)
+    return response
+  }
+
+  it('says it in local development (loopback PUBLIC_ORIGINS, a loopback host): a wrong key and a missing one', async () => {
+    for (const host of ['127.0.0.1:8787', 'localhost:8787']) {
+      const wrong = await errorOf(await fetchAt(`http://${host}/v1/models`, LOCAL, withKey(randomSecret())))
+      expect(wrong).toMatchObject({ code: 'invalid_api_key', message: `Incorrect API key provided. ${LOCAL_KEY_HINT}` })
+      expect(wrong.message).toContain('DEV_API_KEY in .dev.vars')
+      const missing = await errorOf(await fetchAt(`http://${host}/v1/models`, LOCAL))
+      expect(missing.message).toBe(`Missing API key: send it as 'Authorization: Bearer sk-...'. ${LOCAL_KEY_HINT}`)
+    }
+  })
+
+  it('never says it on a deployment, even one that left PUBLIC_ORIGINS at the local default', async () => {
+    const deployed = await errorOf(await raw('/v1/models', withKey(randomSecret())))
+    expect(deployed.message).toBe('Incorrect API key provided.')
+    expect((await errorOf(await raw('/v1/models'))).message).toBe("Missing API key: send it as 'Authorization: Bearer sk-...'.")
+    // Cloudflare routes by the public hostname, so a deployment never sees a loopback host.
+    const leftAtDefault = await errorOf(await fetchAt('https://gateway.example.com/v1/models', LOCAL, withKey(randomSecret())))
+    expect(leftAtDefault.message).toBe('Incorrect API key provided.')
+    // A public origin with a request that names loopback (a tunnel, a forged Host): still no hint.
+    const publicOrigin = { PUBLIC_ORIGINS: 'https://gateway.example.com' }
+    const loopbackHost = await errorOf(await fetchAt('http://127.0.0.1:8787/v1/models', publicOrigin, withKey(randomSecret())))
+    expect(loopbackHost.message).toBe('Incorrect API key provided.')
   })
 })
