@@ -1,11 +1,15 @@
-// The fleet CLI's commands. Exit codes: 0 done, 1 failed (unknown id, duplicate id or URL, KV or
-// wrangler error, an unusable compose file), 2 bad command line (usage on stderr, nothing written).
+// The fleet CLI's commands, callable in-process: runFleetCli(argv, deps) resolves to the exit code,
+// with the output, wrangler, clock and environment given (scripts/fleet.ts is a thin wrapper).
+// Exit codes: 0 done, 1 failed (unknown id, duplicate id or URL, a placeholder URL or tunnel id,
+// KV or wrangler error, an unusable compose file), 2 bad command line (usage on stderr, nothing
+// written).
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from '../keys/kv.ts'
 import type { Env } from './compose.ts'
 import { describeBackend, fleetListing, formatListing } from './format.ts'
 import { composeFleet, formatComposeFleet } from './from-compose.ts'
-import { parseCommand, USAGE, type Command } from './options.ts'
+import { parseCommand, USAGE, type Command, type FleetTarget } from './options.ts'
+import { RESERVED_WHY, reservedHosts } from './placeholders.ts'
 import { addBackend, readFleet, removeBackend, setBackendState, type Unknown } from './store.ts'
 
 export interface CliDeps {
@@ -39,8 +43,9 @@ async function execute(
   out: Output,
   now: number,
 ): Promise<number> {
-  const kv = wranglerKv(command.target, run)
-  const where = `${command.target.remote ? 'remote' : 'local'} FLEET namespace`
+  const kv = wranglerKv(command.target, inEnvironment(command.target, run))
+  const env = command.target.env === undefined ? '' : ` of the ${command.target.env} environment`
+  const where = `${command.target.remote ? 'remote' : 'local'} FLEET namespace${env}`
   const pickUp = () => out.log(pickUpDelay(command.target.remote))
   switch (command.name) {
     case 'list': {
@@ -49,6 +54,13 @@ async function execute(
       return 0
     }
     case 'add': {
+      const [reserved] = reservedHosts([command.backend.url])
+      if (reserved !== undefined) {
+        out.error(
+          `Refusing --url ${command.backend.url}: ${reserved} is ${RESERVED_WHY}. Give the backend's own address (behind a tunnel, the hostname the ingress rules of your gpu-backend/tunnel/config.yml route to it); nothing was written.`,
+        )
+        return 1
+      }
       const outcome = await addBackend(kv, command.backend, now)
       if ('duplicate' in outcome) {
         const { id, url } = outcome.existing
@@ -92,6 +104,12 @@ async function execute(
       return 0
     }
   }
+}
+
+/** The runner with wrangler's --env NAME on every call, so its FLEET binding is that environment's. */
+function inEnvironment({ env }: FleetTarget, run: WranglerRunner): WranglerRunner {
+  // Once the key CLI's KV target passes --env itself, it is not given twice.
+  return env === undefined ? run : (args) => run(args.includes('--env') ? args : [...args, '--env', env])
 }
 
 /** How long a change takes to reach the Worker; docs/fleet.md explains both parts. */

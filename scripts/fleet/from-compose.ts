@@ -8,6 +8,8 @@ import { UsageError } from '../cli-support.ts'
 import { ROOT } from '../processes.ts'
 import { ComposeError, fleetServices, readComposeFile, type Env, type FleetService } from './compose.ts'
 import { DEFAULT_TUNNEL_URL_TEMPLATE, DEFAULT_URL_TEMPLATE, newBackend, type FromComposeCommand } from './options.ts'
+import { isPlaceholderTunnelId, RESERVED_WHY, reservedHosts } from './placeholders.ts'
+import { readTunnelConfig } from './tunnel.ts'
 
 export interface ComposeFleet {
   backends: BackendRecord[]
@@ -37,8 +39,55 @@ export function composeFleet(command: FromComposeCommand, env: Env): ComposeFlee
   })
   const duplicate = backends.find((backend, i) => backends.findIndex((other) => other.url === backend.url) !== i)
   if (duplicate) throw new ComposeError(`Two services would share the URL ${duplicate.url}; the URL template must tell them apart.`)
+  refusePlaceholders(command, services, backends)
   const loopback = backends.filter((backend) => isLoopback(new URL(backend.url).hostname)).map((backend) => backend.id)
   return { backends, loopback }
+}
+
+/**
+ * The placeholders the repository ships never become fleet entries: a tunnel whose config.yml
+ * still has the all-zero id, and URLs under a reserved example or test name, whether they come
+ * from config.yml's ingress rules, --url-template or --host. One ComposeError (exit 1) says what
+ * to change, and where.
+ */
+function refusePlaceholders(command: FromComposeCommand, services: readonly FleetService[], backends: readonly BackendRecord[]): void {
+  const problems: string[] = []
+  const configs = [...new Set(services.flatMap(({ reach }) => (reach.kind === 'tunnel' ? [reach.config] : [])))]
+  for (const path of configs) {
+    const { tunnel } = readTunnelConfig(path)
+    if (isPlaceholderTunnelId(tunnel)) {
+      const value = tunnel === undefined || tunnel === null ? 'no tunnel id' : `the placeholder tunnel id ${String(tunnel)}`
+      problems.push(
+        `${displayPath(path)} has ${value}: put the UUID that \`cloudflared tunnel create NAME\` printed under \`tunnel:\` (docs/deploy.md, section 4).`,
+      )
+    }
+  }
+  // What to change depends on where each reserved hostname came from: the template given, the
+  // tunnel's ingress rules, or the host.
+  const byFix = new Map<string, string[]>()
+  for (const [index, backend] of backends.entries()) {
+    const hosts = reservedHosts([backend.url])
+    if (hosts.length === 0) continue
+    const { reach } = services[index] as FleetService
+    const hostname = new URL(backend.url).hostname
+    const fix =
+      command.urlTemplate !== undefined && !/\{(host|hostname)\}/.test(command.urlTemplate)
+        ? 'give --url-template your own domain'
+        : reach.kind === 'tunnel' && hostname === reach.hostname
+          ? `put your own hostnames in the ingress rules of ${displayPath(reach.config)}, one per vLLM service, each routed to the tunnel with \`cloudflared tunnel route dns\` (docs/deploy.md, section 4)`
+          : command.host !== undefined
+            ? 'give --host the address the Worker reaches this machine at'
+            : `pass --host with the address the Worker reaches this machine at`
+    const listed = byFix.get(fix) ?? []
+    byFix.set(fix, [...listed, ...hosts.filter((host) => !listed.includes(host))])
+  }
+  for (const [fix, hosts] of byFix) {
+    problems.push(`${hosts.join(', ')} ${hosts.length === 1 ? 'is' : 'are'} ${RESERVED_WHY}: ${fix}.`)
+  }
+  if (problems.length > 0) {
+    const lines = problems.map((problem) => `  ${problem}`)
+    throw new ComposeError(['Refusing placeholders, so no fleet entry was printed. Change them:', ...lines].join('\n'))
+  }
 }
 
 /**
@@ -75,7 +124,10 @@ export function formatComposeFleet(command: FromComposeCommand, fleet: ComposeFl
     const record: FleetRecord = fleetRecordSchema.parse({ version: 1, updated: now, backends: fleet.backends })
     return JSON.stringify(record, null, 2)
   }
-  const where = command.remote ? 'the deployed FLEET namespace (--remote)' : 'the local FLEET namespace (add --remote for the deployed one)'
+  const env = command.env === undefined ? '' : ` of the ${command.env} environment`
+  const where = command.remote
+    ? `the deployed FLEET namespace${env} (--remote)`
+    : `the local FLEET namespace${env} (add --remote${command.env === undefined ? ' --env production' : ''} for the deployed one)`
   const lines = [`# ${fleet.backends.length} backends of ${displayPath(command.file)} (profile ${command.profile}), for ${where}:`]
   if (fleet.loopback.length > 0) {
     lines.push(
@@ -87,6 +139,7 @@ export function formatComposeFleet(command: FromComposeCommand, fleet: ComposeFl
     const args = ['add', backend.id, '--url', backend.url, '--max-concurrency', String(backend.maxConcurrency)]
     if (backend.region !== null) args.push('--region', backend.region)
     if (backend.accessSecret !== undefined) args.push('--access-secret', backend.accessSecret)
+    if (command.env !== undefined) args.push('--env', command.env)
     if (command.remote) args.push('--remote')
     lines.push(['npm', 'run', 'fleet', '--', ...args].map(shellQuote).join(' '))
   }

@@ -11,12 +11,19 @@ import { COMPOSE_FILE } from './compose.ts'
 /** vLLM's own default for --max-num-seqs. */
 export const DEFAULT_MAX_CONCURRENCY = 256
 
+/**
+ * Where the FLEET namespace is: the key CLI's location, and the wrangler environment whose
+ * FLEET binding it is (--env production: the production deployment's namespace, wrangler.toml's
+ * [env.production]); undefined: the top-level binding, the one `npm start` and the tests use.
+ */
+export type FleetTarget = KvTarget & { env: string | undefined }
+
 export type Command =
   | { name: 'help' }
-  | { name: 'list'; target: KvTarget; json: boolean }
+  | { name: 'list'; target: FleetTarget; json: boolean }
   /** `backend` has passed backendRecordSchema. */
-  | { name: 'add'; target: KvTarget; backend: BackendRecord }
-  | { name: 'remove' | 'drain' | 'undrain'; target: KvTarget; id: string }
+  | { name: 'add'; target: FleetTarget; backend: BackendRecord }
+  | { name: 'remove' | 'drain' | 'undrain'; target: FleetTarget; id: string }
   | FromComposeCommand
 
 /** Prints the fleet entries of a compose file's services; reads no KV. */
@@ -36,6 +43,8 @@ export interface FromComposeCommand {
   json: boolean
   /** The printed add commands get --remote. */
   remote: boolean
+  /** The printed add commands get --env NAME. */
+  env: string | undefined
 }
 
 /** The URL of a backend on a published port, and of one behind a tunnel hostname. */
@@ -60,7 +69,7 @@ Commands:
   drain ID       Send a backend no new requests while another can serve; it finishes what it has.
   undrain ID     Make a draining backend active again.
   from-compose [--file PATH] [--profile gpu|emulator] [--host HOST] [--url-template T]
-               [--id-prefix P] [--region R] [--access-secret NAME] [--remote] [--json]
+               [--id-prefix P] [--region R] [--access-secret NAME] [--remote] [--env NAME] [--json]
                  Print the add commands for the backends of a GPU fleet file (default
                  gpu-backend/compose.yaml, profile gpu): one per service publishing port 8000 or
                  reached through the file's cloudflared tunnel, id P + service name,
@@ -69,16 +78,25 @@ Commands:
                  the service. HOST: the address the Worker reaches a published port at (default:
                  each service's bind address). T: the URL, from {host}, {port}, {hostname},
                  {service} and {id} (default ${DEFAULT_URL_TEMPLATE} for a published port).
-                 --access-secret: every backend's Access token, as for add. --json prints the
-                 fleet record instead. Reads no KV and changes nothing.
+                 --access-secret: every backend's Access token, as for add. --remote and
+                 --env go on to the printed commands. --json prints the fleet record instead.
+                 Reads no KV and changes nothing. Refuses the placeholders the repository
+                 ships: the all-zero tunnel id and example hostnames of config.yml.
 
 Workers pick up every change within FLEET_CACHE_TTL_MS (10 s by default); no deploy is needed.
 
+add refuses a URL under a name reserved for examples and tests (example.com, example.net,
+example.org, .example, .invalid, .test): it never reaches a backend.
+
 Options for every command but from-compose:
-${KV_OPTIONS_USAGE}`
+${KV_OPTIONS_USAGE}  --env NAME          The FLEET namespace of wrangler.toml's [env.NAME] (wrangler's --env),
+                      such as --env production --remote for the production deployment;
+                      default: the top-level one, which npm start uses.
+`
 
 const OPTIONS = {
   ...KV_OPTIONS,
+  env: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   url: { type: 'string' },
@@ -97,13 +115,15 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS
 type Values = OptionValues<typeof OPTIONS>
 
+const FLEET_KV_OPTION_NAMES: OptionName[] = [...KV_OPTION_NAMES, 'env']
+
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
-  list: [...KV_OPTION_NAMES, 'json'],
-  add: [...KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region', 'reasoning-parser', 'access-secret'],
-  remove: [...KV_OPTION_NAMES],
-  drain: [...KV_OPTION_NAMES],
-  undrain: [...KV_OPTION_NAMES],
-  'from-compose': ['file', 'profile', 'host', 'url-template', 'id-prefix', 'region', 'access-secret', 'remote', 'json'],
+  list: [...FLEET_KV_OPTION_NAMES, 'json'],
+  add: [...FLEET_KV_OPTION_NAMES, 'url', 'weight', 'max-concurrency', 'region', 'reasoning-parser', 'access-secret'],
+  remove: [...FLEET_KV_OPTION_NAMES],
+  drain: [...FLEET_KV_OPTION_NAMES],
+  undrain: [...FLEET_KV_OPTION_NAMES],
+  'from-compose': ['file', 'profile', 'host', 'url-template', 'id-prefix', 'region', 'access-secret', 'remote', 'env', 'json'],
 }
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -114,7 +134,7 @@ export function parseCommand(argv: readonly string[]): Command {
     noArguments(rest)
     return fromCompose(values)
   }
-  const target: KvTarget = { ...kvTarget(values), binding: 'FLEET' }
+  const target: FleetTarget = { ...kvTarget(values), binding: 'FLEET', env: environment(values.env) }
   if (command === 'list') {
     noArguments(rest)
     return { name: command, target, json: values.json === true }
@@ -146,7 +166,19 @@ function fromCompose(values: Values): FromComposeCommand {
     accessSecret,
     json: values.json === true,
     remote: values.remote === true,
+    env: environment(values.env),
   }
+}
+
+/** --env NAME: a wrangler environment name, as wrangler.toml's [env.NAME] spells it. */
+function environment(name: string | undefined): string | undefined {
+  if (name === undefined) return undefined
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new UsageError(
+      `--env takes the name of an environment of wrangler.toml ([env.NAME]), such as production, got: ${JSON.stringify(name)}`,
+    )
+  }
+  return name
 }
 
 /** What each field of a backend record takes, said in terms of the flag that sets it. */

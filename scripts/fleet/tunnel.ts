@@ -18,6 +18,8 @@ export interface TunnelIngressRule {
 export interface TunnelConfig {
   /** The host path of config.yml. */
   path: string
+  /** Its `tunnel:`, the tunnel's UUID (or name); the repository ships an all-zero placeholder. */
+  tunnel: unknown
   ingress: TunnelIngressRule[]
 }
 
@@ -53,11 +55,11 @@ export function readTunnelConfig(path: string): TunnelConfig {
   } catch (error) {
     throw new ComposeError(`Cannot read the tunnel configuration ${path}: ${error instanceof Error ? error.message : String(error)}`)
   }
-  const ingress = (document as { ingress?: unknown } | null)?.ingress
+  const { ingress, tunnel } = (document as { ingress?: unknown; tunnel?: unknown } | null) ?? {}
   if (!Array.isArray(ingress) || !ingress.every((rule) => typeof (rule as { service?: unknown } | null)?.service === 'string')) {
     throw new ComposeError(`${path} has no ingress rules, each with a service.`)
   }
-  return { path, ingress: ingress as TunnelIngressRule[] }
+  return { path, tunnel, ingress: ingress as TunnelIngressRule[] }
 }
 
 /** The tunnel configurations of the cloudflared services in `profile`. */

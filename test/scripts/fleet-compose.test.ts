@@ -3,7 +3,7 @@
 // tunnel hostname (or the published address) the Worker reaches each backend at and the
 // --max-num-seqs the backends run with.
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -39,24 +39,96 @@ function addCommands(stdout: string): string[][] {
     })
 }
 
+/** A tunnel id and hostnames that are not the shipped placeholders. */
+const TUNNEL_ID = '6ff42ae2-765d-4adf-8112-31c55c1551ef'
+const HOST = 'gpu-host.acme-gpus.net'
+
 let dir: string
+/** gpu-backend/compose.yaml beside a copy of its tunnel/config.yml filled in, as an operator would. */
+let filledIn: string
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'fleet-compose-'))
+  await mkdir(join(dir, 'host/tunnel'), { recursive: true })
+  filledIn = join(dir, 'host/compose.yaml')
+  await copyFile(join(ROOT, 'gpu-backend/compose.yaml'), filledIn)
+  const config = await readFile(join(ROOT, 'gpu-backend/tunnel/config.yml'), 'utf8')
+  expect(config).toMatch(/^tunnel: 0{8}-0{4}-0{4}-0{4}-0{12}$/m)
+  await writeFile(
+    join(dir, 'host/tunnel/config.yml'),
+    config.replace(/^tunnel: .*$/m, `tunnel: ${TUNNEL_ID}`).replaceAll('gpu-host.example.com', HOST),
+  )
 })
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
 describe('fleet from-compose on gpu-backend/compose.yaml', () => {
+  it.each([[[]], [['--json']], [['--remote', '--env', 'production']]])(
+    'refuses the placeholders the repository ships (%j): exit 1, one message naming config.yml and what to put there',
+    async (argv) => {
+      const run = await fromCompose(argv)
+      expect(run).toMatchObject({ code: 1, stdout: '' })
+      expect(run.stderr.split('\n')).toEqual([
+        'Refusing placeholders, so no fleet entry was printed. Change them:',
+        '  gpu-backend/tunnel/config.yml has the placeholder tunnel id 00000000-0000-0000-0000-000000000000: put the UUID that `cloudflared tunnel create NAME` printed under `tunnel:` (docs/deploy.md, section 4).',
+        '  vllm-0.gpu-host.example.com (example.com), vllm-1.gpu-host.example.com (example.com) are under names reserved for examples and tests (RFC 2606, RFC 6761), which never reach a backend: put your own hostnames in the ingress rules of gpu-backend/tunnel/config.yml, one per vLLM service, each routed to the tunnel with `cloudflared tunnel route dns` (docs/deploy.md, section 4).',
+      ])
+    },
+  )
+
   it("prints one add command per GPU service, at its tunnel hostname from config.yml's ingress, with MAX_NUM_SEQS", async () => {
-    const run = await fromCompose([])
+    const run = await fromCompose(['--file', filledIn])
     expect(run).toMatchObject({ code: 0, stderr: '' })
-    expect(run.stdout).toContain('# 2 backends of gpu-backend/compose.yaml (profile gpu), for the local FLEET namespace')
+    expect(run.stdout).toContain(
+      `# 2 backends of ${filledIn} (profile gpu), for the local FLEET namespace (add --remote --env production for the deployed one):`,
+    )
     expect(run.stdout).not.toContain('loopback')
     expect(addCommands(run.stdout)).toEqual([
-      ['add', 'vllm-0', '--url', 'https://vllm-0.gpu-host.example.com', '--max-concurrency', '256'],
-      ['add', 'vllm-1', '--url', 'https://vllm-1.gpu-host.example.com', '--max-concurrency', '256'],
+      ['add', 'vllm-0', '--url', `https://vllm-0.${HOST}`, '--max-concurrency', '256'],
+      ['add', 'vllm-1', '--url', `https://vllm-1.${HOST}`, '--max-concurrency', '256'],
     ])
+  })
+
+  it.each([
+    [
+      '--url-template',
+      ['--file', 'FILLED', '--url-template', 'https://{service}.gpu-a.example.com'],
+      'give --url-template your own domain.',
+    ],
+    ['--url-template', ['--file', 'FILLED', '--url-template', 'https://{service}.gpu-a.test'], 'give --url-template your own domain.'],
+    ['--host', ['--profile', 'emulator', '--host', 'gpu-box.example'], 'give --host the address the Worker reaches this machine at.'],
+  ])('refuses reserved hostnames from %s, saying what to change', async (_, argv, fix) => {
+    const run = await fromCompose(argv.map((arg) => (arg === 'FILLED' ? filledIn : arg)))
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain(fix)
+    expect(run.stderr).not.toContain('tunnel id')
+  })
+
+  it('refuses example hostnames left in the ingress rules once the tunnel id is filled in', async () => {
+    const sub = await mkdtemp(join(dir, 'hosts-'))
+    await mkdir(join(sub, 'tunnel'))
+    await copyFile(filledIn, join(sub, 'compose.yaml'))
+    const config = await readFile(join(ROOT, 'gpu-backend/tunnel/config.yml'), 'utf8')
+    await writeFile(join(sub, 'tunnel/config.yml'), config.replace(/^tunnel: .*$/m, `tunnel: ${TUNNEL_ID}`))
+    const run = await fromCompose(['--file', join(sub, 'compose.yaml')])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr.split('\n')).toHaveLength(2)
+    expect(run.stderr).toContain(
+      'vllm-0.gpu-host.example.com (example.com), vllm-1.gpu-host.example.com (example.com) are under names reserved',
+    )
+    expect(run.stderr).toContain(`put your own hostnames in the ingress rules of ${join(sub, 'tunnel/config.yml')}`)
+  })
+
+  it('refuses a tunnel config without a tunnel id', async () => {
+    const sub = await mkdtemp(join(dir, 'no-id-'))
+    await mkdir(join(sub, 'tunnel'))
+    await copyFile(filledIn, join(sub, 'compose.yaml'))
+    const config = await readFile(join(dir, 'host/tunnel/config.yml'), 'utf8')
+    await writeFile(join(sub, 'tunnel/config.yml'), config.replace(/^tunnel: .*\n/m, ''))
+    const run = await fromCompose(['--file', join(sub, 'compose.yaml')])
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toContain('tunnel/config.yml has no tunnel id: put the UUID')
+    expect(run.stderr).not.toContain('reserved')
   })
 
   it('refuses --host for backends only the tunnel reaches, naming the hostname', async () => {
@@ -64,14 +136,14 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       ['--host', '10.0.0.5'],
       ['--url-template', 'http://{host}:{port}'],
     ]) {
-      const run = await fromCompose(argv)
+      const run = await fromCompose(['--file', filledIn, ...argv])
       expect(run).toMatchObject({ code: 1, stdout: '' })
-      expect(run.stderr).toContain('Service vllm-0 publishes no port: it is reached through the tunnel at vllm-0.gpu-host.example.com')
+      expect(run.stderr).toContain(`Service vllm-0 publishes no port: it is reached through the tunnel at vllm-0.${HOST}`)
     }
   })
 
   it('prints commands the fleet CLI accepts, for the id prefix, region and location given', async () => {
-    const run = await fromCompose(['--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote'], {
+    const run = await fromCompose(['--file', filledIn, '--id-prefix', 'gpu-a-', '--region', 'eu-west', '--remote', '--env', 'production'], {
       MAX_NUM_SEQS: '64',
     })
     expect(run.code).toBe(0)
@@ -80,10 +152,10 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
     expect(commands.map((argv) => parseCommand(argv))).toEqual([
       {
         name: 'add',
-        target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
+        target: expect.objectContaining({ remote: true, binding: 'FLEET', env: 'production' }),
         backend: {
           id: 'gpu-a-vllm-0',
-          url: 'https://vllm-0.gpu-host.example.com',
+          url: `https://vllm-0.${HOST}`,
           weight: 1,
           maxConcurrency: 64,
           region: 'eu-west',
@@ -92,10 +164,10 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       },
       {
         name: 'add',
-        target: expect.objectContaining({ remote: true, binding: 'FLEET' }),
+        target: expect.objectContaining({ remote: true, binding: 'FLEET', env: 'production' }),
         backend: {
           id: 'gpu-a-vllm-1',
-          url: 'https://vllm-1.gpu-host.example.com',
+          url: `https://vllm-1.${HOST}`,
           weight: 1,
           maxConcurrency: 64,
           region: 'eu-west',
@@ -106,12 +178,22 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
   })
 
   it('fills a URL template, as for one tunnel hostname per backend', async () => {
-    const run = await fromCompose(['--url-template', 'https://{service}.gpu-a.example.com', '--id-prefix', 'gpu-a-'])
-    expect(addCommands(run.stdout).map((argv) => argv[3])).toEqual(['https://vllm-0.gpu-a.example.com', 'https://vllm-1.gpu-a.example.com'])
+    const run = await fromCompose(['--file', filledIn, '--url-template', 'https://{service}.gpu-a.acme-gpus.net', '--id-prefix', 'gpu-a-'])
+    expect(addCommands(run.stdout).map((argv) => argv[3])).toEqual([
+      'https://vllm-0.gpu-a.acme-gpus.net',
+      'https://vllm-1.gpu-a.acme-gpus.net',
+    ])
   })
 
   it("passes the tunnel's Access secret name on to every add command, and refuses a bad name with usage", async () => {
-    const run = await fromCompose(['--url-template', 'https://{service}.gpu-a.example.com', '--access-secret', 'GPU_A'])
+    const run = await fromCompose([
+      '--file',
+      filledIn,
+      '--url-template',
+      'https://{service}.gpu-a.acme-gpus.net',
+      '--access-secret',
+      'GPU_A',
+    ])
     expect(run.code).toBe(0)
     const commands = addCommands(run.stdout)
     expect(commands.map((argv) => argv.slice(-2))).toEqual([
@@ -136,15 +218,15 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
   })
 
   it('--json prints the fleet record the commands would make', async () => {
-    const run = await fromCompose(['--json'])
+    const run = await fromCompose(['--file', filledIn, '--json'])
     expect(run.code).toBe(0)
     const record = fleetRecordSchema.parse(JSON.parse(run.stdout))
     expect(record).toEqual({
       version: 1,
       updated: NOW,
       backends: [
-        { id: 'vllm-0', url: 'https://vllm-0.gpu-host.example.com', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
-        { id: 'vllm-1', url: 'https://vllm-1.gpu-host.example.com', weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+        { id: 'vllm-0', url: `https://vllm-0.${HOST}`, weight: 1, maxConcurrency: 256, region: null, state: 'active' },
+        { id: 'vllm-1', url: `https://vllm-1.${HOST}`, weight: 1, maxConcurrency: 256, region: null, state: 'active' },
       ],
     })
   })
@@ -158,9 +240,9 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       return 'Success!'
     }
     const out = { log: () => {}, error: () => {} }
-    const printed = await fromCompose([])
+    const printed = await fromCompose(['--file', filledIn])
     for (const argv of addCommands(printed.stdout)) expect(await runFleetCli(argv, { run: memoryWrangler, out, now: () => NOW })).toBe(0)
-    const json = await fromCompose(['--json'])
+    const json = await fromCompose(['--file', filledIn, '--json'])
     expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toEqual(JSON.parse(json.stdout))
   })
 
@@ -168,7 +250,7 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
     const run = await new Promise<Run>((resolve) => {
       execFile(
         process.execPath,
-        [join(ROOT, 'scripts/fleet.ts'), 'from-compose'],
+        [join(ROOT, 'scripts/fleet.ts'), 'from-compose', '--file', filledIn],
         { cwd: ROOT, env: { ...process.env, MAX_NUM_SEQS: '32' } },
         (error, stdout, stderr) => {
           resolve({ code: error ? Number(error.code) : 0, stdout, stderr })
@@ -176,14 +258,7 @@ describe('fleet from-compose on gpu-backend/compose.yaml', () => {
       )
     })
     expect(run).toMatchObject({ code: 0, stderr: '' })
-    expect(addCommands(run.stdout.trim())[0]).toEqual([
-      'add',
-      'vllm-0',
-      '--url',
-      'https://vllm-0.gpu-host.example.com',
-      '--max-concurrency',
-      '32',
-    ])
+    expect(addCommands(run.stdout.trim())[0]).toEqual(['add', 'vllm-0', '--url', `https://vllm-0.${HOST}`, '--max-concurrency', '32'])
   })
 })
 
@@ -211,10 +286,11 @@ describe('fleet from-compose on other compose files', () => {
 `
 
   it("takes each tunnelled service's hostname from the config the cloudflared service mounts, beside published ones", async () => {
-    const config = `ingress:
-  - { hostname: a.gpu.example.net, path: ^/health$, service: http://a:8000 }
-  - { hostname: a.gpu.example.net, path: ^/metrics$, service: http://a:8000 }
-  - { hostname: b.gpu.example.net, service: "http://b:8000" }
+    const config = `tunnel: ${TUNNEL_ID}
+ingress:
+  - { hostname: a.gpu.acme-gpus.net, path: ^/health$, service: http://a:8000 }
+  - { hostname: a.gpu.acme-gpus.net, path: ^/metrics$, service: http://a:8000 }
+  - { hostname: b.gpu.acme-gpus.net, service: "http://b:8000" }
   - { hostname: other.example.net, service: "http://elsewhere:8000" }
   - service: http_status:404
 `
@@ -222,8 +298,8 @@ describe('fleet from-compose on other compose files', () => {
     const run = await fromCompose(['--file', file])
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(addCommands(run.stdout)).toEqual([
-      ['add', 'a', '--url', 'https://a.gpu.example.net', '--max-concurrency', '256'],
-      ['add', 'b', '--url', 'https://b.gpu.example.net', '--max-concurrency', '8'],
+      ['add', 'a', '--url', 'https://a.gpu.acme-gpus.net', '--max-concurrency', '256'],
+      ['add', 'b', '--url', 'https://b.gpu.acme-gpus.net', '--max-concurrency', '8'],
       ['add', 'c', '--url', 'http://127.0.0.1:9003', '--max-concurrency', '256'],
     ])
     const templated = await fromCompose(['--file', file, '--url-template', 'https://{hostname}/{id}', '--id-prefix', 'h-'])
@@ -234,8 +310,8 @@ describe('fleet from-compose on other compose files', () => {
   it.each([
     [
       'a tunnelled service that also publishes its port',
-      `ingress:\n  - { hostname: c.gpu.example.net, service: "http://c:8000" }\n  - service: http_status:404\n`,
-      'Service c is reached through the tunnel (c.gpu.example.net) but also publishes port 8000, which bypasses',
+      `ingress:\n  - { hostname: c.gpu.acme-gpus.net, service: "http://c:8000" }\n  - service: http_status:404\n`,
+      'Service c is reached through the tunnel (c.gpu.acme-gpus.net) but also publishes port 8000, which bypasses',
     ],
     [
       'a hostname reaching two services',

@@ -1,18 +1,59 @@
-// `npm run fleet` against real local KV: the CLI runs as a process on a fresh --persist-to directory,
-// and Miniflare opens the same directory to check what wrangler wrote and to put the cron probe's
-// health snapshot there, as the Worker would.
+// `npm run fleet` against real local KV: Miniflare opens a fresh --persist-to directory, as wrangler
+// dev would, to check what the CLI wrote and to put the cron probe's health snapshot there. A few
+// cases run the real thing, scripts/fleet.ts as a process calling wrangler; the rest call
+// runFleetCli in this process, with wrangler's kv commands answered from that same namespace
+// (each wrangler process costs about 1.5 s).
 import { readFile } from 'node:fs/promises'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { FLEET_KEY, HEALTH_KEY, type FleetRecord, type HealthSnapshot } from '../../src/fleet/records.ts'
-import { runFleetCli } from '../../scripts/fleet/cli.ts'
+import { runFleetCli, type CliDeps } from '../../scripts/fleet/cli.ts'
 import { newBackend } from '../../scripts/fleet/options.ts'
-import { kvArgs, type KvTarget } from '../../scripts/keys/kv.ts'
-import { runCliScript, useLocalKv, type Run } from './cli-support.ts'
+import { isPlaceholderTunnelId, reservedDomain } from '../../scripts/fleet/placeholders.ts'
+import { kvArgs, type KvEntry, type KvTarget } from '../../scripts/keys/kv.ts'
+import { runCliScript, useLocalKv, type LocalKv, type Run } from './cli-support.ts'
 
 const local = useLocalKv('fleet-test-', 'FLEET', 'edge-proxy-fleet-local')
 
-/** scripts/fleet.ts as a process on the test's local state. */
-const fleet = (...args: string[]) => runCliScript('scripts/fleet.ts', local.dir, args)
+/** scripts/fleet.ts as a process on the test's local state: the CLI and wrangler for real. */
+const fleetProcess = (...args: string[]) => runCliScript('scripts/fleet.ts', local.dir, args)
+
+/** runFleetCli with its output collected. */
+async function cli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<Run> {
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const out = { log: (text: string) => stdout.push(text), error: (text: string) => stderr.push(text) }
+  const code = await runFleetCli(argv, { ...deps, out })
+  return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') }
+}
+
+/**
+ * wrangler's local kv commands (bulk get, bulk put, key list) answered from the Miniflare
+ * namespace of `state`, after checking that they name the FLEET binding of the local state: the
+ * same storage the process runs write through wrangler.
+ */
+function localWrangler(state: LocalKv) {
+  return async (args: string[]): Promise<string> => {
+    expect(args.slice(-5)).toEqual(['--config', expect.stringMatching(/wrangler\.toml$/), '--local', '--persist-to', state.dir])
+    expect(args).toEqual(expect.arrayContaining(['--binding', 'FLEET']))
+    const [, group, verb, file] = args
+    if (group === 'bulk' && verb === 'get') {
+      const keys = JSON.parse(await readFile(file ?? '', 'utf8')) as string[]
+      const values = await Promise.all(keys.map(async (key) => [key, await state.kv.get(key)] as const))
+      // As local wrangler prints it: {key: {value}}, null for a missing key.
+      return JSON.stringify(Object.fromEntries(values.map(([key, value]) => [key, value === null ? null : { value }])))
+    }
+    if (group === 'bulk' && verb === 'put') {
+      for (const { key, value } of JSON.parse(await readFile(file ?? '', 'utf8')) as { key: string; value: string }[]) {
+        await state.kv.put(key, value)
+      }
+      return 'Success!'
+    }
+    throw new Error(`unexpected wrangler call: ${args.join(' ')}`)
+  }
+}
+
+/** The CLI in this process on the test's local state. */
+const fleet = (...args: string[]) => cli([...args, '--persist-to', local.dir], { run: localWrangler(local) })
 
 async function stored(): Promise<FleetRecord | null> {
   return JSON.parse((await local.kv.get(FLEET_KEY)) ?? 'null') as FleetRecord | null
@@ -32,7 +73,7 @@ const PICK_UP = /FLEET_CACHE_TTL_MS \(10 s by default\); no deploy is needed\./
 
 describe('fleet add, list, drain, undrain and remove', () => {
   it('list says when there is no record, and that the Worker then uses BACKEND_URLS', async () => {
-    const run = await fleet('list')
+    const run = await fleetProcess('list')
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(run.stdout).toContain('No fleet record in the local FLEET namespace: the Worker uses BACKEND_URLS from wrangler.toml.')
   })
@@ -46,7 +87,8 @@ describe('fleet add, list, drain, undrain and remove', () => {
 
   it('add makes the record with the defaults and a normalized URL, and says that it replaces BACKEND_URLS', async () => {
     const before = Date.now()
-    const run = await fleet('add', 'gpu-a', '--url', 'http://10.0.0.5:8000/', '--region', 'eu-west')
+    // The process and wrangler for real: what wrangler writes is what the Worker's namespace reads.
+    const run = await fleetProcess('add', 'gpu-a', '--url', 'http://10.0.0.5:8000/', '--region', 'eu-west')
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(run.stdout).toContain(
       'Added to the local FLEET namespace: gpu-a: http://10.0.0.5:8000, weight 1, max concurrency 256, region eu-west, active.',
@@ -84,7 +126,7 @@ describe('fleet add, list, drain, undrain and remove', () => {
 
   it('a bad value exits 2 with usage from the real entry point, and writes nothing', async () => {
     const before = await local.kv.get(FLEET_KEY)
-    const run = await fleet('add', 'gpu-c', '--url', 'http://10.0.0.7:8000', '--weight', '0')
+    const run = await fleetProcess('add', 'gpu-c', '--url', 'http://10.0.0.7:8000', '--weight', '0')
     expect(run).toMatchObject({ code: 2, stdout: '' })
     expect(run.stderr).toContain('--weight takes a number above 0 and at most 1000, got: 0')
     expect(run.stderr).toContain('Usage: npm run fleet')
@@ -230,6 +272,10 @@ describe('fleet command line', () => {
     [['drain', 'gpu-a', '--weight', '2']],
     [['undrain', 'gpu-a', 'gpu-b']],
     [['list', '--remote', '--persist-to', 'state']],
+    [['list', '--env']],
+    [['list', '--env', '']],
+    [['list', '--env', 'prod uction']],
+    [['list', '--env', '--remote']],
   ])('rejects %j with usage on stderr and exit 2, before touching KV', async (argv) => {
     const errors: string[] = []
     const code = await runFleetCli(argv, { run: noKv, out: { log: noKv, error: (text) => errors.push(text) } })
@@ -293,26 +339,18 @@ describe('fleet record with no backend', () => {
     return { store, run }
   }
 
-  async function cli(run: (args: string[]) => Promise<string>, ...argv: string[]): Promise<Run> {
-    const stdout: string[] = []
-    const stderr: string[] = []
-    const out = { log: (text: string) => stdout.push(text), error: (text: string) => stderr.push(text) }
-    const code = await runFleetCli(argv, { run, out })
-    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') }
-  }
-
   it('remove of the last backend keeps an empty record, and says the Worker goes back to BACKEND_URLS', async () => {
     const { store, run } = memoryWrangler()
-    expect((await cli(run, 'add', 'gpu-a', '--url', 'http://10.0.0.5:8000')).code).toBe(0)
-    const removed = await cli(run, 'remove', 'gpu-a')
+    expect((await cli(['add', 'gpu-a', '--url', 'http://10.0.0.5:8000'], { run })).code).toBe(0)
+    const removed = await cli(['remove', 'gpu-a'], { run })
     expect(removed).toMatchObject({ code: 0, stderr: '' })
     expect(removed.stdout).toContain('now lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml again')
     expect(JSON.parse(store.get(FLEET_KEY) ?? 'null')).toMatchObject({ version: 1, backends: [] })
 
-    const list = await cli(run, 'list')
+    const list = await cli(['list'], { run })
     expect(list.stdout).toMatch(/0 backends, 0 draining\.\nThe record lists no backend, so the Worker uses BACKEND_URLS/)
 
-    const added = await cli(run, 'add', 'gpu-b', '--url', 'http://10.0.0.6:8000')
+    const added = await cli(['add', 'gpu-b', '--url', 'http://10.0.0.6:8000'], { run })
     expect(added.stdout).toContain(
       'The fleet record listed no backend until now: Workers now route to the backends it lists (1 so far) instead of BACKEND_URLS.',
     )
@@ -347,7 +385,7 @@ describe('fleet --remote', () => {
     const lines: string[] = []
     const out = { log: (text: string) => lines.push(text), error: () => {} }
     const now = () => 1_700_000_000_000
-    expect(await runFleetCli(['add', 'gpu-a', '--url', 'https://gpu-a.example', '--remote'], { run: fakeWrangler, out, now })).toBe(0)
+    expect(await runFleetCli(['add', 'gpu-a', '--url', 'https://gpu-a.internal', '--remote'], { run: fakeWrangler, out, now })).toBe(0)
     expect(await runFleetCli(['drain', 'gpu-z', '--remote'], { run: fakeWrangler, out, now })).toBe(1)
     expect(calls.length).toBe(3)
     for (const args of calls) {
@@ -355,8 +393,111 @@ describe('fleet --remote', () => {
       expect(args).not.toContain('--local')
       expect(args).not.toContain('--persist-to')
     }
-    const backend = { id: 'gpu-a', url: 'https://gpu-a.example', weight: 1, maxConcurrency: 256, region: null, state: 'active' }
+    const backend = { id: 'gpu-a', url: 'https://gpu-a.internal', weight: 1, maxConcurrency: 256, region: null, state: 'active' }
     expect(written).toEqual([[{ key: FLEET_KEY, value: JSON.stringify({ version: 1, updated: now(), backends: [backend] }) }]])
     expect(lines.join('\n')).toContain('KV itself can take up to about 60 s more to reach every location.')
+  })
+})
+
+describe('fleet --env', () => {
+  it("gives every wrangler call --env NAME, so the FLEET binding is that environment's, and says which namespace it changed", async () => {
+    const calls: string[][] = []
+    const store = new Map<string, string>()
+    const run = async (args: string[]): Promise<string> => {
+      calls.push(args)
+      if (args[2] === 'put')
+        for (const { key, value } of JSON.parse(await readFile(args[3] ?? '', 'utf8')) as KvEntry[]) store.set(key, value)
+      return args[2] === 'get' ? JSON.stringify({ [FLEET_KEY]: store.get(FLEET_KEY) ?? null }) : 'Success!'
+    }
+    const added = await cli(['add', 'gpu-a', '--url', 'https://gpu-a.internal', '--env', 'production', '--remote'], { run })
+    expect(added).toMatchObject({ code: 0, stderr: '' })
+    expect(added.stdout).toContain('Added to the remote FLEET namespace of the production environment: gpu-a: https://gpu-a.internal')
+    const listed = await cli(['list', '--env', 'production', '--remote'], { run })
+    expect(listed.stdout).toMatch(/^Fleet record in the remote FLEET namespace of the production environment, updated /m)
+    expect(calls.length).toBe(3)
+    for (const args of calls) {
+      expect(args.slice(-2)).toEqual(['--env', 'production'])
+      expect(args.filter((arg) => arg === '--env')).toHaveLength(1)
+      expect(args).toEqual(expect.arrayContaining(['--binding', 'FLEET', '--remote']))
+    }
+  })
+
+  it('passes --env on to wrangler once, even when the KV target already does', async () => {
+    const calls: string[][] = []
+    const run = async (args: string[]): Promise<string> => {
+      calls.push(args)
+      return '{}'
+    }
+    // As the key CLI's kvArgs would, once its target passes --env itself.
+    const passing = async (args: string[]) => run(args.includes('--env') ? args : [...args, '--env', 'production'])
+    expect((await cli(['list', '--env', 'production', '--remote'], { run: passing })).code).toBe(0)
+    expect(calls[0]?.filter((arg) => arg === '--env')).toHaveLength(1)
+  })
+
+  it('without --env, calls wrangler with no --env: the top-level binding, which npm start and the tests use', async () => {
+    const calls: string[][] = []
+    const run = async (args: string[]): Promise<string> => {
+      calls.push(args)
+      return '{}'
+    }
+    expect((await cli(['list', '--remote'], { run })).code).toBe(0)
+    expect(calls[0]).not.toContain('--env')
+  })
+})
+
+describe('fleet placeholders', () => {
+  it.each([
+    'https://vllm-0.gpu-host.example.com',
+    'https://example.com',
+    'http://gpu.example.net:8000',
+    'https://EXAMPLE.ORG',
+    'https://gpu-a.example',
+    'https://gpu-a.invalid',
+    'http://gpu-a.test:8000/vllm',
+    'https://vllm-0.gpu-host.example.com./',
+  ])('add refuses %s, a name reserved for examples and tests, with exit 1, and writes nothing', async (url) => {
+    const before = await local.kv.get(FLEET_KEY)
+    const run = await fleet('add', 'gpu-z', '--url', url)
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toMatch(
+      /^Refusing --url \S+: \S+ \((example\.(com|net|org)|\.example|\.invalid|\.test)\) is under names reserved for examples and tests \(RFC 2606, RFC 6761\)/,
+    )
+    expect(run.stderr).toContain("Give the backend's own address")
+    expect(run.stderr.split('\n')).toHaveLength(1)
+    expect(await local.kv.get(FLEET_KEY)).toBe(before)
+  })
+
+  it('add refuses before reading KV', async () => {
+    const run = await cli(['add', 'gpu-z', '--url', 'https://gpu.example.com', '--remote', '--env', 'production'], {
+      run: () => Promise.reject(new Error('KV must not be touched')),
+    })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain('Refusing --url https://gpu.example.com')
+  })
+
+  it.each([
+    ['example.com', 'example.com'],
+    ['a.b.example.net', 'example.net'],
+    ['x.test', '.test'],
+    ['test', '.test'],
+    ['notexample.com', null],
+    ['example.com.evil.net', null],
+    ['example.community', null],
+    ['gpu.testing', null],
+    ['gpu.internal', null],
+    ['10.0.0.5', null],
+  ])('reservedDomain(%s) is %s', (hostname, domain) => {
+    expect(reservedDomain(hostname)).toBe(domain)
+  })
+
+  it.each([
+    ['00000000-0000-0000-0000-000000000000', true],
+    ['0', true],
+    ['', true],
+    [undefined, true],
+    ['6ff42ae2-765d-4adf-8112-31c55c1551ef', false],
+    ['gpu-host-a', false],
+  ])('tunnel id %j is a placeholder: %s', (id, placeholder) => {
+    expect(isPlaceholderTunnelId(id)).toBe(placeholder)
   })
 })
