@@ -14,6 +14,7 @@ import { responses } from './routes/responses.ts'
 import { deleteResponse, listInputItems, retrieveResponse } from './routes/stored-responses.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
+import { home } from './routes/home.ts'
 import { keyLimits } from './routes/key-limits.ts'
 import { revokeKeyNow } from './routes/key-revocation.ts'
 import {
@@ -44,6 +45,8 @@ app.use(loadConfig)
 app.use(responseMetrics)
 app.use('/v1/*', apiCors)
 
+// What the printed address shows: links to the pages, the API and the docs (no key needed).
+app.get('/', home)
 app.get('/health', health)
 app.all('/health', methodNotAllowed('GET'))
 
