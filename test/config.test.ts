@@ -7,7 +7,7 @@ describe('configuration', () => {
   it.each([
     [{ KEEPALIVE_INTERVAL_MS: 'soon' }, 'KEEPALIVE_INTERVAL_MS'],
     [{ FIRST_EVENT_TIMEOUT_MS: '0' }, 'FIRST_EVENT_TIMEOUT_MS'],
-    [{ BACKEND_URLS: '' }, 'BACKEND_URLS'],
+    [{ BACKEND_URLS: 'localhost:8001' }, 'BACKEND_URLS'],
     [{ PROMPT_RULES: 'all,-maths' }, 'PROMPT_RULES'],
     [{ PUBLIC_ORIGINS: 'https://gateway.example.com/dashboard' }, 'PUBLIC_ORIGINS'],
     [{ PUBLIC_ORIGINS: 'gateway.example.com' }, 'PUBLIC_ORIGINS'],

@@ -4,7 +4,7 @@ import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
-import { loadFleet } from '../fleet/registry.ts'
+import { loadFleet, noBackendsRegistered } from '../fleet/registry.ts'
 import { rankBackends } from '../fleet/select.ts'
 import { slotLedger } from '../fleet/slots.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
@@ -47,6 +47,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     background: input.background,
     staleMaxMs: config.fleet.staleMaxMs,
   })
+  if (fleet.backends.length === 0) throw noBackendsRegistered()
   const live = liveStatsFor(config, config.fleet.circuit)
   const credentials = credentialsFrom(env, config.backendApiKey)
   const timeoutMs = healthCheckTimeoutMs(config.upstreamHeadersTimeoutMs)

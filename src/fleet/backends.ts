@@ -7,13 +7,17 @@ export interface Backend {
   url: string
 }
 
-/** Parses BACKEND_URLS: comma-separated http(s) base URLs. The id is the URL's host:port. */
+/**
+ * Parses BACKEND_URLS: comma-separated http(s) base URLs. The id is the URL's host:port. Empty is
+ * valid: a deployment (wrangler.toml's [env.production]) names no backend there, and routes only to
+ * the fleet record's; with none registered either, requests get 503 no_backend_available
+ * (src/fleet/registry.ts), never a default address.
+ */
 export function parseBackends(list: string): Backend[] {
   const urls = list
     .split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '')
-  if (urls.length === 0) throw misconfigured('BACKEND_URLS names no backend.')
   return urls.map((entry) => {
     let url: URL
     try {

@@ -4,6 +4,7 @@
 // with `npm run fleet` reaches every isolate within the cache time plus one request (the one that
 // starts the re-read) plus KV's own propagation (up to about 60 s across locations); no deploy.
 import { StaleCache, type Background } from '../cache/stale-cache.ts'
+import { ApiError } from '../errors.ts'
 import type { Backend } from './backends.ts'
 import {
   FLEET_KEY,
@@ -79,6 +80,18 @@ async function readFleet(kv: KVNamespace): Promise<FleetRead> {
     console.error(JSON.stringify({ event: 'fleet_record_invalid', key: FLEET_KEY }))
   }
   return { record, health }
+}
+
+/**
+ * The answer when the fleet is empty: no fleet record lists a backend and BACKEND_URLS names none
+ * (a fresh deployment). The Worker never falls back to an address it was not given.
+ */
+export function noBackendsRegistered(): ApiError {
+  return new ApiError(
+    503,
+    'No backends are registered: add one with `npm run fleet -- add <id> --url <url> --env production --remote` (docs/deploy.md).',
+    { code: 'no_backend_available' },
+  )
 }
 
 /** Forgets the cached view (tests, and the cron probe after it writes a snapshot). */

@@ -9,7 +9,11 @@ describe('parseBackends', () => {
     ])
   })
 
-  it.each([[''], [' , '], ['not a url'], ['ftp://10.0.0.5/']])('refuses %j as a misconfiguration', (list) => {
+  it.each([[''], [' , ']])('reads %j as no backend: a deployment routes to its fleet record only', (list) => {
+    expect(parseBackends(list)).toEqual([])
+  })
+
+  it.each([['not a url'], ['ftp://10.0.0.5/'], ['http://10.0.0.5:8000,nope']])('refuses %j as a misconfiguration', (list) => {
     expect(() => parseBackends(list)).toThrow(expect.objectContaining({ status: 500, code: 'gateway_misconfigured' }))
   })
 })
