@@ -48,7 +48,7 @@ async function execute(settings: Settings, { out, progress, fetch }: CliDeps): P
   out.log(settings.json ? formatJson(report) : formatHuman(report))
   if (report.errors.total === 0) return 0
   // On stderr too, so that --json users see why the exit code is 1 without reading the document.
-  out.error(`${report.errors.total} of ${settings.requests * settings.runs} requests failed.`)
+  out.error(`${report.errors.total} of ${settings.requests} requests failed.`)
   return 1
 }
 

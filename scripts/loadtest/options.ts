@@ -12,8 +12,9 @@ export interface Settings {
   /** null: the first id GET /v1/models lists. */
   model: string | null
   concurrency: number
-  /** Requests per run. */
+  /** Requests in all: split over the runs (runner.ts requestsPerRun), never multiplied by them. */
   requests: number
+  /** Runs one after another; 1 unless asked. */
   runs: number
   maxTokens: number
   prompt: string
@@ -26,8 +27,8 @@ export type Command = { name: 'help' } | { name: 'run'; settings: Settings }
 /** Each number's default and ceiling: the ceilings catch typos, not real limits of a test. */
 const NUMBERS = {
   concurrency: { default: 4, max: 4096, what: 'requests in flight at once' },
-  requests: { default: 20, max: 1_000_000, what: 'requests per run' },
-  runs: { default: 5, max: 100, what: 'runs' },
+  requests: { default: 20, max: 1_000_000, what: 'requests in all, split evenly over the runs' },
+  runs: { default: 1, max: 100, what: 'runs' },
   'max-tokens': { default: 256, max: 1_000_000, what: 'max_tokens of each request' },
   'timeout-ms': { default: 120_000, max: 3_600_000, what: 'ms each request may take in all' },
 } as const
@@ -35,8 +36,9 @@ const NUMBERS = {
 export const USAGE = `Usage: npm run loadtest -- --url URL [options]
 
 Streams chat completions from an OpenAI-compatible endpoint (this Worker, or vLLM directly) and
-reports, per run, time to first token (TTFT) and inter-token latency (ITL) at p50 and p99, tokens/s
-and errors; then the mean and standard deviation of each figure across the runs.
+reports time to first token (TTFT) and inter-token latency (ITL) at p50 and p99, tokens/s and
+errors. --requests N sends N requests in all; with --runs R they are split into R runs one after
+another, each figure reported per run and then its mean and standard deviation across the runs.
 
 Options:
   --url URL          base URL, with or without /v1: requests go to URL/v1/chat/completions
@@ -45,7 +47,8 @@ Options:
   --model ID         model name (default: the first id GET /v1/models lists)
   --concurrency N    ${NUMBERS.concurrency.what} (default ${NUMBERS.concurrency.default})
   --requests N       ${NUMBERS.requests.what} (default ${NUMBERS.requests.default})
-  --runs N           ${NUMBERS.runs.what} (default ${NUMBERS.runs.default}); report their mean and standard deviation
+  --runs N           split the requests into N runs (default ${NUMBERS.runs.default}, at most --requests); with 2 or more,
+                     report each figure's mean and standard deviation across runs
   --max-tokens N     ${NUMBERS['max-tokens'].what} (default ${NUMBERS['max-tokens'].default})
   --prompt TEXT      the user message (default: a short math question)
   --timeout-ms N     ${NUMBERS['timeout-ms'].what}, headers and stream (default ${NUMBERS['timeout-ms'].default})
@@ -78,6 +81,10 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   noArguments(positionals)
   if (values.url === undefined) throw new UsageError('Missing --url, the endpoint to test (such as http://127.0.0.1:8787).')
   const number = (name: keyof typeof NUMBERS) => wholeNumber(name, values[name])
+  const requests = number('requests')
+  const runs = number('runs')
+  if (runs > requests)
+    throw new UsageError(`--runs ${runs} is more than --requests ${requests}: --requests counts every run's requests, each run needs one.`)
   return {
     name: 'run',
     settings: {
@@ -85,8 +92,8 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
       key: apiKey(values.key, env),
       model: nonEmpty('--model', values.model) ?? null,
       concurrency: number('concurrency'),
-      requests: number('requests'),
-      runs: number('runs'),
+      requests,
+      runs,
       maxTokens: number('max-tokens'),
       prompt: nonEmpty('--prompt', values.prompt) ?? DEFAULT_PROMPT,
       timeoutMs: number('timeout-ms'),

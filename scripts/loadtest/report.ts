@@ -2,12 +2,22 @@
 // same Report, so they always agree. The API key is never part of it.
 import { endpointOf } from './client.ts'
 import type { Settings } from './options.ts'
+import { requestsPerRun } from './runner.ts'
 import { PERCENTILE_METHOD, RUN_METRICS, summarizeRuns, type RunMetric, type RunSummary, type Spread } from './stats.ts'
 
 export interface Report {
   endpoint: string
   model: string
-  settings: { concurrency: number; requests: number; runs: number; maxTokens: number; timeoutMs: number; prompt: string }
+  /** `requests` counts every run's: the runs split it (`requestsPerRun`). */
+  settings: {
+    concurrency: number
+    requests: number
+    runs: number
+    requestsPerRun: number[]
+    maxTokens: number
+    timeoutMs: number
+    prompt: string
+  }
   percentiles: typeof PERCENTILE_METHOD
   runs: RunSummary[]
   /** Mean and sample standard deviation of each per-run figure. */
@@ -27,7 +37,15 @@ export function buildReport(settings: Settings, model: string, runs: RunSummary[
   return {
     endpoint: endpointOf(settings.baseUrl, 'chat/completions'),
     model,
-    settings: { concurrency, requests, runs: settings.runs, maxTokens, timeoutMs, prompt },
+    settings: {
+      concurrency,
+      requests,
+      runs: settings.runs,
+      requestsPerRun: requestsPerRun(requests, settings.runs),
+      maxTokens,
+      timeoutMs,
+      prompt,
+    },
     percentiles: PERCENTILE_METHOD,
     runs,
     acrossRuns: summarizeRuns(runs),
@@ -61,7 +79,7 @@ export function formatHuman(report: Report): string {
   const { settings } = report
   const lines = [
     `Load test of ${report.endpoint}, model ${report.model}`,
-    `${settings.runs} run${settings.runs === 1 ? '' : 's'} of ${settings.requests} requests, concurrency ${settings.concurrency}, max_tokens ${settings.maxTokens}, timeout ${settings.timeoutMs} ms; percentiles by nearest rank`,
+    `${requestsLine(settings)}, concurrency ${settings.concurrency}, max_tokens ${settings.maxTokens}, timeout ${settings.timeoutMs} ms; percentiles by nearest rank`,
     '',
     table(
       ['run', 'ok', 'errors', 'TTFT p50', 'TTFT p99', 'ITL p50', 'ITL p99', 'tok/s req', 'tok/s all', 'wall s'],
@@ -74,26 +92,30 @@ export function formatHuman(report: Report): string {
       ]),
     ),
     'TTFT and ITL in ms; tok/s req: mean decode rate of a request; tok/s all: completion tokens / wall time',
-    '',
-    table(
-      [`across ${report.runs.length} run${report.runs.length === 1 ? '' : 's'}`, 'mean', 'sd'],
-      (Object.keys(LABELS) as RunMetric[]).map((name) => {
-        const spread = report.acrossRuns[name]
-        return [
-          LABELS[name] + (spread.runs < report.runs.length ? ` (${spread.runs} of ${report.runs.length} runs)` : ''),
-          fixed(spread.mean),
-          fixed(spread.sd),
-        ]
-      }),
-    ),
   ]
+  // The spread across runs, when there are runs to compare (--runs 2 or more).
+  if (report.runs.length > 1)
+    lines.push(
+      '',
+      table(
+        [`across ${report.runs.length} runs`, 'mean', 'sd'],
+        (Object.keys(LABELS) as RunMetric[]).map((name) => {
+          const spread = report.acrossRuns[name]
+          return [
+            LABELS[name] + (spread.runs < report.runs.length ? ` (${spread.runs} of ${report.runs.length} runs)` : ''),
+            fixed(spread.mean),
+            fixed(spread.sd),
+          ]
+        }),
+      ),
+    )
   lines.push('', ...errorLines(report))
   return lines.join('\n')
 }
 
 function errorLines(report: Report): string[] {
   const { total, byKind, examples } = report.errors
-  const requests = report.settings.requests * report.runs.length
+  const requests = report.settings.requests
   if (total === 0) return [`No errors in ${requests} requests.`]
   const lines = [`${total} of ${requests} requests failed:`]
   for (const [kind, count] of Object.entries(byKind).sort((a, b) => b[1] - a[1]))
@@ -106,6 +128,14 @@ function errorLines(report: Report): string[] {
   }
   if (byKind.timeout !== undefined) lines.push('Timeouts: raise --timeout-ms, lower --max-tokens or --concurrency, or check the endpoint.')
   return lines
+}
+
+/** `20 requests in 1 run`, `20 requests in 3 runs (7, 7, 6)`, `100 requests in 5 runs of 20`. */
+function requestsLine(settings: Report['settings']): string {
+  const { requests, runs, requestsPerRun: counts } = settings
+  if (runs === 1) return `${requests} request${requests === 1 ? '' : 's'} in 1 run`
+  const even = counts.every((count) => count === counts[0])
+  return `${requests} requests in ${runs} runs ${even ? `of ${counts[0]}` : `(${counts.join(', ')})`}`
 }
 
 /** Two decimals; `-` for a figure that does not exist (no successful request, a single run's sd). */

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { UsageError } from '../../scripts/cli-support.ts'
 import { DEFAULT_PROMPT, parseCommand, type Settings } from '../../scripts/loadtest/options.ts'
 import { progressLine } from '../../scripts/loadtest/progress.ts'
+import { requestsPerRun } from '../../scripts/loadtest/runner.ts'
 
 function settings(argv: string[], env: Record<string, string> = {}): Settings {
   const command = parseCommand(argv, env)
@@ -19,7 +20,7 @@ describe('loadtest options', () => {
       model: null,
       concurrency: 4,
       requests: 20,
-      runs: 5,
+      runs: 1,
       maxTokens: 256,
       prompt: DEFAULT_PROMPT,
       timeoutMs: 120_000,
@@ -81,6 +82,8 @@ describe('loadtest options', () => {
     [['--url', 'http://h', '--requests', '1.5'], '--requests takes a whole number from 1 to 1000000'],
     [['--url', 'http://h', '--runs=-1'], '--runs takes a whole number'],
     [['--url', 'http://h', '--runs', '101'], '--runs takes a whole number from 1 to 100'],
+    [['--url', 'http://h', '--requests', '3', '--runs', '4'], '--runs 4 is more than --requests 3'],
+    [['--url', 'http://h', '--runs', '21'], '--runs 21 is more than --requests 20'],
     [['--url', 'http://h', '--max-tokens', '1e3'], '--max-tokens takes a whole number'],
     [['--url', 'http://h', '--timeout-ms', ''], '--timeout-ms takes a whole number'],
     [['--url', 'http://h', '--concurrency', '0x10'], '--concurrency takes a whole number'],
@@ -100,6 +103,21 @@ describe('loadtest options', () => {
 
   it('answers --help before checking anything else', () => {
     expect(parseCommand(['--help', '--runs', '0'], {})).toEqual({ name: 'help' })
+  })
+})
+
+describe('requests per run', () => {
+  it('splits --requests over the runs, the earlier runs taking the remainder, and sends no more than asked', () => {
+    expect(requestsPerRun(20, 1)).toEqual([20])
+    expect(requestsPerRun(20, 5)).toEqual([4, 4, 4, 4, 4])
+    expect(requestsPerRun(20, 3)).toEqual([7, 7, 6])
+    expect(requestsPerRun(3, 3)).toEqual([1, 1, 1])
+    for (let requests = 1; requests <= 40; requests++)
+      for (let runs = 1; runs <= requests; runs++) {
+        const counts = requestsPerRun(requests, runs)
+        expect(counts.reduce((sum, count) => sum + count, 0)).toBe(requests)
+        expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1)
+      }
   })
 })
 

@@ -58,14 +58,15 @@ async function loadtest(args: string[], options: { tty?: boolean; env?: Record<s
   return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n'), progress: progress.join('') }
 }
 
-const small = (...extra: string[]) => ['--url', emulator.url, '--concurrency', '2', '--requests', '3', '--runs', '2', ...extra]
+/** 6 requests in all, in 2 runs of 3. */
+const small = (...extra: string[]) => ['--url', emulator.url, '--concurrency', '2', '--requests', '6', '--runs', '2', ...extra]
 
 function expectNoKey(run: Captured | Run): void {
   expect(`${run.stdout}${run.stderr}${'progress' in run ? run.progress : ''}`).not.toContain(KEY)
 }
 
 describe('loadtest against the emulator', () => {
-  it('measures TTFT, ITL and tokens/s that match the emulator timing, and sends exactly requests × runs', async () => {
+  it('measures TTFT, ITL and tokens/s that match the emulator timing, and sends exactly --requests, split over the runs', async () => {
     const run = await loadtest(small('--json'))
     expect(run).toMatchObject({ code: 0, stderr: '', progress: '' })
     const report = JSON.parse(run.stdout) as Report
@@ -104,6 +105,32 @@ describe('loadtest against the emulator', () => {
     expect(run.progress.endsWith('\r\x1b[2K')).toBe(true)
     expect(run.stdout).not.toContain('\r')
     expectNoKey(run)
+  })
+
+  it("sends exactly 20 requests for --requests 20, in one run by default (it sent 5 runs of 20, past a key's 60 a minute)", async () => {
+    const run = await loadtest(['--url', emulator.url, '--model', MODEL, '--requests', '20'])
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(emulator.stats()).toMatchObject({ requests: 20, completed: 20 })
+    expect(run.stdout).toContain('20 requests in 1 run, concurrency 4')
+    expect(run.stdout).toMatch(/^1\s+20\/20\s+0(\s+\d+\.\d\d){7}$/m)
+    // One run has no spread to report: no across-runs table.
+    expect(run.stdout).not.toContain('across')
+    expect(run.stdout).toContain('No errors in 20 requests.')
+  })
+
+  it('splits --requests over --runs as evenly as it can, and reports the spread across them', async () => {
+    const run = await loadtest(['--url', emulator.url, '--model', MODEL, '--requests', '7', '--runs', '3', '--json'])
+    expect(run.code).toBe(0)
+    const report = JSON.parse(run.stdout) as Report
+    expect(report.settings).toMatchObject({ requests: 7, runs: 3, requestsPerRun: [3, 2, 2] })
+    expect(report.runs.map((summary) => summary.requests)).toEqual([3, 2, 2])
+    expect(report.acrossRuns.ttftP50Ms.runs).toBe(3)
+    expect(emulator.stats().requests).toBe(7)
+    emulator.reset()
+    const human = await loadtest(['--url', emulator.url, '--model', MODEL, '--requests', '7', '--runs', '3'])
+    expect(human.stdout).toContain('7 requests in 3 runs (3, 2, 2), concurrency 4')
+    expect(human.stdout).toMatch(/^across 3 runs\s+mean\s+sd$/m)
+    expect(human.stdout).toContain('No errors in 7 requests.')
   })
 
   it('draws no progress bar with --json, even on a TTY', async () => {
@@ -199,7 +226,7 @@ function loadtestProcess(args: readonly string[]): Promise<Run> {
 
 describe('scripts/loadtest.ts as a process', () => {
   it('exits 0 with one JSON document on stdout and nothing on a non-TTY stderr', async () => {
-    const run = await loadtestProcess(['--url', `${emulator.url}/v1/`, '--concurrency', '2', '--requests', '2', '--runs', '2', '--json'])
+    const run = await loadtestProcess(['--url', `${emulator.url}/v1/`, '--concurrency', '2', '--requests', '4', '--runs', '2', '--json'])
     expect(run).toMatchObject({ code: 0, stderr: '' })
     const report = JSON.parse(run.stdout) as Report
     expect(report.runs.map((summary) => summary.succeeded)).toEqual([2, 2])
