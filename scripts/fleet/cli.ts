@@ -6,7 +6,7 @@
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from '../keys/kv.ts'
 import type { Env } from './compose.ts'
-import { describeBackend, fleetListing, formatListing } from './format.ts'
+import { backendUrlsOf, describeBackend, fleetListing, formatListing } from './format.ts'
 import { composeFleet, formatComposeFleet } from './from-compose.ts'
 import { parseCommand, USAGE, type Command, type FleetTarget } from './options.ts'
 import { RESERVED_WHY, reservedHosts } from './placeholders.ts'
@@ -50,7 +50,7 @@ async function execute(
   switch (command.name) {
     case 'list': {
       const listing = fleetListing(await readFleet(kv))
-      out.log(command.json ? JSON.stringify(listing, null, 2) : formatListing(listing, where, now))
+      out.log(command.json ? JSON.stringify(listing, null, 2) : formatListing(listing, where, now, command.target.env))
       return 0
     }
     case 'add': {
@@ -83,10 +83,10 @@ async function execute(
     }
     case 'remove': {
       const outcome = await removeBackend(kv, command.id, now)
-      if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome)
+      if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome, command.target.env)
       out.log(`Removed ${outcome.removed.id} (${outcome.removed.url}) from the ${where}; ${outcome.record.backends.length} left.`)
       if (outcome.record.backends.length === 0)
-        out.log('The fleet record now lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml again.')
+        out.log(`The fleet record now lists no backend, so the Worker uses ${backendUrlsOf(command.target.env)} again.`)
       pickUp()
       return 0
     }
@@ -94,7 +94,7 @@ async function execute(
     case 'undrain': {
       const state = command.name === 'drain' ? 'draining' : 'active'
       const outcome = await setBackendState(kv, command.id, state, now)
-      if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome)
+      if ('unknown' in outcome) return unknownBackend(out, command.id, where, outcome, command.target.env)
       const { id } = outcome.backend
       if (!outcome.changed) out.log(`${id} was already ${state}; nothing changed.`)
       else if (state === 'draining')
@@ -120,8 +120,8 @@ function pickUpDelay(remote: boolean): string {
   )
 }
 
-function unknownBackend(out: Output, id: string, where: string, { unknown }: Unknown): number {
-  const why = unknown === 'record' ? ' It has no fleet record: the Worker uses BACKEND_URLS from wrangler.toml.' : ''
+function unknownBackend(out: Output, id: string, where: string, { unknown }: Unknown, env: string | undefined): number {
+  const why = unknown === 'record' ? ` It has no fleet record: the Worker uses ${backendUrlsOf(env)}.` : ''
   out.error(`No backend with id ${id} in the ${where}.${why}`)
   return 1
 }

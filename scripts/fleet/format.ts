@@ -36,15 +36,26 @@ export function healthStatus(health: BackendHealth | null): HealthStatus {
   return health.healthy ? 'healthy' : 'unhealthy'
 }
 
-/** The listing as text; `where` names the namespace, such as "local FLEET namespace". */
-export function formatListing(listing: FleetListing, where: string, now = Date.now()): string {
+/**
+ * What the Worker routes to while no fleet record lists a backend: the BACKEND_URLS of the
+ * configuration the namespace belongs to (`env`: wrangler.toml's [env.NAME]).
+ */
+export function backendUrlsOf(env: string | undefined): string {
+  return env === undefined
+    ? 'BACKEND_URLS from wrangler.toml'
+    : `BACKEND_URLS of wrangler.toml's [env.${env}] (empty in production: requests get 503 no_backend_available)`
+}
+
+/** The listing as text; `where` names the namespace, such as "local FLEET namespace"; `env` its wrangler environment. */
+export function formatListing(listing: FleetListing, where: string, now = Date.now(), env?: string): string {
   if (!listing.record || listing.updated === null) {
-    return `No fleet record in the ${where}: the Worker uses BACKEND_URLS from wrangler.toml.\nnpm run fleet -- add ID --url URL makes one.`
+    const add = `npm run fleet -- add ID --url URL${env === undefined ? '' : ` --env ${env}`}`
+    return `No fleet record in the ${where}: the Worker uses ${backendUrlsOf(env)}.\n${add} makes one.`
   }
   const { backends, updated, healthAt } = listing
   const draining = backends.filter((backend) => backend.state === 'draining').length
   const summary = `Fleet record in the ${where}, updated ${formatTime(updated)} (${formatAge(now - updated)}): ${plural(backends.length, 'backend')}, ${draining} draining.`
-  if (backends.length === 0) return `${summary}\nThe record lists no backend, so the Worker uses BACKEND_URLS from wrangler.toml.`
+  if (backends.length === 0) return `${summary}\nThe record lists no backend, so the Worker uses ${backendUrlsOf(env)}.`
   const header = ['ID', 'URL', 'WEIGHT', 'MAX CONC', 'REGION', 'STATE', 'ACCESS', 'HEALTH', 'CHECKED', 'RUNNING', 'WAITING']
   const rows = backends.map(({ id, url, weight, maxConcurrency, region, state, accessSecret, health }) =>
     [

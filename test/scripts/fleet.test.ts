@@ -434,6 +434,13 @@ describe('fleet --env', () => {
     expect(calls[0]?.filter((arg) => arg === '--env')).toHaveLength(1)
   })
 
+  it("says that without a record the environment's own BACKEND_URLS apply, empty in production", async () => {
+    const run = await cli(['list', '--env', 'production', '--remote'], { run: async () => '{}' })
+    expect(run.stdout).toBe(
+      "No fleet record in the remote FLEET namespace of the production environment: the Worker uses BACKEND_URLS of wrangler.toml's [env.production] (empty in production: requests get 503 no_backend_available).\nnpm run fleet -- add ID --url URL --env production makes one.",
+    )
+  })
+
   it('without --env, calls wrangler with no --env: the top-level binding, which npm start and the tests use', async () => {
     const calls: string[][] = []
     const run = async (args: string[]): Promise<string> => {
