@@ -100,12 +100,29 @@ describe('docs/deploy.md', () => {
     expect(byProgram('npm').some((command) => command.includes('from-compose'))).toBe(true)
   })
 
+  it('every command that reaches the deployment names its wrangler environment, production', () => {
+    const remote = commands.filter(
+      (command) =>
+        (command[0] === 'npx' && ['deploy', 'secret', 'kv'].includes(command[2] ?? '')) ||
+        (command[0] === 'npm' && ['fleet', 'keys'].includes(command[2] ?? '') && command.includes('--remote')),
+    )
+    expect(remote.length).toBeGreaterThan(10)
+    for (const command of remote) {
+      // The key CLI takes the environment from CLOUDFLARE_ENV, which it passes on to wrangler.
+      if (command[2] === 'keys') continue
+      expect(command.join(' ')).toMatch(/ --env production\b/)
+    }
+    for (const [line] of DOC.matchAll(/^.*npm run keys -- .*--remote.*$/gm)) expect(line).toMatch(/^CLOUDFLARE_ENV=production npm run keys/)
+  })
+
   it('every wrangler command is one the installed wrangler has, with options it lists', { timeout: 60_000 }, async () => {
     const wrangler = byProgram('npx').map((command) => command.slice(2))
     const distinct = [...new Map(wrangler.map((command) => [command.join(' '), command])).values()]
-    const helps = await Promise.all(distinct.map((command) => wranglerHelp(command.filter((word) => !word.startsWith('-')))))
+    // The words of the command path and its positionals: not options, nor the environment --env names.
+    const pathOf = (command: string[]) => command.filter((word, i) => !word.startsWith('-') && command[i - 1] !== '--env')
+    const helps = await Promise.all(distinct.map((command) => wranglerHelp(pathOf(command))))
     for (const [index, command] of distinct.entries()) {
-      const path = command.filter((word) => !word.startsWith('-'))
+      const path = pathOf(command)
       const help = helps[index] ?? ''
       // The first line of a command's help is its usage: `wrangler kv namespace create <namespace>`.
       const usage = (help.split('\n').find((line) => line.startsWith('wrangler')) ?? '').split(' ').slice(1)
