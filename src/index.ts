@@ -108,7 +108,9 @@ app.post('/dashboard/logout', sameOriginOnly, logout)
 app.notFound(notFound)
 app.onError(renderError)
 
-export * from './durable/index.ts'
+// Named, not `export *`: `wrangler types` reads this module's exports without bundling it, and
+// types a Durable Object binding's stub only for a class it sees exported here by name.
+export { BackendSlots, DashboardLink, KeyLimiter, ResponseStore, StreamSession, TelemetryAggregator } from './durable/index.ts'
 export default {
   fetch: app.fetch,
   // Cron Trigger (wrangler.toml [triggers]): the fleet's health snapshot, once a minute.
