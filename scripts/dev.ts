@@ -2,7 +2,8 @@
 // (gpu-backend/compose.yaml: ports 8001 and 8002, as wrangler.toml's BACKEND_URLS expects, and
 // their flags) and the Worker under `wrangler dev` on http://127.0.0.1:8787, offline.
 // Ctrl-C stops everything it started. Flags: --port N (Worker), --emulator-ports A,B, --persist-to DIR
-// (local KV and Durable Object state; default .wrangler/state, tests use a fresh one).
+// (local KV and Durable Object state; default .wrangler/state, tests use a fresh one). A port
+// already taken stops it before anything starts, with one line naming the flag that picks another.
 // It also makes sure local KV holds an API key for the Worker (DEV_API_KEY in .dev.vars).
 // An emulator that dies is reported and restarted on its port (scripts/supervise.ts): the Worker
 // fails over to the other meanwhile, as it does for a GPU host. wrangler dev dying stops it all.
@@ -13,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { COMPOSE_FILE, emulatorServices, flagValue, readComposeFile } from './fleet/compose.ts'
 import { ensureDevKey } from './keys/dev-key.ts'
 import { wranglerKv } from './keys/kv.ts'
-import { ROOT, startWrangler, waitForLine, type Child } from './processes.ts'
+import { ROOT, portInUse, startWrangler, waitForLine, type Child } from './processes.ts'
 import { spawnEmulator, type RunningEmulator } from './stack.ts'
 import { supervise, type Supervised } from './supervise.ts'
 
@@ -63,7 +64,11 @@ const backendApiKey = () => devSecret('BACKEND_API_KEY', () => `bk-${randomBytes
 async function superviseEmulator(port: number, i: number, env: Record<string, string>): Promise<string> {
   const emulator = await supervise<RunningEmulator>({
     name: `emulator ${i + 1}`,
-    start: () => spawnEmulator(emulatorArgs(i), port, env),
+    // A port taken since checkPorts: the same line as there, not the emulator's startup output.
+    start: () =>
+      spawnEmulator(emulatorArgs(i), port, env).catch((error: unknown) => {
+        throw /EADDRINUSE/.test(String(error)) ? new Error(portTaken(port, 'emulator')) : error
+      }),
     log: (line) => console.error(line),
   })
   supervised.push(emulator)
@@ -81,18 +86,36 @@ function watch(child: Child, name: string): void {
   })
 }
 
+/** What to say when `port` is taken: one line, naming the flag that picks another. */
+function portTaken(port: number, what: 'worker' | 'emulator'): string {
+  return what === 'worker'
+    ? `Port ${port} (the Worker) is already in use: stop what listens there, or pick another port with --port N.`
+    : `Port ${port} (a vLLM emulator) is already in use: stop what listens there, or pick free ports with --emulator-ports A,B.`
+}
+
+/** Every port the stack needs, checked before anything starts, so that a taken one is one clear line rather than a child's failure. */
+async function checkPorts(): Promise<string | null> {
+  const wanted = [[workerPort, 'worker'], ...emulatorPorts.map((port) => [port, 'emulator'] as const)] as const
+  for (const [port, what] of wanted) if (await portInUse(port)) return portTaken(port, what)
+  return null
+}
+
 async function main(): Promise<void> {
+  const taken = await checkPorts()
+  if (taken !== null) {
+    console.error(taken)
+    process.exit(1)
+  }
   const apiKey = backendApiKey()
   // Signs browser stream tokens and stream session URLs (the playground needs it).
   devSecret('STREAM_TOKEN_SECRETS', () => randomBytes(32).toString('base64url'))
   // The default local state (.wrangler/state beside wrangler.toml) is the one wrangler dev reads.
-  // Made before wrangler dev starts, alongside the emulators, so the Worker never runs without it.
+  // Made alongside the emulators and wrangler dev's start (each takes a second or more); the key
+  // and the Worker's URL are printed once both are there, so nobody holds the key before.
   const devKey = ensureDevKey(wranglerKv({ remote: false, persistTo, config: join(ROOT, 'wrangler.toml') }))
   // A failure is reported at the await below, once the emulators are watched and can be stopped.
   devKey.catch(() => {})
   const backends = await Promise.all(emulatorPorts.map((port, i) => superviseEmulator(port, i, { VLLM_API_KEY: apiKey })))
-  const { secret, id, created } = await devKey
-  console.log(`API key        ${secret} (${id}, chat+admin, ${created ? 'new' : 'existing'}; DEV_API_KEY in .dev.vars)`)
 
   const wrangler = startWrangler([
     'dev',
@@ -108,8 +131,13 @@ async function main(): Promise<void> {
     ...(persistTo === undefined ? [] : ['--persist-to', persistTo]),
   ])
   watch(wrangler, 'wrangler dev')
+  // Listening from the start, so the line is not missed while the key is being made.
+  const ready = waitForLine(wrangler.process, /Ready on (http:\/\/\S+)/, 60_000)
+  ready.catch(() => {})
   wrangler.process.stderr?.pipe(process.stderr)
-  const url = await waitForLine(wrangler.process, /Ready on (http:\/\/\S+)/, 60_000)
+  const { secret, id, created } = await devKey
+  console.log(`API key        ${secret} (${id}, chat+admin, ${created ? 'new' : 'existing'}; DEV_API_KEY in .dev.vars)`)
+  const url = await ready
   console.log(`Worker         ${url} (wrangler pid ${wrangler.process.pid})`)
   console.log('\nStream a completion:\n')
   console.log(

@@ -94,3 +94,17 @@ export async function freePort(): Promise<number> {
   if (typeof address !== 'object' || address === null) throw new Error('no free port')
   return address.port
 }
+
+/** Whether something already listens on (or holds) `port` of 127.0.0.1, where the local stack binds. */
+export async function portInUse(port: number): Promise<boolean> {
+  const server = createServer()
+  const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    server.once('error', resolve).listen(port, '127.0.0.1', () => resolve(null))
+  })
+  if (error === null) {
+    await new Promise((resolve) => server.close(resolve))
+    return false
+  }
+  if (error.code === 'EADDRINUSE') return true
+  throw error
+}

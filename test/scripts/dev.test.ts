@@ -2,9 +2,12 @@
 // wrangler dev, and Ctrl-C (SIGINT) leaves nothing running. And when one of its emulators dies:
 // the death is reported and the emulator restarted, a stream on the other backend runs to [DONE],
 // new requests keep succeeding through the Worker's failover, and Ctrl-C still stops everything.
+// A port already taken is one line naming the flag that picks another.
 // One file, so the two stacks run one after the other (they share .dev.vars).
+import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { connect } from 'node:net'
+import { createServer } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -122,10 +125,9 @@ describe('npm start', () => {
           return { url: url as string, pid: Number(pid) }
         }),
       )
-      // Slow tokens (40 reasoning + content tokens, 200 ms apart): the stream outlives the kill and the restart.
-      for (const { url } of emulators) {
-        await fetch(`${url}/emulator/config`, { method: 'POST', body: JSON.stringify({ itlMs: 200, ttftMs: 20 }) })
-      }
+      // The streams' tokens are slow (40 reasoning + content tokens, 150 ms apart: 6 s), so that they
+      // are still running at the kill; asked for in their prompts, so the other requests stay fast.
+      const SLOW = '[emulator ttft_ms=20 itl_ms=150]'
       const chat = (stream: boolean, content: string) =>
         fetch(`http://127.0.0.1:${workerPort}/v1/chat/completions`, {
           method: 'POST',
@@ -142,7 +144,7 @@ describe('npm start', () => {
       const open: { emulator: number; reader: ReadableStreamDefaultReader<string>; text: string }[] = []
       for (let i = 0; i < 12 && new Set(open.map((stream) => stream.emulator)).size < 2; i++) {
         const before = await Promise.all(emulators.map(({ url }) => runningOn(url)))
-        const response = await chat(true, `Conversation ${i}: what is ${i} * 6?`)
+        const response = await chat(true, `${SLOW} Conversation ${i}: what is ${i} * 6?`)
         if (response.status !== 200) throw new Error(`stream ${i}: ${response.status} ${await response.text()}`)
         const reader = (response.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
         const text = (await reader.read()).value ?? ''
@@ -201,6 +203,48 @@ describe('npm start', () => {
       // Children that exit on the same Ctrl-C are not taken for deaths.
       expect(lines.slice(beforeStop).filter((line) => line.includes('restarting'))).toEqual([])
       for (const port of [workerPort, ...emulatorPorts]) expect(await isListening(port as number)).toBe(false)
+    },
+  )
+})
+
+describe.concurrent('npm start with a port taken', () => {
+  it.each([
+    [
+      'Worker',
+      (port: number, free: number[]) => ['--port', String(port), '--emulator-ports', free.join(',')],
+      /^Port (\d+) \(the Worker\) is already in use: .*--port N\.$/,
+    ],
+    [
+      'emulator',
+      (port: number, free: number[]) => ['--port', String(free[0]), '--emulator-ports', `${free[1]},${port}`],
+      /^Port (\d+) \(a vLLM emulator\) is already in use: .*--emulator-ports A,B\.$/,
+    ],
+  ] as const)(
+    'says in one line that the %s port is taken and which flag picks another, and starts nothing',
+    async (_, argsFor, message) => {
+      const blocker = createServer()
+      await new Promise<void>((resolve, reject) => blocker.once('error', reject).listen(0, '127.0.0.1', resolve))
+      const port = (blocker.address() as AddressInfo).port
+      try {
+        const free = await Promise.all([freePort(), freePort()])
+        const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          execFile(
+            process.execPath,
+            [join(ROOT, 'scripts/dev.ts'), ...argsFor(port, free)],
+            { cwd: ROOT, timeout: 30_000 },
+            (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+          )
+        })
+        expect(run).toMatchObject({ code: 1, stdout: '' })
+        const lines = run.stderr.trimEnd().split('\n')
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toMatch(message)
+        expect(message.exec(lines[0] ?? '')?.[1]).toBe(String(port))
+        // Nothing was started: the other ports are still free.
+        for (const other of free) expect(await isListening(other)).toBe(false)
+      } finally {
+        await new Promise((resolve) => blocker.close(resolve))
+      }
     },
   )
 })
