@@ -196,11 +196,11 @@ function expectEveryIdOnce(events: SeenEvent[]): void {
   expect(events.map((event) => event.id)).toEqual(events.map((_, index) => index + 1))
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 describe('native EventSource in Chromium', () => {
   it('receives every event in order, and the text is the backend output', async () => {
     const text = '[emulator itl_ms=5 reasoning_tokens=40 content_tokens=20] Tell me about rivers.'
+    // Asked meanwhile: it takes as long as the stream.
+    const reference = referenceAnswer(text)
     const url = await createStream(text)
     await page.evaluate(`collect('whole', ${JSON.stringify(url)}, true)`)
     await page.waitForFunction('window.streams.whole.ended', undefined, { timeout: 15_000 })
@@ -212,12 +212,14 @@ describe('native EventSource in Chromium', () => {
       'usage',
       'done',
     ])
-    expect(textOf(stream.events)).toEqual(await referenceAnswer(text))
+    expect(textOf(stream.events)).toEqual(await reference)
     expect({ opens: stream.opens, nativeErrors: stream.nativeErrors }).toEqual({ opens: 1, nativeErrors: 0 })
   })
 
   it('reconnects by itself after the connection is cut mid-stream and loses or repeats no token', async () => {
     const text = '[emulator itl_ms=25 reasoning_tokens=80 content_tokens=30] Tell me about glaciers.'
+    // Asked meanwhile: it takes as long as the stream (about 3 s).
+    const reference = referenceAnswer(text)
     const url = await createStream(text)
     const path = new URL(url).pathname
     await page.evaluate(`collect('cut', ${JSON.stringify(url)}, true)`)
@@ -227,7 +229,7 @@ describe('native EventSource in Chromium', () => {
     const stream = await streamState('cut')
     expectEveryIdOnce(stream.events)
     expect(stream.events.at(-1)?.name).toBe('done')
-    expect(textOf(stream.events)).toEqual(await referenceAnswer(text))
+    expect(textOf(stream.events)).toEqual(await reference)
     expect(stream.opens).toBe(2)
     expect(stream.nativeErrors).toBe(1)
     // The reconnect said where it was, and the generation had gone on meanwhile: the events made
@@ -269,8 +271,12 @@ describe('native EventSource in Chromium', () => {
     const expiredSig = createHmac('sha256', URL_SECRET).update(`stream-url.v1\n${id}\n${exp}`).digest('base64url')
     const expired = `${proxy.url}/v1/streams/${id}/events?exp=${exp}&sig=${expiredSig}`
     await page.evaluate(`collect('tampered', ${JSON.stringify(tampered)}, false); collect('expired', ${JSON.stringify(expired)}, false)`)
-    // Longer than Chromium's default reconnection delay (3 s): a retrying EventSource would be back.
-    await sleep(3_500)
+    // Each gets its error event. An EventSource that is to reconnect is CONNECTING (0) then, one that
+    // failed for good CLOSED (2), which it stays: it never opens again, so no waiting out
+    // Chromium's reconnection delay (3 s) is needed to know it will not be back.
+    await page.waitForFunction('window.streams.tampered.nativeErrors > 0 && window.streams.expired.nativeErrors > 0', undefined, {
+      timeout: 10_000,
+    })
     for (const [name, address] of [
       ['tampered', tampered],
       ['expired', expired],
@@ -293,7 +299,13 @@ describe('native EventSource in Chromium', () => {
     const path = new URL(url).pathname
     await page.evaluate(`collect('open-ended', ${JSON.stringify(url)}, false)`)
     await page.waitForFunction('window.streams["open-ended"].ended', undefined, { timeout: 10_000 })
-    await sleep(RETRY_MS * 6)
+    // Its reconnect (after RETRY_MS) gets the 204, which closes it for good: its second error, and
+    // CLOSED, in which it never opens again.
+    await page.waitForFunction(
+      'window.streams["open-ended"].nativeErrors >= 2 && window.sources["open-ended"].readyState === 2',
+      undefined,
+      { timeout: 10_000 },
+    )
     const stream = await streamState('open-ended')
     expectEveryIdOnce(stream.events)
     expect(await readyState('open-ended')).toBe(2)
