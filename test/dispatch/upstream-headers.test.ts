@@ -86,10 +86,14 @@ describe('a backend that accepts and never answers', () => {
 
   it('takes it back after the cool-down with no probe request deciding it, and ejects it again on the next such miss', async () => {
     await frozenFirst()
-    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '1500' })
-    for (let i = 0; i < 3; i++) expect((await chat(testEnv)).status).toBe(200)
+    const cooldownMs = 1_000
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: String(cooldownMs) })
+    expect((await chat(testEnv)).status).toBe(200)
+    // The first request ejected it, at the latest now: the cool-down ends by ejectedBy + cooldownMs.
+    const ejectedBy = Date.now()
+    for (let i = 0; i < 2; i++) expect((await chat(testEnv)).status).toBe(200)
     expect((await fleetStats())[0]?.requests).toBe(1)
-    await sleep(1_800)
+    await sleep(ejectedBy + cooldownMs + 200 - Date.now())
     for (let i = 0; i < 3; i++) expect((await chat(testEnv)).status).toBe(200)
     const [a, b] = await fleetStats()
     expect(a?.requests).toBe(2)
@@ -98,12 +102,12 @@ describe('a backend that accepts and never answers', () => {
 
   it('is tried after every other backend while a request there waits for headers past a third of the deadline', async () => {
     await frozenFirst()
-    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '3000', CIRCUIT_COOLDOWN_MS: '60000' })
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '1800', CIRCUIT_COOLDOWN_MS: '60000' })
     const waiting = chat(testEnv)
     for (let i = 0; i < 100 && (await fleetStats())[0]?.inFlight !== 1; i++) await sleep(20)
     expect((await fleetStats())[0]?.inFlight).toBe(1)
-    // Past the stall threshold (1000 ms), before the deadline (3000 ms).
-    await sleep(1_500)
+    // Past the stall threshold (600 ms, counted from before the backend saw it), well before the deadline (1800 ms).
+    await sleep(900)
     expect((await chat(testEnv)).status).toBe(200)
     expect((await fleetStats())[0]?.requests).toBe(1)
     expect((await waiting).status).toBe(200)
