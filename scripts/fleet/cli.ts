@@ -8,7 +8,7 @@ import { wranglerKv, runWrangler, type WranglerRunner } from '../keys/kv.ts'
 import type { Env } from './compose.ts'
 import { backendUrlsOf, describeBackend, fleetListing, formatListing } from './format.ts'
 import { composeFleet, formatComposeFleet } from './from-compose.ts'
-import { parseCommand, USAGE, type Command, type FleetTarget } from './options.ts'
+import { parseCommand, USAGE, type Command } from './options.ts'
 import { RESERVED_WHY, reservedHosts } from './placeholders.ts'
 import { addBackend, readFleet, removeBackend, setBackendState, type Unknown } from './store.ts'
 
@@ -43,7 +43,7 @@ async function execute(
   out: Output,
   now: number,
 ): Promise<number> {
-  const kv = wranglerKv(command.target, inEnvironment(command.target, run))
+  const kv = wranglerKv(command.target, run)
   const env = command.target.env === undefined ? '' : ` of the ${command.target.env} environment`
   const where = `${command.target.remote ? 'remote' : 'local'} FLEET namespace${env}`
   const pickUp = () => out.log(pickUpDelay(command.target.remote))
@@ -104,12 +104,6 @@ async function execute(
       return 0
     }
   }
-}
-
-/** The runner with wrangler's --env NAME on every call, so its FLEET binding is that environment's. */
-function inEnvironment({ env }: FleetTarget, run: WranglerRunner): WranglerRunner {
-  // Once the key CLI's KV target passes --env itself, it is not given twice.
-  return env === undefined ? run : (args) => run(args.includes('--env') ? args : [...args, '--env', env])
 }
 
 /** How long a change takes to reach the Worker; docs/fleet.md explains both parts. */

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { ACCESS_SECRET_PATTERN, backendRecordSchema, normalizeBackendUrl, type BackendRecord } from '../../src/fleet/records.ts'
 import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import type { KvTarget } from '../keys/kv.ts'
-import { KV_OPTION_NAMES, KV_OPTIONS, KV_OPTIONS_USAGE, kvTarget } from '../keys/options.ts'
+import { environment, KV_OPTION_NAMES, KV_OPTIONS, KV_OPTIONS_USAGE, kvTarget } from '../keys/options.ts'
 import { COMPOSE_FILE } from './compose.ts'
 
 /** vLLM's own default for --max-num-seqs. */
@@ -89,14 +89,10 @@ add refuses a URL under a name reserved for examples and tests (example.com, exa
 example.org, .example, .invalid, .test): it never reaches a backend.
 
 Options for every command but from-compose:
-${KV_OPTIONS_USAGE}  --env NAME          The FLEET namespace of wrangler.toml's [env.NAME] (wrangler's --env),
-                      such as --env production --remote for the production deployment;
-                      default: the top-level one, which npm start uses.
-`
+${KV_OPTIONS_USAGE}`
 
 const OPTIONS = {
   ...KV_OPTIONS,
-  env: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   url: { type: 'string' },
@@ -168,17 +164,6 @@ function fromCompose(values: Values): FromComposeCommand {
     remote: values.remote === true,
     env: environment(values.env),
   }
-}
-
-/** --env NAME: a wrangler environment name, as wrangler.toml's [env.NAME] spells it. */
-function environment(name: string | undefined): string | undefined {
-  if (name === undefined) return undefined
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
-    throw new UsageError(
-      `--env takes the name of an environment of wrangler.toml ([env.NAME]), such as production, got: ${JSON.stringify(name)}`,
-    )
-  }
-  return name
 }
 
 /** What each field of a backend record takes, said in terms of the flag that sets it. */

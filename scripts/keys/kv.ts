@@ -17,6 +17,8 @@ export interface KvTarget {
   config: string
   /** The namespace's binding in that config; default KEYS. The fleet CLI uses FLEET. */
   binding?: string
+  /** The wrangler environment whose binding it is ([env.NAME], wrangler's --env); undefined: the top level. */
+  env?: string | undefined
 }
 
 export interface KvEntry {
@@ -43,7 +45,8 @@ const BULK_GET_MAX = 100
  */
 export function kvArgs(target: KvTarget, operation: readonly string[]): string[] {
   const location = target.remote ? ['--remote'] : ['--local', ...(target.persistTo === undefined ? [] : ['--persist-to', target.persistTo])]
-  return ['kv', ...operation, '--binding', target.binding ?? 'KEYS', '--config', target.config, ...location]
+  const environment = target.env === undefined ? [] : ['--env', target.env]
+  return ['kv', ...operation, '--binding', target.binding ?? 'KEYS', '--config', target.config, ...environment, ...location]
 }
 
 export function wranglerKv(target: KvTarget, run: WranglerRunner = runWrangler): Kv {

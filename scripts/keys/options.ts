@@ -26,6 +26,7 @@ export const KV_OPTIONS = {
   remote: { type: 'boolean' },
   'persist-to': { type: 'string' },
   config: { type: 'string' },
+  env: { type: 'string' },
 } as const
 
 /** KV_OPTIONS' names, for the commands that read or write KV to accept. */
@@ -35,6 +36,9 @@ export const KV_OPTION_NAMES = Object.keys(KV_OPTIONS) as (keyof typeof KV_OPTIO
 export const KV_OPTIONS_USAGE = `  --remote            The deployed namespace (needs wrangler login); default: local dev state.
   --persist-to DIR    Local state directory (default: .wrangler/state, as wrangler dev).
   --config PATH       Wrangler config (default: wrangler.toml at the project root).
+  --env NAME          The namespace of wrangler.toml's [env.NAME] (wrangler's --env), such as
+                      --env production --remote for the production deployment; default: the
+                      top-level one, which npm start uses.
 `
 
 export const USAGE = `Usage: npm run keys -- <command> [options]
@@ -130,7 +134,7 @@ export function parseCommand(
   }
   if (command === 'revoke' && values.url !== undefined) {
     if (KV_OPTION_NAMES.some((name) => values[name] !== undefined))
-      throw new UsageError('revoke --url goes through the Worker, which uses its own KV: drop --remote, --persist-to and --config.')
+      throw new UsageError('revoke --url goes through the Worker, which uses its own KV: drop --remote, --persist-to, --config and --env.')
     const worker = { url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
     return { name: command, target: kvTarget(values), id: onlyId(command, rest, KEY_ID), worker }
   }
@@ -167,7 +171,19 @@ export function kvTarget(values: OptionValues<typeof KV_OPTIONS>): KvTarget {
     remote,
     persistTo: values['persist-to'] === undefined ? undefined : userPath(values['persist-to']),
     config: values.config === undefined ? resolve(ROOT, 'wrangler.toml') : userPath(values.config),
+    env: environment(values.env),
   }
+}
+
+/** --env NAME: a wrangler environment name, as wrangler.toml's [env.NAME] spells it. */
+export function environment(name: string | undefined): string | undefined {
+  if (name === undefined) return undefined
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new UsageError(
+      `--env takes the name of an environment of wrangler.toml ([env.NAME]), such as production, got: ${JSON.stringify(name)}`,
+    )
+  }
+  return name
 }
 
 function keyFields(values: Values, now: number): KeyFields {

@@ -416,22 +416,10 @@ describe('fleet --env', () => {
     expect(listed.stdout).toMatch(/^Fleet record in the remote FLEET namespace of the production environment, updated /m)
     expect(calls.length).toBe(3)
     for (const args of calls) {
-      expect(args.slice(-2)).toEqual(['--env', 'production'])
+      expect(args[args.indexOf('--env') + 1]).toBe('production')
       expect(args.filter((arg) => arg === '--env')).toHaveLength(1)
       expect(args).toEqual(expect.arrayContaining(['--binding', 'FLEET', '--remote']))
     }
-  })
-
-  it('passes --env on to wrangler once, even when the KV target already does', async () => {
-    const calls: string[][] = []
-    const run = async (args: string[]): Promise<string> => {
-      calls.push(args)
-      return '{}'
-    }
-    // As the key CLI's kvArgs would, once its target passes --env itself.
-    const passing = async (args: string[]) => run(args.includes('--env') ? args : [...args, '--env', 'production'])
-    expect((await cli(['list', '--env', 'production', '--remote'], { run: passing })).code).toBe(0)
-    expect(calls[0]?.filter((arg) => arg === '--env')).toHaveLength(1)
   })
 
   it("says that without a record the environment's own BACKEND_URLS apply, empty in production", async () => {

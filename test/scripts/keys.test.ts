@@ -439,6 +439,17 @@ describe('keys --remote', () => {
     expect(kvArgs(remote, operation)).not.toContain('--local')
   })
 
+  it("names the environment with --env NAME, so the KEYS binding is that environment's (--env production --remote)", async () => {
+    const operation = ['key', 'list', '--prefix', 'key:']
+    const production = kvArgs({ ...remote, env: 'production' }, operation)
+    expect(production.filter((arg) => arg === '--env')).toHaveLength(1)
+    expect(production[production.indexOf('--env') + 1]).toBe('production')
+    expect(kvArgs(remote, operation)).not.toContain('--env')
+    const parsed = await keys('list', '--env', 'prod uction')
+    expect(parsed.code).toBe(2)
+    expect(parsed.stderr).toContain('--env takes the name of an environment')
+  })
+
   it('sends every wrangler call of a command to the remote namespace', async () => {
     const calls: string[][] = []
     const fakeWrangler = async (args: string[]): Promise<string> => {
