@@ -100,7 +100,22 @@ async function checkPorts(): Promise<string | null> {
   return null
 }
 
+/**
+ * wrangler reads CLOUDFLARE_ENV as --env: set in this shell, wrangler dev would serve that
+ * environment (production's settings and namespace names) instead of the local stack.
+ */
+function refusedEnvironment(): string | null {
+  const env = process.env.CLOUDFLARE_ENV
+  if (env === undefined || env === '') return null
+  return `CLOUDFLARE_ENV is set (${JSON.stringify(env)}): wrangler would run wrangler.toml's [env.${env}] instead of the local stack. Unset it for npm start (env -u CLOUDFLARE_ENV npm start).`
+}
+
 async function main(): Promise<void> {
+  const refused = refusedEnvironment()
+  if (refused !== null) {
+    console.error(refused)
+    process.exit(1)
+  }
   const taken = await checkPorts()
   if (taken !== null) {
     console.error(taken)

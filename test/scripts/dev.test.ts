@@ -248,3 +248,22 @@ describe.concurrent('npm start with a port taken', () => {
     },
   )
 })
+
+describe('npm start with CLOUDFLARE_ENV set', () => {
+  it('refuses in one line, since wrangler would run that environment instead of the local stack, and starts nothing', async () => {
+    const free = await Promise.all([freePort(), freePort(), freePort()])
+    const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [join(ROOT, 'scripts/dev.ts'), '--port', String(free[0]), '--emulator-ports', `${free[1]},${free[2]}`],
+        { cwd: ROOT, timeout: 30_000, env: { ...process.env, CLOUDFLARE_ENV: 'production' } },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+      )
+    })
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(/^CLOUDFLARE_ENV is set \("production"\): .*\[env\.production\].*Unset it/),
+    ])
+    for (const port of free) expect(await isListening(port)).toBe(false)
+  })
+})
