@@ -5,7 +5,7 @@ import { env } from 'cloudflare:workers'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { clearFleetCache } from '../../src/fleet/registry.ts'
 import { FLEET_KEY, HEALTH_KEY } from '../../src/fleet/records.ts'
-import { backendRecord, clearFleet, writeFleet } from '../support/fleet.ts'
+import { backendRecord, clearFleet, prepareFleet, writeFleet } from '../support/fleet.ts'
 import { chatBody, chatInit, emulatorStats, fetchWithEnv, MODEL } from '../support/worker.ts'
 
 const DEPLOYED = { BACKEND_URLS: '', FLEET_CACHE_TTL_MS: '1', FLEET_STALE_MAX_MS: '0' }
@@ -49,6 +49,8 @@ describe('no fleet record and an empty BACKEND_URLS', () => {
   })
 
   it('routes to the backends the fleet record lists, once one is registered', async () => {
+    // The fleet emulators are shared by the files: one may still have the fault an earlier file gave it.
+    await prepareFleet()
     await writeFleet([backendRecord(0)])
     const response = await fetchWithEnv(
       DEPLOYED,
