@@ -89,7 +89,7 @@ function itemIdsOf(messages: ModelMessage[]): string[] {
   return messages.flatMap((message) =>
     message.role === 'assistant' && typeof message.content !== 'string'
       ? message.content.flatMap((part) => {
-          const id = part.providerOptions?.openai?.itemId
+          const id = ('providerOptions' in part ? part.providerOptions : undefined)?.openai?.itemId
           return typeof id === 'string' ? [id] : []
         })
       : [],

@@ -1,10 +1,15 @@
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { env } from 'cloudflare:workers'
+import { clearFleetCache } from '../../src/fleet/registry.ts'
 import type { LatencyReport } from '../../src/telemetry/latency-report.ts'
+import { clearFleet, writeFleet } from '../support/fleet.ts'
 import { keyWithLimits } from '../support/limits.ts'
 import { adminAuth, flushLatency } from '../support/telemetry.ts'
 import { callWorker, chatBody, emulatorUrl, postChat } from '../support/worker.ts'
 
-const backendId = new URL(emulatorUrl).host
+// The emulator under a backend id of this file's own: the aggregator keeps every file's requests
+// (the worker project's files share one runtime), and these figures are this file's requests only.
+const backendId = 'gpu-latency-report'
 
 async function report(query: string): Promise<LatencyReport> {
   const response = await callWorker(`/v1/latency${query}`, { headers: await adminAuth() })
@@ -14,11 +19,17 @@ async function report(query: string): Promise<LatencyReport> {
 
 describe('GET /v1/latency', () => {
   beforeAll(async () => {
+    await writeFleet([{ id: backendId, url: emulatorUrl, weight: 1, maxConcurrency: 64, region: null, state: 'active' }])
+    clearFleetCache(env.FLEET)
     const key = await keyWithLimits({})
     for (let i = 0; i < 5; i++)
       await (await postChat(chatBody(`[emulator ttft_ms=30 itl_ms=1] ${i}`, { stream: true }), { secret: key.secret })).text()
     await (await postChat(chatBody('[emulator fault=error_after:2]', { stream: true }), { secret: key.secret })).text()
     await flushLatency()
+  })
+  afterAll(async () => {
+    await clearFleet()
+    clearFleetCache(env.FLEET)
   })
 
   it('reports per backend and overall: counts, first-token percentiles both ways, decode speed, rates', async () => {
