@@ -72,6 +72,10 @@ export default defineConfig({
           isolate: false,
           // Its own group: it runs after the node project's files, one at a time.
           sequence: { groupOrder: 1 },
+          // npm test runs this project beside the node project (scripts/test.ts): a CPU-bound
+          // test can take twice its time alone. A test's own deadlines are its assertions; this
+          // only stops one that hangs.
+          testTimeout: 15_000,
         },
       },
       {

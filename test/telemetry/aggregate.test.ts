@@ -46,11 +46,15 @@ function batch(records: RequestRecord[], isolate = 'i1', streams = 0): Telemetry
 }
 
 describe('telemetry aggregate', () => {
-  it('never hands out a KV key twice within a second, however often it is asked and fed', () => {
+  // A CPU-bound simulation (40,000 batches): room for a busy machine, which is no failure of it.
+  it('never hands out a KV key twice within a second, however often it is asked and fed', { timeout: 30_000 }, () => {
     const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
     const lastWrite = new Map<string, number>()
     const kv = new Map<string, LatencyBucket>()
     let sent = 0
+    // The shortest gap between two writes of one key (one assertion at the end: an expect per
+    // write made this CPU-bound simulation slow enough to time out on a busy machine).
+    let shortestGap = Number.POSITIVE_INFINITY
     // 20 isolates, each sending a batch every 50 ms for 100 simulated seconds; a flush every 10 ms.
     const until = T0 + 100_000
     for (let now = T0; now < until; now += 10) {
@@ -62,11 +66,13 @@ describe('telemetry aggregate', () => {
       }
       for (const write of aggregate.takeDue(now)) {
         const previous = lastWrite.get(write.key)
-        if (previous !== undefined) expect(now - previous).toBeGreaterThanOrEqual(MIN_KEY_WRITE_INTERVAL_MS)
+        if (previous !== undefined) shortestGap = Math.min(shortestGap, now - previous)
         lastWrite.set(write.key, now)
         kv.set(write.key, structuredClone(write.value))
       }
     }
+    expect(lastWrite.size).toBeGreaterThan(0)
+    expect(shortestGap).toBeGreaterThanOrEqual(MIN_KEY_WRITE_INTERVAL_MS)
     // Everything ingested reaches KV once the last second's writes are due.
     const end = until + MIN_KEY_WRITE_INTERVAL_MS
     for (const write of aggregate.takeDue(end)) kv.set(write.key, structuredClone(write.value))
