@@ -2,7 +2,7 @@
 // Flags mirror `vllm serve` where they overlap; the rest are emulator-only.
 
 import { parseArgs } from 'node:util'
-import { DEFAULT_MODEL, OptionsError, type EmulatorOptions } from './options.ts'
+import { DEFAULT_MODEL, OptionsError, SCHEDULING_POLICIES, type EmulatorOptions, type SchedulingPolicy } from './options.ts'
 import { startEmulator } from './server.ts'
 import { loadTokenizer } from './tokenizer.ts'
 
@@ -16,7 +16,9 @@ vLLM flags:
   --max-model-len N              context length (default 4096)
   --api-key KEY                  require "Authorization: Bearer KEY" under /v1 (or env VLLM_API_KEY)
   --reasoning-parser deepseek_r1 stream reasoning apart from content (default: none)
-  --max-num-seqs N               generations running at once; the rest wait in FIFO order (default: no limit)
+  --max-num-seqs N               generations running at once; the rest wait in the queue (default: no limit)
+  --scheduling-policy P          the queue's order: fcfs (arrival, default) or priority (a request's
+                                 priority, lower first, then arrival), as vLLM's flag
   --enable-server-load-tracking  GET /load counts generation requests in flight (default: always 0)
 emulator flags:
   --reasoning-field reasoning_content|both|reasoning|reasoning_null   (default reasoning_content)
@@ -60,6 +62,7 @@ const FLAGS = {
   'record-event-times': { type: 'boolean' },
   fault: { type: 'string' },
   'max-num-seqs': { type: 'string' },
+  'scheduling-policy': { type: 'string' },
   'prefill-ms-per-token': { type: 'string' },
   'batch-itl-ms-per-seq': { type: 'string' },
   'prefix-cache-tokens': { type: 'string' },
@@ -78,6 +81,13 @@ function integer(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined
   if (!/^-?\d+$/.test(text)) throw new UsageError(`--${flag} must be an integer, got "${text}"`)
   return Number(text)
+}
+
+function policy(text: string | undefined): SchedulingPolicy | undefined {
+  if (text === undefined) return undefined
+  const known = SCHEDULING_POLICIES.find((name) => name === text)
+  if (known === undefined) throw new UsageError(`--scheduling-policy must be one of ${SCHEDULING_POLICIES.join(', ')}, got "${text}"`)
+  return known
 }
 
 function decimal(flag: string, text: string | undefined): number | undefined {
@@ -119,6 +129,7 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     recordEventTimes: values['record-event-times'],
     fault: values.fault,
     maxNumSeqs: integer('max-num-seqs', values['max-num-seqs']),
+    schedulingPolicy: policy(values['scheduling-policy']),
     prefillMsPerToken: decimal('prefill-ms-per-token', values['prefill-ms-per-token']),
     batchItlMsPerSeq: decimal('batch-itl-ms-per-seq', values['batch-itl-ms-per-seq']),
     prefixCacheTokens: integer('prefix-cache-tokens', values['prefix-cache-tokens']),

@@ -44,8 +44,13 @@ export type EmulatorOptions = {
   /** false: GET /health answers 503, as vLLM does when its engine is dead. */
   healthy: boolean
   // The load model (scheduler.ts); the defaults leave it off: no queue, fixed ttft and itl.
-  /** vLLM's --max-num-seqs: generations running at once; the rest wait in FIFO order. null: no limit. */
+  /** vLLM's --max-num-seqs: generations running at once; the rest wait in the queue. null: no limit. */
   maxNumSeqs: number | null
+  /**
+   * vLLM's --scheduling-policy: the waiting queue's order. "fcfs": arrival; "priority": a request's
+   * `priority` (lower first), then arrival (v1/core/sched/request_queue.py).
+   */
+  schedulingPolicy: SchedulingPolicy
   /** Prefill cost per prompt token the prefix cache does not cover, added to ttft. */
   prefillMsPerToken: number
   /** Decode slowdown: each step takes itl + this × (running sequences − 1). */
@@ -91,6 +96,7 @@ export function defaultOptions(): EmulatorOptions {
     fault: 'none',
     healthy: true,
     maxNumSeqs: null,
+    schedulingPolicy: 'fcfs',
     prefillMsPerToken: 0,
     batchItlMsPerSeq: 0,
     prefixCacheTokens: 200_000,
@@ -103,6 +109,10 @@ export function defaultOptions(): EmulatorOptions {
     apiServerLagMs: 0,
   }
 }
+
+/** vLLM's SchedulerConfig.policy values (config/scheduler.py SchedulerPolicy). */
+export const SCHEDULING_POLICIES = ['fcfs', 'priority'] as const
+export type SchedulingPolicy = (typeof SCHEDULING_POLICIES)[number]
 
 export class OptionsError extends Error {}
 
@@ -134,6 +144,7 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   fault: [(v) => typeof v === 'string' && parseFault(v) !== null, 'a fault such as "none", "hang" or "die_after:3"'],
   healthy: [isBoolean, 'a boolean'],
   maxNumSeqs: [isPositiveIntOrNull, 'null or a positive integer'],
+  schedulingPolicy: [(v) => SCHEDULING_POLICIES.includes(v as SchedulingPolicy), '"fcfs" or "priority"'],
   prefillMsPerToken: [isNonNegativeNumber, 'a non-negative number'],
   batchItlMsPerSeq: [isNonNegativeNumber, 'a non-negative number'],
   prefixCacheTokens: [isNonNegativeInt, 'a non-negative integer'],

@@ -1,6 +1,10 @@
 // The load model: vLLM's continuous batching reduced to what a client can see. At most
-// --max-num-seqs generations run at once and the rest wait in FIFO order (vLLM's waiting
-// queue); an admitted request pays prefill for the prompt tokens the prefix cache does not
+// --max-num-seqs generations run at once and the rest wait in vLLM's waiting queue: in arrival
+// order, or under --scheduling-policy priority by the request's `priority` (lower first) and then
+// arrival, as vLLM's PriorityRequestQueue orders its heap by (priority, arrival_time)
+// (v1/core/sched/request_queue.py; the scheduler admits from its head while there is room,
+// v1/core/sched/scheduler.py schedule). vLLM also preempts the lowest-priority running request
+// when the KV cache runs out; the emulator has no KV-cache limit to run out of, so never does; an admitted request pays prefill for the prompt tokens the prefix cache does not
 // hold, and every decode step slows down as the batch grows. With the default options there
 // is no limit and no per-token cost, so every request starts at once with fixed ttft and itl.
 
@@ -18,6 +22,8 @@ export type Admission = {
 /** One accepted generation as the scheduler sees it. */
 export type Sequence = {
   promptTokens: number
+  /** Its place under --scheduling-policy priority: lower is admitted first. */
+  priority: number
   prefixes: readonly PromptPrefix[]
   /** Its end, whatever the cause (finish, abort, fault), frees its slot. */
   tracker: GenerationTracker
@@ -51,7 +57,7 @@ export class Scheduler {
   readonly telemetry: Telemetry
   readonly prefixCache: PrefixCache
   readonly running = new Set<Sequence>()
-  /** FIFO: the head is admitted first. */
+  /** The head is admitted first: arrival order, or (priority, arrival) under the priority policy. */
   waiting: Waiting[] = []
   maxWaiting = 0
   /** Set by close(): nothing is admitted any more. */
@@ -67,12 +73,26 @@ export class Scheduler {
   submit(seq: Sequence): void {
     const now = performance.now()
     seq.tracker.onFinish = () => this.end(seq)
-    this.waiting.push({ seq, queuedAt: now })
+    this.enqueue({ seq, queuedAt: now })
     this.admit(now)
     this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length)
   }
 
-  /** Admits waiting sequences, oldest first, while there is room (also after a config change). */
+  /**
+   * Into the waiting queue: at the end (fcfs), or behind every sequence of the same or a lower
+   * priority value (priority): arrivals are in order, so that is (priority, arrival) order.
+   */
+  private enqueue(entry: Waiting): void {
+    if (this.options().schedulingPolicy === 'fcfs') {
+      this.waiting.push(entry)
+      return
+    }
+    const behind = this.waiting.findIndex((other) => other.seq.priority > entry.seq.priority)
+    if (behind === -1) this.waiting.push(entry)
+    else this.waiting.splice(behind, 0, entry)
+  }
+
+  /** Admits waiting sequences from the head of the queue while there is room (also after a config change). */
   admit(now = performance.now()): void {
     while (!this.stopped && this.hasRoom()) {
       const next = this.waiting.shift()

@@ -179,7 +179,7 @@ function admit(
   }
   // The prompt's prefix keys are hashed only now, for an accepted request, as vLLM hashes its blocks
   // only when the engine core builds the Request (v1/request.py Request.__init__, block_hasher).
-  state.scheduler.submit({ promptTokens, prefixes: request.prefixes(), tracker: gen.tracker, start })
+  state.scheduler.submit({ promptTokens, priority: request.priority, prefixes: request.prefixes(), tracker: gen.tracker, start })
 }
 
 /** Runs an admitted generation: prefill (ttft plus the uncached prompt tokens' cost), then decode. */

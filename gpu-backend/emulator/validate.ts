@@ -53,6 +53,8 @@ export type GenerationRequest = {
   sampling: Sampling
   /** The SamplingParams vLLM would build, for the request log. */
   samplingParams: SamplingParams
+  /** The request's `priority` (lower is handled first under --scheduling-policy priority; ignored under fcfs). */
+  priority: number
   /** The body's request_id: vLLM's request id when no X-Request-Id header is sent. */
   bodyRequestId: string | null
   /** Top-level fields vLLM accepts and ignores (OpenAIBaseModel extra="allow"). */
@@ -287,6 +289,7 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
       maxTokens: fit,
       ...prompt,
       samplingParams: built.params,
+      priority: fields.priority,
       bodyRequestId: fields.requestId,
       ignoredFields: ignoredFields(endpoint, body),
       engineError: engineError(built.params),

@@ -136,6 +136,38 @@ describe('max-num-seqs', () => {
     expect(emulator.load().prefixQueryTokens).toBeLessThan(emulator.stats().promptTokens)
   })
 
+  it.each([
+    ['fcfs', ['b', 'c', 'd']],
+    ['priority', ['c', 'd', 'b']],
+  ] as const)(
+    'admits from the waiting queue under --scheduling-policy %s in vLLM order: arrival, or priority (lower first) then arrival',
+    async (schedulingPolicy, order) => {
+      const emulator = await emulatorFor({ maxNumSeqs: 1, schedulingPolicy, ttftMs: 5, itlMs: 1, recordEventTimes: true })
+      const held = await stalled(emulator)
+      const streams: Record<string, OpenStream> = {}
+      // Sent one at a time, so arrival order is b, c, d; fcfs ignores the priorities, as vLLM's FCFS queue does.
+      for (const [name, priority] of [
+        ['b', 5],
+        ['c', 1],
+        ['d', 1],
+      ] as const) {
+        streams[name] = await openStream(emulator, { ...chatBody('reasoning_tokens=1 content_tokens=1'), priority })
+      }
+      await eventually(
+        () => emulator.load(),
+        (load) => load.waiting === 3,
+      )
+      held.controller.abort()
+      const firsts = await Promise.all(
+        (['b', 'c', 'd'] as const).map(async (name) => {
+          const text = await readUntil((streams[name] as OpenStream).reader, (sofar) => sofar.includes('data: [DONE]'))
+          return [name, (await eventTimes(emulator, text))[0] ?? 0] as const
+        }),
+      )
+      expect([...firsts].sort((a, b) => a[1] - b[1]).map(([name]) => name)).toEqual(order)
+    },
+  )
+
   it('admits waiting requests at once when max-num-seqs is raised at runtime', async () => {
     const emulator = await emulatorFor({ maxNumSeqs: 1 })
     await stalled(emulator)
