@@ -13,6 +13,13 @@ export interface KeyLimits {
   maxOutputTokens: number | null
 }
 
+/**
+ * A key's priority class: the order its requests take in a backend's waiting queue, as vLLM's
+ * per-request `priority` (docs/keys.md, Priority). Absent from a record: standard.
+ */
+export const PRIORITY_CLASSES = ['interactive', 'standard', 'batch'] as const
+export type PriorityClass = (typeof PRIORITY_CLASSES)[number]
+
 export interface KeyRecord {
   /** Public identifier, safe to log: `key_` + 16 hex characters. */
   id: string
@@ -30,6 +37,8 @@ export interface KeyRecord {
   rules: Record<string, boolean>
   /** false: this key's requests are never hedged (docs/fleet.md, Hedging); absent or true: the deployment decides. */
   hedging?: boolean
+  /** The key's priority class; absent: standard. */
+  priority?: PriorityClass
 }
 
 /** KV layout (namespace binding KEYS), see docs/kv-schema.md. */
@@ -71,6 +80,7 @@ export function newKeyRecord(fields: Partial<KeyRecord> & { name: string }, now 
     scopes: fields.scopes ?? ['chat'],
     rules: fields.rules ?? {},
     ...(fields.hedging === undefined ? {} : { hedging: fields.hedging }),
+    ...(fields.priority === undefined ? {} : { priority: fields.priority }),
   }
 }
 

@@ -7,6 +7,7 @@ import { applyContextBudget } from '../schema/context-budget.ts'
 import { readJsonBody } from '../schema/read-json.ts'
 import { prefixKeyOf } from '../fleet/select.ts'
 import type { ChatRelayInput } from '../relay/chat-relay.ts'
+import type { KeyRecord, PriorityClass } from '../auth/key-record.ts'
 
 // A chat request from the client's body to what is sent upstream: shared by the chat route and
 // the stream sessions, which differ only in what they do with the prepared request.
@@ -45,7 +46,7 @@ export async function prepareChatRequest(
     templateAddsThink: config.templateAddsThink,
   })
   c.header('x-prompt-rules', applied.length > 0 ? applied.join(',') : 'none')
-  const salted = { ...request, cache_salt: cacheSaltFor(record.id, request.cache_salt) }
+  const salted = { ...request, cache_salt: cacheSaltFor(record.id, request.cache_salt), ...priorityFor(record) }
   const budgeted = applyContextBudget(salted, { maxModelLen: config.maxModelLen, maxOutputTokens: record.limits.maxOutputTokens })
   return { request: budgeted.request, reserveTokens: budgeted.reserveTokens, gatewayMaxTokens: budgeted.gatewayMaxTokens }
 }
@@ -59,6 +60,20 @@ export async function prepareChatRequest(
  */
 export function cacheSaltFor(keyId: string, clientSalt: string | null | undefined): string {
   return clientSalt ? `${keyId}:${clientSalt}` : keyId
+}
+
+/**
+ * vLLM's per-request `priority` for a key's priority class (docs/keys.md, Priority): lower is served
+ * first where the backend schedules by priority (the GPU containers run `--scheduling-policy
+ * priority`: a backend's waiting queue is then ordered by priority, then arrival, and a full KV
+ * cache preempts the lowest priority; v1/core/sched/request_queue.py, scheduler.py). Standard is
+ * vLLM's default, 0, so it is not sent; a client's own `priority` is only ever 0 (chat-request.ts).
+ */
+const VLLM_PRIORITY: Readonly<Record<PriorityClass, number>> = { interactive: -1, standard: 0, batch: 1 }
+
+export function priorityFor(record: KeyRecord): { priority?: number } {
+  const priority = VLLM_PRIORITY[record.priority ?? 'standard'] ?? 0
+  return priority === 0 ? {} : { priority }
 }
 
 /**

@@ -87,8 +87,11 @@ export const chatRequestSchema = z
     tools: optional(toolsSchema),
     tool_choice: optional(toolChoiceSchema),
     parallel_tool_calls: optional(z.boolean()),
-    // The backends schedule first come, first served (no --scheduling-policy priority).
-    priority: z.optional(intWhere('priority', (value) => value === 0, 'must be 0: the backends schedule first come, first served')),
+    // The key's priority class sets vLLM's priority (src/chat/prepare.ts priorityFor): a client
+    // cannot move its own requests ahead of another key's.
+    priority: z.optional(
+      intWhere('priority', (value) => value === 0, "must be 0: the API key's priority class sets it (docs/keys.md, Priority)"),
+    ),
     cache_salt: optional(nonEmptyString("Parameter 'cache_salt' must be a non-empty string if provided.")),
     user: optional(z.string()),
   })
