@@ -55,6 +55,12 @@ GPU_MEMORY_UTILIZATION=${GPU_MEMORY_UTILIZATION:-0.9}
 MAX_NUM_SEQS=${MAX_NUM_SEQS:-256}
 ENABLE_PREFIX_CACHING=${ENABLE_PREFIX_CACHING:-true}
 REASONING_PARSER=${REASONING_PARSER-deepseek_r1}
+# priority: the gateway sends each request's vLLM `priority` from its API key's class
+# (interactive -1, standard 0, batch 1; lower is served first). vLLM honours it only under this
+# policy: its waiting queue is then ordered by (priority, arrival), and when the KV cache is full
+# it preempts the running request of the lowest priority, so a batch key's long generation yields
+# to an interactive one. Under fcfs (vLLM's default) the priority is accepted and ignored.
+SCHEDULING_POLICY=${SCHEDULING_POLICY:-priority}
 HOST=${HOST:-0.0.0.0}
 PORT=${PORT:-8000}
 
@@ -76,6 +82,10 @@ esac
 if [ "${fraction_ok:-}" != true ]; then
   fail "GPU_MEMORY_UTILIZATION must be a fraction above 0 and at most 1 (such as 0.9), got: $GPU_MEMORY_UTILIZATION"
 fi
+case $SCHEDULING_POLICY in
+  fcfs | priority) ;;
+  *) fail "SCHEDULING_POLICY must be priority or fcfs, got: $SCHEDULING_POLICY" ;;
+esac
 
 # The command line, built back to front so that the container's own arguments come last and win.
 case $ENABLE_PREFIX_CACHING in
@@ -100,6 +110,7 @@ set -- serve "$MODEL" \
   --max-model-len "$MAX_MODEL_LEN" \
   --gpu-memory-utilization "$GPU_MEMORY_UTILIZATION" \
   --max-num-seqs "$MAX_NUM_SEQS" \
+  --scheduling-policy "$SCHEDULING_POLICY" \
   "$@"
 
 # Weights baked into the image at build time (BAKE_WEIGHTS=true) leave this marker beside them:

@@ -210,6 +210,8 @@ describe("npm start's emulators, from the emulator profile", () => {
         '256',
         '--reasoning-parser',
         'deepseek_r1',
+        '--scheduling-policy',
+        'priority',
         '--ttft-ms',
         '150',
         '--itl-ms',
@@ -230,5 +232,10 @@ describe("npm start's emulators, from the emulator profile", () => {
       { id: 'deepseek-r1-distill-qwen-1.5b', max_model_len: 4096 },
     ])
     expect((await fetch(`${started.url}/health`)).status).toBe(200)
+    // Its queue orders by a request's priority, as the vLLM services' (entrypoint.sh).
+    const options = (await (await fetch(`${started.url}/emulator/config`, { method: 'POST', body: '{}' })).json()) as {
+      schedulingPolicy: string
+    }
+    expect(options.schedulingPolicy).toBe('priority')
   })
 })

@@ -1,8 +1,9 @@
 // The Worker and its backends agree: every way this project starts a backend (entrypoint defaults,
 // each Dockerfile, each compose service of both profiles) serves the model name the Worker sends
 // (MODEL_ID; the aliases map to it), with the context length its budget assumes (MAX_MODEL_LEN),
-// the reasoning parser it expects, and the --max-num-seqs it routes by. A change on one side only
-// fails here.
+// the reasoning parser it expects, the --max-num-seqs it routes by, and --scheduling-policy
+// priority, without which the priority it sends from each key's class is ignored. A change on one
+// side only fails here.
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,6 +26,7 @@ interface BackendSettings {
   maxModelLen: string | undefined
   reasoningParser: string | undefined
   maxNumSeqs: string | undefined
+  schedulingPolicy: string | undefined
 }
 
 let dir: string
@@ -51,6 +53,7 @@ async function fromEntrypoint(source: string, env: Record<string, string>): Prom
     maxModelLen: flag(argv, '--max-model-len'),
     reasoningParser: flag(argv, '--reasoning-parser'),
     maxNumSeqs: flag(argv, '--max-num-seqs'),
+    schedulingPolicy: flag(argv, '--scheduling-policy'),
   }
 }
 
@@ -75,6 +78,7 @@ async function allBackendSettings(compose: ComposeFile): Promise<BackendSettings
       maxModelLen: flag(emulator.args, '--max-model-len'),
       reasoningParser: flag(emulator.args, '--reasoning-parser'),
       maxNumSeqs: flag(emulator.args, '--max-num-seqs'),
+      schedulingPolicy: flag(emulator.args, '--scheduling-policy'),
     })
   }
   return settings
@@ -93,12 +97,15 @@ function drift(settings: BackendSettings[]): string[] {
       problems.push(`${backend.source}: reasoning parser ${backend.reasoningParser}, the Worker expects deepseek_r1`)
     if (Number(backend.maxNumSeqs) !== worker.maxConcurrency)
       problems.push(`${backend.source}: max-num-seqs ${backend.maxNumSeqs}, Worker BACKEND_MAX_CONCURRENCY ${worker.maxConcurrency}`)
+    // The Worker sends each request's priority from its key's class; vLLM's default, fcfs, ignores it.
+    if (backend.schedulingPolicy !== 'priority')
+      problems.push(`${backend.source}: scheduling policy ${backend.schedulingPolicy}, the Worker's priority classes need priority`)
   }
   return problems
 }
 
 describe('Worker and backend configuration', () => {
-  it('agree on the served model name, the context length, the reasoning parser and max-num-seqs everywhere', async () => {
+  it('agree on the served model name, the context length, the reasoning parser, max-num-seqs and the scheduling policy everywhere', async () => {
     const settings = await allBackendSettings(readComposeFile(COMPOSE_FILE, {}))
     // 1 + 2 Dockerfiles + 2 GPU services × 2 images + 2 emulators.
     expect(settings.length).toBeGreaterThanOrEqual(9)
@@ -124,10 +131,16 @@ describe('Worker and backend configuration', () => {
     const text = await readFile(copy, 'utf8')
     await writeFile(
       copy,
-      text.replace('MAX_MODEL_LEN: "4096"', 'MAX_MODEL_LEN: "8192"').replaceAll('- deepseek-r1-distill-qwen-1.5b', '- deepseek-r1'),
+      text
+        .replace('MAX_MODEL_LEN: "4096"', 'MAX_MODEL_LEN: "8192"')
+        .replaceAll('- deepseek-r1-distill-qwen-1.5b', '- deepseek-r1')
+        .replace('SCHEDULING_POLICY:\n', 'SCHEDULING_POLICY: fcfs\n')
+        .replace('      - --scheduling-policy\n      - priority\n', ''),
     )
     const problems = drift(await allBackendSettings(readComposeFile(copy, {})))
     expect(problems).toContain('compose vllm-0 (Dockerfile): max-model-len 8192, Worker MAX_MODEL_LEN 4096')
     expect(problems).toContain('compose emulator-1: served model deepseek-r1, Worker MODEL_ID deepseek-r1-distill-qwen-1.5b')
+    expect(problems).toContain("compose vllm-1 (Dockerfile.awq): scheduling policy fcfs, the Worker's priority classes need priority")
+    expect(problems).toContain("compose emulator-0: scheduling policy undefined, the Worker's priority classes need priority")
   })
 })

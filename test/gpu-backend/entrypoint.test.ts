@@ -42,6 +42,9 @@ describe('entrypoint.sh', () => {
       '0.9',
       '--max-num-seqs',
       '256',
+      // The gateway's per-key priority classes reach vLLM's queue only under this policy.
+      '--scheduling-policy',
+      'priority',
       '--reasoning-parser',
       'deepseek_r1',
       '--enable-prefix-caching',
@@ -66,6 +69,7 @@ describe('entrypoint.sh', () => {
       MAX_NUM_SEQS: '64',
       ENABLE_PREFIX_CACHING: 'false',
       REASONING_PARSER: '',
+      SCHEDULING_POLICY: 'fcfs',
       HOST: '127.0.0.1',
       PORT: '9000',
     })
@@ -80,6 +84,7 @@ describe('entrypoint.sh', () => {
       maxModelLen: flag(argv, '--max-model-len'),
       memory: flag(argv, '--gpu-memory-utilization'),
       maxNumSeqs: flag(argv, '--max-num-seqs'),
+      schedulingPolicy: flag(argv, '--scheduling-policy'),
       host: flag(argv, '--host'),
       port: flag(argv, '--port'),
     }).toEqual({
@@ -90,6 +95,7 @@ describe('entrypoint.sh', () => {
       maxModelLen: '8192',
       memory: '0.85',
       maxNumSeqs: '64',
+      schedulingPolicy: 'fcfs',
       host: '127.0.0.1',
       port: '9000',
     })
@@ -148,6 +154,8 @@ describe('entrypoint.sh', () => {
     ['GPU_MEMORY_UTILIZATION', '0'],
     ['GPU_MEMORY_UTILIZATION', '0.9.1'],
     ['ENABLE_PREFIX_CACHING', 'yes'],
+    ['SCHEDULING_POLICY', 'lowest-first'],
+    ['SCHEDULING_POLICY', 'PRIORITY'],
   ])('refuses %s=%j at once, naming the variable', async (name, value) => {
     const run = await runEntrypoint({ VLLM_API_KEY: TEST_KEY, [name]: value })
     expect(run.code).toBe(78)
@@ -176,14 +184,27 @@ describe('entrypoint.sh', () => {
       MODEL_REVISION: 'main',
       ENABLE_PREFIX_CACHING: 'false',
       MAX_NUM_SEQS: '1',
+      SCHEDULING_POLICY: 'fcfs',
     })
     expect(argvProblems(defaults.argv ?? [], table)).toEqual([])
     expect(argvProblems(changed.argv ?? [], table)).toEqual([])
     // The check itself catches what vLLM would refuse.
-    const broken = ['serve', 'model', '--dtype', 'fp16', '--max-num-seqs', 'many', '--enable-prefix-cache', '--port']
+    const broken = [
+      'serve',
+      'model',
+      '--dtype',
+      'fp16',
+      '--max-num-seqs',
+      'many',
+      '--scheduling-policy',
+      'lifo',
+      '--enable-prefix-cache',
+      '--port',
+    ]
     expect(argvProblems(broken, table)).toEqual([
       '--dtype fp16: not one of auto, half, float16, bfloat16, float, float32',
       '--max-num-seqs many: not a whole number',
+      '--scheduling-policy lifo: not one of fcfs, priority',
       `--enable-prefix-cache: not in vllm-flags.json (vLLM ${table.vllm})`,
       '--port: needs a value',
     ])

@@ -99,6 +99,14 @@ describe('npm start', () => {
     expect(await page.text()).toContain('<script src="/playground/app.js" defer></script>')
     expect(await (await fetch(`http://127.0.0.1:${workerPort}/playground/app.js`)).text()).toContain('new EventSource(url)')
 
+    // The emulators run as the GPU containers do: the queue by a request's priority (the key's class).
+    for (const port of emulatorPorts) {
+      const options = (await (await fetch(`http://127.0.0.1:${port}/emulator/config`, { method: 'POST', body: '{}' })).json()) as {
+        schedulingPolicy: string
+      }
+      expect(options.schedulingPolicy, `emulator on ${port}`).toBe('priority')
+    }
+
     const exited = new Promise<number | null>((resolve) => stack?.process.once('exit', (code) => resolve(code)))
     stack.process.kill('SIGINT')
     expect(await exited).toBe(0)
