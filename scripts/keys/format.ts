@@ -50,6 +50,7 @@ export function describeRecord(record: KeyRecord, now = Date.now()): string {
   const rules = Object.entries(record.rules ?? {})
   if (rules.length > 0) rows.push(['rules', rules.map(([rule, on]) => `${rule}=${on ? 'on' : 'off'}`).join(', ')])
   if (record.hedging !== undefined) rows.push(['hedging', describeHedging(record)])
+  rows.push(['priority', describePriority(record)])
   return rows.map(([label, value]) => `${label.padEnd(8)} ${value}`).join('\n')
 }
 
@@ -58,10 +59,20 @@ export function describeHedging(record: KeyRecord): string {
   return record.hedging === false ? 'off' : record.hedging === true ? 'on (as the deployment allows)' : 'deployment default'
 }
 
-/** Every limit on its own line, for the limits command; the hedging switch too when it was changed. */
-export function describeLimits(limits: KeyLimits, hedging: string | null = null): string {
+/** A key's priority class (docs/keys.md, Priority); a record without one is standard. */
+export function describePriority(record: KeyRecord): string {
+  return record.priority ?? 'standard (default)'
+}
+
+/**
+ * Every limit on its own line, for the limits command; the hedging switch and the priority class
+ * too when they were changed.
+ */
+export function describeLimits(limits: KeyLimits, hedging: string | null = null, priority: string | null = null): string {
   const rows = LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')])
-  return columns(hedging === null ? rows : [...rows, ['  hedging', hedging]])
+  if (hedging !== null) rows.push(['  hedging', hedging])
+  if (priority !== null) rows.push(['  priority', priority])
+  return columns(rows)
 }
 
 /** One line a key, in aligned columns. */
@@ -116,6 +127,7 @@ export function formatUsage(answer: KeyUsage): string {
   return [
     `${answer.key_id}: ${answer.enforced ? 'limits enforced' : 'limits NOT enforced (RATE_LIMITS=off): the numbers are what would apply'}`,
     table,
+    ...(answer.priority === undefined ? [] : [`priority class: ${answer.priority}`]),
     '',
     `Since the limiter started: ${totals.admitted} admitted; refused: ${refused.join(', ') || 'none'};`,
     `${totals.prompt_tokens} prompt and ${totals.completion_tokens} completion tokens; ${totals.expired_leases} expired leases.`,

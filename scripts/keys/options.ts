@@ -1,7 +1,7 @@
 // The key CLI's command line, parsed and checked before anything touches KV or the Worker: a bad
 // value is a UsageError (exit 2) and never a half-made key.
 import { resolve } from 'node:path'
-import { isWellFormedSecret, type KeyLimits, type Scope } from '../../src/auth/key-record.ts'
+import { isWellFormedSecret, PRIORITY_CLASSES, type KeyLimits, type PriorityClass, type Scope } from '../../src/auth/key-record.ts'
 import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import { ROOT } from '../processes.ts'
 import type { KvTarget } from './kv.ts'
@@ -14,8 +14,16 @@ export type Command =
   | { name: 'show'; target: KvTarget; json: boolean; id: string }
   /** With `worker` (--url), through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds. */
   | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null }
-  /** Only the limits given change; null: back to the deployment default. */
-  | { name: 'limits'; target: KvTarget; json: boolean; id: string; limits: Partial<KeyLimits>; hedging?: boolean | null }
+  /** Only the limits given change; null: back to the deployment default (hedging, priority: the field removed). */
+  | {
+      name: 'limits'
+      target: KvTarget
+      json: boolean
+      id: string
+      limits: Partial<KeyLimits>
+      hedging?: boolean | null
+      priority?: PriorityClass | null
+    }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
   | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
   /** Asks the Worker for a dashboard sign-in link, with the admin key from GATEWAY_ADMIN_KEY. */
@@ -60,6 +68,10 @@ Commands:
   limits ID --hedging on|off|default
                  Hedged first tokens for this key: off never hedges its requests; on and
                  default follow the deployment's HEDGING (docs/fleet.md, Hedging).
+  limits ID --priority interactive|standard|batch|default
+                 The key's priority class: the order of its requests in a backend's
+                 waiting queue (interactive first, batch last); default removes it, and a
+                 key without one is standard (docs/keys.md, Priority).
   usage ID --url URL [--json]
                  A key's effective limits and live usage, from the Worker at URL (such as
                  http://127.0.0.1:8787). Reads an admin-scope key from the environment
@@ -88,6 +100,7 @@ const OPTIONS = {
   streams: { type: 'string' },
   'max-output': { type: 'string' },
   hedging: { type: 'string' },
+  priority: { type: 'string' },
   url: { type: 'string' },
 } as const
 
@@ -108,7 +121,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   list: [...KV_OPTION_NAMES, 'json'],
   show: [...KV_OPTION_NAMES, 'json'],
   revoke: [...KV_OPTION_NAMES, 'url'],
-  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'json'],
+  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'priority', 'json'],
   usage: ['url', 'json'],
   'dashboard-link': ['url', 'json'],
 }
@@ -146,13 +159,15 @@ export function parseCommand(
   const id = onlyId(command, rest, KEY_ID)
   if (command === 'limits') {
     const hedging = hedgingChange(values.hedging)
+    const priority = priorityChange(values.priority)
     return {
       name: command,
       target,
       json,
       id,
-      limits: limitChanges(values, hedging !== undefined),
+      limits: limitChanges(values, hedging !== undefined || priority !== undefined),
       ...(hedging === undefined ? {} : { hedging }),
+      ...(priority === undefined ? {} : { priority }),
     }
   }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id, worker: null }
@@ -246,15 +261,15 @@ function count(flag: string, value: string, orDefault = ''): number {
 }
 
 /** The limits a `limits` command sets: a count, or null for `default`. */
-function limitChanges(values: Values, hedgingToo: boolean): Partial<KeyLimits> {
+function limitChanges(values: Values, switchesToo: boolean): Partial<KeyLimits> {
   const changes: Partial<KeyLimits> = {}
   for (const [flag, field] of LIMIT_FLAGS) {
     const value = values[flag]
     if (value !== undefined) changes[field] = value === 'default' ? null : count(`--${flag}`, value, ' or default')
   }
-  if (Object.keys(changes).length === 0 && !hedgingToo) {
+  if (Object.keys(changes).length === 0 && !switchesToo) {
     throw new UsageError(
-      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), or --hedging.',
+      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), --hedging or --priority.',
     )
   }
   return changes
@@ -266,6 +281,15 @@ function hedgingChange(value: string | undefined): boolean | null | undefined {
   if (value === 'default') return null
   if (value === 'on' || value === 'off') return value === 'on'
   throw new UsageError(`--hedging takes on, off or default, got: ${value}`)
+}
+
+/** --priority: a class, or null for default (the field is removed); undefined when not given. */
+function priorityChange(value: string | undefined): PriorityClass | null | undefined {
+  if (value === undefined) return undefined
+  if (value === 'default') return null
+  const known: readonly string[] = PRIORITY_CLASSES
+  if (known.includes(value)) return value as PriorityClass
+  throw new UsageError(`--priority takes ${PRIORITY_CLASSES.join(', ')} or default, got: ${value}`)
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */

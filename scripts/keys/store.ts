@@ -9,6 +9,7 @@ import {
   newKeyRecord,
   type KeyLimits,
   type KeyRecord,
+  type PriorityClass,
 } from '../../src/auth/key-record.ts'
 import type { Kv } from './kv.ts'
 
@@ -78,15 +79,24 @@ export async function revokeKey(kv: Kv, id: string): Promise<{ record: KeyRecord
 
 /**
  * Sets the limits given (null: back to the deployment default) and keeps the others, as revokeKey
- * does. Null when no key has this id.
+ * does; likewise the hedging switch and the priority class. Null when no key has this id.
  */
-export async function updateLimits(kv: Kv, id: string, changes: Partial<KeyLimits>, hedging?: boolean | null): Promise<KeyRecord | null> {
+export async function updateLimits(
+  kv: Kv,
+  id: string,
+  changes: Partial<KeyLimits>,
+  hedging?: boolean | null,
+  priority?: PriorityClass | null,
+): Promise<KeyRecord | null> {
   const stored = await findKey(kv, id)
   if (!stored) return null
   const record: KeyRecord = { ...stored.record, limits: { ...stored.record.limits, ...changes } }
   // Hedging: null removes the key's own switch (the deployment decides again).
   if (hedging === null) delete record.hedging
   else if (hedging !== undefined) record.hedging = hedging
+  // Priority: null removes the class (the key is standard again).
+  if (priority === null) delete record.priority
+  else if (priority !== undefined) record.priority = priority
   await kv.putMany([{ key: KEY_PREFIX + stored.hash, value: JSON.stringify(record) }])
   return record
 }

@@ -19,6 +19,8 @@ export interface KeyUsage {
   key_id: string
   /** False on a deployment with RATE_LIMITS=off: the numbers are what would apply. */
   enforced: boolean
+  /** The key's priority class (standard when its record has none); absent from a Worker older than it. */
+  priority?: string
   limits: {
     requests_per_minute: number
     tokens_per_minute: number
@@ -171,6 +173,7 @@ function isKeyUsage(value: unknown): value is KeyUsage {
   return (
     at(value, 'object') === 'key.limits' &&
     typeof at(value, 'enforced') === 'boolean' &&
+    (at(value, 'priority') === undefined || typeof at(value, 'priority') === 'string') &&
     NUMBERS.every((path) => typeof at(value, path) === 'number') &&
     NUMBERS_OR_NULL.every((path) => at(value, path) === null || typeof at(value, path) === 'number') &&
     STRINGS.every((path) => typeof at(value, path) === 'string') &&

@@ -6,8 +6,9 @@ import { effectiveLimits } from '../limits/admit.ts'
 
 /**
  * GET /v1/keys/:id/limits (admin scope): a key's effective limits, where each comes from (its
- * record or the deployment default), and its live usage from its limiter. The key CLI's `usage`
- * command reads this; it works the same against `wrangler dev` and a deployment.
+ * record or the deployment default), its priority class (standard when its record has none), and
+ * its live usage from its limiter. The key CLI's `usage` command reads this; it works the same
+ * against `wrangler dev` and a deployment.
  */
 export async function keyLimits(c: Context<AppEnv>): Promise<Response> {
   const id = c.req.param('id') ?? ''
@@ -22,6 +23,7 @@ export async function keyLimits(c: Context<AppEnv>): Promise<Response> {
     object: 'key.limits',
     key_id: id,
     enforced: rateLimits.enabled,
+    priority: record.priority ?? 'standard',
     limits: {
       requests_per_minute: limits.requestsPerMinute,
       tokens_per_minute: limits.tokensPerMinute,

@@ -187,6 +187,33 @@ describe('keys limits', () => {
     expect((await keys('limits', id, '--hedging', 'maybe')).code).toBe(2)
   })
 
+  it('sets the priority class with --priority, shows it, and removes it with default (standard again)', async () => {
+    expect((await keys('show', id)).stdout).toMatch(/^priority standard \(default\)$/m)
+    const set = await keys('limits', id, '--priority', 'interactive')
+    expect(set).toMatchObject({ code: 0, stderr: '' })
+    expect(set.stdout).toMatch(/^ {2}priority\s+interactive$/m)
+    const stored = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
+    expect(stored).toMatchObject({ priority: 'interactive', limits: { tokensPerMinute: 1000, concurrentStreams: 2 } })
+    expect((await keys('show', id)).stdout).toMatch(/^priority interactive$/m)
+    expect(JSON.parse((await keys('show', id, '--json')).stdout)).toMatchObject({ id, priority: 'interactive' })
+    const batch = await keys('limits', id, '--priority', 'batch', '--json')
+    expect(JSON.parse(batch.stdout)).toEqual({ id, limits: stored.limits, priority: 'batch' })
+    expect((await keys('list', '--json')).stdout).toContain('"priority": "batch"')
+    const back = await keys('limits', id, '--priority', 'default', '--json')
+    expect(JSON.parse(back.stdout)).toMatchObject({ id, priority: 'default' })
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).toEqual({ ...stored, priority: undefined })
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).not.toHaveProperty('priority')
+    expect((await keys('show', id)).stdout).toMatch(/^priority standard \(default\)$/m)
+  })
+
+  it('refuses a priority that is not a class with exit 2, naming the classes, and writes nothing', async () => {
+    const before = await local.kv.get(`key:${hash}`)
+    const run = await keys('limits', id, '--priority', 'urgent')
+    expect(run).toMatchObject({ code: 2, stdout: '' })
+    expect(run.stderr).toContain('--priority takes interactive, standard, batch or default, got: urgent')
+    expect(await local.kv.get(`key:${hash}`)).toBe(before)
+  })
+
   it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
     const names = (await local.kv.list()).keys.map(({ name }) => name)
     const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')
@@ -233,6 +260,9 @@ describe('keys command line', () => {
     [['limits', 'key_0000000000000000', '--tpm', '5', '--streams', 'none']],
     [['limits', 'key_0000000000000000', '--max-output', '1e3']],
     [['limits', 'key_0000000000000000', '--rpm', '5', '--name', 'x']],
+    [['limits', 'key_0000000000000000', '--priority', 'high']],
+    [['limits', 'key_0000000000000000', '--priority', '0']],
+    [['create', '--name', 'x', '--priority', 'batch']],
     [['create', '--name', 'x', '--rpm', 'default']],
     [['usage', 'key_0000000000000000']],
     [['usage', 'key_0000000000000000', '--url', 'ftp://worker.example']],
@@ -282,6 +312,7 @@ describe('keys usage', () => {
     object: 'key.limits',
     key_id: KEY_ID,
     enforced: true,
+    priority: 'interactive',
     limits: {
       requests_per_minute: 60,
       tokens_per_minute: 250000,
@@ -340,6 +371,7 @@ describe('keys usage', () => {
     expect(run.stdout).toMatch(/^concurrent streams\s+8\s+default\s+1\s+7\s+-$/m)
     expect(run.stdout).toMatch(/^streams per IP\s+4\s+deployment\b/m)
     expect(run.stdout).toMatch(/^max output tokens\s+-\s+default\b/m)
+    expect(run.stdout).toMatch(/^priority class: interactive$/m)
     expect(run.stdout).toContain('3 admitted; refused: requests/min 2, tokens/min 0, concurrent streams 0, streams per IP 0')
     expect(run.stdout).toContain('30 prompt and 120 completion tokens; 0 expired leases')
     expect(run.stdout).not.toContain(ADMIN_KEY)
@@ -367,6 +399,14 @@ describe('keys usage', () => {
     const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], worker)
     expect(run).toMatchObject({ code: 1, stdout: '' })
     expect(run.stderr).toBe(`${message} (HTTP ${status})`)
+  })
+
+  it('prints the rest of an answer without priority, from a Worker older than the field', async () => {
+    const older = Object.fromEntries(Object.entries(ANSWER).filter(([field]) => field !== 'priority'))
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker(older))
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^requests\/min\s+60\s+key\b/m)
+    expect(run.stdout).not.toContain('priority')
   })
 
   it('exits 1 when the answer is not a key.limits object, rather than printing nonsense', async () => {
