@@ -8,7 +8,7 @@
 // run by that one; the other finds nothing to run, which is not a failure. Each line of output is
 // prefixed with its project; `--outputFile.json=F` becomes one file per project, F with
 // `.worker` / `.node` before its extension. The exit code is the first failure's, else 0.
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { setPriority } from 'node:os'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
@@ -46,16 +46,21 @@ function run(project: Project, args: readonly string[]): Promise<number> {
   ] as const) {
     createInterface({ input: stream }).on('line', (line) => out.write(`${label}${line}\n`))
   }
+  return exitCodeOf(child)
+}
+
+/** Asked for one project by name: that vitest run alone, as asked. */
+function runAsked(args: readonly string[]): Promise<number> {
+  return exitCodeOf(spawn(process.execPath, [VITEST, 'run', '--config', 'test/vitest.config.ts', ...args], { cwd: ROOT, stdio: 'inherit' }))
+}
+
+/** A child's exit code; killed by a signal counts as 1. */
+function exitCodeOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
 }
 
 const args = process.argv.slice(2)
-// Asked for one project by name: that vitest run alone, as asked.
 const named = args.some((arg) => arg === '--project' || arg.startsWith('--project='))
-function runAsked(args: readonly string[]): Promise<number> {
-  const child = spawn(process.execPath, [VITEST, 'run', '--config', 'test/vitest.config.ts', ...args], { cwd: ROOT, stdio: 'inherit' })
-  return new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
-}
 
 const codes = named ? [await runAsked(args)] : await Promise.all(PROJECTS.map((project) => run(project, args)))
 process.exitCode = codes.find((code) => code !== 0) ?? 0

@@ -78,8 +78,7 @@ export class ResponseStore extends DurableObject<WorkerEnv> {
   /** The items the model was given for a response, in order, or null (no such response). */
   inputItems(id: string): ConversationItem[] | null {
     const row = this.#row(id)
-    if (!row) return null
-    return (JSON.parse(row.input_ids) as string[]).map((itemId) => this.#item(itemId)).filter((item) => item !== null)
+    return row ? this.#inputOf(row) : null
   }
 
   /** Deletes a response (true) or finds none (false); the items no other response holds go with it. */
@@ -121,10 +120,12 @@ export class ResponseStore extends DurableObject<WorkerEnv> {
     const row = this.#row(id)
     if (!row) return null
     const response = JSON.parse(row.body) as StoredTurn['response']
-    return [
-      ...(JSON.parse(row.input_ids) as string[]).map((itemId) => this.#item(itemId)).filter((item) => item !== null),
-      ...response.output,
-    ]
+    return [...this.#inputOf(row), ...response.output]
+  }
+
+  /** A response row's input items, in order. */
+  #inputOf(row: { input_ids: string }): ConversationItem[] {
+    return (JSON.parse(row.input_ids) as string[]).map((itemId) => this.#item(itemId)).filter((item) => item !== null)
   }
 
   /** Deletes the items no response holds; with no response left, everything (the alarm included). */
