@@ -2,7 +2,7 @@
 // Worker unreachable or refusing), 2 bad command line (the error on stderr, and where --help is).
 import { runCli, type Output } from '../cli-support.ts'
 import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
-import { describeHedging, describeLimits, describePriority, describeRecord, formatList, formatUsage } from './format.ts'
+import { describeHedging, describeLimits, describePriority, describeRecord, describeWeight, formatList, formatUsage } from './format.ts'
 import { parseCommand, USAGE, USAGE_HINT, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
 import { fetchDashboardLink, fetchKeyUsage, revokeThroughWorker, type Fetcher } from './usage.ts'
@@ -98,16 +98,18 @@ async function execute(
       return 0
     }
     case 'limits': {
-      const record = await updateLimits(kv, command.id, command.limits, command.hedging, command.priority)
+      const record = await updateLimits(kv, command.id, command.limits, command.hedging, command.priority, command.weight)
       if (!record) return unknownKey(out, command.id, where)
       const hedging = command.hedging === undefined ? {} : { hedging: record.hedging ?? 'default' }
       const priority = command.priority === undefined ? {} : { priority: record.priority ?? 'default' }
-      if (command.json) out.log(JSON.stringify({ id: record.id, limits: record.limits, ...hedging, ...priority }, null, 2))
+      const weight = command.weight === undefined ? {} : { weight: record.weight ?? 'default' }
+      if (command.json) out.log(JSON.stringify({ id: record.id, limits: record.limits, ...hedging, ...priority, ...weight }, null, 2))
       else {
         const limits = describeLimits(
           record.limits,
           command.hedging === undefined ? null : describeHedging(record),
           command.priority === undefined ? null : describePriority(record),
+          command.weight === undefined ? null : describeWeight(record),
         )
         out.log(`Limits of ${record.id} (${record.name}) in the ${where} KEYS namespace:\n${limits}\n`)
         out.log(`Workers pick up the change when their cached copy of the key expires: ${cacheDelay(command.target.remote)}`)

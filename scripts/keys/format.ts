@@ -1,6 +1,6 @@
 // How key records and usage read in a terminal. Never given a secret or a hash: create prints the
 // secret itself, once.
-import type { KeyLimits, KeyRecord } from '../../src/auth/key-record.ts'
+import { DEFAULT_KEY_WEIGHT, isKeyWeight, keyWeight, type KeyLimits, type KeyRecord } from '../../src/auth/key-record.ts'
 import type { KeyUsage } from './usage.ts'
 import { columns } from '../cli-support.ts'
 
@@ -51,6 +51,7 @@ export function describeRecord(record: KeyRecord, now = Date.now()): string {
   if (rules.length > 0) rows.push(['rules', rules.map(([rule, on]) => `${rule}=${on ? 'on' : 'off'}`).join(', ')])
   if (record.hedging !== undefined) rows.push(['hedging', describeHedging(record)])
   rows.push(['priority', describePriority(record)])
+  rows.push(['weight', describeWeight(record)])
   return rows.map(([label, value]) => `${label.padEnd(8)} ${value}`).join('\n')
 }
 
@@ -65,13 +66,30 @@ export function describePriority(record: KeyRecord): string {
 }
 
 /**
- * Every limit on its own line, for the limits command; the hedging switch and the priority class
- * too when they were changed.
+ * A key's weight in the edge queue (docs/keys.md, Weight); a record without one has weight 1. A
+ * stored value that is not a valid weight is shown as the Worker reads it: as the default.
  */
-export function describeLimits(limits: KeyLimits, hedging: string | null = null, priority: string | null = null): string {
+export function describeWeight(record: KeyRecord): string {
+  if (record.weight === undefined) return `${DEFAULT_KEY_WEIGHT} (default)`
+  return isKeyWeight(record.weight)
+    ? String(record.weight)
+    : `${JSON.stringify(record.weight)} (not a valid weight: counts as ${keyWeight(record)})`
+}
+
+/**
+ * Every limit on its own line, for the limits command; the hedging switch, the priority class and
+ * the weight too when they were changed.
+ */
+export function describeLimits(
+  limits: KeyLimits,
+  hedging: string | null = null,
+  priority: string | null = null,
+  weight: string | null = null,
+): string {
   const rows = LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')])
   if (hedging !== null) rows.push(['  hedging', hedging])
   if (priority !== null) rows.push(['  priority', priority])
+  if (weight !== null) rows.push(['  weight', weight])
   return columns(rows)
 }
 
@@ -128,6 +146,7 @@ export function formatUsage(answer: KeyUsage): string {
     `${answer.key_id}: ${answer.enforced ? 'limits enforced' : 'limits NOT enforced (RATE_LIMITS=off): the numbers are what would apply'}`,
     table,
     ...(answer.priority === undefined ? [] : [`priority class: ${answer.priority}`]),
+    ...(answer.weight === undefined ? [] : [`weight: ${answer.weight}`]),
     '',
     `Since the limiter started: ${totals.admitted} admitted; refused: ${refused.join(', ') || 'none'};`,
     `${totals.prompt_tokens} prompt and ${totals.completion_tokens} completion tokens; ${totals.expired_leases} expired leases.`,

@@ -1,7 +1,15 @@
 // The key CLI's command line, parsed and checked before anything touches KV or the Worker: a bad
 // value is a UsageError (exit 2) and never a half-made key.
 import { resolve } from 'node:path'
-import { isWellFormedSecret, PRIORITY_CLASSES, type KeyLimits, type PriorityClass, type Scope } from '../../src/auth/key-record.ts'
+import {
+  isKeyWeight,
+  isWellFormedSecret,
+  MAX_KEY_WEIGHT,
+  PRIORITY_CLASSES,
+  type KeyLimits,
+  type PriorityClass,
+  type Scope,
+} from '../../src/auth/key-record.ts'
 import { noArguments, onlyId, parseCommandLine, UsageError, type OptionValues } from '../cli-support.ts'
 import { ROOT } from '../processes.ts'
 import type { KvTarget } from './kv.ts'
@@ -14,7 +22,7 @@ export type Command =
   | { name: 'show'; target: KvTarget; json: boolean; id: string }
   /** With `worker` (--url), through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds. */
   | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null }
-  /** Only the limits given change; null: back to the deployment default (hedging, priority: the field removed). */
+  /** Only the limits given change; null: back to the deployment default (hedging, priority, weight: the field removed). */
   | {
       name: 'limits'
       target: KvTarget
@@ -23,6 +31,7 @@ export type Command =
       limits: Partial<KeyLimits>
       hedging?: boolean | null
       priority?: PriorityClass | null
+      weight?: number | null
     }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
   | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
@@ -72,6 +81,11 @@ Commands:
                  The key's priority class: the order of its requests in a backend's
                  waiting queue (interactive first, batch last); default removes it, and a
                  key without one is standard (docs/keys.md, Priority).
+  limits ID --weight N|default
+                 The key's share of the fleet's edge queue within its priority class while
+                 the fleet is full: weight 2 is served twice as often as weight 1. A number
+                 > 0 and <= ${MAX_KEY_WEIGHT}; default removes it, and a key without one has
+                 weight 1 (docs/keys.md, Weight). May be given with --priority.
   usage ID --url URL [--json]
                  A key's effective limits and live usage, from the Worker at URL (such as
                  http://127.0.0.1:8787). Reads an admin-scope key from the environment
@@ -101,6 +115,7 @@ const OPTIONS = {
   'max-output': { type: 'string' },
   hedging: { type: 'string' },
   priority: { type: 'string' },
+  weight: { type: 'string' },
   url: { type: 'string' },
 } as const
 
@@ -121,7 +136,7 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   list: [...KV_OPTION_NAMES, 'json'],
   show: [...KV_OPTION_NAMES, 'json'],
   revoke: [...KV_OPTION_NAMES, 'url'],
-  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'priority', 'json'],
+  limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'priority', 'weight', 'json'],
   usage: ['url', 'json'],
   'dashboard-link': ['url', 'json'],
 }
@@ -160,14 +175,16 @@ export function parseCommand(
   if (command === 'limits') {
     const hedging = hedgingChange(values.hedging)
     const priority = priorityChange(values.priority)
+    const weight = weightChange(values.weight)
     return {
       name: command,
       target,
       json,
       id,
-      limits: limitChanges(values, hedging !== undefined || priority !== undefined),
+      limits: limitChanges(values, hedging !== undefined || priority !== undefined || weight !== undefined),
       ...(hedging === undefined ? {} : { hedging }),
       ...(priority === undefined ? {} : { priority }),
+      ...(weight === undefined ? {} : { weight }),
     }
   }
   return command === 'show' ? { name: command, target, json, id } : { name: command, target, id, worker: null }
@@ -269,7 +286,7 @@ function limitChanges(values: Values, switchesToo: boolean): Partial<KeyLimits> 
   }
   if (Object.keys(changes).length === 0 && !switchesToo) {
     throw new UsageError(
-      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), --hedging or --priority.',
+      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), --hedging, --priority or --weight.',
     )
   }
   return changes
@@ -290,6 +307,16 @@ function priorityChange(value: string | undefined): PriorityClass | null | undef
   const known: readonly string[] = PRIORITY_CLASSES
   if (known.includes(value)) return value as PriorityClass
   throw new UsageError(`--priority takes ${PRIORITY_CLASSES.join(', ')} or default, got: ${value}`)
+}
+
+/** --weight: a number > 0 and <= MAX_KEY_WEIGHT, or null for default (the field is removed); undefined when not given. */
+function weightChange(value: string | undefined): number | null | undefined {
+  if (value === undefined) return undefined
+  if (value === 'default') return null
+  // Plain decimals only: Number() would also take '', '0x10' and '1e3'.
+  const weight = /^(\d+(\.\d*)?|\.\d+)$/.test(value) ? Number(value) : Number.NaN
+  if (isKeyWeight(weight)) return weight
+  throw new UsageError(`--weight takes a number greater than 0 and at most ${MAX_KEY_WEIGHT}, or default, got: ${value}`)
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */

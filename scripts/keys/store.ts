@@ -79,7 +79,7 @@ export async function revokeKey(kv: Kv, id: string): Promise<{ record: KeyRecord
 
 /**
  * Sets the limits given (null: back to the deployment default) and keeps the others, as revokeKey
- * does; likewise the hedging switch and the priority class. Null when no key has this id.
+ * does; likewise the hedging switch, the priority class and the weight. Null when no key has this id.
  */
 export async function updateLimits(
   kv: Kv,
@@ -87,6 +87,7 @@ export async function updateLimits(
   changes: Partial<KeyLimits>,
   hedging?: boolean | null,
   priority?: PriorityClass | null,
+  weight?: number | null,
 ): Promise<KeyRecord | null> {
   const stored = await findKey(kv, id)
   if (!stored) return null
@@ -97,6 +98,9 @@ export async function updateLimits(
   // Priority: null removes the class (the key is standard again).
   if (priority === null) delete record.priority
   else if (priority !== undefined) record.priority = priority
+  // Weight: null removes it (the key has weight 1 again).
+  if (weight === null) delete record.weight
+  else if (weight !== undefined) record.weight = weight
   await kv.putMany([{ key: KEY_PREFIX + stored.hash, value: JSON.stringify(record) }])
   return record
 }

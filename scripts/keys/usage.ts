@@ -21,6 +21,8 @@ export interface KeyUsage {
   enforced: boolean
   /** The key's priority class (standard when its record has none); absent from a Worker older than it. */
   priority?: string
+  /** The key's weight in the edge queue (1 when its record has none); absent from a Worker older than it. */
+  weight?: number
   limits: {
     requests_per_minute: number
     tokens_per_minute: number
@@ -174,6 +176,7 @@ function isKeyUsage(value: unknown): value is KeyUsage {
     at(value, 'object') === 'key.limits' &&
     typeof at(value, 'enforced') === 'boolean' &&
     (at(value, 'priority') === undefined || typeof at(value, 'priority') === 'string') &&
+    (at(value, 'weight') === undefined || typeof at(value, 'weight') === 'number') &&
     NUMBERS.every((path) => typeof at(value, path) === 'number') &&
     NUMBERS_OR_NULL.every((path) => at(value, path) === null || typeof at(value, path) === 'number') &&
     STRINGS.every((path) => typeof at(value, path) === 'string') &&

@@ -20,6 +20,33 @@ export interface KeyLimits {
 export const PRIORITY_CLASSES = ['interactive', 'standard', 'batch'] as const
 export type PriorityClass = (typeof PRIORITY_CLASSES)[number]
 
+/**
+ * A key's weight: its share of the fleet's edge queue within its priority class while the fleet is
+ * full (docs/keys.md, Weight): a key of weight 2 is served twice as often as a key of weight 1 while
+ * both wait. Absent from a record: DEFAULT_KEY_WEIGHT.
+ */
+export const DEFAULT_KEY_WEIGHT = 1
+/**
+ * The largest weight a record may carry. Bounded so that no key can starve every other in the
+ * queue's virtual-time arithmetic (a huge weight advances its virtual time by next to nothing, so
+ * its requests would always come first), and 1000:1 is already beyond any plan ratio.
+ */
+export const MAX_KEY_WEIGHT = 1000
+
+/** A valid weight: a finite number > 0 and <= MAX_KEY_WEIGHT. */
+export function isKeyWeight(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 && value <= MAX_KEY_WEIGHT
+}
+
+/**
+ * The weight a key's requests carry: its record's `weight`, or DEFAULT_KEY_WEIGHT when the record
+ * has none. Records are read from KV unchecked, so a stored value that is not a valid weight (hand
+ * edited, or written by something other than the key CLI) counts as the default too.
+ */
+export function keyWeight(record: Pick<KeyRecord, 'weight'>): number {
+  return isKeyWeight(record.weight) ? record.weight : DEFAULT_KEY_WEIGHT
+}
+
 export interface KeyRecord {
   /** Public identifier, safe to log: `key_` + 16 hex characters. */
   id: string
@@ -39,6 +66,8 @@ export interface KeyRecord {
   hedging?: boolean
   /** The key's priority class; absent: standard. */
   priority?: PriorityClass
+  /** The key's share of the edge queue within its priority class (see keyWeight); absent: 1. */
+  weight?: number
 }
 
 /** KV layout (namespace binding KEYS), see docs/kv-schema.md. */
@@ -81,6 +110,7 @@ export function newKeyRecord(fields: Partial<KeyRecord> & { name: string }, now 
     rules: fields.rules ?? {},
     ...(fields.hedging === undefined ? {} : { hedging: fields.hedging }),
     ...(fields.priority === undefined ? {} : { priority: fields.priority }),
+    ...(fields.weight === undefined ? {} : { weight: fields.weight }),
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Context } from 'hono'
+import { keyWeight } from '../auth/key-record.ts'
 import { findKeyById } from '../auth/key-store.ts'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
@@ -6,9 +7,9 @@ import { effectiveLimits } from '../limits/admit.ts'
 
 /**
  * GET /v1/keys/:id/limits (admin scope): a key's effective limits, where each comes from (its
- * record or the deployment default), its priority class (standard when its record has none), and
- * its live usage from its limiter. The key CLI's `usage` command reads this; it works the same
- * against `wrangler dev` and a deployment.
+ * record or the deployment default), its priority class (standard when its record has none), its
+ * weight in the edge queue (1 when its record has none), and its live usage from its limiter. The
+ * key CLI's `usage` command reads this; it works the same against `wrangler dev` and a deployment.
  */
 export async function keyLimits(c: Context<AppEnv>): Promise<Response> {
   const id = c.req.param('id') ?? ''
@@ -24,6 +25,7 @@ export async function keyLimits(c: Context<AppEnv>): Promise<Response> {
     key_id: id,
     enforced: rateLimits.enabled,
     priority: record.priority ?? 'standard',
+    weight: keyWeight(record),
     limits: {
       requests_per_minute: limits.requestsPerMinute,
       tokens_per_minute: limits.tokensPerMinute,

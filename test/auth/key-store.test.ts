@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { DEFAULT_KEY_WEIGHT, MAX_KEY_WEIGHT, isKeyWeight, keyWeight, newKeyRecord } from '../../src/auth/key-record.ts'
 import { STALE_MAX_MS, findKeyBySecret } from '../../src/auth/key-store.ts'
 import app from '../../src/index.ts'
 import { randomSecret, seedKey } from '../support/keys.ts'
@@ -133,4 +134,29 @@ describe('key records, stale-while-revalidate', () => {
     await gate.open()
     await waitOnExecutionContext(warm.ctx)
   })
+})
+
+describe('key records, weight', () => {
+  it('gives a record without a weight the default weight 1, and newKeyRecord writes no weight unless given one', () => {
+    const record = newKeyRecord({ name: 'no weight' })
+    expect(record).not.toHaveProperty('weight')
+    expect(DEFAULT_KEY_WEIGHT).toBe(1)
+    expect(keyWeight(record)).toBe(1)
+    expect(newKeyRecord({ name: 'weighted', weight: 3 })).toMatchObject({ weight: 3 })
+  })
+
+  it.each([0.001, 0.5, 1, 2, 999.5, 1000])('takes the weight %s as stored', (weight) => {
+    expect(isKeyWeight(weight)).toBe(true)
+    expect(keyWeight(newKeyRecord({ name: 'weighted', weight }))).toBe(weight)
+  })
+
+  it.each([0, -1, 1000.001, Number.POSITIVE_INFINITY, Number.NaN, '2', null])(
+    'refuses the weight %s, and reads a record that stores it as weight 1',
+    (weight) => {
+      expect(MAX_KEY_WEIGHT).toBe(1000)
+      expect(isKeyWeight(weight)).toBe(false)
+      // As a record hand-edited in KV would hold it: nothing checks records on their way in.
+      expect(keyWeight({ weight } as unknown as { weight?: number })).toBe(1)
+    },
+  )
 })

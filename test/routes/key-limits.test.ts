@@ -1,5 +1,5 @@
 // GET /v1/keys/:id/limits (src/routes/key-limits.ts), the answer the key CLI's `usage` prints: here
-// its priority class; its limits and usage are tested with the limits themselves (test/limits/).
+// its priority class and weight; its limits and usage are tested with the limits themselves (test/limits/).
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import type { KeyRecord } from '../../src/auth/key-record.ts'
@@ -26,5 +26,19 @@ describe('GET /v1/keys/:id/limits', () => {
     const response = await keyLimits(record.id)
     expect(response.status).toBe(200)
     expect(await response.json()).toMatchObject({ object: 'key.limits', key_id: record.id, priority })
+  })
+
+  it.each([
+    [{ weight: 2 }, 2],
+    [{ weight: 0.5 }, 0.5],
+    [{ weight: 1000 }, 1000],
+    [{}, 1],
+    [{ weight: 0 }, 1],
+    [{ weight: 5000 }, 1],
+  ] satisfies [Partial<KeyRecord>, number][])('answers the weight of a key whose record has %j: %s', async (fields, weight) => {
+    const record = await seedKey(env.KEYS, randomSecret(), fields)
+    const response = await keyLimits(record.id)
+    expect(response.status).toBe(200)
+    expect(await response.json()).toMatchObject({ object: 'key.limits', key_id: record.id, priority: 'standard', weight })
   })
 })

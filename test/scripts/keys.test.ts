@@ -214,6 +214,47 @@ describe('keys limits', () => {
     expect(await local.kv.get(`key:${hash}`)).toBe(before)
   })
 
+  it('sets the weight with --weight, shows it, and removes it with default (weight 1 again)', async () => {
+    expect((await keys('show', id)).stdout).toMatch(/^weight {3}1 \(default\)$/m)
+    const set = await keys('limits', id, '--weight', '2')
+    expect(set).toMatchObject({ code: 0, stderr: '' })
+    expect(set.stdout).toMatch(/^ {2}weight\s+2$/m)
+    const stored = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
+    expect(stored).toMatchObject({ weight: 2, limits: { tokensPerMinute: 1000, concurrentStreams: 2 } })
+    expect((await keys('show', id)).stdout).toMatch(/^weight {3}2$/m)
+    expect(JSON.parse((await keys('show', id, '--json')).stdout)).toMatchObject({ id, weight: 2 })
+    const fraction = await keys('limits', id, '--weight', '0.5', '--json')
+    expect(JSON.parse(fraction.stdout)).toEqual({ id, limits: stored.limits, weight: 0.5 })
+    const back = await keys('limits', id, '--weight', 'default', '--json')
+    expect(JSON.parse(back.stdout)).toMatchObject({ id, weight: 'default' })
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).toEqual({ ...stored, weight: undefined })
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).not.toHaveProperty('weight')
+    expect((await keys('show', id)).stdout).toMatch(/^weight {3}1 \(default\)$/m)
+  })
+
+  it('sets the weight and the priority class in one call', async () => {
+    const run = await keys('limits', id, '--priority', 'batch', '--weight', '1000')
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^ {2}priority\s+batch\n {2}weight\s+1000$/m)
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).toMatchObject({ priority: 'batch', weight: 1000 })
+    const json = await keys('limits', id, '--priority', 'default', '--weight', 'default', '--json')
+    expect(JSON.parse(json.stdout)).toMatchObject({ id, priority: 'default', weight: 'default' })
+    const stored = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
+    expect(stored).not.toHaveProperty('priority')
+    expect(stored).not.toHaveProperty('weight')
+  })
+
+  it.each(['0', '-1', '1001', '1e3', 'heavy', '', 'Infinity', 'NaN', '0x10'])(
+    'refuses the weight %j with exit 2, naming the bounds, and writes nothing',
+    async (weight) => {
+      const before = await local.kv.get(`key:${hash}`)
+      const run = await keys('limits', id, `--weight=${weight}`, '--priority', 'interactive')
+      expect(run).toMatchObject({ code: 2, stdout: '' })
+      expect(run.stderr).toContain(`--weight takes a number greater than 0 and at most 1000, or default, got: ${weight}`)
+      expect(await local.kv.get(`key:${hash}`)).toBe(before)
+    },
+  )
+
   it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
     const names = (await local.kv.list()).keys.map(({ name }) => name)
     const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')
@@ -263,6 +304,11 @@ describe('keys command line', () => {
     [['limits', 'key_0000000000000000', '--priority', 'high']],
     [['limits', 'key_0000000000000000', '--priority', '0']],
     [['create', '--name', 'x', '--priority', 'batch']],
+    [['limits', 'key_0000000000000000', '--weight', '0']],
+    [['limits', 'key_0000000000000000', '--weight', '1000.5']],
+    [['limits', 'key_0000000000000000', '--weight=-2']],
+    [['limits', 'key_0000000000000000', '--weight', 'two', '--priority', 'batch']],
+    [['create', '--name', 'x', '--weight', '2']],
     [['create', '--name', 'x', '--rpm', 'default']],
     [['usage', 'key_0000000000000000']],
     [['usage', 'key_0000000000000000', '--url', 'ftp://worker.example']],
@@ -313,6 +359,7 @@ describe('keys usage', () => {
     key_id: KEY_ID,
     enforced: true,
     priority: 'interactive',
+    weight: 2,
     limits: {
       requests_per_minute: 60,
       tokens_per_minute: 250000,
@@ -372,6 +419,7 @@ describe('keys usage', () => {
     expect(run.stdout).toMatch(/^streams per IP\s+4\s+deployment\b/m)
     expect(run.stdout).toMatch(/^max output tokens\s+-\s+default\b/m)
     expect(run.stdout).toMatch(/^priority class: interactive$/m)
+    expect(run.stdout).toMatch(/^weight: 2$/m)
     expect(run.stdout).toContain('3 admitted; refused: requests/min 2, tokens/min 0, concurrent streams 0, streams per IP 0')
     expect(run.stdout).toContain('30 prompt and 120 completion tokens; 0 expired leases')
     expect(run.stdout).not.toContain(ADMIN_KEY)
@@ -402,11 +450,26 @@ describe('keys usage', () => {
   })
 
   it('prints the rest of an answer without priority, from a Worker older than the field', async () => {
-    const older = Object.fromEntries(Object.entries(ANSWER).filter(([field]) => field !== 'priority'))
+    const older = Object.fromEntries(Object.entries(ANSWER).filter(([field]) => field !== 'priority' && field !== 'weight'))
     const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker(older))
     expect(run).toMatchObject({ code: 0, stderr: '' })
     expect(run.stdout).toMatch(/^requests\/min\s+60\s+key\b/m)
     expect(run.stdout).not.toContain('priority')
+    expect(run.stdout).not.toContain('weight')
+  })
+
+  it('prints the priority class without a weight, from a Worker older than the weight', async () => {
+    const older = Object.fromEntries(Object.entries(ANSWER).filter(([field]) => field !== 'weight'))
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker(older))
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^priority class: interactive$/m)
+    expect(run.stdout).not.toContain('weight')
+  })
+
+  it('exits 1 when the weight in the answer is not a number, rather than printing nonsense', async () => {
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker({ ...ANSWER, weight: 'heavy' }))
+    expect(run).toMatchObject({ code: 1, stdout: '' })
+    expect(run.stderr).toMatch(/did not answer with a key\.limits object/)
   })
 
   it('exits 1 when the answer is not a key.limits object, rather than printing nonsense', async () => {
