@@ -13,6 +13,8 @@ export interface SeriesPoint {
   p50: number | null
   p90: number | null
   p99: number | null
+  /** p90 of the edge-queue wait (ms) over the requests that waited; null when none did. Part of the client's TTFT above. */
+  edgeWaitP90: number | null
 }
 
 export interface DashboardSeries {
@@ -23,8 +25,8 @@ export interface DashboardSeries {
 }
 
 function point(t: number, stats: LatencyStats): SeriesPoint {
-  const at = (q: number) => {
-    const value = quantile(stats.ttftClient, q)
+  const at = (q: number, histogram = stats.ttftClient) => {
+    const value = quantile(histogram, q)
     return value === null ? null : Math.round(value * 10) / 10
   }
   const { outcomes } = stats
@@ -37,6 +39,8 @@ function point(t: number, stats: LatencyStats): SeriesPoint {
     p50: at(0.5),
     p90: at(0.9),
     p99: at(0.99),
+    // Absent in buckets written before the edge queue.
+    edgeWaitP90: at(0.9, stats.edgeWait ?? {}),
   }
 }
 

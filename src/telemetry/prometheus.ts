@@ -1,5 +1,5 @@
 import type { MetricsSnapshot } from '../durable/telemetry-aggregator.ts'
-import { TTFT_BUCKETS_S } from './totals.ts'
+import { TTFT_BUCKETS_S, type TtftHistogram } from './totals.ts'
 
 // Prometheus text exposition (version 0.0.4) of the fleet-wide totals the aggregator keeps.
 
@@ -34,6 +34,16 @@ class Exposition {
   }
 }
 
+/** A histogram per backend, on TTFT_BUCKETS_S (cumulative buckets, then +Inf, sum and count). */
+function histograms(out: Exposition, name: string, byBackend: Record<string, TtftHistogram>): void {
+  for (const [backend, histogram] of Object.entries(byBackend).sort()) {
+    TTFT_BUCKETS_S.forEach((bound, i) => out.sample(`${name}_bucket`, histogram.buckets[i] ?? 0, { backend, le: String(bound) }))
+    out.sample(`${name}_bucket`, histogram.count, { backend, le: '+Inf' })
+    out.sample(`${name}_sum`, Math.round(histogram.sumS * 1e6) / 1e6, { backend })
+    out.sample(`${name}_count`, histogram.count, { backend })
+  }
+}
+
 function splitKey(key: string): [string, string] {
   const at = key.lastIndexOf(' ')
   return [key.slice(0, at), key.slice(at + 1)]
@@ -53,14 +63,14 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
     out.sample('chat_requests_total', count, { backend, outcome })
   }
   out.metric('time_to_first_token_seconds', 'histogram', 'Time from the request to the client taking the first reasoning or content token.')
-  for (const [backend, histogram] of Object.entries(totals.ttft).sort()) {
-    TTFT_BUCKETS_S.forEach((bound, i) =>
-      out.sample('time_to_first_token_seconds_bucket', histogram.buckets[i] ?? 0, { backend, le: String(bound) }),
-    )
-    out.sample('time_to_first_token_seconds_bucket', histogram.count, { backend, le: '+Inf' })
-    out.sample('time_to_first_token_seconds_sum', Math.round(histogram.sumS * 1e6) / 1e6, { backend })
-    out.sample('time_to_first_token_seconds_count', histogram.count, { backend })
-  }
+  histograms(out, 'time_to_first_token_seconds', totals.ttft)
+  out.metric(
+    'edge_wait_seconds',
+    'histogram',
+    'Time requests waited at the edge for a free slot while the fleet was full (only requests that waited; included in time_to_first_token_seconds).',
+  )
+  // Totals saved before the edge queue have no edgeWait.
+  histograms(out, 'edge_wait_seconds', totals.edgeWait ?? {})
   out.metric('completion_tokens_total', 'counter', 'Completion tokens the backends reported.')
   for (const [backend, tokens] of Object.entries(totals.completionTokens).sort()) out.sample('completion_tokens_total', tokens, { backend })
   out.metric('streams_in_flight', 'gauge', 'Streams being relayed now, over the isolates that reported in the last minute.')

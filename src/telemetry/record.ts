@@ -18,11 +18,20 @@ export interface RequestRecord {
   status: number
   /** Backends tried: 1 without failover, 0 when refused. */
   attempts: number
-  /** From the request's arrival until its response headers were ready. */
+  /** From the request's arrival until its response headers were ready (any edge wait included). */
   headersMs: number | null
-  /** Until the first reasoning or content token arrived from the backend. */
+  /**
+   * Time waiting at the edge for a free slot while the whole fleet was full (the edge queue), before
+   * a backend was asked or the request was refused; 0 when it did not wait. Records sent before the
+   * edge queue lack it: read an absent value as 0.
+   */
+  edgeWaitMs: number
+  /**
+   * The backend's time to first token: from arrival until the first reasoning or content token
+   * arrived from the backend, less `edgeWaitMs` (the backend had not been asked yet).
+   */
   ttftBackendMs: number | null
-  /** Until that token had been taken by the client. */
+  /** From arrival until that token had been taken by the client: what the client saw, edge wait included. */
   ttftClientMs: number | null
   totalMs: number
   completionTokens: number

@@ -10,6 +10,8 @@ export interface LatencyStats {
   completionTokens: number
   ttftBackend: Histogram
   ttftClient: Histogram
+  /** Edge-queue waits of the requests that waited (edgeWaitMs > 0). Absent in aggregates written before the edge queue. */
+  edgeWait?: Histogram
   headers: Histogram
   decode: Histogram
 }
@@ -25,6 +27,7 @@ export function emptyStats(): LatencyStats {
     completionTokens: 0,
     ttftBackend: {},
     ttftClient: {},
+    edgeWait: {},
     headers: {},
     decode: {},
   }
@@ -37,6 +40,8 @@ export function addRecord(stats: LatencyStats, record: RequestRecord): void {
   stats.completionTokens += record.completionTokens
   if (record.ttftBackendMs !== null) observe(stats.ttftBackend, record.ttftBackendMs)
   if (record.ttftClientMs !== null) observe(stats.ttftClient, record.ttftClientMs)
+  // `> 0` also skips a record from an isolate older than the edge queue (no edgeWaitMs).
+  if (record.edgeWaitMs > 0) observe((stats.edgeWait ??= {}), record.edgeWaitMs)
   if (record.headersMs !== null) observe(stats.headers, record.headersMs)
   if (record.decodeTokensPerS !== null) observe(stats.decode, record.decodeTokensPerS)
 }
@@ -53,6 +58,7 @@ export function mergeStats(target: LatencyStats, source: LatencyStats): void {
   target.completionTokens += source.completionTokens
   mergeInto(target.ttftBackend, source.ttftBackend)
   mergeInto(target.ttftClient, source.ttftClient)
+  if (source.edgeWait) mergeInto((target.edgeWait ??= {}), source.edgeWait)
   mergeInto(target.headers, source.headers)
   mergeInto(target.decode, source.decode)
 }
@@ -69,6 +75,11 @@ export interface LatencySummary {
   outcomes: Record<Outcome, number>
   /** Time to first token as the backend produced it and as the client received it (ms). */
   ttft_ms: { backend: Percentiles; client: Percentiles; samples: number }
+  /**
+   * Time waiting at the edge for a free slot while the fleet was full (ms), over the requests that
+   * waited (`waited` of them); the client's TTFT includes it, the backend's does not.
+   */
+  edge_wait_ms: Percentiles & { waited: number }
   headers_ms: Percentiles
   decode_tokens_per_s: Percentiles
   completion_tokens: number
@@ -90,6 +101,7 @@ export function summarize(stats: LatencyStats): LatencySummary {
     requests: stats.requests,
     outcomes: { ...stats.outcomes },
     ttft_ms: { backend: percentiles(stats.ttftBackend), client: percentiles(stats.ttftClient), samples: countOf(stats.ttftBackend) },
+    edge_wait_ms: { ...percentiles(stats.edgeWait ?? {}), waited: countOf(stats.edgeWait ?? {}) },
     headers_ms: percentiles(stats.headers),
     decode_tokens_per_s: percentiles(stats.decode),
     completion_tokens: stats.completionTokens,

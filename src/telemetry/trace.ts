@@ -16,6 +16,8 @@ export interface RelayObserver {
   hedgeStarted?(): void
   /** The hedge race is decided: `backendId` (the primary or the hedge) sent the first data event. */
   hedgeDecided?(won: HedgeWinner, backendId: string): void
+  /** The request waited `ms` at the edge for a free slot before a backend was asked (summed if told twice). */
+  waitedAtEdge?(ms: number): void
 }
 
 export interface TraceIdentity {
@@ -40,6 +42,7 @@ export class RequestTrace implements RelayObserver {
   #completionTokens = 0
   #hedged = false
   #hedgeWon: HedgeWinner | null = null
+  #edgeWaitMs = 0
   #record: RequestRecord | null = null
   #onFinish: (record: RequestRecord) => void
 
@@ -62,6 +65,15 @@ export class RequestTrace implements RelayObserver {
     this.#hedgeWon = won
     // Both were asked; the record names the one that served.
     this.#backend = backendId
+  }
+
+  /**
+   * Time spent in the edge queue (a full fleet) before a backend was asked, or before the request
+   * was refused after waiting. Counted apart: it is no part of the backend's time to first token,
+   * but the client waited it, so it stays in `ttftClientMs` and `headersMs`.
+   */
+  waitedAtEdge(ms: number): void {
+    if (Number.isFinite(ms) && ms > 0) this.#edgeWaitMs += ms
   }
 
   firstTokenArrived(): void {
@@ -112,7 +124,9 @@ export class RequestTrace implements RelayObserver {
       status,
       attempts: outcome === 'refused' ? 0 : this.#attempts,
       headersMs: since(this.#headersAt),
-      ttftBackendMs: since(this.#firstTokenAt),
+      edgeWaitMs: this.#edgeWaitMs,
+      // The backend's own time: the wait at the edge happened before it was asked.
+      ttftBackendMs: this.#firstTokenAt === null ? null : Math.max(0, this.#firstTokenAt - this.startedAt - this.#edgeWaitMs),
       ttftClientMs: since(this.#deliveredAt),
       totalMs: now - this.startedAt,
       completionTokens: tokens,

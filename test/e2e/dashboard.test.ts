@@ -36,7 +36,7 @@ async function waitForLatency(count: number): Promise<void> {
   throw new Error(`the latency aggregates did not reach ${count} requests within 20 s`)
 }
 
-const SUMMARY_HEADERS = ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'tok/s p50', 'errors', 'aborts']
+const SUMMARY_HEADERS = ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'edge wait p90', 'tok/s p50', 'errors', 'aborts']
 
 /** Where the summary table sits in its card, scrolled fully left and then fully right (CSS px). */
 interface SummaryGeometry {
@@ -163,7 +163,7 @@ describe('the dashboard in Chromium', () => {
     // Every backend's p50 is a number of milliseconds, and the slower emulator's is the higher.
     const p50s = backendRows.map((cells) => Number(cells[2]))
     expect(p50s.every((value) => value > 0)).toBe(true)
-    // Lines drawn: fleet p50/p90/p99, one p50 per backend, and the rates.
+    // Lines drawn: fleet p50/p90/p99 (no edge-wait line: nobody waited), one p50 per backend, and the rates.
     expect(await page.$$eval('#chart-all path', (paths) => paths.map((p) => p.getAttribute('data-series')))).toEqual(['p50', 'p90', 'p99'])
     expect(await page.locator('#chart-backends path').count()).toBe(2)
     expect(await page.locator('#chart-rates path[data-series="requests"]').count()).toBe(1)

@@ -107,9 +107,17 @@ describe('the dashboard sign-in', () => {
     const cookie = sessionCookie(await loginWith(secret))
     const data = await get('/dashboard/data?window=1h', cookie)
     expect(data.status).toBe(200)
-    const body = (await data.json()) as { window: string; bucketMs: number; series: Record<string, unknown[]>; report: { object: string } }
+    const body = (await data.json()) as {
+      window: string
+      bucketMs: number
+      series: Record<string, Record<string, unknown>[]>
+      report: { object: string; overall: Record<string, unknown> }
+    }
     expect(body).toMatchObject({ window: '1h', bucketMs: 60_000, report: { object: 'latency.report' } })
     expect(body.series.all).toHaveLength(60)
+    // The edge-queue wait beside the first-token figures: a p90 per point, percentiles in the report.
+    expect(body.series.all?.every((point) => 'edgeWaitP90' in point)).toBe(true)
+    expect(body.report.overall.edge_wait_ms).toMatchObject({ waited: expect.any(Number) })
     const anonymous = await get('/dashboard/data')
     expect(anonymous.status).toBe(401)
     expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('dashboard_session_required')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { keyWithLimits } from '../support/limits.ts'
-import { adminAuth, flushLatency } from '../support/telemetry.ts'
+import { adminAuth, aggregator, flushLatency } from '../support/telemetry.ts'
 import { callWorker, chatBody, emulatorUrl, postChat } from '../support/worker.ts'
 
 const backendId = new URL(emulatorUrl).host
@@ -26,6 +26,7 @@ describe('GET /metrics', () => {
       expect(line).toMatch(/^(# (HELP|TYPE) edge_proxy_\w+ .+|edge_proxy_\w+(\{(\w+="(?:[^"\\]|\\.)*",?)+\})? -?[\d.e+]+)$/)
     }
     expect(text).toContain('# TYPE edge_proxy_time_to_first_token_seconds histogram')
+    expect(text).toContain('# TYPE edge_proxy_edge_wait_seconds histogram')
     expect(text).toContain('# TYPE edge_proxy_streams_in_flight gauge')
   })
 
@@ -49,6 +50,47 @@ describe('GET /metrics', () => {
       .map((line) => Number(line.split(' ')[1]))
     expect(buckets).toEqual([...buckets].sort((a, b) => a - b))
     expect(buckets.at(-1)).toBe(after.value(`edge_proxy_time_to_first_token_seconds_count{backend="${backendId}"}`))
+  })
+
+  it('has a histogram of the waits at the edge, of the requests that waited only', async () => {
+    const waited = 'gpu-metrics-edge-wait'
+    const before = await scrape()
+    const record = (edgeWaitMs: number) => ({
+      endedAt: Date.now(),
+      model: 'm',
+      keyId: null,
+      backend: waited,
+      reason: 'done' as const,
+      outcome: 'ok' as const,
+      status: 200,
+      attempts: 1,
+      headersMs: edgeWaitMs + 5,
+      edgeWaitMs,
+      ttftBackendMs: 40,
+      ttftClientMs: edgeWaitMs + 42,
+      totalMs: edgeWaitMs + 200,
+      completionTokens: 10,
+      decodeTokensPerS: 100,
+      hedged: false,
+      hedgeWon: null,
+    })
+    await aggregator().ingest({
+      isolate: 'metrics-test',
+      sentAt: Date.now(),
+      streamsInFlight: 0,
+      records: [record(300), record(0)],
+      responses: {},
+      counters: {},
+    })
+    const after = await scrape()
+    const grew = (sample: string) => after.value(sample) - before.value(sample)
+    expect(grew(`edge_proxy_edge_wait_seconds_count{backend="${waited}"}`)).toBe(1)
+    expect(grew(`edge_proxy_edge_wait_seconds_sum{backend="${waited}"}`)).toBeCloseTo(0.3, 6)
+    expect(grew(`edge_proxy_edge_wait_seconds_bucket{backend="${waited}",le="0.25"}`)).toBe(0)
+    expect(grew(`edge_proxy_edge_wait_seconds_bucket{backend="${waited}",le="0.5"}`)).toBe(1)
+    // Both count in the client's first-token histogram, the wait included.
+    expect(grew(`edge_proxy_time_to_first_token_seconds_count{backend="${waited}"}`)).toBe(2)
+    expect(grew(`edge_proxy_time_to_first_token_seconds_bucket{backend="${waited}",le="0.25"}`)).toBe(1)
   })
 
   it('is for admin keys only', async () => {

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest'
 import type { TelemetryBatch } from '../../src/telemetry/batch.ts'
 import { MIN_KEY_WRITE_INTERVAL_MS, TelemetryAggregate, type AggregateStore } from '../../src/telemetry/aggregate.ts'
 import { MINUTE_MS, bucketKey, mergeBuckets, type LatencyBucket } from '../../src/telemetry/buckets.ts'
+import { latencyReport } from '../../src/telemetry/latency-report.ts'
+import { renderPrometheus } from '../../src/telemetry/prometheus.ts'
 import type { RequestRecord } from '../../src/telemetry/record.ts'
+import type { ProxyTotals } from '../../src/telemetry/totals.ts'
 
 const OPTIONS = { minuteTtlS: 7200, hourTtlS: 691_200 }
 const T0 = Date.UTC(2026, 10, 22, 10, 0, 30)
@@ -30,6 +33,7 @@ function record(endedAt: number, fields: Partial<RequestRecord> = {}): RequestRe
     status: 200,
     attempts: 1,
     headersMs: 5,
+    edgeWaitMs: 0,
     ttftBackendMs: 40,
     ttftClientMs: 42,
     totalMs: 200,
@@ -39,6 +43,11 @@ function record(endedAt: number, fields: Partial<RequestRecord> = {}): RequestRe
     hedgeWon: null,
     ...fields,
   }
+}
+
+/** A percentile from the log-bucketed histograms is within 5% of the exact value. */
+function expectNear(value: number | null | undefined, exact: number): void {
+  expect(Math.abs((value ?? Number.NaN) - exact) / exact).toBeLessThanOrEqual(0.05)
 }
 
 function batch(records: RequestRecord[], isolate = 'i1', streams = 0): TelemetryBatch {
@@ -141,5 +150,69 @@ describe('telemetry aggregate', () => {
     aggregate.ingest(batch([], 'a', 1), T0 + 40_000)
     expect(aggregate.streamsInFlight(T0 + 50_000)).toEqual({ streams: 5, isolates: 2 })
     expect(aggregate.streamsInFlight(T0 + 95_000)).toEqual({ streams: 1, isolates: 1 })
+  })
+
+  it('keeps edge waits as their own distribution beside the TTFTs, over the requests that waited', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    aggregate.ingest(
+      batch([
+        record(T0, { edgeWaitMs: 200, ttftBackendMs: 40, ttftClientMs: 242 }),
+        record(T0, { edgeWaitMs: 400, ttftBackendMs: 40, ttftClientMs: 442 }),
+        record(T0),
+        record(T0, { backend: null, reason: 'refused', outcome: 'refused', edgeWaitMs: 1500, ttftBackendMs: null, ttftClientMs: null }),
+      ]),
+      T0,
+    )
+    const minute = aggregate.takeDue(T0).find((write) => write.key.startsWith('lat:m:'))?.value as LatencyBucket
+    const b1 = latencyReport([minute], '5m', T0, 'b1').backends.b1
+    expect(b1?.edge_wait_ms.waited).toBe(2)
+    expectNear(b1?.edge_wait_ms.p50, 200)
+    expectNear(b1?.edge_wait_ms.p99, 400)
+    // The backend's TTFT leaves the wait out; the client's has it.
+    expectNear(b1?.ttft_ms.backend.p99, 40)
+    expectNear(b1?.ttft_ms.client.p99, 442)
+    const overall = latencyReport([minute], '5m', T0, null)
+    expect(overall.overall.edge_wait_ms.waited).toBe(3)
+    expectNear(overall.backends['-']?.edge_wait_ms.p50, 1500)
+    // In the Prometheus totals: waits only, per backend, on the TTFT buckets.
+    expect(aggregate.totals.edgeWait?.b1).toMatchObject({ count: 2, sumS: expect.closeTo(0.6, 9) })
+    expect(aggregate.totals.edgeWait?.['-']?.count).toBe(1)
+  })
+
+  it('reads buckets and totals stored before the edge queue (no edge-wait fields) as no waits, and adds to them', () => {
+    const store = memoryStore()
+    new TelemetryAggregate(store, OPTIONS).ingest(batch([record(T0)]), T0)
+    // Make it what an older version stored: no edgeWait histogram in the buckets, no edgeWait in the totals.
+    for (const [key, value] of store.data) {
+      if (key.startsWith('bucket:')) for (const stats of Object.values((value as LatencyBucket).backends)) delete stats.edgeWait
+    }
+    delete (store.data.get('totals') as ProxyTotals).edgeWait
+
+    const restarted = new TelemetryAggregate(store, OPTIONS)
+    const oldBuckets = restarted.takeDue(T0).map((write) => structuredClone(write.value))
+    expect(oldBuckets).toHaveLength(2)
+    expect(oldBuckets.every((bucket) => Object.values(bucket.backends).every((stats) => !('edgeWait' in stats)))).toBe(true)
+    expect(latencyReport(oldBuckets, '5m', T0, null).overall.edge_wait_ms).toEqual({ p50: null, p90: null, p99: null, waited: 0 })
+    const metrics = { totals: restarted.totals, streamsInFlight: 0, isolatesReporting: 0, lateRecords: 0 }
+    expect(renderPrometheus(metrics)).toContain('# TYPE edge_proxy_edge_wait_seconds histogram')
+
+    restarted.ingest(batch([record(T0 + 100, { edgeWaitMs: 300 })]), T0 + 100)
+    const minute = restarted.takeDue(T0 + MIN_KEY_WRITE_INTERVAL_MS).find((write) => write.key.startsWith('lat:m:'))?.value as LatencyBucket
+    expect(minute.backends.b1?.requests).toBe(2)
+    expect(latencyReport([minute], '5m', T0, null).overall.edge_wait_ms.waited).toBe(1)
+    // An old bucket merged with a new one: the old adds no waits.
+    expect(mergeBuckets([...oldBuckets, minute]).overall.edgeWait).toEqual(minute.backends.b1?.edgeWait)
+    expect(restarted.totals.edgeWait?.b1?.count).toBe(1)
+    expect(renderPrometheus(metrics)).toContain('edge_proxy_edge_wait_seconds_count{backend="b1"} 1\n')
+  })
+
+  it('takes a record from an isolate older than the edge queue (no edgeWaitMs) as one that did not wait', () => {
+    const aggregate = new TelemetryAggregate(memoryStore(), OPTIONS)
+    const older = record(T0) as Partial<RequestRecord>
+    delete older.edgeWaitMs
+    aggregate.ingest(batch([older as RequestRecord]), T0)
+    const minute = aggregate.takeDue(T0).find((write) => write.key.startsWith('lat:m:'))?.value as LatencyBucket
+    expect(latencyReport([minute], '5m', T0, null).overall).toMatchObject({ requests: 1, edge_wait_ms: { waited: 0 } })
+    expect(aggregate.totals.edgeWait).toEqual({})
   })
 })

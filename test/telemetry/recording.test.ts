@@ -33,6 +33,8 @@ describe('what a chat request records', () => {
       status: 200,
       attempts: 1,
       completionTokens: 32,
+      // A fleet with free slots: no wait at the edge.
+      edgeWaitMs: 0,
     })
     const { headersMs, ttftBackendMs, ttftClientMs, totalMs, decodeTokensPerS } = record as Required<NonNullable<typeof record>>
     // The emulator waits 80 ms before the first token; headers go out when the backend accepts.

@@ -9,10 +9,11 @@
  * What GET /dashboard/data answers (src/dashboard/series.ts and src/routes/latency.ts), as far as
  * this page reads it.
  * @typedef {{ p50: number | null, p90: number | null, p99: number | null }} Percentiles
- * @typedef {{ t: number, requests: number, errors: number, aborts: number, refused: number } & Percentiles} SeriesPoint
+ * @typedef {{ t: number, requests: number, errors: number, aborts: number, refused: number, edgeWaitP90?: number | null } & Percentiles} SeriesPoint
  * @typedef {{
  *   requests: number,
  *   ttft_ms: { backend: Percentiles, client: Percentiles },
+ *   edge_wait_ms?: Percentiles & { waited: number },
  *   decode_tokens_per_s: Percentiles,
  *   error_rate: number,
  *   abort_rate: number,
@@ -165,7 +166,7 @@ function fmt(value, digits) {
 function summaryTable(report) {
   const table = document.createElement('table')
   const head = table.createTHead().insertRow()
-  for (const title of ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'tok/s p50', 'errors', 'aborts']) {
+  for (const title of ['backend', 'requests', 'TTFT p50', 'p90', 'p99', 'backend p50', 'edge wait p90', 'tok/s p50', 'errors', 'aborts']) {
     const th = document.createElement('th')
     th.textContent = title
     head.appendChild(th)
@@ -182,6 +183,8 @@ function summaryTable(report) {
     cell(row, fmt(s.ttft_ms.client.p90, 0))
     cell(row, fmt(s.ttft_ms.client.p99, 0))
     cell(row, fmt(s.ttft_ms.backend.p50, 0))
+    // Waiting for a free slot at the edge (a full fleet): part of the client's TTFT, not the backend's.
+    cell(row, fmt(s.edge_wait_ms?.p90, 0))
     cell(row, fmt(s.decode_tokens_per_s.p50, 1))
     cell(row, (s.error_rate * 100).toFixed(1) + '%')
     cell(row, (s.abort_rate * 100).toFixed(1) + '%')
@@ -201,6 +204,7 @@ function render(data) {
       { name: 'p50', color: color(0), values: all.map((p) => p.p50) },
       { name: 'p90', color: color(1), values: all.map((p) => p.p90) },
       { name: 'p99', color: color(5), values: all.map((p) => p.p99) },
+      { name: 'edge wait p90', color: color(7), values: all.map((p) => p.edgeWaitP90 ?? null) },
     ],
     'chart-backends': backends.map((id, i) => ({ name: id, color: color(i), values: (data.series[id] ?? []).map((p) => p.p50) })),
     'chart-rates': [
