@@ -111,7 +111,8 @@ function top(times: Map<string, number>, count: number): string[] {
 }
 
 async function main(): Promise<void> {
-  const script = await buildWorker()
+  // Unminified: the profile names the gateway's own functions.
+  const script = await buildWorker(undefined, { readableNames: true })
   const emulator = await spawnEmulator([
     '--served-model-name',
     MODEL,

@@ -52,17 +52,19 @@ export async function spawnEmulator(args: string[] = [], port = 0, env: Record<s
 
 /**
  * Bundles the Worker exactly as a deploy would (wrangler, esbuild) into dist/ and returns the
- * file; another entry (a benchmark variant) goes to dist/<outdir>/.
+ * file; another entry (a benchmark variant) goes to dist/<outdir>/. `readableNames: true` leaves
+ * it unminified, so a CPU profile names the functions (bench/profile.ts).
  */
-export async function buildWorker(entry?: { script: string; outdir: string }): Promise<string> {
+export async function buildWorker(entry?: { script: string; outdir: string }, options: { readableNames?: boolean } = {}): Promise<string> {
   const outdir = entry ? join('dist', entry.outdir) : 'dist'
-  await bundleInto(outdir, entry?.script)
+  await bundleInto(outdir, entry?.script, options.readableNames === true)
   // wrangler names the bundle after its entry file.
   return join(ROOT, outdir, entry ? `${basename(entry.script, '.ts')}.js` : 'index.js')
 }
 
-async function bundleInto(outdir: string, script?: string): Promise<void> {
-  const wrangler = startWrangler(['deploy', ...(script ? [script] : []), '--dry-run', '--outdir', outdir])
+async function bundleInto(outdir: string, script?: string, readableNames = false): Promise<void> {
+  const args = ['deploy', ...(script ? [script] : []), '--dry-run', '--outdir', outdir, ...(readableNames ? ['--minify=false'] : [])]
+  const wrangler = startWrangler(args)
   await waitForLine(wrangler.process, /(--dry-run: exiting now)/, 60_000)
   await stopChild(wrangler.process)
 }
@@ -101,8 +103,8 @@ interface ModuleRule {
   fallthrough?: boolean
 }
 
-/** An `import NAME from "./FILE"` of a module wrangler wrote beside the bundle (a page, as text). */
-const SIBLING_IMPORT = /^import \w+ from "\.\/([^"/]+)";$/gm
+/** An `import NAME from "./FILE"` of a module wrangler wrote beside the bundle (a page, as text), minified or not. */
+const SIBLING_IMPORT = /\bimport\s*[\w$]+\s*from\s*"\.\/([^"/]+)"/g
 
 /**
  * The bundle and the modules it imports from beside itself (the pages: text modules by
