@@ -18,8 +18,9 @@ app.use(loadConfig)
 app.post('/v1/chat/completions', async (c) => {
   const trace = new RequestTrace({ model: c.get('config').modelId, keyId: null }, () => {})
   const request = (await c.req.json()) as UpstreamChatRequest
-  // Hedging as the gateway's default key has it.
-  const input = relayInputOf(request, c.get('config').modelId, { gatewayMaxTokens: false, hedging: true })
+  // Hedging and the edge queue's place as the gateway's default key has them.
+  const place = { keyId: 'bench-bare', priority: 'standard', weight: 1 } as const
+  const input = relayInputOf(request, c.get('config').modelId, { gatewayMaxTokens: false, hedging: true, place })
   return relayChat(c, input, newChatRequestHold(trace))
 })
 app.onError(renderError)

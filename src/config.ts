@@ -158,7 +158,6 @@ function readFleetConfig(env: WorkerEnv): FleetConfig {
       policy,
       healthMaxAgeMs: 3 * 60_000,
       loadMaxAgeMs: 3_000,
-      queueFactor: 2,
       affinityLoadBound: 1.25,
       defaultTtftMs: 1_000,
     },

@@ -43,6 +43,9 @@ export const ERROR_CODES = [
   'rate_limiter_unavailable',
   // The fleet and its backends
   'backends_unavailable',
+  'queue_full',
+  'queue_timeout',
+  'queue_displaced',
   'no_backend_available',
   'upstream_unreachable',
   'upstream_auth_failed',

@@ -8,6 +8,7 @@ import { readJsonBody } from '../schema/read-json.ts'
 import { prefixKeyOf } from '../fleet/select.ts'
 import type { ChatRelayInput } from '../relay/chat-relay.ts'
 import type { KeyRecord, PriorityClass } from '../auth/key-record.ts'
+import { queuePlaceOf } from '../fleet/slots.ts'
 
 // A chat request from the client's body to what is sent upstream: shared by the chat route and
 // the stream sessions, which differ only in what they do with the prepared request.
@@ -95,21 +96,26 @@ export function upstreamBody(request: UpstreamChatRequest, modelId: string): Rec
  * cap (which vLLM's "too large" may shrink) and whether the key may hedge (its record's `hedging`
  * switch; absent or true, the deployment's HEDGING decides).
  */
-export function relayOptionsOf(c: Context<AppEnv>, prepared: PreparedChatRequest): Pick<ChatRelayInput, 'gatewayMaxTokens' | 'hedging'> {
-  return { gatewayMaxTokens: prepared.gatewayMaxTokens, hedging: c.get('principal').record.hedging !== false }
+export function relayOptionsOf(c: Context<AppEnv>, prepared: PreparedChatRequest): RelayOptions {
+  const { keyId, record } = c.get('principal')
+  return { gatewayMaxTokens: prepared.gatewayMaxTokens, hedging: record.hedging !== false, place: queuePlaceOf(keyId, record) }
 }
+
+/** What the key and the preparation decide about relaying: the cap the gateway wrote, hedging, the key's place in the edge queue. */
+export type RelayOptions = Pick<ChatRelayInput, 'gatewayMaxTokens' | 'hedging' | 'place'>
 
 /** What the relay needs of a prepared request: its upstream body, prefix key and what the client asked to get. */
 export function relayInputOf(
   request: UpstreamChatRequest,
   modelId: string,
-  { gatewayMaxTokens, hedging }: Pick<ChatRelayInput, 'gatewayMaxTokens' | 'hedging'>,
+  { gatewayMaxTokens, hedging, place }: RelayOptions,
 ): ChatRelayInput {
   return {
     body: upstreamBody(request, modelId),
     prefixKey: prefixKeyOf(request.messages),
     gatewayMaxTokens,
     hedging,
+    place,
     stream: request.stream === true,
     forwardUsage: request.stream_options?.include_usage === true,
     forwardChunkUsage: request.stream_options?.continuous_usage_stats === true,

@@ -40,6 +40,8 @@ export interface AttemptOptions {
   hedging?: boolean
   /** The fleet's slot ledger, or null when off (src/fleet/slots.ts). */
   slots?: SlotLedger | null
+  /** The edge queue granted this request a slot on `backendId`: its first call there holds `claim`, already counted. */
+  granted?: { backendId: string; claim: SlotClaim } | null
 }
 
 /**
@@ -66,11 +68,14 @@ export class UpstreamAttempts {
   #othersLoad: number[]
   /** When the candidates were ranked: a slot ledger's answer after it is fresher than their load. */
   #rankedAt = Date.now()
+  /** The edge queue's lease, until the call it was granted for takes it. */
+  #granted: { backendId: string; claim: SlotClaim } | null
 
   constructor(candidates: readonly Candidate[], options: AttemptOptions) {
     this.#candidates = [...candidates]
     this.#options = options
     this.#body = options.body
+    this.#granted = options.granted ?? null
     this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
   }
 
@@ -189,6 +194,9 @@ export class UpstreamAttempts {
       if ('upstream' in opened) return opened
       lastError = opened.failure
     }
+    // A grant no call took (the client left first) goes back to the queue now, not at its TTL.
+    this.#granted?.claim.release()
+    this.#granted = null
     if (this.#clientLeft()) throw clientClosed()
     throw lastError ?? new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
   }
@@ -243,7 +251,7 @@ export class UpstreamAttempts {
       sent.answered()
       this.#explainEarlierMiss(backend)
     }
-    const claim = this.#options.slots?.claim(backend.id) ?? null
+    const claim = this.#grantedClaim(backend) ?? this.#options.slots?.claim(backend.id) ?? null
     const queued = claim ? this.#learnCounts(claim, backend, Date.now()) : Promise.resolve(false)
     const { timeouts, credentials } = this.#options
     const call: UpstreamCall = new UpstreamCall(this.#options.clientSignal, {
@@ -272,6 +280,14 @@ export class UpstreamAttempts {
         }),
     })
     return { call, queued }
+  }
+
+  /** The edge queue's lease if it was granted on `backend` and no call holds it yet. */
+  #grantedClaim(backend: BackendRecord): SlotClaim | null {
+    const granted = this.#granted
+    if (granted?.backendId !== backend.id) return null
+    this.#granted = null
+    return granted.claim
   }
 
   /**

@@ -5,10 +5,11 @@ import { ApiError } from '../errors.ts'
 import { credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
 import { loadFleet, noBackendsRegistered } from '../fleet/registry.ts'
-import { rankBackends } from '../fleet/select.ts'
-import { slotLedger } from '../fleet/slots.ts'
+import { rankBackends, rankForQueue, type Candidate, type SelectionInput } from '../fleet/select.ts'
+import { slotLedger, type Acquired, type QueuePlace, type SlotClaim, type SlotLedger } from '../fleet/slots.ts'
 import type { RelayObserver } from '../telemetry/trace.ts'
 import { UpstreamAttempts, type Attempt } from './attempts.ts'
+import { clientClosed } from './upstream-call.ts'
 import { checkEjectedBackends } from './recovery.ts'
 import { healthCheckTimeoutMs } from './verdict.ts'
 
@@ -32,6 +33,8 @@ export interface OpenAttemptsInput {
   background?: Background
   /** The caller's key allows hedging a queued request (the deployment's HEDGING decides too); absent: no hedging. */
   hedging?: boolean
+  /** Who the request is for the edge queue (key, priority class, weight), and how full a backend may be for it. */
+  place: QueuePlace
 }
 
 export interface OpenedAttempts {
@@ -52,7 +55,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
   const credentials = credentialsFrom(env, config.backendApiKey)
   const timeoutMs = healthCheckTimeoutMs(config.upstreamHeadersTimeoutMs)
   checkEjectedBackends({ backends: fleet.backends, live, credentials, timeoutMs, background: input.background })
-  const candidates = rankBackends({
+  const selection: SelectionInput = {
     backends: fleet.backends,
     health: fleet.health,
     stats: (id) => live.of(id),
@@ -60,8 +63,16 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     recall: (key) => live.recall(key),
     now: Date.now(),
     options: config.fleet.selection,
-  })
-  if (candidates.length === 0) throw fleetUnavailable()
+    priority: input.place.priority,
+  }
+  const slots = slotLedger(env, config.fleet.slotLedgers, live, input.background)
+  let candidates = rankBackends(selection)
+  let granted: { backendId: string; claim: SlotClaim } | null = null
+  if (candidates.length === 0) {
+    const waited = await waitAtEdge(slots, input, rankForQueue(selection))
+    candidates = waited.candidates
+    granted = waited.granted
+  }
   const attempts = new UpstreamAttempts(candidates, {
     clientSignal: input.signal,
     timeouts: { headersMs: config.upstreamHeadersTimeoutMs, firstEventMs: config.firstEventTimeoutMs, idleMs: config.eventIdleTimeoutMs },
@@ -73,15 +84,70 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     prefixKey,
     observer: input.observer,
     hedging: (input.hedging ?? false) && config.fleet.hedging,
-    slots: slotLedger(env, config.fleet.slotLedgers, live, input.background),
+    slots,
+    granted,
   })
   return { first: await attempts.first(), attempts }
 }
 
-/** Only a full fleet answers this: passive signals never leave the ranking empty (src/fleet/select.ts). */
-function fleetUnavailable(): ApiError {
+/**
+ * Every backend is full for this request in this isolate's view: it waits in the fleet's edge queue
+ * (the slot ledger) for a slot, and goes to the granted backend first, then, should that one fail,
+ * to the others in ranked order. Throws the refusal when it gets none; the wait is on the trace,
+ * apart from the time to first token at the backend.
+ */
+async function waitAtEdge(
+  slots: SlotLedger | null,
+  input: OpenAttemptsInput,
+  offered: Candidate[],
+): Promise<{ candidates: Candidate[]; granted: { backendId: string; claim: SlotClaim } }> {
+  if (slots === null || offered.length === 0) throw fleetUnavailable(1)
+  const offers = offered.map(({ backend }) => ({ id: backend.id, maxConcurrency: backend.maxConcurrency }))
+  const acquired = await slots.acquire(input.place, offers, input.signal)
+  if (acquired.kind !== 'left') input.observer.waitedAtEdge?.(acquired.waitedMs)
+  if (acquired.kind !== 'granted') throw refusalOf(acquired)
+  const first = offered.find(({ backend }) => backend.id === acquired.backendId)
+  if (!first) {
+    acquired.claim.release()
+    throw fleetUnavailable(1)
+  }
+  return {
+    candidates: [first, ...offered.filter((candidate) => candidate !== first)],
+    granted: { backendId: acquired.backendId, claim: acquired.claim },
+  }
+}
+
+function refusalOf(acquired: Exclude<Acquired, { kind: 'granted' }>): ApiError {
+  if (acquired.kind === 'left') return clientClosed()
+  if (acquired.kind === 'unavailable') return fleetUnavailable(1)
+  const retryAfter = { 'retry-after': String(acquired.retryAfterS) }
+  const waited = `${(acquired.waitedMs / 1000).toFixed(1)} s`
+  switch (acquired.reason) {
+    case 'queue_full':
+      return new ApiError(
+        503,
+        `Every backend is busy and the requests waiting ahead of this one would not be served within its priority class's deadline; retry after ${acquired.retryAfterS} s.`,
+        { code: 'queue_full', headers: retryAfter },
+      )
+    case 'queue_timeout':
+      return new ApiError(
+        503,
+        `Every backend stayed busy: this request waited ${waited} at the gateway, its priority class's deadline, without a free slot; retry after ${acquired.retryAfterS} s.`,
+        { code: 'queue_timeout', headers: retryAfter },
+      )
+    case 'queue_displaced':
+      return new ApiError(
+        503,
+        `Every backend is busy and the gateway's queue is at its bound: this request gave its place to one of a higher priority class after ${waited}; retry after ${acquired.retryAfterS} s.`,
+        { code: 'queue_displaced', headers: retryAfter },
+      )
+  }
+}
+
+/** A full fleet with no edge queue to wait in (the slot ledger off, or not answering). */
+function fleetUnavailable(retryAfterS: number): ApiError {
   return new ApiError(503, 'Every backend is busy; please retry shortly.', {
     code: 'backends_unavailable',
-    headers: { 'retry-after': '1' },
+    headers: { 'retry-after': String(retryAfterS) },
   })
 }

@@ -99,6 +99,7 @@ export class StreamSession extends DurableObject<WorkerEnv> {
         prefixKey,
         requestId,
         gatewayMaxTokens,
+        place: input.place,
         signal: running.listeners.signal,
         observer: trace,
         background: (work) => this.ctx.waitUntil(work),

@@ -1,6 +1,8 @@
 // Which backends may serve a request, and in what order to try them. Pure: the fleet, its last
 // health snapshot and this isolate's live stats (with the slot ledger's last counts) in, an
 // ordered candidate list out.
+import type { PriorityClass } from '../auth/key-record.ts'
+import { slotLimit } from './edge-queue.ts'
 import type { BackendLiveStats } from './live-stats.ts'
 import type { BackendRecord, HealthSnapshot } from './records.ts'
 
@@ -16,6 +18,8 @@ export interface SelectionInput {
   recall?: (prefixKey: string) => string | undefined
   now: number
   options: SelectionOptions
+  /** The request's priority class: how full a backend may be for it (slotLimit); absent: standard. */
+  priority?: PriorityClass
 }
 
 export interface SelectionOptions {
@@ -24,8 +28,6 @@ export interface SelectionOptions {
   healthMaxAgeMs: number
   /** The slot ledger's last count of a backend is trusted this long (then: this isolate's own count). */
   loadMaxAgeMs: number
-  /** A backend is saturated at maxConcurrency × this many requests (running plus queued). */
-  queueFactor: number
   /** Prefix affinity holds while the preferred backend's load is within this factor of the mean. */
   affinityLoadBound: number
   /** TTFT assumed for a backend with no recent sample (ms). */
@@ -58,18 +60,28 @@ let roundRobinTurn = 0
 export const MAX_EJECTED_SHARE = 0.5
 
 /**
- * Orders the backends that can take the request: never a saturated one, never one the health probe
- * calls down while the probe calls another up, never an ejected one; draining ones after every
- * active one, and stalled ones after all. Ejections and stalls count only while they take at most
- * MAX_EJECTED_SHARE of the probed-up fleet out (panic mode past it). An empty list means the fleet
- * is full (the caller answers 503).
+ * Orders the backends that can take the request: never a full one (at its class's slotLimit),
+ * never one the health probe calls down while the probe calls another up, never an ejected one;
+ * draining ones after every active one, and stalled ones after all. Ejections and stalls count only
+ * while they take at most MAX_EJECTED_SHARE of the probed-up fleet out (panic mode past it). An
+ * empty list means the fleet is full for this request: it waits in the edge queue for a slot on
+ * one of `rankForQueue`'s backends.
  */
 export function rankBackends(input: SelectionInput): Candidate[] {
+  return rank(input, true)
+}
+
+/** The same order over every backend in rotation, full ones included: what a request waiting at the edge may take. */
+export function rankForQueue(input: SelectionInput): Candidate[] {
+  return rank(input, false)
+}
+
+function rank(input: SelectionInput, withRoomOnly: boolean): Candidate[] {
   // Stalled: a request unanswered past stallMs, nothing newer answered (see CircuitBreaker.stalled).
   const stalled = new Set(input.backends.filter((backend) => input.stats(backend.id).circuit.stalled(input.now)))
   const { inRotation, last } = rotation(input, stalled)
   const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
-  const open = eligible.filter((candidate) => !isSaturated(candidate, stalled, input))
+  const open = withRoomOnly ? eligible.filter((candidate) => !isFullFor(candidate, stalled, input)) : eligible
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   const ranked = [...order(active, input), ...order(draining, input)]
@@ -78,15 +90,15 @@ export function rankBackends(input: SelectionInput): Candidate[] {
 }
 
 /**
- * Saturated: as many requests as twice its sequence slots (running plus queued), so a new one
- * would wait behind whole generations. Not a stalled backend, though (its API server answers
- * nothing newer): its count is requests waiting to be answered at all, not its GPU's queue, and
- * an API server that lags for everyone (measured: every backend 4 s late at half the fleet's
- * capacity) would otherwise make every backend look full and the whole fleet answer 503.
+ * Full for this request: as many requests as its class may find there (slotLimit), so it waits at
+ * the edge instead, where every isolate's requests leave in one order. Not a stalled backend,
+ * though (its API server answers nothing newer): its count is requests waiting to be answered at
+ * all, not its GPU's queue, and an API server that lags for everyone (measured: every backend 4 s
+ * late at half the fleet's capacity) would otherwise make every backend look full.
  */
-function isSaturated(candidate: Candidate, stalled: ReadonlySet<BackendRecord>, input: SelectionInput): boolean {
+function isFullFor(candidate: Candidate, stalled: ReadonlySet<BackendRecord>, input: SelectionInput): boolean {
   const { backend, load } = candidate
-  return load >= backend.maxConcurrency * input.options.queueFactor && !stalled.has(backend)
+  return load >= slotLimit(backend.maxConcurrency, input.priority ?? 'standard') && !stalled.has(backend)
 }
 
 /**

@@ -12,6 +12,7 @@ import { ClientSseWriter, JSON_IDLE_FRAMES } from './client-writer.ts'
 import { CompletionCollector, type CollectingSink } from './collect.ts'
 import { runGeneration, type GenerationEnd } from './generation.ts'
 import { openAttempts, type OpenAttemptsInput, type OpenedAttempts } from '../dispatch/open-attempts.ts'
+import type { QueuePlace } from '../fleet/slots.ts'
 import { SSE_HEADERS } from './sse.ts'
 import { MAX_UNSETTLED_WRITES, relaySse, SsePassThrough, type StreamSink, type StreamSinkOptions } from './stream.ts'
 
@@ -85,6 +86,8 @@ export interface ChatRelayInput {
   gatewayMaxTokens: boolean
   /** The key may hedge (its record's `hedging` switch; the deployment's HEDGING decides too). */
   hedging: boolean
+  /** The key's place in the edge queue, should every backend be full. */
+  place: QueuePlace
   stream: boolean
   forwardUsage: boolean
   forwardChunkUsage: boolean
@@ -122,6 +125,7 @@ export async function relayChat(
     observer: hold.trace,
     background: requestBackground(c),
     hedging: input.hedging,
+    place: input.place,
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
   if (!input.stream) return collectChat(c, { opening, hold, collector: format.collector(), gone, commitDue })

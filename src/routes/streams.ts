@@ -13,6 +13,7 @@ import { recordRequest, sendSoon } from '../telemetry/buffer.ts'
 import { finishWithError } from '../telemetry/context.ts'
 import { RequestTrace } from '../telemetry/trace.ts'
 import { prepareChatRequest, upstreamBody } from '../chat/prepare.ts'
+import { queuePlaceOf } from '../fleet/slots.ts'
 
 // Browser stream sessions (docs/streams.md): POST /v1/streams starts one and answers its signed
 // event URL; GET that URL is the EventSource stream, resumable with Last-Event-ID; POST to
@@ -40,6 +41,7 @@ export async function createStream(c: Context<AppEnv>): Promise<Response> {
     const id = c.env.STREAMS.newUniqueId()
     const started = await c.env.STREAMS.get(id).start({
       keyId: principal.keyId,
+      place: queuePlaceOf(principal.keyId, principal.record),
       lease,
       body: upstreamBody(request, config.modelId),
       prefixKey: prefixKeyOf(request.messages),

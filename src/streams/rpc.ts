@@ -2,6 +2,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { ApiError, toApiError, type ErrorCode } from '../errors.ts'
 import type { LeaseRef } from '../limits/admit.ts'
 import type { SessionSettings } from './settings.ts'
+import type { QueuePlace } from '../fleet/slots.ts'
 
 // What the Worker and a StreamSession Durable Object say to each other over RPC. An exception
 // thrown across RPC keeps only its message, so refusals travel as data and become ApiErrors again
@@ -9,6 +10,8 @@ import type { SessionSettings } from './settings.ts'
 
 export interface StartSession {
   keyId: string
+  /** The key's place in the edge queue, should the fleet be full. */
+  place: QueuePlace
   /** The admission's lease, settled by the session when its generation ends; null: none held. */
   lease: LeaseRef | null
   /** The upstream request body, validated and normalized exactly as for /v1/chat/completions. */

@@ -156,11 +156,12 @@ describe('hedging a queued request', () => {
 
   it('hedges stream: false and n > 1 requests too: the answer is the winner alone', async () => {
     await firstTokenAfter(0, 3000)
-    const testEnv = fleetEnv(QUEUED_HEDGING)
-    const single = await chat(testEnv, { stream: false })
+    const single = await chat(fleetEnv(QUEUED_HEDGING), { stream: false })
     expect(single.status).toBe(200)
     expect((JSON.parse(single.body) as { choices: unknown[] }).choices).toHaveLength(1)
-    const choices = await chat(testEnv, { stream: false, n: 2 })
+    // A fresh isolate's view: this one now knows gpu-a is full and would send the next request
+    // straight to gpu-b, with nothing to hedge.
+    const choices = await chat(fleetEnv(QUEUED_HEDGING), { stream: false, n: 2 })
     expect(choices.status).toBe(200)
     const completion = JSON.parse(choices.body) as { choices: { index: number }[] }
     expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1])
@@ -189,9 +190,9 @@ describe('hedging a queued request', () => {
   })
 
   it('does not hedge without the slot ledger (SLOT_LEDGERS=off): nothing tells the request it is queued', async () => {
-    // The cron snapshot says gpu-a is full too: with the ledger off, that is the load the ranking
-    // reads, and it is only a ranking signal, never a reason to hedge.
-    await writeHealth({ 'gpu-a': 1, 'gpu-b': 0 })
+    // The cron snapshot is the load the ranking reads with the ledger off: it says gpu-a has room
+    // (else gpu-b would be chosen outright). Only a claim's answer could tell the request it queues.
+    await writeHealth({ 'gpu-a': 0, 'gpu-b': 0 })
     await firstTokenAfter(0, 300)
     const answer = await chat(fleetEnv({ ...QUEUED_HEDGING, SLOT_LEDGERS: 'off' }))
     expect(frames(answer.body).at(-1)).toBe('data: [DONE]')

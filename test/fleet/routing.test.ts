@@ -146,24 +146,35 @@ describe('the fleet', () => {
     expect((await fleetStats()).map((s) => s.requests)).toEqual([0, 3, 0])
   })
 
-  it('answers 503 with Retry-After at once when every backend is saturated, with no queue', async () => {
+  it('holds a request at the edge while every backend is full and sends it when a slot frees', async () => {
     await prepareFleet()
     const testEnv = fleetEnv({ BACKEND_URLS: backendRecord(0).url, BACKEND_MAX_CONCURRENCY: '1' })
     const long = chatBody('[emulator ttft_ms=5 itl_ms=30 reasoning_tokens=10 content_tokens=5]', { stream: true })
-    const held = await Promise.all([
-      callIn(testEnv, '/v1/chat/completions', init(long)),
-      callIn(testEnv, '/v1/chat/completions', init(long)),
-    ])
+    const held = await callIn(testEnv, '/v1/chat/completions', init(long))
+    const heldBody = readAll(held.response.body!)
+    const startedAt = Date.now()
+    const waited = await chat(testEnv)
+    expect(waited.status).toBe(200)
+    // It went out only once the running one (15 tokens, 30 ms apart) had ended.
+    expect(Date.now() - startedAt).toBeGreaterThan(300)
+    expect(frames(await heldBody).at(-1)).toBe('data: [DONE]')
+    await held.settled()
+    expect((await fleetStats())[0]?.completed).toBe(2)
+  })
+
+  it('answers 503 with Retry-After at once when every backend is full and the deployment has no slot ledger to queue in', async () => {
+    await prepareFleet()
+    const testEnv = fleetEnv({ BACKEND_URLS: backendRecord(0).url, BACKEND_MAX_CONCURRENCY: '1', SLOT_LEDGERS: 'off' })
+    const long = chatBody('[emulator ttft_ms=5 itl_ms=30 reasoning_tokens=10 content_tokens=5]', { stream: true })
+    const held = await callIn(testEnv, '/v1/chat/completions', init(long))
     const startedAt = Date.now()
     const refused = await chat(testEnv)
     expect(refused.status).toBe(503)
     expect(Date.now() - startedAt).toBeLessThan(200)
     expect(refused.headers.get('retry-after')).toBe('1')
     expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'backends_unavailable', type: 'server_error' } })
-    for (const { response, settled } of held) {
-      expect(frames(await readAll(response.body!)).at(-1)).toBe('data: [DONE]')
-      await settled()
-    }
+    expect(frames(await readAll(held.response.body!)).at(-1)).toBe('data: [DONE]')
+    await held.settled()
     expect((await chat(testEnv)).status).toBe(200)
   })
 })

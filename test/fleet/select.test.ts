@@ -6,6 +6,7 @@ import {
   OWN_TTFT_SAMPLES_TRUSTED,
   prefixKeyOf,
   rankBackends,
+  rankForQueue,
   type RoutingPolicy,
   type SelectionInput,
 } from '../../src/fleet/select.ts'
@@ -42,7 +43,6 @@ function input(
       policy: fields.policy ?? 'smart',
       healthMaxAgeMs: 180_000,
       loadMaxAgeMs: 3_000,
-      queueFactor: 2,
       affinityLoadBound: 1.25,
       defaultTtftMs: 1_000,
     },
@@ -138,22 +138,29 @@ describe('rankBackends', () => {
     expect(ids(rankBackends(input([backend('a')], { health: stale })))).toEqual(['a'])
   })
 
-  it('leaves out saturated backends and returns nothing when all are', () => {
+  it("leaves out backends full for the request's priority class, and returns nothing when all are", () => {
     const setup = input([backend('a'), backend('b')])
-    setup.live.of('a').inFlight = 16
+    // 8 slots: batch leaves one free (7), standard fills them (8), interactive may queue one in vLLM (9).
+    setup.live.of('a').inFlight = 7
+    expect(ids(rankBackends({ ...setup, priority: 'batch' }))).toEqual(['b'])
+    expect(ids(rankBackends(setup)).sort()).toEqual(['a', 'b'])
+    setup.live.of('a').inFlight = 8
     expect(ids(rankBackends(setup))).toEqual(['b'])
-    setup.live.of('b').inFlight = 10
+    expect(ids(rankBackends({ ...setup, priority: 'interactive' })).sort()).toEqual(['a', 'b'])
+    setup.live.of('b').inFlight = 2
     const health: HealthSnapshot = {
       at: 1_000_000,
       backends: { b: { healthy: true, checkedAt: 1_000_000, running: 8, waiting: 6, kvCacheUsage: 0.9, problem: null } },
     }
     expect(rankBackends({ ...setup, health })).toEqual([])
+    // What a request waiting at the edge may take: every backend in rotation, in the same order.
+    expect(ids(rankForQueue({ ...setup, health })).sort()).toEqual(['a', 'b'])
   })
 
   it('never calls a stalled backend saturated: its count is requests waiting for its API server, not its GPU', () => {
     const setup = input([backend('a'), backend('b')])
-    setup.live.of('a').inFlight = 16
-    setup.live.of('b').inFlight = 16
+    setup.live.of('a').inFlight = 8
+    setup.live.of('b').inFlight = 8
     expect(rankBackends(setup)).toEqual([])
     // Both lag: a request each waits past stallMs for headers, nothing newer answered.
     for (const id of ['a', 'b']) setup.live.of(id).circuit.attempt(1_000_000 - 1_000)
@@ -167,9 +174,10 @@ describe('rankBackends', () => {
     setup.live.of('busy').inFlight = 4
     setup.live.of('fast').observeTtft(100, 999_000)
     expect(ids(rankBackends(setup))).toEqual(['fast', 'busy', 'slow'])
-    // Full (8 of 8 sequences): a request there would queue behind a whole generation.
+    // Full (8 of 8 sequences): a request there would queue behind a whole generation. Only an
+    // interactive request may still go there (vLLM's queue, where it goes first), and only last.
     setup.live.of('busy').inFlight = 8
-    expect(ids(rankBackends(setup))).toEqual(['fast', 'slow', 'busy'])
+    expect(ids(rankBackends({ ...setup, priority: 'interactive' }))).toEqual(['fast', 'slow', 'busy'])
   })
 
   it('sends every turn of a conversation to the same backend, and conversations spread over the fleet', () => {

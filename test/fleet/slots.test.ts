@@ -4,7 +4,7 @@
 import { runInDurableObject } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { LEASE_TTL_MS, type BackendSlots } from '../../src/durable/backend-slots.ts'
+import { LEASE_TTL_MS, type BackendSlots, type SlotTicket } from '../../src/durable/backend-slots.ts'
 import { LiveStats } from '../../src/fleet/live-stats.ts'
 import { SLOT_LEDGER_NAME, slotLedger } from '../../src/fleet/slots.ts'
 
@@ -92,5 +92,135 @@ describe('conversation placements on the claims', () => {
     await firstSlots?.claim('placed-a').counted
     expect(first.recall('conversation-2')).toBe('placed-b')
     expect(first.recall('conversation-1')).toBe('placed-a')
+  })
+})
+
+describe('the edge queue on the ledger', () => {
+  let serial = 0
+  const ticket = (backend: string, fields: Partial<SlotTicket> = {}): SlotTicket => ({
+    id: `ticket-${serial++}`,
+    keyId: 'key-a',
+    priority: 'standard',
+    weight: 1,
+    offers: [{ id: backend, maxConcurrency: 1 }],
+    deadlineMs: 5_000,
+    ...fields,
+  })
+  const filled = async (backend: string) => {
+    await ledger().claim(backend, `${backend}-running`)
+    return () => ledger().release(backend, `${backend}-running`)
+  }
+
+  it('grants a slot at once on the first offered backend with room for its class, and counts the lease under the ticket', async () => {
+    await filled('grant-a')
+    const offers = [
+      { id: 'grant-a', maxConcurrency: 1 },
+      { id: 'grant-b', maxConcurrency: 1 },
+    ]
+    const grant = await ledger().acquire(ticket('grant-a', { offers }))
+    expect(grant).toMatchObject({ kind: 'granted', backendId: 'grant-b' })
+    expect(only(await ledger().counts(), ['grant-a', 'grant-b'])).toEqual({ 'grant-a': 1, 'grant-b': 1 })
+    // An interactive request may still go where standard found no room: vLLM's queue, where it goes first.
+    expect(await ledger().acquire(ticket('grant-a', { priority: 'interactive' }))).toMatchObject({ kind: 'granted', backendId: 'grant-a' })
+  })
+
+  it('holds a request while every offered backend is full and hands it the slot a release frees, at once', async () => {
+    const free = await filled('wait-a')
+    const waiting = ledger().acquire(ticket('wait-a'))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const releasedAt = Date.now()
+    await free()
+    const grant = await waiting
+    expect(grant).toMatchObject({ kind: 'granted', backendId: 'wait-a' })
+    expect(Date.now() - releasedAt).toBeLessThan(500)
+    if (grant.kind === 'granted') expect(grant.waitedMs).toBeGreaterThanOrEqual(40)
+    expect(only(await ledger().counts(), ['wait-a'])).toEqual({ 'wait-a': 1 })
+  })
+
+  it('hands freed slots out by priority class first, then fairly between keys, whatever the arrival order', async () => {
+    const free = await filled('order-a')
+    const served: string[] = []
+    const wait = (name: string, fields: Partial<SlotTicket>) =>
+      ledger()
+        .acquire(ticket('order-a', { id: name, ...fields }))
+        .then(async (grant) => {
+          served.push(name)
+          if (grant.kind === 'granted') await ledger().release('order-a', name)
+        })
+    const all = [
+      wait('batch-1', { priority: 'batch', keyId: 'bulk' }),
+      wait('flood-1', { keyId: 'flood' }),
+      wait('flood-2', { keyId: 'flood' }),
+      wait('flood-3', { keyId: 'flood' }),
+      wait('single-1', { keyId: 'single' }),
+      wait('chat-1', { priority: 'interactive', keyId: 'chat' }),
+    ]
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    // Interactive may hold one more than the slots: it was granted at once, into vLLM's queue.
+    expect(served).toEqual(['chat-1'])
+    await free()
+    await Promise.all(all)
+    expect(served).toEqual(['chat-1', 'flood-1', 'single-1', 'flood-2', 'flood-3', 'batch-1'])
+  })
+
+  it('lets a request that left go: out of the queue if it waits, its lease released if it was granted', async () => {
+    const free = await filled('leave-a')
+    const left = ticket('leave-a')
+    const waiting = ledger().acquire(left)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(await ledger().waiting()).toBeGreaterThanOrEqual(1)
+    await ledger().leave(left.id)
+    expect(await waiting).toEqual({ kind: 'left' })
+    expect(await ledger().waiting()).toBe(0)
+    await free()
+    const granted = ticket('leave-a')
+    expect(await ledger().acquire(granted)).toMatchObject({ kind: 'granted' })
+    await ledger().leave(granted.id)
+    expect(only(await ledger().counts(), ['leave-a'])).toEqual({ 'leave-a': 0 })
+  })
+
+  it('refuses a request at its deadline with queue_timeout, and one that could not be served within it at once with queue_full', async () => {
+    const free = await filled('late-a')
+    const startedAt = Date.now()
+    const timedOut = await ledger().acquire(ticket('late-a', { deadlineMs: 150 }))
+    expect(timedOut).toMatchObject({ kind: 'refused', reason: 'queue_timeout' })
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(140)
+    if (timedOut.kind === 'refused') expect(timedOut.retryAfterS).toBeGreaterThanOrEqual(1)
+    // One waits; the next has it ahead, which the slot cannot serve within a 1 ms deadline.
+    const first = ledger().acquire(ticket('late-a', { deadlineMs: 1_000 }))
+    const refused = await ledger().acquire(ticket('late-a', { deadlineMs: 1 }))
+    expect(refused).toMatchObject({ kind: 'refused', reason: 'queue_full', waitedMs: 0 })
+    await free()
+    const granted = await first
+    expect(granted).toMatchObject({ kind: 'granted' })
+    await ledger().release('late-a', 'never-mind')
+  })
+})
+
+describe("an isolate's wait in the edge queue", () => {
+  const place = { keyId: 'key-q', priority: 'standard' as const, weight: 1 }
+
+  it('is granted a lease it releases like a claim', async () => {
+    const slots = slotLedger(env, true, new LiveStats())
+    const acquired = await slots?.acquire(place, [{ id: 'isolate-q', maxConcurrency: 1 }], new AbortController().signal)
+    expect(acquired).toMatchObject({ kind: 'granted', backendId: 'isolate-q' })
+    expect(only(await ledger().counts(), ['isolate-q'])).toEqual({ 'isolate-q': 1 })
+    if (acquired?.kind === 'granted') acquired.claim.release()
+    await vi.waitFor(async () => expect(only(await ledger().counts(), ['isolate-q'])).toEqual({ 'isolate-q': 0 }))
+  })
+
+  it('leaves the queue when its signal fires, and the next request takes the slot', async () => {
+    await ledger().claim('isolate-leave', 'running')
+    const slots = slotLedger(env, true, new LiveStats())
+    const offers = [{ id: 'isolate-leave', maxConcurrency: 1 }]
+    const gone = new AbortController()
+    const waiting = slots?.acquire(place, offers, gone.signal)
+    const after = slots?.acquire({ ...place, keyId: 'key-r' }, offers, new AbortController().signal)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gone.abort()
+    expect(await waiting).toMatchObject({ kind: 'left' })
+    await ledger().release('isolate-leave', 'running')
+    // Served although the one that left was ahead of it.
+    expect(await after).toMatchObject({ kind: 'granted', backendId: 'isolate-leave' })
   })
 })

@@ -1,0 +1,244 @@
+// The fleet's edge queue, the pure part: how many requests a backend takes per priority class, the
+// order waiting requests leave in (priority class, then weighted fairness between keys, then
+// arrival), and whether a new request can be served within its class's deadline. The slot ledger
+// (src/durable/backend-slots.ts) holds one FairQueue beside its exact counts, so a released slot
+// goes to the next waiting request in the same turn (docs/fleet.md, The edge queue).
+import { PRIORITY_CLASSES, type PriorityClass } from '../auth/key-record.ts'
+
+/**
+ * The share of a backend's sequence slots kept from batch requests, and the extra room interactive
+ * ones get in vLLM's own waiting queue: 1/8 of `maxConcurrency`, at least one. With the slots kept,
+ * an interactive request that arrives while batch work fills the fleet finds a free slot instead of
+ * waiting for a generation to end (its TTFT is then its idle TTFT); with the extra room, one that
+ * finds none waits in vLLM's queue ahead of everyone (vLLM's priority policy, `priority` -1) for the
+ * next slot, not at the edge for a round trip. 1/8 because a batch left at 7/8 of the slots decodes
+ * faster per sequence (vLLM's step time grows with the batch), so the fleet's throughput stays within
+ * a few percent of full (`npm run bench:saturation` measures it).
+ */
+export function reservedSlots(maxConcurrency: number): number {
+  return Math.max(1, Math.ceil(maxConcurrency / 8))
+}
+
+/**
+ * Requests a backend may hold (running plus in vLLM's queue) before a request of `priority` waits
+ * at the edge instead: batch leaves the reserved slots free, standard fills the slots, interactive
+ * may also wait briefly in vLLM's queue, where it goes first.
+ */
+export function slotLimit(maxConcurrency: number, priority: PriorityClass): number {
+  const reserved = reservedSlots(maxConcurrency)
+  if (priority === 'interactive') return maxConcurrency + reserved
+  if (priority === 'batch') return Math.max(1, maxConcurrency - reserved)
+  return maxConcurrency
+}
+
+/**
+ * How long a request of each class may wait at the edge before it is refused (503
+ * `queue_timeout`). An interactive user gives up after seconds; batch work would rather wait than
+ * retry. All well under the 100 s Cloudflare allows a response's headers, and the wait does not
+ * count toward FIRST_EVENT_TIMEOUT_MS, which starts when the request is sent to its backend.
+ */
+export const QUEUE_DEADLINE_MS: Readonly<Record<PriorityClass, number>> = { interactive: 10_000, standard: 20_000, batch: 30_000 }
+
+/** The queue holds no request longer than this, whatever its ticket asks. */
+export const MAX_QUEUE_DEADLINE_MS = 60_000
+
+/**
+ * Requests one queue holds at most. Each costs a few hundred bytes of the object's memory; 10,000
+ * is minutes of a fleet's turnover, far past any deadline above, so the bound only stops a flood.
+ * When it is reached, a new request displaces the newest waiting request of a lower class, or is
+ * refused.
+ */
+export const MAX_WAITING = 10_000
+
+/** A request waiting for a slot. */
+export interface Waiter<T> {
+  readonly id: string
+  readonly keyId: string
+  readonly priority: PriorityClass
+  readonly weight: number
+  readonly arrivedAt: number
+  /** Its key's virtual finish time within its class: the queue serves the smallest first. */
+  readonly tag: number
+  readonly value: T
+}
+
+export interface WaiterInput<T> {
+  id: string
+  keyId: string
+  priority: PriorityClass
+  weight: number
+  value: T
+}
+
+/** One key's waiting requests in one class (arrival order) and the virtual time its last one ends. */
+interface KeyLane<T> {
+  waiting: Waiter<T>[]
+  lastTag: number
+}
+
+/** One priority class: start-time fair queuing between keys (each key's share is its weight). */
+interface ClassQueue<T> {
+  /** The virtual time: the start tag of the request last served. A key that comes back starts here, with no credit saved. */
+  now: number
+  lanes: Map<string, KeyLane<T>>
+  size: number
+}
+
+/**
+ * Waiting requests in the order they leave: every request of a higher class before any of a lower
+ * one; within a class, fairly between keys by weight (a key with fifty waiting requests takes its
+ * turn, not fifty turns, before a key with one; a key of weight 2 gets two turns to weight 1's one),
+ * after start-time fair queuing (Goyal, Vin and Cheng 1996); within a key, arrival order.
+ */
+export class FairQueue<T> {
+  readonly #classes = new Map<PriorityClass, ClassQueue<T>>(PRIORITY_CLASSES.map((c) => [c, { now: 0, lanes: new Map(), size: 0 }]))
+  readonly #byId = new Map<string, Waiter<T>>()
+
+  get size(): number {
+    return this.#byId.size
+  }
+
+  /** Adds a request; its tag places it among its class's requests. */
+  add(input: WaiterInput<T>, now: number): Waiter<T> {
+    const queue = this.#class(input.priority)
+    let lane = queue.lanes.get(input.keyId)
+    if (!lane) {
+      lane = { waiting: [], lastTag: 0 }
+      queue.lanes.set(input.keyId, lane)
+    }
+    const tag = Math.max(queue.now, lane.lastTag) + 1 / input.weight
+    lane.lastTag = tag
+    const waiter: Waiter<T> = { ...input, arrivedAt: now, tag }
+    lane.waiting.push(waiter)
+    queue.size++
+    this.#byId.set(waiter.id, waiter)
+    return waiter
+  }
+
+  /** How many waiting requests leave before `waiter`: every one of a higher class, and those of its class with a smaller tag. */
+  ahead(waiter: Waiter<T>): number {
+    let count = 0
+    for (const priority of PRIORITY_CLASSES) {
+      const queue = this.#class(priority)
+      if (priority === waiter.priority) {
+        for (const lane of queue.lanes.values()) for (const other of lane.waiting) if (other.tag < waiter.tag) count++
+        return count
+      }
+      count += queue.size
+    }
+    return count
+  }
+
+  get(id: string): Waiter<T> | undefined {
+    return this.#byId.get(id)
+  }
+
+  /** Takes a request out (served, left, timed out, displaced); false if it was not waiting. */
+  remove(id: string): boolean {
+    const waiter = this.#byId.get(id)
+    if (!waiter) return false
+    this.#byId.delete(id)
+    const queue = this.#class(waiter.priority)
+    const lane = queue.lanes.get(waiter.keyId)
+    if (lane) {
+      lane.waiting.splice(lane.waiting.indexOf(waiter), 1)
+      // A lane is kept only while it waits or its last tag is ahead of the class's time (else it
+      // would start at the class's time anyway): bounded by the keys waiting, not the keys ever seen.
+      if (lane.waiting.length === 0 && lane.lastTag <= queue.now) queue.lanes.delete(waiter.keyId)
+    }
+    queue.size--
+    return true
+  }
+
+  /**
+   * Takes out and returns the next request that `placeable` accepts: the highest class's, within it
+   * the key whose first waiting request has the smallest tag. A key whose first request cannot be
+   * placed (none of its backends has room) is passed over for this turn. Null when none is placeable.
+   */
+  next(placeable: (waiter: Waiter<T>) => boolean): Waiter<T> | null {
+    for (const priority of PRIORITY_CLASSES) {
+      const queue = this.#class(priority)
+      if (queue.size === 0) continue
+      let best: Waiter<T> | null = null
+      for (const [keyId, lane] of queue.lanes) {
+        const head = lane.waiting[0]
+        if (!head) {
+          // Idle since the class's time passed its last tag: it would start at the class's time anyway.
+          if (lane.lastTag <= queue.now) queue.lanes.delete(keyId)
+          continue
+        }
+        if ((best === null || head.tag < best.tag) && placeable(head)) best = head
+      }
+      if (best === null) continue
+      queue.now = Math.max(queue.now, best.tag - 1 / best.weight)
+      this.remove(best.id)
+      return best
+    }
+    return null
+  }
+
+  /** The newest waiting request of the lowest class below `priority`, the first to be displaced; null: none. */
+  displaceable(priority: PriorityClass): Waiter<T> | null {
+    const rank = PRIORITY_CLASSES.indexOf(priority)
+    for (const lower of [...PRIORITY_CLASSES].reverse()) {
+      if (PRIORITY_CLASSES.indexOf(lower) <= rank) return null
+      let newest: Waiter<T> | null = null
+      for (const lane of this.#class(lower).lanes.values()) {
+        const last = lane.waiting.at(-1)
+        if (last && (newest === null || last.arrivedAt > newest.arrivedAt)) newest = last
+      }
+      if (newest) return newest
+    }
+    return null
+  }
+
+  #class(priority: PriorityClass): ClassQueue<T> {
+    return this.#classes.get(priority) as ClassQueue<T>
+  }
+}
+
+/**
+ * The release rate the wait estimate reads: slots freed over the last RATE_WINDOW_MS. Long enough
+ * to hold many generations' ends, short enough to follow a fleet that changed.
+ */
+export const RATE_WINDOW_MS = 10_000
+
+/** Slot releases over the last RATE_WINDOW_MS: the fleet's service rate while it is full. */
+export class ReleaseRate {
+  #at: number[] = []
+
+  released(now: number): void {
+    this.#at.push(now)
+    this.#trim(now)
+  }
+
+  /** Releases per second, or null with fewer than two in the window (no rate known yet). */
+  perSecond(now: number): number | null {
+    this.#trim(now)
+    if (this.#at.length < 2) return null
+    const span = Math.max(1_000, now - (this.#at[0] as number))
+    return (this.#at.length * 1_000) / span
+  }
+
+  #trim(now: number): void {
+    let drop = 0
+    while (drop < this.#at.length && (this.#at[drop] as number) < now - RATE_WINDOW_MS) drop++
+    if (drop > 0) this.#at.splice(0, drop)
+  }
+}
+
+/**
+ * Whether a request with `ahead` requests before it can be served within `deadlineMs`, and if not,
+ * in how many seconds a retry would be (Retry-After). Without a known rate (no slot freed lately)
+ * the queue takes as many as the fleet has slots: one generation's turnover.
+ */
+export function waitEstimate(
+  ahead: number,
+  ratePerS: number | null,
+  totalSlots: number,
+  deadlineMs: number,
+): { fits: boolean; retryAfterS: number } {
+  if (ratePerS === null) return { fits: ahead < totalSlots, retryAfterS: 1 }
+  const waitMs = (ahead * 1_000) / ratePerS
+  return { fits: waitMs <= deadlineMs, retryAfterS: Math.min(60, Math.max(1, Math.ceil((waitMs - deadlineMs) / 1_000))) }
+}
