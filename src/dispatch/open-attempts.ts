@@ -103,9 +103,10 @@ async function waitAtEdge(
 ): Promise<{ candidates: Candidate[]; granted: { backendId: string; claim: SlotClaim } }> {
   if (slots === null || offered.length === 0) throw fleetUnavailable(1)
   const offers = offered.map(({ backend }) => ({ id: backend.id, maxConcurrency: backend.maxConcurrency }))
+  input.observer.enteredEdgeQueue?.()
   const acquired = await slots.acquire(input.place, offers, input.signal)
-  if (acquired.kind !== 'left') input.observer.waitedAtEdge?.(acquired.waitedMs)
-  if (acquired.kind !== 'granted') throw refusalOf(acquired)
+  input.observer.waitedAtEdge?.(acquired.waitedMs)
+  if (acquired.kind !== 'granted') throw queueRefusal(acquired)
   const first = offered.find(({ backend }) => backend.id === acquired.backendId)
   if (!first) {
     acquired.claim.release()
@@ -117,7 +118,8 @@ async function waitAtEdge(
   }
 }
 
-function refusalOf(acquired: Exclude<Acquired, { kind: 'granted' }>): ApiError {
+/** The error a request gets when the edge queue gave it no slot. */
+export function queueRefusal(acquired: Exclude<Acquired, { kind: 'granted' }>): ApiError {
   if (acquired.kind === 'left') return clientClosed()
   if (acquired.kind === 'unavailable') return fleetUnavailable(1)
   const retryAfter = { 'retry-after': String(acquired.retryAfterS) }

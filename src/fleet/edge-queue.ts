@@ -198,32 +198,40 @@ export class FairQueue<T> {
 }
 
 /**
- * The release rate the wait estimate reads: slots freed over the last RATE_WINDOW_MS. Long enough
- * to hold many generations' ends, short enough to follow a fleet that changed.
+ * The release rate the wait estimate reads: slots freed over the last RATE_WINDOW_MS. A minute,
+ * so a fleet of long generations (a slot freed every several seconds) still has a rate; fewer than
+ * two releases in it mean the fleet frees less than a slot in a class's deadline.
  */
-export const RATE_WINDOW_MS = 10_000
+export const RATE_WINDOW_MS = 60_000
 
-/** Slot releases over the last RATE_WINDOW_MS: the fleet's service rate while it is full. */
+/** Slot releases over the last RATE_WINDOW_MS, counted per second (bounded memory at any rate): the fleet's service rate while it is full. */
 export class ReleaseRate {
-  #at: number[] = []
+  /** [second, releases in it], oldest first. */
+  #seconds: [number, number][] = []
+  #total = 0
 
   released(now: number): void {
-    this.#at.push(now)
+    const second = Math.floor(now / 1_000)
+    const last = this.#seconds.at(-1)
+    if (last && last[0] === second) last[1]++
+    else this.#seconds.push([second, 1])
+    this.#total++
     this.#trim(now)
   }
 
   /** Releases per second, or null with fewer than two in the window (no rate known yet). */
   perSecond(now: number): number | null {
     this.#trim(now)
-    if (this.#at.length < 2) return null
-    const span = Math.max(1_000, now - (this.#at[0] as number))
-    return (this.#at.length * 1_000) / span
+    const first = this.#seconds[0]
+    if (!first || this.#total < 2) return null
+    const span = Math.max(1_000, now - first[0] * 1_000)
+    return (this.#total * 1_000) / span
   }
 
   #trim(now: number): void {
-    let drop = 0
-    while (drop < this.#at.length && (this.#at[drop] as number) < now - RATE_WINDOW_MS) drop++
-    if (drop > 0) this.#at.splice(0, drop)
+    const oldest = Math.floor((now - RATE_WINDOW_MS) / 1_000)
+    while (this.#seconds.length > 0 && (this.#seconds[0] as [number, number])[0] < oldest)
+      this.#total -= (this.#seconds.shift() as [number, number])[1]
   }
 }
 

@@ -10,6 +10,6 @@ export const apiCors = cors({
   origin: (origin) => (/^https?:\/\/[^/\s]+$/.test(origin) ? origin : null),
   allowMethods: ['GET', 'POST', 'OPTIONS'],
   allowHeaders: ['authorization', 'content-type'],
-  exposeHeaders: ['x-request-id', 'x-prompt-rules', 'retry-after'],
+  exposeHeaders: ['x-request-id', 'x-prompt-rules', 'retry-after', 'x-edge-queue'],
   maxAge: 600,
 })

@@ -153,7 +153,16 @@ export async function relayChat(
     probeAtOnce: opened === null,
   })
   hold.trace.headersReady()
-  return c.body(body, 200, SSE_HEADERS)
+  return c.body(body, 200, committedHeaders(SSE_HEADERS, hold))
+}
+
+/**
+ * The headers of a 200 committed before any backend accepted: `x-edge-queue: waiting` when the
+ * request waits in the edge queue at that moment (every backend full), so a client can tell a
+ * queued request from one a backend is slow to answer. The events after it are the answer's.
+ */
+function committedHeaders(headers: Readonly<Record<string, string>>, hold: ChatRequestHold): Record<string, string> {
+  return hold.trace.waitingAtEdge ? { ...headers, 'x-edge-queue': 'waiting' } : { ...headers }
 }
 
 /**
@@ -275,7 +284,7 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
     },
   )
   hold.trace.headersReady()
-  return c.body(writer.body, 200, COMMITTED_JSON_HEADERS)
+  return c.body(writer.body, 200, committedHeaders(COMMITTED_JSON_HEADERS, hold))
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { PriorityClass } from '../../src/auth/key-record.ts'
-import { FairQueue, MAX_WAITING, ReleaseRate, reservedSlots, slotLimit, waitEstimate } from '../../src/fleet/edge-queue.ts'
+import { FairQueue, MAX_WAITING, RATE_WINDOW_MS, ReleaseRate, reservedSlots, slotLimit, waitEstimate } from '../../src/fleet/edge-queue.ts'
 
 let serial = 0
 function add(queue: FairQueue<null>, keyId: string, priority: PriorityClass = 'standard', weight = 1, now = 0) {
@@ -155,12 +155,14 @@ describe('waitEstimate', () => {
 })
 
 describe('ReleaseRate', () => {
-  it('counts releases per second over the last ten seconds, and knows none from one', () => {
+  it('counts releases per second over the last minute, and knows none from one', () => {
     const rate = new ReleaseRate()
     rate.released(0)
     expect(rate.perSecond(0)).toBeNull()
     for (let at = 100; at <= 5_000; at += 100) rate.released(at)
     expect(rate.perSecond(5_000)).toBeCloseTo(10.2, 1)
-    expect(rate.perSecond(30_000)).toBeNull()
+    // Still known 30 s later (a fleet of long generations), gone after the minute.
+    expect(rate.perSecond(35_000)).toBeCloseTo(51 / 35, 2)
+    expect(rate.perSecond(RATE_WINDOW_MS + 6_000)).toBeNull()
   })
 })
