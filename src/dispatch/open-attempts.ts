@@ -3,6 +3,7 @@ import type { GatewayConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { credentialsFrom } from '../fleet/access.ts'
+import { QUEUE_DEADLINE_MS } from '../fleet/edge-queue.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
 import { loadFleet, noBackendsRegistered } from '../fleet/registry.ts'
 import { rankBackends, rankForQueue, type Candidate, type SelectionInput } from '../fleet/select.ts'
@@ -103,7 +104,7 @@ async function waitAtEdge(
 ): Promise<{ candidates: Candidate[]; granted: { backendId: string; claim: SlotClaim } }> {
   if (slots === null || offered.length === 0) throw fleetUnavailable(1)
   const offers = offered.map(({ backend }) => ({ id: backend.id, maxConcurrency: backend.maxConcurrency }))
-  input.observer.enteredEdgeQueue?.()
+  input.observer.enteredEdgeQueue?.(QUEUE_DEADLINE_MS[input.place.priority])
   const acquired = await slots.acquire(input.place, offers, input.signal)
   input.observer.waitedAtEdge?.(acquired.waitedMs)
   if (acquired.kind !== 'granted') throw queueRefusal(acquired)

@@ -157,12 +157,14 @@ export async function relayChat(
 }
 
 /**
- * The headers of a 200 committed before any backend accepted: `x-edge-queue: waiting` when the
- * request waits in the edge queue at that moment (every backend full), so a client can tell a
- * queued request from one a backend is slow to answer. The events after it are the answer's.
+ * The headers of a 200 committed before any backend accepted: `x-edge-queue: waiting;
+ * deadline=S` when the request waits in the edge queue at that moment (every backend full), so a
+ * client can tell a queued request from one a backend is slow to answer, and knows the most it may
+ * wait there (S seconds from its arrival in the queue) before a queue_timeout error event.
  */
 function committedHeaders(headers: Readonly<Record<string, string>>, hold: ChatRequestHold): Record<string, string> {
-  return hold.trace.waitingAtEdge ? { ...headers, 'x-edge-queue': 'waiting' } : { ...headers }
+  const deadlineMs = hold.trace.waitingAtEdge
+  return deadlineMs === null ? { ...headers } : { ...headers, 'x-edge-queue': `waiting; deadline=${Math.round(deadlineMs / 1000)}` }
 }
 
 /**

@@ -16,8 +16,8 @@ export interface RelayObserver {
   hedgeStarted?(): void
   /** The hedge race is decided: `backendId` (the primary or the hedge) sent the first data event. */
   hedgeDecided?(won: HedgeWinner, backendId: string): void
-  /** Every backend was full: the request now waits in the edge queue for a slot. */
-  enteredEdgeQueue?(): void
+  /** Every backend was full: the request now waits in the edge queue for a slot, at most `deadlineMs`. */
+  enteredEdgeQueue?(deadlineMs: number): void
   /** The request waited `ms` at the edge for a free slot before a backend was asked (summed if told twice). */
   waitedAtEdge?(ms: number): void
 }
@@ -45,7 +45,7 @@ export class RequestTrace implements RelayObserver {
   #hedged = false
   #hedgeWon: HedgeWinner | null = null
   #edgeWaitMs = 0
-  #atEdge = false
+  #atEdge: number | null = null
   #record: RequestRecord | null = null
   #onFinish: (record: RequestRecord) => void
 
@@ -75,17 +75,17 @@ export class RequestTrace implements RelayObserver {
    * was refused after waiting. Counted apart: it is no part of the backend's time to first token,
    * but the client waited it, so it stays in `ttftClientMs` and `headersMs`.
    */
-  enteredEdgeQueue(): void {
-    this.#atEdge = true
+  enteredEdgeQueue(deadlineMs: number): void {
+    this.#atEdge = deadlineMs
   }
 
-  /** In the edge queue now: it entered and has not yet left it (granted, refused, gone). */
-  get waitingAtEdge(): boolean {
+  /** In the edge queue now (it entered and has not yet left it: granted, refused, gone): the most it may wait there, in ms; else null. */
+  get waitingAtEdge(): number | null {
     return this.#atEdge
   }
 
   waitedAtEdge(ms: number): void {
-    this.#atEdge = false
+    this.#atEdge = null
     if (Number.isFinite(ms) && ms > 0) this.#edgeWaitMs += ms
   }
 

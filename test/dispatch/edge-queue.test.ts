@@ -100,7 +100,7 @@ describe('the edge queue, through the Worker', () => {
     expect([...order].sort((a, b) => a - b)).toEqual(order)
   })
 
-  it('commits a waiting stream after a second with x-edge-queue: waiting and only comments, then its answer; the wait is recorded apart from the backend TTFT', async () => {
+  it('commits a waiting stream after a second with x-edge-queue: waiting and its deadline, and only comments, then its answer; the wait is recorded apart from the backend TTFT', async () => {
     const capture = captureRecords()
     try {
       const [holder, waiter] = await Promise.all([caller(), caller()])
@@ -110,7 +110,8 @@ describe('the edge queue, through the Worker', () => {
       const { response, settled } = await send(testEnv, waiter, SHORT)
       expect(response.status).toBe(200)
       expect(Date.now() - sentAt).toBeGreaterThanOrEqual(900)
-      expect(response.headers.get('x-edge-queue')).toBe('waiting')
+      // A standard key's request waits at most 20 s, and is told so.
+      expect(response.headers.get('x-edge-queue')).toBe('waiting; deadline=20')
       const sent = frames(await readAll(response.body!))
       await settled()
       const firstData = sent.findIndex((frame) => frame.startsWith('data: '))
