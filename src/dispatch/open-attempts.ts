@@ -69,7 +69,12 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
   const slots = slotLedger(env, config.fleet.slotLedgers, live, input.background)
   let candidates = rankBackends(selection)
   let granted: { backendId: string; claim: SlotClaim } | null = null
-  if (candidates.length === 0) {
+  // Batch work is admitted by the ledger itself whenever there is one, room or not: only its exact
+  // counts keep the slots reserved for interactive requests free from every isolate's batch
+  // requests at once (measured: sent on each isolate's view, 8 isolates' batch flood queued 5-6
+  // requests in vLLM ahead of the slots kept free, bench:saturation), and a batch request can
+  // afford the round trip. Other classes ask only when this isolate sees no room.
+  if (candidates.length === 0 || (slots !== null && input.place.priority === 'batch')) {
     const waited = await waitAtEdge(slots, input, rankForQueue(selection))
     candidates = waited.candidates
     granted = waited.granted

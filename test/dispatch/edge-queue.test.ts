@@ -148,6 +148,28 @@ describe('the edge queue, through the Worker', () => {
   })
 })
 
+describe('batch requests', () => {
+  it("are admitted by the ledger's exact counts, not this isolate's view: the slots kept for interactive requests stay free", async () => {
+    await writeFleet([backendRecord(0, { maxConcurrency: 8 })])
+    // Another isolate's seven requests: batch may hold 7 of 8 slots; this isolate knows nothing of them.
+    const others = Array.from({ length: 7 }, (_, i) => `other-isolate-${i}`)
+    await Promise.all(others.map((leaseId) => ledger().claim('gpu-a', leaseId)))
+    try {
+      const bulk = await caller({ priority: 'batch' })
+      const waiting = timed(testEnv, bulk, SHORT)
+      await vi.waitFor(async () => expect(await ledger().waiting()).toBe(1), { timeout: 2_000, interval: 20 })
+      expect((await fleetStats())[0]?.requests).toBe(0)
+      // A standard request goes straight to the eighth slot on this isolate's view.
+      const standard = await timed(testEnv, await caller(), SHORT)
+      expect(standard.last).toBe('data: [DONE]')
+      await ledger().release('gpu-a', others.pop()!)
+      expect((await waiting).last).toBe('data: [DONE]')
+    } finally {
+      await Promise.all(others.map((leaseId) => ledger().release('gpu-a', leaseId)))
+    }
+  })
+})
+
 describe('queueRefusal', () => {
   it.each([
     ['queue_full', 'would not be served within'],
