@@ -206,7 +206,11 @@ export class UpstreamCall {
 
   /**
    * A deadline passed: the call waits on while the verdict is out, and stops only if the stage is
-   * still unreached by then, blaming whom the verdict names.
+   * still unreached by then, blaming whom the verdict names. A verdict that blames nobody (the
+   * gateway lagged, or the backend is busy with earlier requests: src/dispatch/verdict.ts) stops
+   * nothing at the headers stage: the answer is coming, and the first-event deadline still bounds
+   * the wait. At the first event it stops the call unexplained: no backend is blamed, and the
+   * request may fail over.
    */
   #judgeMiss(stage: Stage, reason: StopReason): void {
     this.#judged.add(stage)
@@ -216,6 +220,7 @@ export class UpstreamCall {
       .catch((): Blame => 'backend')
       .then((blame) => {
         if (this.#reached(stage)) return
+        if (blame === 'nobody' && stage === 'headers') return
         this.stop(blame === 'backend' ? reason : blame === 'request' ? 'request_too_slow' : 'deadline_unexplained')
       })
   }

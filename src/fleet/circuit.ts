@@ -69,6 +69,8 @@ export class CircuitBreaker {
   #unanswered = new Set<{ since: number }>()
   /** Per stage, when the most recently sent request that reached it was sent. */
   #reachedBySentAt: Record<Stage, number> = { headers: 0, first_event: 0 }
+  /** Per stage, when a request (any, however old) last reached it. */
+  #lastReachedAt: Record<Stage, number> = { headers: 0, first_event: 0 }
   /** Recent outcomes, oldest first: time and whether it failed. */
   #outcomes: { at: number; failed: boolean }[] = []
   readonly #options: CircuitOptions
@@ -121,9 +123,18 @@ export class CircuitBreaker {
     }
   }
 
-  /** The request sent at `sentAt` reached `stage` (its headers, its first event). */
-  reached(stage: Stage, sentAt: number): void {
+  /** The request sent at `sentAt` reached `stage` (its headers, its first event), at `now`. */
+  reached(stage: Stage, sentAt: number, now = Date.now()): void {
     this.#reachedBySentAt[stage] = Math.max(this.#reachedBySentAt[stage], sentAt)
+    this.#lastReachedAt[stage] = Math.max(this.#lastReachedAt[stage], now)
+  }
+
+  /**
+   * Whether any request, an older one included, reached `stage` after `at`: the backend is working
+   * through what it was sent (vLLM answers in arrival order), busy rather than frozen.
+   */
+  reachedSince(stage: Stage, at: number): boolean {
+    return this.#lastReachedAt[stage] > at
   }
 
   /** Whether a request sent after `sentAt` reached `stage`: the backend was moving past the one sent then. */

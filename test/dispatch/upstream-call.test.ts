@@ -46,3 +46,40 @@ describe('UpstreamCall token accounting from continuous usage', () => {
     expect(call.used).toBeNull()
   })
 })
+
+describe('UpstreamCall after a verdict that blames nobody (the gateway lagged, the backend is busy)', () => {
+  it('keeps waiting past the headers deadline and is stopped unexplained (no backend blamed) only at the first-event deadline', async () => {
+    const stages: string[] = []
+    const startedAt = Date.now()
+    const call = new UpstreamCall(undefined, {
+      headersMs: 20,
+      firstEventMs: 300,
+      idleMs: 60_000,
+      judge: (stage) => {
+        stages.push(stage)
+        return Promise.resolve('nobody')
+      },
+    })
+    await new Promise((resolve) => call.signal.addEventListener('abort', resolve))
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300)
+    expect(stages).toEqual(['headers', 'first_event'])
+    expect(call.stopReason).toBe('deadline_unexplained')
+    expect(call.missedDeadline).toBe(false)
+  })
+
+  it('streams on when the headers and the first event come after that verdict', async () => {
+    const call = new UpstreamCall(undefined, {
+      headersMs: 20,
+      firstEventMs: 60_000,
+      idleMs: 60_000,
+      judge: () => Promise.resolve('nobody'),
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(call.stopReason).toBeNull()
+    call.headersArrived()
+    call.chunkArrived(tokenChunk(0, 1))
+    expect(call.sawEvent).toBe(true)
+    call.end()
+    expect(call.stopReason).toBeNull()
+  })
+})

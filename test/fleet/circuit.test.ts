@@ -135,4 +135,15 @@ describe('CircuitBreaker', () => {
     expect(circuit.reachedAfter('first_event', 500)).toBe(false)
     expect(circuit.reachedAfter('headers', 400)).toBe(false)
   })
+
+  it('tells when any request, an older one included, last reached a stage: a backend working through its backlog is moving', () => {
+    const circuit = new CircuitBreaker(options)
+    expect(circuit.reachedSince('headers', 0)).toBe(false)
+    // Sent at 100, answered at 2,000: after a request sent at 1,000, though sent before it.
+    circuit.reached('headers', 100, 2_000)
+    expect(circuit.reachedSince('headers', 1_000)).toBe(true)
+    expect(circuit.reachedAfter('headers', 1_000)).toBe(false)
+    expect(circuit.reachedSince('headers', 2_000)).toBe(false)
+    expect(circuit.reachedSince('first_event', 1_000)).toBe(false)
+  })
 })
