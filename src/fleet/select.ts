@@ -81,7 +81,7 @@ function rank(input: SelectionInput, withRoomOnly: boolean): Candidate[] {
   const stalled = new Set(input.backends.filter((backend) => input.stats(backend.id).circuit.stalled(input.now)))
   const { inRotation, last } = rotation(input, stalled)
   const eligible = inRotation.map((backend) => ({ backend, load: loadOf(backend, input) }))
-  const open = withRoomOnly ? eligible.filter((candidate) => !isFullFor(candidate, stalled, input)) : eligible
+  const open = withRoomOnly ? eligible.filter((candidate) => !isFullFor(candidate, input)) : eligible
   const active = open.filter((candidate) => candidate.backend.state === 'active')
   const draining = open.filter((candidate) => candidate.backend.state === 'draining')
   const ranked = [...order(active, input), ...order(draining, input)]
@@ -91,14 +91,15 @@ function rank(input: SelectionInput, withRoomOnly: boolean): Candidate[] {
 
 /**
  * Full for this request: as many requests as its class may find there (slotLimit), so it waits at
- * the edge instead, where every isolate's requests leave in one order. Not a stalled backend,
- * though (its API server answers nothing newer): its count is requests waiting to be answered at
- * all, not its GPU's queue, and an API server that lags for everyone (measured: every backend 4 s
- * late at half the fleet's capacity) would otherwise make every backend look full.
+ * the edge instead, where every isolate's requests leave in one order. A stalled backend too (its
+ * API server answers nothing newer): its count is requests it really holds. Before the edge queue a
+ * stalled backend was never called full, so that an API server lagging for everyone could not make
+ * the whole fleet answer 503; now a full fleet queues instead, and the exception sent every request
+ * of a burst past the queue into one vLLM queue (488 waiting there in npm run bench:burst).
  */
-function isFullFor(candidate: Candidate, stalled: ReadonlySet<BackendRecord>, input: SelectionInput): boolean {
+function isFullFor(candidate: Candidate, input: SelectionInput): boolean {
   const { backend, load } = candidate
-  return load >= slotLimit(backend.maxConcurrency, input.priority ?? 'standard') && !stalled.has(backend)
+  return load >= slotLimit(backend.maxConcurrency, input.priority ?? 'standard')
 }
 
 /**

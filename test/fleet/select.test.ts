@@ -157,14 +157,15 @@ describe('rankBackends', () => {
     expect(ids(rankForQueue({ ...setup, health })).sort()).toEqual(['a', 'b'])
   })
 
-  it('never calls a stalled backend saturated: its count is requests waiting for its API server, not its GPU', () => {
+  it('calls a stalled backend full like any other: its count is requests it holds, and a full fleet queues at the edge', () => {
     const setup = input([backend('a'), backend('b')])
     setup.live.of('a').inFlight = 8
     setup.live.of('b').inFlight = 8
     expect(rankBackends(setup)).toEqual([])
     // Both lag: a request each waits past stallMs for headers, nothing newer answered.
     for (const id of ['a', 'b']) setup.live.of(id).circuit.attempt(1_000_000 - 1_000)
-    expect(ids(rankBackends(setup)).sort()).toEqual(['a', 'b'])
+    expect(rankBackends(setup)).toEqual([])
+    expect(ids(rankForQueue(setup)).sort()).toEqual(['a', 'b'])
   })
 
   it('prefers low load and low recent time to first token, and a free sequence slot above all', () => {
