@@ -2,6 +2,7 @@
 // streamed or answered on the emulated clock.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { ANTHROPIC_PATHS, handleAnthropic } from './anthropic.ts'
 import { modelsBody, requestId } from './bodies.ts'
 import { errorBody, errorTypeForStatus, schemaErrorType, streamErrorEvent, type ApiError } from './errors.ts'
 import { parseDirectives, parseFault, type Fault, type Overrides } from './faults.ts'
@@ -53,6 +54,7 @@ export async function handleV1(
   if (rawBody === null) {
     return sendError(res, options, { status: 413, type: errorTypeForStatus(413), message: 'Request body too large' })
   }
+  if (ANTHROPIC_PATHS.has(path)) return handleAnthropic(state, req, path, { req, res, rawBody, receivedAt, entry })
   const endpoint = ENDPOINTS[path]
   if (path === '/v1/models') {
     if (req.method !== 'GET') return sendJson(res, 405, JSON.stringify({ detail: 'Method Not Allowed' }))
