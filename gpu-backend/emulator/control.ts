@@ -68,7 +68,7 @@ const ROUTES: Record<string, Route> = {
   'GET /metrics': (state, _req, res) => {
     const { scheduler } = state
     const load = { running: scheduler.running.size, waiting: scheduler.waiting.length, kvCacheUsage: scheduler.kvCacheUsage() }
-    sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(state.telemetry, state.options.servedModelName, load))
+    sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(state.telemetry, state.options.servedModelName, load, state.options.vllmVersion))
   },
   'GET /emulator/stats': (state, _req, res) => sendJson(res, 200, JSON.stringify(statsBody(state))),
   'POST /emulator/reset': (state, _req, res) => {
@@ -79,7 +79,7 @@ const ROUTES: Record<string, Route> = {
   'GET /ping': (state, req, res, url) => health(state, req, res, url),
   'POST /ping': (state, req, res, url) => health(state, req, res, url),
   'GET /load': (state, _req, res) => handleLoad(state, res),
-  'GET /version': (_state, _req, res) => handleVersion(res),
+  'GET /version': (state, _req, res) => handleVersion(state, res),
   'POST /tokenize': handleTokenize,
   'POST /detokenize': handleDetokenize,
   'POST /invocations': handleInvocations,

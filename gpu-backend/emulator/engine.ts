@@ -1,4 +1,5 @@
-// The engine's life: alive, or dead as after an EngineCore crash in vLLM v0.11.0.
+// The engine's life: alive, or dead as after an EngineCore crash in vLLM v0.11.0 (v0.20.2: the
+// same life; only the error types differ, see engineDeadStreamError / engineDeadHttpError).
 // - AsyncLLM's output handler hands EngineDeadError to every request's queue
 //   (vllm/v1/engine/async_llm.py, output_handler / generate's `except EngineDeadError`): each
 //   running generation fails at once, a stream with the error event, stream: false with a 500.
@@ -11,19 +12,35 @@
 //   unless VLLM_KEEP_ALIVE_ON_ENGINE_DEATH. The delay is `deadShutdownMs` here.
 
 import type { ApiError } from './errors.ts'
+import type { VllmVersion } from './options.ts'
 
 /** vllm/v1/engine/exceptions.py EngineDeadError's message. */
 export const ENGINE_DEAD_MESSAGE = 'EngineCore encountered an issue. See stack trace (above) for the root cause.'
 
 /**
- * Every exception in the stream generators is sent as this (serving_chat.py
- * chat_completion_stream_generator's `except Exception`, serving_engine.py
- * create_streaming_error_response with its defaults BadRequestError / 400).
+ * The error event a stream gets when the engine dies under it. v0.11.0: every exception in the
+ * stream generators is sent with create_streaming_error_response's defaults, BadRequestError / 400
+ * (serving_chat.py chat_completion_stream_generator's `except Exception`). v0.20.2: the same
+ * `except Exception` (openai/chat_completion/serving.py), but create_error_response maps the
+ * exception's class (entrypoints/utils.py): EngineDeadError is none of the mapped ones, so
+ * InternalServerError / 500.
  */
-export const ENGINE_DEAD_STREAM_ERROR: ApiError = { status: 400, type: 'BadRequestError', message: ENGINE_DEAD_MESSAGE }
+export function engineDeadStreamError(version: VllmVersion): ApiError {
+  return version === '0.11.0'
+    ? { status: 400, type: 'BadRequestError', message: ENGINE_DEAD_MESSAGE }
+    : { status: 500, type: 'InternalServerError', message: ENGINE_DEAD_MESSAGE }
+}
 
-/** Before streaming or for stream: false: api_server.py wraps the exception in HTTPException(500). */
-export const ENGINE_DEAD_HTTP_ERROR: ApiError = { status: 500, type: 'Internal Server Error', message: ENGINE_DEAD_MESSAGE }
+/**
+ * Before streaming, or for stream: false. v0.11.0: api_server.py wraps the exception in
+ * HTTPException(500), whose type is the phrase "Internal Server Error" (http_exception_handler).
+ * v0.20.2: render_chat_request raises engine_client.dead_error (openai/chat_completion/serving.py),
+ * and the full generator lets it through; engine_error_handler (openai/server_utils.py) answers
+ * create_error_response(exc): InternalServerError, 500.
+ */
+export function engineDeadHttpError(version: VllmVersion): ApiError {
+  return { status: 500, type: version === '0.11.0' ? 'Internal Server Error' : 'InternalServerError', message: ENGINE_DEAD_MESSAGE }
+}
 
 export class EngineLife {
   dead = false
@@ -67,7 +84,7 @@ export class EngineLife {
  * check comes after the schema (FastAPI) and the model check but before the serving layer's
  * own 400s (context length, ...), so those become the 500 too.
  */
-export function deadEngineRefusal(engine: EngineLife, failure: ApiError | null): ApiError | null {
+export function deadEngineRefusal(engine: EngineLife, failure: ApiError | null, version: VllmVersion): ApiError | null {
   if (!engine.dead) return null
-  return failure === null || failure.type === 'BadRequestError' ? ENGINE_DEAD_HTTP_ERROR : null
+  return failure === null || failure.type === 'BadRequestError' ? engineDeadHttpError(version) : null
 }

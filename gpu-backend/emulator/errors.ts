@@ -6,8 +6,12 @@ import type { ErrorFormat } from './options.ts'
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 
-/** An error vLLM answers before any streaming starts. */
-export type ApiError = { status: number; type: string; message: string }
+/**
+ * An error vLLM answers before any streaming starts. `param`: ErrorInfo.param, which v0.20.2 sets
+ * from a VLLMValidationError's `parameter` (entrypoints/utils.py create_error_response); null
+ * (the default) otherwise, and always in v0.11.0.
+ */
+export type ApiError = { status: number; type: string; message: string; param?: string | null }
 
 /** vLLM names error types after the status: 404 NotFoundError, 503 ServiceUnavailableError, ... */
 export function errorTypeForStatus(status: number): string {
@@ -30,7 +34,7 @@ export function schemaErrorType(format: ErrorFormat): string {
 }
 
 function errorFields(format: ErrorFormat, error: ApiError): { [key: string]: Json } {
-  const fields = { message: error.message, type: error.type, param: null, code: error.status }
+  const fields = { message: error.message, type: error.type, param: error.param ?? null, code: error.status }
   return format === 'current' ? fields : { object: 'error', ...fields }
 }
 

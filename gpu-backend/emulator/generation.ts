@@ -4,12 +4,12 @@
 // next engine step would have run.
 
 import type { ServerResponse } from 'node:http'
-import { ENGINE_DEAD_HTTP_ERROR, ENGINE_DEAD_STREAM_ERROR, type EngineLife } from './engine.ts'
+import { engineDeadHttpError, engineDeadStreamError, type EngineLife } from './engine.ts'
 import { errorBody, streamErrorEvent } from './errors.ts'
 import { dueFault, type Fault, type Overrides } from './faults.ts'
 import type { ChoiceResult, StreamFormat } from './formats.ts'
 import { sendJson } from './http.ts'
-import type { EmulatorOptions, ErrorFormat } from './options.ts'
+import type { EmulatorOptions, ErrorFormat, VllmVersion } from './options.ts'
 import { ChoiceDecoder, collect, type ChoiceOutput } from './outputs.ts'
 import { DEFAULT_SAMPLING, type Sampling } from './sampling.ts'
 import type { GenerationTracker } from './stats.ts'
@@ -43,6 +43,8 @@ export type Generation = GenerationShape & {
   pause: { afterChunks: number; ms: number } | null
   fault: Fault
   errorFormat: ErrorFormat
+  /** The release emulated: the dead engine's error types (engine.ts). */
+  vllmVersion: VllmVersion
   engine: EngineLife
   tracker: GenerationTracker
   /** Called with each SSE event's send time when event times are recorded. */
@@ -192,7 +194,7 @@ export function streamGeneration(gen: Generation, res: ServerResponse): () => vo
   const fail = () => {
     cancel()
     gen.tracker.finish('fault', performance.now())
-    write(streamErrorEvent(gen.errorFormat, ENGINE_DEAD_STREAM_ERROR))
+    write(streamErrorEvent(gen.errorFormat, engineDeadStreamError(gen.vllmVersion)))
     write(DONE_EVENT)
     res.end()
   }
@@ -270,7 +272,8 @@ export function answerGeneration(gen: Generation, res: ServerResponse): () => vo
   const fail = () => {
     cancel()
     gen.tracker.finish('fault', performance.now())
-    sendJson(res, ENGINE_DEAD_HTTP_ERROR.status, errorBody(gen.errorFormat, ENGINE_DEAD_HTTP_ERROR))
+    const error = engineDeadHttpError(gen.vllmVersion)
+    sendJson(res, error.status, errorBody(gen.errorFormat, error))
   }
   if (gen.engine.dead) {
     fail()

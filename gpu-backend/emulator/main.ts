@@ -20,8 +20,11 @@ vLLM flags:
   --scheduling-policy P          the queue's order: fcfs (arrival, default) or priority (a request's
                                  priority, lower first, then arrival), as vLLM's flag
   --enable-server-load-tracking  GET /load counts generation requests in flight (default: always 0)
+  --enable-request-id-headers    every response carries X-Request-Id (the request's, or a new one)
 emulator flags:
-  --reasoning-field reasoning_content|both|reasoning|reasoning_null   (default reasoning_content)
+  --vllm-version 0.20.2|0.11.0   the vLLM release emulated (default 0.20.2)
+  --reasoning-field reasoning_content|both|reasoning|reasoning_null   (default: the release's,
+                                 reasoning at 0.20.2, reasoning_content at 0.11.0)
   --token-ids-fields true|false  add prompt_token_ids/token_ids nulls (default true)
   --error-format current|legacy  (default current)
   --ttft-ms N  --itl-ms N        time to first token, between tokens (default 40, 8)
@@ -70,6 +73,8 @@ const FLAGS = {
   'merge-tokens': { type: 'string' },
   'dead-shutdown-ms': { type: 'string' },
   'enable-server-load-tracking': { type: 'boolean' },
+  'enable-request-id-headers': { type: 'boolean' },
+  'vllm-version': { type: 'string' },
   'preprocess-ms-per-token': { type: 'string' },
   'api-server-lag-ms': { type: 'string' },
   help: { type: 'boolean' },
@@ -118,6 +123,7 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     // Like vLLM, the key may come from VLLM_API_KEY instead, which keeps it out of `ps` output.
     apiKey: values['api-key'] ?? (process.env.VLLM_API_KEY || undefined),
     reasoningParser: parser,
+    vllmVersion: values['vllm-version'],
     reasoningField: values['reasoning-field'],
     tokenIdsFields: boolean('token-ids-fields', values['token-ids-fields']),
     errorFormat: values['error-format'],
@@ -137,6 +143,7 @@ export function optionsFromArgs(args: readonly string[]): Partial<EmulatorOption
     mergeTokens: integer('merge-tokens', values['merge-tokens']),
     deadShutdownMs: integer('dead-shutdown-ms', values['dead-shutdown-ms']),
     enableServerLoadTracking: values['enable-server-load-tracking'],
+    enableRequestIdHeaders: values['enable-request-id-headers'],
     preprocessMsPerToken: decimal('preprocess-ms-per-token', values['preprocess-ms-per-token']),
     apiServerLagMs: integer('api-server-lag-ms', values['api-server-lag-ms']),
   }

@@ -6,7 +6,13 @@
 // (vllm:num_requests_running), gauge_scheduler_waiting (vllm:num_requests_waiting) and
 // gauge_kv_cache_usage (vllm:kv_cache_usage_perc; vllm:gpu_cache_usage_perc only with
 // --show-hidden-metrics-for-version=0.10, not emulated).
+// v0.20.2 (vllm/v1/metrics/loggers.py, PrometheusStatLogger.__init__): vllm:time_per_output_token_seconds
+// is gone (vllm:inter_token_latency_seconds stays), and two gauges are new right after
+// vllm:num_requests_waiting: vllm:num_requests_waiting_by_reason{reason="capacity"|"deferred"}
+// (everything waits for capacity here: nothing is deferred) and
+// vllm:engine_sleep_state{sleep_state="awake"|"weights_offloaded"|"discard_all"} (always awake).
 
+import type { VllmVersion } from './options.ts'
 import type { Histogram, Telemetry } from './stats.ts'
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -77,7 +83,12 @@ function histogram(name: string, help: string, labels: Labels, data: Histogram, 
 /** The scheduler's state now, for the gauges. */
 export type SchedulerGauges = { running: number; waiting: number; kvCacheUsage: number }
 
-export function renderMetrics(telemetry: Telemetry, modelName: string, load: SchedulerGauges): string {
+/** One gauge with a series per value of an extra label (prometheus_client prints them in that order). */
+function labelledGauge(name: string, help: string, labels: Labels, label: string, series: [string, number][]): string {
+  return header(name, help, 'gauge') + series.map(([value, count]) => sample(name, [...labels, [label, value]], count)).join('')
+}
+
+export function renderMetrics(telemetry: Telemetry, modelName: string, load: SchedulerGauges, version: VllmVersion = '0.20.2'): string {
   const labels: Labels = [
     ['model_name', modelName],
     ['engine', '0'],
@@ -89,9 +100,39 @@ export function renderMetrics(telemetry: Telemetry, modelName: string, load: Sch
   ])
   const count = (base: string, help: string, value: number) => counter(base, help, [[labels, value]], created)
   const timing = (name: string, help: string, data: Histogram) => histogram(name, help, labels, data, created)
+  const v0202 = version !== '0.11.0'
+  const newGauges = v0202
+    ? [
+        labelledGauge(
+          'vllm:num_requests_waiting_by_reason',
+          "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; " +
+            "'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). " +
+            'Sum of all reasons equals vllm:num_requests_waiting.',
+          labels,
+          'reason',
+          [
+            ['capacity', load.waiting],
+            ['deferred', 0],
+          ],
+        ),
+        labelledGauge(
+          'vllm:engine_sleep_state',
+          'Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; ' +
+            'weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.',
+          labels,
+          'sleep_state',
+          [
+            ['awake', 1],
+            ['weights_offloaded', 0],
+            ['discard_all', 0],
+          ],
+        ),
+      ]
+    : []
   return [
     gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', labels, load.running),
     gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', labels, load.waiting),
+    ...newGauges,
     gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', labels, load.kvCacheUsage),
     count('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', telemetry.prefixQueries),
     count('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', telemetry.prefixHits),
@@ -99,7 +140,9 @@ export function renderMetrics(telemetry: Telemetry, modelName: string, load: Sch
     count('vllm:generation_tokens', 'Number of generation tokens processed.', stats.tokensGenerated),
     counter('vllm:request_success', 'Count of successfully processed requests.', reasons, created),
     timing('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', telemetry.timeToFirstToken),
-    timing('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', telemetry.timePerOutputToken),
+    ...(v0202
+      ? []
+      : [timing('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', telemetry.timePerOutputToken)]),
     timing('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', telemetry.timePerOutputToken),
     timing('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', telemetry.e2eLatency),
     timing('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', telemetry.queueTime),

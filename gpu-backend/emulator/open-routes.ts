@@ -1,4 +1,4 @@
-// Routes vLLM v0.11.0 registers outside /v1 (api_server.py), so its API key never guards them:
+// Routes vLLM v0.11.0 registers outside /v1 (api_server.py; v0.20.2: entrypoints/serve/), so its API key never guards them:
 // /ping, /load, /version, /tokenize, /detokenize and /invocations, which runs a chat completion.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -14,9 +14,6 @@ import { decodeIds, encodeCompletionPrompt, encodeText, tokenStrings } from './t
 import { handleGeneration, parseRequestBody } from './v1.ts'
 import { validateGeneration } from './validate.ts'
 
-/** vllm.version for the release this emulator mirrors. */
-export const VLLM_VERSION = '0.11.0'
-
 function sendError(res: ServerResponse, options: EmulatorOptions, error: ApiError): void {
   sendJson(res, error.status, errorBody(options.errorFormat, error))
 }
@@ -26,8 +23,9 @@ export function handleLoad(state: EmulatorState, res: ServerResponse): void {
   sendJson(res, 200, JSON.stringify({ server_load: engineBook(state).serverLoad }))
 }
 
-export function handleVersion(res: ServerResponse): void {
-  sendJson(res, 200, JSON.stringify({ version: VLLM_VERSION }))
+/** GET /version: {"version": vllm.__version__}, the release emulated. */
+export function handleVersion(state: EmulatorState, res: ServerResponse): void {
+  sendJson(res, 200, JSON.stringify({ version: state.options.vllmVersion }))
 }
 
 /** The JSON body of an open POST route, or the error already sent. */

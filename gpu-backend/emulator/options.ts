@@ -15,6 +15,19 @@ export type ReasoningField = 'reasoning_content' | 'both' | 'reasoning' | 'reaso
 
 export const REASONING_FIELDS: readonly ReasoningField[] = ['reasoning_content', 'both', 'reasoning', 'reasoning_null']
 
+/**
+ * The vLLM release whose behaviours the emulator follows (README "Releases"): 0.20.2 (the default)
+ * or 0.11.0. It sets the defaults of reasoningField and the error types, context-length texts,
+ * usage defaults, request-id bookkeeping and metric names that changed between the two.
+ */
+export const VLLM_VERSIONS = ['0.20.2', '0.11.0'] as const
+export type VllmVersion = (typeof VLLM_VERSIONS)[number]
+
+/** The reasoning field a release sends: v0.11.0 `reasoning_content`; v0.20.2 `reasoning` only (openai/engine/protocol.py DeltaMessage). */
+export function reasoningFieldFor(version: VllmVersion): ReasoningField {
+  return version === '0.11.0' ? 'reasoning_content' : 'reasoning'
+}
+
 /** current = vLLM v0.10.1+ `{"error":{...}}`; legacy = v0.10.0 and earlier `{"object":"error",...}`. */
 export type ErrorFormat = 'current' | 'legacy'
 
@@ -24,6 +37,10 @@ export type EmulatorOptions = {
   port: number
   model: string
   servedModelName: string
+  /** The vLLM release emulated (VLLM_VERSIONS); reasoningField follows it unless given. */
+  vllmVersion: VllmVersion
+  /** vLLM's --enable-request-id-headers: every response carries X-Request-Id (XRequestIdMiddleware). */
+  enableRequestIdHeaders: boolean
   maxModelLen: number
   /** null: no authentication, like vLLM without --api-key. */
   apiKey: string | null
@@ -81,10 +98,12 @@ export function defaultOptions(): EmulatorOptions {
     port: 0,
     model: DEFAULT_MODEL,
     servedModelName: DEFAULT_MODEL,
+    vllmVersion: '0.20.2',
+    enableRequestIdHeaders: false,
     maxModelLen: 4096,
     apiKey: null,
     reasoningParser: null,
-    reasoningField: 'reasoning_content',
+    reasoningField: reasoningFieldFor('0.20.2'),
     tokenIdsFields: true,
     errorFormat: 'current',
     ttftMs: 40,
@@ -129,6 +148,8 @@ const CHECKS: Record<keyof EmulatorOptions, [Check, string]> = {
   port: [(v) => isNonNegativeInt(v) && (v as number) <= 65535, 'an integer 0..65535'],
   model: [isString, 'a non-empty string'],
   servedModelName: [isString, 'a non-empty string'],
+  vllmVersion: [(v) => VLLM_VERSIONS.includes(v as VllmVersion), VLLM_VERSIONS.map((v) => `"${v}"`).join(' or ')],
+  enableRequestIdHeaders: [isBoolean, 'a boolean'],
   maxModelLen: [(v) => isNonNegativeInt(v) && (v as number) > 0, 'a positive integer'],
   apiKey: [(v) => v === null || isString(v), 'null or a non-empty string'],
   reasoningParser: [(v) => v === null || v === 'deepseek_r1', 'null or "deepseek_r1"'],
@@ -177,6 +198,14 @@ export function mergeOptions(base: EmulatorOptions, patch: Readonly<Record<strin
   // served-model-name defaults to the model, as in vLLM, unless given explicitly.
   if (patch.model !== undefined && patch.servedModelName === undefined && base.servedModelName === base.model) {
     merged.servedModelName = merged.model
+  }
+  // The reasoning field follows the release, unless it was set apart from the release's default.
+  if (
+    patch.vllmVersion !== undefined &&
+    patch.reasoningField === undefined &&
+    base.reasoningField === reasoningFieldFor(base.vllmVersion)
+  ) {
+    merged.reasoningField = reasoningFieldFor(merged.vllmVersion as VllmVersion)
   }
   return merged as EmulatorOptions
 }

@@ -8,6 +8,7 @@
 // n, stop and stop_token_ids are read in sampling.ts.
 
 import type { Json } from './errors.ts'
+import type { VllmVersion } from './options.ts'
 import { readResponseFormat, type StructuredOutputs } from './response-format.ts'
 import {
   isDict,
@@ -166,9 +167,29 @@ function mergeStructured(given: Dict | null, fromFormat: StructuredOutputs): Str
 
 export type SamplingParams = { [key: string]: Json }
 
-type Built = { ok: true; params: SamplingParams } | { ok: false; status: number; type: string; message: string }
+type Built = { ok: true; params: SamplingParams } | { ok: false; status: number; type: string; message: string; param?: string | null }
 
-const badRequest = (message: string): Built => ({ ok: false, status: 400, type: 'BadRequestError', message })
+const badRequest = (message: string, param: string | null = null): Built => ({
+  ok: false,
+  status: 400,
+  type: 'BadRequestError',
+  message,
+  param,
+})
+
+/**
+ * The checks v0.20.2 raises as VLLMValidationError with a `parameter` (sampling_params.py
+ * _verify_args: temperature, top_p, max_tokens; _validate_logprobs; _validate_logit_bias), which
+ * create_error_response puts in `param`. The others stay ValueError (param null), as in v0.11.0.
+ */
+const V0202_PARAMS: readonly string[] = ['temperature', 'top_p', 'max_tokens', 'logprobs', 'prompt_logprobs', 'logit_bias']
+
+/** The message's leading field name, when v0.20.2 names it as the error's param. */
+function paramOf(version: VllmVersion, message: string): string | null {
+  if (version === '0.11.0') return null
+  const field = /^(\w+) must /.exec(message)?.[1] ?? null
+  return field !== null && V0202_PARAMS.includes(field) ? field : null
+}
 
 /** SamplingParams.from_optional: logit_bias keys become ints (Python int()), biases clamp to [-100, 100]. */
 function logitBiasIds(bias: Dict): { ok: true; value: { [id: string]: number } } | { ok: false; message: string } {
@@ -210,11 +231,13 @@ function verify(p: Numbers): string | null {
 }
 
 /** to_sampling_params + SamplingParams construction for a request whose max_tokens is settled (get_max_tokens). */
-export function buildSamplingParams(fields: RequestFields, maxTokens: number): Built {
+export function buildSamplingParams(fields: RequestFields, maxTokens: number, version: VllmVersion): Built {
   if (fields.structuredOutputs.kind === 'missing_json_schema') {
-    // `assert json_schema is not None` in to_sampling_params: an AssertionError, which no handler
-    // maps, so api_server.py answers 500 with the exception's (empty) text.
-    return { ok: false, status: 500, type: 'Internal Server Error', message: '' }
+    // `assert json_schema is not None` in to_sampling_params: an AssertionError. v0.11.0: no handler
+    // maps it, so api_server.py answers 500 with the exception's (empty) text and the phrase as its
+    // type. v0.20.2 (openai/chat_completion/protocol.py, same assert): exception_handler
+    // (openai/server_utils.py) -> create_error_response: InternalServerError, 500.
+    return { ok: false, status: 500, type: version === '0.11.0' ? 'Internal Server Error' : 'InternalServerError', message: '' }
   }
   let logitBias: { [id: string]: number } | null = null
   if (fields.logitBias !== null) {
@@ -236,7 +259,7 @@ export function buildSamplingParams(fields: RequestFields, maxTokens: number): B
   // __post_init__: a tiny positive temperature is raised to 0.01 before the checks.
   if (numbers.temperature > 0 && numbers.temperature < 0.01) numbers.temperature = 0.01
   const problem = verify(numbers)
-  if (problem !== null) return badRequest(problem)
+  if (problem !== null) return badRequest(problem, paramOf(version, problem))
   if (numbers.temperature < 1e-5) Object.assign(numbers, { top_p: 1, top_k: 0, min_p: 0 }) // greedy sampling
   const structured = fields.structuredOutputs.kind === 'params' ? (fields.structuredOutputs.params as Json) : null
   return {
@@ -256,8 +279,17 @@ export function buildSamplingParams(fields: RequestFields, maxTokens: number): B
   }
 }
 
-/** Processor._validate_params (logprobs, then logit_bias ids), raised once the engine takes the request. */
-export function engineError(params: SamplingParams): string | null {
+/** What the engine refuses once it takes the request: its message and (v0.20.2) its param. */
+export type EngineRefusal = { message: string; param: string | null }
+
+/**
+ * Processor._validate_params (logprobs, then logit_bias ids), raised once the engine takes the
+ * request. v0.20.2: the same texts from SamplingParams.verify (sampling_params.py
+ * _validate_logprobs, _validate_logit_bias, called by v1/engine/input_processor.py
+ * _validate_params), as VLLMValidationError with param logprobs / prompt_logprobs / logit_bias.
+ */
+export function engineError(params: SamplingParams, version: VllmVersion): EngineRefusal | null {
+  const refusal = (message: string, param: string): EngineRefusal => ({ message, param: version === '0.11.0' ? null : param })
   for (const [field, label] of [
     ['logprobs', 'sample'],
     ['prompt_logprobs', 'prompt'],
@@ -265,7 +297,8 @@ export function engineError(params: SamplingParams): string | null {
     const value = params[field]
     if (typeof value !== 'number' || value === 0) continue
     const wanted = value === -1 ? VOCAB_SIZE : value
-    if (wanted > MAX_LOGPROBS) return `Requested ${label} logprobs of ${wanted}, which is greater than max allowed: ${MAX_LOGPROBS}`
+    if (wanted > MAX_LOGPROBS)
+      return refusal(`Requested ${label} logprobs of ${wanted}, which is greater than max allowed: ${MAX_LOGPROBS}`, field)
   }
   const bias = params.logit_bias
   if (isDict(bias)) {
@@ -273,7 +306,10 @@ export function engineError(params: SamplingParams): string | null {
       .map(Number)
       .filter((id) => id < 0 || id >= VOCAB_SIZE)
     if (invalid.length > 0) {
-      return `token_id(s) [${invalid.join(', ')}] in logit_bias contain out-of-vocab token ids. Vocabulary size: ${VOCAB_SIZE}`
+      return refusal(
+        `token_id(s) [${invalid.join(', ')}] in logit_bias contain out-of-vocab token ids. Vocabulary size: ${VOCAB_SIZE}`,
+        'logit_bias',
+      )
     }
   }
   return null

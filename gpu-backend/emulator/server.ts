@@ -1,6 +1,7 @@
 // startEmulator(): a real HTTP server on loopback that speaks vLLM's OpenAI-compatible
 // wire format, with controllable timing and fault injection. See README.md beside this file.
 
+import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { applyConfig, handleControl } from './control.ts'
@@ -11,7 +12,7 @@ import type { LoadStats } from './scheduler.ts'
 import type { EmulatorStats } from './stats.ts'
 import { handleV1 } from './v1.ts'
 
-export type { EmulatorOptions, ErrorFormat, ReasoningField } from './options.ts'
+export type { EmulatorOptions, ErrorFormat, ReasoningField, VllmVersion } from './options.ts'
 export type { LoadStats } from './scheduler.ts'
 export type { EmulatorStats } from './stats.ts'
 
@@ -40,6 +41,7 @@ function handler(state: EmulatorState) {
     if (req.method === 'POST' && (isV1 || url.pathname === '/invocations')) state.telemetry.stats.requests += 1
     const run = () => {
       const receivedAt = performance.now()
+      if (state.options.enableRequestIdHeaders && !url.pathname.startsWith('/emulator/')) setRequestIdHeader(req, res)
       const work = isV1 ? handleV1(state, req, res, url.pathname, receivedAt) : handleControl(state, req, res, url)
       work.catch((error: unknown) => {
         if (req.destroyed && res.destroyed) return // the client left while its body was being read
@@ -54,6 +56,17 @@ function handler(state: EmulatorState) {
     // force on arrival), then once no synchronous work (a chat template's render) holds the loop.
     state.apiLoop.enter(state.options.apiServerLagMs, run)
   }
+}
+
+/**
+ * vLLM's XRequestIdMiddleware (--enable-request-id-headers; v0.11.0 api_server.py, v0.20.2
+ * openai/server_utils.py, the same code): every response, on every route and a 401 included, carries
+ * X-Request-Id, the request's own or a new uuid4().hex. Set before any writeHead, which merges it.
+ */
+function setRequestIdHeader(req: IncomingMessage, res: ServerResponse): void {
+  const sent = req.headers['x-request-id']
+  const id = Array.isArray(sent) ? sent[0] : sent
+  res.setHeader('X-Request-Id', id ?? randomUUID().replaceAll('-', ''))
 }
 
 function listen(server: ReturnType<typeof createServer>, port: number, host: string): Promise<AddressInfo> {

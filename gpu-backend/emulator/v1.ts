@@ -14,6 +14,7 @@ import type { EmulatorOptions } from './options.ts'
 import { preprocess, preprocessMs } from './preprocess.ts'
 import type { RecordedRequest } from './records.ts'
 import { engineBook } from './request-ids.ts'
+import type { EngineRefusal } from './request-params.ts'
 import type { Admission } from './scheduler.ts'
 import type { EmulatorState } from './state.ts'
 import { validateGeneration, type Endpoint, type GenerationRequest } from './validate.ts'
@@ -100,8 +101,8 @@ export type Exchange = {
  * clause sends it: one error event (code 400) and [DONE]; otherwise a 400 JSON body
  * (serving_chat.py chat_completion_stream_generator / chat_completion_full_generator).
  */
-function refuseInEngine(options: EmulatorOptions, res: ServerResponse, stream: boolean, message: string): void {
-  const error: ApiError = { status: 400, type: 'BadRequestError', message }
+function refuseInEngine(options: EmulatorOptions, res: ServerResponse, stream: boolean, refusal: EngineRefusal): void {
+  const error: ApiError = { status: 400, type: 'BadRequestError', message: refusal.message, param: refusal.param }
   if (!stream) return sendError(res, options, error)
   res.writeHead(200, SSE_HEADERS)
   res.write(streamErrorEvent(options.errorFormat, error))
@@ -121,7 +122,7 @@ export async function handleGeneration(
   if (!parsed.ok) return sendError(res, options, parsed.error)
   const validated = validateGeneration(options, endpoint, parsed.body)
   // The dead-engine check comes before the prompt is preprocessed (serving_chat.py create_chat_completion).
-  const dead = deadEngineRefusal(state.engine, validated.ok ? null : validated.error)
+  const dead = deadEngineRefusal(state.engine, validated.ok ? null : validated.error, options.vllmVersion)
   if (dead !== null) return sendError(res, options, dead)
   const preprocessed = validated.ok ? validated.request.preprocessed : validated.preprocessed
   if (preprocessed !== undefined && preprocessMs(options.preprocessMsPerToken, preprocessed) > 0) {
@@ -144,7 +145,11 @@ export async function handleGeneration(
     return sendError(res, options, { status: fault.status, type, message: `Emulated refusal: ${fault.status} ${type}` })
   }
   const book = engineBook(state)
-  const refusal = request.engineError ?? (book.running.has(id) ? `Request id ${id} already running.` : null)
+  // v0.11.0 refuses an id already running (v1/engine/output_processor.py add_request). v0.20.2 makes
+  // every engine id unique, f"{external_req_id}-{random_uuid():.8}" (v1/engine/input_processor.py
+  // assign_request_id), so two requests with one X-Request-Id both run, under the same response id.
+  const duplicate = options.vllmVersion === '0.11.0' && book.running.has(id)
+  const refusal = request.engineError ?? (duplicate ? { message: `Request id ${id} already running.`, param: null } : null)
   if (refusal !== null) return refuseInEngine(options, res, request.stream, refusal)
   book.running.add(id)
   if (options.enableServerLoadTracking) book.serverLoad += 1
@@ -239,6 +244,7 @@ function buildGeneration(
     pause: settings.pauseAfter !== undefined && settings.pauseMs ? { afterChunks: settings.pauseAfter, ms: settings.pauseMs } : null,
     fault: settings.fault,
     errorFormat: options.errorFormat,
+    vllmVersion: options.vllmVersion,
     engine: state.engine,
     tracker,
     recordEvent,

@@ -1,4 +1,4 @@
-// Request checks in vLLM v0.11.0's order:
+// Request checks in vLLM's order (v0.11.0; v0.20.2 where noted: `options.vllmVersion`):
 //   1. the body schema (FastAPI/pydantic, protocol.py): "before" validators, then field types -> 400 "Bad Request"
 //   2. the serving layer (serving_chat.py / serving_completion.py): model name (404), tool choice,
 //      prompt rendering and the context length (serving_engine.py _validate_input, renderer.py),
@@ -11,10 +11,17 @@ import { contentText, renderChat } from './chat-template.ts'
 import { runBeforeValidators, type Endpoint } from './before-validators.ts'
 import { schemaErrorType, type ApiError } from './errors.ts'
 import { ignoredFields } from './known-fields.ts'
-import type { EmulatorOptions } from './options.ts'
+import type { EmulatorOptions, VllmVersion } from './options.ts'
 import { parseSampling, type Sampling } from './sampling.ts'
 import { formatErrors, isDict, optional, readBool, readInt, valueError, type Dict, type PydanticError } from './pydantic.ts'
-import { buildSamplingParams, engineError, readRequestFields, type RequestFields, type SamplingParams } from './request-params.ts'
+import {
+  buildSamplingParams,
+  engineError,
+  readRequestFields,
+  type EngineRefusal,
+  type RequestFields,
+  type SamplingParams,
+} from './request-params.ts'
 import { countText, encodeCompletionPrompt } from './tokenizer.ts'
 
 export type { Endpoint } from './before-validators.ts'
@@ -60,7 +67,7 @@ export type GenerationRequest = {
   /** Top-level fields vLLM accepts and ignores (OpenAIBaseModel extra="allow"). */
   ignoredFields: string[]
   /** What the engine refuses after the HTTP layer accepted the request (Processor checks). */
-  engineError: string | null
+  engineError: EngineRefusal | null
 }
 
 /**
@@ -74,8 +81,16 @@ function schemaError(options: EmulatorOptions, errors: readonly PydanticError[])
   return { ok: false, schema: true, error: { status: 400, type: schemaErrorType(options.errorFormat), message: formatErrors(errors) } }
 }
 
-function badRequest(message: string): Failure {
-  return { ok: false, error: { status: 400, type: 'BadRequestError', message } }
+/** A 400 BadRequestError; `param` is a v0.20.2 VLLMValidationError's parameter (create_error_response). */
+function badRequest(message: string, param: string | null = null): Failure {
+  return { ok: false, error: { status: 400, type: 'BadRequestError', message, param } }
+}
+
+/** Python's len() of a str: code points. */
+function codePointLength(text: string): number {
+  let count = 0
+  for (const _ of text) count++
+  return count
 }
 
 function hashOf(value: unknown): string {
@@ -90,11 +105,13 @@ function chainedKey(parent: string, part: unknown): string {
 type StreamFlags = { stream: boolean; includeUsage: boolean; continuousUsage: boolean }
 
 /**
- * StreamOptions.include_usage defaults to True and continuous_usage_stats to False (protocol.py);
- * the stream generator counts any stream_options object, {} included, and sets
+ * v0.11.0: StreamOptions.include_usage defaults to True and continuous_usage_stats to False
+ * (protocol.py); the stream generator counts any stream_options object, {} included, and sets
  * include_continuous_usage = include_usage and continuous_usage_stats (serving_chat.py).
+ * v0.20.2: include_usage defaults to False (openai/engine/protocol.py StreamOptions), so {} means no
+ * usage; continuous usage still needs include_usage (entrypoints/utils.py should_include_usage).
  */
-function streamFlags(body: Dict, errors: PydanticError[]): StreamFlags {
+function streamFlags(version: VllmVersion, body: Dict, errors: PydanticError[]): StreamFlags {
   const stream = optional(body, 'stream', readBool, errors) ?? false
   const options = body.stream_options
   if (options === undefined || options === null) return { stream, includeUsage: false, continuousUsage: false }
@@ -104,7 +121,8 @@ function streamFlags(body: Dict, errors: PydanticError[]): StreamFlags {
     return { stream, includeUsage: false, continuousUsage: false }
   }
   const at = (field: string) => ({ [field]: options[field] })
-  const include = options.include_usage === undefined ? true : optional(at('include_usage'), 'include_usage', readBool, errors)
+  const include =
+    options.include_usage === undefined ? version === '0.11.0' : optional(at('include_usage'), 'include_usage', readBool, errors)
   const continuous = optional(at('continuous_usage_stats'), 'continuous_usage_stats', readBool, errors)
   const includeUsage = include === true
   return { stream, includeUsage, continuousUsage: includeUsage && continuous === true }
@@ -122,6 +140,8 @@ function checkModel(options: EmulatorOptions, body: Dict, errors: PydanticError[
 }
 
 type Prompt = {
+  /** A text prompt's length in code points (the rendered chat template, a completion's string); null for token ids. */
+  text: { chars: number } | null
   texts: string[]
   promptTokens: number
   requestKey: string
@@ -182,7 +202,15 @@ function chatPrompt(messages: { role: string; content: unknown }[], salt: string
   const promptTokens = counts.reduce((sum, count) => sum + count, 0)
   const texts = messages.map((message) => contentText(message.content))
   const prefixes = () => chatPrefixes(messages, segments[0] ?? '', counts, salt)
-  return { texts, promptTokens, requestKey: JSON.stringify(messages), prefixes, preprocessed: { tokens: promptTokens, chatTemplate: true } }
+  const chars = segments.reduce((sum, segment) => sum + codePointLength(segment), 0)
+  return {
+    text: { chars },
+    texts,
+    promptTokens,
+    requestKey: JSON.stringify(messages),
+    prefixes,
+    preprocessed: { tokens: promptTokens, chatTemplate: true },
+  }
 }
 
 function completionPrompt(body: Dict, salt: string | null, errors: PydanticError[]): Prompt | Failure {
@@ -198,10 +226,17 @@ function completionPrompt(body: Dict, salt: string | null, errors: PydanticError
   const prefixes = () => [{ key: hashOf([salt, single]), tokens: promptTokens }]
   // renderer.py: a text prompt is tokenized (off the event loop); token ids are taken as they are.
   const preprocessed = { tokens: typeof single === 'string' ? promptTokens : 0, chatTemplate: false }
-  return { texts: [text], promptTokens, requestKey: JSON.stringify(single), prefixes, preprocessed }
+  return {
+    text: typeof single === 'string' ? { chars: codePointLength(single) } : null,
+    texts: [text],
+    promptTokens,
+    requestKey: JSON.stringify(single),
+    prefixes,
+    preprocessed,
+  }
 }
 
-/** Chat: _validate_input's two messages, wrapped as f"{e} {e.__cause__}" (so they end in " None"). */
+/** Chat, v0.11.0: _validate_input's two messages, wrapped as f"{e} {e.__cause__}" (so they end in " None"). */
 function chatMaxTokens(options: EmulatorOptions, prompt: number, requested: number | null): number | Failure {
   const limit = options.maxModelLen
   if (prompt >= limit) {
@@ -219,7 +254,7 @@ function chatMaxTokens(options: EmulatorOptions, prompt: number, requested: numb
   return Math.min(limit - prompt, requested ?? Infinity)
 }
 
-/** Completions: the renderer's check against max_model_len - (max_tokens or 0), printed as the limit (renderer.py). */
+/** Completions, v0.11.0: the renderer's check against max_model_len - (max_tokens or 0), printed as the limit (renderer.py). */
 function completionMaxTokens(options: EmulatorOptions, prompt: number, requested: number | null): number | Failure {
   const maxLength = options.maxModelLen - (requested || 0)
   if (prompt > maxLength) {
@@ -231,12 +266,78 @@ function completionMaxTokens(options: EmulatorOptions, prompt: number, requested
   return Math.min(options.maxModelLen - prompt, requested ?? Infinity)
 }
 
-/** Python's `max_completion_tokens or max_tokens`: 0 and null fall through. */
-function requestedMaxTokens(endpoint: Endpoint, body: Dict, errors: PydanticError[]): number | null {
+/**
+ * The requested output and the field it came from. v0.11.0 chat: `max_completion_tokens or
+ * max_tokens` (0 falls through). v0.20.2 chat: max_completion_tokens when it is not None, else
+ * max_tokens (openai/chat_completion/protocol.py build_tok_params; serving.py get_max_tokens).
+ * Completions: max_tokens, 16 when absent.
+ */
+type Requested = { tokens: number | null; param: 'max_tokens' | 'max_completion_tokens' }
+
+/**
+ * v0.20.2's TokenizeParams (renderers/params.py) with max_total_tokens = max_model_len and
+ * max_output_tokens = the request's (or 0): __post_init__ refuses an output above the context
+ * before anything is rendered. null: it passes.
+ */
+function outputOverContext(options: EmulatorOptions, requested: Requested): Failure | null {
+  const output = requested.tokens || 0
+  if (output <= options.maxModelLen) return null
+  return badRequest(
+    `${requested.param}=${output} cannot be greater than max_model_len=max_total_tokens=${options.maxModelLen}. Please request fewer output tokens.`,
+    requested.param,
+  )
+}
+
+/** tokenizer.max_chars_per_token of the R1-Distill (Qwen2.5) vocabulary: its longest token, 128 spaces (vllm/tokenizers/hf.py). */
+export const MAX_CHARS_PER_TOKEN = 128
+
+/**
+ * v0.20.2's length checks on a prompt (renderers/params.py TokenizeParams), then get_max_tokens:
+ * - `_text_len_check`, for a text prompt before tokenizing: more characters than
+ *   max_input_tokens x max_chars_per_token is refused without tokenizing (param input_text);
+ * - the tokenizer truncates a text prompt to max_input_tokens + 1 (get_encode_kwargs), so
+ *   `_token_len_check` (param input_tokens) states at most that many, "at least" when it is
+ *   exactly that many (token ids are not truncated);
+ * - get_max_tokens (entrypoints/utils.py): min(max_model_len - prompt, the request's); 0 reaches
+ *   SamplingParams ("max_tokens must be at least 1, got 0.").
+ */
+function maxTokensV0202(
+  options: EmulatorOptions,
+  prompt: number,
+  requested: Requested,
+  text: { chars: number } | null,
+): number | Failure | 'text_too_long' {
+  const total = options.maxModelLen
+  const output = requested.tokens || 0
+  const maxInput = total - output
+  const maxChars = maxInput * MAX_CHARS_PER_TOKEN
+  if (text !== null && text.chars > maxChars) {
+    return badRequest(
+      `This model's maximum context length is ${total} tokens. However, you requested ${output} output tokens and your prompt ` +
+        `contains ${text.chars} characters (more than ${maxChars} characters, which is the upper bound for ${maxInput} input tokens). ` +
+        'Please reduce the length of the input prompt or the number of requested output tokens.',
+      'input_text',
+    )
+  }
+  const count = text !== null ? Math.min(prompt, maxInput + 1) : prompt
+  if (count > maxInput) {
+    const qualifier = count === maxInput + 1 ? 'at least ' : ''
+    return badRequest(
+      `This model's maximum context length is ${total} tokens. However, you requested ${output} output tokens and your prompt ` +
+        `contains ${qualifier}${count} input tokens, for a total of ${qualifier}${count + output} tokens. ` +
+        'Please reduce the length of the input prompt or the number of requested output tokens.',
+      'input_tokens',
+    )
+  }
+  return Math.min(total - prompt, requested.tokens ?? Infinity)
+}
+
+function requestedMaxTokens(version: VllmVersion, endpoint: Endpoint, body: Dict, errors: PydanticError[]): Requested {
   const maxTokens = optional(body, 'max_tokens', readInt, errors)
-  if (endpoint === 'completion') return body.max_tokens === undefined ? 16 : maxTokens
+  if (endpoint === 'completion') return { tokens: body.max_tokens === undefined ? 16 : maxTokens, param: 'max_tokens' }
   const maxCompletion = optional(body, 'max_completion_tokens', readInt, errors)
-  return maxCompletion || maxTokens
+  if (version === '0.11.0') return { tokens: maxCompletion || maxTokens, param: 'max_tokens' }
+  return maxCompletion !== null ? { tokens: maxCompletion, param: 'max_completion_tokens' } : { tokens: maxTokens, param: 'max_tokens' }
 }
 
 /** serving_chat.py create_chat_completion's checks before the prompt is rendered. */
@@ -264,8 +365,9 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
   const errors: PydanticError[] = []
   const messages = endpoint === 'chat' ? checkMessages(data, errors) : null
   const wrongModel = checkModel(options, data, errors)
-  const requested = requestedMaxTokens(endpoint, data, errors)
-  const flags = streamFlags(data, errors)
+  const version = options.vllmVersion
+  const requested = requestedMaxTokens(version, endpoint, data, errors)
+  const flags = streamFlags(version, data, errors)
   const fields = readRequestFields(endpoint, data, errors)
   if (errors.length > 0) return schemaError(options, errors)
   if (wrongModel !== null) return wrongModel
@@ -273,26 +375,45 @@ export function validateGeneration(options: EmulatorOptions, endpoint: Endpoint,
     const refused = servingChecks(fields)
     if (refused !== null) return refused
   }
+  if (version === '0.20.2') {
+    // TokenizeParams is built before the render (serve/render/serving.py, request.build_tok_params).
+    const over = outputOverContext(options, requested)
+    if (over !== null) return over
+  }
   const prompt = endpoint === 'chat' ? chatPrompt(messages ?? [], fields.cacheSalt) : completionPrompt(data, fields.cacheSalt, errors)
   if ('ok' in prompt) return prompt
   // From here on vLLM has rendered and tokenized the prompt: a refusal comes after that work.
   const { preprocessed } = prompt
-  const fit = (endpoint === 'chat' ? chatMaxTokens : completionMaxTokens)(options, prompt.promptTokens, requested)
-  if (typeof fit !== 'number') return { ...fit, preprocessed }
-  const built = buildSamplingParams(fields, fit)
-  if (!built.ok) return { ok: false, error: { status: built.status, type: built.type, message: built.message }, preprocessed }
+  const fit =
+    version === '0.11.0'
+      ? (endpoint === 'chat' ? chatMaxTokens : completionMaxTokens)(options, prompt.promptTokens, requested.tokens)
+      : maxTokensV0202(options, prompt.promptTokens, requested, prompt.text)
+  // Refused on its characters before the tokenizer ran: only the render's work came first (here none, never slower).
+  if (typeof fit !== 'number') return fit.error.param === 'input_text' ? fit : { ...fit, preprocessed }
+  const built = buildSamplingParams(fields, fit, version)
+  if (!built.ok) {
+    return {
+      ok: false,
+      error: { status: built.status, type: built.type, message: built.message, param: built.param ?? null },
+      preprocessed,
+    }
+  }
   return {
     ok: true,
     request: {
       endpoint,
       ...flags,
       maxTokens: fit,
-      ...prompt,
+      texts: prompt.texts,
+      promptTokens: prompt.promptTokens,
+      requestKey: prompt.requestKey,
+      prefixes: prompt.prefixes,
+      preprocessed: prompt.preprocessed,
       samplingParams: built.params,
       priority: fields.priority,
       bodyRequestId: fields.requestId,
       ignoredFields: ignoredFields(endpoint, body),
-      engineError: engineError(built.params),
+      engineError: engineError(built.params, version),
       sampling: parseSampling(body),
     },
   }

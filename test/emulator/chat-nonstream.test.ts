@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, MODEL, post } from './helpers.ts'
 
 type Completion = {
   id: string
@@ -9,7 +9,7 @@ type Completion = {
 }
 
 async function complete(body: Record<string, unknown>, options = {}): Promise<{ text: string; json: Completion; response: Response }> {
-  const emulator = await emulatorFor(options)
+  const emulator = await emulatorV0110(options)
   const response = await post(emulator, '/v1/chat/completions', body)
   const text = await response.text()
   return { text, json: JSON.parse(text) as Completion, response }

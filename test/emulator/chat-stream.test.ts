@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, MODEL, post } from './helpers.ts'
 import { events, payloads } from '../support/sse.ts'
 
 type Chunk = {
@@ -19,7 +19,7 @@ function promptTokensOf(body: Record<string, unknown>): number {
 }
 
 async function streamText(body: Record<string, unknown>, options = {}): Promise<{ text: string; chunks: Chunk[] }> {
-  const emulator = await emulatorFor(options)
+  const emulator = await emulatorV0110(options)
   const response = await post(emulator, '/v1/chat/completions', body)
   const text = await response.text()
   return { text, chunks: payloads(text) as Chunk[] }

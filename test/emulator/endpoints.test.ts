@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, MODEL, post } from './helpers.ts'
 
 const KEY = 'sk-emulator-test'
 const bearer = { authorization: `Bearer ${KEY}` }
 
 describe('authentication', () => {
   it('answers /v1 requests without the right bearer key with 401 {"error":"Unauthorized"}', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong' }, { authorization: KEY }]
     for (const headers of attempts) {
       const response = await post(emulator, '/v1/chat/completions', chatBody(), { headers })
@@ -18,13 +18,13 @@ describe('authentication', () => {
   })
 
   it('serves the key holder', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const response = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { headers: bearer })
     expect(response.status).toBe(200)
   })
 
   it('leaves /health, /metrics and /emulator/* open', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const health = await fetch(`${emulator.url}/health`)
     expect(health.status).toBe(200)
     expect(await health.text()).toBe('')
@@ -35,13 +35,13 @@ describe('authentication', () => {
 
 describe('other vLLM endpoints', () => {
   it('reports an unhealthy engine with 503 on /health', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     emulator.configure({ healthy: false })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(503)
   })
 
   it("lists the served model in vLLM's /v1/models shape", async () => {
-    const emulator = await emulatorFor({ maxModelLen: 8192 })
+    const emulator = await emulatorV0110({ maxModelLen: 8192 })
     const text = await (await fetch(`${emulator.url}/v1/models`)).text()
     expect(text).toMatch(
       new RegExp(
@@ -55,7 +55,7 @@ describe('other vLLM endpoints', () => {
   })
 
   it("exposes Prometheus metrics with vLLM names, labels and this process's counts", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     await (await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2'))).text()
     const response = await fetch(`${emulator.url}/metrics`)
     expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8')
@@ -79,7 +79,7 @@ describe('other vLLM endpoints', () => {
   })
 
   it('counts a repeated prompt as prefix-cache hits', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     for (let i = 0; i < 2; i++) await (await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'))).text()
     const text = await (await fetch(`${emulator.url}/metrics`)).text()
     const hits = /vllm:prefix_cache_hits_total\{[^}]*\} (\d+)\.0/.exec(text)?.[1]
@@ -87,7 +87,7 @@ describe('other vLLM endpoints', () => {
   })
 
   it('answers unknown paths like FastAPI', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await fetch(`${emulator.url}/v1/nothing`)
     expect(response.status).toBe(404)
     expect(await response.text()).toBe('{"detail":"Not Found"}')
@@ -96,7 +96,7 @@ describe('other vLLM endpoints', () => {
 
 describe('emulator control endpoints', () => {
   it('records requests with the authorization value redacted', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     await (await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { headers: { ...bearer, 'x-trace': 'abc' } })).text()
     await (await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'))).text()
     const recorded = (await (await fetch(`${emulator.url}/emulator/requests`)).json()) as {
@@ -114,7 +114,7 @@ describe('emulator control endpoints', () => {
   })
 
   it('changes options at runtime with POST /emulator/config and rejects unknown ones', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const changed = await post(emulator, '/emulator/config', { contentTokens: 3, errorFormat: 'legacy' })
     expect(changed.status).toBe(200)
     expect(await changed.json()).toMatchObject({ contentTokens: 3, errorFormat: 'legacy', port: emulator.port })
@@ -127,7 +127,7 @@ describe('emulator control endpoints', () => {
   })
 
   it('zeroes counters and recorded requests on POST /emulator/reset', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     await (await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'))).text()
     expect(emulator.stats()).toMatchObject({ requests: 1, completed: 1 })
     const reset = await post(emulator, '/emulator/reset', {})
@@ -148,7 +148,7 @@ describe('emulator control endpoints', () => {
   })
 
   it('tracks the in-flight high-water mark', async () => {
-    const emulator = await emulatorFor({ ttftMs: 50 })
+    const emulator = await emulatorV0110({ ttftMs: 50 })
     const responses = await Promise.all([1, 2, 3].map(() => post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'))))
     await Promise.all(responses.map((response) => response.text()))
     expect(emulator.stats()).toMatchObject({ requests: 3, completed: 3, inFlight: 0, maxInFlight: 3 })

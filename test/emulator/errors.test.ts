@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, post } from './helpers.ts'
+import { chatBody, emulatorV0110, post } from './helpers.ts'
 
 // v0.11.0's _validate_input text (serving_engine.py), with the " None" serving_chat.py appends (f"{e} {e.__cause__}").
 const CONTEXT_MESSAGE =
@@ -11,7 +11,7 @@ const EIGHT_TOKEN_MESSAGES = [{ role: 'user', content: 'twenty bytes exactly' }]
 
 describe('errors before the stream starts', () => {
   it('answers an unknown model with 404 NotFoundError in the current format, even for stream: true', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', { ...chatBody('', { stream: true }), model: 'gpt-4o' })
     expect(response.status).toBe(404)
     expect(response.headers.get('content-type')).toBe('application/json')
@@ -21,7 +21,7 @@ describe('errors before the stream starts', () => {
   })
 
   it('answers an unknown model in the legacy format', async () => {
-    const emulator = await emulatorFor({ errorFormat: 'legacy' })
+    const emulator = await emulatorV0110({ errorFormat: 'legacy' })
     const response = await post(emulator, '/v1/chat/completions', { ...chatBody(), model: 'gpt-4o' })
     expect(response.status).toBe(404)
     expect(await response.text()).toBe(
@@ -30,7 +30,7 @@ describe('errors before the stream starts', () => {
   })
 
   it('rejects prompt + max_tokens over max-model-len with the exact context-length message', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', { messages: EIGHT_TOKEN_MESSAGES, max_tokens: 4096, stream: true })
     expect(response.status).toBe(400)
     expect(await response.text()).toBe(
@@ -39,7 +39,7 @@ describe('errors before the stream starts', () => {
   })
 
   it('rejects the context overflow in the legacy format too', async () => {
-    const emulator = await emulatorFor({ errorFormat: 'legacy' })
+    const emulator = await emulatorV0110({ errorFormat: 'legacy' })
     const response = await post(emulator, '/v1/chat/completions', { messages: EIGHT_TOKEN_MESSAGES, max_tokens: 4096 })
     expect(await response.text()).toBe(
       JSON.stringify({ object: 'error', message: CONTEXT_MESSAGE, type: 'BadRequestError', param: null, code: 400 }),
@@ -47,7 +47,7 @@ describe('errors before the stream starts', () => {
   })
 
   it('rejects stream_options without stream: true with a 400', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', chatBody('', { stream_options: { include_usage: true } }))
     expect(response.status).toBe(400)
     const body = (await response.json()) as { error: { type: string; message: string; code: number } }
@@ -57,7 +57,7 @@ describe('errors before the stream starts', () => {
   })
 
   it('names schema failures BadRequestError in the legacy format', async () => {
-    const emulator = await emulatorFor({ errorFormat: 'legacy' })
+    const emulator = await emulatorV0110({ errorFormat: 'legacy' })
     const response = await post(emulator, '/v1/chat/completions', chatBody('', { stream: false, stream_options: { include_usage: true } }))
     const body = (await response.json()) as Record<string, unknown>
     expect(body).toMatchObject({ object: 'error', type: 'BadRequestError', param: null, code: 400 })
@@ -69,7 +69,7 @@ describe('errors before the stream starts', () => {
     ['a message without a role', { messages: [{ content: 'hi' }] }, "('body', 'messages', 0)"],
     ['invalid JSON', '{"messages": [', 'JSON decode error'],
   ])('answers %s with 400, never 422', async (_name, body, fragment) => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', body)
     expect(response.status).toBe(400)
     const json = (await response.json()) as { error: { message: string } }
@@ -77,21 +77,21 @@ describe('errors before the stream starts', () => {
   })
 
   it('requires content-type application/json like vLLM', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', chatBody(), { headers: { 'content-type': 'text/plain' } })
     expect(response.status).toBe(400)
     expect(await response.text()).toContain("Only 'application/json' is allowed")
   })
 
   it('rejects a directive with an unknown key instead of ignoring it', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', chatBody('ttft=5'))
     expect(response.status).toBe(400)
     expect(await response.text()).toContain('unknown key \\"ttft\\"')
   })
 
   it('answers max_tokens below 1 with vLLM sampling-params message', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', chatBody('', { max_tokens: 0 }))
     expect(response.status).toBe(400)
     expect(await response.text()).toContain('max_tokens must be at least 1, got 0.')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chatBody, emulatorFor, eventually, post, sleep } from './helpers.ts'
+import { chatBody, emulatorV0110, eventually, post, sleep } from './helpers.ts'
 import { events, readUntil } from '../support/sse.ts'
 
 // vLLM v0.11.0 sends every exception of the stream generator as a 400 BadRequestError event
@@ -37,7 +37,7 @@ describe('fault injection', () => {
     [429, 'TooManyRequestsError'],
     [500, 'InternalServerError'],
   ])('refuse:%i answers that status with a vLLM-shaped %s before streaming', async (status, type) => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', streamWith(`fault=refuse:${status}`))
     expect(response.status).toBe(status)
     expect(await response.text()).toBe(
@@ -47,7 +47,7 @@ describe('fault injection', () => {
   })
 
   it('hang accepts the request and sends nothing, not even headers, until the client leaves', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const controller = new AbortController()
     const request = post(emulator, '/v1/chat/completions', streamWith('fault=hang'), { signal: controller.signal })
     expect(
@@ -67,7 +67,7 @@ describe('fault injection', () => {
   })
 
   it('stall_after:2 sends the role chunk and two tokens, then goes silent without closing', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const controller = new AbortController()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=stall_after:2'), { signal: controller.signal })
     const reader = response.body?.getReader()
@@ -84,7 +84,7 @@ describe('fault injection', () => {
   })
 
   it('die_after:2 cuts the connection after two token chunks, with no finish and no [DONE]', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=die_after:2'))
     expect(response.status).toBe(200)
     const { text, broken } = await collect(response)
@@ -96,14 +96,14 @@ describe('fault injection', () => {
   })
 
   it('die_after:0 sends the headers and dies before any data event', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=die_after:0'))
     expect(response.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
     expect(await collect(response)).toEqual({ text: '', broken: true })
   })
 
   it("error_after:2 ends with vLLM's json.dumps 400 BadRequestError event for a dead engine and [DONE]", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', streamWith('fault=error_after:2'))
     const { text, broken } = await collect(response)
     expect(broken).toBe(false)
@@ -114,13 +114,13 @@ describe('fault injection', () => {
   })
 
   it('error_after in the legacy format nests the flat ErrorResponse under "error"', async () => {
-    const emulator = await emulatorFor({ errorFormat: 'legacy' })
+    const emulator = await emulatorV0110({ errorFormat: 'legacy' })
     const text = await (await post(emulator, '/v1/chat/completions', streamWith('fault=error_after:0'))).text()
     expect(text).toBe(`data: {"error": {"object": "error", ${ERROR_EVENT.slice('data: {"error": {'.length)}data: [DONE]\n\n`)
   })
 
   it('malformed_after:1 sends one data line that is not JSON, then carries on to [DONE]', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const text = await (await post(emulator, '/v1/chat/completions', streamWith('fault=malformed_after:1'))).text()
     const all = events(text)
     expect(all[2]).toMatch(/^data: \{"id":"chatcmpl-[0-9a-f]*\n\n$/)
@@ -132,7 +132,7 @@ describe('fault injection', () => {
   })
 
   it('applies a process-wide fault set through POST /emulator/config, which a directive overrides', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     expect((await post(emulator, '/emulator/config', { fault: 'refuse:503' })).status).toBe(200)
     expect((await post(emulator, '/v1/chat/completions', streamWith(''))).status).toBe(503)
     const overridden = await post(emulator, '/v1/chat/completions', streamWith('fault=none'))
@@ -141,7 +141,7 @@ describe('fault injection', () => {
   })
 
   it('turns error_after into a 500 "Internal Server Error" JSON answer and die_after into a cut connection for stream: false', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const failed = await post(emulator, '/v1/chat/completions', chatBody('fault=error_after:1'))
     expect(failed.status).toBe(500)
     // api_server.py create_chat_completion: HTTPException(500), typed with the HTTP phrase.

@@ -15,7 +15,15 @@ export const FAST: Partial<EmulatorOptions> = {
   itlMs: 1,
 }
 
-/** An emulator on a free loopback port, closed when the test finishes. */
+/**
+ * An emulator of vLLM v0.11.0 (`vllmVersion: '0.11.0'`), for the files that check that release's
+ * wire: the reasoning_content field, its error types and texts, usage and request-id rules.
+ */
+export function emulatorV0110(options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
+  return emulatorFor({ vllmVersion: '0.11.0', ...options })
+}
+
+/** An emulator on a free loopback port, closed when the test finishes (vLLM v0.20.2 unless told). */
 export async function emulatorFor(options: Partial<EmulatorOptions> = {}): Promise<Emulator> {
   await loadTokenizer() // once per test file; the first request would otherwise wait for it
   const emulator = await startEmulator({ ...FAST, ...options })

@@ -64,8 +64,10 @@ describe('prompt prefix keys', () => {
     const result = validateGeneration(defaultOptions(), 'chat', { messages: conversation(30_000), max_tokens: 16 })
     expect(result.ok).toBe(false)
     if (result.ok) return
+    // v0.20.2 (the default): so many characters are refused before tokenizing (renderers/params.py _text_len_check).
+    expect(result.error).toMatchObject({ param: 'input_text' })
     expect(result.error.message).toMatch(
-      /^This model's maximum context length is 4096 tokens\. However, your request has \d+ input tokens\./,
+      /^This model's maximum context length is 4096 tokens\. However, you requested 16 output tokens and your prompt contains \d+ characters/,
     )
     expect(hashed.calls - before).toBe(0)
   })

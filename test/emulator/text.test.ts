@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest'
 import { pythonJsonDumps } from '../../gpu-backend/emulator/errors.ts'
 import { parseDirectives, parseFault } from '../../gpu-backend/emulator/faults.ts'
 import { chatTokenPlan } from '../../gpu-backend/emulator/text.ts'
-import { chatBody, emulatorFor, post } from './helpers.ts'
+import { chatBody, emulatorV0110, post } from './helpers.ts'
 import { payloads } from '../support/sse.ts'
 
 type Delta = { content?: string; reasoning_content?: string }
 
 async function streamedDeltas(seed: number, body: Record<string, unknown>): Promise<Delta[]> {
-  const emulator = await emulatorFor({ seed })
+  const emulator = await emulatorV0110({ seed })
   const text = await (await post(emulator, '/v1/chat/completions', { ...body, stream: true })).text()
   return payloads(text).map((chunk) => (chunk.choices as { delta: Delta }[])[0]?.delta ?? {})
 }

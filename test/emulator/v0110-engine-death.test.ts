@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, eventually, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, eventually, MODEL, post } from './helpers.ts'
 import { events, readUntil } from '../support/sse.ts'
 
 const DEAD_MESSAGE = 'EngineCore encountered an issue. See stack trace (above) for the root cause.'
@@ -28,7 +28,7 @@ async function streamInFlight(emulator: Emulator, directive = '') {
 
 describe('a dead engine (vLLM v0.11.0)', () => {
   it('ends every in-flight stream with the 400 BadRequestError event and [DONE] when the engine dies', async () => {
-    const emulator = await emulatorFor({ deadShutdownMs: null })
+    const emulator = await emulatorV0110({ deadShutdownMs: null })
     const first = await streamInFlight(emulator)
     const second = await streamInFlight(emulator)
     emulator.configure({ engineDead: true })
@@ -41,7 +41,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('kills the whole engine from one request with dead_after:N, failing the other streams too', async () => {
-    const emulator = await emulatorFor({ deadShutdownMs: null })
+    const emulator = await emulatorV0110({ deadShutdownMs: null })
     const other = await streamInFlight(emulator)
     const killer = await (
       await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=8 fault=dead_after:2', { stream: true }))
@@ -53,7 +53,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('answers new requests with the pre-stream 500 "Internal Server Error", stream or not, after the model check', async () => {
-    const emulator = await emulatorFor({ engineDead: true, deadShutdownMs: null })
+    const emulator = await emulatorV0110({ engineDead: true, deadShutdownMs: null })
     for (const stream of [true, false]) {
       const response = await post(emulator, '/v1/chat/completions', chatBody('', { stream }))
       expect(response.status).toBe(500)
@@ -67,7 +67,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('answers a stream: false request in flight with the 500 when the engine dies', async () => {
-    const emulator = await emulatorFor({ deadShutdownMs: null })
+    const emulator = await emulatorV0110({ deadShutdownMs: null })
     const pending = post(emulator, '/v1/chat/completions', chatBody('itl_ms=20 reasoning_tokens=200'))
     await eventually(
       () => emulator.stats().tokensGenerated,
@@ -79,7 +79,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('fails a stream still waiting for a slot with the error as its first event', async () => {
-    const emulator = await emulatorFor({ maxNumSeqs: 1, deadShutdownMs: null })
+    const emulator = await emulatorV0110({ maxNumSeqs: 1, deadShutdownMs: null })
     const running = await streamInFlight(emulator)
     const waiting = await post(emulator, '/v1/chat/completions', longStream())
     await eventually(
@@ -92,7 +92,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('answers /health 503 once the engine is dead, then closes the port after deadShutdownMs', async () => {
-    const emulator = await emulatorFor({ deadShutdownMs: 300 })
+    const emulator = await emulatorV0110({ deadShutdownMs: 300 })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(200)
     await post(emulator, '/emulator/config', { engineDead: true })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(503)
@@ -109,7 +109,7 @@ describe('a dead engine (vLLM v0.11.0)', () => {
   })
 
   it('keeps the port open with deadShutdownMs null (VLLM_KEEP_ALIVE_ON_ENGINE_DEATH), and engineDead: false revives the engine', async () => {
-    const emulator = await emulatorFor({ deadShutdownMs: null, engineDead: true })
+    const emulator = await emulatorV0110({ deadShutdownMs: null, engineDead: true })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(503)
     emulator.configure({ engineDead: false })
     expect((await fetch(`${emulator.url}/health`)).status).toBe(200)

@@ -4,19 +4,19 @@
 
 import { describe, expect, it } from 'vitest'
 import type { EmulatorOptions } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, post } from './helpers.ts'
+import { chatBody, emulatorV0110, post } from './helpers.ts'
 
 const STREAM = chatBody('reasoning_tokens=5 content_tokens=4 merge_tokens=3', { stream: true })
 
 /** Every raw delta object of a stream, in order. */
 async function deltas(options: Partial<EmulatorOptions>): Promise<string[]> {
-  const emulator = await emulatorFor(options)
+  const emulator = await emulatorV0110(options)
   const text = await (await post(emulator, '/v1/chat/completions', STREAM)).text()
   return [...text.matchAll(/"delta":(\{[^}]*\})/g)].map((match) => match[1] ?? '')
 }
 
 async function message(options: Partial<EmulatorOptions>): Promise<Record<string, unknown>> {
-  const emulator = await emulatorFor(options)
+  const emulator = await emulatorV0110(options)
   const body = (await (await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=3 content_tokens=3'))).json()) as {
     choices: { message: Record<string, unknown> }[]
   }

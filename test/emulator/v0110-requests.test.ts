@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, MODEL, post } from './helpers.ts'
 import { payloads } from '../support/sse.ts'
 
 type ErrorJson = { error: { message: string; type: string; code: number; param: null } }
@@ -29,7 +29,7 @@ const longText = (words: number) => ' hello'.repeat(words)
 
 describe('max_tokens and the context length (v0.11.0)', () => {
   it('gives a request without max_tokens the rest of the context, however long its prompt', async () => {
-    const emulator = await emulatorFor({ maxModelLen: 64 })
+    const emulator = await emulatorV0110({ maxModelLen: 64 })
     const messages = [{ role: 'user', content: `${longText(40)} [emulator reasoning_tokens=0 content_tokens=1]` }]
     const response = await post(emulator, '/v1/chat/completions', { model: MODEL, messages })
     expect(response.status).toBe(200)
@@ -38,7 +38,7 @@ describe('max_tokens and the context length (v0.11.0)', () => {
   })
 
   it('refuses a prompt of max_model_len tokens with the input-length message, ending in " None" for chat', async () => {
-    const emulator = await emulatorFor({ maxModelLen: 64 })
+    const emulator = await emulatorV0110({ maxModelLen: 64 })
     const messages = [{ role: 'user', content: longText(59) }]
     const prompt = countChatPromptTokens(messages)
     expect(prompt).toBe(64)
@@ -50,7 +50,7 @@ describe('max_tokens and the context length (v0.11.0)', () => {
   })
 
   it('refuses prompt + max_tokens over the context with the "too large" message stating the room', async () => {
-    const emulator = await emulatorFor({ maxModelLen: 64 })
+    const emulator = await emulatorV0110({ maxModelLen: 64 })
     const error = await errorOf(emulator, { max_tokens: 60 })
     const prompt = countChatPromptTokens(chatBody('reasoning_tokens=0 content_tokens=1').messages as { role: string; content: string }[])
     expect(error.message).toBe(
@@ -59,7 +59,7 @@ describe('max_tokens and the context length (v0.11.0)', () => {
   })
 
   it('refuses a completion prompt longer than max_model_len - max_tokens with the renderer\'s message, without " None"', async () => {
-    const emulator = await emulatorFor({ maxModelLen: 64 })
+    const emulator = await emulatorV0110({ maxModelLen: 64 })
     const response = await post(emulator, '/v1/completions', { model: MODEL, prompt: longText(50) })
     expect(((await response.json()) as ErrorJson).error.message).toBe(
       "This model's maximum context length is 48 tokens. However, your request has 51 input tokens. Please reduce the length of the input messages.",
@@ -67,7 +67,7 @@ describe('max_tokens and the context length (v0.11.0)', () => {
   })
 
   it('refuses max_tokens 0 from SamplingParams, and lets max_completion_tokens 0 fall through to the default', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     expect(await errorOf(emulator, { max_tokens: 0 })).toMatchObject({
       status: 400,
       type: 'BadRequestError',
@@ -79,7 +79,7 @@ describe('max_tokens and the context length (v0.11.0)', () => {
 
 describe('parameters v0.11.0 refuses', () => {
   it('refuses top_logprobs without logprobs with the check_logprobs text as a 400 Bad Request', async () => {
-    const error = await errorOf(await emulatorFor(), { top_logprobs: 3 })
+    const error = await errorOf(await emulatorV0110(), { top_logprobs: 3 })
     expect(error).toMatchObject({ status: 400, type: 'Bad Request', code: 400 })
     expect(error.message).toBe(
       "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, when using `top_logprobs`, `logprobs` must be set to true.'}]",
@@ -87,12 +87,12 @@ describe('parameters v0.11.0 refuses', () => {
   })
 
   it('refuses top_p 0 with "top_p must be in (0, 1], got 0.0." as a BadRequestError (pydantic made it a float)', async () => {
-    const error = await errorOf(await emulatorFor(), { top_p: 0 })
+    const error = await errorOf(await emulatorV0110(), { top_p: 0 })
     expect(error).toMatchObject({ status: 400, type: 'BadRequestError', message: 'top_p must be in (0, 1], got 0.0.' })
   })
 
   it("refuses wrong JSON types with pydantic's error list, every field at once", async () => {
-    const error = await errorOf(await emulatorFor(), { temperature: 'hot', max_tokens: 1.5, min_tokens: null })
+    const error = await errorOf(await emulatorV0110(), { temperature: 'hot', max_tokens: 1.5, min_tokens: null })
     expect(error.type).toBe('Bad Request')
     expect(error.message).toBe(
       "[{'type': 'int_from_float', 'loc': ('body', 'max_tokens'), 'msg': 'Input should be a valid integer, got a number with a fractional part'}, " +
@@ -102,14 +102,14 @@ describe('parameters v0.11.0 refuses', () => {
   })
 
   it("accepts numeric strings where pydantic's lax mode does", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     expect((await chat(emulator, { temperature: '0.5', top_k: '20' })).status).toBe(200)
     expect((await lastLogged(emulator)).vllm?.samplingParams).toMatchObject({ temperature: 0.5, top_k: 20 })
   })
 
   it('refuses tools with automatic tool choice without --enable-auto-tool-choice', async () => {
     const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }]
-    const error = await errorOf(await emulatorFor(), { tools })
+    const error = await errorOf(await emulatorV0110(), { tools })
     expect(error).toMatchObject({
       status: 400,
       type: 'BadRequestError',
@@ -118,12 +118,12 @@ describe('parameters v0.11.0 refuses', () => {
   })
 
   it('refuses an empty cache_salt', async () => {
-    const error = await errorOf(await emulatorFor(), { cache_salt: '' })
+    const error = await errorOf(await emulatorV0110(), { cache_salt: '' })
     expect(error.message).toContain("Value error, Parameter 'cache_salt' must be a non-empty string if provided.")
   })
 
   it('refuses a response_format of an unknown type with the errors of both union members', async () => {
-    const error = await errorOf(await emulatorFor(), { response_format: { type: 'yaml' } })
+    const error = await errorOf(await emulatorV0110(), { response_format: { type: 'yaml' } })
     expect(error.message).toContain(
       "'loc': ('body', 'response_format', 'ResponseFormat', 'type'), 'msg': \"Input should be 'text', 'json_object' or 'json_schema'\"",
     )
@@ -131,12 +131,12 @@ describe('parameters v0.11.0 refuses', () => {
   })
 
   it("answers response_format json_schema without json_schema with the 500 of to_sampling_params' failed assert", async () => {
-    const error = await errorOf(await emulatorFor(), { response_format: { type: 'json_schema' } })
+    const error = await errorOf(await emulatorV0110(), { response_format: { type: 'json_schema' } })
     expect(error).toMatchObject({ status: 500, type: 'Internal Server Error', message: '', code: 500 })
   })
 
   it("refuses logprobs beyond 20 inside the stream after the 200, as the engine's Processor does", async () => {
-    const { status, text } = await chat(await emulatorFor(), { stream: true, logprobs: true, top_logprobs: 21 })
+    const { status, text } = await chat(await emulatorV0110(), { stream: true, logprobs: true, top_logprobs: 21 })
     expect(status).toBe(200)
     expect(text).toBe(
       'data: {"error": {"message": "Requested sample logprobs of 21, which is greater than max allowed: 20", "type": "BadRequestError", "param": null, "code": 400}}\n\n' +
@@ -145,7 +145,7 @@ describe('parameters v0.11.0 refuses', () => {
   })
 
   it('refuses a logit_bias token id outside the vocabulary as a 400 for stream: false', async () => {
-    const error = await errorOf(await emulatorFor(), { logit_bias: { '151936': 5 } })
+    const error = await errorOf(await emulatorV0110(), { logit_bias: { '151936': 5 } })
     expect(error).toMatchObject({
       status: 400,
       message: 'token_id(s) [151936] in logit_bias contain out-of-vocab token ids. Vocabulary size: 151936',
@@ -155,7 +155,7 @@ describe('parameters v0.11.0 refuses', () => {
 
 describe('parameters v0.11.0 accepts', () => {
   it("records the SamplingParams the request makes, with the model's generation_config defaults", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const extra = {
       top_k: 40,
       min_p: 0.05,
@@ -186,7 +186,7 @@ describe('parameters v0.11.0 accepts', () => {
   })
 
   it('accepts response_format json_object and json_schema and records their structured-output constraint', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     expect((await chat(emulator, { response_format: { type: 'json_object' } })).status).toBe(200)
     expect((await lastLogged(emulator)).vllm?.samplingParams.structured_outputs).toEqual({ json_object: true })
     const schema = { type: 'object', properties: { x: { type: 'number' } } }
@@ -195,20 +195,20 @@ describe('parameters v0.11.0 accepts', () => {
   })
 
   it("keeps prefix-cache hits apart per cache_salt, which salts the first block's hash", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     for (const salt of ['tenant-a', 'tenant-b', 'tenant-a']) expect((await chat(emulator, { cache_salt: salt })).status).toBe(200)
     expect(emulator.load().prefixHitRequests).toBe(1)
   })
 
   it("refuses a seed outside the signed 64-bit range with pydantic's bound error", async () => {
-    const error = await errorOf(await emulatorFor(), { seed: 2 ** 64 })
+    const error = await errorOf(await emulatorV0110(), { seed: 2 ** 64 })
     expect(error.message).toBe(
       "[{'type': 'less_than_equal', 'loc': ('body', 'seed'), 'msg': 'Input should be less than or equal to 9223372036854775807'}]",
     )
   })
 
   it('accepts unknown fields and records them as ignored, as OpenAIBaseModel logs and drops them', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     expect((await chat(emulator, { frobnicate: true, top_k: 5 })).status).toBe(200)
     expect((await lastLogged(emulator)).vllm?.ignoredFields).toEqual(['frobnicate'])
   })
@@ -216,17 +216,17 @@ describe('parameters v0.11.0 accepts', () => {
 
 describe('stream_options (v0.11.0 defaults)', () => {
   it('sends the usage chunk for stream_options {}: include_usage defaults to true', async () => {
-    const { text } = await chat(await emulatorFor(), { stream: true, stream_options: {} })
+    const { text } = await chat(await emulatorV0110(), { stream: true, stream_options: {} })
     expect(payloads(text).at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: 3 } })
   })
 
   it('sends no usage chunk without stream_options', async () => {
-    const { text } = await chat(await emulatorFor(), { stream: true })
+    const { text } = await chat(await emulatorV0110(), { stream: true })
     expect(payloads(text).some((chunk) => 'usage' in chunk)).toBe(false)
   })
 
   it('refuses non-empty stream_options without stream: true, and lets {} pass (Python truthiness)', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const error = await errorOf(emulator, { stream_options: { include_usage: true } })
     expect(error.message).toBe(
       "[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}]",

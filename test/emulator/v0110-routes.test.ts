@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { countChatPromptTokens } from '../../gpu-backend/emulator/tokenizer.ts'
-import { chatBody, emulatorFor, eventually, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, eventually, MODEL, post } from './helpers.ts'
 import { payloads, readUntil } from '../support/sse.ts'
 
 const KEY = 'sk-test'
@@ -21,13 +21,13 @@ async function held(emulator: Emulator, headers: Record<string, string>): Promis
 
 describe('request ids', () => {
   it('answers with "chatcmpl-" + the X-Request-Id header as the response id', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const response = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { headers: { 'x-request-id': 'abc-123' } })
     expect(((await response.json()) as { id: string }).id).toBe('chatcmpl-abc-123')
   })
 
   it("uses the body's request_id without the header, and 32 random hex characters without either", async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const named = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1', { request_id: 'mine' }))
     expect(((await named.json()) as { id: string }).id).toBe('chatcmpl-mine')
     const plain = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'))
@@ -35,7 +35,7 @@ describe('request ids', () => {
   })
 
   it('refuses a second stream whose id is already running after the 200: one 400 error event, then [DONE]', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const first = await held(emulator, { 'x-request-id': 'dup' })
     const second = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1', { stream: true }), {
       headers: { 'x-request-id': 'dup' },
@@ -49,7 +49,7 @@ describe('request ids', () => {
   })
 
   it('refuses it as a 400 JSON body for stream: false, and takes the id again once the first has ended', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const first = await held(emulator, { 'x-request-id': 'dup' })
     const second = await post(emulator, '/v1/chat/completions', chatBody('content_tokens=1'), { headers: { 'x-request-id': 'dup' } })
     expect(second.status).toBe(400)
@@ -66,7 +66,7 @@ describe('request ids', () => {
 
 describe('the API key (AuthenticationMiddleware)', () => {
   it('accepts the Bearer scheme in any case, and nothing but the exact key after the first space', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const status = async (authorization: string) => (await fetch(`${emulator.url}/v1/models`, { headers: { authorization } })).status
     expect(await status(`bearer ${KEY}`)).toBe(200)
     expect(await status(`BEARER ${KEY}`)).toBe(200)
@@ -75,7 +75,7 @@ describe('the API key (AuthenticationMiddleware)', () => {
   })
 
   it('lets OPTIONS through without a key and guards every path that starts with /v1', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     expect((await fetch(`${emulator.url}/v1/chat/completions`, { method: 'OPTIONS' })).status).toBe(405)
     const neighbour = await fetch(`${emulator.url}/v1beta/models`)
     expect(neighbour.status).toBe(401)
@@ -85,7 +85,7 @@ describe('the API key (AuthenticationMiddleware)', () => {
 
 describe('routes outside /v1, open even with --api-key', () => {
   it('answers /ping like /health, on GET and POST', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     expect((await fetch(`${emulator.url}/ping`)).status).toBe(200)
     expect((await fetch(`${emulator.url}/ping`, { method: 'POST' })).status).toBe(200)
     emulator.configure({ healthy: false })
@@ -93,16 +93,16 @@ describe('routes outside /v1, open even with --api-key', () => {
   })
 
   it('answers /version with v0.11.0', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     expect(await (await fetch(`${emulator.url}/version`)).text()).toBe('{"version":"0.11.0"}')
   })
 
   it('answers /load with 0 without --enable-server-load-tracking, and the requests in flight with it', async () => {
-    const untracked = await emulatorFor()
+    const untracked = await emulatorV0110()
     const first = await held(untracked, {})
     expect(await (await fetch(`${untracked.url}/load`)).text()).toBe('{"server_load":0}')
     first.abort()
-    const tracked = await emulatorFor({ enableServerLoadTracking: true })
+    const tracked = await emulatorV0110({ enableServerLoadTracking: true })
     const second = await held(tracked, {})
     expect(await (await fetch(`${tracked.url}/load`)).text()).toBe('{"server_load":1}')
     second.abort()
@@ -113,14 +113,14 @@ describe('routes outside /v1, open even with --api-key', () => {
   })
 
   it('runs a chat completion on /invocations without the API key', async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const response = await post(emulator, '/invocations', chatBody('content_tokens=1'))
     expect(response.status).toBe(200)
     expect((await response.json()) as { object: string }).toMatchObject({ object: 'chat.completion' })
   })
 
   it('runs a completion on /invocations for a prompt body, and refuses a body no request model fits', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const completion = await post(emulator, '/invocations', { model: MODEL, prompt: 'Hi', max_tokens: 2 })
     expect((await completion.json()) as { object: string }).toMatchObject({ object: 'text_completion' })
     const neither = await post(emulator, '/invocations', { model: MODEL })
@@ -131,7 +131,7 @@ describe('routes outside /v1, open even with --api-key', () => {
   })
 
   it("answers /tokenize for messages with the chat endpoint's count in TokenizeResponse's shape", async () => {
-    const emulator = await emulatorFor({ apiKey: KEY })
+    const emulator = await emulatorV0110({ apiKey: KEY })
     const messages = [{ role: 'user', content: 'Hi' }]
     const response = await post(emulator, '/tokenize', { model: MODEL, messages })
     expect(await response.text()).toBe(
@@ -145,7 +145,7 @@ describe('routes outside /v1, open even with --api-key', () => {
   })
 
   it('answers /tokenize for a prompt with BOS added, and /detokenize gives the text back', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const tokenized = (await (await post(emulator, '/tokenize', { prompt: 'Hello world', return_token_strs: true })).json()) as {
       tokens: number[]
       token_strs: string[]

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
 import { THINK_END_TOKEN_ID, tokenIdOf } from '../../gpu-backend/emulator/text.ts'
-import { chatBody, emulatorFor, MODEL, post } from './helpers.ts'
+import { chatBody, emulatorV0110, MODEL, post } from './helpers.ts'
 import { payloads } from '../support/sse.ts'
 
 type Choice = { index: number; delta?: Record<string, string | null>; text?: string; finish_reason: string | null; stop_reason: unknown }
@@ -27,7 +27,7 @@ const BODY = chatBody('reasoning_tokens=6 content_tokens=10')
 
 describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
   it('cuts the text before the matched stop string and reports it as stop_reason', async () => {
-    const emulator = await emulatorFor(plain)
+    const emulator = await emulatorV0110(plain)
     const full = (await answer(emulator, BODY)).choices[0]?.message.content ?? ''
     const stop = full.slice(full.indexOf('</think>') + 12, full.indexOf('</think>') + 16)
     const cut = await answer(emulator, { ...BODY, stop: [stop, 'never appears here'] })
@@ -42,7 +42,7 @@ describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
   })
 
   it('keeps the stop string with include_stop_str_in_output', async () => {
-    const emulator = await emulatorFor(plain)
+    const emulator = await emulatorV0110(plain)
     const full = (await answer(emulator, BODY)).choices[0]?.message.content ?? ''
     const stop = full.slice(full.indexOf('</think>') + 12, full.indexOf('</think>') + 16)
     const kept = await answer(emulator, { ...BODY, stop, include_stop_str_in_output: true })
@@ -50,7 +50,7 @@ describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
   })
 
   it('holds back len(stop) - 1 characters of each streamed delta until the end', async () => {
-    const emulator = await emulatorFor(plain)
+    const emulator = await emulatorV0110(plain)
     const chunks = await streamed(emulator, '/v1/chat/completions', { ...BODY, stop: 'no such text' })
     const first = chunks[1]?.delta?.content ?? ''
     const firstAlone = (await streamed(emulator, '/v1/chat/completions', BODY))[1]?.delta?.content ?? ''
@@ -62,7 +62,7 @@ describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
   it('drops held-back text at </think> under the reasoning parser, as v0.11.0 does', async () => {
     // The `</think>` step's delta is the held-back reasoning tail plus "</think" minus what is still
     // held; a lone end token gives no delta (basic_parsers.py), so that text never reaches the client.
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const full = (await answer(emulator, BODY)).choices[0]?.message
     const chunks = await streamed(emulator, '/v1/chat/completions', { ...BODY, stop: 'zz' })
     const reasoning = chunks.map((choice) => choice.delta?.reasoning_content ?? '').join('')
@@ -74,7 +74,7 @@ describe('stop strings (vLLM v0.11.0 detokenizer)', () => {
 
 describe('stop_token_ids (vLLM v0.11.0 check_stop)', () => {
   it('ends at a stop token with stop_reason the id, the token itself left out of the text', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const stopped = await answer(emulator, { ...BODY, stop_token_ids: [THINK_END_TOKEN_ID] })
     const full = await answer(emulator, BODY)
     expect(stopped.choices[0]).toMatchObject({
@@ -87,7 +87,7 @@ describe('stop_token_ids (vLLM v0.11.0 check_stop)', () => {
   })
 
   it('stops a completion at a word token of the emulated vocabulary', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const body = { model: MODEL, prompt: 'Once upon a time', max_tokens: 12 }
     const full = (await streamed(emulator, '/v1/completions', body)).map((choice) => choice.text ?? '')
     const at = full.findIndex((word, index) => index >= 2 && word !== '' && !full.slice(0, index).includes(word))

@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest'
 import type { Emulator } from '../../gpu-backend/emulator/server.ts'
-import { chatBody, emulatorFor, post } from './helpers.ts'
+import { chatBody, emulatorV0110, post } from './helpers.ts'
 import { payloads } from '../support/sse.ts'
 
 type Delta = Record<string, string | null>
@@ -31,7 +31,7 @@ function joined(chunks: Chunk[], field: string, index = 0): string {
 
 describe('merged deltas (vLLM v0.11.0 RequestOutputCollector)', () => {
   it('merges several engine steps into one delta when the API server falls behind, with usage counting every token', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const body = chatBody('reasoning_tokens=6 content_tokens=5', USAGE)
     const single = await streamChunks(emulator, body)
     emulator.configure({ mergeTokens: 3 })
@@ -45,14 +45,14 @@ describe('merged deltas (vLLM v0.11.0 RequestOutputCollector)', () => {
   })
 
   it('sends one delta with both content and reasoning_content at </think>, content first (DeltaMessage field order)', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     // Steps 4, 5, 6 are delivered together: a reasoning word, </think>, the first content word.
     const deltas = await rawDeltas(emulator, chatBody('reasoning_tokens=5 content_tokens=4 merge_tokens=3', { stream: true }))
     expect(deltas[3]).toMatch(/^\{"content":"\\n\\n[^"]+","reasoning_content":" [^"]+"\}$/)
   })
 
   it('sets content to null when a merged delta ends with </think>, and reasoning_content to "" when it starts with it', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const ending = await rawDeltas(emulator, chatBody('reasoning_tokens=6 content_tokens=4 merge_tokens=3', { stream: true }))
     expect(ending[3]).toMatch(/^\{"content":null,"reasoning_content":" [^"]+"\}$/)
     const starting = await rawDeltas(emulator, chatBody('reasoning_tokens=4 content_tokens=4 merge_tokens=3', { stream: true }))
@@ -62,7 +62,7 @@ describe('merged deltas (vLLM v0.11.0 RequestOutputCollector)', () => {
 
 describe('n > 1 (vLLM v0.11.0 parallel sampling)', () => {
   it('streams one role chunk per choice, interleaved token chunks, one finish per choice and per-choice continuous usage', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const chunks = await streamChunks(emulator, chatBody('reasoning_tokens=3 content_tokens=3', { ...USAGE, n: 2 }))
     const withChoice = chunks.filter((chunk) => chunk.choices.length > 0)
     expect(withChoice.every((chunk) => chunk.choices.length === 1)).toBe(true)
@@ -85,7 +85,7 @@ describe('n > 1 (vLLM v0.11.0 parallel sampling)', () => {
   })
 
   it('answers stream: false with n choices, the streamed texts, and the total usage', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const body = chatBody('reasoning_tokens=3 content_tokens=3', { n: 3 })
     const answer = (await (await post(emulator, '/v1/chat/completions', body)).json()) as {
       choices: { index: number; message: { content: string; reasoning_content: string }; finish_reason: string }[]
@@ -106,7 +106,7 @@ describe('n > 1 (vLLM v0.11.0 parallel sampling)', () => {
 
 describe('min_tokens (vLLM v0.11.0 MinTokensLogitsProcessor)', () => {
   it('keeps EOS away until min_tokens tokens are out', async () => {
-    const emulator = await emulatorFor()
+    const emulator = await emulatorV0110()
     const answer = (await (
       await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=2 content_tokens=2', { min_tokens: 12 }))
     ).json()) as {
