@@ -51,6 +51,8 @@ SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-deepseek-r1-distill-qwen-1.5b}
 DTYPE=${DTYPE:-bfloat16}
 QUANTIZATION=${QUANTIZATION:-}
 MAX_MODEL_LEN=${MAX_MODEL_LEN:-4096}
+# 0.9 whatever vLLM's own default (0.9 at v0.11.0, 0.92 at v0.20.2): docs/deploy.md's capacity
+# figures assume it, and both releases get the same share during an upgrade.
 GPU_MEMORY_UTILIZATION=${GPU_MEMORY_UTILIZATION:-0.9}
 MAX_NUM_SEQS=${MAX_NUM_SEQS:-256}
 ENABLE_PREFIX_CACHING=${ENABLE_PREFIX_CACHING:-true}

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest'
 import { parseCommand as parseFleetCommand } from '../../scripts/fleet/options.ts'
 import { parseCommand as parseKeysCommand } from '../../scripts/keys/options.ts'
 import { OFFLINE_WRANGLER_ENV, ROOT } from '../../scripts/processes.ts'
-import { flagTable } from './support.ts'
+import { flagTable, REMOVED_FLAGS } from './support.ts'
 
 const DOC = readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8')
 const SHELL_BUILTINS = new Set(['umask', 'printf'])
@@ -220,5 +220,34 @@ describe('docs/deploy.md', () => {
       }
       expect(options[options.indexOf('-c') + 1], command.join(' ')).not.toBe(NGINX_TEMPLATE)
     }
+  })
+
+  it('upgrades from the previous vLLM release to the pinned one backend by backend: drain, wait, replace, check, undrain', () => {
+    const table = flagTable()
+    const heading = `### From v${table.previous.vllm} to v${table.vllm}, one backend at a time`
+    expect(DOC).toContain(heading)
+    const section = DOC.slice(DOC.indexOf(heading), DOC.indexOf('\n### ', DOC.indexOf(heading) + heading.length))
+    const lines = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap(([, body]) => (body ?? '').split('\n').map((line) => line.trim()))
+    const step = (pattern: RegExp) => lines.findIndex((line) => pattern.test(line))
+    const order = [
+      step(/^docker compose .* build vllm-0$/),
+      step(/^npm run fleet -- drain gpu-a-vllm-0 /),
+      step(/^npm run fleet -- list /),
+      step(/^docker compose .* up -d vllm-0$/),
+      step(/^curl .*\/health$/),
+      step(/^curl .*\/v1\/chat\/completions/),
+      step(/^npm run fleet -- undrain gpu-a-vllm-0 /),
+    ]
+    expect(
+      order.every((index) => index >= 0),
+      JSON.stringify(order),
+    ).toBe(true)
+    expect([...order].sort((a, b) => a - b)).toEqual(order)
+    // It links how drain behaves, names both images, and keeps the way back.
+    expect(section).toContain('](fleet.md#')
+    expect(DOC).toContain(table.image)
+    expect(DOC).toContain(`FROM ${table.previous.image}`)
+    for (const removed of REMOVED_FLAGS) expect(DOC).toContain(removed)
+    expect(DOC).toContain('### What could not be checked without a GPU')
   })
 })

@@ -64,6 +64,19 @@ describe.each(DOCKERFILES)('gpu-backend/%s', (name) => {
     expect(table.image).toBe(`vllm/vllm-openai:v${table.vllm}`)
   })
 
+  it('names the release it replaces, to roll back to, and cites where each flag is defined at the pinned one', () => {
+    expect(table.previous.image).toBe(`vllm/vllm-openai:v${table.previous.vllm}`)
+    expect(table.previous.image).not.toBe(table.image)
+    // No trace of the old pin, not even in a comment.
+    expect(readFileSync(join(GPU_BACKEND, name), 'utf8')).not.toContain(table.previous.image)
+    expect(table.sources[0]).toContain(`tag v${table.vllm} = commit `)
+    const notPassed = Object.entries(table.notPassed).filter(([key]) => !key.startsWith('$'))
+    expect(notPassed.length).toBeGreaterThan(0)
+    for (const [flagName, spec] of [...Object.entries(table.flags), ...notPassed]) {
+      expect(spec.source, flagName).toMatch(/^(vllm\/[\w/]+\.py:\d+|the negative form )/)
+    }
+  })
+
   it('starts through entrypoint.sh, copied executable, in exec form', () => {
     const copy = instructions(dockerfile, 'COPY')
     expect(copy.map((instruction) => instruction.getArgumentsContent())).toEqual(['entrypoint.sh /usr/local/bin/edge-proxy-vllm'])

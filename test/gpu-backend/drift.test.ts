@@ -3,8 +3,9 @@
 // (MODEL_ID; the aliases map to it), with the context length its budget assumes (MAX_MODEL_LEN),
 // the reasoning parser it expects, the --max-num-seqs it routes by, and --scheduling-policy
 // priority, without which the priority it sends from each key's class is ignored. A change on one
-// side only fails here.
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+// side only fails here. And no flag that vLLM removed since v0.11.0 is passed anywhere: vLLM
+// v0.20.2 refuses to start with one.
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -17,7 +18,19 @@ import {
   type ComposeFile,
 } from '../../scripts/fleet/compose.ts'
 import { DEFAULT_MAX_CONCURRENCY } from '../../scripts/fleet/options.ts'
-import { DOCKERFILES, flag, imageEnv, parseDockerfile, runEntrypoint, TEST_KEY, workerVars } from './support.ts'
+import {
+  DOCKERFILES,
+  flag,
+  flagTable,
+  GPU_BACKEND,
+  imageEnv,
+  parseDockerfile,
+  REMOVED_FLAGS,
+  removedFlagHits,
+  runEntrypoint,
+  TEST_KEY,
+  workerVars,
+} from './support.ts'
 
 interface BackendSettings {
   source: string
@@ -142,5 +155,42 @@ describe('Worker and backend configuration', () => {
     expect(problems).toContain('compose emulator-1: served model deepseek-r1, Worker MODEL_ID deepseek-r1-distill-qwen-1.5b')
     expect(problems).toContain("compose vllm-1 (Dockerfile.awq): scheduling policy fcfs, the Worker's priority classes need priority")
     expect(problems).toContain("compose emulator-0: scheduling policy undefined, the Worker's priority classes need priority")
+  })
+})
+
+describe('flags vLLM removed since v0.11.0', () => {
+  it('appear nowhere in gpu-backend/ outside the emulator: no Dockerfile, compose file, script, table or doc passes them', () => {
+    expect(removedFlagHits(GPU_BACKEND, ['emulator'])).toEqual([])
+    const table = flagTable()
+    for (const removed of REMOVED_FLAGS) {
+      expect(Object.keys(table.flags)).not.toContain(removed)
+      expect(Object.keys(table.notPassed)).not.toContain(removed)
+    }
+  })
+
+  it('are not in the command line the entrypoint builds, by default or from any image or compose service', async () => {
+    const settings = [await runEntrypoint({ VLLM_API_KEY: TEST_KEY })]
+    for (const name of DOCKERFILES) settings.push(await runEntrypoint({ ...imageEnv(parseDockerfile(name)), VLLM_API_KEY: TEST_KEY }))
+    for (const run of settings) {
+      expect(run.code).toBe(0)
+      for (const removed of REMOVED_FLAGS) expect(run.argv ?? []).not.toContain(removed)
+    }
+  })
+
+  it('are found by the check wherever they are written, and not in longer flags', async () => {
+    const root = join(dir, 'removed-flags')
+    await mkdir(join(root, 'emulator'), { recursive: true })
+    await mkdir(join(root, 'tunnel'), { recursive: true })
+    await writeFile(join(root, 'Dockerfile'), 'CMD ["--max-num-seqs", "8", "--disable-log-requests"]\n')
+    await writeFile(join(root, 'tunnel/notes.md'), 'run with --enable-reasoning=true\n')
+    await writeFile(
+      join(root, 'compose.yaml'),
+      'command: [--enable-log-requests, --enable-reasoning-parser, --reasoning-parser, deepseek_r1]\n',
+    )
+    await writeFile(join(root, 'emulator/main.ts'), "// vLLM v0.11.0 took '--disable-log-requests'\n")
+    expect(removedFlagHits(root, ['emulator']).sort()).toEqual([
+      'Dockerfile: --disable-log-requests',
+      'tunnel/notes.md: --enable-reasoning',
+    ])
   })
 })

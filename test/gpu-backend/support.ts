@@ -3,7 +3,7 @@
 // Worker's own settings from wrangler.toml.
 import { execFile } from 'node:child_process'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DockerfileParser, PropertyInstruction, type Dockerfile } from 'dockerfile-ast'
@@ -94,12 +94,48 @@ export interface FlagSpec {
   choices?: string[]
   subset?: boolean
   doc: string
+  /** Where the flag is defined at the table's release: a path in vLLM's repository and a line. */
+  source: string
 }
 
 export interface FlagTable {
   vllm: string
   image: string
+  /** The release the fleet ran before, to roll back to. */
+  previous: { vllm: string; image: string }
+  sources: string[]
   flags: Record<string, FlagSpec>
+  /** Flags of the release checked and deliberately not passed, each with its source and why (and a `$comment` key). */
+  notPassed: Record<string, { source: string; why: string }>
+}
+
+/**
+ * Flags that vLLM removed after v0.11.0: v0.20.2's argparse refuses them, so a container given one
+ * never starts. --disable-log-requests (logging is off unless --enable-log-requests) and
+ * --enable-reasoning (--reasoning-parser alone turns reasoning on) appear nowhere under vllm/ at
+ * the v0.20.2 tag.
+ */
+export const REMOVED_FLAGS = ['--disable-log-requests', '--enable-reasoning'] as const
+
+/**
+ * Where a removed flag appears in the files under `root`, as "path: flag" lines, skipping the
+ * directories named in `skip` (relative to root). Reads every file as text.
+ */
+export function removedFlagHits(root: string, skip: readonly string[] = []): string[] {
+  const hits: string[] = []
+  const walk = (relative: string) => {
+    for (const entry of readdirSync(join(root, relative), { withFileTypes: true })) {
+      const path = relative === '' ? entry.name : `${relative}/${entry.name}`
+      if (skip.includes(path)) continue
+      if (entry.isDirectory()) walk(path)
+      else if (entry.isFile()) {
+        const text = readFileSync(join(root, path), 'utf8')
+        for (const removed of REMOVED_FLAGS) if (new RegExp(`${removed}(?![\\w-])`).test(text)) hits.push(`${path}: ${removed}`)
+      }
+    }
+  }
+  walk('')
+  return hits
 }
 
 export function flagTable(): FlagTable {
