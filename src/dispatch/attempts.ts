@@ -237,6 +237,13 @@ export class UpstreamAttempts {
     const room = roomLeft(refusal)
     if (room < 1) return null
     this.#refitted = true
+    if (refusal.promptAtLeast) {
+      // vLLM v0.20.2 counts the prompt only up to the context's bound ("at least N"): the room is
+      // not stated. Without max_tokens vLLM gives the prompt the rest of the context, which is below
+      // the cap that was refused (get_max_tokens).
+      const { max_tokens: _refused, ...rest } = this.#body
+      return rest
+    }
     return { ...this.#body, max_tokens: room }
   }
 

@@ -60,3 +60,57 @@ describe('readContextRefusal', () => {
     expect(readContextRefusal(text)).toBeNull()
   })
 })
+
+// v0.20.2's texts, as vllm/renderers/params.py TokenizeParams words them (_token_len_check,
+// _text_len_check, __post_init__).
+const v0202 = (output: number, prompt: number, atLeast = false, limit = 4096) => {
+  const q = atLeast ? 'at least ' : ''
+  return (
+    `This model's maximum context length is ${limit} tokens. However, you requested ${output} output tokens and your prompt contains ` +
+    `${q}${prompt} input tokens, for a total of ${q}${prompt + output} tokens. Please reduce the length of the input prompt or the number of requested output tokens.`
+  )
+}
+
+describe("readContextRefusal on vLLM v0.20.2's texts", () => {
+  it('reads an exact prompt count and the room it leaves', () => {
+    const refusal = readContextRefusal(v0202(4000, 104))
+    expect(refusal).toEqual({ kind: 'max_tokens_too_large', maxModelLen: 4096, promptTokens: 104, maxTokens: 4000 })
+    expect(roomLeft(refusal!)).toBe(3992)
+  })
+
+  it('marks an "at least" count (the tokenizer stopped at max_model_len - O + 1) as a lower bound', () => {
+    expect(readContextRefusal(v0202(4090, 7, true))).toEqual({
+      kind: 'max_tokens_too_large',
+      maxModelLen: 4096,
+      promptTokens: 7,
+      maxTokens: 4090,
+      promptAtLeast: true,
+    })
+  })
+
+  it('reads a prompt that fills the context alone as too long', () => {
+    expect(readContextRefusal(v0202(0, 5000))).toEqual({ kind: 'prompt_too_long', maxModelLen: 4096, promptTokens: 5000 })
+    expect(readContextRefusal(v0202(0, 4097, true))).toEqual({ kind: 'prompt_too_long', maxModelLen: 4096, promptTokens: 4097 })
+  })
+
+  it('reads the characters text and the output-over-context text as a too-large max_tokens of unknown room', () => {
+    const characters =
+      "This model's maximum context length is 4096 tokens. However, you requested 4000 output tokens and your prompt contains 20000 characters " +
+      '(more than 12288 characters, which is the upper bound for 96 input tokens). Please reduce the length of the input prompt or the number of requested output tokens.'
+    expect(readContextRefusal(characters)).toEqual({
+      kind: 'max_tokens_too_large',
+      maxModelLen: 4096,
+      promptTokens: 97,
+      maxTokens: 4000,
+      promptAtLeast: true,
+    })
+    const over = 'max_tokens=5000 cannot be greater than max_model_len=max_total_tokens=4096. Please request fewer output tokens.'
+    expect(readContextRefusal(over)).toEqual({
+      kind: 'max_tokens_too_large',
+      maxModelLen: 4096,
+      promptTokens: 0,
+      maxTokens: 5000,
+      promptAtLeast: true,
+    })
+  })
+})
