@@ -66,14 +66,53 @@ export function streamErrorJson(error: ApiError): string {
   return `{"error": {"message": ${json(error.message)}, "type": ${json(error.type)}, "param": ${json(error.param)}, "code": ${error.status}}}`
 }
 
-/** The single error renderer (app.onError). Unknown errors become a 500 that reveals nothing. */
+/** The shape of an error body: OpenAI's (every route but the Messages API's) or Anthropic's. */
+export type ErrorFormat = 'openai' | 'anthropic'
+
+/**
+ * Anthropic's error `type` by status (docs.claude.com/en/api/errors): its table, with
+ * invalid_request_error for the other 4xx as Anthropic says it does, and for the gateway's own
+ * 5xx, whose status is kept: 503 (the fleet full or down) is overloaded_error, what Anthropic's 529
+ * says; the other 5xx api_error.
+ */
+export function anthropicErrorTypeFor(status: number): string {
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 404) return 'not_found_error'
+  if (status === 413) return 'request_too_large'
+  if (status === 429) return 'rate_limit_error'
+  if (status === 503 || status === 529) return 'overloaded_error'
+  if (status >= 500) return 'api_error'
+  return 'invalid_request_error'
+}
+
+export interface AnthropicErrorBody {
+  type: 'error'
+  error: { type: string; message: string }
+  request_id?: string
+}
+
+/** Anthropic's error object (an HTTP error's body, and the data of a stream's `event: error`). */
+export function anthropicErrorBody(error: ApiError, requestId?: string): AnthropicErrorBody {
+  const body: AnthropicErrorBody = { type: 'error', error: { type: anthropicErrorTypeFor(error.status), message: error.message } }
+  if (requestId) body.request_id = requestId
+  return body
+}
+
+/**
+ * The single error renderer (app.onError). Unknown errors become a 500 that reveals nothing. The
+ * body is OpenAI's, or Anthropic's where the request's route set `errorFormat` (the Messages API);
+ * status and headers are the same either way.
+ */
 export function renderError(err: unknown, c: Context): Response {
   const error = toApiError(err)
   if (error.status >= 500 && !(err instanceof ApiError)) {
     // Only the error's class: messages of runtime errors can quote request bodies.
     console.error(JSON.stringify({ event: 'unhandled_error', requestId: c.get('requestId'), name: errorName(err) }))
   }
-  return c.json(errorBody(error), error.status, error.headers)
+  const format = (c.get('errorFormat') as ErrorFormat | undefined) ?? 'openai'
+  const body = format === 'anthropic' ? anthropicErrorBody(error, c.get('requestId') as string | undefined) : errorBody(error)
+  return c.json(body, error.status, error.headers)
 }
 
 /**

@@ -1,6 +1,8 @@
 import { HTTPException } from 'hono/http-exception'
 import { describe, expect, it } from 'vitest'
-import { ApiError, toApiError } from '../src/errors.ts'
+import { Hono } from 'hono'
+import type { AppEnv } from '../src/env.ts'
+import { ApiError, anthropicErrorBody, anthropicErrorTypeFor, renderError, toApiError } from '../src/errors.ts'
 import { fromRefusal, toRefusal } from '../src/streams/rpc.ts'
 
 describe('the fallback for unknown errors', () => {
@@ -30,5 +32,51 @@ describe('the fallback for unknown errors', () => {
       message: rendered.message,
       code: rendered.code,
     })
+  })
+})
+
+describe("Anthropic's error shape (the Messages API)", () => {
+  it.each([
+    [400, 'invalid_request_error'],
+    [401, 'authentication_error'],
+    [403, 'permission_error'],
+    [404, 'not_found_error'],
+    [405, 'invalid_request_error'],
+    [408, 'invalid_request_error'],
+    [413, 'request_too_large'],
+    [429, 'rate_limit_error'],
+    [500, 'api_error'],
+    [502, 'api_error'],
+    [503, 'overloaded_error'],
+    [504, 'api_error'],
+  ])('names status %i %s', (status, type) => {
+    expect(anthropicErrorTypeFor(status)).toBe(type)
+  })
+
+  it('is {type: "error", error: {type, message}}, with the request id when there is one', () => {
+    const error = new ApiError(503, 'Every backend is busy.', { code: 'queue_full' })
+    expect(anthropicErrorBody(error)).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'Every backend is busy.' } })
+    expect(anthropicErrorBody(error, 'req-1').request_id).toBe('req-1')
+  })
+
+  it("is what the one renderer sends where the route set it, the status and headers unchanged; OpenAI's elsewhere", async () => {
+    const app = new Hono<AppEnv>()
+    app.onError(renderError)
+    const refuse = () => {
+      throw new ApiError(503, 'Every backend is busy.', { code: 'queue_full', headers: { 'retry-after': '3' } })
+    }
+    app.get('/anthropic', (c) => {
+      c.set('errorFormat', 'anthropic')
+      return refuse()
+    })
+    app.get('/openai', refuse)
+    const anthropic = await app.request('/anthropic')
+    expect(anthropic.status).toBe(503)
+    expect(anthropic.headers.get('retry-after')).toBe('3')
+    expect(await anthropic.json()).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'Every backend is busy.' } })
+    const openai = await app.request('/openai')
+    expect(openai.status).toBe(503)
+    expect(openai.headers.get('retry-after')).toBe('3')
+    expect(await openai.json()).toMatchObject({ error: { code: 'queue_full', type: 'server_error' } })
   })
 })
