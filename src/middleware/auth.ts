@@ -13,21 +13,23 @@ export interface RequireKeyOptions {
   scope: Scope
   /** Browser streaming endpoints only: accept a stream token in the `token` query parameter. */
   acceptStreamToken?: boolean
+  /** The Anthropic Messages API: accept the key in `x-api-key` too, as Anthropic's clients send it. */
+  acceptXApiKey?: boolean
 }
 
 /**
- * Authenticates the caller with `Authorization: Bearer sk-...` (or, where allowed, a stream token
- * in the query string), checks the key's scope and the browser origin, and sets `principal`.
+ * Authenticates the caller with `Authorization: Bearer sk-...` (or, where allowed, `x-api-key:
+ * sk-...` or a stream token in the query string), checks the key's scope and the browser origin, and sets `principal`.
  * Every refusal is OpenAI-shaped and never repeats what the caller sent.
  */
 export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv> {
-  const { scope, acceptStreamToken = false } = options
+  const { scope, acceptStreamToken = false, acceptXApiKey = false } = options
   return async function requireKey(c, next) {
     const token = c.req.query('token')
     const principal =
       acceptStreamToken && token !== undefined && !c.req.header('authorization')
         ? await fromStreamToken(c, token)
-        : await fromApiKey(c, token !== undefined)
+        : await fromApiKey(c, token !== undefined, acceptXApiKey)
     if (!principal.record.scopes.includes(scope)) {
       throw new ApiError(403, `This API key does not have the '${scope}' scope.`, { code: 'insufficient_scope' })
     }
@@ -37,23 +39,39 @@ export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv
   }
 }
 
-async function fromApiKey(c: Context<AppEnv>, sentToken: boolean): Promise<Principal> {
-  const header = c.req.header('authorization')
-  if (!header) {
-    const hint = sentToken ? ' Stream tokens are accepted only by the browser streaming endpoints.' : ''
-    throw invalidKey(`Missing API key: send it as 'Authorization: Bearer sk-...'.${hint}${localKeyHint(c)}`)
-  }
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
-  if (!match?.[1]) throw invalidKey("Malformed Authorization header: expected 'Bearer sk-...'.")
-  if (looksLikeStreamToken(match[1])) {
+async function fromApiKey(c: Context<AppEnv>, sentToken: boolean, acceptXApiKey: boolean): Promise<Principal> {
+  const secret = presentedSecret(c, sentToken, acceptXApiKey)
+  if (looksLikeStreamToken(secret)) {
     throw invalidKey('Stream tokens are accepted only by the browser streaming endpoints; use an API key here.')
   }
   const config = c.get('config')
-  const record = await findKeyBySecret(c.env.KEYS, match[1], config.keyCacheTtlMs, requestBackground(c))
+  const record = await findKeyBySecret(c.env.KEYS, secret, config.keyCacheTtlMs, requestBackground(c))
   if (!record) throw invalidKey(`Incorrect API key provided.${localKeyHint(c)}`)
   const problem = keyProblem(record)
   if (problem) throw invalidKey(`This API key has been ${problem === 'revoked' ? 'revoked' : 'expired'}.`)
   return { keyId: record.id, record, via: 'api_key' }
+}
+
+/**
+ * The key the request presents: `Authorization: Bearer sk-...`, or, where accepted (the Messages
+ * API), `x-api-key: sk-...` when no Authorization header is sent.
+ */
+function presentedSecret(c: Context<AppEnv>, sentToken: boolean, acceptXApiKey: boolean): string {
+  const header = c.req.header('authorization')
+  const apiKeyHeader = acceptXApiKey ? c.req.header('x-api-key') : undefined
+  if (!header && apiKeyHeader !== undefined) {
+    const secret = apiKeyHeader.trim()
+    if (secret === '' || /\s/.test(secret)) throw invalidKey("Malformed x-api-key header: expected 'sk-...'.")
+    return secret
+  }
+  if (!header) {
+    const hint = sentToken ? ' Stream tokens are accepted only by the browser streaming endpoints.' : ''
+    const how = acceptXApiKey ? "'x-api-key: sk-...' or 'Authorization: Bearer sk-...'" : "'Authorization: Bearer sk-...'"
+    throw invalidKey(`Missing API key: send it as ${how}.${hint}${localKeyHint(c)}`)
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  if (!match?.[1]) throw invalidKey("Malformed Authorization header: expected 'Bearer sk-...'.")
+  return match[1]
 }
 
 async function fromStreamToken(c: Context<AppEnv>, token: string): Promise<Principal> {
