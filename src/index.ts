@@ -11,6 +11,8 @@ import { sameOriginOnly } from './middleware/same-origin.ts'
 import { responseMetrics } from './middleware/response-metrics.ts'
 import { chatCompletions } from './routes/chat.ts'
 import { responses } from './routes/responses.ts'
+import { countTokens, messages } from './routes/messages.ts'
+import { anthropicErrors } from './messages/error-format.ts'
 import { deleteResponse, listInputItems, retrieveResponse } from './routes/stored-responses.ts'
 import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
@@ -38,6 +40,8 @@ import { playgroundPage, playgroundScript, playgroundStyle } from './routes/play
 
 const app = new Hono<AppEnv>()
 const chatScope = requireKey({ scope: 'chat' })
+// The Anthropic Messages API takes the key in x-api-key too, as Anthropic's SDKs send it.
+const messagesScope = requireKey({ scope: 'chat', acceptXApiKey: true })
 const adminScope = requireKey({ scope: 'admin' })
 
 app.use(requestId())
@@ -65,6 +69,15 @@ app.delete('/v1/responses/:id', chatScope, deleteResponse)
 app.all('/v1/responses/:id', methodNotAllowed('GET', 'DELETE'))
 app.get('/v1/responses/:id/input_items', chatScope, listInputItems)
 app.all('/v1/responses/:id/input_items', methodNotAllowed('GET'))
+
+// The Anthropic Messages API, translated onto the chat path (docs/api.md): its errors, those
+// raised before the route included, in Anthropic's shape.
+app.use('/v1/messages', anthropicErrors)
+app.use('/v1/messages/*', anthropicErrors)
+app.post('/v1/messages', messagesScope, limitBody, messages)
+app.all('/v1/messages', methodNotAllowed('POST'))
+app.post('/v1/messages/count_tokens', messagesScope, limitBody, countTokens)
+app.all('/v1/messages/count_tokens', methodNotAllowed('POST'))
 
 app.post('/v1/stream-tokens', chatScope, limitBody, createStreamToken)
 app.all('/v1/stream-tokens', methodNotAllowed('POST'))

@@ -73,6 +73,8 @@ export function endChatRequestWithError(hold: ChatRequestHold, error: unknown): 
 export interface AnswerFormat {
   collector(): CollectingSink
   streamer(options: StreamSinkOptions): StreamSink
+  /** The error object a stream: false answer that failed after its 200 carries; OpenAI's (errorBody) when unset. */
+  errorBody?(error: ApiError): unknown
 }
 
 export const CHAT_FORMAT: AnswerFormat = {
@@ -128,7 +130,9 @@ export async function relayChat(
     place: input.place,
   } satisfies OpenAttemptsInput)
   if (hold.admitting) await untilAdmitted(hold, opening, gone)
-  if (!input.stream) return collectChat(c, { opening, hold, collector: format.collector(), gone, commitDue })
+  if (!input.stream) {
+    return collectChat(c, { opening, hold, collector: format.collector(), gone, commitDue, errorBody: format.errorBody ?? errorBody })
+  }
 
   const opened = await beforeCommit(opening, commitDue)
   // From here the 200 is committed, as vLLM itself does once it accepts, so the client's headers are
@@ -201,6 +205,7 @@ interface Collecting {
   collector: CollectingSink
   gone: AbortController
   commitDue: number
+  errorBody: (error: ApiError) => unknown
 }
 
 /**
@@ -252,7 +257,7 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
   })
   const fail = (error: ApiError, reason: EndReason, end: GenerationEnd | null) => {
     endChatRequest(hold, { reason, status: 200, end })
-    writer.write(JSON.stringify(errorBody(error)))
+    writer.write(JSON.stringify(collecting.errorBody(error)))
     // workerd's pipe takes a write before the socket has it, and a cut drops what it holds: the
     // line break after the object is taken only once the object went out.
     writer.write('\n', () => writer.abort(new Error(`stream: false answer failed after its 200: ${error.code ?? error.status}`)))
