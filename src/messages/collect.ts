@@ -58,8 +58,9 @@ export class MessageCollector implements CollectingSink {
   answer(): AnthropicMessage {
     if (this.#chunks === 0) throw new ApiError(502, 'The backend finished without sending a completion.', { code: 'upstream_empty' })
     const content: ContentBlock[] = []
-    if (this.#settings.showThinking && this.#thinking !== '') {
-      content.push({ type: 'thinking', thinking: this.#thinking, signature: newSignature() })
+    const { thinking } = this.#settings
+    if (thinking !== 'hidden' && this.#thinking !== '') {
+      content.push({ type: 'thinking', thinking: thinking === 'shown' ? this.#thinking : '', signature: newSignature() })
     }
     content.push({ type: 'text', text: this.#text })
     return messageObject(this.#settings, { content, stop: this.#state.stop(), usage: this.#state.messageUsage() })

@@ -1,5 +1,6 @@
 import type { DataChunk } from '../relay/generation.ts'
 import type { Usage } from '../relay/chunk.ts'
+import type { ThinkingDisplay } from './request.ts'
 
 // The Anthropic Messages API objects the gateway answers with (the shapes of @anthropic-ai/sdk's
 // resources/messages: Message, ContentBlock, Usage, the stream events), shared by the stream:
@@ -10,11 +11,11 @@ export interface MessageSettings {
   id: string
   model: string
   /**
-   * The request asked for thinking (`thinking: {type: "enabled"}`): only then does the answer show
-   * the reasoning as thinking blocks. DeepSeek-R1 reasons either way; a client that did not ask
-   * reads content[0].text.
+   * What the answer shows of the reasoning: thinking blocks only when the request asked for
+   * thinking (`shown`; `omitted`: the blocks with their signature, without the text). DeepSeek-R1
+   * reasons either way; a client that did not ask reads content[0].text.
    */
-  showThinking: boolean
+  thinking: ThinkingDisplay
 }
 
 export interface MessageUsage {

@@ -32,17 +32,35 @@ const messages = z.array(message).check(z.minLength(1, 'messages must contain at
 const system = optional(z.union([z.string(), z.array(textBlock)]))
 const model = nonEmptyString('model must be a non-empty string.')
 
+/**
+ * Whether the answer shows the reasoning (`summarized`: as it is, there being no summarizer) or
+ * only a thinking block's signature (`omitted`).
+ */
+const display = optional(z.enum(['summarized', 'omitted']))
+
 const thinking = z.discriminatedUnion(
   'type',
   [
     z.strictObject({
       type: z.literal('enabled'),
       budget_tokens: intWhere('budget_tokens', (value) => value >= 1024, 'must be at least 1024'),
+      display,
     }),
+    // The model decides how much to think: DeepSeek-R1 always does, so it is `enabled` without a budget.
+    z.strictObject({ type: z.literal('adaptive'), display }),
     z.strictObject({ type: z.literal('disabled') }),
   ],
-  { error: "thinking.type must be 'enabled' or 'disabled'." },
+  { error: "thinking.type must be 'enabled', 'adaptive' or 'disabled'." },
 )
+
+export type ThinkingDisplay = 'shown' | 'omitted' | 'hidden'
+
+/** What the answer shows of the reasoning: only what the request asked for (none unless thinking is on). */
+export function thinkingDisplay(request: Pick<MessagesRequest, 'thinking'>): ThinkingDisplay {
+  const asked = request.thinking
+  if (!asked || asked.type === 'disabled') return 'hidden'
+  return asked.display === 'omitted' ? 'omitted' : 'shown'
+}
 
 export const messagesRequestSchema = z
   .strictObject({

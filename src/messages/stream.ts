@@ -45,8 +45,10 @@ export class MessageEventStream implements StreamSink {
     if (!this.#started) this.#start()
     if (firstToken) this.#out.firstToken()
     const { reasoning, content } = textsOf(chunk)
-    // Thinking not asked for is not shown; nothing of it reaches the client, so failover stays possible.
-    if (reasoning !== '' && this.#settings.showThinking) this.#delta('thinking', reasoning)
+    // Thinking not asked for is not shown (nothing of it reaches the client, so failover stays
+    // possible); `omitted` opens the block, whose only content is its signature.
+    const { thinking } = this.#settings
+    if (reasoning !== '' && thinking !== 'hidden') this.#delta('thinking', thinking === 'shown' ? reasoning : '')
     if (content !== '') this.#delta('text', content)
   }
 

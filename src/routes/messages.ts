@@ -7,7 +7,7 @@ import { admitRequest } from '../limits/admit.ts'
 import { MessageCollector } from '../messages/collect.ts'
 import { countedPrompt, countPromptTokens } from '../messages/count-tokens.ts'
 import { newMessageId, type MessageSettings } from '../messages/output.ts'
-import { asMessagesError, parseCountTokensRequest, parseMessagesRequest, toChatBody } from '../messages/request.ts'
+import { asMessagesError, parseCountTokensRequest, parseMessagesRequest, thinkingDisplay, toChatBody } from '../messages/request.ts'
 import { MessageEventStream } from '../messages/stream.ts'
 import { endChatRequestWithError, newChatRequestHold, relayChat, type AnswerFormat } from '../relay/chat-relay.ts'
 import { readJsonBody } from '../schema/read-json.ts'
@@ -31,7 +31,7 @@ export async function messages(c: Context<AppEnv>): Promise<Response> {
     const settings: MessageSettings = {
       id: newMessageId(),
       model: config.modelId,
-      showThinking: request.thinking?.type === 'enabled',
+      thinking: thinkingDisplay(request),
     }
     const format: AnswerFormat = {
       collector: () => new MessageCollector(settings),

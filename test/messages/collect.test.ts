@@ -4,9 +4,13 @@ import type { MessageSettings } from '../../src/messages/output.ts'
 import { ApiError } from '../../src/errors.ts'
 import { PROMPT_TOKENS, dataChunks, generation } from './chunks.ts'
 
-const settings = (showThinking: boolean): MessageSettings => ({ id: 'msg_0123', model: 'deepseek-r1-distill-qwen-1.5b', showThinking })
+const settings = (showThinking: boolean | 'omitted'): MessageSettings => ({
+  id: 'msg_0123',
+  model: 'deepseek-r1-distill-qwen-1.5b',
+  thinking: showThinking === 'omitted' ? 'omitted' : showThinking ? 'shown' : 'hidden',
+})
 
-function collect(showThinking: boolean, payloads: string[]) {
+function collect(showThinking: boolean | 'omitted', payloads: string[]) {
   const collector = new MessageCollector(settings(showThinking))
   for (const chunk of dataChunks(payloads)) collector.chunk(chunk)
   return collector.answer()
@@ -33,6 +37,14 @@ describe('MessageCollector', () => {
   it('shows no thinking block when thinking was not asked for: content[0] is the text', () => {
     const message = collect(false, generation(['Hmm.'], ['Hi!']))
     expect(message.content).toEqual([{ type: 'text', text: 'Hi!' }])
+  })
+
+  it('answers a thinking block without its text, with its signature, when the display is omitted', () => {
+    const message = collect('omitted', generation(['Secret.'], ['Hi!']))
+    expect(message.content).toEqual([
+      { type: 'thinking', thinking: '', signature: expect.stringMatching(/^[0-9a-f]{32}$/) as string },
+      { type: 'text', text: 'Hi!' },
+    ])
   })
 
   it('maps finish_reason length to max_tokens, with an empty text block when cut inside the reasoning', () => {

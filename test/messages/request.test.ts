@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { ApiError } from '../../src/errors.ts'
-import { asMessagesError, parseCountTokensRequest, parseMessagesRequest, toChatBody, toChatMessages } from '../../src/messages/request.ts'
+import {
+  asMessagesError,
+  parseCountTokensRequest,
+  parseMessagesRequest,
+  thinkingDisplay,
+  toChatBody,
+  toChatMessages,
+} from '../../src/messages/request.ts'
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const base = { model: MODEL, max_tokens: 100, messages: [{ role: 'user', content: 'Hi' }] }
@@ -82,13 +89,31 @@ describe('parseMessagesRequest', () => {
       'thinking.budget_tokens',
       /less than max_tokens/,
     ],
-    ['thinking of another type', { thinking: { type: 'adaptive' } }, 'thinking.type', /enabled|disabled/],
+    ['thinking of another type', { thinking: { type: 'between_tools' } }, 'thinking.type', /'enabled', 'adaptive' or 'disabled'/],
+    [
+      'an unknown thinking display',
+      { max_tokens: 5000, thinking: { type: 'enabled', budget_tokens: 1024, display: 'full' } },
+      'thinking.display',
+      /summarized/,
+    ],
     ['metadata beyond user_id', { metadata: { user_id: 'u', tag: 'x' } }, 'metadata.tag', /Unrecognized/],
   ])('refuses %s with a 400 naming it', (_name, fields, param, message) => {
     const error = refusal({ ...base, ...fields })
     expect(error.status).toBe(400)
     expect(error.param).toBe(param)
     expect(error.message).toMatch(message)
+  })
+})
+
+describe('thinkingDisplay', () => {
+  it('shows the reasoning only when thinking is asked for; omitted: the block without its text', () => {
+    const parse = (thinking: unknown) => thinkingDisplay(parseMessagesRequest({ ...base, max_tokens: 5000, thinking }))
+    expect(thinkingDisplay(parseMessagesRequest(base))).toBe('hidden')
+    expect(parse({ type: 'disabled' })).toBe('hidden')
+    expect(parse({ type: 'enabled', budget_tokens: 1024 })).toBe('shown')
+    expect(parse({ type: 'enabled', budget_tokens: 1024, display: 'summarized' })).toBe('shown')
+    expect(parse({ type: 'adaptive' })).toBe('shown')
+    expect(parse({ type: 'adaptive', display: 'omitted' })).toBe('omitted')
   })
 })
 

@@ -7,7 +7,11 @@ import { streamOf } from '../support/streams.ts'
 import { readAll } from '../support/sse.ts'
 import { PROMPT_TOKENS, generation, sse } from './chunks.ts'
 
-const settings = (showThinking: boolean): MessageSettings => ({ id: 'msg_0123', model: 'deepseek-r1-distill-qwen-1.5b', showThinking })
+const settings = (showThinking: boolean | 'omitted'): MessageSettings => ({
+  id: 'msg_0123',
+  model: 'deepseek-r1-distill-qwen-1.5b',
+  thinking: showThinking === 'omitted' ? 'omitted' : showThinking ? 'shown' : 'hidden',
+})
 const SIGNATURE = /^[0-9a-f]{32}$/
 
 function source(text: string): RelaySource {
@@ -16,7 +20,7 @@ function source(text: string): RelaySource {
 
 /** Relays upstream SSE through the Messages sink; `then` are the sources failover moves to. */
 async function relay(
-  showThinking: boolean,
+  showThinking: boolean | 'omitted',
   first: string,
   ...then: string[]
 ): Promise<{ frames: string[]; events: Record<string, unknown>[] }> {
@@ -96,6 +100,17 @@ describe('MessageEventStream', () => {
       },
       { type: 'message_stop' },
     ])
+  })
+
+  it('sends the thinking block with only its signature_delta when the display is omitted', async () => {
+    const { events } = await relay('omitted', sse(generation(['Secret ', 'thought.'], ['Hi!'])))
+    expect(events.slice(2, 6)).toEqual([
+      { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: expect.stringMatching(SIGNATURE) as string } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } },
+    ])
+    expect(JSON.stringify(events)).not.toContain('Secret')
   })
 
   it('ends a generation cut inside the reasoning with an empty text block and max_tokens', async () => {
