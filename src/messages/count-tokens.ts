@@ -96,8 +96,10 @@ export async function countPromptTokens(c: Context<AppEnv>, prompt: UpstreamChat
       last = new ApiError(502, `The backend failed to count the tokens (HTTP ${response.status}).`, { code: 'upstream_error' })
       continue
     }
-    const count = response.ok ? readCount(await response.json().catch(() => null)) : null
-    if (!response.ok) await response.body?.cancel()
+    const answer: unknown = await response.json().catch(() => null)
+    // A refusal of the prompt itself (vLLM's 400, its message kept); the gateway's key refused is a 502.
+    if (response.status === 400) throw new ApiError(400, `The backend refused to count the prompt: ${messageOf(answer)}`)
+    const count = response.ok ? readCount(answer) : null
     if (count === null) {
       throw new ApiError(502, `The backend did not count the tokens (HTTP ${response.status}).`, { code: 'upstream_bad_response' })
     }
@@ -109,6 +111,14 @@ export async function countPromptTokens(c: Context<AppEnv>, prompt: UpstreamChat
 function readCount(body: unknown): number | null {
   const count = typeof body === 'object' && body !== null && 'count' in body ? body.count : null
   return typeof count === 'number' && Number.isInteger(count) && count >= 0 ? count : null
+}
+
+/** vLLM's error message, in either era's body (or Starlette's `detail`). */
+function messageOf(body: unknown): string {
+  if (typeof body !== 'object' || body === null) return 'no reason given.'
+  const fields = 'error' in body && typeof body.error === 'object' && body.error !== null ? body.error : body
+  const message = 'message' in fields ? fields.message : 'detail' in fields ? fields.detail : null
+  return typeof message === 'string' ? message : 'no reason given.'
 }
 
 function errorName(error: unknown): string {
