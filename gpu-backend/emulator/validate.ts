@@ -86,10 +86,13 @@ function badRequest(message: string, param: string | null = null): Failure {
   return { ok: false, error: { status: 400, type: 'BadRequestError', message, param } }
 }
 
-/** Python's len() of a str: code points. */
+/** Python's len() of a str: code points (a UTF-16 low surrogate is the second half of one). */
 function codePointLength(text: string): number {
   let count = 0
-  for (const _ of text) count++
+  for (let index = 0; index < text.length; index++) {
+    const unit = text.charCodeAt(index)
+    if (unit < 0xdc00 || unit > 0xdfff) count++
+  }
   return count
 }
 
@@ -301,12 +304,7 @@ export const MAX_CHARS_PER_TOKEN = 128
  * - get_max_tokens (entrypoints/utils.py): min(max_model_len - prompt, the request's); 0 reaches
  *   SamplingParams ("max_tokens must be at least 1, got 0.").
  */
-function maxTokensV0202(
-  options: EmulatorOptions,
-  prompt: number,
-  requested: Requested,
-  text: { chars: number } | null,
-): number | Failure | 'text_too_long' {
+function maxTokensV0202(options: EmulatorOptions, prompt: number, requested: Requested, text: { chars: number } | null): number | Failure {
   const total = options.maxModelLen
   const output = requested.tokens || 0
   const maxInput = total - output

@@ -241,7 +241,8 @@ export class UpstreamAttempts {
       // vLLM v0.20.2 counts the prompt only up to the context's bound ("at least N"): the room is
       // not stated. Without max_tokens vLLM gives the prompt the rest of the context, which is below
       // the cap that was refused (get_max_tokens).
-      const { max_tokens: _refused, ...rest } = this.#body
+      const rest = { ...this.#body }
+      delete rest.max_tokens
       return rest
     }
     return { ...this.#body, max_tokens: room }

@@ -120,7 +120,7 @@ describe('vLLM v0.20.2 (the default release)', () => {
       const on = await emulatorFor({ vllmVersion, enableRequestIdHeaders: true, apiKey: 'k' })
       const chat = await post(on, '/v1/chat/completions', chatBody(), { headers: { 'x-request-id': 'abc', authorization: 'Bearer k' } })
       expect(chat.headers.get('x-request-id')).toBe('abc')
-      expect((await chat.json()).id).toBe('chatcmpl-abc')
+      expect(((await chat.json()) as { id: string }).id).toBe('chatcmpl-abc')
       const refused = await post(on, '/v1/chat/completions', chatBody())
       expect(refused.status).toBe(401)
       expect(refused.headers.get('x-request-id')).toMatch(/^[0-9a-f]{32}$/)

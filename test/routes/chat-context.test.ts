@@ -86,8 +86,9 @@ describe("the backend's context-length refusals", () => {
       expect(response.status).toBe(400)
       const { error } = (await response.json()) as ErrorBody
       expect(error).toMatchObject({ param: 'input', code: 'context_length_exceeded' })
+      // vLLM v0.20.2's text (the emulator's default; renderers/params.py _token_len_check), which names no chat field.
       expect(error.message).toMatch(
-        /maximum context length is 4096 tokens\. However, your request has \d+ input tokens\. Please reduce the length of the input\./,
+        /maximum context length is 4096 tokens\. However, you requested 0 output tokens and your prompt contains at least \d+ input tokens, for a total of at least \d+ tokens\. Please reduce the length of the input prompt/,
       )
       expect(error.message).not.toMatch(/messages|max_tokens/)
       expect(await sentWith(marker)).toHaveLength(1)
@@ -101,7 +102,7 @@ describe("the backend's context-length refusals", () => {
     const { error } = (await response.json()) as ErrorBody
     expect(error).toMatchObject({ param: 'max_output_tokens', code: 'context_length_exceeded' })
     expect(error.message).toMatch(
-      /^'max_output_tokens' is too large: 3000\. This model's maximum context length is 4096 tokens and your request has \d+ input tokens/,
+      /^This model's maximum context length is 4096 tokens\. However, you requested 3000 output tokens and your prompt contains at least \d+ input tokens/,
     )
     expect(error.message).not.toMatch(/max_tokens|max_completion_tokens|messages/)
     expect(await sentWith(marker)).toHaveLength(1)
@@ -116,8 +117,10 @@ describe("the backend's context-length refusals", () => {
     expect(await sentWith(marker)).toHaveLength(1)
   })
 
+  // vLLM v0.20.2 (the emulator's default) states the prompt as "at least 7 input tokens" here: no
+  // room, so the retry sends no max_tokens (test/routes/chat-vllm-versions.test.ts has v0.11.0's exact room).
   it.each([false, true])(
-    "retries once with the room vLLM states when the key's cap made max_tokens too large (stream: %s)",
+    "retries once without max_tokens when the key's cap made max_tokens too large and vLLM states no room (stream: %s)",
     async (stream) => {
       const key = await keyWithLimits({ maxOutputTokens: 4090 })
       const { marker, text } = marked('Solve for x: 3x^2 + 12x - 96 = 0.')
@@ -127,9 +130,7 @@ describe("the backend's context-length refusals", () => {
       const sent = await sentWith(marker)
       expect(sent.map((entry) => (entry.body as { max_tokens: number }).max_tokens)[0]).toBe(4090)
       expect(sent).toHaveLength(2)
-      const retried = (sent[1]?.body as { max_tokens: number }).max_tokens
-      expect(retried).toBeGreaterThan(0)
-      expect(retried).toBeLessThan(4090)
+      expect(sent[1]?.body).not.toHaveProperty('max_tokens')
       // Everything but max_tokens is the same request, under a new upstream id.
       expect({ ...sent[1]?.body, max_tokens: 0 }).toEqual({ ...sent[0]?.body, max_tokens: 0 })
       expect(sent[1]?.headers['x-request-id']).not.toBe(sent[0]?.headers['x-request-id'])
@@ -143,8 +144,7 @@ describe("the backend's context-length refusals", () => {
     const events = (await readStream(await openEvents(session.url))).events
     expect(events.at(-1)?.event).toBe('done')
     const sent = await sentWith(marker)
-    expect(sent.map((entry) => (entry.body as { max_tokens: number }).max_tokens)).toEqual([4090, expect.any(Number)])
-    expect((sent[1]?.body as { max_tokens: number }).max_tokens).toBeLessThan(4090)
+    expect(sent.map((entry) => (entry.body as { max_tokens?: number }).max_tokens)).toEqual([4090, undefined])
   })
 
   it('counts neither a passed-on nor a retried context refusal as a backend failure: the circuit stays closed', async () => {

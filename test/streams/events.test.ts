@@ -33,9 +33,10 @@ async function directAnswer(text: string): Promise<{ reasoning: string; content:
     headers: { 'content-type': 'application/json', authorization: 'Bearer test-backend-key' },
     body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text }] }),
   })
-  const body = (await response.json()) as { choices: { message: { content: string; reasoning_content: string } }[] }
+  const body = (await response.json()) as { choices: { message: { content: string; reasoning?: string; reasoning_content?: string } }[] }
   const message = body.choices[0]?.message
-  return { reasoning: message?.reasoning_content ?? '', content: message?.content ?? '' }
+  // vLLM v0.20.2 (the emulator's default) names it `reasoning`, v0.11.0 `reasoning_content`.
+  return { reasoning: message?.reasoning ?? message?.reasoning_content ?? '', content: message?.content ?? '' }
 }
 
 describe('a stream session', () => {
