@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest'
 import { MODEL, callWorker, emulatorUrl, fetchWithEnv, recordedRequests } from '../support/worker.ts'
 import { TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 import { keyWithLimits } from '../support/limits.ts'
+import { backendRecord, callIn, fleetEnv, prepareFleet } from '../support/fleet.ts'
+import { readAll } from '../support/sse.ts'
 
 // POST /v1/messages and /v1/messages/count_tokens in workerd against the emulator: the
 // translation onto the chat path, the message object, Anthropic's event sequence, x-api-key, and
@@ -338,16 +340,31 @@ describe('POST /v1/messages, refusals in Anthropic error shape', () => {
     await anthropicError(refused, 429, 'rate_limit_error')
   })
 
-  it('refuses with 503 overloaded_error when no backend can take the request, Retry-After kept', async () => {
+  it('refuses with 503 overloaded_error when every backend is full and there is no queue, Retry-After kept', async () => {
+    await prepareFleet()
+    const testEnv = fleetEnv({ BACKEND_URLS: backendRecord(0).url, BACKEND_MAX_CONCURRENCY: '1', SLOT_LEDGERS: 'off' })
+    const init = (text: string, stream: boolean): RequestInit => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': TEST_SECRET },
+      body: JSON.stringify(ask(text, { stream })),
+    })
+    const held = await callIn(testEnv, '/v1/messages', init('[emulator ttft_ms=5 itl_ms=30 reasoning_tokens=10 content_tokens=5] Hi', true))
+    const heldBody = readAll(held.response.body!)
+    const refused = await callIn(testEnv, '/v1/messages', init('Hi', false))
+    expect(refused.response.headers.get('retry-after')).toBe('1')
+    await anthropicError(refused.response, 503, 'overloaded_error')
+    await heldBody
+    await held.settled()
+    await refused.settled()
+  })
+
+  it('refuses with 502 api_error when no backend can be reached', async () => {
     const response = await fetchWithEnv({ BACKEND_URLS: 'http://127.0.0.1:9' }, '/v1/messages', {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-api-key': TEST_SECRET },
       body: JSON.stringify(ask('Hi')),
     })
-    expect(response.status).toBeGreaterThanOrEqual(500)
-    const body = (await response.json()) as { type: string; error: { type: string } }
-    expect(body.type).toBe('error')
-    expect(body.error.type).toBe(response.status === 503 ? 'overloaded_error' : 'api_error')
+    await anthropicError(response, 502, 'api_error')
   })
 })
 
