@@ -5,6 +5,7 @@ import { TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
 import { keyWithLimits } from '../support/limits.ts'
 import { backendRecord, callIn, fleetEnv, prepareFleet } from '../support/fleet.ts'
 import { readAll } from '../support/sse.ts'
+import { adminAuth, flushLatency } from '../support/telemetry.ts'
 
 // POST /v1/messages and /v1/messages/count_tokens in workerd against the emulator: the
 // translation onto the chat path, the message object, Anthropic's event sequence, x-api-key, and
@@ -365,6 +366,31 @@ describe('POST /v1/messages, refusals in Anthropic error shape', () => {
       body: JSON.stringify(ask('Hi')),
     })
     await anthropicError(response, 502, 'api_error')
+  })
+})
+
+describe('records', () => {
+  async function scrape(): Promise<(sample: string) => number> {
+    const text = await (await callWorker('/metrics', { headers: await adminAuth() })).text()
+    return (sample) => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`${sample} `))
+      return line === undefined ? 0 : Number(line.slice(sample.length + 1))
+    }
+  }
+
+  it('counts Messages responses by their route pattern, and each generation as a chat request with its first token', async () => {
+    const backendId = new URL(emulatorUrl).host
+    const before = await scrape()
+    await (await postMessages(ask('Hi', { stream: true }))).text()
+    await (await postMessages(ask('Hi'))).text()
+    await (await postMessages({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }] }, undefined, '/v1/messages/count_tokens')).text()
+    await flushLatency()
+    const after = await scrape()
+    const grew = (sample: string) => after(sample) - before(sample)
+    expect(grew('edge_proxy_responses_total{route="/v1/messages",status="200"}')).toBe(2)
+    expect(grew('edge_proxy_responses_total{route="/v1/messages/count_tokens",status="200"}')).toBe(1)
+    expect(grew(`edge_proxy_chat_requests_total{backend="${backendId}",outcome="ok"}`)).toBe(2)
+    expect(grew(`edge_proxy_time_to_first_token_seconds_count{backend="${backendId}"}`)).toBe(2)
   })
 })
 
