@@ -1,4 +1,5 @@
 import { healthCheckTimeoutMs, judgeMissedDeadline, type Blame, type MissedDeadline } from './verdict.ts'
+import type { PriorityClass } from '../auth/key-record.ts'
 import { ApiError } from '../errors.ts'
 import type { BackendCredentials } from '../fleet/access.ts'
 import type { LiveStats } from '../fleet/live-stats.ts'
@@ -40,6 +41,8 @@ export interface AttemptOptions {
   hedging?: boolean
   /** The fleet's slot ledger, or null when off (src/fleet/slots.ts). */
   slots?: SlotLedger | null
+  /** The request's priority class, which its leases carry (the ledger keeps slots free of batch work for interactive ones). */
+  priority?: PriorityClass
   /** The edge queue granted this request a slot on `backendId`: its first call there holds `claim`, already counted. */
   granted?: { backendId: string; claim: SlotClaim } | null
 }
@@ -259,7 +262,7 @@ export class UpstreamAttempts {
       sent.answered()
       this.#explainEarlierMiss(backend)
     }
-    const claim = this.#grantedClaim(backend) ?? this.#options.slots?.claim(backend.id) ?? null
+    const claim = this.#grantedClaim(backend) ?? this.#options.slots?.claim(backend.id, this.#options.priority) ?? null
     const queued = claim ? this.#learnCounts(claim, backend, Date.now()) : Promise.resolve(false)
     const { timeouts, credentials } = this.#options
     const call: UpstreamCall = new UpstreamCall(this.#options.clientSignal, {

@@ -92,6 +92,7 @@ export async function openAttempts(input: OpenAttemptsInput): Promise<OpenedAtte
     hedging: (input.hedging ?? false) && config.fleet.hedging,
     slots,
     granted,
+    priority: input.place.priority,
   })
   return { first: await attempts.first(), attempts }
 }

@@ -1,7 +1,16 @@
 import { DurableObject } from 'cloudflare:workers'
 import type { PriorityClass } from '../auth/key-record.ts'
 import type { WorkerEnv } from '../env.ts'
-import { FairQueue, MAX_QUEUE_DEADLINE_MS, MAX_WAITING, ReleaseRate, slotLimit, waitEstimate, type Waiter } from '../fleet/edge-queue.ts'
+import {
+  FairQueue,
+  InteractiveReserve,
+  MAX_QUEUE_DEADLINE_MS,
+  MAX_WAITING,
+  ReleaseRate,
+  slotLimit,
+  waitEstimate,
+  type Waiter,
+} from '../fleet/edge-queue.ts'
 import { PlacementLog, type PlacementExchange, type PlacementNews } from '../fleet/placements.ts'
 
 /**
@@ -77,16 +86,23 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
   /** Requests waiting for a slot; in memory, as the leases (an evicted object's waiters' calls fail, and their isolates answer 503). */
   #queue = new FairQueue<Pending>()
   #releases = new ReleaseRate()
-  /** Each backend's maxConcurrency as the last ticket offered it: the queue's wait estimate counts the fleet's slots from it. */
-  #slots = new Map<string, number>()
+  /** The leases of interactive requests (a subset of #leases' ids), and the reserve their recent peak sizes. */
+  #interactive = new Set<string>()
+  #reserve = new InteractiveReserve()
+  #repump: ReturnType<typeof setTimeout> | null = null
 
   /**
    * Counts `leaseId` in at `backendId` and answers every backend's count, this request included,
    * with the placements other isolates made since the caller's last claim (it sends its own).
    * Unconditional: the isolate's view had room, and the request is already sent.
    */
-  claim(backendId: string, leaseId: string, placements: PlacementExchange = { placements: [], since: null }): ClaimAnswer {
-    this.#count(backendId, leaseId)
+  claim(
+    backendId: string,
+    leaseId: string,
+    placements: PlacementExchange = { placements: [], since: null },
+    priority: PriorityClass = 'standard',
+  ): ClaimAnswer {
+    this.#count(backendId, leaseId, priority)
     return { counts: this.counts(), news: this.#placements.exchange(placements) }
   }
 
@@ -100,7 +116,6 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
    */
   async acquire(ticket: SlotTicket): Promise<SlotGrant> {
     const now = Date.now()
-    for (const offer of ticket.offers) this.#slots.set(offer.id, offer.maxConcurrency)
     if (this.#queue.size === 0) {
       const backendId = this.#placeable(ticket)
       if (backendId !== null) return this.#grant(ticket, backendId, now, now)
@@ -123,6 +138,7 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
   /** The request ended (or never reached the backend): its slot goes to the next waiting request. Releasing an unknown lease is a no-op. */
   release(backendId: string, leaseId: string): void {
     if (this.#leases.get(backendId)?.delete(leaseId)) this.#releases.released(Date.now())
+    if (this.#interactive.delete(leaseId)) this.#reserve.held(this.#interactive.size, Date.now())
     this.#pump()
   }
 
@@ -139,32 +155,48 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
       for (const [id, claimedAt] of leases) {
         if (now - claimedAt < LEASE_TTL_MS) break
         leases.delete(id)
+        this.#interactive.delete(id)
       }
       counts[backendId] = leases.size
     }
     return counts
   }
 
-  #count(backendId: string, leaseId: string): void {
+  #count(backendId: string, leaseId: string, priority: PriorityClass): void {
     let leases = this.#leases.get(backendId)
     if (!leases) {
       leases = new Map()
       this.#leases.set(backendId, leases)
     }
     leases.set(leaseId, Date.now())
+    if (priority !== 'interactive') return
+    this.#interactive.add(leaseId)
+    this.#reserve.held(this.#interactive.size, Date.now())
   }
 
-  /** The first offered backend with room under the ticket's class limit, or null. */
+  /**
+   * The first offered backend with room under the ticket's class limit, or null. A batch request
+   * also leaves the interactive reserve free fleet-wide (InteractiveReserve).
+   */
   #placeable(ticket: SlotTicket): string | null {
     const counts = this.counts()
+    if (ticket.priority === 'batch' && freeSlots(ticket.offers, counts) <= this.#batchReserve(ticket.offers)) return null
     for (const offer of ticket.offers) {
       if ((counts[offer.id] ?? 0) < slotLimit(offer.maxConcurrency, ticket.priority)) return offer.id
     }
     return null
   }
 
+  /**
+   * Slots a batch request must leave free: the interactive reserve, at most half of the slots it
+   * may take, so a spike of interactive traffic delays batch work but never shuts it out.
+   */
+  #batchReserve(offers: readonly SlotOffer[]): number {
+    return Math.min(this.#reserve.slots(Date.now()), Math.floor(totalSlots(offers) / 2))
+  }
+
   #grant(ticket: SlotTicket, backendId: string, arrivedAt: number, now: number): SlotGrant {
-    this.#count(backendId, ticket.id)
+    this.#count(backendId, ticket.id, ticket.priority)
     const news = this.#placements.exchange(ticket.placements ?? { placements: [], since: null })
     return { kind: 'granted', backendId, counts: this.counts(), news, waitedMs: now - arrivedAt }
   }
@@ -184,7 +216,7 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
     // Its class's limit, or another offered backend, may have room now even while others wait.
     this.#pump()
     if (!this.#queue.get(waiter.id)) return
-    const estimate = waitEstimate(this.#queue.ahead(waiter), this.#releases.perSecond(now), this.#totalSlots(), deadlineMs)
+    const estimate = waitEstimate(this.#queue.ahead(waiter), this.#releases.perSecond(now), totalSlots(ticket.offers), deadlineMs)
     if (!estimate.fits) this.#refuse(waiter, 'queue_full', estimate.retryAfterS, now)
   }
 
@@ -192,7 +224,7 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
     const waiter = this.#queue.get(ticketId)
     if (!waiter) return
     const now = Date.now()
-    const estimate = waitEstimate(this.#queue.ahead(waiter), this.#releases.perSecond(now), this.#totalSlots(), 0)
+    const estimate = waitEstimate(this.#queue.ahead(waiter), this.#releases.perSecond(now), totalSlots(waiter.value.ticket.offers), 0)
     this.#refuse(waiter, 'queue_timeout', estimate.retryAfterS, now)
   }
 
@@ -209,15 +241,27 @@ export class BackendSlots extends DurableObject<WorkerEnv> {
     for (;;) {
       const next = this.#queue.next((waiter) => this.#placeable(waiter.value.ticket) !== null)
       const backendId = next && this.#placeable(next.value.ticket)
-      if (!next || backendId === null) return
+      if (!next || backendId === null) break
       clearTimeout(next.value.timer)
       next.value.answer(this.#grant(next.value.ticket, backendId, next.arrivedAt, now))
     }
+    // Room also comes without a release: the interactive reserve's peak ages out, a lost lease
+    // expires. While anyone waits, the queue is run again each second.
+    if (this.#queue.size > 0 && this.#repump === null) {
+      this.#repump = setTimeout(() => {
+        this.#repump = null
+        this.#pump()
+      }, 1_000)
+    }
   }
+}
 
-  #totalSlots(): number {
-    let total = 0
-    for (const slots of this.#slots.values()) total += slots
-    return total
-  }
+/** The sequence slots of the backends a request may take (its isolate's rotation). */
+function totalSlots(offers: readonly SlotOffer[]): number {
+  return offers.reduce((total, offer) => total + offer.maxConcurrency, 0)
+}
+
+/** Those not taken now (a backend over its slots frees none of another's). */
+function freeSlots(offers: readonly SlotOffer[], counts: SlotCounts): number {
+  return offers.reduce((free, offer) => free + Math.max(0, offer.maxConcurrency - (counts[offer.id] ?? 0)), 0)
 }

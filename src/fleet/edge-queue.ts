@@ -6,14 +6,9 @@
 import { PRIORITY_CLASSES, type PriorityClass } from '../auth/key-record.ts'
 
 /**
- * The share of a backend's sequence slots kept from batch requests, and the extra room interactive
- * ones get in vLLM's own waiting queue: 1/8 of `maxConcurrency`, at least one. With the slots kept,
- * an interactive request that arrives while batch work fills the fleet finds a free slot instead of
- * waiting for a generation to end (its TTFT is then its idle TTFT); with the extra room, one that
- * finds none waits in vLLM's queue ahead of everyone (vLLM's priority policy, `priority` -1) for the
- * next slot, not at the edge for a round trip. 1/8 because a batch left at 7/8 of the slots decodes
- * faster per sequence (vLLM's step time grows with the batch), so the fleet's throughput stays within
- * a few percent of full (`npm run bench:saturation` measures it).
+ * The extra room interactive requests get in vLLM's own waiting queue: 1/8 of `maxConcurrency`, at
+ * least one. One that finds no free slot waits there ahead of everyone (vLLM's priority policy,
+ * `priority` -1) for the next slot of that backend, not at the edge for a round trip.
  */
 export function reservedSlots(maxConcurrency: number): number {
   return Math.max(1, Math.ceil(maxConcurrency / 8))
@@ -21,14 +16,57 @@ export function reservedSlots(maxConcurrency: number): number {
 
 /**
  * Requests a backend may hold (running plus in vLLM's queue) before a request of `priority` waits
- * at the edge instead: batch leaves the reserved slots free, standard fills the slots, interactive
- * may also wait briefly in vLLM's queue, where it goes first.
+ * at the edge instead: standard and batch fill the slots, interactive may also wait briefly in
+ * vLLM's queue, where it goes first. Batch requests also leave the fleet's interactive reserve free
+ * (InteractiveReserve), which the ledger checks with its exact counts.
  */
 export function slotLimit(maxConcurrency: number, priority: PriorityClass): number {
-  const reserved = reservedSlots(maxConcurrency)
-  if (priority === 'interactive') return maxConcurrency + reserved
-  if (priority === 'batch') return Math.max(1, maxConcurrency - reserved)
-  return maxConcurrency
+  return priority === 'interactive' ? maxConcurrency + reservedSlots(maxConcurrency) : maxConcurrency
+}
+
+/**
+ * How long the interactive reserve remembers a peak: long enough to span the gaps of an interactive
+ * key's traffic at a few requests a second, short enough that a fleet with no interactive traffic
+ * left gives batch work every slot again within seconds.
+ */
+export const RESERVE_WINDOW_MS = 10_000
+
+/**
+ * The fleet's slots kept free of batch work for interactive requests: the most interactive
+ * requests the fleet held at once over the last RESERVE_WINDOW_MS. A fixed share was measured first
+ * (1/8 of the slots): an interactive key at 20% of the fleet's capacity holds about as many slots
+ * on average, so half its requests found none and waited for a generation to end
+ * (npm run bench:saturation). Sized by the recent peak, an interactive request finds a free slot
+ * unless its traffic just rose past anything of the last seconds; with no interactive traffic,
+ * batch work gets every slot (no GPU idles for a class that is not there).
+ */
+export class InteractiveReserve {
+  /** [second, the most interactive requests held in it], oldest first. */
+  #seconds: [number, number][] = []
+  #now = 0
+
+  /** The fleet holds `held` interactive requests now. */
+  held(held: number, now: number): void {
+    this.#now = held
+    const second = Math.floor(now / 1_000)
+    const last = this.#seconds.at(-1)
+    if (last && last[0] === second) last[1] = Math.max(last[1], held)
+    else this.#seconds.push([second, held])
+    this.#trim(now)
+  }
+
+  /** Slots batch requests must leave free now: the recent peak, and never less than what is held now. */
+  slots(now: number): number {
+    this.#trim(now)
+    let peak = this.#now
+    for (const [, held] of this.#seconds) peak = Math.max(peak, held)
+    return peak
+  }
+
+  #trim(now: number): void {
+    const oldest = Math.floor((now - RESERVE_WINDOW_MS) / 1_000)
+    while (this.#seconds.length > 0 && (this.#seconds[0] as [number, number])[0] < oldest) this.#seconds.shift()
+  }
 }
 
 /**

@@ -45,7 +45,8 @@ export type Acquired =
   | { kind: 'unavailable'; waitedMs: number }
 
 export interface SlotLedger {
-  claim(backendId: string): SlotClaim
+  /** Counts a request sent on this isolate's view; its class tells the ledger which leases are interactive (the reserve). */
+  claim(backendId: string, priority?: PriorityClass): SlotClaim
   /** Waits in the fleet's edge queue for a slot on one of `offers` (best first). */
   acquire(place: QueuePlace, offers: SlotOffer[], signal: AbortSignal): Promise<Acquired>
 }
@@ -85,10 +86,10 @@ export function slotLedger(
     }
   }
   return {
-    claim(backendId) {
+    claim(backendId, priority = 'standard') {
       const leaseId = crypto.randomUUID()
       const counted = ledgerStub()
-        .claim(backendId, leaseId, peer.takePlacements())
+        .claim(backendId, leaseId, peer.takePlacements(), priority)
         .then(
           (answer) => {
             peer.learnPlacements(answer.news)

@@ -149,23 +149,25 @@ describe('the edge queue, through the Worker', () => {
 })
 
 describe('batch requests', () => {
-  it("are admitted by the ledger's exact counts, not this isolate's view: the slots kept for interactive requests stay free", async () => {
+  it("are admitted by the ledger's exact counts, not this isolate's view: slots recently used by interactive requests stay free of them", async () => {
     await writeFleet([backendRecord(0, { maxConcurrency: 8 })])
-    // Another isolate's seven requests: batch may hold 7 of 8 slots; this isolate knows nothing of them.
-    const others = Array.from({ length: 7 }, (_, i) => `other-isolate-${i}`)
+    // Another isolate's requests, which this isolate knows nothing of: six standard, one interactive.
+    const others = Array.from({ length: 6 }, (_, i) => `other-isolate-${i}`)
     await Promise.all(others.map((leaseId) => ledger().claim('gpu-a', leaseId)))
+    await ledger().claim('gpu-a', 'other-isolate-chat', { placements: [], since: null }, 'interactive')
     try {
       const bulk = await caller({ priority: 'batch' })
       const waiting = timed(testEnv, bulk, SHORT)
       await vi.waitFor(async () => expect(await ledger().waiting()).toBe(1), { timeout: 2_000, interval: 20 })
       expect((await fleetStats())[0]?.requests).toBe(0)
-      // A standard request goes straight to the eighth slot on this isolate's view.
+      // A standard request goes straight to the free slot on this isolate's view.
       const standard = await timed(testEnv, await caller(), SHORT)
       expect(standard.last).toBe('data: [DONE]')
-      await ledger().release('gpu-a', others.pop()!)
+      // The reserve is at most half the slots: once more than that is free, batch goes.
+      await Promise.all(others.splice(0).map((leaseId) => ledger().release('gpu-a', leaseId)))
       expect((await waiting).last).toBe('data: [DONE]')
     } finally {
-      await Promise.all(others.map((leaseId) => ledger().release('gpu-a', leaseId)))
+      await Promise.all([...others, 'other-isolate-chat'].map((leaseId) => ledger().release('gpu-a', leaseId)))
     }
   })
 })

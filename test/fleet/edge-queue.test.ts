@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest'
 import type { PriorityClass } from '../../src/auth/key-record.ts'
-import { FairQueue, MAX_WAITING, RATE_WINDOW_MS, ReleaseRate, reservedSlots, slotLimit, waitEstimate } from '../../src/fleet/edge-queue.ts'
+import {
+  FairQueue,
+  InteractiveReserve,
+  MAX_WAITING,
+  RATE_WINDOW_MS,
+  RESERVE_WINDOW_MS,
+  ReleaseRate,
+  reservedSlots,
+  slotLimit,
+  waitEstimate,
+} from '../../src/fleet/edge-queue.ts'
 
 let serial = 0
 function add(queue: FairQueue<null>, keyId: string, priority: PriorityClass = 'standard', weight = 1, now = 0) {
@@ -15,12 +25,26 @@ function drain(queue: FairQueue<null>): string[] {
 }
 
 describe('slotLimit', () => {
-  it("keeps an eighth of the slots (at least one) from batch and gives interactive as much again in vLLM's queue", () => {
-    expect([slotLimit(8, 'batch'), slotLimit(8, 'standard'), slotLimit(8, 'interactive')]).toEqual([7, 8, 9])
-    expect([slotLimit(256, 'batch'), slotLimit(256, 'standard'), slotLimit(256, 'interactive')]).toEqual([224, 256, 288])
+  it("fills a backend's slots for standard and batch, and gives interactive an eighth more (at least one) in vLLM's queue", () => {
+    expect([slotLimit(8, 'batch'), slotLimit(8, 'standard'), slotLimit(8, 'interactive')]).toEqual([8, 8, 9])
+    expect(slotLimit(256, 'interactive')).toBe(288)
     expect(reservedSlots(1)).toBe(1)
-    // A one-slot backend still takes a batch request.
-    expect(slotLimit(1, 'batch')).toBe(1)
+  })
+})
+
+describe('InteractiveReserve', () => {
+  it('keeps the most interactive requests held at once over the last ten seconds, and nothing once they are gone', () => {
+    const reserve = new InteractiveReserve()
+    expect(reserve.slots(0)).toBe(0)
+    reserve.held(3, 0)
+    reserve.held(9, 2_000)
+    reserve.held(1, 4_000)
+    expect(reserve.slots(5_000)).toBe(9)
+    // The peak ages out with its second; what is held now always counts.
+    expect(reserve.slots(2_000 + RESERVE_WINDOW_MS + 1_000)).toBe(1)
+    expect(reserve.slots(4_000 + RESERVE_WINDOW_MS + 1_000)).toBe(1)
+    reserve.held(0, 16_000)
+    expect(reserve.slots(16_000)).toBe(0)
   })
 })
 

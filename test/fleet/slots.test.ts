@@ -224,3 +224,38 @@ describe("an isolate's wait in the edge queue", () => {
     expect(await after).toMatchObject({ kind: 'granted', backendId: 'isolate-leave' })
   })
 })
+
+describe('the interactive reserve on the ledger', () => {
+  // An instance of its own: the reserve is fleet-wide, and other tests' interactive requests would count.
+  const own = () => env.BACKEND_SLOTS.get(env.BACKEND_SLOTS.idFromName('interactive-reserve-test'))
+  const offers = [{ id: 'reserve-a', maxConcurrency: 8 }]
+  const batch = (id: string): SlotTicket => ({ id, keyId: 'bulk', priority: 'batch', weight: 1, offers, deadlineMs: 5_000 })
+
+  it('keeps as many slots free of batch work as the fleet recently held interactive requests, and hands them back as they end', async () => {
+    for (let i = 0; i < 3; i++) await own().claim('reserve-a', `chat-${i}`, { placements: [], since: null }, 'interactive')
+    await own().claim('reserve-a', 'standard-0')
+    // 8 slots, 4 taken, 3 of them interactive: batch may take one, not the three kept.
+    expect(await own().acquire(batch('batch-0'))).toMatchObject({ kind: 'granted' })
+    const waiting = own().acquire(batch('batch-1'))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await own().waiting()).toBe(1)
+    // A standard request ends: 4 free, one more than the reserve.
+    await own().release('reserve-a', 'standard-0')
+    expect(await waiting).toMatchObject({ kind: 'granted' })
+    // The interactive requests end too: the reserve stays 3 (the recent peak), so 3 slots stay free.
+    await Promise.all(['chat-0', 'chat-1', 'chat-2'].map((id) => own().release('reserve-a', id)))
+    for (let i = 2; i < 5; i++) expect(await own().acquire(batch(`batch-${i}`))).toMatchObject({ kind: 'granted' })
+    expect(await own().acquire({ ...batch('batch-5'), deadlineMs: 100 })).toMatchObject({ kind: 'refused' })
+    await Promise.all(Array.from({ length: 5 }, (_, i) => own().release('reserve-a', `batch-${i}`)))
+  })
+
+  it('never keeps more than half of the slots from batch work', async () => {
+    for (let i = 0; i < 8; i++) await own().claim('reserve-a', `spike-${i}`, { placements: [], since: null }, 'interactive')
+    await Promise.all(Array.from({ length: 8 }, (_, i) => own().release('reserve-a', `spike-${i}`)))
+    // The peak of 8 is remembered, but batch may still take up to half.
+    for (let i = 0; i < 4; i++) expect(await own().acquire(batch(`half-${i}`))).toMatchObject({ kind: 'granted' })
+    const refused = await own().acquire({ ...batch('over-half'), deadlineMs: 100 })
+    expect(refused).toMatchObject({ kind: 'refused' })
+    await Promise.all(Array.from({ length: 4 }, (_, i) => own().release('reserve-a', `half-${i}`)))
+  })
+})
