@@ -44,14 +44,9 @@ export interface StreamSink extends GenerationSink {
 
 /**
  * Writes the client has not taken yet before the relay stops reading upstream. A client that
- * keeps up never makes the relay wait; a slow one holds at most this many chunks in memory (an
- * event is a few hundred bytes: tens of kB at most). Enough that a client a little behind does not
- * hold the backend's stream open after vLLM has finished: the request's slot lease is released when
- * the upstream stream ends, and the edge queue hands out slots by those leases. At 8, a batch flood
- * over 8 isolates kept the fleet at 72% of its capacity while requests waited at the edge (the
- * leases outlived the generations); at 64, 88-95% (npm run bench:saturation, 2026-12-07).
+ * keeps up never makes the relay wait; a slow one holds at most this many chunks in memory.
  */
-export const MAX_UNSETTLED_WRITES = 64
+export const MAX_UNSETTLED_WRITES = 8
 
 /** The client writer of an API stream (chat completions, Responses): a slow client is waited for. */
 export function apiClientWriter(options: StreamSinkOptions): ClientSseWriter {
