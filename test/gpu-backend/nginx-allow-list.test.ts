@@ -83,7 +83,9 @@ describe.skipIf(!available && !inCi)(`nginx in front of the vLLM emulator${SKIPP
 
   it('refuses with 404 every vLLM v0.11.0 route off the allow-list, key or not, and never asks vLLM', async () => {
     expect(refused.length).toBeGreaterThan(20)
-    expect(refused.map(key)).toEqual(expect.arrayContaining(['POST /invocations', 'POST /scale_elastic_ep', 'POST /tokenize', 'GET /load']))
+    expect(refused.map(key)).toEqual(
+      expect.arrayContaining(['POST /invocations', 'POST /scale_elastic_ep', 'POST /detokenize', 'GET /load']),
+    )
     await resetEmulator(emulator)
     for (const route of refused) {
       const answer = await raw(nginx.url, route.method, route.path, route.method === 'POST' ? '{}' : undefined)
@@ -141,6 +143,13 @@ describe.skipIf(!available && !inCi)(`nginx in front of the vLLM emulator${SKIPP
     })
     expect(chat.status).toBe(200)
     expect(((await chat.json()) as { object: string }).object).toBe('chat.completion')
+    const tokens = await fetch(`${nginx.url}/tokenize`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }] }),
+    })
+    expect(tokens.status).toBe(200)
+    expect(((await tokens.json()) as { count: number }).count).toBeGreaterThan(0)
     const seen = await upstreamLines(nginx)
     for (const route of allowList())
       expect(
