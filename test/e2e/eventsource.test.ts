@@ -16,6 +16,7 @@ import {
 } from '../../scripts/stack.ts'
 import { launchChromium, type RunningBrowser } from '../support/browser.ts'
 import type { Page } from 'playwright-core'
+import { referenceAnswer as emulatorAnswer, type ReferenceAnswer } from '../support/reference-answer.ts'
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-eventsource-backend-key'
@@ -164,15 +165,9 @@ async function createStream(text: string): Promise<string> {
   return `${proxy.url}${parsed.pathname}${parsed.search}`
 }
 
-/** The emulator's own answer to the same messages, uninterrupted (it is deterministic). */
-async function referenceAnswer(text: string): Promise<{ reasoning: string; content: string }> {
-  const response = await fetch(`${emulator.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${BACKEND_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text }] }),
-  })
-  const body = (await response.json()) as { choices: { message: { content: string; reasoning_content: string } }[] }
-  return { reasoning: body.choices[0]?.message.reasoning_content ?? '', content: body.choices[0]?.message.content ?? '' }
+/** The emulator's own answer to the same message (test/support/reference-answer.ts). */
+function referenceAnswer(text: string): Promise<ReferenceAnswer> {
+  return emulatorAnswer(emulator.url, BACKEND_KEY, MODEL, text)
 }
 
 async function streamState(name: string): Promise<PageStream> {

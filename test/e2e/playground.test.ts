@@ -6,6 +6,7 @@ import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildPrivateWorker, serveWorker, spawnEmulator, type RunningEmulator, type ServedWorker } from '../../scripts/stack.ts'
 import { ARTIFACTS, launchChromium, type RunningBrowser } from '../support/browser.ts'
+import { referenceAnswer as emulatorAnswer, type ReferenceAnswer } from '../support/reference-answer.ts'
 
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const BACKEND_KEY = 'e2e-playground-backend-key'
@@ -36,14 +37,9 @@ afterAll(async () => {
   await emulator?.stop()
 })
 
-async function referenceAnswer(text: string): Promise<{ reasoning: string; content: string }> {
-  const response = await fetch(`${emulator.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${BACKEND_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text }] }),
-  })
-  const body = (await response.json()) as { choices: { message: { content: string; reasoning_content: string } }[] }
-  return { reasoning: body.choices[0]?.message.reasoning_content ?? '', content: body.choices[0]?.message.content ?? '' }
+/** The emulator's own answer to the same message (test/support/reference-answer.ts). */
+function referenceAnswer(text: string): Promise<ReferenceAnswer> {
+  return emulatorAnswer(emulator.url, BACKEND_KEY, MODEL, text)
 }
 
 async function ask(page: Page, question: string): Promise<void> {
