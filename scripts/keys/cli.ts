@@ -21,8 +21,11 @@ const defaults: CliDeps = { run: runWrangler, fetch: (url, init) => fetch(url, i
 
 export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
   const { run, fetch, out, now, env } = { ...defaults, ...deps }
+  // One instant for the whole command: an expiry parsed from "30d" and the record's creation time
+  // read the clock once, so they are exactly 30 days apart even across a second's boundary.
+  const at = now()
   return runCli({
-    parse: () => parseCommand(argv, now(), env),
+    parse: () => parseCommand(argv, at, env),
     execute: async (command) => {
       if (command.name === 'dashboard-link') {
         const link = await fetchDashboardLink(fetch, command.url, command.adminKey)
@@ -44,7 +47,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
         out.log('Its limiter refuses every new request of the key from now on: it stops within seconds. Streams already running finish.')
         return 0
       }
-      if (command.name !== 'usage') return execute(command, run, out, now())
+      if (command.name !== 'usage') return execute(command, run, out, at)
       const usage = await fetchKeyUsage(fetch, command.url, command.id, command.adminKey)
       out.log(command.json ? JSON.stringify(usage, null, 2) : formatUsage(usage))
       return 0
