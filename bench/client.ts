@@ -16,16 +16,21 @@ export interface StreamSample {
 }
 
 /**
- * Which frames count as relayed events: chat's `data:` events ([DONE] excluded), or, for the
+ * Which frames count as relayed events: chat's `data:` events ([DONE] excluded); for the
  * Responses API, its token events (one reasoning_text or output_text delta per upstream token
- * chunk; its lifecycle events carry no generation).
+ * chunk; its lifecycle events carry no generation); for the Messages API, its content_block_delta
+ * events that carry generated text or thinking (a thinking_delta or text_delta, one per upstream
+ * token chunk; message_start, ping, block starts and stops, the signature_delta, message_delta and
+ * message_stop carry no generation). The first such event is the stream's first event (TTFE).
  */
-export type EventKind = 'chat' | 'responses'
+export type EventKind = 'chat' | 'responses' | 'messages'
 
 const RESPONSES_TOKEN_EVENT = /^event: response\.(reasoning_text|output_text)\.delta\n/
+const MESSAGES_TOKEN_EVENT = /^event: content_block_delta\ndata: .*"delta":\{"type":"(thinking|text)_delta"/
 
 function countsAsEvent(frame: string, kind: EventKind): boolean {
   if (kind === 'responses') return RESPONSES_TOKEN_EVENT.test(frame)
+  if (kind === 'messages') return MESSAGES_TOKEN_EVENT.test(frame)
   return frame.startsWith('data: ') && frame !== 'data: [DONE]'
 }
 
@@ -41,7 +46,7 @@ export async function timeStream(
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
   })
-  if (!response.ok || !response.body) throw new Error(`HTTP ${response.status} from ${url}`)
+  if (!response.ok || !response.body) throw new Error(`HTTP ${response.status} from ${url}: ${await response.text()}`)
   const reader = response.body.getReader()
   const decoder = new TextDecoder()
   const arrivals: number[] = []
@@ -60,7 +65,7 @@ export async function timeStream(
       buffer = buffer.slice(end + 2)
       if (countsAsEvent(frame, kind)) {
         arrivals.push(at)
-        // Responses events carry no chatcmpl id: no emulator send times to match (no lag figures).
+        // Responses and Messages events carry no chatcmpl id: no emulator send times to match (no lag figures).
         if (!id && kind === 'chat') id = (JSON.parse(frame.slice(6)) as { id: string }).id
       }
       end = buffer.indexOf('\n\n')

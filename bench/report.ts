@@ -13,6 +13,7 @@ export const TARGET_NAMES = [
   'gateway-nolimits',
   'gateway',
   'gateway-responses',
+  'gateway-messages',
   'gateway-distant',
   'gateway-distant-wait',
 ] as const
@@ -86,6 +87,7 @@ export function summarize(
         'gateway-nolimits': round(added('gateway-nolimits')),
         gateway: round(added('gateway')),
         'gateway-responses': round(added('gateway-responses')),
+        'gateway-messages': round(added('gateway-messages')),
         'gateway-distant': round(added('gateway-distant')),
         'gateway-distant-wait': round(added('gateway-distant-wait')),
       },
@@ -106,6 +108,13 @@ export function summarize(
        * request, since the two APIs send a different number of events for the same chunks.
        */
       responses_cpu_ratio: round(cpuPerRequest(rows['gateway-responses']) / cpuPerRequest(rows.gateway)),
+      /**
+       * What the Messages translation adds to the time to the first content_block_delta, beside chat
+       * (issue 30); null in a result from before gateway-messages.
+       */
+      messages_ttfe_p50_ms: round(rows['gateway-messages'].ttfe_p50 - rows.gateway.ttfe_p50),
+      /** Messages CPU per request over chat's, as responses_cpu_ratio (issue 30). */
+      messages_cpu_ratio: round(cpuPerRequest(rows['gateway-messages']) / cpuPerRequest(rows.gateway)),
     }
   })
   const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<
@@ -117,7 +126,7 @@ export function summarize(
 
 export type Summary = ReturnType<typeof summarize>
 
-/** A figure as printed: '–' for one a target does not have (gateway-responses' lag; null once read back from JSON). */
+/** A figure as printed: '–' for one a target does not have (the Responses and Messages lag; null once read back from JSON). */
 const shown = (value: number | null) => (value === null || Number.isNaN(value) ? '–' : String(value))
 const range = ([min, max]: [number, number]) => (shown(min) === '–' ? '–' : `${min}–${max}`)
 
@@ -126,7 +135,7 @@ function header(summary: Summary): string[] {
   return [
     '# Baseline: streaming overhead of the gateway',
     '',
-    `${summary.date}. Medians over ${summary.runs} runs, all nine targets measured side by side in each run against one emulator`,
+    `${summary.date}. Medians over ${summary.runs} runs, all ${TARGET_NAMES.length} targets measured side by side in each run against one emulator`,
     `(TTFT ${emulator.ttftMs} ms, ${emulator.itlMs} ms between tokens, ${emulator.reasoningTokens + emulator.contentTokens} tokens).`,
     `Load average (1, 5, 15 min) at the start: ${summary.load.before.join(', ')}; at the end: ${summary.load.after.join(', ')} (2 cores, shared).`,
     'Times in ms. TTFE: time from sending the request to the first data event. Lag: time from the emulator writing an event to the client reading it.',
@@ -143,6 +152,10 @@ function header(summary: Summary): string[] {
     'delta), its CPU/event per token event (reasoning_text or output_text delta), and it has no lag figures (no chatcmpl id to match).',
     'Responses added: its TTFE p50 minus the gateway p50. Responses CPU ratio: its CPU per request over the gateway CPU per request',
     '(CPU/event times events; the same upstream chunks, which chat relays as 43 data events and Responses as 40 token events and more).',
+    'gateway-messages: the gateway target on POST /v1/messages (stream: true, thinking adaptive, x-api-key); its TTFE is to the first',
+    'content_block_delta carrying generation (a thinking_delta; message_start and ping come before any token and carry none), its',
+    'CPU/event per thinking_delta or text_delta (one per upstream token chunk), and no lag figures. Messages added and Messages CPU',
+    'ratio: as for Responses, against the gateway (chat) target served by the same process in the same run.',
     'The issue-14 criterion is the concurrency-64 rows. Wall-clock figures move with other load on the machine far more than CPU/event.',
     '',
     '| concurrency | target | TTFE p50 | TTFE p99 | lag p50 | lag p99 | added TTFE p50 | CPU µs/event | CPU range | emulator µs/event |',
@@ -167,6 +180,8 @@ function levelLines(level: Summary['levels'][number]): string[] {
     ['admission (rate limits)', level.admission_ttfe_p50_ms],
     ['Responses added (vs gateway)', level.responses_ttfe_p50_ms],
     ['Responses CPU per request ratio (vs gateway)', level.responses_cpu_ratio],
+    ['Messages added (vs gateway)', level.messages_ttfe_p50_ms],
+    ['Messages CPU per request ratio (vs gateway)', level.messages_cpu_ratio],
     ['distant minus passthrough', level.distant_minus_passthrough_ms],
     ['speculation saves (distant)', level.speculation_saves_ms],
   ]

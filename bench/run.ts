@@ -7,6 +7,8 @@
 //   gateway-nolimits this Worker with RATE_LIMITS=off (no admission)
 //   gateway         this Worker
 //   gateway-responses this Worker (the same process) on POST /v1/responses: the Responses sink
+//   gateway-messages this Worker (the same process) on POST /v1/messages, x-api-key auth: the
+//                   Anthropic Messages sink
 //   gateway-distant this Worker as a caller far from its Durable Objects and KV sees it: every DO
 //                   call and KV operation takes BENCH_RTT_MS (default 30) more (bench/distance-worker.ts)
 //   gateway-distant-wait  the same with SPECULATIVE_ADMISSION=off: every request waits for its admission
@@ -47,6 +49,8 @@ if (!(RTT_MS >= 0)) throw new Error(`BENCH_RTT_MS must be a number of ms >= 0, g
 // (docs/benchmarks.md).
 const THROUGHPUT_TOKENS = 5_000
 const THROUGHPUT_MAX_TOKENS = 30_000
+/** The emulator's context, and the gateway's MAX_MODEL_LEN: room for the throughput stream. */
+const MAX_MODEL_LEN = 32_768
 const TIME_LIMIT_MS = 15 * 60_000
 const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
@@ -72,7 +76,7 @@ interface Target {
   key: string
   /** The processes whose CPU is this target's: its workerd, or the emulator for direct. */
   cpuPids: number[]
-  /** The API it is called on: chat completions, or the Responses API (gateway-responses). */
+  /** The API it is called on: chat completions, the Responses API (gateway-responses) or Messages (gateway-messages). */
   api?: EventKind
 }
 
@@ -85,9 +89,26 @@ function chatRequest(prompt: string) {
   return { model: MODEL, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: prompt }] }
 }
 
+/**
+ * The Messages API requires max_tokens: when the chat request sets none, a cap far above the
+ * emulator's generation (40 tokens), so both ask for the same one.
+ */
+const MESSAGES_MAX_TOKENS = 1024
+
 /** One streamed request to a target, on its API: the same prompt and output cap either way. */
 function timeTarget(target: Target, prompt: string, maxTokens?: number): Promise<StreamSample> {
   const headers = { authorization: `Bearer ${target.key}` }
+  if (target.api === 'messages') {
+    // thinking adaptive: the reasoning is shown as thinking blocks, as chat shows reasoning_content.
+    const body = {
+      model: MODEL,
+      stream: true,
+      max_tokens: maxTokens ?? MESSAGES_MAX_TOKENS,
+      thinking: { type: 'adaptive' },
+      messages: [{ role: 'user', content: prompt }],
+    }
+    return timeStream(`${target.url}/v1/messages`, body, { 'x-api-key': target.key }, 'messages')
+  }
   if (target.api === 'responses') {
     const body = { model: MODEL, stream: true, input: prompt, ...(maxTokens ? { max_output_tokens: maxTokens } : {}) }
     return timeStream(`${target.url}/v1/responses`, body, headers, 'responses')
@@ -169,7 +190,9 @@ interface Scripts {
 
 async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: Upstream): Promise<Target[]> {
   const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
-  const backend = { BACKEND_URLS: upstream.url, BACKEND_API_KEY: KEY }
+  // The emulator's context (--max-model-len, below): the gateway's default of 4096 would refuse the
+  // throughput stream's max_tokens at the edge (src/schema/context-budget.ts).
+  const backend = { BACKEND_URLS: upstream.url, BACKEND_API_KEY: KEY, MAX_MODEL_LEN: String(MAX_MODEL_LEN) }
   // One at a time: each new workerd child is told apart from the others by appearing during its call.
   const gateway = await serveTracked(served, scripts.gateway, backend, { keys })
   const gatewayNoLimits = await serveTracked(served, scripts.gateway, { ...backend, RATE_LIMITS: 'off' }, { keys })
@@ -194,6 +217,7 @@ async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: 
     target('gateway-nolimits', gatewayNoLimits, CLIENT_KEY),
     target('gateway', gateway, CLIENT_KEY),
     { ...target('gateway-responses', gateway, CLIENT_KEY), api: 'responses' },
+    { ...target('gateway-messages', gateway, CLIENT_KEY), api: 'messages' },
     target('gateway-distant', gatewayDistant, CLIENT_KEY),
     target('gateway-distant-wait', gatewayDistantWait, CLIENT_KEY),
   ]
@@ -238,7 +262,7 @@ async function main(): Promise<void> {
       '--record-event-times',
       // Room for the throughput stream: the default 4096 would end it after ~4,000 tokens.
       '--max-model-len',
-      '32768',
+      String(MAX_MODEL_LEN),
       '--ttft-ms',
       String(EMULATOR.ttftMs),
       '--itl-ms',
