@@ -6,7 +6,7 @@
 
 import { randomUUID } from 'node:crypto'
 import type { Json } from './errors.ts'
-import { pyReprJson } from './anthropic-protocol.ts'
+import { pyReprJson } from './anthropic-to-chat.ts'
 import { isDict, type Dict } from './pydantic.ts'
 
 type JsonObject = { [key: string]: Json }

@@ -8,7 +8,8 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { MessageStreamConverter, messagesResponse } from './anthropic-convert.ts'
-import { toChatRequest, validateCountTokensRequest, validateMessagesRequest, type Validated } from './anthropic-protocol.ts'
+import { validateCountTokensRequest, validateMessagesRequest, type Validated } from './anthropic-protocol.ts'
+import { toChatRequest } from './anthropic-to-chat.ts'
 import { ENGINE_DEAD_MESSAGE } from './engine.ts'
 import { errorBody, schemaErrorType, type ApiError } from './errors.ts'
 import { parseJson, sendJson } from './http.ts'

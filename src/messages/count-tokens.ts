@@ -6,7 +6,6 @@ import { backendHeaders, credentialsFrom } from '../fleet/access.ts'
 import { liveStatsFor } from '../fleet/live-stats.ts'
 import { loadFleet, noBackendsRegistered } from '../fleet/registry.ts'
 import { rankForQueue } from '../fleet/select.ts'
-import { queuePlaceOf } from '../fleet/slots.ts'
 import { normalizeChatRequest, rulesForKey, type UpstreamChatRequest } from '../normalize/index.ts'
 import { parseChatRequest } from '../schema/chat-request.ts'
 import { asMessagesError, toChatMessages, type CountTokensRequest } from './request.ts'
@@ -61,7 +60,6 @@ export async function countPromptTokens(c: Context<AppEnv>, prompt: UpstreamChat
   })
   if (fleet.backends.length === 0) throw noBackendsRegistered()
   const live = liveStatsFor(config, config.fleet.circuit)
-  const { keyId, record } = c.get('principal')
   const candidates = rankForQueue({
     backends: fleet.backends,
     health: fleet.health,
@@ -69,7 +67,6 @@ export async function countPromptTokens(c: Context<AppEnv>, prompt: UpstreamChat
     prefixKey: null,
     now: Date.now(),
     options: config.fleet.selection,
-    priority: queuePlaceOf(keyId, record).priority,
   })
   const credentials = credentialsFrom(c.env, config.backendApiKey)
   const body = JSON.stringify(tokenizeBody(prompt, config.modelId))
