@@ -24,8 +24,8 @@ import { conversationTurn, newConversation } from './fleet-workload.ts'
 import { BUILDS, report, type Build, type Outcome, type Phase, type Role, type RunRecord, type Setup } from './saturation-report.ts'
 import { round } from './stats.ts'
 
-/** The build before the edge queue. */
-const BASELINE_COMMIT = 'bdc3c53'
+/** The build before the edge queue; BENCH_BASELINE=REV compares another commit (a variant of the queue). */
+const BASELINE_COMMIT = process.env.BENCH_BASELINE ?? 'bdc3c53'
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const ISOLATES = Number(process.env.BENCH_ISOLATES ?? 8)
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 10_000)
