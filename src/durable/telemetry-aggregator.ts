@@ -1,6 +1,8 @@
 import { DurableObject } from 'cloudflare:workers'
 import { readTelemetryConfig } from '../config.ts'
 import type { WorkerEnv } from '../env.ts'
+import type { KeyBoard, KeyReport } from '../limits/key-report.ts'
+import { KeyBoardState } from '../telemetry/key-board.ts'
 import type { TelemetryBatch } from '../telemetry/batch.ts'
 import { TelemetryAggregate, type AggregateStore, type BucketWrite } from '../telemetry/aggregate.ts'
 import type { ProxyTotals } from '../telemetry/totals.ts'
@@ -10,6 +12,8 @@ export interface MetricsSnapshot {
   streamsInFlight: number
   isolatesReporting: number
   lateRecords: number
+  /** The keys nearest their budgets and the flagged keys (absent from snapshots made before the board). */
+  keys?: KeyBoard
 }
 
 /**
@@ -19,11 +23,21 @@ export interface MetricsSnapshot {
  * writes changed buckets to the LATENCY namespace every LATENCY_FLUSH_MS, never one key twice
  * within a second. A batch costs one small RPC per isolate and second, so one instance carries a
  * large fleet; sharding by backend would be the next step (docs/observability.md).
+ *
+ * It also keeps the board of keys (src/telemetry/key-board.ts): the keys nearest their budgets and
+ * the flagged ones, from the reports the keys' limiters send.
  */
 export class TelemetryAggregator extends DurableObject<WorkerEnv> {
   #aggregate: TelemetryAggregate
   #flushMs: number
   #alarmAt: number | null = null
+  /**
+   * In memory only, never in storage: every key on the board is reported again within seconds of
+   * its next use (src/durable/key-limiter.ts), so what a restart of this object loses is the keys
+   * that have gone idle since, which the board's age rule would drop within the hour anyway, and a
+   * write per report (one per active key every 10 s or so) would buy nothing more.
+   */
+  #keys = new KeyBoardState()
 
   constructor(ctx: DurableObjectState, env: WorkerEnv) {
     super(ctx, env)
@@ -47,7 +61,18 @@ export class TelemetryAggregator extends DurableObject<WorkerEnv> {
       streamsInFlight: streams,
       isolatesReporting: isolates,
       lateRecords: this.#aggregate.lateRecords,
+      keys: this.#keys.board(Date.now()),
     }
+  }
+
+  /** One key's budgets and spike state, from its limiter after a flush (src/limits/key-report.ts). */
+  reportKey(report: KeyReport): void {
+    this.#keys.report(report, Date.now())
+  }
+
+  /** The keys nearest their budgets and the flagged keys (GET /v1/keys/board, the dashboard). */
+  keyBoard(): KeyBoard {
+    return this.#keys.board(Date.now())
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { MetricsSnapshot } from '../durable/telemetry-aggregator.ts'
+import type { KeyBoard } from '../limits/key-report.ts'
 import { TTFT_BUCKETS_S, type TtftHistogram } from './totals.ts'
 
 // Prometheus text exposition (version 0.0.4) of the fleet-wide totals the aggregator keeps.
@@ -97,5 +98,38 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
   out.sample('speculative_admissions_total', totals.counters.speculativeAdmissions)
   out.metric('speculative_refusals_total', 'counter', 'Speculative chat requests the rate limiter refused (backend call aborted).')
   out.sample('speculative_refusals_total', totals.counters.speculativeRefusals)
+  keyBoard(out, snapshot.keys ?? { closest: [], flagged: [] })
   return out.text()
+}
+
+/**
+ * The board of keys (src/telemetry/key-board.ts): bounded series whatever the number of keys, one
+ * per flagged key and one per budget of the keys nearest their budgets. Key ids are public
+ * identifiers (key_ and 16 hex digits), never the secrets.
+ */
+function keyBoard(out: Exposition, board: KeyBoard): void {
+  out.metric(
+    'keys_usage_spike',
+    'gauge',
+    "Keys whose last hour's tokens jumped far above their own recent normal (flagged), among the keys that reported in the last hour.",
+  )
+  out.sample('keys_usage_spike', board.flagged.length)
+  out.metric('key_usage_spike', 'gauge', 'One series per flagged key, always 1: the key_id of each key counted in keys_usage_spike.')
+  for (const report of [...board.flagged].sort((a, b) => a.keyId.localeCompare(b.keyId))) {
+    out.sample('key_usage_spike', 1, { key_id: report.keyId })
+  }
+  out.metric(
+    'key_budget_used_ratio',
+    'gauge',
+    'Share of a token budget used (reservations of requests in flight included) by period, for the keys nearest their budgets.',
+  )
+  for (const report of board.closest) {
+    for (const budget of report.budgets) {
+      if (budget.limit <= 0) continue
+      out.sample('key_budget_used_ratio', Math.round((budget.used / budget.limit) * 1e4) / 1e4, {
+        key_id: report.keyId,
+        period: budget.period,
+      })
+    }
+  }
 }

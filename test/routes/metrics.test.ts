@@ -93,6 +93,46 @@ describe('GET /metrics', () => {
     expect(grew(`edge_proxy_time_to_first_token_seconds_bucket{backend="${waited}",le="0.25"}`)).toBe(1)
   })
 
+  it('has the board of keys: a gauge of flagged keys, a series per flagged key, and the share used of the keys nearest their budgets', async () => {
+    const id = () => `key_${[...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+    const [flagged, near] = [id(), id()]
+    const before = await scrape()
+    const now = Date.now()
+    const day = { period: 'day' as const, limit: 1000, used: 999, remaining: 1, resetsAt: now + 3_600_000 }
+    const month = { period: 'month' as const, limit: 100_000, used: 25_000, remaining: 75_000, resetsAt: now + 86_400_000 }
+    await aggregator().reportKey({
+      keyId: flagged,
+      at: now,
+      budgets: [],
+      spike: { flagged: true, hourTokens: 80_000, normalTokens: 1_000 },
+    })
+    await aggregator().reportKey({
+      keyId: near,
+      at: now,
+      budgets: [day, month],
+      spike: { flagged: false, hourTokens: 10, normalTokens: 10 },
+    })
+    const after = await scrape()
+    expect(after.text).toContain('# TYPE edge_proxy_keys_usage_spike gauge')
+    expect(after.text).toContain('# TYPE edge_proxy_key_usage_spike gauge')
+    expect(after.text).toContain('# TYPE edge_proxy_key_budget_used_ratio gauge')
+    expect(after.value('edge_proxy_keys_usage_spike') - before.value('edge_proxy_keys_usage_spike')).toBe(1)
+    expect(after.value(`edge_proxy_key_usage_spike{key_id="${flagged}"}`)).toBe(1)
+    expect(after.text).not.toContain(`edge_proxy_key_usage_spike{key_id="${near}"}`)
+    expect(after.value(`edge_proxy_key_budget_used_ratio{key_id="${near}",period="day"}`)).toBe(0.999)
+    expect(after.value(`edge_proxy_key_budget_used_ratio{key_id="${near}",period="month"}`)).toBe(0.25)
+    // The flag cleared: the key's series goes, and the count with it.
+    await aggregator().reportKey({
+      keyId: flagged,
+      at: now + 1,
+      budgets: [],
+      spike: { flagged: false, hourTokens: 900, normalTokens: 1_000 },
+    })
+    const cleared = await scrape()
+    expect(cleared.text).not.toContain(`edge_proxy_key_usage_spike{key_id="${flagged}"}`)
+    expect(cleared.value('edge_proxy_keys_usage_spike')).toBe(before.value('edge_proxy_keys_usage_spike'))
+  })
+
   it('is for admin keys only', async () => {
     expect((await callWorker('/metrics')).status).toBe(403)
   })
