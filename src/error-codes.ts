@@ -40,6 +40,7 @@ export const ERROR_CODES = [
   // Limits
   'rate_limit_exceeded',
   'key_paused',
+  'budget_exceeded',
   'rate_limiter_unavailable',
   // The fleet and its backends
   'backends_unavailable',

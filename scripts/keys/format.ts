@@ -21,18 +21,34 @@ function formatExpiry(record: KeyRecord): string {
   return record.expires === null ? 'never' : formatTime(record.expires)
 }
 
-const LIMIT_LABELS: Record<keyof KeyLimits, string> = {
+/** The limits that fall back to a deployment default; the budgets have none (describeBudgets). */
+type DefaultedLimit = Exclude<keyof KeyLimits, 'budgetDay' | 'budgetMonth'>
+
+const LIMIT_LABELS: Record<DefaultedLimit, string> = {
   requestsPerMinute: 'requests/min',
   tokensPerMinute: 'tokens/min',
   concurrentStreams: 'concurrent streams',
   maxOutputTokens: 'max output tokens',
 }
 
-const LIMIT_NAMES = Object.keys(LIMIT_LABELS) as (keyof KeyLimits)[]
+const LIMIT_NAMES = Object.keys(LIMIT_LABELS) as DefaultedLimit[]
 
 function formatLimits(limits: KeyLimits): string {
   const set = LIMIT_NAMES.filter((name) => limits[name] !== null).map((name) => `${LIMIT_LABELS[name]} ${limits[name]}`)
   return set.length === 0 ? 'deployment defaults' : `${set.join(', ')} (others: deployment defaults)`
+}
+
+/** A record's budget: a whole number of tokens, or none (absent, null, or anything else the Worker ignores). */
+function budgetOf(value: unknown): number | null {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null
+}
+
+/** A key's token budgets (docs/keys.md, Budgets): `day 100000 tokens, month 2000000 tokens`, or none. */
+export function describeBudgets(limits: KeyLimits): string {
+  const day = budgetOf(limits.budgetDay)
+  const month = budgetOf(limits.budgetMonth)
+  const set = [...(day === null ? [] : [`day ${day} tokens`]), ...(month === null ? [] : [`month ${month} tokens`])]
+  return set.length === 0 ? 'none' : set.join(', ')
 }
 
 /** The record as labelled lines, for create and show. */
@@ -45,6 +61,7 @@ export function describeRecord(record: KeyRecord, now = Date.now()): string {
     ['created', formatTime(record.created)],
     ['expires', formatExpiry(record)],
     ['limits', formatLimits(record.limits)],
+    ['budgets', describeBudgets(record.limits)],
     ['origins', record.origins.length === 0 ? 'none (no browser use)' : record.origins.join(', ')],
   ]
   const rules = Object.entries(record.rules ?? {})
@@ -87,6 +104,8 @@ export function describeLimits(
   weight: string | null = null,
 ): string {
   const rows = LIMIT_NAMES.map((name) => [`  ${LIMIT_LABELS[name]}`, String(limits[name] ?? 'deployment default')])
+  rows.push(['  budget per day', String(budgetOf(limits.budgetDay) ?? 'none')])
+  rows.push(['  budget per month', String(budgetOf(limits.budgetMonth) ?? 'none')])
   if (hedging !== null) rows.push(['  hedging', hedging])
   if (priority !== null) rows.push(['  priority', priority])
   if (weight !== null) rows.push(['  weight', weight])
@@ -111,6 +130,17 @@ const REFUSAL_LABELS: Record<string, string> = {
   concurrent_streams: 'concurrent streams',
   concurrent_streams_per_ip: 'streams per IP',
   slow_requests: 'paused for slow requests',
+  budget_day: 'budget per day',
+  budget_month: 'budget per month',
+}
+
+type BudgetUsage = NonNullable<NonNullable<KeyUsage['budgets']>['day']>
+
+/** A budget's row of the usage table; none when the key has no budget for the period. */
+function budgetRow(label: string, budget: BudgetUsage | null | undefined): string[][] {
+  if (!budget || ![budget.limit, budget.used, budget.remaining, budget.resets_at].every((n) => typeof n === 'number')) return []
+  const reset = new Date(budget.resets_at * 1000).toISOString().replace('.000Z', 'Z')
+  return [[label, String(budget.limit), 'key', String(budget.used), String(budget.remaining), reset]]
 }
 
 /** The usage command's table: each limit, where it comes from, what is used and left of it. */
@@ -139,12 +169,16 @@ export function formatUsage(answer: KeyUsage): string {
     ],
     ['streams per IP', String(limits.concurrent_streams_per_ip ?? 'off'), 'deployment', '-', '-', '-'],
     ['max output tokens', String(maxOutput ?? '-'), maxOutput === null ? 'default' : 'key', '-', '-', '-'],
+    ...budgetRow('budget per day', answer.budgets?.day),
+    ...budgetRow('budget per month', answer.budgets?.month),
   ])
+  const noBudget = answer.budgets !== undefined && !answer.budgets.day && !answer.budgets.month
   const { totals } = usage
   const refused = Object.entries(totals.refused).map(([limit, count]) => `${REFUSAL_LABELS[limit] ?? limit} ${count}`)
   return [
     `${answer.key_id}: ${answer.enforced ? 'limits enforced' : 'limits NOT enforced (RATE_LIMITS=off): the numbers are what would apply'}`,
     table,
+    ...(noBudget ? ['token budgets: none'] : []),
     ...(answer.priority === undefined ? [] : [`priority class: ${answer.priority}`]),
     ...(answer.weight === undefined ? [] : [`weight: ${answer.weight}`]),
     '',

@@ -62,7 +62,8 @@ export const USAGE = `Usage: npm run keys -- <command> [options]
 
 Commands:
   create --name NAME [--scopes chat,admin] [--expires 30d|12h|2027-01-01T00:00:00Z]
-         [--origins https://a.example,...] [--rpm N] [--tpm N] [--streams N] [--max-output N] [--json]
+         [--origins https://a.example,...] [--rpm N] [--tpm N] [--streams N] [--max-output N]
+         [--budget-day N] [--budget-month N] [--json]
                  Make a key; its secret is printed once and never stored.
   list [--json]  Every key: id, name, scopes, status, expiry.
   show ID [--json]
@@ -74,6 +75,10 @@ Commands:
   limits ID [--rpm N|default] [--tpm N|default] [--streams N|default] [--max-output N|default] [--json]
                  Change a key's limits; default: back to the deployment default. Workers
                  pick the change up within KEY_CACHE_TTL_MS (60 s by default).
+  limits ID [--budget-day N|none|default] [--budget-month N|none|default]
+                 The key's token budgets (prompt plus output tokens) per UTC day and per
+                 calendar month (UTC); none removes one. A deployment has no default budget,
+                 so default is none too (docs/keys.md, Budgets).
   limits ID --hedging on|off|default
                  Hedged first tokens for this key: off never hedges its requests; on and
                  default follow the deployment's HEDGING (docs/fleet.md, Hedging).
@@ -113,6 +118,8 @@ const OPTIONS = {
   tpm: { type: 'string' },
   streams: { type: 'string' },
   'max-output': { type: 'string' },
+  'budget-day': { type: 'string' },
+  'budget-month': { type: 'string' },
   hedging: { type: 'string' },
   priority: { type: 'string' },
   weight: { type: 'string' },
@@ -129,7 +136,12 @@ const LIMIT_FLAGS = [
   ['streams', 'concurrentStreams'],
   ['max-output', 'maxOutputTokens'],
 ] as const satisfies readonly (readonly [OptionName, keyof KeyLimits])[]
-const LIMIT_OPTIONS: OptionName[] = LIMIT_FLAGS.map(([flag]) => flag)
+/** The budget flags and the record fields they set: a count, or none (also default: budgets have no deployment default). */
+const BUDGET_FLAGS = [
+  ['budget-day', 'budgetDay'],
+  ['budget-month', 'budgetMonth'],
+] as const satisfies readonly (readonly [OptionName, keyof KeyLimits])[]
+const LIMIT_OPTIONS: OptionName[] = [...LIMIT_FLAGS, ...BUDGET_FLAGS].map(([flag]) => flag)
 /** Which options each command accepts. usage asks the Worker, not KV, so it takes no KV option. */
 const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   create: [...KV_OPTION_NAMES, 'name', 'scopes', 'expires', 'origins', ...LIMIT_OPTIONS, 'json'],
@@ -225,6 +237,11 @@ function keyFields(values: Values, now: number): KeyFields {
     const value = values[flag]
     if (value !== undefined) limits[field] = count(`--${flag}`, value)
   }
+  // A budget is written only when given: a record without one has none.
+  for (const [flag, field] of BUDGET_FLAGS) {
+    const value = values[flag]
+    if (value !== undefined) limits[field] = budget(flag, value)
+  }
   return {
     name: parseName(values.name),
     scopes: values.scopes === undefined ? ['chat'] : parseScopes(values.scopes),
@@ -277,16 +294,25 @@ function count(flag: string, value: string, orDefault = ''): number {
   return number
 }
 
-/** The limits a `limits` command sets: a count, or null for `default`. */
+/** A budget flag: a positive whole number of tokens, or null for none (or default, which is none). */
+function budget(flag: string, value: string): number | null {
+  return value === 'none' || value === 'default' ? null : count(`--${flag}`, value, ' of tokens, none or default')
+}
+
+/** The limits a `limits` command sets: a count, or null for `default` (a budget: for `none` or `default`). */
 function limitChanges(values: Values, switchesToo: boolean): Partial<KeyLimits> {
   const changes: Partial<KeyLimits> = {}
   for (const [flag, field] of LIMIT_FLAGS) {
     const value = values[flag]
     if (value !== undefined) changes[field] = value === 'default' ? null : count(`--${flag}`, value, ' or default')
   }
+  for (const [flag, field] of BUDGET_FLAGS) {
+    const value = values[flag]
+    if (value !== undefined) changes[field] = budget(flag, value)
+  }
   if (Object.keys(changes).length === 0 && !switchesToo) {
     throw new UsageError(
-      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), --hedging, --priority or --weight.',
+      'limits needs at least one of --rpm, --tpm, --streams, --max-output (a positive whole number, or default), --budget-day, --budget-month (a positive whole number, none or default), --hedging, --priority or --weight.',
     )
   }
   return changes

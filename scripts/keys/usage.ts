@@ -31,6 +31,11 @@ export interface KeyUsage {
     max_output_tokens: number | null
   }
   source: Record<'requests_per_minute' | 'tokens_per_minute' | 'concurrent_streams', string>
+  /**
+   * The key's token budgets per UTC day and month (null: none for the period); used counts the
+   * reservations of requests in flight; resets_at in Unix seconds. Absent from a Worker older than budgets.
+   */
+  budgets?: Record<'day' | 'month', { limit: number; used: number; remaining: number; resets_at: number } | null>
   usage: {
     in_flight: number
     requests: Window

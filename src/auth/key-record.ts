@@ -11,6 +11,13 @@ export interface KeyLimits {
   tokensPerMinute: number | null
   concurrentStreams: number | null
   maxOutputTokens: number | null
+  /**
+   * Token budgets (prompt plus output tokens) per UTC day and per calendar month (UTC), enforced by
+   * the key's limiter (src/limits/budget.ts). There is no deployment default for a budget: absent
+   * or null, the key has none (records made before budgets have neither field).
+   */
+  budgetDay?: number | null
+  budgetMonth?: number | null
 }
 
 /**

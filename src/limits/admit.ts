@@ -6,8 +6,9 @@ import type { AppEnv, WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { proxyCounters } from '../telemetry/counters.ts'
 import { withTimeout } from '../timeout.ts'
-import type { Decision, EffectiveLimits, LimitName, TokenUse } from './ledger.ts'
-import { rateLimitHeaders, retryAfterHeaders } from './headers.ts'
+import type { Decision, EffectiveLimits, LimitName, LimitView, TokenUse } from './ledger.ts'
+import { budgetValue } from './budget.ts'
+import { formatResetTime, rateLimitHeaders, retryAfterHeaders } from './headers.ts'
 import { claimHeadroom, forgetHeadroom, rememberDecision } from './headroom.ts'
 import type { LimiterDecision } from '../durable/key-limiter.ts'
 
@@ -109,7 +110,7 @@ export async function admitLease(c: Context<AppEnv>, reserveTokens: number): Pro
   const limiter = c.env.LIMITER.get(c.env.LIMITER.idFromName(principal.keyId))
   const clientIp = principal.via === 'stream_token' ? (c.req.header('cf-connecting-ip') ?? 'unknown') : null
 
-  const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp }) as Promise<LimiterDecision>
+  const asked = limiter.admit({ leaseId, reserveTokens, limits, clientIp, keyId: principal.keyId }) as Promise<LimiterDecision>
   let decision: LimiterDecision
   try {
     decision = await limiterAnswer(asked, rateLimits.timeoutMs)
@@ -146,6 +147,10 @@ export function settleLease(env: WorkerEnv, lease: LeaseRef, used: TokenUse | nu
   return limiter.settle(lease.leaseId, used ?? NOTHING_USED, reason ?? null)
 }
 
+/**
+ * The limits the key's limiter applies: the record's, or the deployment's defaults. Budgets have no
+ * deployment default: a record without one (absent, null, or not a whole number >= 0) has none.
+ */
 export function effectiveLimits(record: KeyRecord, config: RateLimitConfig): EffectiveLimits {
   const { limits } = record
   return {
@@ -153,6 +158,8 @@ export function effectiveLimits(record: KeyRecord, config: RateLimitConfig): Eff
     tokensPerMinute: limits.tokensPerMinute ?? config.defaults.tokensPerMinute,
     concurrentStreams: limits.concurrentStreams ?? config.defaults.concurrentStreams,
     concurrentStreamsPerIp: config.concurrentStreamsPerIp,
+    budgetDay: budgetValue(limits.budgetDay),
+    budgetMonth: budgetValue(limits.budgetMonth),
   }
 }
 
@@ -162,11 +169,14 @@ const LIMIT_NAMES: Record<LimitName, string> = {
   concurrent_streams: 'concurrent streams',
   concurrent_streams_per_ip: 'concurrent streams per client IP',
   slow_requests: 'slow requests',
+  budget_day: 'token budget of the day (UTC)',
+  budget_month: 'token budget of the month (UTC)',
 }
 
 function refusal(decision: Extract<Decision, { admitted: false }>, keyId: string, headers: Record<string, string>): ApiError {
   const { limit, limitValue, used, requested, retryAfterMs } = decision
   if (limit === 'slow_requests') return paused(retryAfterMs, headers)
+  if (limit === 'budget_day' || limit === 'budget_month') return budgetSpent(decision, keyId, headers)
   const numbers = `Limit ${limitValue}, Used ${used}, Requested ${requested}.`
   // The OpenAI error `type` of a 429 names the limit ("requests", "tokens").
   const options = { type: limit, code: 'rate_limit_exceeded' } as const
@@ -193,6 +203,27 @@ function paused(retryAfterMs: number, headers: Record<string, string>): ApiError
     `This key's requests kept missing the backends' deadlines for their own reasons (request_too_slow); its requests are paused for ${wait} s.`,
     { type: 'slow_requests', code: 'key_paused', headers: { ...headers, ...retryAfterHeaders(retryAfterMs) } },
   )
+}
+
+/**
+ * The 429 of a spent budget (src/limits/budget.ts): which period, the numbers, and when it resets,
+ * as a time in the message and the x-budget-reset-* header, and as Retry-After.
+ */
+function budgetSpent(decision: Extract<Decision, { admitted: false }>, keyId: string, headers: Record<string, string>): ApiError {
+  const { limit, limitValue, used, requested, retryAfterMs, view } = decision
+  const period = limit === 'budget_day' ? 'day' : 'month'
+  const resetsAt = resetTimeOf(view, period) ?? Date.now() + retryAfterMs
+  const wait = Math.max(1, Math.ceil(retryAfterMs / 1000))
+  return new ApiError(
+    429,
+    `Token budget reached for ${keyId} for the ${period} (UTC): Limit ${limitValue}, Used ${used}, Requested ${requested}. ` +
+      `It resets at ${formatResetTime(resetsAt)}; please try again in ${wait}s.`,
+    { type: 'budget', code: 'budget_exceeded', headers: { ...headers, ...retryAfterHeaders(retryAfterMs) } },
+  )
+}
+
+function resetTimeOf(view: LimitView, period: 'day' | 'month'): number | null {
+  return view.budgets?.find((budget) => budget.period === period)?.resetsAt ?? null
 }
 
 /** Logs and counts it; fails closed with a 503, or returns so that the caller fails open. */

@@ -18,9 +18,20 @@ export function formatResetDuration(ms: number): string {
   return secondsText
 }
 
-/** OpenAI's six x-ratelimit-* headers, sent on every admitted or refused request. */
+/** A budget's reset as the headers and messages give it: ISO 8601 UTC to the second, 2026-12-08T00:00:00Z. */
+export function formatResetTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+/**
+ * OpenAI's six x-ratelimit-* headers, sent on every admitted or refused request; for a key with a
+ * token budget, three more per budget (src/limits/budget.ts): x-budget-limit-day, x-budget-remaining-day
+ * (tokens, after this request's reservation) and x-budget-reset-day (when the period ends and the
+ * budget is whole again: an ISO 8601 UTC time, a fixed instant that stays true however late it is read),
+ * and the same with -month.
+ */
 export function rateLimitHeaders(view: LimitView): Record<string, string> {
-  return {
+  const headers: Record<string, string> = {
     'x-ratelimit-limit-requests': String(view.requests.limit),
     'x-ratelimit-remaining-requests': String(view.requests.remaining),
     'x-ratelimit-reset-requests': formatResetDuration(view.requests.resetMs),
@@ -28,6 +39,12 @@ export function rateLimitHeaders(view: LimitView): Record<string, string> {
     'x-ratelimit-remaining-tokens': String(view.tokens.remaining),
     'x-ratelimit-reset-tokens': formatResetDuration(view.tokens.resetMs),
   }
+  for (const budget of view.budgets ?? []) {
+    headers[`x-budget-limit-${budget.period}`] = String(budget.limit)
+    headers[`x-budget-remaining-${budget.period}`] = String(budget.remaining)
+    headers[`x-budget-reset-${budget.period}`] = formatResetTime(budget.resetsAt)
+  }
+  return headers
 }
 
 /**

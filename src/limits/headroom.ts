@@ -14,6 +14,15 @@ import type { LimitView } from './ledger.ts'
  * may be paused for slow requests (`mayPause`, src/limits/pause.ts) never has clear headroom: its
  * next request could be the first one its pause refuses, and a paused key's request must not reach
  * a backend even for the round trip a refused speculation costs.
+ *
+ * A token budget (src/limits/budget.ts) counts like a limit too: after this isolate's undecided
+ * speculative requests and this one, at least one token of each budget, and the smaller of
+ * HEADROOM_SHARE of the budget and the key's tokens-per-minute limit, must still be left by the
+ * answer. The margin is what other isolates may have taken since the answer (at most 10 s ago),
+ * and every admission reserves its tokens against the per-minute limit and the budget alike, so
+ * within any minute they cannot have taken more than that limit: a key near the end of its budget
+ * still speculates while the per-minute limit says it cannot spend the rest before the answer, and
+ * waits for its answers once it could.
  */
 export const HEADROOM_SHARE = 0.25
 export const HEADROOM_MAX_AGE_MS = 10_000
@@ -47,6 +56,10 @@ export function claimHeadroom(keyId: string, reserveTokens: number, now = Date.n
   const tokensLeft = tokens.remaining - memory.pendingTokens - reserveTokens
   const streamsLeft = streams.remaining - memory.pendingRequests - 1
   if (!clear(requestsLeft, requests.limit) || !clear(tokensLeft, tokens.limit) || !clear(streamsLeft, streams.limit)) return null
+  for (const budget of memory.view.budgets ?? []) {
+    const left = budget.remaining - memory.pendingTokens - reserveTokens
+    if (left < 1 || left < Math.min(budget.limit * HEADROOM_SHARE, tokens.limit)) return null
+  }
   memory.pendingRequests++
   memory.pendingTokens += reserveTokens
   let released = false

@@ -6,10 +6,15 @@
 // Why a log and not a token bucket: "N per minute" then means what it says, in every 60-second
 // window. A bucket lets a burst of N follow a minute of refill, so 2N can pass in one minute.
 //
-// It also pauses a key whose requests keep ending with `request_too_slow` (src/limits/pause.ts).
+// It also pauses a key whose requests keep ending with `request_too_slow` (src/limits/pause.ts),
+// holds the key's token budgets per UTC day and month with its usage per day (src/limits/budget.ts),
+// and its settled tokens per hour for the spike rule (src/limits/usage-spike.ts).
 
 import type { EndReason } from '../ending.ts'
+import { budgetStates, spentBudget, UsageDays, type BudgetLimits, type DayUsage, type UsageDayStore } from './budget.ts'
+import type { BudgetState, SpikeState, UsageDay } from './key-report.ts'
 import { SLOW_STRIKES, SlowRequests, type SlowState } from './pause.ts'
+import { HourlyTokens, spikeState, type HourlyStore } from './usage-spike.ts'
 
 export const WINDOW_MS = 60_000
 
@@ -19,10 +24,20 @@ export interface EffectiveLimits {
   concurrentStreams: number
   /** Concurrent streams of one client IP on this key (browser callers); null: not applied. */
   concurrentStreamsPerIp: number | null
+  /**
+   * Token budgets (prompt plus output) per UTC day and per calendar month (UTC), src/limits/budget.ts;
+   * null or absent: none. Absent too from an isolate older than budgets.
+   */
+  budgetDay?: number | null
+  budgetMonth?: number | null
 }
 
-/** slow_requests: the key is paused because its requests kept ending with `request_too_slow`. */
-export type LimitName = 'requests' | 'tokens' | 'concurrent_streams' | 'concurrent_streams_per_ip' | 'slow_requests'
+/**
+ * slow_requests: the key is paused because its requests kept ending with `request_too_slow`.
+ * budget_day, budget_month: the key's token budget of the period is spent.
+ */
+export type LimitName =
+  'requests' | 'tokens' | 'concurrent_streams' | 'concurrent_streams_per_ip' | 'slow_requests' | 'budget_day' | 'budget_month'
 
 export interface AdmitInput {
   leaseId: string
@@ -31,6 +46,11 @@ export interface AdmitInput {
   limits: EffectiveLimits
   /** The browser client's IP when the per-IP limit applies, else null. */
   clientIp: string | null
+  /**
+   * The key's id, for the limiter's reports to the board (src/limits/key-report.ts); the ledger
+   * does not read it. Absent from an isolate older than the reports.
+   */
+  keyId?: string
 }
 
 export interface TokenUse {
@@ -54,6 +74,12 @@ export interface LimitView {
    * not send it never pauses.
    */
   mayPause?: boolean
+  /**
+   * The key's budgets after the decision (month first), only when it has one: limit, used (settled
+   * plus reservations in flight), remaining, reset. For the x-budget-* headers, and the isolate
+   * does not speculate past them (src/limits/headroom.ts).
+   */
+  budgets?: BudgetState[]
 }
 
 export type Decision =
@@ -80,13 +106,16 @@ export interface Lease {
   at: number
   ip: string | null
   charge: Charge
+  /** Tokens reserved at admission: what the lease holds of its period's budgets until it settles. */
+  reserve: number
 }
 
 /**
  * Where the ledger's changes go: the Durable Object's storage, one record per charge and lease,
- * so a change costs one small write however long the window is.
+ * so a change costs one small write however long the window is. The usage rows per day and hour
+ * are optional: a store without them keeps them in memory only.
  */
-export interface LedgerStore {
+export interface LedgerStore extends Partial<UsageDayStore & HourlyStore> {
   saveCharge(charge: Charge): void
   dropCharge(charge: Charge): void
   saveLease(id: string, lease: Lease): void
@@ -101,6 +130,21 @@ export interface LedgerState {
   leases: Map<string, Lease>
   totals: UsageTotals
   slow: SlowState
+  /** Settled usage per UTC day number (src/limits/budget.ts). */
+  days: ReadonlyMap<number, DayUsage>
+  /** Settled tokens per UTC hour number, and the hour of the first (src/limits/usage-spike.ts). */
+  hours: ReadonlyMap<number, number>
+  firstHour: number | null
+}
+
+/** A key's status: the limiter's `status`, and the key CLI's `usage` through the Worker. */
+export interface LedgerStatus {
+  inFlight: number
+  view: LimitView
+  totals: UsageTotals
+  /** The key's budgets now (month first); empty without one. */
+  budgets: BudgetState[]
+  spike: SpikeState
 }
 
 /**
@@ -121,6 +165,8 @@ export class Ledger {
   #totals: UsageTotals
   #tokensInWindow = 0
   #slow: SlowRequests
+  #days: UsageDays
+  #hours: HourlyTokens
   #store: LedgerStore | null
 
   constructor(state: Partial<LedgerState> = {}, store: LedgerStore | null = null) {
@@ -132,6 +178,18 @@ export class Ledger {
     this.#slow = new SlowRequests(state.slow)
     for (const charge of this.#charges) this.#tokensInWindow += charge.tokens
     this.#store = store
+    this.#days = new UsageDays(state.days, {
+      saveDay: (date, usage) => store?.saveDay?.(date, usage),
+      dropDay: (date) => store?.dropDay?.(date),
+    })
+    this.#hours = new HourlyTokens(
+      { ...(state.hours ? { hours: state.hours } : {}), firstHour: state.firstHour ?? null },
+      {
+        saveHour: (hour, tokens) => store?.saveHour?.(hour, tokens),
+        dropHour: (hour) => store?.dropHour?.(hour),
+        saveFirstHour: (hour) => store?.saveFirstHour?.(hour),
+      },
+    )
   }
 
   /** Admits the request and reserves its tokens and a stream slot, or says which limit refuses it. */
@@ -145,7 +203,7 @@ export class Ledger {
       return { admitted: false, ...refusal, view: this.#view(limits, now) }
     }
     const charge: Charge = { id: leaseId, at: now, tokens: reserveTokens }
-    const lease: Lease = { at: now, ip: clientIp, charge }
+    const lease: Lease = { at: now, ip: clientIp, charge, reserve: reserveTokens }
     this.#charges.push(charge)
     this.#tokensInWindow += reserveTokens
     this.#leases.set(leaseId, lease)
@@ -158,8 +216,9 @@ export class Ledger {
 
   /**
    * Ends a lease: frees its slot and replaces its token reservation with what the request really
-   * used; `reason` (why it ended) counts toward a pause for slow requests. Idempotent: a lease
-   * settled twice (or unknown) changes nothing.
+   * used, in the window and in the budgets of the day and month it was admitted in (its day's
+   * usage row); `reason` (why it ended) counts toward a pause for slow requests. Idempotent: a
+   * lease settled twice (or unknown) changes nothing.
    */
   settle(leaseId: string, used: TokenUse, now: number, reason: EndReason | null = null): boolean {
     const lease = this.#leases.get(leaseId)
@@ -178,17 +237,54 @@ export class Ledger {
     this.#totals.promptTokens += used.promptTokens
     this.#totals.completionTokens += used.completionTokens
     this.#store?.saveTotals(this.#totals)
+    this.#days.add(lease.at, used)
+    this.#hours.add(tokens, now)
     return true
   }
 
-  status(limits: EffectiveLimits, now: number): { inFlight: number; view: LimitView; totals: UsageTotals } {
+  status(limits: EffectiveLimits, now: number): LedgerStatus {
     this.#expire(now)
-    return { inFlight: this.#leases.size, view: this.#view(limits, now), totals: structuredClone(this.#totals) }
+    return {
+      inFlight: this.#leases.size,
+      view: this.#view(limits, now),
+      totals: structuredClone(this.#totals),
+      budgets: this.#budgets(limits, now),
+      spike: this.spike(now),
+    }
+  }
+
+  /** The key's settled usage per UTC day, the last `days` days, oldest first; days without use left out. */
+  usageHistory(days: number, now: number): UsageDay[] {
+    return this.#days.history(days, now)
+  }
+
+  /** The spike rule on the key's hourly tokens (src/limits/usage-spike.ts). */
+  spike(now: number): SpikeState {
+    return spikeState(this.#hours, now)
+  }
+
+  /** The key's budgets now (month first); empty without one. */
+  budgets(limits: EffectiveLimits, now: number): BudgetState[] {
+    this.#expire(now)
+    return this.#budgets(limits, now)
+  }
+
+  #budgets(limits: EffectiveLimits, now: number): BudgetState[] {
+    const budgets: BudgetLimits = { day: limits.budgetDay ?? null, month: limits.budgetMonth ?? null }
+    if (budgets.day === null && budgets.month === null) return []
+    return budgetStates(budgets, this.#days, this.#leases.values(), now)
   }
 
   #refusal(input: AdmitInput, now: number): Refusal | null {
     const { limits, reserveTokens, clientIp } = input
-    // First: while paused, nothing of the key may reach a backend, whatever its other limits.
+    // A spent budget first: nothing else can admit the request before the period ends, and its
+    // Retry-After (the period's end) is the longest any refusal could say. Month before day.
+    const spent = spentBudget(this.#budgets(limits, now))
+    if (spent) {
+      const limit = spent.period === 'day' ? 'budget_day' : 'budget_month'
+      return { limit, limitValue: spent.limit, used: spent.used, requested: reserveTokens, retryAfterMs: spent.resetsAt - now }
+    }
+    // Then: while paused, nothing of the key may reach a backend, whatever its other limits.
     const pausedMs = this.#slow.remainingMs(now)
     if (pausedMs > 0) return { limit: 'slow_requests', limitValue: SLOW_STRIKES, used: SLOW_STRIKES, requested: 1, retryAfterMs: pausedMs }
     if (this.#leases.size >= limits.concurrentStreams) {
@@ -238,11 +334,13 @@ export class Ledger {
   #view(limits: EffectiveLimits, now: number): LimitView {
     // The window is back to its initial state when its newest charge leaves it.
     const resetMs = this.#charges.length === 0 ? 0 : (this.#charges.at(-1)?.at ?? now) + WINDOW_MS - now
+    const budgets = this.#budgets(limits, now)
     return {
       requests: { limit: limits.requestsPerMinute, remaining: Math.max(0, limits.requestsPerMinute - this.#charges.length), resetMs },
       tokens: { limit: limits.tokensPerMinute, remaining: Math.max(0, limits.tokensPerMinute - this.#tokensInWindow), resetMs },
       streams: { limit: limits.concurrentStreams, remaining: Math.max(0, limits.concurrentStreams - this.#leases.size) },
       mayPause: this.#slow.mayPause(now),
+      ...(budgets.length > 0 ? { budgets } : {}),
     }
   }
 
@@ -274,7 +372,15 @@ function concurrencyRefusal(limit: LimitName, limitValue: number, used: number):
 function emptyTotals(): UsageTotals {
   return {
     admitted: 0,
-    refused: { requests: 0, tokens: 0, concurrent_streams: 0, concurrent_streams_per_ip: 0, slow_requests: 0 },
+    refused: {
+      requests: 0,
+      tokens: 0,
+      concurrent_streams: 0,
+      concurrent_streams_per_ip: 0,
+      slow_requests: 0,
+      budget_day: 0,
+      budget_month: 0,
+    },
     promptTokens: 0,
     completionTokens: 0,
     expiredLeases: 0,

@@ -168,7 +168,7 @@ describe('the pause for slow requests', () => {
     const ledger = new Ledger({ totals: stored as unknown as UsageTotals })
     twoStrikes(ledger, 0)
     ledger.admit(ask(), 3_002)
-    expect(ledger.status(limits, 3_002).totals.refused).toEqual({ ...refused, slow_requests: 1 })
+    expect(ledger.status(limits, 3_002).totals.refused).toEqual({ ...refused, slow_requests: 1, budget_day: 0, budget_month: 0 })
   })
 })
 

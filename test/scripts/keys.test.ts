@@ -255,6 +255,43 @@ describe('keys limits', () => {
     },
   )
 
+  it('sets token budgets with --budget-day and --budget-month, shows them, and removes one with none or default', async () => {
+    const before = JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')
+    expect((await keys('show', id)).stdout).toMatch(/^budgets {2}none$/m)
+    const set = await keys('limits', id, '--budget-day', '100000', '--budget-month', '2000000')
+    expect(set).toMatchObject({ code: 0, stderr: '' })
+    expect(set.stdout).toMatch(/^ {2}budget per day\s+100000\n {2}budget per month\s+2000000$/m)
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null')).toEqual({
+      ...before,
+      limits: { ...before.limits, budgetDay: 100000, budgetMonth: 2000000 },
+    })
+    expect((await keys('show', id)).stdout).toMatch(/^budgets {2}day 100000 tokens, month 2000000 tokens$/m)
+    const none = await keys('limits', id, '--budget-day', 'none', '--json')
+    expect(JSON.parse(none.stdout)).toMatchObject({ id, limits: { budgetDay: null, budgetMonth: 2000000 } })
+    expect((await keys('show', id)).stdout).toMatch(/^budgets {2}month 2000000 tokens$/m)
+    const back = await keys('limits', id, '--budget-month', 'default')
+    expect(back.stdout).toMatch(/^ {2}budget per day\s+none\n {2}budget per month\s+none$/m)
+    expect(JSON.parse((await local.kv.get(`key:${hash}`)) ?? 'null').limits).toMatchObject({ budgetDay: null, budgetMonth: null })
+    expect((await keys('show', id)).stdout).toMatch(/^budgets {2}none$/m)
+  })
+
+  it('creates a key with a budget, and refuses a budget that is not a positive whole number with exit 2, writing nothing', async () => {
+    const create = await keys('create', '--name', 'budgeted', '--budget-month', '5000000', '--json')
+    expect(create.code).toBe(0)
+    expect(JSON.parse(create.stdout).record.limits).toEqual({
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      concurrentStreams: null,
+      maxOutputTokens: null,
+      budgetMonth: 5000000,
+    })
+    const before = await local.kv.get(`key:${hash}`)
+    const run = await keys('limits', id, '--budget-day', '0', '--rpm', '5')
+    expect(run).toMatchObject({ code: 2, stdout: '' })
+    expect(run.stderr).toContain('--budget-day takes a positive whole number of tokens, none or default, got: 0')
+    expect(await local.kv.get(`key:${hash}`)).toBe(before)
+  })
+
   it('exits 1 for an unknown id with the message show gives, and writes nothing', async () => {
     const names = (await local.kv.list()).keys.map(({ name }) => name)
     const run = await keys('limits', 'key_0000000000000000', '--rpm', '5')
@@ -310,6 +347,10 @@ describe('keys command line', () => {
     [['limits', 'key_0000000000000000', '--weight', 'two', '--priority', 'batch']],
     [['create', '--name', 'x', '--weight', '2']],
     [['create', '--name', 'x', '--rpm', 'default']],
+    [['create', '--name', 'x', '--budget-day', 'lots']],
+    [['limits', 'key_0000000000000000', '--budget-month', '1.5']],
+    [['limits', 'key_0000000000000000', '--budget-day=-1']],
+    [['limits', 'key_0000000000000000', '--budget-day', 'unlimited']],
     [['usage', 'key_0000000000000000']],
     [['usage', 'key_0000000000000000', '--url', 'ftp://worker.example']],
     [['usage', 'key_0000000000000000', '--url', 'http://127.0.0.1:8787', '--remote']],
@@ -423,6 +464,21 @@ describe('keys usage', () => {
     expect(run.stdout).toContain('3 admitted; refused: requests/min 2, tokens/min 0, concurrent streams 0, streams per IP 0')
     expect(run.stdout).toContain('30 prompt and 120 completion tokens; 0 expired leases')
     expect(run.stdout).not.toContain(ADMIN_KEY)
+  })
+
+  it('prints the budgets with what is used and left of them and when they reset, or that the key has none', async () => {
+    const budgeted = {
+      ...ANSWER,
+      budgets: { day: { limit: 100000, used: 4200, remaining: 95800, resets_at: Date.UTC(2026, 11, 8) / 1000 }, month: null },
+    }
+    const run = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker(budgeted))
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(run.stdout).toMatch(/^budget per day\s+100000\s+key\s+4200\s+95800\s+2026-12-08T00:00:00Z$/m)
+    expect(run.stdout).not.toContain('budget per month')
+    expect(run.stdout).not.toContain('token budgets: none')
+    const none = await usage([KEY_ID, '--url', 'http://127.0.0.1:8787'], fakeWorker({ ...ANSWER, budgets: { day: null, month: null } }))
+    expect(none.stdout).toMatch(/^token budgets: none$/m)
+    expect(none.stdout).not.toContain('budget per day')
   })
 
   it("--json prints the Worker's answer unchanged", async () => {
