@@ -18,10 +18,13 @@ import { methodNotAllowed, notFound } from './routes/fallback.ts'
 import { health } from './routes/health.ts'
 import { home } from './routes/home.ts'
 import { keyLimits } from './routes/key-limits.ts'
+import { keyBoard, keyUsage } from './routes/key-usage.ts'
 import { revokeKeyNow } from './routes/key-revocation.ts'
 import {
   createDashboardLink,
   dashboardData,
+  dashboardKeyUsage,
+  dashboardKeys,
   dashboardScript,
   dashboardStyle,
   login,
@@ -98,6 +101,11 @@ app.get('/playground/style.css', playgroundStyle)
 
 app.get('/v1/keys/:id/limits', adminScope, keyLimits)
 app.all('/v1/keys/:id/limits', methodNotAllowed('GET'))
+// A key's usage per UTC day from its limiter, and the keys nearest their budgets and flagged (docs/keys.md).
+app.get('/v1/keys/:id/usage', adminScope, keyUsage)
+app.all('/v1/keys/:id/usage', methodNotAllowed('GET'))
+app.get('/v1/keys/board', adminScope, keyBoard)
+app.all('/v1/keys/board', methodNotAllowed('GET'))
 app.post('/v1/keys/:id/revoke', adminScope, revokeKeyNow)
 app.all('/v1/keys/:id/revoke', methodNotAllowed('POST'))
 
@@ -111,6 +119,8 @@ app.all('/v1/dashboard/links', methodNotAllowed('POST'))
 // The dashboard: pages for people, signed in with a session cookie (docs/observability.md).
 app.get('/dashboard', dashboardSession('page'), showDashboard)
 app.get('/dashboard/data', dashboardSession('data'), dashboardData)
+app.get('/dashboard/keys', dashboardSession('data'), dashboardKeys)
+app.get('/dashboard/keys/:id/usage', dashboardSession('data'), dashboardKeyUsage)
 app.get('/dashboard/app.js', dashboardSession('data'), dashboardScript)
 app.get('/dashboard/style.css', dashboardStyle)
 app.get('/dashboard/login', showLogin)

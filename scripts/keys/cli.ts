@@ -5,7 +5,16 @@ import { wranglerKv, runWrangler, type WranglerRunner } from './kv.ts'
 import { describeHedging, describeLimits, describePriority, describeRecord, describeWeight, formatList, formatUsage } from './format.ts'
 import { parseCommand, USAGE, USAGE_HINT, type Command } from './options.ts'
 import { createKey, findKey, listKeys, revokeKey, updateLimits } from './store.ts'
-import { fetchDashboardLink, fetchKeyUsage, revokeThroughWorker, type Fetcher } from './usage.ts'
+import {
+  fetchDashboardLink,
+  fetchKeyBoard,
+  fetchKeyUsage,
+  fetchUsageHistory,
+  formatBoard,
+  formatHistory,
+  revokeThroughWorker,
+  type Fetcher,
+} from './usage.ts'
 
 export interface CliDeps {
   run: WranglerRunner
@@ -47,9 +56,18 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
         out.log('Its limiter refuses every new request of the key from now on: it stops within seconds. Streams already running finish.')
         return 0
       }
+      if (command.name === 'board') {
+        const board = await fetchKeyBoard(fetch, command.url, command.adminKey)
+        out.log(command.json ? JSON.stringify(board, null, 2) : formatBoard(board, at))
+        return 0
+      }
       if (command.name !== 'usage') return execute(command, run, out, at)
       const usage = await fetchKeyUsage(fetch, command.url, command.id, command.adminKey)
-      out.log(command.json ? JSON.stringify(usage, null, 2) : formatUsage(usage))
+      // --days: the key's history too, from its limiter (GET /v1/keys/:id/usage).
+      const history =
+        command.days === undefined ? null : await fetchUsageHistory(fetch, command.url, command.id, command.days, command.adminKey)
+      if (command.json) out.log(JSON.stringify(history === null ? usage : { ...usage, usage_history: history }, null, 2))
+      else out.log(history === null ? formatUsage(usage) : `${formatUsage(usage)}\n\n${formatHistory(history)}`)
       return 0
     },
     usage: USAGE,
@@ -59,7 +77,7 @@ export async function runKeysCli(argv: readonly string[], deps: Partial<CliDeps>
 }
 
 async function execute(
-  command: Exclude<Command, { name: 'help' | 'usage' | 'dashboard-link' }>,
+  command: Exclude<Command, { name: 'help' | 'usage' | 'board' | 'dashboard-link' }>,
   run: WranglerRunner,
   out: Output,
   now: number,

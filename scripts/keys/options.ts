@@ -34,7 +34,9 @@ export type Command =
       weight?: number | null
     }
   /** Asks the Worker, not KV: `url` is its origin, `adminKey` comes from GATEWAY_ADMIN_KEY. */
-  | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string }
+  | { name: 'usage'; json: boolean; id: string; url: string; adminKey: string; days?: number }
+  /** The keys nearest their budgets and the flagged keys, from the Worker (GET /v1/keys/board). */
+  | { name: 'board'; json: boolean; url: string; adminKey: string }
   /** Asks the Worker for a dashboard sign-in link, with the admin key from GATEWAY_ADMIN_KEY. */
   | { name: 'dashboard-link'; json: boolean; url: string; adminKey: string }
 
@@ -57,6 +59,9 @@ export const KV_OPTIONS_USAGE = `  --remote            The deployed namespace (n
                       --env production --remote for the production deployment; default: the
                       top-level one, which npm start uses.
 `
+
+/** The most days of history the Worker answers (src/routes/key-usage.ts). */
+export const MAX_HISTORY_DAYS = 400
 
 export const USAGE = `Usage: npm run keys -- <command> [options]
 
@@ -95,12 +100,19 @@ Commands:
                  A key's effective limits and live usage, from the Worker at URL (such as
                  http://127.0.0.1:8787). Reads an admin-scope key from the environment
                  variable GATEWAY_ADMIN_KEY (no flag, to keep it out of ps and shell history).
+  usage ID --url URL --days N [--json]
+                 The same, and the key's requests and tokens per UTC day over the last N
+                 days (1 to ${MAX_HISTORY_DAYS}) with their total, from the key's limiter.
+  board --url URL [--json]
+                 The keys nearest their token budgets (share used per period, and when it
+                 resets) and the keys whose hourly usage is flagged as far above their
+                 normal, among the keys used in the last hour. Also reads GATEWAY_ADMIN_KEY.
   dashboard-link --url URL [--json]
                  A sign-in link to the Worker's dashboard (URL/dashboard), valid for 10
                  minutes and one use; opening it starts an 8-hour session. Also reads
                  GATEWAY_ADMIN_KEY.
 
-Options for every command but usage, dashboard-link and revoke --url:
+Options for every command but usage, board, dashboard-link and revoke --url:
 ${KV_OPTIONS_USAGE}`
 
 /** What a bad command line prints after its error, rather than the whole usage above. */
@@ -124,6 +136,7 @@ const OPTIONS = {
   priority: { type: 'string' },
   weight: { type: 'string' },
   url: { type: 'string' },
+  days: { type: 'string' },
 } as const
 
 type OptionName = keyof typeof OPTIONS
@@ -149,7 +162,8 @@ const ACCEPTS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   show: [...KV_OPTION_NAMES, 'json'],
   revoke: [...KV_OPTION_NAMES, 'url'],
   limits: [...KV_OPTION_NAMES, ...LIMIT_OPTIONS, 'hedging', 'priority', 'weight', 'json'],
-  usage: ['url', 'json'],
+  usage: ['url', 'days', 'json'],
+  board: ['url', 'json'],
   'dashboard-link': ['url', 'json'],
 }
 
@@ -166,8 +180,15 @@ export function parseCommand(
   if (line.name === 'help') return line
   const { name: command, values, rest } = line
   const json = values.json === true
-  if (command === 'usage')
-    return { name: command, json, id: onlyId(command, rest, KEY_ID), url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+  if (command === 'usage') {
+    const id = onlyId(command, rest, KEY_ID)
+    const days = values.days === undefined ? {} : { days: historyDays(values.days) }
+    return { name: command, json, id, url: workerUrl(command, values.url), adminKey: adminKey(command, env), ...days }
+  }
+  if (command === 'board') {
+    noArguments(rest)
+    return { name: command, json, url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
+  }
   if (command === 'dashboard-link') {
     noArguments(rest)
     return { name: command, json, url: workerUrl(command, values.url), adminKey: adminKey(command, env) }
@@ -343,6 +364,14 @@ function weightChange(value: string | undefined): number | null | undefined {
   const weight = /^(\d+(\.\d*)?|\.\d+)$/.test(value) ? Number(value) : Number.NaN
   if (isKeyWeight(weight)) return weight
   throw new UsageError(`--weight takes a number greater than 0 and at most ${MAX_KEY_WEIGHT}, or default, got: ${value}`)
+}
+
+/** usage --days: a whole number of days, 1 to MAX_HISTORY_DAYS. */
+function historyDays(value: string): number {
+  const days = /^\d{1,3}$/.test(value) ? Number(value) : Number.NaN
+  if (!(days >= 1 && days <= MAX_HISTORY_DAYS))
+    throw new UsageError(`--days takes a whole number from 1 to ${MAX_HISTORY_DAYS}, got: ${value}`)
+  return days
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */

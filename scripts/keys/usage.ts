@@ -2,6 +2,9 @@
 // usage, from GET /v1/keys/:id/limits (src/routes/key-limits.ts); the counts live in the key's
 // limiter, a Durable Object only the Worker can reach, so this asks the Worker rather than KV.
 // `keys dashboard-link`: a dashboard sign-in link from POST /v1/dashboard/links.
+// `keys usage --days N`: the key's requests and tokens per UTC day from GET /v1/keys/:id/usage;
+// `keys board`: the keys nearest their budgets and the flagged keys from GET /v1/keys/board.
+import { columns } from '../cli-support.ts'
 
 /** fetch, or a stand-in for it in tests. */
 export type Fetcher = (url: string, init: RequestInit) => Promise<Response>
@@ -128,6 +131,159 @@ export async function fetchDashboardLink(fetcher: Fetcher, url: string, adminKey
     throw new Error(`${endpoint} did not answer with a dashboard.link object: is ${url} this project's Worker?`)
   }
   return answer as DashboardLink
+}
+
+/** One UTC day of a key's history (snake_case, as on the wire). */
+export interface UsageHistoryDay {
+  date: string
+  requests: number
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+}
+
+export interface UsageHistory {
+  object: 'key.usage_history'
+  key_id: string
+  /** Every day of the range, oldest first, zeros on days without use. */
+  days: UsageHistoryDay[]
+}
+
+const DAY_FIELDS = ['requests', 'prompt_tokens', 'completion_tokens', 'total_tokens'] as const
+
+/** `keys usage ID --days N`: GET /v1/keys/:id/usage?days=N. */
+export async function fetchUsageHistory(fetcher: Fetcher, url: string, id: string, days: number, adminKey: string): Promise<UsageHistory> {
+  const { endpoint, answer } = await askWorker(fetcher, url, `/v1/keys/${encodeURIComponent(id)}/usage?days=${days}`, adminKey)
+  const rows = at(answer, 'days')
+  const valid =
+    at(answer, 'object') === 'key.usage_history' &&
+    at(answer, 'key_id') === id &&
+    Array.isArray(rows) &&
+    rows.every((row) => typeof at(row, 'date') === 'string' && DAY_FIELDS.every((field) => typeof at(row, field) === 'number'))
+  if (!valid) {
+    throw new Error(
+      `${endpoint} did not answer with a key.usage_history object: is ${url} this project's Worker, and recent enough to keep usage history?`,
+    )
+  }
+  return answer as UsageHistory
+}
+
+/** The per-day table and a total line. */
+export function formatHistory(history: UsageHistory): string {
+  const total = (field: (typeof DAY_FIELDS)[number]) => history.days.reduce((sum, day) => sum + day[field], 0)
+  const table = columns([
+    ['DATE', 'REQUESTS', 'PROMPT', 'COMPLETION', 'TOTAL'],
+    ...history.days.map((day) => [day.date, ...DAY_FIELDS.map((field) => String(day[field]))]),
+    ['total', ...DAY_FIELDS.map((field) => String(total(field)))],
+  ])
+  return [`Usage per UTC day over the last ${history.days.length} days (tokens: prompt plus completion):`, table].join('\n')
+}
+
+export interface BoardBudget {
+  period: string
+  limit: number
+  used: number
+  remaining: number
+  used_ratio: number | null
+  /** Unix ms. */
+  resets_at: number
+}
+
+export interface BoardEntry {
+  key_id: string
+  /** Unix ms: when the key's limiter sent this. */
+  reported_at: number
+  budgets: BoardBudget[]
+  spike: { flagged: boolean; hour_tokens: number; normal_tokens: number }
+}
+
+export interface KeyBoardAnswer {
+  object: 'key.board'
+  closest: BoardEntry[]
+  flagged: BoardEntry[]
+}
+
+function isBoardEntry(value: unknown): value is BoardEntry {
+  const budgets = at(value, 'budgets')
+  return (
+    typeof at(value, 'key_id') === 'string' &&
+    typeof at(value, 'reported_at') === 'number' &&
+    typeof at(value, 'spike.flagged') === 'boolean' &&
+    typeof at(value, 'spike.hour_tokens') === 'number' &&
+    typeof at(value, 'spike.normal_tokens') === 'number' &&
+    Array.isArray(budgets) &&
+    budgets.every(
+      (budget) =>
+        typeof at(budget, 'period') === 'string' &&
+        ['limit', 'used', 'remaining', 'resets_at'].every((field) => typeof at(budget, field) === 'number'),
+    )
+  )
+}
+
+/** `keys board`: GET /v1/keys/board. */
+export async function fetchKeyBoard(fetcher: Fetcher, url: string, adminKey: string): Promise<KeyBoardAnswer> {
+  const { endpoint, answer } = await askWorker(fetcher, url, '/v1/keys/board', adminKey)
+  const closest = at(answer, 'closest')
+  const flagged = at(answer, 'flagged')
+  if (
+    at(answer, 'object') !== 'key.board' ||
+    !Array.isArray(closest) ||
+    !Array.isArray(flagged) ||
+    !closest.every(isBoardEntry) ||
+    !flagged.every(isBoardEntry)
+  ) {
+    throw new Error(
+      `${endpoint} did not answer with a key.board object: is ${url} this project's Worker, and recent enough to keep the board?`,
+    )
+  }
+  return answer as KeyBoardAnswer
+}
+
+const percent = (used: number, limit: number) => (limit > 0 ? `${((used / limit) * 100).toFixed(1)}%` : '-')
+const instant = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
+/** Printed to a terminal: the Worker's strings without control characters. */
+const plain = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ')
+
+/** The two lists as tables; `now` for how long ago each key reported. */
+export function formatBoard(board: KeyBoardAnswer, now: number): string {
+  const ago = (ms: number) => `${Math.max(0, Math.round((now - ms) / 1000))} s ago`
+  const closest =
+    board.closest.length === 0
+      ? 'none'
+      : columns([
+          ['KEY', 'PERIOD', 'USED', 'LIMIT', 'USED %', 'RESETS (UTC)', 'REPORTED'],
+          ...board.closest.flatMap((entry) =>
+            entry.budgets.map((budget) => [
+              plain(entry.key_id),
+              plain(budget.period),
+              String(budget.used),
+              String(budget.limit),
+              percent(budget.used, budget.limit),
+              instant(budget.resets_at),
+              ago(entry.reported_at),
+            ]),
+          ),
+        ])
+  const flagged =
+    board.flagged.length === 0
+      ? 'none'
+      : columns([
+          ['KEY', 'LAST HOUR', 'NORMAL', 'TIMES NORMAL', 'REPORTED'],
+          ...board.flagged.map((entry) => [
+            plain(entry.key_id),
+            String(entry.spike.hour_tokens),
+            String(entry.spike.normal_tokens),
+            entry.spike.normal_tokens > 0 ? `${(entry.spike.hour_tokens / entry.spike.normal_tokens).toFixed(1)}x` : '-',
+            ago(entry.reported_at),
+          ]),
+        ])
+  return [
+    'Keys nearest their token budgets (keys used in the last hour):',
+    closest,
+    '',
+    "Flagged keys (last hour's tokens far above the key's own normal):",
+    flagged,
+  ].join('\n')
 }
 
 /** The low-level cause fetch wraps in its "fetch failed" TypeError, e.g. ECONNREFUSED. */

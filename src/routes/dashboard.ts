@@ -18,11 +18,13 @@ import DASHBOARD_SCRIPT from '../pages/dashboard/dashboard.browser.js'
 import LOGIN_HTML from '../pages/dashboard/login.html'
 import { fillTemplate } from '../pages/template.ts'
 import { readWindow } from '../telemetry/buckets.ts'
+import { historyDays, readBoard, usageHistoryOf } from '../telemetry/key-usage.ts'
 import { latencyQuery, latencyReport } from '../telemetry/latency-report.ts'
 
 // GET /dashboard and its sign-in. The pages are files in src/pages/dashboard/, imported as text.
 // They are served with a strict Content-Security-Policy: the script comes from /dashboard/app.js,
-// the style from /dashboard/style.css, data from /dashboard/data, nothing else.
+// the style from /dashboard/style.css, data from /dashboard/data and /dashboard/keys (the Keys
+// section: the board and a key's history), nothing else.
 // Referrer-Policy same-origin, not no-referrer: under no-referrer a browser sends `Origin: null`
 // with the page's own form POST, which the same-origin check of sign-in then cannot tell from a
 // sandboxed cross-site frame. No other site ever gets a Referer from these pages either way.
@@ -128,6 +130,20 @@ export async function dashboardData(c: Context<AppEnv>): Promise<Response> {
   const buckets = await readWindow(c.env.LATENCY, window, now)
   c.header('cache-control', 'no-store')
   return c.json({ ...dashboardSeries(buckets, window, now), report: latencyReport(buckets, window, now, null) })
+}
+
+/** GET /dashboard/keys: the board of keys (the Keys section), as GET /v1/keys/board answers it. */
+export async function dashboardKeys(c: Context<AppEnv>): Promise<Response> {
+  c.header('cache-control', 'no-store')
+  return c.json(await readBoard(c))
+}
+
+/** GET /dashboard/keys/:id/usage?days=N: one key's tokens per UTC day (the Keys section's chart), from its limiter. */
+export async function dashboardKeyUsage(c: Context<AppEnv>): Promise<Response> {
+  const days = historyDays(c.req.query('days'))
+  const history = await usageHistoryOf(c, c.req.param('id') ?? '', days)
+  c.header('cache-control', 'no-store')
+  return c.json(history)
 }
 
 /** POST /v1/dashboard/links (admin API key): a sign-in link valid for LINK_TTL_S and one use, for the CLI. */

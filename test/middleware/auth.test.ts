@@ -97,20 +97,35 @@ describe('API keys', () => {
 })
 
 describe('browser origins and CORS', () => {
-  it('answers a preflight with the origin reflected, the allowed headers and no credentials', async () => {
-    const response = await raw('/v1/chat/completions', {
+  it('answers a preflight with the origin and the asked-for headers reflected, and no credentials', async () => {
+    const response = await raw('/v1/messages', {
       method: 'OPTIONS',
       headers: {
         origin: 'https://page.example',
         'access-control-request-method': 'POST',
-        'access-control-request-headers': 'authorization, content-type',
+        'access-control-request-headers': 'x-api-key, anthropic-version, content-type, x-stainless-os',
       },
     })
     expect(response.status).toBe(204)
     expect(response.headers.get('access-control-allow-origin')).toBe('https://page.example')
-    expect(response.headers.get('access-control-allow-headers')).toBe('authorization,content-type')
+    expect(response.headers.get('access-control-allow-headers')).toBe('x-api-key,anthropic-version,content-type,x-stainless-os')
+    expect(response.headers.get('access-control-allow-methods')).toContain('DELETE')
     expect(response.headers.get('access-control-allow-credentials')).toBeNull()
     expect(response.headers.get('vary')).toContain('Origin')
+  })
+
+  it('lets a page read the rate-limit and budget headers of a response', async () => {
+    const response = await raw('/v1/models', { headers: { origin: 'https://page.example' } })
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',')
+    for (const name of [
+      'x-request-id',
+      'retry-after-ms',
+      'x-ratelimit-remaining-tokens',
+      'x-budget-remaining-day',
+      'x-budget-reset-month',
+    ]) {
+      expect(exposed).toContain(name)
+    }
   })
 
   it('lets a browser use a key from one of its own origins or a deployment-wide origin', async () => {

@@ -123,6 +123,52 @@ describe('the dashboard sign-in', () => {
     expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('dashboard_session_required')
   })
 
+  it("serves the Keys section's data to a session only: the board, and a key's tokens per day from its limiter", async () => {
+    const { secret } = await adminKey()
+    const cookie = sessionCookie(await loginWith(secret))
+    const flaggedId = `key_${[...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+    await env.TELEMETRY.get(env.TELEMETRY.idFromName('global')).reportKey({
+      keyId: flaggedId,
+      at: Date.now(),
+      budgets: [],
+      spike: { flagged: true, hourTokens: 70_000, normalTokens: 3_000 },
+    })
+    const board = await get('/dashboard/keys', cookie)
+    expect(board.status).toBe(200)
+    expect(board.headers.get('cache-control')).toBe('no-store')
+    const body = (await board.json()) as { object: string; flagged: { key_id: string; spike: Record<string, unknown> }[] }
+    expect(body.object).toBe('key.board')
+    expect(body.flagged.find((entry) => entry.key_id === flaggedId)?.spike).toEqual({
+      flagged: true,
+      hour_tokens: 70_000,
+      normal_tokens: 3_000,
+    })
+
+    const key = await seedKey(env.KEYS, randomSecret())
+    for (const days of [30, 90]) {
+      const usage = await get(`/dashboard/keys/${key.id}/usage?days=${days}`, cookie)
+      expect(usage.status).toBe(200)
+      const history = (await usage.json()) as { object: string; key_id: string; days: { date: string; total_tokens: number }[] }
+      expect(history).toMatchObject({ object: 'key.usage_history', key_id: key.id })
+      expect(history.days).toHaveLength(days)
+      expect(history.days.at(-1)?.date).toBe(new Date().toISOString().slice(0, 10))
+    }
+    expect((await get(`/dashboard/keys/${key.id}/usage?days=1000`, cookie)).status).toBe(400)
+    expect((await get('/dashboard/keys/key_ffffffffffffffff/usage', cookie)).status).toBe(404)
+    // Without a session: 401, nothing about any key.
+    for (const path of ['/dashboard/keys', `/dashboard/keys/${key.id}/usage`]) {
+      const anonymous = await get(path)
+      expect(anonymous.status).toBe(401)
+      expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('dashboard_session_required')
+    }
+    // The page has the section, and its script reads these endpoints with the session, never an API key.
+    const page = await (await get('/dashboard', cookie)).text()
+    expect(page).toContain('<h2>Keys</h2>')
+    const script = await (await get('/dashboard/app.js', cookie)).text()
+    expect(script).toContain("getJson('/dashboard/keys')")
+    expect(script).not.toMatch(/authorization|Bearer/i)
+  })
+
   it('rejects a tampered cookie, a link token used as a cookie, and the session of a key revoked since', async () => {
     const { secret, id } = await adminKey()
     const cookie = sessionCookie(await loginWith(secret))

@@ -2,7 +2,8 @@
 // The dashboard page's script, served as /dashboard/app.js behind the session (a separate file, so
 // the page's Content-Security-Policy can forbid inline scripts). Plain browser JavaScript, no
 // framework, type-checked from its JSDoc (src/pages/tsconfig.json): it fetches /dashboard/data
-// every few seconds and draws SVG line charts.
+// every few seconds and draws SVG line charts; the Keys section fetches the board of keys from
+// /dashboard/keys and a key's tokens per day from /dashboard/keys/ID/usage (src/telemetry/key-usage.ts).
 'use strict'
 
 /**
@@ -21,6 +22,13 @@
  * @typedef {{ overall: Summary, backends: Record<string, Summary> }} Report
  * @typedef {{ bucketMs: number, series: Record<string, SeriesPoint[]>, report: Report }} DashboardData
  * @typedef {{ name: string, color: string, values: (number | null)[] }} Line
+ *
+ * What GET /dashboard/keys and GET /dashboard/keys/ID/usage answer (src/telemetry/key-usage.ts).
+ * @typedef {{ period: string, limit: number, used: number, remaining: number, used_ratio: number | null, resets_at: number }} BoardBudget
+ * @typedef {{ key_id: string, reported_at: number, budgets: BoardBudget[], spike: { flagged: boolean, hour_tokens: number, normal_tokens: number } }} BoardEntry
+ * @typedef {{ closest: BoardEntry[], flagged: BoardEntry[] }} KeyBoard
+ * @typedef {{ date: string, requests: number, prompt_tokens: number, completion_tokens: number, total_tokens: number }} UsageDay
+ * @typedef {{ key_id: string, days: UsageDay[] }} UsageHistory
  */
 
 const COLORS = ['#2e90fa', '#f79009', '#12b76a', '#ee46bc', '#7a5af8', '#f04438', '#06aed4', '#667085']
@@ -217,6 +225,212 @@ function render(data) {
   for (const [id, series] of Object.entries(charts)) lineChart($(id), times, series, data.bucketMs)
 }
 
+/**
+ * A JSON answer of the dashboard's own endpoints; a lost session goes back to the login form.
+ * @param {string} path
+ * @returns {Promise<unknown>}
+ */
+async function getJson(path) {
+  const response = await fetch(path, { credentials: 'same-origin' })
+  if (response.status === 401) {
+    location.href = '/dashboard/login'
+    throw new Error('signed out')
+  }
+  const body = await response.json()
+  if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status)
+  return body
+}
+
+/**
+ * @param {string[]} titles
+ * @returns {[HTMLTableElement, HTMLTableSectionElement]}
+ */
+function table(titles) {
+  const node = document.createElement('table')
+  const head = node.createTHead().insertRow()
+  for (const title of titles) {
+    const th = document.createElement('th')
+    th.textContent = title
+    head.appendChild(th)
+  }
+  return [node, node.createTBody()]
+}
+
+/**
+ * The key id cell: a button that charts the key below.
+ * @param {HTMLTableRowElement} row
+ * @param {string} keyId
+ */
+function keyCell(row, keyId) {
+  const td = document.createElement('td')
+  const button = document.createElement('button')
+  button.type = 'button'
+  button.className = 'key-link'
+  button.textContent = keyId
+  button.title = 'Chart its tokens per day'
+  button.addEventListener('click', () => {
+    byId('key-id', HTMLInputElement).value = keyId
+    void showKeyUsage()
+  })
+  td.appendChild(button)
+  row.appendChild(td)
+}
+
+/** @param {number} ms */
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000))
+  return s < 90 ? s + ' s ago' : Math.round(s / 60) + ' min ago'
+}
+
+/** @param {number} ms */
+function utc(ms) {
+  return new Date(ms).toISOString().slice(0, 16).replace('T', ' ') + ' UTC'
+}
+
+const PERIODS = ['day', 'month']
+
+/** @param {KeyBoard} board */
+function renderBoard(board) {
+  const closest = $('keys-closest')
+  closest.textContent = ''
+  if (board.closest.length === 0) closest.textContent = 'No key with a budget was used in the last hour.'
+  else {
+    const [node, body] = table(['key', 'today', 'resets', 'this month', 'resets', 'reported'])
+    for (const entry of board.closest) {
+      const row = body.insertRow()
+      row.dataset.key = entry.key_id
+      keyCell(row, entry.key_id)
+      for (const period of PERIODS) {
+        const budget = entry.budgets.find((b) => b.period === period)
+        cell(row, budget && budget.limit > 0 ? fmt((budget.used / budget.limit) * 100, 1) + '% of ' + budget.limit : '–')
+        cell(row, budget ? utc(budget.resets_at) : '–')
+      }
+      cell(row, ago(entry.reported_at))
+    }
+    closest.appendChild(node)
+  }
+  const flagged = $('keys-flagged')
+  flagged.textContent = ''
+  if (board.flagged.length === 0) flagged.textContent = 'No key is flagged.'
+  else {
+    const [node, body] = table(['key', 'last hour (tokens)', 'normal', '× normal', 'reported'])
+    for (const entry of board.flagged) {
+      const row = body.insertRow()
+      row.dataset.key = entry.key_id
+      keyCell(row, entry.key_id)
+      cell(row, String(entry.spike.hour_tokens))
+      cell(row, String(entry.spike.normal_tokens))
+      cell(row, entry.spike.normal_tokens > 0 ? fmt(entry.spike.hour_tokens / entry.spike.normal_tokens, 1) : '–')
+      cell(row, ago(entry.reported_at))
+    }
+    flagged.appendChild(node)
+  }
+}
+
+async function refreshKeys() {
+  const status = $('keys-status')
+  try {
+    renderBoard(/** @type {KeyBoard} */ (await getJson('/dashboard/keys')))
+    status.className = 'muted'
+    status.textContent = 'Keys used in the last hour; updated ' + new Date().toLocaleTimeString()
+    document.body.dataset.keysLoaded = 'true'
+  } catch (error) {
+    status.className = 'error'
+    status.textContent = 'Could not load the board of keys: ' + (error instanceof Error ? error.message : String(error))
+  }
+}
+
+/**
+ * Tokens per UTC day as stacked bars: prompt below, completion above.
+ * @param {HTMLElement} container
+ * @param {UsageDay[]} days
+ */
+function usageChart(container, days) {
+  container.textContent = ''
+  const width = 600,
+    height = 180,
+    left = 52,
+    bottom = 20,
+    top = 8
+  const svg = el('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img' }, container)
+  const max = Math.max(1, ...days.map((d) => d.total_tokens)) * 1.1
+  const slot = (width - left - 4) / Math.max(1, days.length)
+  /** @param {number} i */
+  const x = (i) => left + i * slot
+  /** @param {number} v */
+  const y = (v) => top + (1 - v / max) * (height - top - bottom)
+  for (const frac of [0, 0.5, 1]) {
+    el('line', { x1: left, x2: width, y1: y(max * frac), y2: y(max * frac), stroke: 'currentColor', 'stroke-opacity': 0.15 }, svg)
+    el('text', { x: left - 4, y: y(max * frac) + 4, 'text-anchor': 'end', 'font-size': 10, fill: 'currentColor' }, svg).textContent =
+      String(Math.round(max * frac))
+  }
+  const step = Math.max(1, Math.ceil(days.length / 6))
+  days.forEach((day, i) => {
+    const group = el('g', { 'data-date': day.date, 'data-total': day.total_tokens }, svg)
+    el('title', {}, group).textContent =
+      day.date +
+      ': ' +
+      day.total_tokens +
+      ' tokens (' +
+      day.prompt_tokens +
+      ' prompt, ' +
+      day.completion_tokens +
+      ' completion), ' +
+      day.requests +
+      ' requests'
+    const bar = Math.max(1, slot - 1)
+    const promptTop = y(day.prompt_tokens)
+    const totalTop = y(day.total_tokens)
+    if (day.prompt_tokens > 0)
+      el(
+        'rect',
+        { x: x(i).toFixed(1), y: promptTop.toFixed(1), width: bar.toFixed(1), height: (y(0) - promptTop).toFixed(1), fill: color(0) },
+        group,
+      )
+    if (day.completion_tokens > 0)
+      el(
+        'rect',
+        { x: x(i).toFixed(1), y: totalTop.toFixed(1), width: bar.toFixed(1), height: (promptTop - totalTop).toFixed(1), fill: color(1) },
+        group,
+      )
+    if (i % step === 0)
+      el('text', { x: x(i) + bar / 2, y: height - 4, 'text-anchor': 'middle', 'font-size': 10, fill: 'currentColor' }, svg).textContent =
+        day.date.slice(5)
+  })
+  container.appendChild(
+    legend([
+      { name: 'prompt tokens', color: color(0), values: [] },
+      { name: 'completion tokens', color: color(1), values: [] },
+    ]),
+  )
+}
+
+/** Charts the key in the form's field over the chosen days (30 or 90). */
+async function showKeyUsage() {
+  const keyId = byId('key-id', HTMLInputElement).value.trim()
+  const status = $('key-usage-status')
+  if (!/^key_[0-9a-f]{16}$/.test(keyId)) {
+    status.className = 'error'
+    status.textContent = 'A key id is key_ and 16 hex digits.'
+    return
+  }
+  const days = byId('key-days', HTMLSelectElement).value
+  try {
+    const history = /** @type {UsageHistory} */ (
+      await getJson('/dashboard/keys/' + encodeURIComponent(keyId) + '/usage?days=' + encodeURIComponent(days))
+    )
+    usageChart($('chart-key-usage'), history.days)
+    const total = history.days.reduce((sum, d) => sum + d.total_tokens, 0)
+    const requests = history.days.reduce((sum, d) => sum + d.requests, 0)
+    status.className = 'muted'
+    status.textContent = history.key_id + ': ' + total + ' tokens, ' + requests + ' requests over ' + history.days.length + ' days (UTC)'
+    $('chart-key-usage').dataset.key = history.key_id
+  } catch (error) {
+    status.className = 'error'
+    status.textContent = 'Could not load the key’s usage: ' + (error instanceof Error ? error.message : String(error))
+  }
+}
+
 async function refresh() {
   const status = $('status')
   try {
@@ -241,5 +455,19 @@ async function refresh() {
 }
 
 $('window').addEventListener('change', refresh)
+byId('key-usage-form', HTMLFormElement).addEventListener('submit', (event) => {
+  event.preventDefault()
+  void showKeyUsage()
+})
+$('key-days').addEventListener('change', () => {
+  if (byId('key-id', HTMLInputElement).value.trim() !== '') void showKeyUsage()
+})
 refresh()
-setInterval(refresh, REFRESH_MS)
+refreshKeys()
+let ticks = 0
+setInterval(() => {
+  refresh()
+  refreshKeys()
+  // A key's days change slowly: its chart is read again every sixth refresh (30 s).
+  if (++ticks % 6 === 0 && $('chart-key-usage').dataset.key) void showKeyUsage()
+}, REFRESH_MS)
