@@ -20,8 +20,12 @@ export type Command =
   | { name: 'create'; target: KvTarget; json: boolean; fields: KeyFields }
   | { name: 'list'; target: KvTarget; json: boolean }
   | { name: 'show'; target: KvTarget; json: boolean; id: string }
-  /** With `worker` (--url), through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds. */
-  | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null }
+  /**
+   * Through the Worker (POST /v1/keys/:id/revoke), which stops the key in seconds: with `worker`
+   * (--url) only that way; without it, first that way when `gateway` (GATEWAY_URL, or else the
+   * target's PUBLIC_ORIGINS, with GATEWAY_ADMIN_KEY) can reach it, and otherwise in KV.
+   */
+  | { name: 'revoke'; target: KvTarget; id: string; worker: { url: string; adminKey: string } | null; gateway?: RevokeGateway }
   /** Only the limits given change; null: back to the deployment default (hedging, priority, weight: the field removed). */
   | {
       name: 'limits'
@@ -39,6 +43,14 @@ export type Command =
   | { name: 'board'; json: boolean; url: string; adminKey: string }
   /** Asks the Worker for a dashboard sign-in link, with the admin key from GATEWAY_ADMIN_KEY. */
   | { name: 'dashboard-link'; json: boolean; url: string; adminKey: string }
+
+/** What `revoke` without --url read from the environment to reach the Worker; undefined: not set. */
+export interface RevokeGateway {
+  /** GATEWAY_URL, checked as --url is. */
+  url: string | undefined
+  /** GATEWAY_ADMIN_KEY, checked as usage checks it. */
+  adminKey: string | undefined
+}
 
 /** The options that say where the namespace is (read by kvTarget); the fleet CLI shares them. */
 export const KV_OPTIONS = {
@@ -74,9 +86,13 @@ Commands:
   show ID [--json]
                  One key's record.
   revoke ID [--url URL]
-                 Disable a key; its record stays for audit. With --url, through the Worker at
-                 URL (its deployment's KV), and the key stops within seconds rather than
-                 within the key cache TTL; reads GATEWAY_ADMIN_KEY, as usage does.
+                 Disable a key; its record stays for audit. Through the Worker when it can,
+                 and the key stops on every route within seconds: the Worker at --url, else
+                 at GATEWAY_URL, else at wrangler.toml's PUBLIC_ORIGINS (loopback ones for
+                 local state, others with --remote; of --env NAME), with an admin-scope key
+                 from GATEWAY_ADMIN_KEY, as usage. Without --url, when it cannot reach the
+                 Worker it writes KV itself and says so: the key then stays usable for up
+                 to KEY_CACHE_TTL_MS plus KV propagation (about 2 minutes with --remote).
   limits ID [--rpm N|default] [--tpm N|default] [--streams N|default] [--max-output N|default] [--json]
                  Change a key's limits; default: back to the deployment default. Workers
                  pick the change up within KEY_CACHE_TTL_MS (60 s by default).
@@ -220,7 +236,8 @@ export function parseCommand(
       ...(weight === undefined ? {} : { weight }),
     }
   }
-  return command === 'show' ? { name: command, target, json, id } : { name: command, target, id, worker: null }
+  if (command === 'show') return { name: command, target, json, id }
+  return { name: command, target, id, worker: null, gateway: revokeGateway(env) }
 }
 
 /** Relative paths mean what they meant where the user typed them; npm run moves to the project root. */
@@ -375,13 +392,20 @@ function historyDays(value: string): number {
 }
 
 /** The Worker's origin (and any path prefix), without a trailing slash. */
-function workerUrl(command: string, value: string | undefined): string {
+function workerUrl(command: string, value: string | undefined, from = '--url'): string {
   if (value === undefined) throw new UsageError(`${command} needs --url, the Worker to ask (npm start serves it at http://127.0.0.1:8787).`)
-  if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) throw new UsageError(`--url takes an http(s) URL, got: ${value}`)
+  if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol))
+    throw new UsageError(`${from} takes an http(s) URL, got: ${value}`)
   const url = new URL(value)
   if (url.search !== '' || url.hash !== '')
-    throw new UsageError(`--url takes the Worker's address without query or fragment, got: ${value}`)
+    throw new UsageError(`${from} takes the Worker's address without query or fragment, got: ${value}`)
   return url.href.replace(/\/+$/, '')
+}
+
+/** revoke without --url: GATEWAY_URL and GATEWAY_ADMIN_KEY if set, each checked; neither is required. */
+function revokeGateway(env: Readonly<Record<string, string | undefined>>): RevokeGateway {
+  const url = env.GATEWAY_URL?.trim() ? workerUrl('revoke', env.GATEWAY_URL.trim(), 'GATEWAY_URL') : undefined
+  return { url, adminKey: env.GATEWAY_ADMIN_KEY?.trim() ? adminKey('revoke', env) : undefined }
 }
 
 /** Only from the environment: a flag would show in ps and in shell history. Never echoed. */

@@ -7,9 +7,9 @@ import { KEY_ID_PREFIX, KEY_PREFIX, hashSecret, type KeyRecord } from './key-rec
 // the request, so a warm isolate never waits on KV for a key it knows. A record is served stale for
 // at most STALE_MAX_MS past its TTL (KV unreachable, or an isolate idle that long); after that the
 // request waits for KV, as a cold isolate does. A change in KV (limits, scopes) is therefore seen by
-// the request after the refresh, and a revocation stops at once through the key's limiter
-// (src/durable/key-limiter.ts). Unknown keys are cached briefly and never served stale, so a flood
-// of bad keys is not a flood of KV reads and a key made a moment ago works within seconds.
+// the request after the refresh, and a revocation stops within about a second through the key's
+// limiter (src/auth/revocation.ts). Unknown keys are cached briefly and never served stale, so a
+// flood of bad keys is not a flood of KV reads and a key made a moment ago works within seconds.
 
 interface Entry {
   record: KeyRecord | null

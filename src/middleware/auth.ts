@@ -4,6 +4,7 @@ import { ApiError } from '../errors.ts'
 import type { KeyRecord, Scope } from '../auth/key-record.ts'
 import { requestBackground } from '../cache/request-background.ts'
 import { findKeyById, findKeyBySecret, keyProblem } from '../auth/key-store.ts'
+import { refuseIfRevoked } from '../auth/revocation.ts'
 import type { Principal } from '../auth/principal.ts'
 import { looksLikeStreamToken, verifyStreamToken } from '../auth/stream-token.ts'
 import { isPublicOrigin } from './same-origin.ts'
@@ -21,6 +22,9 @@ export interface RequireKeyOptions {
  * Authenticates the caller with `Authorization: Bearer sk-...` (or, where allowed, `x-api-key:
  * sk-...` or a stream token in the query string), checks the key's scope and the browser origin, and sets `principal`.
  * Every refusal is OpenAI-shaped and never repeats what the caller sent.
+ *
+ * A key revoked through its limiter (POST /v1/keys/:id/revoke) is refused here, on every route and
+ * before any route reads the body, whatever the isolate's cached record says (src/auth/revocation.ts).
  */
 export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv> {
   const { scope, acceptStreamToken = false, acceptXApiKey = false } = options
@@ -30,6 +34,8 @@ export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv
       acceptStreamToken && token !== undefined && !c.req.header('authorization')
         ? await fromStreamToken(c, token)
         : await fromApiKey(c, token !== undefined, acceptXApiKey)
+    // A stream token's key too: a token minted before the revocation stops with its key.
+    await refuseIfRevoked(c, principal.keyId)
     if (!principal.record.scopes.includes(scope)) {
       throw new ApiError(403, `This API key does not have the '${scope}' scope.`, { code: 'insufficient_scope' })
     }
@@ -81,7 +87,10 @@ async function fromStreamToken(c: Context<AppEnv>, token: string): Promise<Princ
     throw new ApiError(401, 'This stream token is bound to another origin.', { code: 'invalid_stream_token' })
   }
   const record = await findKeyById(c.env.KEYS, claims.keyId, config.keyCacheTtlMs, requestBackground(c))
-  if (!record || keyProblem(record)) {
+  const problem = record ? keyProblem(record) : null
+  // Revoked: the same answer as the key itself gets, whether KV or the limiter's flag says so.
+  if (problem === 'revoked') throw invalidKey('This API key has been revoked.')
+  if (!record || problem) {
     throw new ApiError(401, 'The API key that minted this stream token is no longer valid.', { code: 'invalid_stream_token' })
   }
   return { keyId: record.id, record, via: 'stream_token' }
