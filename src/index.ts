@@ -43,8 +43,11 @@ import { playgroundPage, playgroundScript, playgroundStyle } from './routes/play
 
 const app = new Hono<AppEnv>()
 const chatScope = requireKey({ scope: 'chat' })
+// Routes that start a generation: their admission refuses a revoked key, so its check runs beside them.
+const generationScope = requireKey({ scope: 'chat', generation: true })
 // The Anthropic Messages API takes the key in x-api-key too, as Anthropic's SDKs send it.
 const messagesScope = requireKey({ scope: 'chat', acceptXApiKey: true })
+const messagesGenerationScope = requireKey({ scope: 'chat', acceptXApiKey: true, generation: true })
 const adminScope = requireKey({ scope: 'admin' })
 
 app.use(requestId())
@@ -62,10 +65,10 @@ app.all('/v1/models', methodNotAllowed('GET'))
 app.get('/v1/models/:model', chatScope, retrieveModel)
 app.all('/v1/models/:model', methodNotAllowed('GET'))
 
-app.post('/v1/chat/completions', chatScope, limitBody, chatCompletions)
+app.post('/v1/chat/completions', generationScope, limitBody, chatCompletions)
 app.all('/v1/chat/completions', methodNotAllowed('POST'))
 // The OpenAI Responses API, translated onto the chat path, and its stored responses (docs/api.md).
-app.post('/v1/responses', chatScope, limitBody, responses)
+app.post('/v1/responses', generationScope, limitBody, responses)
 app.all('/v1/responses', methodNotAllowed('POST'))
 app.get('/v1/responses/:id', chatScope, retrieveResponse)
 app.delete('/v1/responses/:id', chatScope, deleteResponse)
@@ -77,7 +80,7 @@ app.all('/v1/responses/:id/input_items', methodNotAllowed('GET'))
 // raised before the route included, in Anthropic's shape.
 app.use('/v1/messages', anthropicErrors)
 app.use('/v1/messages/*', anthropicErrors)
-app.post('/v1/messages', messagesScope, limitBody, messages)
+app.post('/v1/messages', messagesGenerationScope, limitBody, messages)
 app.all('/v1/messages', methodNotAllowed('POST'))
 app.post('/v1/messages/count_tokens', messagesScope, limitBody, countTokens)
 app.all('/v1/messages/count_tokens', methodNotAllowed('POST'))
@@ -87,7 +90,7 @@ app.all('/v1/stream-tokens', methodNotAllowed('POST'))
 
 // Browser stream sessions (docs/streams.md): created with a key or a stream token; the event URL
 // carries its own signature, since EventSource cannot send a header.
-app.post('/v1/streams', requireKey({ scope: 'chat', acceptStreamToken: true }), limitBody, createStream)
+app.post('/v1/streams', requireKey({ scope: 'chat', acceptStreamToken: true, generation: true }), limitBody, createStream)
 app.all('/v1/streams', methodNotAllowed('POST'))
 app.get('/v1/streams/:id/events', streamEvents)
 app.all('/v1/streams/:id/events', methodNotAllowed('GET'))

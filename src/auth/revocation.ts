@@ -5,8 +5,8 @@ import { withTimeout } from '../timeout.ts'
 
 // The fast path of a revocation (docs/keys.md, Revocation) for every route, not only those that
 // admit a generation: POST /v1/keys/:id/revoke sets a flag in the key's limiter (a Durable Object,
-// src/durable/key-limiter.ts), and the auth middleware asks it, `revoked()`, before the route reads
-// the request's body. KV's copy of the record (`disabled: true`) reaches an isolate only after
+// src/durable/key-limiter.ts), and the auth middleware asks it, `revoked()`, before the route runs
+// (beside it on a route that starts a generation, src/middleware/auth.ts). KV's copy of the record (`disabled: true`) reaches an isolate only after
 // KEY_CACHE_TTL_MS and KV's propagation; the flag does not wait for either.
 //
 // An isolate keeps a "not revoked" answer for REVOCATION_CHECK_TTL_MS, so a key's cheap requests

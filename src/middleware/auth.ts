@@ -16,6 +16,13 @@ export interface RequireKeyOptions {
   acceptStreamToken?: boolean
   /** The Anthropic Messages API: accept the key in `x-api-key` too, as Anthropic's clients send it. */
   acceptXApiKey?: boolean
+  /**
+   * The route starts a generation, which its admission by the key's limiter refuses for a revoked
+   * key anyway: the revocation check then runs beside the route rather than before it, so it adds
+   * no Durable Object round trip to the time to first token. Only for such routes: any other
+   * route's effects (a deletion, a revocation, a token) must wait for the check.
+   */
+  generation?: boolean
 }
 
 /**
@@ -24,10 +31,12 @@ export interface RequireKeyOptions {
  * Every refusal is OpenAI-shaped and never repeats what the caller sent.
  *
  * A key revoked through its limiter (POST /v1/keys/:id/revoke) is refused here, on every route and
- * before any route reads the body, whatever the isolate's cached record says (src/auth/revocation.ts).
+ * whatever the body, whatever the isolate's cached record says (src/auth/revocation.ts): before
+ * the route runs, or on a `generation` route beside it, where whatever the route answered (a 400
+ * for a malformed body, a 403) is replaced by the revoked-key 401 before it is sent.
  */
 export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv> {
-  const { scope, acceptStreamToken = false, acceptXApiKey = false } = options
+  const { scope, acceptStreamToken = false, acceptXApiKey = false, generation = false } = options
   return async function requireKey(c, next) {
     const token = c.req.query('token')
     const principal =
@@ -35,13 +44,24 @@ export function requireKey(options: RequireKeyOptions): MiddlewareHandler<AppEnv
         ? await fromStreamToken(c, token)
         : await fromApiKey(c, token !== undefined, acceptXApiKey)
     // A stream token's key too: a token minted before the revocation stops with its key.
-    await refuseIfRevoked(c, principal.keyId)
-    if (!principal.record.scopes.includes(scope)) {
-      throw new ApiError(403, `This API key does not have the '${scope}' scope.`, { code: 'insufficient_scope' })
+    const revocation = refuseIfRevoked(c, principal.keyId)
+    // Settled below; until then a rejection must not count as unhandled.
+    revocation.catch(() => {})
+    if (!generation) await revocation
+    try {
+      if (!principal.record.scopes.includes(scope)) {
+        throw new ApiError(403, `This API key does not have the '${scope}' scope.`, { code: 'insufficient_scope' })
+      }
+      checkOrigin(c, principal.record)
+      c.set('principal', principal)
+      await next()
+    } finally {
+      await revocation.catch(async (revoked: unknown) => {
+        // The route's answer goes unread: a stream's body is cancelled, so its upstream call ends.
+        await c.res.body?.cancel().catch(() => {})
+        throw revoked
+      })
     }
-    checkOrigin(c, principal.record)
-    c.set('principal', principal)
-    await next()
   }
 }
 

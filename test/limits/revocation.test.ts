@@ -9,8 +9,9 @@ import { keyWithLimits, type LimitedKey } from '../support/limits.ts'
 import { callWorker, chatBody, emulatorStats, fetchWithEnv, postChat, resetEmulator } from '../support/worker.ts'
 
 // Revocation through the key's limiter (docs/keys.md): POST /v1/keys/:id/revoke sets a flag that
-// every request of the key meets, on every route and before its body is read (the auth middleware
-// asks the limiter, at most REVOCATION_CHECK_TTL_MS apart per isolate; admission asks it too), so
+// every request of the key meets, on every route and whatever its body (the auth middleware asks
+// the limiter, at most REVOCATION_CHECK_TTL_MS apart per isolate, before the route runs or, on a
+// route that starts a generation, beside it; admission asks it too), so
 // the key stops within about a second, whatever the isolate's cached key record (KEY_CACHE_TTL_MS)
 // or KV's propagation say.
 
@@ -210,6 +211,8 @@ describe('a revocation reaches every route of the key', () => {
     const refused = await refusals(ADMIN_ROUTES, admin)
     expect(refused.statuses).toEqual(all401(ADMIN_ROUTES))
     expect(refused.unexplained).toEqual([])
+    // Refused before the route ran: its revocation of the test key never happened.
+    expect(await env.LIMITER.get(env.LIMITER.idFromName('key_0000000000000001')).revoked()).toBe(false)
   })
 
   it('with RATE_LIMITS=off too: the limiter still holds the flag and is still asked, so every route, generation included, refuses the key', async () => {
