@@ -1,5 +1,6 @@
 import { env, exports } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
+import { REVOCATION_CHECK_TTL_MS } from '../../src/auth/revocation.ts'
 import { mintDashboardValue } from '../../src/dashboard/session.ts'
 import { fetchWithEnv } from '../support/worker.ts'
 import { TEST_SECRET, randomSecret, seedKey } from '../support/keys.ts'
@@ -59,6 +60,21 @@ describe('the dashboard sign-in', () => {
     // Not no-referrer: with it, the browser sends the form's POST with `Origin: null`, refused as cross-site.
     expect(page.headers.get('referrer-policy')).toBe('same-origin')
     expect(await page.text()).toContain('<script src="/dashboard/app.js" defer></script>')
+  })
+
+  it('ends the sessions of a key revoked through its limiter, and refuses it at the sign-in, though KV still shows it valid', async () => {
+    const { secret, id } = await adminKey()
+    const cookie = sessionCookie(await loginWith(secret))
+    expect((await get('/dashboard', cookie)).status).toBe(200)
+    // Another isolate's revocation: only the limiter's flag is set here.
+    await env.LIMITER.get(env.LIMITER.idFromName(id)).revoke()
+    await new Promise((resolve) => setTimeout(resolve, REVOCATION_CHECK_TTL_MS + 50))
+    const page = await get('/dashboard', cookie)
+    expect(page.status).toBe(303)
+    expect(page.headers.get('location')).toBe('/dashboard/login')
+    expect((await get('/dashboard/data', cookie)).status).toBe(401)
+    const again = await loginWith(secret)
+    expect(again.headers.get('set-cookie')).toBeNull()
   })
 
   it('serves its script to a session only, and its style to anyone (the login form uses it)', async () => {
