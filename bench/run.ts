@@ -15,6 +15,13 @@
 // Every Worker is a built bundle served by its own workerd process through Miniflare, never through
 // wrangler dev; that process's CPU time per relayed event is measured next to the latencies.
 // Writes bench/results/<BENCH_OUT>.json and .md (default relay-overhead). Bounded in count and time.
+// Then the memory part (bench/memory.ts): memory per open stream for passthrough, passthrough-js
+// and gateway, with up to 3,000 streams held open, into bench/results/memory.json and .md
+// (<BENCH_OUT>-memory with another BENCH_OUT). BENCH_MEMORY=off skips it, BENCH_MEMORY=only runs
+// only it; BENCH_MEMORY_ROUNDS (default BENCH_RUNS), BENCH_MEMORY_STEPS (500,1000,2000,3000),
+// BENCH_MEMORY_PROMPT_CHARS (the prompt's length; default the bare 106-character question) and
+// BENCH_MEMORY_VARIANTS (gateway-nolimits, gateway-noledger, gateway-bare as more targets),
+// BENCH_MEMORY_HOLD_MS (hold the last step this long and read again; default 0).
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -22,6 +29,7 @@ import { ROOT } from '../scripts/processes.ts'
 import { buildWorker, serveWorker, spawnEmulator, type ServeOptions, type ServedWorker } from '../scripts/stack.ts'
 import { runPool, timeStream, type EventKind, type StreamSample } from './client.ts'
 import { treeCpuSeconds, withNewChild } from './cpu.ts'
+import { measureMemory, memorySteps, reportMemoryFrom, type MemoryTarget } from './memory.ts'
 import { report, summarize, type LevelResult, type TargetName, type Throughput } from './report.ts'
 import { percentile, round } from './stats.ts'
 
@@ -39,6 +47,13 @@ const LEVELS = process.env.BENCH_LEVELS
   ? ALL_LEVELS.filter((level) => (process.env.BENCH_LEVELS ?? '').split(',').map(Number).includes(level.concurrency))
   : ALL_LEVELS
 if (LEVELS.length === 0) throw new Error(`BENCH_LEVELS names none of ${ALL_LEVELS.map((level) => level.concurrency).join(', ')}`)
+/** BENCH_MEMORY=off skips the memory part (bench/memory.ts), BENCH_MEMORY=only runs nothing else. */
+const MEMORY = process.env.BENCH_MEMORY ?? 'on'
+if (!['on', 'off', 'only'].includes(MEMORY)) throw new Error(`BENCH_MEMORY must be on, off or only, got ${MEMORY}`)
+const MEMORY_ROUNDS = Number(process.env.BENCH_MEMORY_ROUNDS ?? RUNS)
+if (!(Number.isInteger(MEMORY_ROUNDS) && MEMORY_ROUNDS >= 1 && MEMORY_ROUNDS <= 20)) throw new Error('BENCH_MEMORY_ROUNDS must be 1 to 20')
+/** BENCH_MEMORY_VARIANTS=gateway-nolimits,gateway-noledger,gateway-bare: the gateway with parts off, as more memory targets. */
+const MEMORY_VARIANTS = (process.env.BENCH_MEMORY_VARIANTS ?? '').split(',').filter(Boolean)
 /** BENCH_THROUGHPUT=off skips the one-stream throughput runs. */
 const THROUGHPUT = process.env.BENCH_THROUGHPUT !== 'off'
 /** The round trip added to each Durable Object call and KV operation of gateway-distant. */
@@ -242,14 +257,52 @@ async function measureAll(targets: Target[], upstream: Upstream) {
 
 const load = () => loadavg().map((value) => round(value))
 
+/**
+ * The memory part's targets: the floors and the gateway with its default settings. The gateway's
+ * one backend takes every stream (BACKEND_MAX_CONCURRENCY far above the streams held: at the
+ * default 256 the edge queue would hold the rest), and the key's limits are roomy.
+ */
+function memoryTargets(scripts: Scripts, upstream: Upstream): MemoryTarget[] {
+  const limits = { ...ROOMY_LIMITS, concurrentStreams: 100_000 }
+  const backend = {
+    BACKEND_URLS: upstream.url,
+    BACKEND_API_KEY: KEY,
+    MAX_MODEL_LEN: String(MAX_MODEL_LEN),
+    BACKEND_MAX_CONCURRENCY: '100000',
+  }
+  const floor = (name: 'passthrough' | 'passthrough-js', file: string): MemoryTarget => ({
+    name,
+    script: join(ROOT, file),
+    vars: { UPSTREAM: upstream.url },
+    options: { limiter: false },
+    key: KEY,
+  })
+  const options = { keys: [{ secret: CLIENT_KEY, fields: { limits } }] }
+  const variants: MemoryTarget[] = [
+    { name: 'gateway-nolimits', script: scripts.gateway, vars: { ...backend, RATE_LIMITS: 'off' }, options, key: CLIENT_KEY },
+    { name: 'gateway-noledger', script: scripts.gateway, vars: { ...backend, SLOT_LEDGERS: 'off' }, options, key: CLIENT_KEY },
+    { name: 'gateway-bare', script: scripts.bare, vars: backend, options: {}, key: KEY },
+  ]
+  return [
+    floor('passthrough', 'bench/passthrough-worker.js'),
+    floor('passthrough-js', 'bench/passthrough-js-worker.js'),
+    { name: 'gateway', script: scripts.gateway, vars: backend, options, key: CLIENT_KEY },
+    ...variants.filter((variant) => MEMORY_VARIANTS.includes(variant.name)),
+  ]
+}
+
 async function main(): Promise<void> {
   const loadBefore = load()
   // The builds share dist/, so one after the other.
-  const buildAll = async (): Promise<Scripts> => ({
-    gateway: await buildWorker(),
-    bare: await buildWorker({ script: 'bench/bare-worker.ts', outdir: 'bare' }),
-    distant: await buildWorker({ script: 'bench/distance-worker.ts', outdir: 'distance' }),
-  })
+  const buildAll = async (): Promise<Scripts> => {
+    const gateway = await buildWorker()
+    const bare =
+      MEMORY !== 'only' || MEMORY_VARIANTS.includes('gateway-bare')
+        ? await buildWorker({ script: 'bench/bare-worker.ts', outdir: 'bare' })
+        : ''
+    if (MEMORY === 'only') return { gateway, bare, distant: '' }
+    return { gateway, bare, distant: await buildWorker({ script: 'bench/distance-worker.ts', outdir: 'distance' }) }
+  }
   const [scripts, emulator] = await Promise.all([
     buildAll(),
     spawnEmulator([
@@ -276,19 +329,37 @@ async function main(): Promise<void> {
   const served: ServedWorker[] = []
   try {
     const upstream = { url: emulator.url, pid: emulator.process.pid ?? Number.NaN }
-    const targets = await serveTargets(served, scripts, upstream)
-    const { levels, throughput } = await measureAll(targets, upstream)
-    const settings = {
-      runs: RUNS,
-      emulator: EMULATOR,
-      throughputTokens: THROUGHPUT_TOKENS,
-      distanceRttMs: RTT_MS,
-      load: { before: loadBefore, after: load() },
+    if (MEMORY !== 'only') {
+      const targets = await serveTargets(served, scripts, upstream)
+      const { levels, throughput } = await measureAll(targets, upstream)
+      const settings = {
+        runs: RUNS,
+        emulator: EMULATOR,
+        throughputTokens: THROUGHPUT_TOKENS,
+        distanceRttMs: RTT_MS,
+        load: { before: loadBefore, after: load() },
+      }
+      report(summarize(levels, throughput, settings), join(ROOT, 'bench/results'), OUT)
+      // The memory part serves its own processes: these would only share the machine with them.
+      await Promise.all(served.splice(0).map((worker) => worker.dispose()))
     }
-    report(summarize(levels, throughput, settings), join(ROOT, 'bench/results'), OUT)
+    if (MEMORY !== 'off') {
+      const settings = {
+        model: MODEL,
+        promptChars: Number(process.env.BENCH_MEMORY_PROMPT_CHARS ?? 0),
+        holdMs: Number(process.env.BENCH_MEMORY_HOLD_MS ?? 0),
+        upstream: { url: upstream.url },
+        rounds: MEMORY_ROUNDS,
+        steps: memorySteps(process.env.BENCH_MEMORY_STEPS),
+      }
+      await measureMemory(memoryTargets(scripts, upstream), settings, OUT === 'relay-overhead' ? 'memory' : `${OUT}-memory`)
+    }
   } finally {
     await Promise.all([...served.map((worker) => worker.dispose()), emulator.stop()])
   }
 }
 
-await main()
+// BENCH_MEMORY_REPORT_FROM=bench/results/memory.json writes the memory part's report again from a run's .json, running nothing.
+if (process.env.BENCH_MEMORY_REPORT_FROM)
+  reportMemoryFrom(process.env.BENCH_MEMORY_REPORT_FROM, OUT === 'relay-overhead' ? 'memory' : `${OUT}-memory`)
+else await main()
