@@ -14,6 +14,7 @@ export const TARGET_NAMES = [
   'gateway',
   'gateway-responses',
   'gateway-messages',
+  'gateway-budgets',
   'gateway-distant',
   'gateway-distant-wait',
 ] as const
@@ -88,6 +89,7 @@ export function summarize(
         gateway: round(added('gateway')),
         'gateway-responses': round(added('gateway-responses')),
         'gateway-messages': round(added('gateway-messages')),
+        'gateway-budgets': round(added('gateway-budgets')),
         'gateway-distant': round(added('gateway-distant')),
         'gateway-distant-wait': round(added('gateway-distant-wait')),
       },
@@ -115,6 +117,8 @@ export function summarize(
       messages_ttfe_p50_ms: round(rows['gateway-messages'].ttfe_p50 - rows.gateway.ttfe_p50),
       /** Messages CPU per request over chat's, as responses_cpu_ratio (issue 30). */
       messages_cpu_ratio: round(cpuPerRequest(rows['gateway-messages']) / cpuPerRequest(rows.gateway)),
+      /** What a key's token budgets add to the p50 TTFE, beside the same process's key without (issue 31: within the spread). */
+      budgets_ttfe_p50_ms: round(rows['gateway-budgets'].ttfe_p50 - rows.gateway.ttfe_p50),
     }
   })
   const relay = Object.fromEntries(Object.entries(throughput).map(([name, runs]) => [name, aggregate(runs)])) as Record<
@@ -182,6 +186,7 @@ function levelLines(level: Summary['levels'][number]): string[] {
     ['Responses CPU per request ratio (vs gateway)', level.responses_cpu_ratio],
     ['Messages added (vs gateway)', level.messages_ttfe_p50_ms],
     ['Messages CPU per request ratio (vs gateway)', level.messages_cpu_ratio],
+    ['budgets added (vs gateway)', level.budgets_ttfe_p50_ms],
     ['distant minus passthrough', level.distant_minus_passthrough_ms],
     ['speculation saves (distant)', level.speculation_saves_ms],
   ]

@@ -9,6 +9,7 @@
 //   gateway-responses this Worker (the same process) on POST /v1/responses: the Responses sink
 //   gateway-messages this Worker (the same process) on POST /v1/messages, x-api-key auth: the
 //                   Anthropic Messages sink
+//   gateway-budgets this Worker (the same process) with a key that has day and month token budgets
 //   gateway-distant this Worker as a caller far from its Durable Objects and KV sees it: every DO
 //                   call and KV operation takes BENCH_RTT_MS (default 30) more (bench/distance-worker.ts)
 //   gateway-distant-wait  the same with SPECULATIVE_ADMISSION=off: every request waits for its admission
@@ -71,6 +72,8 @@ const MODEL = 'deepseek-r1-distill-qwen-1.5b'
 const KEY = 'bench-backend-key'
 /** The gateway's API key for the benchmark client (the pass-throughs ignore it). */
 const CLIENT_KEY = `sk-${'b'.repeat(43)}`
+/** The gateway's key with token budgets per day and month (issue 31), too large to be reached here. */
+const BUDGET_KEY = `sk-${'g'.repeat(43)}`
 /** BENCH_TTFT_MS changes the emulator's time to first token (default 20). */
 const EMULATOR = { ttftMs: Number(process.env.BENCH_TTFT_MS ?? 20), itlMs: 5, reasoningTokens: 24, contentTokens: 16 }
 
@@ -204,7 +207,10 @@ interface Scripts {
 }
 
 async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: Upstream): Promise<Target[]> {
-  const keys = [{ secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } }]
+  const keys = [
+    { secret: CLIENT_KEY, fields: { limits: ROOMY_LIMITS } },
+    { secret: BUDGET_KEY, fields: { limits: { ...ROOMY_LIMITS, budgetDay: 1e12, budgetMonth: 1e13 } } },
+  ]
   // The emulator's context (--max-model-len, below): the gateway's default of 4096 would refuse the
   // throughput stream's max_tokens at the edge (src/schema/context-budget.ts).
   const backend = { BACKEND_URLS: upstream.url, BACKEND_API_KEY: KEY, MAX_MODEL_LEN: String(MAX_MODEL_LEN) }
@@ -233,6 +239,7 @@ async function serveTargets(served: ServedWorker[], scripts: Scripts, upstream: 
     target('gateway', gateway, CLIENT_KEY),
     { ...target('gateway-responses', gateway, CLIENT_KEY), api: 'responses' },
     { ...target('gateway-messages', gateway, CLIENT_KEY), api: 'messages' },
+    target('gateway-budgets', gateway, BUDGET_KEY),
     target('gateway-distant', gatewayDistant, CLIENT_KEY),
     target('gateway-distant-wait', gatewayDistantWait, CLIENT_KEY),
   ]
