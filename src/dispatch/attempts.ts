@@ -58,10 +58,15 @@ export interface AttemptOptions {
 export class UpstreamAttempts {
   /** In ranked order, except that a hedge's backend is moved up to where it was tried. */
   #candidates: Candidate[]
-  #options: AttemptOptions
+  /** The options, but the body: that one is #body, let go once the answer reached the client. */
+  #options: Omit<AttemptOptions, 'body'>
   #tried = 0
-  /** The body sent; a refitted max_tokens stays for the attempts after it. */
-  #body: Record<string, unknown>
+  /**
+   * The body sent; a refitted max_tokens stays for the attempts after it. Null once an answer
+   * reached the client: no attempt opens after that, and a long prompt is not kept for the
+   * whole stream (bench/results/memory-retention.md).
+   */
+  #body: Record<string, unknown> | null
   #refitted = false
   /** A hedge was started (at most one per request). */
   #hedged = false
@@ -74,10 +79,10 @@ export class UpstreamAttempts {
   /** The edge queue's lease, until the call it was granted for takes it. */
   #granted: { backendId: string; claim: SlotClaim } | null
 
-  constructor(candidates: readonly Candidate[], options: AttemptOptions) {
+  constructor(candidates: readonly Candidate[], { body, ...options }: AttemptOptions) {
     this.#candidates = [...candidates]
     this.#options = options
-    this.#body = options.body
+    this.#body = body
     this.#granted = options.granted ?? null
     this.#othersLoad = candidates.map((candidate) => candidate.load - options.live.of(candidate.backend.id).inFlight)
   }
@@ -186,7 +191,12 @@ export class UpstreamAttempts {
   }
 
   #hasMore(): boolean {
-    return this.#tried < this.#options.maxAttempts && this.#tried < this.#candidates.length
+    return this.#body !== null && this.#tried < this.#options.maxAttempts && this.#tried < this.#candidates.length
+  }
+
+  /** An answer reached the client (UpstreamCall.delivered): no attempt opens after this, so the body goes. */
+  #delivered(): void {
+    this.#body = null
   }
 
   async #openNext(previous: ApiError | null): Promise<Attempt> {
@@ -201,7 +211,7 @@ export class UpstreamAttempts {
     this.#granted?.claim.release()
     this.#granted = null
     if (this.#clientLeft()) throw clientClosed()
-    throw lastError ?? new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
+    throw lastError ?? noBackendAvailable()
   }
 
   /**
@@ -212,9 +222,12 @@ export class UpstreamAttempts {
    */
   async #openOn(backend: BackendRecord): Promise<Attempt | { failure: ApiError }> {
     for (;;) {
+      const body = this.#body
+      // Another attempt's answer reached the client while this one was opening (a hedge): none is sent.
+      if (body === null) return { failure: noBackendAvailable() }
       const { call, queued } = this.#callFor(backend)
       try {
-        const request = { backend, body: this.#body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
+        const request = { backend, body, credentials: this.#options.credentials, requestId: newUpstreamRequestId() }
         const upstream = await openUpstream(request, call)
         return { backend, call, upstream, reasoningInContent: backend.reasoningParser === 'none', queued }
       } catch (error) {
@@ -234,9 +247,10 @@ export class UpstreamAttempts {
 
   /** The body again with max_tokens = the room vLLM's refusal states, or null when that is not for the gateway to do. */
   #refitMaxTokens(failure: ApiError): Record<string, unknown> | null {
-    if (!this.#options.gatewayMaxTokens || this.#refitted || failure.code !== 'context_length_exceeded') return null
+    const body = this.#body
+    if (body === null || !this.#options.gatewayMaxTokens || this.#refitted || failure.code !== 'context_length_exceeded') return null
     const refusal = readContextRefusal(failure.message)
-    if (refusal?.kind !== 'max_tokens_too_large' || refusal.maxTokens !== this.#body.max_tokens) return null
+    if (refusal?.kind !== 'max_tokens_too_large' || refusal.maxTokens !== body.max_tokens) return null
     const room = roomLeft(refusal)
     if (room < 1) return null
     this.#refitted = true
@@ -244,11 +258,11 @@ export class UpstreamAttempts {
       // vLLM v0.20.2 counts the prompt only up to the context's bound ("at least N"): the room is
       // not stated. Without max_tokens vLLM gives the prompt the rest of the context, which is below
       // the cap that was refused (get_max_tokens).
-      const rest = { ...this.#body }
+      const rest = { ...body }
       delete rest.max_tokens
       return rest
     }
-    return { ...this.#body, max_tokens: room }
+    return { ...body, max_tokens: room }
   }
 
   /** The call to `backend`, counted in flight (and on its slot ledger) until it ends. */
@@ -280,6 +294,7 @@ export class UpstreamAttempts {
         claim?.release()
         sent.ended()
       },
+      onDelivered: () => this.#delivered(),
       judge: (stage) =>
         this.#judge(backend, {
           backend,
@@ -344,6 +359,10 @@ export class UpstreamAttempts {
     if (call.stopReason === 'client_gone' || call.stopReason === 'request_too_slow') return false
     return failure.status >= 500 || failure.status === 429
   }
+}
+
+function noBackendAvailable(): ApiError {
+  return new ApiError(503, 'No backend can take the request.', { code: 'no_backend_available' })
 }
 
 /**

@@ -55,6 +55,8 @@ export class HedgeRace<S extends RelaySource> {
   /** The hedge is opening; a primary that fails meanwhile waits for it here instead of failing the round. */
   #opening = false
   #orphan: LaneFailure<S> | null = null
+  /** The sink committed: its source was told (UpstreamCall.delivered). */
+  #delivered = false
 
   constructor(options: RaceOptions<S>) {
     this.#options = options
@@ -109,7 +111,13 @@ export class HedgeRace<S extends RelaySource> {
     lane.source.call.chunkArrived(chunk)
     // An error event is not an answer: it may still fail over, and the other source races on.
     if (chunk.kind !== 'error') this.#crown(lane)
-    return this.#options.onChunk(chunk, data)
+    const more = this.#options.onChunk(chunk, data)
+    if (!this.#delivered && this.#options.sink.committed) {
+      // From here no failover or hedge can replace this source (both need an uncommitted sink).
+      this.#delivered = true
+      lane.source.call.delivered()
+    }
+    return more
   }
 
   /** `lane` sent the first data event: it is the round's only source from now on. */

@@ -32,6 +32,8 @@ export interface UpstreamCallOptions extends UpstreamTimeouts {
   onHeaders?: () => void
   /** Runs once when the call is over, however it ended. */
   onEnd?: () => void
+  /** Runs once, when its answer reached the client (see `delivered`). */
+  onDelivered?: () => void
   /**
    * Whose fault a missed headers or first-event deadline is (src/dispatch/verdict.ts). While it
    * judges, the call keeps waiting: an answer that comes meanwhile wins. Absent: the backend's.
@@ -57,6 +59,7 @@ export class UpstreamCall {
   #onFirstEvent: ((ms: number) => void) | undefined
   #onEnd: (() => void) | undefined
   #onHeaders: (() => void) | undefined
+  #onDelivered: (() => void) | undefined
   #judge: ((stage: Stage) => Promise<Blame>) | undefined
   /** Stages whose deadline passed and went to the verdict (each is judged once). */
   #judged = new Set<Stage>()
@@ -74,6 +77,7 @@ export class UpstreamCall {
     this.#onFirstEvent = options.onFirstEvent
     this.#onEnd = options.onEnd
     this.#onHeaders = options.onHeaders
+    this.#onDelivered = options.onDelivered
     this.#judge = options.judge
     this.#clientSignal = clientSignal
     this.#timer = setTimeout(this.#watch, Math.min(options.headersMs ?? Infinity, options.firstEventMs))
@@ -136,6 +140,16 @@ export class UpstreamCall {
     let completionTokens = 0
     for (const tokens of this.#perChoice.values()) completionTokens += tokens
     this.used = { promptTokens: chunk.usage.prompt_tokens, completionTokens }
+  }
+
+  /**
+   * The relay committed this call's answer: a data event of it reached the client, so no other
+   * attempt may replace it any more (no failover, no hedge). Tells the request's attempts once.
+   */
+  delivered(): void {
+    const onDelivered = this.#onDelivered
+    this.#onDelivered = undefined
+    onDelivered?.()
   }
 
   get sawEvent(): boolean {

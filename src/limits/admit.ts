@@ -75,21 +75,35 @@ export function beginAdmission(c: Context<AppEnv>, reserveTokens: number): Pendi
 export async function admitRequest(c: Context<AppEnv>, reserveTokens: number): Promise<Admission> {
   const lease = await admitLease(c, reserveTokens)
   if (!lease) return UNLIMITED
+  return heldAdmission(c.executionCtx, c.env, lease, c.get('requestId'))
+}
+
+/**
+ * The admission of `lease`, apart from admitRequest so that its closures (which live as long as
+ * the stream) hold only what the settlement needs, not the Hono context `c`, whose request and
+ * cached body would otherwise stay alive until the stream ends (bench/results/memory-retention.md).
+ */
+function heldAdmission(
+  ctx: Pick<Context<AppEnv>['executionCtx'], 'waitUntil'>,
+  env: WorkerEnv,
+  lease: LeaseRef,
+  requestId: string,
+): Admission {
   // The settlement runs after the response (and after a client that left), so the request's
   // context is kept alive until it is done.
   let settled = false
   let done!: () => void
-  c.executionCtx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
+  ctx.waitUntil(new Promise<void>((resolve) => (done = resolve)))
   return {
     settle(used, reason) {
       if (settled) return
       settled = true
       // This isolate's last answer came before this strike: its headroom may be out of date.
       if (reason === 'request_too_slow') forgetHeadroom(lease.keyId)
-      settleLease(c.env, lease, used, reason)
+      settleLease(env, lease, used, reason)
         .catch((error: unknown) => {
           proxyCounters.rateLimiterSettleFailures++
-          log('rate_limiter_settle_failed', c, error)
+          logEvent('rate_limiter_settle_failed', { requestId, keyId: lease.keyId }, error)
         })
         .finally(done)
     },
@@ -248,11 +262,15 @@ function limiterAnswer<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** One JSON line; the key id and request id are public identifiers, never the key itself. */
 function log(event: string, c: Context<AppEnv>, error: unknown, mode?: string): void {
+  logEvent(event, { requestId: c.get('requestId'), keyId: c.get('principal').keyId }, error, mode)
+}
+
+function logEvent(event: string, ids: { requestId: string; keyId: string }, error: unknown, mode?: string): void {
   console.warn(
     JSON.stringify({
       event,
-      requestId: c.get('requestId'),
-      keyId: c.get('principal').keyId,
+      requestId: ids.requestId,
+      keyId: ids.keyId,
       error: error instanceof Error ? error.name : 'unknown',
       ...(mode ? { failureMode: mode } : {}),
     }),

@@ -1,9 +1,9 @@
 import type { Context } from 'hono'
-import type { AppEnv } from '../env.ts'
+import type { AppEnv, WorkerEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { recordRequest, sendSoon } from './buffer.ts'
 import { reasonOfCode, type EndReason } from '../ending.ts'
-import { RequestTrace } from './trace.ts'
+import { RequestTrace, type TraceIdentity } from './trace.ts'
 
 /**
  * Starts the trace of a chat request. Its record goes to the isolate's telemetry buffer when it
@@ -12,10 +12,25 @@ import { RequestTrace } from './trace.ts'
  */
 export function startRequestTrace(c: Context<AppEnv>): RequestTrace {
   const { modelId, telemetry } = c.get('config')
+  return tracedUntilSent(c.executionCtx, c.env, telemetry.batchMs, { model: modelId, keyId: c.get('principal').keyId })
+}
+
+/**
+ * The trace and its send, apart from startRequestTrace so that its closures (which live as long as
+ * the stream) hold the env and nothing else of the request: closures made in a function share one
+ * V8 context, and one that named `c` would keep the Hono context, with the request and its cached
+ * body, alive until the stream ends (bench/results/memory-retention.md).
+ */
+function tracedUntilSent(
+  ctx: Pick<Context<AppEnv>['executionCtx'], 'waitUntil'>,
+  env: WorkerEnv,
+  batchMs: number,
+  identity: TraceIdentity,
+): RequestTrace {
   let recorded!: () => void
   const done = new Promise<void>((resolve) => (recorded = resolve))
-  c.executionCtx.waitUntil(done.then(() => sendSoon(c.env, telemetry.batchMs)))
-  return new RequestTrace({ model: modelId, keyId: c.get('principal').keyId }, (record) => {
+  ctx.waitUntil(done.then(() => sendSoon(env, batchMs)))
+  return new RequestTrace(identity, (record) => {
     recordRequest(record)
     recorded()
   })

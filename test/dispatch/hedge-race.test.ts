@@ -87,6 +87,40 @@ describe('the hedge race', () => {
     expect(seen.won).toEqual(['hedge'])
   })
 
+  it("tells the winner's call, once, when its first data event reaches the client, and the loser's never (the attempts then let the body go)", async () => {
+    const delivered = { primary: 0, hedge: 0 }
+    const counted = (role: HedgeWinner) => {
+      const upstream = manualStream()
+      const call = new UpstreamCall(undefined, { firstEventMs: 5_000, idleMs: 5_000, onDelivered: () => delivered[role]++ })
+      return { upstream, source: { upstream: upstream.stream, call } satisfies RelaySource }
+    }
+    const primary = counted('primary')
+    const hedge = counted('hedge')
+    const { plan, started } = planWith(hedge.source)
+    const body = relay(primary.source, plan)
+    await started
+    await turn()
+    // A usage chunk the client did not ask for is not sent: nothing has reached the client yet.
+    hedge.upstream.push(
+      sse(
+        '{"id":"H","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}',
+      ),
+    )
+    await turn()
+    expect(delivered).toEqual({ primary: 0, hedge: 0 })
+    hedge.upstream.push(sse(role('H'), token('H', 'h1')))
+    await turn()
+    expect(delivered).toEqual({ primary: 0, hedge: 1 })
+    hedge.upstream.push(sse(token('H', 'h2'), '[DONE]'))
+    expect(frames(await readAll(body))).toEqual([
+      `data: ${role('H')}`,
+      `data: ${token('H', 'h1')}`,
+      `data: ${token('H', 'h2')}`,
+      'data: [DONE]',
+    ])
+    expect(delivered).toEqual({ primary: 0, hedge: 1 })
+  })
+
   it('reads the primary alone when the plan starts no hedge', async () => {
     const primary = source()
     const { plan, started, seen } = planWith(null)
