@@ -33,7 +33,8 @@ import { median, round } from './stats.ts'
 // tell what its parts hold: gateway-nolimits (RATE_LIMITS=off), gateway-noledger (SLOT_LEDGERS=off),
 // gateway-bare (bench/bare-worker.ts: no auth, validation, admission or telemetry).
 export const MEMORY_TARGETS = ['passthrough', 'passthrough-js', 'gateway', 'gateway-nolimits', 'gateway-noledger', 'gateway-bare'] as const
-export type MemoryTargetName = (typeof MEMORY_TARGETS)[number]
+/** One of MEMORY_TARGETS, or a Worker of bench/memory-variants/ (bench/memory-variants.ts), reported after them. */
+export type MemoryTargetName = (typeof MEMORY_TARGETS)[number] | `variant-${string}`
 
 /** A Worker isolate's memory limit on Cloudflare (128 MB, taken here as 128 MiB). */
 export const ISOLATE_LIMIT_BYTES = 128 * 1024 * 1024
@@ -431,7 +432,8 @@ function crossing(baseline: Reading, steps: Reading[]): number | null {
 
 export function summarizeMemory(results: RoundResult[], settings: MemorySettings, seconds: number): MemorySummary {
   const targets: Partial<Record<MemoryTargetName, TargetMemory>> = {}
-  for (const name of MEMORY_TARGETS) {
+  const variants = [...new Set(results.map((result) => result.target))].filter((name) => name.startsWith('variant-'))
+  for (const name of [...MEMORY_TARGETS, ...variants]) {
     const rounds = results.filter((result) => result.target === name)
     if (rounds.length === 0) continue
     const outside = (heap: HeapUsage) => (heap.embedderHeapUsedSize ?? 0) + (heap.backingStorageSize ?? 0)
@@ -505,7 +507,7 @@ const shown = (f: Figure) => (Number.isNaN(f.median) ? '–' : `${f.median} (${f
 const estimate = (t: TargetMemory) => (t.heapPerStreamKB.median < 0.1 ? 'no heap per stream to speak of' : shown(t.streamsPer128MiB))
 
 export function memoryReport(summary: MemorySummary): string[] {
-  const names = MEMORY_TARGETS.filter((name) => summary.targets[name])
+  const names = (Object.keys(summary.targets) as MemoryTargetName[]).filter((name) => summary.targets[name])
   const loads = summary.load.map((values) => values[0] ?? Number.NaN)
   const lines = [
     '# Memory per open stream',
