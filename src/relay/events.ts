@@ -55,18 +55,14 @@ export async function pumpEvents(
     parser.feed(text)
     if (overflow) throw eventTooLarge()
   }
-  // One read, decoded and fed; true when the body ended. A callback rather than the loop's own
-  // code so the chunk read never sits in this function's suspended frame: V8 keeps a finished loop
-  // turn's values in the frame's registers while it awaits the client's backpressure and the next
-  // read, and a stream whose events come seconds apart would keep its last chunk (workerd reads
-  // into 4,096-byte buffers) all that time (bench/results/memory-retention.md).
-  const readAndFeed = (read: ReadableStreamReadResult<Uint8Array>): boolean => {
-    feed(read.done ? decoder.decode() : decoder.decode(read.value, { stream: true }))
-    return read.done
-  }
   try {
     while (!ended) {
-      if (await reader.read().then(readAndFeed)) break
+      const { done, value } = await reader.read()
+      if (done) {
+        feed(decoder.decode())
+        break
+      }
+      feed(decoder.decode(value, { stream: true }))
       const wait = ended ? undefined : afterRead?.()
       if (wait) await wait
     }
