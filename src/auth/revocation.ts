@@ -44,17 +44,19 @@ const asking = new Map<string, Promise<boolean>>()
  * limits, not this check: the limiter still holds the flag and is still asked.
  */
 export async function refuseIfRevoked(c: Context<AppEnv>, keyId: string): Promise<void> {
+  if (await isRevoked(c, keyId)) throw revokedKey()
+}
+
+/** Whether the key was revoked through its limiter: `refuseIfRevoked`'s answer without the 401 (the dashboard signs out instead). */
+export async function isRevoked(c: Context<AppEnv>, keyId: string): Promise<boolean> {
   const known = answers.get(keyId)
-  if (known && known.until > Date.now()) {
-    if (known.revoked) throw revokedKey()
-    return
-  }
+  if (known && known.until > Date.now()) return known.revoked
   let pending = asking.get(keyId)
   if (!pending) {
     pending = ask(c, keyId).finally(() => asking.delete(keyId))
     asking.set(keyId, pending)
   }
-  if (await pending) throw revokedKey()
+  return pending
 }
 
 /** This isolate revoked the key itself (POST /v1/keys/:id/revoke): it needs no call to know. */

@@ -3,7 +3,7 @@ import { getCookie } from 'hono/cookie'
 import { createMiddleware } from 'hono/factory'
 import { findKeyById, findKeyBySecret, keyProblem } from '../auth/key-store.ts'
 import type { KeyRecord } from '../auth/key-record.ts'
-import { refuseIfRevoked } from '../auth/revocation.ts'
+import { isRevoked } from '../auth/revocation.ts'
 import type { AppEnv } from '../env.ts'
 import { ApiError } from '../errors.ts'
 import { SESSION_COOKIE, readDashboardValue } from './session.ts'
@@ -26,17 +26,7 @@ export function isAdmin(record: KeyRecord | null): record is KeyRecord {
 
 export async function adminBySecret(c: Context<AppEnv>, secret: string): Promise<KeyRecord | null> {
   const record = await findKeyBySecret(c.env.KEYS, secret, c.get('config').keyCacheTtlMs)
-  return isAdmin(record) && !(await revokedNow(c, record)) ? record : null
-}
-
-/** Revoked through the key's limiter (docs/keys.md, Revocation), which KV's record may not show yet. */
-async function revokedNow(c: Context<AppEnv>, record: KeyRecord): Promise<boolean> {
-  try {
-    await refuseIfRevoked(c, record.id)
-    return false
-  } catch {
-    return true
-  }
+  return isAdmin(record) && !(await isRevoked(c, record.id)) ? record : null
 }
 
 /**
@@ -50,7 +40,7 @@ export function dashboardSession(kind: 'page' | 'data') {
     const cookie = getCookie(c, SESSION_COOKIE)
     const claims = cookie ? await readDashboardValue('dashboard-session', cookie, signingSecrets(c), Math.floor(Date.now() / 1000)) : null
     const record = claims ? await findKeyById(c.env.KEYS, claims.keyId, c.get('config').keyCacheTtlMs) : null
-    if (!isAdmin(record) || (await revokedNow(c, record))) {
+    if (!isAdmin(record) || (await isRevoked(c, record.id))) {
       if (kind === 'page') return c.redirect('/dashboard/login', 303)
       throw new ApiError(401, 'Sign in to the dashboard first.', { code: 'dashboard_session_required' })
     }
