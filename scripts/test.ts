@@ -1,21 +1,26 @@
-// npm test: the suite's two vitest projects at once, each in its own vitest process. One vitest
+// npm test: the suite's vitest projects, worker and node at once, each in its own vitest process,
+// then the load project alone (test/vitest.config.ts: a thousand clients at once measure what the
+// machine does under their own load, not under the other projects'). One vitest
 // run takes its projects one after the other (the worker project runs its files one at a time, in
 // a group of its own: test/vitest.config.ts), and the worker project mostly waits on its emulator
 // while the node project mostly computes, so side by side they take about the longer one's time
 // instead of the sum (docs/architecture.md, Tests in layers, has the figures).
 //
-// Arguments go to both (a file path, -t NAME, a reporter). A file that only one project holds is
-// run by that one; the other finds nothing to run, which is not a failure. Each line of output is
+// Arguments go to all three (a file path, -t NAME, a reporter). A file that only one project holds
+// is run by that one; the others find nothing to run, which is not a failure. Each line of output is
 // prefixed with its project; `--outputFile.json=F` becomes one file per project, F with
-// `.worker` / `.node` before its extension. The exit code is the first failure's, else 0.
+// `.worker`, `.node` or `.load` before its extension. The exit code is the first failure's, else 0.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { setPriority } from 'node:os'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { ROOT } from './processes.ts'
 
-const PROJECTS = ['worker', 'node'] as const
-type Project = (typeof PROJECTS)[number]
+/** Run side by side. */
+const SIDE_BY_SIDE = ['worker', 'node'] as const
+/** Run after them, alone. */
+const ALONE = 'load'
+type Project = (typeof SIDE_BY_SIDE)[number] | typeof ALONE
 
 const VITEST = join(ROOT, 'node_modules/vitest/vitest.mjs')
 /** Unix niceness of the node project (0 is normal, 19 the lowest priority). */
@@ -62,5 +67,7 @@ function exitCodeOf(child: ChildProcess): Promise<number> {
 const args = process.argv.slice(2)
 const named = args.some((arg) => arg === '--project' || arg.startsWith('--project='))
 
-const codes = named ? [await runAsked(args)] : await Promise.all(PROJECTS.map((project) => run(project, args)))
+const codes = named
+  ? [await runAsked(args)]
+  : [...(await Promise.all(SIDE_BY_SIDE.map((project) => run(project, args)))), await run(ALONE, args)]
 process.exitCode = codes.find((code) => code !== 0) ?? 0
