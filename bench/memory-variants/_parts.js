@@ -36,11 +36,13 @@ export class Writer {
     const { readable, writable } =
       kind === 'identity'
         ? new IdentityTransformStream()
-        : new TransformStream({
-            transform(chunk, controller) {
-              controller.enqueue(chunk)
-            },
-          })
+        : kind === 'js'
+          ? new TransformStream({
+              transform(chunk, controller) {
+                controller.enqueue(chunk)
+              },
+            })
+          : queueSink(kind === 'bytes' ? 'bytes' : undefined, () => this.gone())
     this.body = readable
     this.open = true
     this.onGone = onGone
@@ -106,6 +108,37 @@ export class Writer {
   gone() {
     if (this.stop()) this.onGone()
   }
+}
+
+/**
+ * `queue` and `bytes`: a JS ReadableStream the writer enqueues into directly (no TransformStream,
+ * no writable side); the runtime's pump reads it and cancels it when the client has gone. `type`
+ * 'bytes' makes it a byte stream. Returned as { readable, writable } with a writer-shaped stand-in.
+ */
+function queueSink(type, onCancel) {
+  let controller
+  const readable = new ReadableStream(
+    {
+      type,
+      start(c) {
+        controller = c
+      },
+      cancel: onCancel,
+    },
+    { highWaterMark: 0 },
+  )
+  const writer = {
+    closed: new Promise(() => {}),
+    write(bytes) {
+      controller.enqueue(bytes)
+      return Promise.resolve()
+    },
+    close() {
+      controller.close()
+      return Promise.resolve()
+    },
+  }
+  return { readable, writable: { getWriter: () => writer } }
 }
 
 /** The upstream read in a getReader() loop (`reader`: body.getReader()), each chunk written on as it is. */
