@@ -257,8 +257,10 @@ function answerCommitted(c: Context<AppEnv>, generation: Promise<GenerationEnd>,
   })
   const fail = (error: ApiError, reason: EndReason, end: GenerationEnd | null) => {
     endChatRequest(hold, { reason, status: 200, end })
-    writer.write(`${JSON.stringify(collecting.errorBody(error))}\n`)
-    writer.cutAfterSent(new Error(`stream: false answer failed after its 200: ${error.code ?? error.status}`))
+    writer.write(JSON.stringify(collecting.errorBody(error)))
+    // workerd's pipe takes a write before the socket has it, and a cut drops what it holds: the
+    // line break after the object is taken only once the object went out.
+    writer.write('\n', () => writer.abort(new Error(`stream: false answer failed after its 200: ${error.code ?? error.status}`)))
   }
   void generation.then(
     async (end) => {

@@ -60,27 +60,14 @@ export interface ClientWriterOptions {
 
 const encoder = new TextEncoder()
 
-/**
- * The response body is a JS ReadableStream the writer enqueues into, with no writable side. The
- * runtime's pump reads it chunk by chunk, pulls when it has written everything queued, and cancels
- * it when the client has gone. Against workerd's IdentityTransformStream it holds 62 kB less
- * process memory per open stream (a native body is pumped through a 64 KiB buffer kept for the
- * whole stream), and each chunk crosses into JS once, as with the JS floor's TransformStream
- * (docs/benchmarks.md, memory per open stream). No queued chunk is pulled early: highWaterMark 0.
- */
-const BODY_QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 0 }
-
 export class ClientSseWriter {
   readonly body: ReadableStream<Uint8Array>
-  #controller!: ReadableStreamDefaultController<Uint8Array>
+  #writer: WritableStreamDefaultWriter<Uint8Array>
   #options: ClientWriterOptions
   #open = true
-  /** onTaken callbacks, run once the runtime has taken every chunk queued so far. */
-  #onTaken: Array<() => void> = []
-  /** The runtime has pulled since the last write: it has taken everything. */
-  #allTaken = false
-  /** Producers held back by backpressure(), released at the same moment, or when the writer stops. */
-  #waiting: Array<() => void> = []
+  #untaken = 0
+  /** The newest write: with IdentityTransformStream it settles once the client has read it. */
+  #newest: Promise<void> = Promise.resolve()
   #lastWriteAt = Date.now()
   /** Probes do not count as keep-alives' silence breakers, so KEEPALIVE_INTERVAL_MS keeps its meaning. */
   #lastKeepAliveAt = Date.now()
@@ -90,18 +77,13 @@ export class ClientSseWriter {
   #timer: ReturnType<typeof setTimeout>
 
   constructor(options: ClientWriterOptions) {
-    this.body = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.#controller = controller
-        },
-        pull: this.#drained,
-        cancel: this.#gone,
-      },
-      BODY_QUEUE,
-    )
+    // workerd's native byte pipe: a written chunk goes to the client without JS stream queueing.
+    const { readable, writable } = new IdentityTransformStream()
+    this.body = readable
+    this.#writer = writable.getWriter()
     this.#options = options
     this.#idle = options.idleFrames ?? SSE_IDLE_FRAMES
+    this.#writer.closed.catch(this.#gone)
     if (options.probeAtOnce) this.#probe()
     this.#timer = setTimeout(this.#tick, this.#nextTickMs())
   }
@@ -110,7 +92,7 @@ export class ClientSseWriter {
     return this.#open
   }
 
-  /** Writes `text` now, as one chunk; `onTaken` runs when the client's connection has taken it. */
+  /** Writes `text` now, as one chunk; `onTaken` runs when the client has read it. */
   write(text: string, onTaken?: () => void): void {
     this.#write(text, onTaken)
     this.#lastKeepAliveAt = this.#lastWriteAt
@@ -121,75 +103,34 @@ export class ClientSseWriter {
    * behind by more than `maxUntaken` writes; undefined when there is no need to wait.
    */
   backpressure(): Promise<void> | undefined {
-    if (!this.#open || this.#untaken() <= this.#options.maxUntaken) return undefined
-    return new Promise((resolve) => this.#waiting.push(resolve))
+    return this.#open && this.#untaken > this.#options.maxUntaken ? this.#newest : undefined
   }
 
-  /**
-   * Ends the stream once everything written has gone out. The end waits for the runtime's next
-   * pull rather than closing the queue at once: a closed stream is never pulled again, and the
-   * pull is what runs the last writes' onTaken.
-   */
+  /** Ends the stream once everything written has gone out. */
   close(): void {
     if (!this.#stop()) return
-    const end = () => this.#controller.close()
-    if (this.#allTaken) end()
-    else this.#onTaken.push(end)
+    this.#writer.close().catch(() => {})
   }
 
   /** Cuts the stream off (the client sees a broken connection, not a clean end); `reason` is for the runtime's log. */
   abort(reason?: Error): void {
-    if (this.#stop()) this.#controller.error(reason)
-  }
-
-  /**
-   * Cuts the stream off once what was written has reached the client's connection, for a failure
-   * that must reach the client as a broken response but with its explanation readable: a cut drops
-   * what the runtime still holds. The runtime has taken every write when it pulls again, and it
-   * hands a taken write to the connection within its next turn: the cut waits for both (without
-   * the turn, the SDK tests' clients got the whitespace before the error object and not the object).
-   */
-  cutAfterSent(reason: Error): void {
-    if (!this.#open) return
-    const cut = () => setTimeout(() => this.abort(reason), 0)
-    if (this.#allTaken) cut()
-    else this.#onTaken.push(cut)
-  }
-
-  /** Chunks queued that the runtime has not taken yet (each counts 1 against highWaterMark 0). */
-  #untaken(): number {
-    return -(this.#controller.desiredSize ?? 0)
+    if (!this.#stop()) return
+    this.#writer.abort(reason).catch(() => {})
   }
 
   #write(text: string, onTaken?: () => void): void {
     if (!this.#open) return
-    if (this.#options.slowClient === 'drop' && this.#untaken() >= this.#options.maxUntaken) {
-      this.#controller.error(new Error('too slow'))
+    if (this.#options.slowClient === 'drop' && this.#untaken >= this.#options.maxUntaken) {
+      this.#writer.abort(new Error('too slow')).catch(() => {})
       this.#gone()
       return
     }
+    this.#untaken++
     this.#lastWriteAt = Date.now()
-    this.#controller.enqueue(encoder.encode(text))
-    this.#allTaken = false
-    if (onTaken) this.#onTaken.push(onTaken)
-  }
-
-  /** The runtime pulls only once the queue is empty: everything written so far has been taken. */
-  #drained = (): void => {
-    this.#allTaken = true
-    const taken = this.#onTaken
-    if (taken.length > 0) {
-      this.#onTaken = []
-      for (const run of taken) run()
-    }
-    this.#release()
-  }
-
-  #release(): void {
-    const waiting = this.#waiting
-    if (waiting.length === 0) return
-    this.#waiting = []
-    for (const resolve of waiting) resolve()
+    this.#newest = this.#writer.write(encoder.encode(text)).then(() => {
+      this.#untaken--
+      onTaken?.()
+    }, this.#gone)
   }
 
   /** A probe, and one more write due GONE_CLIENT_CONFIRM_MS after it (another probe, unless something else came by then). */
@@ -224,8 +165,6 @@ export class ClientSseWriter {
     if (!this.#open) return false
     this.#open = false
     clearTimeout(this.#timer)
-    // A stopped writer takes no more writes: nobody waits on it.
-    this.#release()
     return true
   }
 
