@@ -16,8 +16,8 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ROOT, freePort } from '../scripts/processes.ts'
-import { serveWorker, type ServeOptions } from '../scripts/stack.ts'
-import { withNewChild } from './cpu.ts'
+import { serveWorker, type ServeOptions, type ServedWorker } from '../scripts/stack.ts'
+import { childPids, withNewChild } from './cpu.ts'
 import {
   connectIsolate,
   heapAfterGc,
@@ -54,6 +54,11 @@ const PART_TIME_LIMIT_MS = 45 * 60_000
 /** While holding the last step (BENCH_MEMORY_HOLD_MS), a reading this often. */
 const HOLD_READING_MS = 15_000
 const WARMUP_SHORT = 20
+/**
+ * How long a target's workerd may take to start (it takes 1-3 s here). Once, a gateway round's
+ * Miniflare never became ready: its workerd listened, idle, for 12 minutes, and the run with it.
+ */
+const START_TIMEOUT_MS = 60_000
 const WARMUP_HELD = 8
 
 export interface MemoryTarget {
@@ -208,13 +213,36 @@ async function read(session: InspectorSession, pid: number, held: Held[]): Promi
   }
 }
 
+/** Serves the target in a new workerd with gc() exposed; a start that hangs is killed and tried once more. */
+async function startTarget(target: MemoryTarget, inspectorPort: number): ReturnType<typeof withNewChild<ServedWorker>> {
+  for (let attempt = 1; ; attempt++) {
+    const before = new Set(childPids(process.pid, 'workerd'))
+    const start = withNewChild('workerd', () =>
+      withExposedGc(() => serveWorker(target.script, target.vars, { ...target.options, inspectorPort })),
+    )
+    // A start given up on may still fail later, when its workerd is killed: nobody awaits it then.
+    start.catch(() => {})
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${target.name}: workerd not ready within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)
+    })
+    try {
+      return await Promise.race([start, timeout])
+    } catch (error) {
+      for (const pid of childPids(process.pid, 'workerd')) if (!before.has(pid)) process.kill(pid, 'SIGKILL')
+      if (attempt >= 2) throw error
+      console.error(`memory: ${error instanceof Error ? error.message : String(error)}; starting it again`)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
 async function measureRound(target: MemoryTarget, settings: MemorySettings, round: number, partDeadline: number): Promise<RoundResult> {
   const started = Date.now()
   const loadAtStart = load()
   const inspectorPort = await freePort()
-  const { value: served, pid } = await withNewChild('workerd', () =>
-    withExposedGc(() => serveWorker(target.script, target.vars, { ...target.options, inspectorPort })),
-  )
+  const { value: served, pid } = await startTarget(target, inspectorPort)
   const held: Held[] = []
   let session: InspectorSession | undefined
   try {
