@@ -32,15 +32,15 @@ describe('stream timing', () => {
     const response = await post(emulator, '/v1/chat/completions', chatBody('reasoning_tokens=3 content_tokens=1', { stream: true }))
     const headersAt = now()
     const received = await arrivals(response)
-    const [role, first, second] = received
+    const [role, first] = received
     expect((role?.at ?? 0) - sentAt).toBeGreaterThanOrEqual(119)
     expect((first?.at ?? 0) - (role?.at ?? 0)).toBeLessThan(itlMs / 2)
-    expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(itlMs - 1) // the next token is a step later
     const { times } = await eventTimes(emulator.url, payloads(received.map((r) => r.event).join(''))[0]?.id)
     expect(headersAt).toBeLessThan(times[0] ?? 0) // the client had the headers before the role chunk was written
     // role, r0, r1, r2, c0, finish, [DONE]
     expect(times).toHaveLength(7)
     expect((times[1] ?? 0) - (times[0] ?? 0)).toBeLessThan(itlMs / 2)
+    // The next token a step later, by the emulator's own clock: arrivals at the client can bunch up.
     expect((times[2] ?? 0) - (times[1] ?? 0)).toBeGreaterThanOrEqual(itlMs - 1)
   })
 
