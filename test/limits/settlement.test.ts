@@ -28,11 +28,20 @@ async function abortAfter(key: LimitedKey, directive: string, events: number, de
   controller.abort()
 }
 
-/** Aborts at a random moment of a 1.5 s pause that follows a random number of tokens. */
+/**
+ * The pause the aborts land in. The gateway notices a client that left at its next write: the
+ * gone-client probe, 1 s into the silence, confirmed 100 ms later (src/relay/client-writer.ts). The
+ * abort must reach the backend before the pause ends, or the backend generates a token nobody can
+ * report: 1.5 s left too little room with the suite's projects side by side on 2 cores (one token
+ * in 7,005 charged short, once in a few runs).
+ */
+const PAUSE_MS = 3_000
+
+/** Aborts at a random moment of the first 500 ms of a pause that follows a random number of tokens. */
 function abortInPause(key: LimitedKey): Promise<void> {
   const tokens = randomInt(1, 12)
   // The role chunk, then `tokens` token chunks, then the pause.
-  return abortAfter(key, `itl_ms=5 pause_after=${tokens} pause_ms=1500`, 1 + tokens, Math.random() * 500)
+  return abortAfter(key, `itl_ms=5 pause_after=${tokens} pause_ms=${PAUSE_MS}`, 1 + tokens, Math.random() * 500)
 }
 
 const FAULTS = ['die_after', 'error_after', 'stall_after']
