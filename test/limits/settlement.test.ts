@@ -96,7 +96,7 @@ describe('settling admitted requests', () => {
     const key = await keyWithLimits(roomy)
     for (const tokens of [2, 5, 9]) {
       const controller = new AbortController()
-      const directive = `[emulator ttft_ms=5 itl_ms=5 reasoning_tokens=10 content_tokens=5 pause_after=${3 * tokens} pause_ms=1500]`
+      const directive = `[emulator ttft_ms=5 itl_ms=5 reasoning_tokens=10 content_tokens=5 pause_after=${3 * tokens} pause_ms=${PAUSE_MS}]`
       const response = await postChat(chatBody(directive, { stream: true, n: 3 }), { secret: key.secret, signal: controller.signal })
       const client = frameReader(response.body!)
       // Three role chunks, then each choice's token chunks up to the pause (pause_after counts all choices' chunks).
