@@ -122,6 +122,11 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
   beforeEach(async () => {
     poisoner = await keyWithLimits({})
   })
+  // A poison request takes up to two headers deadlines, each followed by a /health check of at most
+  // half of one: 600 ms here. That must end well before the 200 is committed anyway
+  // (COMMIT_WITHIN_MS, 1 s), or the 400 becomes an error after a 200: at 300 ms (900 ms in all) a
+  // loaded 2-core machine crossed it.
+  const POISON_HEADERS_TIMEOUT_MS = '200'
 
   it('ends with 400 request_too_slow at once, without trying another backend, when its backend answered a newer request meanwhile', async () => {
     await prepareFleet()
@@ -149,7 +154,7 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
   it('tries one other backend when nothing explains the miss, then ends with request_too_slow, ejecting neither', async () => {
     await prepareFleet()
     await writeFleet([backendRecord(0), backendRecord(1, { state: 'draining' })])
-    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: POISON_HEADERS_TIMEOUT_MS, CIRCUIT_COOLDOWN_MS: '60000' })
     const capture = captureRecords()
     const { response, settled } = await callIn(testEnv, '/v1/chat/completions', init(poison, poisoner.secret))
     const body = (await response.json()) as { error: { code: string } }
@@ -168,7 +173,7 @@ describe('a request that is slow for its own reasons (a poison request)', () => 
   it('cannot take the fleet down: after poison requests on every backend, every other request still succeeds', async () => {
     await prepareFleet()
     await writeFleet([backendRecord(0), backendRecord(1), backendRecord(2)])
-    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: '300', CIRCUIT_COOLDOWN_MS: '60000' })
+    const testEnv = fleetEnv({ UPSTREAM_HEADERS_TIMEOUT_MS: POISON_HEADERS_TIMEOUT_MS, CIRCUIT_COOLDOWN_MS: '60000' })
     const poisoned = await Promise.all(
       Array.from({ length: 3 }, () =>
         callIn(testEnv, '/v1/chat/completions', init(poison, poisoner.secret)).then(({ response }) => response.status),
