@@ -126,14 +126,23 @@ describe('the edge queue on the ledger', () => {
 
   it('holds a request while every offered backend is full and hands it the slot a release frees, at once', async () => {
     const free = await filled('wait-a')
+    const calledAt = Date.now()
+    let answered = false
     const waiting = ledger().acquire(ticket('wait-a'))
+    void waiting.then(() => (answered = true))
     await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(answered).toBe(false)
     const releasedAt = Date.now()
     await free()
     const grant = await waiting
     expect(grant).toMatchObject({ kind: 'granted', backendId: 'wait-a' })
     expect(Date.now() - releasedAt).toBeLessThan(500)
-    if (grant.kind === 'granted') expect(grant.waitedMs).toBeGreaterThanOrEqual(40)
+    // The object's own count of the wait, from when the call reached it (on a loaded machine that
+    // can be tens of ms after it was made, so it is bounded by the caller's view, not by the sleep).
+    if (grant.kind === 'granted') {
+      expect(grant.waitedMs).toBeGreaterThan(0)
+      expect(grant.waitedMs).toBeLessThanOrEqual(Date.now() - calledAt)
+    }
     expect(only(await ledger().counts(), ['wait-a'])).toEqual({ 'wait-a': 1 })
   })
 
